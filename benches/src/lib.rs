@@ -1,0 +1,1 @@
+//! Benchmarks for statefn (see BENCHMARKS.md).

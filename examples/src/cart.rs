@@ -1,0 +1,171 @@
+//! A shopping cart that expires when left idle (delayed messages) and checks
+//! out by reserving stock from inventory items (request/reply).
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use statefn::prelude::*;
+
+/// A stock keeping unit's inventory.
+#[stateful_function(name = "shop.Inventory")]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Inventory {
+    stock: u32,
+}
+
+/// Not enough stock to reserve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("only {available} left, {asked} asked")]
+pub struct OutOfStock {
+    /// Units available.
+    pub available: u32,
+    /// Units asked for.
+    pub asked: u32,
+}
+
+#[stateful_function]
+impl Inventory {
+    /// Adds stock; returns the new stock.
+    pub fn restock(&mut self, units: u32) -> u32 {
+        self.stock += units;
+        self.stock
+    }
+
+    /// Reserves `units`, or refuses without changing anything.
+    pub fn reserve(&mut self, units: u32) -> Result<u32, OutOfStock> {
+        if units > self.stock {
+            return Err(OutOfStock {
+                available: self.stock,
+                asked: units,
+            });
+        }
+        self.stock -= units;
+        Ok(self.stock)
+    }
+
+    /// Units in stock.
+    pub fn stock(&self) -> u32 {
+        self.stock
+    }
+}
+
+/// Where a cart is in its life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CartStatus {
+    /// Taking items.
+    #[default]
+    Open,
+    /// Waiting for the inventory's replies.
+    CheckingOut,
+    /// Every item was reserved.
+    Ordered,
+    /// Some item could not be reserved.
+    Failed,
+    /// Left idle too long: emptied.
+    Expired,
+}
+
+/// Why a cart refused a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("the cart is {0:?}, not open")]
+pub struct CartClosed(pub CartStatus);
+
+/// A what a cart looks like from outside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartView {
+    /// The status.
+    pub status: CartStatus,
+    /// Items by SKU.
+    pub items: BTreeMap<String, u32>,
+    /// SKUs that could not be reserved.
+    pub unavailable: Vec<String>,
+}
+
+/// One customer's cart.
+#[stateful_function(name = "shop.Cart")]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Cart {
+    status: CartStatus,
+    items: BTreeMap<String, u32>,
+    idle_timeout_ms: u64,
+    /// Bumped on every change, so that only the latest expiry timer counts.
+    generation: u64,
+    awaiting: u32,
+    unavailable: Vec<String>,
+}
+
+/// How long a cart may stay idle when `set_idle_timeout` was not called.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+#[stateful_function]
+impl Cart {
+    /// Sets how long the cart may stay idle before it expires.
+    pub fn set_idle_timeout(&mut self, millis: u64) {
+        self.idle_timeout_ms = millis;
+    }
+
+    /// Adds units of a SKU; (re)arms the idle timer. Returns the item count.
+    pub fn add(&mut self, ctx: &mut Context, sku: String, units: u32) -> Result<usize, CartClosed> {
+        if self.status != CartStatus::Open {
+            return Err(CartClosed(self.status));
+        }
+        *self.items.entry(sku).or_default() += units;
+        self.generation += 1;
+        let timeout = match self.idle_timeout_ms {
+            0 => DEFAULT_IDLE_TIMEOUT,
+            ms => Duration::from_millis(ms),
+        };
+        // A durable timer: fires once, also after a restart.
+        let me = ctx.id().to_owned();
+        ctx.send_after::<Cart>(timeout, &me).expire(self.generation);
+        Ok(self.items.len())
+    }
+
+    /// Sent by the cart to itself: empties it if nothing changed since.
+    pub fn expire(&mut self, generation: u64) {
+        if self.status == CartStatus::Open && generation == self.generation {
+            self.items.clear();
+            self.status = CartStatus::Expired;
+        }
+    }
+
+    /// Asks every SKU's inventory to reserve the units; the replies arrive
+    /// later at `reserved`. Returns how many requests went out.
+    pub fn checkout(&mut self, ctx: &mut Context) -> Result<u32, CartClosed> {
+        if self.status != CartStatus::Open || self.items.is_empty() {
+            return Err(CartClosed(self.status));
+        }
+        for (sku, units) in &self.items {
+            ctx.request::<Inventory>(sku)
+                .reserve(*units)
+                .reply_to(CartMessage::reserved());
+        }
+        self.awaiting = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
+        self.status = CartStatus::CheckingOut;
+        Ok(self.awaiting)
+    }
+
+    /// The reply of one inventory to `checkout`'s request.
+    pub fn reserved(&mut self, result: Result<u32, OutOfStock>) {
+        if let Err(out) = result {
+            self.unavailable.push(format!("{out}"));
+        }
+        self.awaiting = self.awaiting.saturating_sub(1);
+        if self.awaiting == 0 {
+            self.status = if self.unavailable.is_empty() {
+                CartStatus::Ordered
+            } else {
+                CartStatus::Failed
+            };
+        }
+    }
+
+    /// The cart as the customer sees it.
+    pub fn view(&self) -> CartView {
+        CartView {
+            status: self.status,
+            items: self.items.clone(),
+            unavailable: self.unavailable.clone(),
+        }
+    }
+}

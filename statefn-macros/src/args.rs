@@ -1,0 +1,62 @@
+//! Parsing the attribute's arguments: `#[stateful_function(name = "...")]`.
+
+use proc_macro2::TokenStream;
+use syn::{LitStr, meta::ParseNestedMeta};
+
+/// Options given on the struct.
+#[derive(Default)]
+pub(crate) struct FunctionArgs {
+    /// The stable type name; the struct's name when not given.
+    pub(crate) name: Option<LitStr>,
+}
+
+impl FunctionArgs {
+    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
+        let mut args = FunctionArgs::default();
+        let parser = syn::meta::parser(|meta: ParseNestedMeta<'_>| {
+            if meta.path.is_ident("name") {
+                let lit: LitStr = meta.value()?.parse()?;
+                validate_name(&lit)?;
+                args.name = Some(lit);
+                Ok(())
+            } else {
+                Err(meta.error(
+                    "unknown option for #[stateful_function]; the known option is `name = \"...\"`",
+                ))
+            }
+        });
+        syn::parse::Parser::parse2(parser, tokens)?;
+        Ok(args)
+    }
+}
+
+/// Type names appear in URLs and on disk: keep them to a safe alphabet.
+fn validate_name(lit: &LitStr) -> syn::Result<()> {
+    let name = lit.value();
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(syn::Error::new_spanned(
+            lit,
+            "a stateful function name must be 1 to 128 characters of ASCII letters, digits, \
+             `.`, `_` or `-` (it appears in URLs and on disk)",
+        ))
+    }
+}
+
+/// Options belong on the struct; the impl block takes none.
+pub(crate) fn reject_impl_args(tokens: TokenStream) -> syn::Result<()> {
+    if tokens.is_empty() {
+        Ok(())
+    } else {
+        Err(syn::Error::new_spanned(
+            tokens,
+            "options go on the struct's #[stateful_function(...)], not on the impl block's",
+        ))
+    }
+}

@@ -1,0 +1,38 @@
+//! `#[stateful_function]` on the state struct.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{ItemStruct, LitStr};
+
+use crate::args::FunctionArgs;
+
+pub(crate) fn expand(args: FunctionArgs, item: ItemStruct) -> syn::Result<TokenStream> {
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        return Err(syn::Error::new_spanned(
+            &item.generics,
+            "a stateful function cannot be generic: its state is stored under one type name, \
+             so use a concrete struct (wrap generic logic in a helper type instead)",
+        ));
+    }
+    let ident = &item.ident;
+    let name = args
+        .name
+        .unwrap_or_else(|| LitStr::new(&ident.to_string(), ident.span()));
+    Ok(quote! {
+        #item
+
+        impl ::statefn::__private::FunctionState for #ident {
+            const TYPE_NAME: &'static str = #name;
+        }
+
+        // Fails to compile, with a message saying what to add, when the
+        // struct's impl block lacks #[stateful_function].
+        const _: () = {
+            fn __statefn_requires_handlers<T: ::statefn::StatefulFunction>() {}
+            #[allow(dead_code)]
+            fn __statefn_check() {
+                __statefn_requires_handlers::<#ident>();
+            }
+        };
+    })
+}

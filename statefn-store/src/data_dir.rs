@@ -1,0 +1,264 @@
+//! [`DataDir`]: the root directory of one statefn node, its format file and
+//! its lock.
+//!
+//! Layout:
+//!
+//! ```text
+//! <path>/FORMAT            format version and shard count
+//! <path>/LOCK              held exclusively while a process uses the dir
+//! <path>/wal/shard-0007/   one write-ahead log per shard
+//! <path>/state/            the fjall state store
+//! ```
+//!
+//! The shard count is recorded because keys hash to shards: reopening with a
+//! different count would look for every key in the wrong log.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The data-directory format this build writes and the newest it reads.
+pub const DATA_DIR_FORMAT_VERSION: u32 = 1;
+
+const FORMAT_FILE: &str = "FORMAT";
+const LOCK_FILE: &str = "LOCK";
+
+/// An error opening a [`DataDir`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataDirError {
+    /// A file-system call failed.
+    #[error("I/O error on data directory file {}: {source}; check the path and permissions", path.display())]
+    Io {
+        /// The file or directory the call was about.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The directory was written by a newer statefn.
+    #[error(
+        "data directory {} has format version {found}, but this build supports up to version {supported}: it was written by a newer statefn; upgrade",
+        path.display()
+    )]
+    NewerFormat {
+        /// The format file.
+        path: PathBuf,
+        /// The version it records.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+
+    /// The directory was created with a different number of shards.
+    #[error(
+        "data directory was created with {found} shards but {configured} are configured; configure {found} shards (changing the count needs a migration)"
+    )]
+    ShardCountMismatch {
+        /// The shard count on disk.
+        found: u16,
+        /// The shard count asked for.
+        configured: u16,
+    },
+
+    /// Another process (or another `DataDir` in this one) holds the lock.
+    #[error(
+        "data directory {} is locked by another statefn process; stop it or use another directory",
+        path.display()
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// The format file exists but cannot be understood.
+    #[error(
+        "data directory format file {} is invalid: {reason}; restore it or point statefn at the right directory",
+        path.display()
+    )]
+    InvalidFormatFile {
+        /// The format file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// Zero shards were asked for.
+    #[error("a data directory needs at least one shard; configure one or more")]
+    NoShards,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DataDirError + '_ {
+    move |source| DataDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The root directory of a statefn node, locked for exclusive use.
+///
+/// The lock is released when the `DataDir` is dropped (or the process dies,
+/// so a crash never leaves a stale lock behind).
+///
+/// # Examples
+///
+/// ```
+/// use statefn_store::{DataDir, DataDirError};
+///
+/// let dir = tempfile::tempdir()?;
+/// let data = DataDir::open(dir.path(), 8)?;
+/// assert!(data.wal_dir(7).ends_with("wal/shard-0007"));
+/// assert!(matches!(DataDir::open(dir.path(), 8), Err(DataDirError::Locked { .. })));
+/// drop(data);
+/// assert!(matches!(
+///     DataDir::open(dir.path(), 16),
+///     Err(DataDirError::ShardCountMismatch { found: 8, configured: 16 })
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct DataDir {
+    path: PathBuf,
+    shards: u16,
+    /// Held for the lifetime of the `DataDir`; the lock goes with the handle.
+    _lock: File,
+}
+
+impl DataDir {
+    /// Opens (creating on first use) the data directory at `path` for
+    /// `shards` shards and locks it.
+    ///
+    /// # Errors
+    ///
+    /// [`DataDirError::Locked`] if another process uses it,
+    /// [`DataDirError::NewerFormat`], [`DataDirError::ShardCountMismatch`] or
+    /// [`DataDirError::InvalidFormatFile`] if its format file disagrees,
+    /// [`DataDirError::Io`] on file-system failures.
+    pub fn open(path: impl AsRef<Path>, shards: u16) -> Result<DataDir, DataDirError> {
+        let path = path.as_ref().to_path_buf();
+        if shards == 0 {
+            return Err(DataDirError::NoShards);
+        }
+        fs::create_dir_all(&path).map_err(io_err(&path))?;
+        let lock = lock(&path.join(LOCK_FILE))?;
+        let format_path = path.join(FORMAT_FILE);
+        match fs::read_to_string(&format_path) {
+            Ok(text) => check_format(&format_path, &text, shards)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                write_format(&path, shards)?;
+            }
+            Err(e) => return Err(io_err(&format_path)(e)),
+        }
+        Ok(DataDir {
+            path,
+            shards,
+            _lock: lock,
+        })
+    }
+
+    /// The root path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The number of shards the directory was created for.
+    pub fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    /// The write-ahead log directory of `shard` (`<path>/wal/shard-0007`).
+    pub fn wal_dir(&self, shard: u16) -> PathBuf {
+        self.path.join("wal").join(format!("shard-{shard:04}"))
+    }
+
+    /// The directory of the fjall state store (`<path>/state`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.path.join("state")
+    }
+}
+
+fn lock(path: &Path) -> Result<File, DataDirError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err(path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(DataDirError::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(TryLockError::Error(e)) => Err(io_err(path)(e)),
+    }
+}
+
+fn format_text(shards: u16) -> String {
+    format!(
+        "# statefn data directory; do not edit\nformat_version = {DATA_DIR_FORMAT_VERSION}\nshards = {shards}\n"
+    )
+}
+
+/// Writes the format file atomically (temp file, fsync, rename, dir fsync),
+/// so a crash never leaves a half-written one behind.
+fn write_format(dir: &Path, shards: u16) -> Result<(), DataDirError> {
+    let tmp = dir.join(format!("{FORMAT_FILE}.tmp"));
+    let target = dir.join(FORMAT_FILE);
+    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+    file.write_all(format_text(shards).as_bytes())
+        .map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &target).map_err(io_err(&target))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn check_format(path: &Path, text: &str, configured: u16) -> Result<(), DataDirError> {
+    let invalid = |reason: String| DataDirError::InvalidFormatFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut version = None;
+    let mut shards = None;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(invalid(format!("line {line:?} is not `key = value`")));
+        };
+        let value = value.trim();
+        match key.trim() {
+            "format_version" => {
+                version = Some(value.parse::<u32>().map_err(|e| {
+                    invalid(format!("format_version {value:?} is not a number: {e}"))
+                })?);
+            }
+            "shards" => {
+                shards =
+                    Some(value.parse::<u16>().map_err(|e| {
+                        invalid(format!("shards {value:?} is not a shard count: {e}"))
+                    })?);
+            }
+            // Unknown keys are allowed so that a newer minor format can add
+            // fields; an incompatible change bumps the version instead.
+            _ => {}
+        }
+    }
+    let version = version.ok_or_else(|| invalid("format_version is missing".into()))?;
+    if version > DATA_DIR_FORMAT_VERSION {
+        return Err(DataDirError::NewerFormat {
+            path: path.to_path_buf(),
+            found: version,
+            supported: DATA_DIR_FORMAT_VERSION,
+        });
+    }
+    let found = shards.ok_or_else(|| invalid("shards is missing".into()))?;
+    if found != configured {
+        return Err(DataDirError::ShardCountMismatch { found, configured });
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! The fjall-backed state store, shared by all shards.
+//!
+//! Written only at checkpoints: the write-ahead log is the durable record of
+//! every commit, so fjall's own journal is not flushed per write (that would
+//! pay for durability twice). A checkpoint calls
+//! [`StateStore::apply`] with `sync: true`, which fsyncs before returning.
+
+mod error;
+mod keys;
+mod table;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+pub use error::StoreError;
+pub use table::Table;
+
+/// Maximum value length fjall accepts.
+const MAX_VALUE: usize = u32::MAX as usize;
+
+/// One entry returned by a scan: `(key, value)`, the key without the shard
+/// prefix.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// One write of a batch: `(table, key, Some(value))` puts, `None` deletes.
+pub type TableWrite = (Table, Vec<u8>, Option<Vec<u8>>);
+
+/// Durable key-value state of all shards, one fjall keyspace per [`Table`].
+///
+/// Keys are namespaced by shard, so shards never see each other's entries.
+/// Cloning is cheap (an `Arc`); every method may block on disk I/O, so call
+/// it from plain threads, not from async executor workers.
+///
+/// # Examples
+///
+/// ```
+/// use statefn_store::{StateStore, Table};
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = StateStore::open(dir.path())?;
+/// store.apply(
+///     3,
+///     vec![
+///         (Table::State, b"counter/1".to_vec(), Some(b"42".to_vec())),
+///         (Table::Meta, b"checkpoint".to_vec(), Some(7u64.to_be_bytes().to_vec())),
+///     ],
+///     true,
+/// )?;
+/// assert_eq!(store.get(3, Table::State, b"counter/1")?, Some(b"42".to_vec()));
+/// assert_eq!(store.get(4, Table::State, b"counter/1")?, None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct StateStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    /// Indexed by [`Table::index`].
+    keyspaces: Vec<Keyspace>,
+}
+
+impl fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateStore")
+            .field("keyspaces", &Table::ALL)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateStore {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fjall`] if fjall cannot open or recover the database.
+    pub fn open(dir: &Path) -> Result<StateStore, StoreError> {
+        // Manual journal persistence: commits are not even flushed to the OS
+        // per batch; the write-ahead log already holds them durably.
+        let db = Database::builder(dir)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(StoreError::fjall("opening the database"))?;
+        let keyspaces = Table::ALL
+            .iter()
+            .map(|table| {
+                db.keyspace(table.keyspace_name(), KeyspaceCreateOptions::default)
+                    .map_err(StoreError::fjall("opening a keyspace"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(StateStore {
+            inner: Arc::new(Inner { db, keyspaces }),
+        })
+    }
+
+    /// The value of `key` in `table` for `shard`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fjall`] on a read failure; [`StoreError::KeyTooLong`].
+    pub fn get(&self, shard: u16, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let stored = keys::stored_key(shard, key)?;
+        let value = self
+            .keyspace(table)
+            .get(stored)
+            .map_err(StoreError::fjall("reading a key"))?;
+        Ok(value.map(|v| v.to_vec()))
+    }
+
+    /// All entries of one shard in one table, in key order (for recovery:
+    /// timers, outbox, meta...).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fjall`] on a read failure.
+    pub fn scan(&self, shard: u16, table: Table) -> Result<Vec<Entry>, StoreError> {
+        self.keyspace(table)
+            .prefix(keys::prefix(shard))
+            .map(|guard| {
+                let (key, value) = guard
+                    .into_inner()
+                    .map_err(StoreError::fjall("scanning a table"))?;
+                Ok((keys::caller_key(&key), value.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Entries of one shard in one table with key `>= from`, at most `limit`,
+    /// in key order (for paging egress logs, dead letters, expiry scans).
+    /// To get the next page, pass the last key with a `0` byte appended.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fjall`] on a read failure; [`StoreError::KeyTooLong`].
+    pub fn scan_from(
+        &self,
+        shard: u16,
+        table: Table,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let start = keys::stored_key(shard, from)?;
+        let prefix = keys::prefix(shard);
+        let mut out = Vec::with_capacity(limit.min(1024));
+        if limit == 0 {
+            return Ok(out);
+        }
+        for guard in self.keyspace(table).range(start..) {
+            let (key, value) = guard
+                .into_inner()
+                .map_err(StoreError::fjall("scanning a table"))?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            out.push((keys::caller_key(&key), value.to_vec()));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies puts (`Some`) and deletes (`None`) for `shard` atomically, in
+    /// one fjall batch: after a crash either all of them are visible or none.
+    ///
+    /// # Durability
+    ///
+    /// With `sync: true` the batch (and every earlier one) is fsynced before
+    /// this returns. With `sync: false` it is visible to readers at once but
+    /// may be lost in a crash until a later `apply(.., true)`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fjall`] if the write or the fsync fails;
+    /// [`StoreError::KeyTooLong`] / [`StoreError::ValueTooLarge`] before
+    /// anything is written.
+    pub fn apply(&self, shard: u16, writes: Vec<TableWrite>, sync: bool) -> Result<(), StoreError> {
+        let mut batch = self.inner.db.batch();
+        for (table, key, value) in writes {
+            let key = keys::stored_key(shard, &key)?;
+            let keyspace = self.keyspace(table);
+            match value {
+                Some(value) if value.len() > MAX_VALUE => {
+                    return Err(StoreError::ValueTooLarge {
+                        len: value.len(),
+                        max: MAX_VALUE,
+                    });
+                }
+                Some(value) => batch.insert(keyspace, key, value),
+                None => batch.remove(keyspace, key),
+            }
+        }
+        batch
+            .commit()
+            .map_err(StoreError::fjall("committing a batch"))?;
+        if sync {
+            self.inner
+                .db
+                .persist(PersistMode::SyncAll)
+                .map_err(StoreError::fjall("syncing the journal"))?;
+        }
+        Ok(())
+    }
+
+    fn keyspace(&self, table: Table) -> &Keyspace {
+        self.inner
+            .keyspaces
+            .get(table.index())
+            .expect("one keyspace per table")
+    }
+}

@@ -1,0 +1,353 @@
+//! [`Wal`]: buffering, writing, rotating and truncating one shard's log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::io::FileSystem;
+
+use super::record::encode;
+use super::recovery::{Segment, recover};
+use super::segment::{HEADER_LEN, SegmentFile, file_name, header};
+use super::sync::{DirSync, PendingSync, Shared};
+use super::{Lsn, Record, WalError};
+
+/// Tuning for a [`Wal`].
+///
+/// # Examples
+///
+/// ```
+/// use statefn_store::wal::WalOptions;
+///
+/// let small = WalOptions { segment_bytes: 1 << 20 };
+/// assert_eq!(WalOptions::default().segment_bytes, 64 << 20);
+/// # let _ = small;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalOptions {
+    /// A segment is closed and a new one started when the next record would
+    /// make it larger than this. Smaller segments let truncation free space
+    /// sooner; larger ones mean fewer files. A record larger than this gets a
+    /// segment of its own. Default: 64 MiB.
+    pub segment_bytes: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The write-ahead log of one shard: a directory of segment files.
+///
+/// Writing is split in three steps so the caller can group-commit and
+/// pipeline: [`Wal::append`] buffers records in memory, [`Wal::write`] hands
+/// them to the OS, and the returned [`PendingSync`] makes them durable,
+/// possibly on another thread while the next batch is appended.
+///
+/// # Durability
+///
+/// A record is durable only once a [`PendingSync`] whose
+/// [`up_to`](PendingSync::up_to) covers it has been synced. After any failed
+/// write or sync the log is *poisoned* and refuses further writes
+/// ([`WalError::Poisoned`]); reopening recovers every record that was synced.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use statefn_store::io::StdFs;
+/// use statefn_store::wal::{Lsn, Wal, WalOptions};
+///
+/// let dir = tempfile::tempdir()?;
+/// let fs = Arc::new(StdFs);
+/// let (mut wal, recovered) = Wal::open(fs.clone(), dir.path(), WalOptions::default(), Lsn(1))?;
+/// assert!(recovered.is_empty());
+///
+/// assert_eq!(wal.append(b"first"), Lsn(1));
+/// assert_eq!(wal.append(b"second"), Lsn(2));
+/// let durable = wal.write()?.sync()?;
+/// assert_eq!(durable, Lsn(2));
+/// drop(wal);
+///
+/// // Replay from after a checkpoint that covered lsn 1.
+/// let (_wal, records) = Wal::open(fs, dir.path(), WalOptions::default(), Lsn(2))?;
+/// assert_eq!(records, vec![(Lsn(2), b"second".to_vec())]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Wal {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    opts: WalOptions,
+    /// Oldest first; never empty; the last one is the active segment.
+    segments: Vec<Segment>,
+    /// Framed records appended but not yet written.
+    buffer: Vec<u8>,
+    /// End offset in `buffer` of each buffered record, in LSN order.
+    buffered_ends: Vec<usize>,
+    /// LSN the next appended record gets.
+    next_lsn: Lsn,
+    /// Highest LSN handed to the OS (0 = none).
+    written: Lsn,
+    /// Number of segments created by this writer; the directory must be
+    /// synced up to this generation for the creations to be durable.
+    dir_generation: u64,
+    shared: Arc<Shared>,
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`, validates every segment and
+    /// truncates a torn tail: an incomplete or checksum-failing last record
+    /// of the last segment, or zero bytes at its end. Each truncation is
+    /// logged with `tracing::warn!` naming the file, the offset and the bytes
+    /// dropped.
+    ///
+    /// Returns the log and the records with `lsn >= from`, in order. Pass the
+    /// checkpoint position + 1; a new log starts at `from` (or 1).
+    ///
+    /// # Durability
+    ///
+    /// Every returned record is durable when this returns (recovery syncs
+    /// what a crashed process may have left in the page cache).
+    ///
+    /// # Errors
+    ///
+    /// - [`WalError::Corrupt`] for damage that cannot be a torn tail: a
+    ///   checksum failure with valid data after it, damage in a segment that
+    ///   is not the last, a missing segment, or no records from `from` on.
+    /// - [`WalError::UnsupportedVersion`] for a segment of a newer format.
+    /// - [`WalError::Io`] if the file system fails.
+    pub fn open(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        opts: WalOptions,
+        from: Lsn,
+    ) -> Result<(Wal, Vec<Record>), WalError> {
+        let recovered = recover(fs.as_ref(), dir, from)?;
+        let wal = Wal {
+            fs,
+            dir: dir.to_path_buf(),
+            opts,
+            segments: recovered.segments,
+            buffer: Vec::new(),
+            buffered_ends: Vec::new(),
+            next_lsn: recovered.next,
+            written: Lsn(recovered.next.0 - 1),
+            dir_generation: 0,
+            shared: Arc::default(),
+        };
+        Ok((wal, recovered.records))
+    }
+
+    /// Buffers one record in memory and returns its LSN. Nothing touches the
+    /// file until [`Wal::write`].
+    ///
+    /// # Durability
+    ///
+    /// None: the record is lost if the process stops before it is written
+    /// and synced. Do not acknowledge anything based on the returned LSN yet.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `payload` is 4 GiB or larger.
+    pub fn append(&mut self, payload: &[u8]) -> Lsn {
+        let lsn = self.next_lsn;
+        encode(lsn, payload, &mut self.buffer);
+        self.buffered_ends.push(self.buffer.len());
+        self.next_lsn = lsn.next();
+        lsn
+    }
+
+    /// Writes all buffered records to the segment files (one write per
+    /// segment touched, starting a new segment when the active one would
+    /// exceed [`WalOptions::segment_bytes`]) and returns the [`PendingSync`]
+    /// that makes them durable. Does not fsync.
+    ///
+    /// With nothing buffered, the returned [`PendingSync`] still covers
+    /// every record written so far.
+    ///
+    /// # Durability
+    ///
+    /// After this returns the records survive a crash of the process (they
+    /// are in the OS page cache) but not of the machine; they are durable
+    /// once the returned [`PendingSync`] is synced.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Io`] if a write or a segment creation fails, which poisons
+    /// the log (a partial write may be on disk); [`WalError::Poisoned`] if it
+    /// already was. The buffered records are dropped either way.
+    pub fn write(&mut self) -> Result<PendingSync, WalError> {
+        if self.shared.is_poisoned() {
+            self.buffer.clear();
+            self.buffered_ends.clear();
+            return Err(WalError::Poisoned);
+        }
+        if let Err(e) = self.write_buffered() {
+            self.shared.poison();
+            return Err(e);
+        }
+        Ok(self.pending())
+    }
+
+    fn write_buffered(&mut self) -> Result<(), WalError> {
+        let buffer = std::mem::take(&mut self.buffer);
+        let ends = std::mem::take(&mut self.buffered_ends);
+        let mut chunk_start = 0;
+        let mut record_start = 0;
+        let mut chunk_last = None;
+        for (lsn, end) in (self.written.0 + 1..).map(Lsn).zip(ends) {
+            let active = self.active();
+            let chunk_len = (record_start - chunk_start) as u64;
+            let header_len = if active.needs_header { HEADER_LEN } else { 0 } as u64;
+            let used = active.len + header_len + chunk_len;
+            let has_records = active.last.is_some() || chunk_last.is_some();
+            if has_records && used + (end - record_start) as u64 > self.opts.segment_bytes {
+                self.write_chunk(buffer.get(chunk_start..record_start), chunk_last)?;
+                self.rotate(lsn)?;
+                chunk_start = record_start;
+            }
+            chunk_last = Some(lsn);
+            record_start = end;
+        }
+        self.write_chunk(buffer.get(chunk_start..record_start), chunk_last)
+    }
+
+    /// Appends `chunk` (records up to `last`) to the active segment.
+    fn write_chunk(&mut self, chunk: Option<&[u8]>, last: Option<Lsn>) -> Result<(), WalError> {
+        let (Some(chunk), Some(last)) = (chunk, last) else {
+            return Ok(());
+        };
+        let active = self
+            .segments
+            .last_mut()
+            .expect("a log always has a segment");
+        let file = active.file.as_ref().expect("the active segment is open");
+        if active.needs_header {
+            let mut bytes = Vec::with_capacity(HEADER_LEN + chunk.len());
+            bytes.extend_from_slice(&header(active.first));
+            bytes.extend_from_slice(chunk);
+            file.file
+                .append(&bytes)
+                .map_err(WalError::io(&active.path))?;
+            active.len += bytes.len() as u64;
+            active.needs_header = false;
+        } else {
+            file.file
+                .append(chunk)
+                .map_err(WalError::io(&active.path))?;
+            active.len += chunk.len() as u64;
+        }
+        active.last = Some(last);
+        self.written = last;
+        Ok(())
+    }
+
+    /// Starts a new active segment whose first record is `first`. Its header
+    /// is written together with its first records.
+    fn rotate(&mut self, first: Lsn) -> Result<(), WalError> {
+        let path = self.dir.join(file_name(first));
+        let file = self
+            .fs
+            .open_file(&path, true)
+            .map_err(WalError::io(&path))?;
+        self.segments.push(Segment {
+            first,
+            len: 0,
+            last: None,
+            file: Some(Arc::new(SegmentFile::new(path.clone(), file, Lsn(0)))),
+            path,
+            needs_header: true,
+        });
+        self.dir_generation += 1;
+        Ok(())
+    }
+
+    /// A sync covering every file that may hold unsynced records.
+    fn pending(&mut self) -> PendingSync {
+        let active_index = self.segments.len() - 1;
+        let mut files = Vec::new();
+        for (index, segment) in self.segments.iter_mut().enumerate() {
+            let (Some(file), Some(last)) = (&segment.file, segment.last) else {
+                continue;
+            };
+            if file.synced() < last {
+                files.push((Arc::clone(file), last));
+            } else if index != active_index {
+                // Closed and durable: no need to keep the descriptor.
+                segment.file = None;
+            }
+        }
+        PendingSync {
+            files,
+            dir: (self.dir_generation > 0).then(|| DirSync {
+                fs: Arc::clone(&self.fs),
+                path: self.dir.clone(),
+                generation: self.dir_generation,
+            }),
+            up_to: self.written,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Deletes the segments all of whose records are below `lsn`; call it
+    /// after a checkpoint covering them. Never deletes the active segment.
+    ///
+    /// Segments are deleted oldest first, syncing the directory after each,
+    /// so a crash in the middle never leaves a gap in the log.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Io`] if a removal or directory sync fails (a failed sync
+    /// also poisons the log); [`WalError::Poisoned`] if the log is poisoned.
+    pub fn truncate_before(&mut self, lsn: Lsn) -> Result<(), WalError> {
+        if self.shared.is_poisoned() {
+            return Err(WalError::Poisoned);
+        }
+        while self.segments.get(1).is_some_and(|next| next.first <= lsn) {
+            let oldest = self.segments.remove(0);
+            self.fs
+                .remove_file(&oldest.path)
+                .map_err(WalError::io(&oldest.path))?;
+            self.fs.sync_dir(&self.dir).map_err(|source| {
+                self.shared.poison();
+                WalError::Io {
+                    path: self.dir.clone(),
+                    source,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The LSN the next appended record will get.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+
+    /// Bytes in live segments (written records, not the in-memory buffer).
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    /// Number of live segment files, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Whether an earlier failure made the log refuse writes.
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.is_poisoned()
+    }
+
+    /// The directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.last().expect("a log always has a segment")
+    }
+}

@@ -1,0 +1,98 @@
+//! The data directory records its format and shard count, refuses to open
+//! when they disagree, and is locked against a second user.
+#![allow(clippy::unwrap_used)]
+
+use statefn_store::{DataDir, DataDirError};
+
+#[test]
+fn first_open_writes_the_format_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("node");
+    let data = DataDir::open(&root, 16).unwrap();
+    let text = std::fs::read_to_string(root.join("FORMAT")).unwrap();
+    assert!(text.contains("format_version = 1"), "{text}");
+    assert!(text.contains("shards = 16"), "{text}");
+    assert_eq!(data.shards(), 16);
+    assert_eq!(data.path(), root);
+    assert_eq!(data.wal_dir(7), root.join("wal").join("shard-0007"));
+    assert_eq!(data.state_dir(), root.join("state"));
+    drop(data);
+    // Reopening with the same configuration works.
+    DataDir::open(&root, 16).unwrap();
+}
+
+#[test]
+fn a_different_shard_count_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(DataDir::open(dir.path(), 16).unwrap());
+    match DataDir::open(dir.path(), 32) {
+        Err(DataDirError::ShardCountMismatch { found, configured }) => {
+            assert_eq!((found, configured), (16, 32));
+        }
+        other => panic!("expected ShardCountMismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(DataDir::open(dir.path(), 4).unwrap());
+    std::fs::write(
+        dir.path().join("FORMAT"),
+        "format_version = 2\nshards = 4\nfuture_field = yes\n",
+    )
+    .unwrap();
+    match DataDir::open(dir.path(), 4) {
+        Err(e @ DataDirError::NewerFormat { .. }) => {
+            assert!(e.to_string().contains("upgrade"), "{e}");
+            let DataDirError::NewerFormat {
+                path,
+                found,
+                supported,
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(path, dir.path().join("FORMAT"));
+            assert_eq!((found, supported), (2, 1));
+        }
+        other => panic!("expected NewerFormat, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_unreadable_format_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("FORMAT"), "shards = many\n").unwrap();
+    assert!(matches!(
+        DataDir::open(dir.path(), 4),
+        Err(DataDirError::InvalidFormatFile { .. })
+    ));
+    std::fs::write(dir.path().join("FORMAT"), "shards = 4\n").unwrap();
+    assert!(matches!(
+        DataDir::open(dir.path(), 4),
+        Err(DataDirError::InvalidFormatFile { .. })
+    ));
+}
+
+#[test]
+fn the_directory_is_locked_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = DataDir::open(dir.path(), 8).unwrap();
+    assert!(matches!(
+        DataDir::open(dir.path(), 8),
+        Err(DataDirError::Locked { .. })
+    ));
+    drop(first);
+    let again = DataDir::open(dir.path(), 8).unwrap();
+    assert_eq!(again.shards(), 8);
+}
+
+#[test]
+fn zero_shards_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        DataDir::open(dir.path(), 0),
+        Err(DataDirError::NoShards)
+    ));
+}

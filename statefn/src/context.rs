@@ -1,0 +1,224 @@
+//! `Context`: what a handler can do besides changing its own state.
+
+use std::{marker::PhantomData, time::Duration};
+
+use serde::Serialize;
+
+use crate::{
+    Address, Error, StatefulFunction,
+    envelope::{Outgoing, ReplyRoute},
+    function::{HandlerRef, encode},
+};
+
+/// A handler's view of the runtime: its own address, and messages to send.
+///
+/// Everything sent through a `Context` leaves only when the invocation
+/// commits: if the handler returns `Err` or panics, nothing is sent.
+///
+/// # Durability
+///
+/// Sent messages are part of the sending invocation's commit; once that
+/// commit is durable they are delivered exactly once, across crashes of
+/// sender or receiver. Delayed messages are durable timers.
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use statefn::prelude::*;
+/// use std::time::Duration;
+///
+/// #[stateful_function]
+/// #[derive(Default, Serialize, Deserialize)]
+/// pub struct Greeter { greeted: u32 }
+///
+/// #[stateful_function]
+/// impl Greeter {
+///     pub fn greet(&mut self, ctx: &mut Context, friend: String) {
+///         self.greeted += 1;
+///         // Tell the friend (another instance), now and again in an hour.
+///         ctx.send::<Greeter>(&friend).greeted_by(ctx.id().to_owned());
+///         ctx.send_after::<Greeter>(Duration::from_secs(3600), &friend).greeted_by("reminder".into());
+///     }
+///     pub fn greeted_by(&mut self, who: String) { let _ = who; self.greeted += 1; }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Context {
+    address: Address,
+    outgoing: Vec<Outgoing>,
+    failure: Option<Error>,
+}
+
+impl Context {
+    pub(crate) fn new(address: Address) -> Self {
+        Context {
+            address,
+            outgoing: Vec::new(),
+            failure: None,
+        }
+    }
+
+    /// This instance's id.
+    pub fn id(&self) -> &str {
+        self.address.id()
+    }
+
+    /// This instance's full address (type name and id).
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Sends a message to instance `id` of `T` when this invocation commits
+    /// (fire-and-forget): `ctx.send::<Account>(&to).deposit(5)`.
+    ///
+    /// Messages from one instance to another arrive in the order they were sent.
+    pub fn send<T: StatefulFunction>(&mut self, id: impl AsRef<str>) -> T::Sender<'_> {
+        T::Sender::from_raw(RawSender::new(self, T::type_name(), id.as_ref(), None))
+    }
+
+    /// Like [`send`](Self::send), delivered after `delay` (a durable timer:
+    /// it fires once, also across restarts).
+    pub fn send_after<T: StatefulFunction>(
+        &mut self,
+        delay: Duration,
+        id: impl AsRef<str>,
+    ) -> T::Sender<'_> {
+        T::Sender::from_raw(RawSender::new(
+            self,
+            T::type_name(),
+            id.as_ref(),
+            Some(delay),
+        ))
+    }
+
+    /// Asks instance `id` of `T`; the reply comes back later as a message to
+    /// one of this function's own one-argument handlers:
+    ///
+    /// ```ignore
+    /// ctx.request::<Inventory>(&sku).reserve(2).reply_to(CartMessage::reserved());
+    /// ```
+    ///
+    /// The reply is the callee handler's return value, `Err` included; if the
+    /// callee panics, no reply comes.
+    pub fn request<T: StatefulFunction>(&mut self, id: impl AsRef<str>) -> T::Requester<'_> {
+        T::Requester::from_raw(RawSender::new(self, T::type_name(), id.as_ref(), None))
+    }
+
+    /// Marks the invocation as failed (an encoding error in a send): it then
+    /// commits nothing, like a panic.
+    fn fail(&mut self, error: Error) {
+        self.failure.get_or_insert(error);
+    }
+
+    pub(crate) fn take_failure(&mut self) -> Option<Error> {
+        self.failure.take()
+    }
+
+    pub(crate) fn take_outgoing(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.outgoing)
+    }
+}
+
+/// Builds generated senders; implemented by `#[stateful_function]`.
+#[doc(hidden)]
+pub trait FromRawSender<'c> {
+    fn from_raw(raw: RawSender<'c>) -> Self;
+}
+
+/// The untyped part of a generated sender.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct RawSender<'c> {
+    ctx: &'c mut Context,
+    target: Result<Address, Error>,
+    delay: Option<Duration>,
+}
+
+impl<'c> RawSender<'c> {
+    fn new(
+        ctx: &'c mut Context,
+        type_name: &'static str,
+        id: &str,
+        delay: Option<Duration>,
+    ) -> Self {
+        RawSender {
+            ctx,
+            target: Address::new(type_name, id),
+            delay,
+        }
+    }
+
+    /// Queues `message` for `handler`.
+    pub fn send<M: Serialize>(self, handler: &'static str, message: &M) {
+        self.push(handler, message, None);
+    }
+
+    /// Starts a request; [`Request::reply_to`] queues it.
+    pub fn request<R, M: Serialize>(self, handler: &'static str, message: &M) -> Request<'c, R> {
+        let message = encode(message, &format!("a message for `{handler}`"));
+        Request {
+            sender: self,
+            handler,
+            message,
+            _reply: PhantomData,
+        }
+    }
+
+    fn push<M: Serialize>(self, handler: &'static str, message: &M, reply_to: Option<ReplyRoute>) {
+        let encoded = encode(message, &format!("a message for `{handler}`"));
+        self.push_encoded(encoded, reply_to);
+    }
+
+    fn push_encoded(self, message: Result<Vec<u8>, Error>, reply_to: Option<ReplyRoute>) {
+        match (self.target, message) {
+            (Ok(target), Ok(message)) => self.ctx.outgoing.push(Outgoing {
+                target,
+                message,
+                delay: self.delay,
+                reply_to,
+            }),
+            (Err(e), _) | (_, Err(e)) => self.ctx.fail(e),
+        }
+    }
+}
+
+/// A request whose reply goes to one of the caller's own handlers; made by
+/// the generated methods of `ctx.request::<T>(id)`.
+#[must_use = "a request is sent only once `reply_to` names the handler for its reply"]
+#[derive(Debug)]
+pub struct Request<'c, R> {
+    sender: RawSender<'c>,
+    handler: &'static str,
+    message: Result<Vec<u8>, Error>,
+    _reply: PhantomData<fn() -> R>,
+}
+
+impl<R> Request<'_, R> {
+    /// Sends the request when this invocation commits; its reply (of type
+    /// `R`, the callee handler's return type) arrives later as a message to
+    /// `handler`, a one-argument handler of the calling function.
+    ///
+    /// Making a `HandlerRef` of another function type is a programming error:
+    /// the invocation fails with [`Error::ReplyTargetMismatch`].
+    pub fn reply_to<F: StatefulFunction>(self, handler: HandlerRef<F, R>) {
+        let caller = self.sender.ctx.address.clone();
+        if caller.type_name() != F::type_name() {
+            let e = Error::ReplyTargetMismatch {
+                caller: caller.type_name().to_owned(),
+                target: F::type_name().to_owned(),
+                handler: handler.name().to_owned(),
+            };
+            self.sender.ctx.fail(e);
+            return;
+        }
+        let _ = self.handler;
+        self.sender.push_encoded(
+            self.message,
+            Some(ReplyRoute {
+                to: caller,
+                handler: handler.name().to_owned(),
+            }),
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! What travels through shard mailboxes.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::{Address, Error};
+
+/// Where a client's reply goes.
+pub(crate) type ReplySender = oneshot::Sender<Result<Vec<u8>, Error>>;
+
+/// One item in a shard's mailbox.
+#[derive(Debug)]
+pub(crate) enum Mail {
+    /// Invoke a handler.
+    Invoke(Envelope),
+    /// One of this shard's timers is due.
+    TimerDue { timer: u64 },
+}
+
+/// A message to one instance, with where it came from.
+#[derive(Debug)]
+pub(crate) struct Envelope {
+    pub(crate) target: Address,
+    /// The encoded message enum of the target's function type.
+    pub(crate) message: Vec<u8>,
+    pub(crate) origin: Origin,
+    /// For requests: the caller's handler that receives the reply.
+    pub(crate) reply_to: Option<ReplyRoute>,
+}
+
+/// Who sent an envelope, which decides how duplicates are recognised.
+#[derive(Debug)]
+pub(crate) enum Origin {
+    /// A client call: duplicates share the idempotency key; a call without
+    /// one is never recognised as a duplicate.
+    Client {
+        key: Option<String>,
+        reply: Option<ReplySender>,
+    },
+    /// A message from a function, sent when the sender's invocation committed:
+    /// duplicates share `(source shard, sequence)`.
+    Function { source: u16, seq: u64 },
+}
+
+/// Where the reply to a request goes: one of the caller's own handlers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReplyRoute {
+    pub(crate) to: Address,
+    pub(crate) handler: String,
+}
+
+/// A message a handler sent through its `Context`, released on commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Outgoing {
+    pub(crate) target: Address,
+    pub(crate) message: Vec<u8>,
+    pub(crate) delay: Option<Duration>,
+    pub(crate) reply_to: Option<ReplyRoute>,
+}

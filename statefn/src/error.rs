@@ -1,0 +1,130 @@
+//! The one error type of the runtime: every variant says what went wrong and
+//! what to do about it.
+
+use std::time::Duration;
+
+/// Everything that can go wrong when calling a stateful function.
+///
+/// A handler's own `Err(E)` is *not* an `Error`: a handler returning
+/// `Result<T, E>` gives its caller `Result<Result<T, E>, Error>`, the outer
+/// layer for the runtime, the inner one for the business outcome.
+///
+/// # Examples
+///
+/// ```
+/// use statefn::Error;
+///
+/// let err = Error::UnknownFunction { name: "Acount".into(), known: vec!["Account".into()] };
+/// assert!(err.to_string().contains("register it"));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No function type of that name is registered.
+    #[error(
+        "no stateful function named `{name}` is registered (known: {}); register it with `Runtime::builder().register::<T>()`",
+        known.join(", ")
+    )]
+    UnknownFunction {
+        /// The type name that was asked for.
+        name: String,
+        /// The registered type names.
+        known: Vec<String>,
+    },
+    /// The function type has no handler of that name.
+    #[error("`{function}` has no handler `{handler}` (its handlers: {})", known.join(", "))]
+    UnknownHandler {
+        /// The function type.
+        function: String,
+        /// The handler that was asked for.
+        handler: String,
+        /// The function's handlers.
+        known: Vec<String>,
+    },
+    /// Bytes could not be decoded as what they should be (a message, a state, a reply).
+    #[error("cannot decode {what} of `{function}`: {reason}")]
+    Decode {
+        /// The function type.
+        function: String,
+        /// What was being decoded: "message", "state of id `x`", "reply of `h`".
+        what: String,
+        /// The decoder's explanation.
+        reason: String,
+    },
+    /// A value could not be encoded (a serde implementation refused it).
+    #[error("cannot encode {what}: {reason}; check its Serialize implementation")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// The encoder's explanation.
+        reason: String,
+    },
+    /// The handler panicked: the invocation changed nothing and sent nothing.
+    #[error(
+        "handler `{function}::{handler}` panicked on id `{id}`: {message}; its state is unchanged"
+    )]
+    HandlerPanicked {
+        /// The function type.
+        function: String,
+        /// The instance id.
+        id: String,
+        /// The handler.
+        handler: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The same idempotency key was used before for a different call on this instance.
+    #[error(
+        "idempotency key `{key}` was already used on `{function}/{id}` for a different call \
+         (`{previous_handler}`); use a new key for a new request"
+    )]
+    IdempotencyKeyReused {
+        /// The function type.
+        function: String,
+        /// The instance id.
+        id: String,
+        /// The key.
+        key: String,
+        /// The handler the key was first used with.
+        previous_handler: String,
+    },
+    /// A request's reply was routed to a handler of another function type.
+    #[error(
+        "`{caller}` asked for a reply to `{target}::{handler}`; replies can only go to the caller's own handlers"
+    )]
+    ReplyTargetMismatch {
+        /// The calling function type.
+        caller: String,
+        /// The function type of the handler given to `reply_to`.
+        target: String,
+        /// The handler given to `reply_to`.
+        handler: String,
+    },
+    /// The address is not valid (empty id, id too long).
+    #[error("invalid address: {reason}")]
+    InvalidAddress {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The runtime is shutting down or has shut down; the call was not accepted.
+    #[error(
+        "the runtime is shutting down; the call was not accepted, retry against a running runtime"
+    )]
+    ShuttingDown,
+    /// The shard owning the instance is recovering from a failure; retry after the hint.
+    #[error("shard {shard} is unavailable ({reason}); retry in {retry_after:?}")]
+    Unavailable {
+        /// The shard.
+        shard: u16,
+        /// Why.
+        reason: String,
+        /// When a retry is likely to succeed.
+        retry_after: Duration,
+    },
+    /// The runtime's configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Storage failed (the write-ahead log or the state store).
+    #[error("storage error: {0}")]
+    Storage(String),
+}

@@ -1,0 +1,219 @@
+//! The contract between `#[stateful_function]`'s generated code and the runtime.
+
+use std::marker::PhantomData;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{Context, Error, context::FromRawSender, handle::FromRawHandle};
+
+/// The stable type name given on the struct. Implemented by
+/// `#[stateful_function]` on the struct; do not implement it by hand.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a stateful function",
+    label = "add #[stateful_function] to `struct {Self}`",
+    note = "a stateful function needs #[stateful_function] on both its struct and its impl block"
+)]
+pub trait FunctionState {
+    /// The stable type name (defaults to the struct's name).
+    const TYPE_NAME: &'static str;
+}
+
+/// What a handler is, as the runtime sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandlerInfo {
+    /// The handler's name on the wire and in URLs (the method's name).
+    pub name: &'static str,
+    /// `&mut self`: the state is written back after an `Ok`.
+    pub mutates: bool,
+    /// Returns `Result<T, E>`: an `Err` discards the invocation's effects.
+    pub fallible: bool,
+    /// The argument names, in order (the message's field names).
+    pub args: &'static [&'static str],
+}
+
+/// A stateful function type: implemented by `#[stateful_function]` on the
+/// struct's impl block; not meant to be implemented by hand.
+///
+/// The struct's fields are the state of one instance (serialized with serde and
+/// postcard); its `pub` methods taking `&self` or `&mut self` are the handlers.
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use statefn::prelude::*;
+///
+/// #[stateful_function(name = "demo.Counter")]
+/// #[derive(Default, Serialize, Deserialize)]
+/// pub struct Counter { n: u64 }
+///
+/// #[stateful_function]
+/// impl Counter {
+///     pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n }
+///     pub fn get(&self) -> u64 { self.n }
+/// }
+///
+/// assert_eq!(Counter::type_name(), "demo.Counter");
+/// let names: Vec<_> = Counter::HANDLERS.iter().map(|h| h.name).collect();
+/// assert_eq!(names, ["add", "get"]);
+/// assert!(Counter::HANDLERS[0].mutates && !Counter::HANDLERS[1].mutates);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no handlers",
+    label = "add #[stateful_function] to `impl {Self}`",
+    note = "a stateful function needs #[stateful_function] on both its struct and its impl block"
+)]
+pub trait StatefulFunction:
+    FunctionState + Default + Serialize + DeserializeOwned + Send + 'static
+{
+    /// The generated message enum (`AccountMessage`).
+    type Message: Serialize + DeserializeOwned + Send + 'static;
+    /// The generated client that `Handle<Self>` dereferences to.
+    type Client: FromRawHandle + Clone + Send + Sync + 'static;
+    /// The generated fire-and-forget sender (`ctx.send::<Self>(id)`).
+    type Sender<'c>: FromRawSender<'c>;
+    /// The generated requester (`ctx.request::<Self>(id)`).
+    type Requester<'c>: FromRawSender<'c>;
+
+    /// The handlers, in declaration order.
+    const HANDLERS: &'static [HandlerInfo];
+
+    /// The stable type name.
+    fn type_name() -> &'static str {
+        <Self as FunctionState>::TYPE_NAME
+    }
+
+    /// Which handler a message is for (an index into [`Self::HANDLERS`]).
+    #[doc(hidden)]
+    fn handler_index(message: &Self::Message) -> usize;
+
+    /// Runs the handler a message is for.
+    #[doc(hidden)]
+    fn dispatch(&mut self, ctx: &mut Context, message: Self::Message) -> Reply;
+
+    /// Wraps a reply (the encoded return value of another function's handler)
+    /// as the message for this function's one-argument handler `handler`.
+    #[doc(hidden)]
+    fn reply_message(handler: &str, reply: &[u8]) -> Result<Self::Message, Error>;
+}
+
+/// A handler's encoded return value, and whether it was an `Err`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Reply {
+    pub(crate) bytes: Result<Vec<u8>, Error>,
+    /// `Some(text)` when the handler returned `Err`: its `Display` text.
+    pub(crate) rejected: Option<String>,
+}
+
+impl Reply {
+    /// Encodes a plain return value.
+    pub fn from_value<T: Serialize>(value: &T) -> Reply {
+        Reply {
+            bytes: encode(value, "a handler's reply"),
+            rejected: None,
+        }
+    }
+
+    /// Encodes a `Result`, remembering whether it was an `Err`.
+    pub fn from_result<T: Serialize, E: Serialize + std::fmt::Display>(
+        value: &Result<T, E>,
+    ) -> Reply {
+        Reply {
+            bytes: encode(value, "a handler's reply"),
+            rejected: value.as_ref().err().map(ToString::to_string),
+        }
+    }
+}
+
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>, Error> {
+    postcard::to_stdvec(value).map_err(|e| Error::Encode {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// A typed reference to a one-argument handler of `F` taking an `A`: where the
+/// reply to a request goes (see [`Request::reply_to`](crate::Request::reply_to)).
+/// Made by the generated `FMessage::handler_name()` functions.
+pub struct HandlerRef<F, A> {
+    pub(crate) handler: &'static str,
+    _types: PhantomData<fn() -> (F, A)>,
+}
+
+impl<F, A> HandlerRef<F, A> {
+    #[doc(hidden)]
+    pub const fn new(handler: &'static str) -> Self {
+        HandlerRef {
+            handler,
+            _types: PhantomData,
+        }
+    }
+
+    /// The handler's name.
+    pub fn name(&self) -> &'static str {
+        self.handler
+    }
+}
+
+impl<F, A> Clone for HandlerRef<F, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F, A> Copy for HandlerRef<F, A> {}
+
+impl<F, A> std::fmt::Debug for HandlerRef<F, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HandlerRef({})", self.handler)
+    }
+}
+
+/// Handler arguments are stored and sent: they must be serde types.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler argument: it must implement serde's `Serialize` and `Deserialize` and be `Send + 'static`",
+    label = "not serializable",
+    note = "derive them: `#[derive(Serialize, Deserialize)]`"
+)]
+pub trait MessageArgument {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> MessageArgument for T {}
+
+/// Replies are stored (for idempotent retries) and sent: they must be serde types.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler's return type: it must implement serde's `Serialize` and `Deserialize` and be `Send + 'static`",
+    label = "not serializable",
+    note = "derive them: `#[derive(Serialize, Deserialize)]`"
+)]
+pub trait ReplyValue {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> ReplyValue for T {}
+
+/// Decodes the argument of a reply handler.
+#[doc(hidden)]
+pub fn decode_reply_arg<F: StatefulFunction, A: DeserializeOwned>(
+    handler: &str,
+    reply: &[u8],
+) -> Result<A, Error> {
+    postcard::from_bytes(reply).map_err(|e| Error::Decode {
+        function: F::type_name().to_owned(),
+        what: format!("the reply routed to handler `{handler}`"),
+        reason: e.to_string(),
+    })
+}
+
+/// The error for a reply routed to a handler that does not take exactly one argument.
+#[doc(hidden)]
+pub fn not_a_reply_handler<F: StatefulFunction>(handler: &str) -> Error {
+    Error::UnknownHandler {
+        function: F::type_name().to_owned(),
+        handler: handler.to_owned(),
+        known: F::HANDLERS
+            .iter()
+            .filter(|h| h.args.len() == 1)
+            .map(|h| h.name.to_owned())
+            .collect(),
+    }
+}

@@ -1,0 +1,134 @@
+//! # statefn: stateful functions in Rust
+//!
+//! Write a struct and its methods; statefn stores the struct's state per
+//! instance, delivers typed messages to the methods, and applies each message
+//! **exactly once**, committing state changes and the messages a handler sends
+//! **atomically**.
+//!
+//! ## A tour
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use statefn::prelude::*;
+//!
+//! #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+//! #[error("insufficient funds: balance {balance}, asked {asked}")]
+//! pub struct InsufficientFunds { balance: i64, asked: i64 }
+//!
+//! // The struct's fields are the state of one instance (one account).
+//! #[stateful_function]
+//! #[derive(Debug, Default, Serialize, Deserialize)]
+//! pub struct Account { balance: i64 }
+//!
+//! // Its `pub` methods taking `&self`/`&mut self` are the handlers.
+//! #[stateful_function]
+//! impl Account {
+//!     pub fn deposit(&mut self, amount: i64) -> i64 {
+//!         self.balance += amount;
+//!         self.balance
+//!     }
+//!
+//!     /// An `Err` changes nothing and sends nothing.
+//!     pub fn withdraw(&mut self, amount: i64) -> Result<i64, InsufficientFunds> {
+//!         if amount > self.balance {
+//!             return Err(InsufficientFunds { balance: self.balance, asked: amount });
+//!         }
+//!         self.balance -= amount;
+//!         Ok(self.balance)
+//!     }
+//!
+//!     /// Messages sent through `ctx` leave only when this invocation commits.
+//!     pub fn transfer(&mut self, ctx: &mut Context, to: String, amount: i64)
+//!         -> Result<i64, InsufficientFunds>
+//!     {
+//!         let left = self.withdraw(amount)?;
+//!         ctx.send::<Account>(&to).deposit(amount);
+//!         Ok(left)
+//!     }
+//!
+//!     pub fn balance(&self) -> i64 { self.balance }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), statefn::Error> {
+//! let runtime = Runtime::builder().in_memory().register::<Account>().open().await?;
+//! let alice = runtime.handle::<Account>("alice");
+//! assert_eq!(alice.deposit(100).await?, 100);
+//! // A retry with the same key is answered from the stored reply.
+//! alice.deposit(5).idempotency_key("req-7").await?;
+//! alice.deposit(5).idempotency_key("req-7").await?;
+//! assert_eq!(alice.balance().await?, 105);
+//! // A fallible handler gives Result<Result<T, E>, statefn::Error>.
+//! assert!(alice.withdraw(1_000).await?.is_err());
+//! assert_eq!(alice.transfer("bob".into(), 5).await?.ok(), Some(100));
+//! runtime.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## The model
+//!
+//! - An **address** is `(type name, id)`. Instances are virtual: the first
+//!   message to an address creates it with `Default` state.
+//! - `#[stateful_function]` generates `AccountMessage` (one variant per
+//!   handler, arguments as named fields, serde-serializable), the typed client
+//!   methods that [`Handle<Account>`](Handle) dereferences to, and the senders
+//!   returned by [`Context::send`] and [`Context::request`].
+//! - Addresses hash onto shards. A shard is a single-writer state machine run
+//!   by one worker thread at a time, so handlers of one instance never run
+//!   concurrently and messages from one sender to one instance keep their order.
+//! - An invocation is atomic: a plain return or `Ok` applies its state change
+//!   and releases its messages; `Err` or a panic applies nothing and sends
+//!   nothing (a panic becomes [`Error::HandlerPanicked`]).
+//! - **Request/reply between functions**: `ctx.request::<T>(id).handler(args)`
+//!   `.reply_to(MyMessage::my_handler())` sends a request whose reply arrives
+//!   later as an ordinary message to `my_handler`, a one-argument handler of
+//!   the caller taking the callee's return type. Handlers never wait.
+//!
+//! ## Handlers: the rules the macro checks
+//!
+//! - `&self` (read-only) or `&mut self`; never `self` by value, never `async`,
+//!   never generic.
+//! - Optionally `ctx: &mut Context` (or `&Context`) as the first argument.
+//! - Other arguments are owned serde types with plain names: they become the
+//!   message's fields (`{"amount": 5}` in JSON).
+//! - The return type is the reply; it must be a serde type. A return type
+//!   written `Result<T, E>` (two arguments) makes the handler fallible.
+//! - Non-`pub` methods, and associated functions without `self`, are helpers.
+
+mod address;
+mod context;
+mod envelope;
+mod error;
+mod function;
+mod handle;
+mod journal;
+mod registry;
+mod runtime;
+mod scheduler;
+mod shard;
+mod timer;
+
+pub use address::{Address, KEY_GROUPS, MAX_ID_LEN};
+pub use context::{Context, Request};
+pub use error::Error;
+pub use function::{HandlerInfo, HandlerRef, StatefulFunction};
+pub use handle::{Call, CallFuture, Handle};
+pub use runtime::{Builder, DEFAULT_SHARDS, Runtime};
+pub use statefn_macros::stateful_function;
+
+/// Everything a typical program needs: `use statefn::prelude::*;`.
+pub mod prelude {
+    pub use crate::{Context, Error, Handle, Runtime, StatefulFunction, stateful_function};
+}
+
+/// Used by the code `#[stateful_function]` generates; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::context::{FromRawSender, RawSender};
+    pub use crate::function::{
+        FunctionState, MessageArgument, Reply, ReplyValue, decode_reply_arg, not_a_reply_handler,
+    };
+    pub use crate::handle::{FromRawHandle, RawHandle};
+    pub use serde;
+}

@@ -1,0 +1,204 @@
+//! The registered function types, behind an object-safe interface so that a
+//! shard can run any of them from bytes.
+
+use std::{
+    collections::HashMap,
+    marker::PhantomData,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::Arc,
+};
+
+use crate::{Context, Error, StatefulFunction, function::HandlerInfo};
+
+/// What one invocation produced.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The handler returned normally (a plain value or `Ok`): its state change
+    /// (`Some` only for `&mut self` handlers) and effects commit.
+    Applied {
+        reply: Vec<u8>,
+        new_state: Option<Vec<u8>>,
+    },
+    /// The handler returned `Err`: the reply commits, nothing else does.
+    Rejected { reply: Vec<u8>, error: String },
+    /// The handler panicked, or the input could not be decoded: nothing commits.
+    Failed(Error),
+}
+
+#[derive(Debug)]
+pub(crate) struct Invocation {
+    /// The handler's name, when the message could be decoded.
+    pub(crate) handler: Option<&'static str>,
+    pub(crate) outcome: Outcome,
+}
+
+/// One registered function type, erased.
+pub(crate) trait ErasedFunction: Send + Sync + 'static {
+    fn handlers(&self) -> &'static [HandlerInfo];
+    /// Decodes the state (or starts from `Default`) and the message, runs the
+    /// handler, catching panics, and encodes the new state.
+    fn invoke(&self, state: Option<&[u8]>, message: &[u8], ctx: &mut Context) -> Invocation;
+    /// The handler a message is for, without running it.
+    fn handler_of(&self, message: &[u8]) -> Result<&'static HandlerInfo, Error>;
+    /// Encodes a reply as the message for one of this type's handlers.
+    fn reply_message(&self, handler: &str, reply: &[u8]) -> Result<Vec<u8>, Error>;
+}
+
+struct Typed<T>(PhantomData<fn() -> T>);
+
+impl<T: StatefulFunction> Typed<T> {
+    fn decode_message(message: &[u8]) -> Result<T::Message, Error> {
+        postcard::from_bytes(message).map_err(|e| Error::Decode {
+            function: T::type_name().to_owned(),
+            what: "a message".to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl<T: StatefulFunction> ErasedFunction for Typed<T> {
+    fn handlers(&self) -> &'static [HandlerInfo] {
+        T::HANDLERS
+    }
+
+    fn invoke(&self, state: Option<&[u8]>, message: &[u8], ctx: &mut Context) -> Invocation {
+        let message = match Self::decode_message(message) {
+            Ok(m) => m,
+            Err(e) => {
+                return Invocation {
+                    handler: None,
+                    outcome: Outcome::Failed(e),
+                };
+            }
+        };
+        let info = &T::HANDLERS[T::handler_index(&message)];
+        let failed = |e| Invocation {
+            handler: Some(info.name),
+            outcome: Outcome::Failed(e),
+        };
+        let mut value: T = match state {
+            None => T::default(),
+            Some(bytes) => match postcard::from_bytes(bytes) {
+                Ok(v) => v,
+                Err(e) => {
+                    return failed(Error::Decode {
+                        function: T::type_name().to_owned(),
+                        what: format!("the state of id `{}`", ctx.id()),
+                        reason: e.to_string(),
+                    });
+                }
+            },
+        };
+        // A panic leaves `value` and `ctx` half-changed; both are discarded,
+        // which is what makes the invocation atomic.
+        let reply = match catch_unwind(AssertUnwindSafe(|| value.dispatch(ctx, message))) {
+            Ok(reply) => reply,
+            Err(panic) => {
+                return failed(Error::HandlerPanicked {
+                    function: T::type_name().to_owned(),
+                    id: ctx.id().to_owned(),
+                    handler: info.name.to_owned(),
+                    message: panic_message(&*panic),
+                });
+            }
+        };
+        if let Some(e) = ctx.take_failure() {
+            return failed(e);
+        }
+        let bytes = match reply.bytes {
+            Ok(b) => b,
+            Err(e) => return failed(e),
+        };
+        let outcome = match reply.rejected {
+            Some(error) => Outcome::Rejected {
+                reply: bytes,
+                error,
+            },
+            None if info.mutates => match crate::function::encode(&value, "the state") {
+                Ok(state) => Outcome::Applied {
+                    reply: bytes,
+                    new_state: Some(state),
+                },
+                Err(e) => Outcome::Failed(e),
+            },
+            None => Outcome::Applied {
+                reply: bytes,
+                new_state: None,
+            },
+        };
+        Invocation {
+            handler: Some(info.name),
+            outcome,
+        }
+    }
+
+    fn handler_of(&self, message: &[u8]) -> Result<&'static HandlerInfo, Error> {
+        let message = Self::decode_message(message)?;
+        Ok(&T::HANDLERS[T::handler_index(&message)])
+    }
+
+    fn reply_message(&self, handler: &str, reply: &[u8]) -> Result<Vec<u8>, Error> {
+        let message = T::reply_message(handler, reply)?;
+        crate::function::encode(&message, "a reply message")
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// The registered function types by name.
+#[derive(Clone, Default)]
+pub(crate) struct Registry {
+    by_name: HashMap<&'static str, Arc<dyn ErasedFunction>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.names()).finish()
+    }
+}
+
+impl Registry {
+    /// Registers `T`; registering a type twice is harmless, two types with one
+    /// name is a configuration error.
+    pub(crate) fn register<T: StatefulFunction>(&mut self) -> Result<(), Error> {
+        let name = T::type_name();
+        if let Some(existing) = self.by_name.get(name) {
+            if existing.handlers() != T::HANDLERS {
+                return Err(Error::Config(format!(
+                    "two different function types are both named `{name}`; give one of them \
+                     #[stateful_function(name = \"...\")]"
+                )));
+            }
+            return Ok(());
+        }
+        self.by_name.insert(name, Arc::new(Typed::<T>(PhantomData)));
+        Ok(())
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Result<&Arc<dyn ErasedFunction>, Error> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| Error::UnknownFunction {
+                name: name.to_owned(),
+                known: self.names(),
+            })
+    }
+
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.by_name.keys().map(|n| (*n).to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
