@@ -116,8 +116,8 @@ impl Cart {
             ms => Duration::from_millis(ms),
         };
         // A durable timer: fires once, also after a restart.
-        let me = ctx.id().to_owned();
-        ctx.send_after::<Cart>(timeout, &me).expire(self.generation);
+        ctx.send_after::<Cart>(timeout, ctx.id())
+            .expire(self.generation);
         Ok(self.items.len())
     }
 

@@ -1,6 +1,6 @@
 //! `Context`: what a handler can do besides changing its own state.
 
-use std::{marker::PhantomData, time::Duration};
+use std::{cell::RefCell, marker::PhantomData, time::Duration};
 
 use serde::Serialize;
 
@@ -46,16 +46,18 @@ use crate::{
 #[derive(Debug)]
 pub struct Context {
     address: Address,
-    outgoing: Vec<Outgoing>,
-    failure: Option<Error>,
+    // Behind a RefCell so that sending takes `&self`: arguments may then
+    // borrow the context too (`ctx.send::<T>(&to).hello(ctx.id().into())`).
+    outgoing: RefCell<Vec<Outgoing>>,
+    failure: RefCell<Option<Error>>,
 }
 
 impl Context {
     pub(crate) fn new(address: Address) -> Self {
         Context {
             address,
-            outgoing: Vec::new(),
-            failure: None,
+            outgoing: RefCell::new(Vec::new()),
+            failure: RefCell::new(None),
         }
     }
 
@@ -73,14 +75,14 @@ impl Context {
     /// (fire-and-forget): `ctx.send::<Account>(&to).deposit(5)`.
     ///
     /// Messages from one instance to another arrive in the order they were sent.
-    pub fn send<T: StatefulFunction>(&mut self, id: impl AsRef<str>) -> T::Sender<'_> {
+    pub fn send<T: StatefulFunction>(&self, id: impl AsRef<str>) -> T::Sender<'_> {
         T::Sender::from_raw(RawSender::new(self, T::type_name(), id.as_ref(), None))
     }
 
     /// Like [`send`](Self::send), delivered after `delay` (a durable timer:
     /// it fires once, also across restarts).
     pub fn send_after<T: StatefulFunction>(
-        &mut self,
+        &self,
         delay: Duration,
         id: impl AsRef<str>,
     ) -> T::Sender<'_> {
@@ -95,28 +97,28 @@ impl Context {
     /// Asks instance `id` of `T`; the reply comes back later as a message to
     /// one of this function's own one-argument handlers:
     ///
-    /// ```ignore
+    /// ```text
     /// ctx.request::<Inventory>(&sku).reserve(2).reply_to(CartMessage::reserved());
     /// ```
     ///
     /// The reply is the callee handler's return value, `Err` included; if the
     /// callee panics, no reply comes.
-    pub fn request<T: StatefulFunction>(&mut self, id: impl AsRef<str>) -> T::Requester<'_> {
+    pub fn request<T: StatefulFunction>(&self, id: impl AsRef<str>) -> T::Requester<'_> {
         T::Requester::from_raw(RawSender::new(self, T::type_name(), id.as_ref(), None))
     }
 
     /// Marks the invocation as failed (an encoding error in a send): it then
     /// commits nothing, like a panic.
-    fn fail(&mut self, error: Error) {
-        self.failure.get_or_insert(error);
+    fn fail(&self, error: Error) {
+        self.failure.borrow_mut().get_or_insert(error);
     }
 
     pub(crate) fn take_failure(&mut self) -> Option<Error> {
-        self.failure.take()
+        self.failure.get_mut().take()
     }
 
     pub(crate) fn take_outgoing(&mut self) -> Vec<Outgoing> {
-        std::mem::take(&mut self.outgoing)
+        std::mem::take(self.outgoing.get_mut())
     }
 }
 
@@ -130,18 +132,13 @@ pub trait FromRawSender<'c> {
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct RawSender<'c> {
-    ctx: &'c mut Context,
+    ctx: &'c Context,
     target: Result<Address, Error>,
     delay: Option<Duration>,
 }
 
 impl<'c> RawSender<'c> {
-    fn new(
-        ctx: &'c mut Context,
-        type_name: &'static str,
-        id: &str,
-        delay: Option<Duration>,
-    ) -> Self {
+    fn new(ctx: &'c Context, type_name: &'static str, id: &str, delay: Option<Duration>) -> Self {
         RawSender {
             ctx,
             target: Address::new(type_name, id),
@@ -172,7 +169,7 @@ impl<'c> RawSender<'c> {
 
     fn push_encoded(self, message: Result<Vec<u8>, Error>, reply_to: Option<ReplyRoute>) {
         match (self.target, message) {
-            (Ok(target), Ok(message)) => self.ctx.outgoing.push(Outgoing {
+            (Ok(target), Ok(message)) => self.ctx.outgoing.borrow_mut().push(Outgoing {
                 target,
                 message,
                 delay: self.delay,

@@ -96,6 +96,10 @@
 //!   written `Result<T, E>` (two arguments) makes the handler fallible.
 //! - Non-`pub` methods, and associated functions without `self`, are helpers.
 
+// Lets the macros' `::statefn::` paths resolve inside this crate's own tests.
+#[cfg(test)]
+extern crate self as statefn;
+
 mod address;
 mod context;
 mod envelope;

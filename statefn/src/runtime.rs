@@ -369,3 +369,71 @@ impl RunShard for RuntimeInner {
         more
     }
 }
+
+#[cfg(test)]
+#[allow(unreachable_pub)] // handlers must be `pub`, even in a test module
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use crate::{Address, Error, Runtime, stateful_function};
+
+    #[stateful_function]
+    #[derive(Default, Serialize, Deserialize)]
+    pub struct Counter {
+        n: u64,
+    }
+
+    #[stateful_function]
+    impl Counter {
+        pub fn add(&mut self, by: u64) -> u64 {
+            self.n += by;
+            self.n
+        }
+    }
+
+    async fn counter_runtime() -> Runtime {
+        Runtime::builder()
+            .in_memory()
+            .register::<Counter>()
+            .open()
+            .await
+            .expect("opens")
+    }
+
+    #[tokio::test]
+    async fn undecodable_message_is_a_typed_error_and_changes_nothing() {
+        let runtime = counter_runtime().await;
+        let target = Address::new("Counter", "x").expect("valid");
+        for garbage in [vec![], vec![0xff; 3], vec![7, 1, 2]] {
+            let rx = runtime
+                .inner()
+                .submit_call(target.clone(), garbage, None)
+                .expect("accepted");
+            let err = rx.await.expect("answered").expect_err("undecodable");
+            assert!(
+                matches!(&err, Error::Decode { function, .. } if function == "Counter"),
+                "{err:?}"
+            );
+        }
+        assert_eq!(runtime.handle::<Counter>("x").add(1).await.expect("ok"), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_function_is_refused_before_queueing() {
+        let runtime = counter_runtime().await;
+        let target = Address::new("Nope", "x").expect("valid");
+        let err = runtime
+            .inner()
+            .submit_call(target, vec![0], None)
+            .expect_err("unknown type");
+        assert!(matches!(err, Error::UnknownFunction { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_handle_stops_the_workers() {
+        let runtime = counter_runtime().await;
+        let inner = std::sync::Arc::clone(&runtime.owner.inner);
+        drop(runtime);
+        assert!(inner.stopped.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}

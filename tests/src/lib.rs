@@ -1,1 +1,116 @@
-//! Shared helpers for the integration tests.
+//! Function types shared by the integration tests.
+
+use serde::{Deserialize, Serialize};
+use statefn::prelude::*;
+
+/// Records every message it receives, in arrival order.
+#[stateful_function(name = "test.Recorder")]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Recorder {
+    seen: Vec<(String, u64)>,
+}
+
+#[stateful_function]
+impl Recorder {
+    /// Records `(from, n)`.
+    pub fn record(&mut self, from: String, n: u64) {
+        self.seen.push((from, n));
+    }
+
+    /// Everything recorded so far.
+    pub fn seen(&self) -> Vec<(String, u64)> {
+        self.seen.clone()
+    }
+}
+
+/// Sends numbered messages to a `Recorder`.
+#[stateful_function(name = "test.Emitter")]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Emitter {
+    next: u64,
+}
+
+#[stateful_function]
+impl Emitter {
+    /// Sends `count` messages numbered on from where the last call stopped.
+    pub fn emit(&mut self, ctx: &mut Context, to: String, count: u64) -> u64 {
+        let me = ctx.id().to_owned();
+        for _ in 0..count {
+            ctx.send::<Recorder>(&to).record(me.clone(), self.next);
+            self.next += 1;
+        }
+        self.next
+    }
+
+    /// Sends one message after `delay_ms`.
+    pub fn emit_later(&mut self, ctx: &mut Context, to: String, delay_ms: u64) {
+        let me = ctx.id().to_owned();
+        ctx.send_after::<Recorder>(std::time::Duration::from_millis(delay_ms), &to)
+            .record(me, self.next);
+        self.next += 1;
+    }
+}
+
+/// Changes its state and sends a message, then fails in various ways.
+#[stateful_function(name = "test.Fragile")]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Fragile {
+    value: i64,
+}
+
+#[stateful_function]
+impl Fragile {
+    /// Sets the value.
+    pub fn set(&mut self, value: i64) -> i64 {
+        self.value = value;
+        self.value
+    }
+
+    /// Changes the state, sends a message to `witness`, then panics.
+    pub fn set_then_panic(&mut self, ctx: &mut Context, value: i64, witness: String) {
+        self.value = value;
+        ctx.send::<Recorder>(&witness).record("fragile".into(), 1);
+        panic!("boom at {value}");
+    }
+
+    /// Changes the state, sends a message to `witness`, then returns `Err`.
+    pub fn set_then_fail(
+        &mut self,
+        ctx: &mut Context,
+        value: i64,
+        witness: String,
+    ) -> Result<i64, String> {
+        self.value = value;
+        ctx.send::<Recorder>(&witness).record("fragile".into(), 2);
+        Err(format!("refused {value}"))
+    }
+
+    /// The value.
+    pub fn value(&self) -> i64 {
+        self.value
+    }
+}
+
+/// Polls `probe` until it returns `Some`, failing the test after `secs`
+/// seconds (a deadline for a hang, not a timing assertion).
+///
+/// # Panics
+///
+/// When the deadline passes.
+pub async fn eventually<T, F, Fut>(secs: u64, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

@@ -1,0 +1,22 @@
+use serde::{Deserialize, Serialize};
+use statefn::prelude::*;
+
+#[stateful_function]
+#[derive(Default, Serialize, Deserialize)]
+pub struct Account {
+    balance: i64,
+}
+
+#[stateful_function]
+impl Account {
+    pub fn transfer(&mut self, to: String, ctx: &mut Context, amount: i64) {
+        self.balance -= amount;
+        ctx.send::<Account>(&to).deposit(amount);
+    }
+
+    pub fn deposit(&mut self, amount: i64) {
+        self.balance += amount;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,23 @@
+use serde::{Deserialize, Serialize};
+use statefn::prelude::*;
+
+#[stateful_function]
+#[derive(Default, Serialize, Deserialize)]
+pub struct Clock;
+
+#[stateful_function]
+impl Clock {
+    pub fn echo(&self, text: String) -> String {
+        text
+    }
+
+    pub fn who(&self, ctx: &Context) -> String {
+        ctx.id().to_owned()
+    }
+
+    pub fn ping(&self) {}
+}
+
+fn main() {
+    assert!(Clock::HANDLERS.iter().all(|h| !h.mutates));
+}
