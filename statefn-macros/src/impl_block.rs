@@ -7,7 +7,32 @@ use syn::{ImplItem, ItemImpl, Type};
 
 use crate::handler::{self, Access, ContextArg, Handler};
 
-pub(crate) fn expand(item: ItemImpl) -> syn::Result<TokenStream> {
+/// On an error, keeps the impl block as written (its methods stay callable)
+/// and marks the struct as having its impl block, so that the only errors are
+/// the macro's own, not "no handlers" or "no method" cascades.
+pub(crate) fn expand(item: ItemImpl) -> TokenStream {
+    expand_handlers(&item).unwrap_or_else(|error| {
+        let error = error.into_compile_error();
+        let marker = (item.trait_.is_none()
+            && item.generics.params.is_empty()
+            && self_ident(&item.self_ty).is_ok())
+        .then(|| handler_impl_marker(&item.self_ty));
+        quote! {
+            #error
+            #item
+            #marker
+        }
+    })
+}
+
+/// The impl the struct's `#[stateful_function]` checks for.
+fn handler_impl_marker(self_ty: &Type) -> TokenStream {
+    quote! {
+        impl ::statefn::__private::HandlerImpl for #self_ty {}
+    }
+}
+
+fn expand_handlers(item: &ItemImpl) -> syn::Result<TokenStream> {
     if let Some((_, path, _)) = &item.trait_ {
         return Err(syn::Error::new_spanned(
             path,
@@ -39,16 +64,18 @@ pub(crate) fn expand(item: ItemImpl) -> syn::Result<TokenStream> {
     let client = client(&names, &self_ident, &handlers);
     let senders = senders(&names, &self_ident, &handlers);
     let reply_refs = reply_refs(&names, self_ty, &handlers);
-    let assertions = assertions(&handlers);
+    let marker = handler_impl_marker(self_ty);
+    let argument_checks = argument_checks(&handlers);
 
     Ok(quote! {
         #item
+        #marker
+        #argument_checks
         #message_enum
         #function_impl
         #client
         #senders
         #reply_refs
-        #assertions
     })
 }
 
@@ -156,8 +183,17 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
         } else {
             quote! { ::statefn::__private::Reply::from_value }
         };
-        quote_spanned! {h.span()=>
-            #message::#variant { #(#fields),* } => #encode(&<#self_ty>::#method(self, #ctx #(#fields),*))
+        let call = quote_spanned! {h.span()=>
+            <#self_ty>::#method(self, #ctx #(#fields),*)
+        };
+        // Spanned on the return type: a reply that is not a serde type is
+        // reported there, with `ReplyValue`'s message.
+        let reply = quote_spanned! {handler::type_span(&h.reply)=> &__statefn_reply };
+        quote! {
+            #message::#variant { #(#fields),* } => {
+                let __statefn_reply = #call;
+                #encode(#reply)
+            }
         }
     });
     let reply_arms = handlers.iter().filter(|h| h.args.len() == 1).map(|h| {
@@ -185,7 +221,7 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
                 }
             }
 
-            #[allow(unused_variables)]
+            #[allow(unused_variables, clippy::let_unit_value)]
             fn dispatch(
                 &mut self,
                 ctx: &mut ::statefn::Context,
@@ -385,29 +421,21 @@ fn reply_refs(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenStrea
     }
 }
 
-/// Trait checks whose errors point at the offending argument or return type.
-fn assertions(handlers: &[Handler]) -> TokenStream {
-    let checks = handlers.iter().flat_map(|h| {
-        let args = h.args.iter().map(|a| {
-            let ty = &a.ty;
-            quote_spanned! {handler::type_span(ty)=>
-                __statefn_argument::<#ty>();
-            }
-        });
-        let reply = &h.reply;
-        let reply_check = quote_spanned! {handler::type_span(reply)=>
-            __statefn_reply::<#reply>();
-        };
-        args.chain(std::iter::once(reply_check)).collect::<Vec<_>>()
+/// A struct whose fields name each handler argument's type: checking it (which
+/// the compiler does before it checks function bodies) reports a type that is
+/// not a serde type with `MessageArgument`'s message, on the argument's type,
+/// as the first error, ahead of those of serde's derive on the message enum.
+fn argument_checks(handlers: &[Handler]) -> TokenStream {
+    let checks = handlers.iter().flat_map(|h| &h.args).map(|a| {
+        let ty = &a.ty;
+        quote_spanned! {handler::type_span(ty)=>
+            ::statefn::__private::CheckArgument<#ty>
+        }
     });
     quote! {
         const _: () = {
-            fn __statefn_argument<T: ::statefn::__private::MessageArgument>() {}
-            fn __statefn_reply<T: ::statefn::__private::ReplyValue>() {}
             #[allow(dead_code)]
-            fn __statefn_check() {
-                #(#checks)*
-            }
+            struct __StatefnArguments(#(#checks),*);
         };
     }
 }

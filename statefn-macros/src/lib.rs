@@ -30,7 +30,7 @@ pub fn stateful_function(attr: TokenStream, item: TokenStream) -> TokenStream {
         Item::Struct(s) => {
             args::FunctionArgs::parse(attr.into()).and_then(|args| state_struct::expand(args, s))
         }
-        Item::Impl(i) => args::reject_impl_args(attr.into()).and_then(|()| impl_block::expand(i)),
+        Item::Impl(i) => args::reject_impl_args(attr.into()).map(|()| impl_block::expand(i)),
         other => Err(wrong_item(&other)),
     };
     expanded

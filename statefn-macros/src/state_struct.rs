@@ -28,7 +28,7 @@ pub(crate) fn expand(args: FunctionArgs, item: ItemStruct) -> syn::Result<TokenS
         // Fails to compile, with a message saying what to add, when the
         // struct's impl block lacks #[stateful_function].
         const _: () = {
-            fn __statefn_requires_handlers<T: ::statefn::StatefulFunction>() {}
+            fn __statefn_requires_handlers<T: ::statefn::__private::HandlerImpl>() {}
             #[allow(dead_code)]
             fn __statefn_check() {
                 __statefn_requires_handlers::<#ident>();

@@ -4,14 +4,16 @@
 //! Layout:
 //!
 //! ```text
-//! <path>/FORMAT            format version and shard count
+//! <path>/FORMAT            format version, shard count, log-group count
 //! <path>/LOCK              held exclusively while a process uses the dir
-//! <path>/wal/shard-0007/   one write-ahead log per shard
+//! <path>/wal/group-0007/   one write-ahead log per log group of shards
 //! <path>/state/            the fjall state store
 //! ```
 //!
 //! The shard count is recorded because keys hash to shards: reopening with a
-//! different count would look for every key in the wrong log.
+//! different count would look for every key in the wrong log. Shards share a
+//! physical log per log group because on one disk every `fdatasync` costs a
+//! device flush: one log per shard would multiply the flushes per commit.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
@@ -61,6 +63,16 @@ pub enum DataDirError {
         /// The shard count asked for.
         configured: u16,
     },
+    /// The directory was created with a different number of log groups.
+    #[error(
+        "data directory was created with {found} log groups but {configured} are configured; configure {found} (the logs of the existing groups hold data)"
+    )]
+    LogGroupMismatch {
+        /// Log groups recorded in the directory.
+        found: u16,
+        /// Log groups configured now.
+        configured: u16,
+    },
 
     /// Another process (or another `DataDir` in this one) holds the lock.
     #[error(
@@ -84,8 +96,10 @@ pub enum DataDirError {
         reason: String,
     },
 
-    /// Zero shards were asked for.
-    #[error("a data directory needs at least one shard; configure one or more")]
+    /// Zero shards, zero log groups or more log groups than shards were asked for.
+    #[error(
+        "a data directory needs at least one shard and from 1 to that many log groups; fix the configuration"
+    )]
     NoShards,
 }
 
@@ -108,7 +122,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DataDirError + '_ {
 ///
 /// let dir = tempfile::tempdir()?;
 /// let data = DataDir::open(dir.path(), 8)?;
-/// assert!(data.wal_dir(7).ends_with("wal/shard-0007"));
+/// assert!(data.wal_dir(0).ends_with("wal/group-0000"));
 /// assert!(matches!(DataDir::open(dir.path(), 8), Err(DataDirError::Locked { .. })));
 /// drop(data);
 /// assert!(matches!(
@@ -121,6 +135,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DataDirError + '_ {
 pub struct DataDir {
     path: PathBuf,
     shards: u16,
+    log_groups: u16,
     /// Held for the lifetime of the `DataDir`; the lock goes with the handle.
     _lock: File,
 }
@@ -136,23 +151,39 @@ impl DataDir {
     /// [`DataDirError::InvalidFormatFile`] if its format file disagrees,
     /// [`DataDirError::Io`] on file-system failures.
     pub fn open(path: impl AsRef<Path>, shards: u16) -> Result<DataDir, DataDirError> {
+        Self::open_with_log_groups(path, shards, 1)
+    }
+
+    /// Like [`open`](Self::open), with `log_groups` physical logs shared by
+    /// the shards (shard `s` writes to group `s % log_groups`).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), and [`DataDirError::LogGroupMismatch`] if the
+    /// directory was created with another number of log groups.
+    pub fn open_with_log_groups(
+        path: impl AsRef<Path>,
+        shards: u16,
+        log_groups: u16,
+    ) -> Result<DataDir, DataDirError> {
         let path = path.as_ref().to_path_buf();
-        if shards == 0 {
+        if shards == 0 || log_groups == 0 || log_groups > shards {
             return Err(DataDirError::NoShards);
         }
         fs::create_dir_all(&path).map_err(io_err(&path))?;
         let lock = lock(&path.join(LOCK_FILE))?;
         let format_path = path.join(FORMAT_FILE);
         match fs::read_to_string(&format_path) {
-            Ok(text) => check_format(&format_path, &text, shards)?,
+            Ok(text) => check_format(&format_path, &text, shards, log_groups)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                write_format(&path, shards)?;
+                write_format(&path, shards, log_groups)?;
             }
             Err(e) => return Err(io_err(&format_path)(e)),
         }
         Ok(DataDir {
             path,
             shards,
+            log_groups,
             _lock: lock,
         })
     }
@@ -167,9 +198,15 @@ impl DataDir {
         self.shards
     }
 
-    /// The write-ahead log directory of `shard` (`<path>/wal/shard-0007`).
-    pub fn wal_dir(&self, shard: u16) -> PathBuf {
-        self.path.join("wal").join(format!("shard-{shard:04}"))
+    /// The number of log groups: shards share a physical write-ahead log
+    /// per group, so that one `fdatasync` commits all of them.
+    pub fn log_groups(&self) -> u16 {
+        self.log_groups
+    }
+
+    /// The write-ahead log directory of log group `group` (`<path>/wal/group-0007`).
+    pub fn wal_dir(&self, group: u16) -> PathBuf {
+        self.path.join("wal").join(format!("group-{group:04}"))
     }
 
     /// The directory of the fjall state store (`<path>/state`).
@@ -195,19 +232,19 @@ fn lock(path: &Path) -> Result<File, DataDirError> {
     }
 }
 
-fn format_text(shards: u16) -> String {
+fn format_text(shards: u16, log_groups: u16) -> String {
     format!(
-        "# statefn data directory; do not edit\nformat_version = {DATA_DIR_FORMAT_VERSION}\nshards = {shards}\n"
+        "# statefn data directory; do not edit\nformat_version = {DATA_DIR_FORMAT_VERSION}\nshards = {shards}\nlog_groups = {log_groups}\n"
     )
 }
 
 /// Writes the format file atomically (temp file, fsync, rename, dir fsync),
 /// so a crash never leaves a half-written one behind.
-fn write_format(dir: &Path, shards: u16) -> Result<(), DataDirError> {
+fn write_format(dir: &Path, shards: u16, log_groups: u16) -> Result<(), DataDirError> {
     let tmp = dir.join(format!("{FORMAT_FILE}.tmp"));
     let target = dir.join(FORMAT_FILE);
     let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(format_text(shards).as_bytes())
+    file.write_all(format_text(shards, log_groups).as_bytes())
         .map_err(io_err(&tmp))?;
     file.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, &target).map_err(io_err(&target))?;
@@ -216,13 +253,19 @@ fn write_format(dir: &Path, shards: u16) -> Result<(), DataDirError> {
         .map_err(io_err(dir))
 }
 
-fn check_format(path: &Path, text: &str, configured: u16) -> Result<(), DataDirError> {
+fn check_format(
+    path: &Path,
+    text: &str,
+    configured: u16,
+    configured_groups: u16,
+) -> Result<(), DataDirError> {
     let invalid = |reason: String| DataDirError::InvalidFormatFile {
         path: path.to_path_buf(),
         reason,
     };
     let mut version = None;
     let mut shards = None;
+    let mut groups = None;
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -243,6 +286,12 @@ fn check_format(path: &Path, text: &str, configured: u16) -> Result<(), DataDirE
                         invalid(format!("shards {value:?} is not a shard count: {e}"))
                     })?);
             }
+            "log_groups" => {
+                groups =
+                    Some(value.parse::<u16>().map_err(|e| {
+                        invalid(format!("log_groups {value:?} is not a count: {e}"))
+                    })?);
+            }
             // Unknown keys are allowed so that a newer minor format can add
             // fields; an incompatible change bumps the version instead.
             _ => {}
@@ -259,6 +308,13 @@ fn check_format(path: &Path, text: &str, configured: u16) -> Result<(), DataDirE
     let found = shards.ok_or_else(|| invalid("shards is missing".into()))?;
     if found != configured {
         return Err(DataDirError::ShardCountMismatch { found, configured });
+    }
+    let found = groups.unwrap_or(1);
+    if found != configured_groups {
+        return Err(DataDirError::LogGroupMismatch {
+            found,
+            configured: configured_groups,
+        });
     }
     Ok(())
 }

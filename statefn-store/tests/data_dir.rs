@@ -14,7 +14,7 @@ fn first_open_writes_the_format_file() {
     assert!(text.contains("shards = 16"), "{text}");
     assert_eq!(data.shards(), 16);
     assert_eq!(data.path(), root);
-    assert_eq!(data.wal_dir(7), root.join("wal").join("shard-0007"));
+    assert_eq!(data.wal_dir(7), root.join("wal").join("group-0007"));
     assert_eq!(data.state_dir(), root.join("state"));
     drop(data);
     // Reopening with the same configuration works.
@@ -95,4 +95,23 @@ fn zero_shards_is_refused() {
         DataDir::open(dir.path(), 0),
         Err(DataDirError::NoShards)
     ));
+}
+
+#[test]
+fn log_group_count_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::open_with_log_groups(dir.path(), 8, 4).unwrap();
+    assert_eq!(data.log_groups(), 4);
+    drop(data);
+    match DataDir::open_with_log_groups(dir.path(), 8, 2) {
+        Err(DataDirError::LogGroupMismatch { found, configured }) => {
+            assert_eq!((found, configured), (4, 2));
+        }
+        other => panic!("expected LogGroupMismatch, got {other:?}"),
+    }
+    assert!(DataDir::open_with_log_groups(dir.path(), 8, 4).is_ok());
+    assert!(
+        DataDir::open_with_log_groups(dir.path(), 2, 4).is_err(),
+        "more groups than shards"
+    );
 }

@@ -17,6 +17,13 @@ pub(crate) enum Mail {
     Invoke(Envelope),
     /// One of this shard's timers is due.
     TimerDue { timer: u64 },
+    /// Re-send the outbox entries for shard `dest` (it recovered and may
+    /// have lost messages it had not committed).
+    Resend { dest: u16 },
+    /// Freeze a checkpoint at the end of this batch.
+    Checkpoint,
+    /// Nothing to do but run a batch (e.g. to take a finished checkpoint).
+    Wake,
 }
 
 /// A message to one instance, with where it came from.

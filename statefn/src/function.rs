@@ -109,7 +109,7 @@ pub struct Reply {
 
 impl Reply {
     /// Encodes a plain return value.
-    pub fn from_value<T: Serialize>(value: &T) -> Reply {
+    pub fn from_value<T: ReplyValue>(value: &T) -> Reply {
         Reply {
             bytes: encode(value, "a handler's reply"),
             rejected: None,
@@ -117,9 +117,10 @@ impl Reply {
     }
 
     /// Encodes a `Result`, remembering whether it was an `Err`.
-    pub fn from_result<T: Serialize, E: Serialize + std::fmt::Display>(
-        value: &Result<T, E>,
-    ) -> Reply {
+    pub fn from_result<T, E: std::fmt::Display>(value: &Result<T, E>) -> Reply
+    where
+        Result<T, E>: ReplyValue,
+    {
         Reply {
             bytes: encode(value, "a handler's reply"),
             rejected: value.as_ref().err().map(ToString::to_string),
@@ -179,7 +180,18 @@ impl<F, A> std::fmt::Debug for HandlerRef<F, A> {
     note = "derive them: `#[derive(Serialize, Deserialize)]`"
 )]
 pub trait MessageArgument {}
+// `do_not_recommend`: report the unmet `MessageArgument` with its message,
+// not each unmet bound of this blanket impl.
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + Send + 'static> MessageArgument for T {}
+
+/// Names a handler argument's type in a field of a struct the macro emits
+/// before the message enum: the type is checked when the struct is, so
+/// `MessageArgument`'s message is the first error reported, ahead of the
+/// errors of serde's derive on the enum.
+#[doc(hidden)]
+#[allow(missing_debug_implementations)]
+pub struct CheckArgument<T: MessageArgument>(PhantomData<T>);
 
 /// Replies are stored (for idempotent retries) and sent: they must be serde types.
 #[doc(hidden)]
@@ -188,8 +200,20 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> MessageArgument for T {}
     label = "not serializable",
     note = "derive them: `#[derive(Serialize, Deserialize)]`"
 )]
-pub trait ReplyValue {}
+pub trait ReplyValue: Serialize + DeserializeOwned + Send + 'static {}
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + Send + 'static> ReplyValue for T {}
+
+/// Implemented by `#[stateful_function]` on the impl block, also when it
+/// reports an error there, so that the struct's check only fires when the
+/// attribute is really missing.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no handlers",
+    label = "add #[stateful_function] to `impl {Self}`",
+    note = "a stateful function needs #[stateful_function] on both its struct and its impl block"
+)]
+pub trait HandlerImpl {}
 
 /// Decodes the argument of a reply handler.
 #[doc(hidden)]

@@ -102,11 +102,12 @@ extern crate self as statefn;
 
 mod address;
 mod context;
+mod durable;
 mod envelope;
 mod error;
 mod function;
 mod handle;
-mod journal;
+mod record;
 mod registry;
 mod runtime;
 mod scheduler;
@@ -115,11 +116,15 @@ mod timer;
 
 pub use address::{Address, KEY_GROUPS, MAX_ID_LEN};
 pub use context::{Context, Request};
+pub use durable::Durability;
 pub use error::Error;
 pub use function::{HandlerInfo, HandlerRef, StatefulFunction};
 pub use handle::{Call, CallFuture, Handle};
-pub use runtime::{Builder, DEFAULT_SHARDS, Runtime};
+pub use runtime::{
+    Builder, DEFAULT_CACHE_BYTES, DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_SHARDS, Runtime,
+};
 pub use statefn_macros::stateful_function;
+pub use statefn_store as store;
 
 /// Everything a typical program needs: `use statefn::prelude::*;`.
 pub mod prelude {
@@ -131,7 +136,8 @@ pub mod prelude {
 pub mod __private {
     pub use crate::context::{FromRawSender, RawSender};
     pub use crate::function::{
-        FunctionState, MessageArgument, Reply, ReplyValue, decode_reply_arg, not_a_reply_handler,
+        CheckArgument, FunctionState, HandlerImpl, MessageArgument, Reply, ReplyValue,
+        decode_reply_arg, not_a_reply_handler,
     };
     pub use crate::handle::{FromRawHandle, RawHandle};
     pub use serde;

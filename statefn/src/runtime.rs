@@ -1,31 +1,45 @@
-//! `Runtime` and its builder: owns the shards, the worker threads and the
-//! timer task, and routes mail between them.
+//! `Runtime` and its builder: owns the shards, the worker threads, the timer
+//! task and (in durable mode) the log groups and the checkpointer, and routes
+//! mail between them.
 
 use std::{
+    path::PathBuf,
     sync::{
         Arc, Weak,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     thread::JoinHandle,
     time::Duration,
 };
 
 use parking_lot::Mutex;
+use statefn_store::{
+    DataDir, StateStore,
+    io::{FileSystem, StdFs},
+    wal::WalOptions,
+};
 use tokio::sync::{Notify, oneshot};
 
 use crate::{
-    Address, Error, Handle, StatefulFunction,
+    Address, Durability, Error, Handle, StatefulFunction,
+    durable::{Durable, LogGroup},
     envelope::{Envelope, Mail, Origin},
-    journal::InMemoryJournal,
+    record::Sent,
     registry::Registry,
     scheduler::{RunShard, Scheduler},
-    shard::{Effects, Shard},
+    shard::{CoreConfig, Effects, RunEnv, Shard, ShardCore, envelope_of},
     timer::TimerService,
 };
 
 /// The default number of shards: enough to spread work over the workers and
 /// keep batches large.
 pub const DEFAULT_SHARDS: u16 = 16;
+
+/// The default bytes of instance state cached in memory, over all shards.
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
+/// How long a stored reply answers retries with the same idempotency key.
+pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A running statefn runtime: cheap to clone, `Send + Sync + 'static`.
 ///
@@ -46,10 +60,14 @@ pub const DEFAULT_SHARDS: u16 = 16;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), statefn::Error> {
-/// let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
-/// assert_eq!(runtime.handle::<Counter>("a").add(2).await?, 2);
+/// let dir = tempfile::tempdir().expect("temp dir");
+/// let runtime = Runtime::builder().data_dir(dir.path()).register::<Counter>().open().await?;
+/// assert_eq!(runtime.handle::<Counter>("a").add(2).await?, 2); // on disk when it returns
 /// runtime.shutdown().await?;
-/// # Ok(())
+///
+/// let runtime = Runtime::builder().data_dir(dir.path()).register::<Counter>().open().await?;
+/// assert_eq!(runtime.handle::<Counter>("a").add(1).await?, 3); // recovered
+/// # runtime.shutdown().await
 /// # }
 /// ```
 #[derive(Clone)]
@@ -66,7 +84,7 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-/// Stops the workers when the last `Runtime` clone (or `Handle`) is dropped
+/// Stops the threads when the last `Runtime` clone (or `Handle`) is dropped
 /// without `shutdown`.
 #[derive(Debug)]
 struct Owner {
@@ -95,19 +113,24 @@ impl Runtime {
 
     /// The number of shards.
     pub fn shards(&self) -> u16 {
-        u16::try_from(self.owner.inner.shards.len()).unwrap_or(u16::MAX)
+        self.owner.inner.shard_count()
+    }
+
+    /// How many times a log group was recovered after a failure since open.
+    pub fn recoveries(&self) -> u64 {
+        self.owner.inner.recoveries.load(Ordering::Relaxed)
     }
 
     /// Stops accepting calls, finishes the work in flight (including the
-    /// messages it sends), then stops the workers. Pending timers are not
-    /// waited for. Calling it again does nothing.
+    /// messages it sends), then stops the threads and, in durable mode,
+    /// releases the data directory. Pending timers stay stored and fire after
+    /// the next open. Calling it again does nothing.
     ///
     /// # Errors
     ///
-    /// Currently infallible in memory; durable runtimes report a failed
-    /// final commit.
+    /// [`Error::Storage`] if a thread could not be stopped cleanly.
     pub async fn shutdown(&self) -> Result<(), Error> {
-        let inner = &self.owner.inner;
+        let inner = Arc::clone(&self.owner.inner);
         inner.closing.store(true, Ordering::SeqCst);
         loop {
             let idle = inner.idle.notified();
@@ -117,16 +140,9 @@ impl Runtime {
             // The timeout guards against a missed notification only.
             let _ = tokio::time::timeout(Duration::from_millis(10), idle).await;
         }
-        inner.stop();
-        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *inner.threads.lock());
-        tokio::task::spawn_blocking(move || {
-            for thread in threads {
-                let _ = thread.join();
-            }
-        })
-        .await
-        .map_err(|e| Error::Storage(format!("a worker thread failed to stop: {e}")))?;
-        Ok(())
+        tokio::task::spawn_blocking(move || inner.stop_and_join())
+            .await
+            .map_err(|e| Error::Storage(format!("a runtime thread failed to stop: {e}")))
     }
 
     pub(crate) fn inner(&self) -> &RuntimeInner {
@@ -158,26 +174,61 @@ impl Runtime {
 /// # runtime.shutdown().await
 /// # }
 /// ```
-#[derive(Debug, Default)]
 #[must_use = "a builder does nothing until `open` is awaited"]
+#[derive(Debug)]
 pub struct Builder {
-    storage: Option<Storage>,
+    data_dir: Option<PathBuf>,
+    durability: Option<Durability>,
     workers: Option<usize>,
-    shards: Option<u16>,
+    shards: u16,
+    log_groups: u16,
+    cache_bytes: usize,
+    idempotency_retention: Duration,
+    checkpoint_interval: Duration,
+    checkpoint_log_bytes: u64,
+    segment_bytes: u64,
+    file_system: Arc<dyn FileSystem>,
     registry: Registry,
     error: Option<Error>,
 }
 
-#[derive(Debug, Clone)]
-enum Storage {
-    InMemory,
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            data_dir: None,
+            durability: None,
+            workers: None,
+            shards: DEFAULT_SHARDS,
+            log_groups: 1,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
+            checkpoint_interval: Duration::from_secs(60),
+            checkpoint_log_bytes: 64 << 20,
+            segment_bytes: 64 << 20,
+            file_system: Arc::new(StdFs),
+            registry: Registry::default(),
+            error: None,
+        }
+    }
 }
 
 impl Builder {
+    /// Keeps state durably in `path` (created if missing): a write-ahead log
+    /// and a fjall state store. Opening recovers whatever is there.
+    pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(path.into());
+        self
+    }
+
     /// Keeps all state in memory: nothing survives the process. For tests and
-    /// caches.
-    pub fn in_memory(mut self) -> Self {
-        self.storage = Some(Storage::InMemory);
+    /// caches. Same as `.durability(Durability::InMemory)`.
+    pub fn in_memory(self) -> Self {
+        self.durability(Durability::InMemory)
+    }
+
+    /// When a committed invocation is on disk (default [`Durability::Fsync`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
         self
     }
 
@@ -188,9 +239,63 @@ impl Builder {
     }
 
     /// The number of shards (default [`DEFAULT_SHARDS`]); each is a
-    /// single-writer unit of state, scheduling and recovery.
+    /// single-writer unit of state, scheduling, checkpointing and recovery.
+    /// Fixed for a data directory once created.
     pub fn shards(mut self, shards: u16) -> Self {
-        self.shards = Some(shards);
+        self.shards = shards;
+        self
+    }
+
+    /// Physical logs the shards share (default 1, at most the shard count).
+    /// One log commits every shard's batch with one `fdatasync`; more logs
+    /// make smaller I/O failure domains (a failed log takes down only its
+    /// shards) at one `fdatasync` per log per commit. Fixed for a data
+    /// directory once created.
+    pub fn log_groups(mut self, groups: u16) -> Self {
+        self.log_groups = groups;
+        self
+    }
+
+    /// Bytes of instance state cached in memory over all shards (default
+    /// [`DEFAULT_CACHE_BYTES`]); states beyond it are read from disk.
+    pub fn cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// How long a stored reply answers retries with the same idempotency key
+    /// (default [`DEFAULT_IDEMPOTENCY_RETENTION`], 24 h); older entries are
+    /// deleted.
+    pub fn idempotency_retention(mut self, retention: Duration) -> Self {
+        self.idempotency_retention = retention;
+        self
+    }
+
+    /// Checkpoint a shard at least this often while it has changes (default
+    /// 60 s). Checkpoints also start when a log group's log reaches
+    /// [`checkpoint_log_bytes`](Self::checkpoint_log_bytes).
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoint_interval = interval;
+        self
+    }
+
+    /// Log size that starts checkpoints of the group's shards (default 64 MiB):
+    /// bounds recovery time and disk use.
+    pub fn checkpoint_log_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_log_bytes = bytes;
+        self
+    }
+
+    /// Size of one write-ahead log segment file (default 64 MiB).
+    pub fn wal_segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// The file system under the write-ahead log: a seam for tests that
+    /// inject faults ([`statefn_store::io::FaultyFs`]).
+    pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
+        self.file_system = fs;
         self
     }
 
@@ -202,21 +307,133 @@ impl Builder {
         self
     }
 
-    /// Opens the runtime: starts its worker threads and its timer task on the
-    /// current tokio runtime.
+    /// Opens the runtime: recovers the data directory (durable mode), then
+    /// starts the worker threads, the log syncers, the checkpointer and the
+    /// timer task on the current tokio runtime.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid configuration (no storage chosen, no
-    /// function registered, zero workers or shards, two types with one name).
+    /// function registered, zero workers or shards, two types with one name);
+    /// [`Error::Storage`] when the data directory cannot be opened (locked by
+    /// another process, written by a newer version, a different shard count,
+    /// corrupt log data: the message names the file and offset).
     pub async fn open(self) -> Result<Runtime, Error> {
+        let plan = self.plan()?;
+        let workers = plan.workers;
+        let (scheduler, slots) = Scheduler::new(workers);
+        let (durable, wals, shards, recovered) = match plan.storage.clone() {
+            Storage::InMemory => {
+                let shards = (0..plan.shards)
+                    .map(|id| Shard::new(ShardCore::new(id, 0, plan.core.clone(), None)))
+                    .collect();
+                (None, Vec::new(), shards, Vec::new())
+            }
+            Storage::Disk { path, mode } => {
+                let config = plan.clone();
+                let opened = tokio::task::spawn_blocking(move || open_disk(&config, &path, mode))
+                    .await
+                    .map_err(|e| Error::Storage(format!("recovery did not finish: {e}")))??;
+                let mut cores: Vec<ShardCore> = Vec::new();
+                let mut wals = Vec::new();
+                for (group, (wal, group_cores)) in opened.groups.into_iter().enumerate() {
+                    wals.push((u16::try_from(group).unwrap_or(u16::MAX), wal));
+                    cores.extend(group_cores);
+                }
+                cores.sort_by_key(|c| c.id);
+                let recovered = cores
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.id,
+                            c.outbox.values().cloned().collect::<Vec<_>>(),
+                            c.timers
+                                .values()
+                                .map(|t| (t.due_ms, c.id, t.id))
+                                .collect::<Vec<_>>(),
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                let shards = cores.into_iter().map(Shard::new).collect();
+                (Some(opened.durable), wals, shards, recovered)
+            }
+        };
+        let shard_count = plan.shards;
+        let inner = Arc::new(RuntimeInner {
+            registry: plan.registry,
+            shards,
+            scheduler: Arc::new(scheduler),
+            timers: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            closing: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+            acked: (0..usize::from(shard_count) * usize::from(shard_count))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            recoveries: AtomicU64::new(0),
+            durable,
+        });
+        let weak: Weak<RuntimeInner> = Arc::downgrade(&inner);
+        let (timers, task) = TimerService::start(move |shard, timer| {
+            if let Some(inner) = weak.upgrade() {
+                inner.enqueue(shard, Mail::TimerDue { timer });
+            }
+        });
+        *inner.timers.lock() = Some((timers, task));
+        let spawn_error = |e: std::io::Error| Error::Config(format!("cannot start a thread: {e}"));
+        if let Some(d) = &inner.durable {
+            for (group, wal) in wals {
+                let positions = d
+                    .group_shards(group)
+                    .into_iter()
+                    .map(|s| {
+                        let core = inner.shard(s).core.lock();
+                        (s, core.epoch, core.checkpoint.lsn)
+                    })
+                    .collect::<Vec<_>>();
+                d.groups[usize::from(group)]
+                    .start(&inner, group, wal, &positions)
+                    .map_err(spawn_error)?;
+            }
+            d.checkpointer.start(&inner).map_err(spawn_error)?;
+        }
+        let threads = inner
+            .scheduler
+            .start(slots, Arc::clone(&inner))
+            .map_err(spawn_error)?;
+        *inner.threads.lock() = threads;
+        for (shard, outbox, timers) in recovered {
+            inner.after_recovery(shard, outbox, timers, false);
+        }
+        Ok(Runtime {
+            owner: Arc::new(Owner { inner }),
+        })
+    }
+
+    fn plan(self) -> Result<Plan, Error> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let Some(Storage::InMemory) = self.storage else {
-            return Err(Error::Config(
-                "choose where state lives: `.in_memory()` (nothing survives the process)".into(),
-            ));
+        let storage = match (self.durability, self.data_dir) {
+            (Some(Durability::InMemory), None) => Storage::InMemory,
+            (Some(Durability::InMemory), Some(_)) => {
+                return Err(Error::Config(
+                    "both `.in_memory()` and `.data_dir(..)` were given; choose one".into(),
+                ));
+            }
+            (mode, Some(path)) => Storage::Disk {
+                path,
+                mode: mode.unwrap_or_default(),
+            },
+            (_, None) => {
+                return Err(Error::Config(
+                    "choose where state lives: `.data_dir(path)` (durable) or `.in_memory()` \
+                     (nothing survives the process)"
+                        .into(),
+                ));
+            }
         };
         if self.registry.is_empty() {
             return Err(Error::Config(
@@ -226,42 +443,85 @@ impl Builder {
         let workers = self.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
         });
-        let shards = self.shards.unwrap_or(DEFAULT_SHARDS);
-        if workers == 0 || shards == 0 {
+        if workers == 0 || self.shards == 0 {
             return Err(Error::Config(
                 "workers and shards must be at least 1".into(),
             ));
         }
-        let (scheduler, slots) = Scheduler::new(workers);
-        let inner = Arc::new(RuntimeInner {
+        if self.log_groups == 0 || self.log_groups > self.shards {
+            return Err(Error::Config(format!(
+                "log_groups must be from 1 to the shard count ({}); got {}",
+                self.shards, self.log_groups
+            )));
+        }
+        let per_shard_cache = self.cache_bytes / usize::from(self.shards);
+        Ok(Plan {
+            storage,
+            workers,
+            shards: self.shards,
+            log_groups: self.log_groups,
+            core: CoreConfig {
+                shards: self.shards,
+                cache_bytes: per_shard_cache,
+                idempotency_retention: self.idempotency_retention,
+                checkpoint_dirty_bytes: (per_shard_cache / 2).max(1 << 20),
+                checkpoint_interval: self.checkpoint_interval,
+            },
+            checkpoint_log_bytes: self.checkpoint_log_bytes,
+            wal_options: WalOptions {
+                segment_bytes: self.segment_bytes,
+            },
+            file_system: self.file_system,
             registry: self.registry,
-            shards: (0..shards)
-                .map(|id| Shard::new(id, shards, Box::new(InMemoryJournal)))
-                .collect(),
-            scheduler: Arc::new(scheduler),
-            timers: Mutex::new(None),
-            in_flight: AtomicUsize::new(0),
-            idle: Notify::new(),
-            closing: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            threads: Mutex::new(Vec::new()),
-        });
-        let weak: Weak<RuntimeInner> = Arc::downgrade(&inner);
-        let (timers, task) = TimerService::start(move |shard, timer| {
-            if let Some(inner) = weak.upgrade() {
-                inner.enqueue(shard, Mail::TimerDue { timer });
-            }
-        });
-        *inner.timers.lock() = Some((timers, task));
-        let threads = inner
-            .scheduler
-            .start(slots, Arc::clone(&inner))
-            .map_err(|e| Error::Config(format!("cannot start worker threads: {e}")))?;
-        *inner.threads.lock() = threads;
-        Ok(Runtime {
-            owner: Arc::new(Owner { inner }),
         })
     }
+}
+
+#[derive(Debug, Clone)]
+enum Storage {
+    InMemory,
+    Disk { path: PathBuf, mode: Durability },
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+struct Plan {
+    storage: Storage,
+    workers: usize,
+    shards: u16,
+    log_groups: u16,
+    core: CoreConfig,
+    checkpoint_log_bytes: u64,
+    wal_options: WalOptions,
+    file_system: Arc<dyn FileSystem>,
+    registry: Registry,
+}
+
+struct OpenedDisk {
+    durable: Durable,
+    groups: Vec<(statefn_store::wal::Wal, Vec<ShardCore>)>,
+}
+
+/// Opens the data directory and recovers every log group (blocking).
+fn open_disk(plan: &Plan, path: &std::path::Path, mode: Durability) -> Result<OpenedDisk, Error> {
+    let data_dir = DataDir::open_with_log_groups(path, plan.shards, plan.log_groups)
+        .map_err(|e| Error::Storage(e.to_string()))?;
+    let store =
+        StateStore::open(&data_dir.state_dir()).map_err(|e| Error::Storage(e.to_string()))?;
+    let durable = Durable::new(
+        store,
+        Arc::clone(&plan.file_system),
+        data_dir,
+        plan.wal_options,
+        mode,
+        plan.log_groups,
+        plan.core.clone(),
+        plan.checkpoint_log_bytes,
+    );
+    let groups = (0..plan.log_groups)
+        .map(|group| durable.recover(group, 1))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(OpenedDisk { durable, groups })
 }
 
 /// The shared core of a runtime.
@@ -277,6 +537,11 @@ pub(crate) struct RuntimeInner {
     closing: AtomicBool,
     stopped: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// `acked[source * shards + dest]`: the highest sequence from `source`
+    /// that `dest` has durably applied; `source` prunes its outbox with it.
+    acked: Vec<AtomicU64>,
+    pub(crate) recoveries: AtomicU64,
+    pub(crate) durable: Option<Durable>,
 }
 
 impl RuntimeInner {
@@ -308,19 +573,27 @@ impl RuntimeInner {
         Ok(rx)
     }
 
-    fn shard_count(&self) -> u16 {
+    pub(crate) fn shard_count(&self) -> u16 {
         u16::try_from(self.shards.len()).unwrap_or(u16::MAX)
     }
 
-    fn enqueue(&self, shard: u16, mail: Mail) {
+    pub(crate) fn shard(&self, shard: u16) -> &Shard {
+        &self.shards[usize::from(shard)]
+    }
+
+    pub(crate) fn enqueue(&self, shard: u16, mail: Mail) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if self.shards[usize::from(shard)].enqueue(mail) {
+        if self.shard(shard).enqueue(mail) {
             self.scheduler.push(shard);
         }
     }
 
-    /// Releases a committed batch's effects: replies, deliveries, timers.
-    fn release(&self, effects: Effects) {
+    pub(crate) fn request_checkpoint(&self, shard: u16) {
+        self.enqueue(shard, Mail::Checkpoint);
+    }
+
+    /// Releases a committed batch's effects: deliveries, replies, timers.
+    pub(crate) fn release(&self, effects: Effects) {
         // Deliveries first: a caller who has seen a transfer's reply and then
         // calls the receiver finds the deposit already queued ahead of it.
         let shards = self.shard_count();
@@ -346,7 +619,57 @@ impl RuntimeInner {
         }
     }
 
-    /// Stops the workers and the timer task (idempotent).
+    /// Answers a batch that will not commit: its callers get `Unavailable`.
+    pub(crate) fn refuse(&self, effects: Effects, shard: u16, reason: &str) {
+        self.release(crate::durable::refused_effects(effects, shard, reason));
+    }
+
+    /// Records that `dest` has durably applied these messages.
+    pub(crate) fn publish_acks(&self, dest: u16, acks: &[(u16, u64)]) {
+        let shards = usize::from(self.shard_count());
+        for &(source, seq) in acks {
+            self.acked[usize::from(source) * shards + usize::from(dest)]
+                .fetch_max(seq, Ordering::AcqRel);
+        }
+    }
+
+    fn acked(&self, source: u16, dest: u16) -> u64 {
+        let shards = usize::from(self.shard_count());
+        self.acked[usize::from(source) * shards + usize::from(dest)].load(Ordering::Acquire)
+    }
+
+    /// After a shard was rebuilt: re-send its unacknowledged outbox, re-arm
+    /// its timers, and (after a failure) ask every other shard to re-send
+    /// what the recovered one may have lost. Then let it serve.
+    pub(crate) fn after_recovery(
+        &self,
+        shard: u16,
+        outbox: Vec<Sent>,
+        timers: Vec<(u64, u16, u64)>,
+        ask_senders: bool,
+    ) {
+        let shards = self.shard_count();
+        for sent in outbox {
+            let dest = sent.dest;
+            debug_assert_eq!(sent.target.shard(shards), dest);
+            self.enqueue(dest, Mail::Invoke(envelope_of(sent, shard)));
+        }
+        if let Some((service, _)) = &*self.timers.lock() {
+            for timer in timers {
+                service.arm(timer);
+            }
+        }
+        if ask_senders {
+            for other in (0..shards).filter(|&s| s != shard) {
+                self.enqueue(other, Mail::Resend { dest: shard });
+            }
+        }
+        if self.shard(shard).resume() {
+            self.scheduler.push(shard);
+        }
+    }
+
+    /// Stops the threads without waiting for them (idempotent).
     fn stop(&self) {
         if self.stopped.swap(true, Ordering::SeqCst) {
             return;
@@ -356,20 +679,54 @@ impl RuntimeInner {
         if let Some((_, task)) = self.timers.lock().take() {
             task.abort();
         }
+        if let Some(durable) = &self.durable {
+            for group in &durable.groups {
+                group.stop();
+            }
+            durable.checkpointer.stop();
+        }
+    }
+
+    /// Stops the threads, waits for them, and releases the data directory.
+    fn stop_and_join(&self) {
+        let mut handles: Vec<JoinHandle<()>> = std::mem::take(&mut *self.threads.lock());
+        self.scheduler.stop();
+        if let Some(durable) = &self.durable {
+            handles.extend(durable.groups.iter().filter_map(LogGroup::stop));
+            handles.extend(durable.checkpointer.stop());
+        }
+        self.stop();
+        for handle in handles {
+            let _ = handle.join();
+        }
+        if let Some(durable) = &self.durable {
+            // Shard cores hold store handles: replace them so fjall closes.
+            for shard in &self.shards {
+                let mut core = shard.core.lock();
+                let config = durable.core.clone();
+                *core = ShardCore::new(shard.id, core.epoch, config, None);
+            }
+            durable.close();
+        }
     }
 }
 
 impl RunShard for RuntimeInner {
     fn run_shard(&self, shard: u16) -> bool {
-        let mut effects = Effects::default();
-        let more = self.shards[usize::from(shard)].run(&self.registry, &mut effects);
-        if !effects.is_empty() {
-            self.release(effects);
-        }
-        more
+        let acked = |dest: u16| self.acked(shard, dest);
+        let env = RunEnv {
+            registry: &self.registry,
+            now_ms: crate::timer::now_millis(),
+            acked: &acked,
+        };
+        self.shard(shard).run(&env, |batch| match &self.durable {
+            None => self.release(batch.effects),
+            Some(durable) => {
+                durable.groups[usize::from(durable.group_of(batch.shard))].submit(self, batch);
+            }
+        })
     }
 }
-
 #[cfg(test)]
 #[allow(unreachable_pub)] // handlers must be `pub`, even in a test module
 mod tests {

@@ -5,8 +5,9 @@ use statefn_examples::bank::Account;
 
 #[tokio::main]
 async fn main() -> Result<(), statefn::Error> {
+    // Durable by default: state and replies survive crashes and restarts.
     let runtime = Runtime::builder()
-        .in_memory()
+        .data_dir("./data")
         .register::<Account>()
         .open()
         .await?;

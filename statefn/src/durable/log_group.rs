@@ -1,0 +1,358 @@
+//! A log group's syncer thread: group commit for the shards of the group.
+//!
+//! Workers hand it whole batches (records + effects) in order. It appends
+//! every waiting batch, writes once and syncs once, then releases their
+//! effects: replies and outgoing messages leave only when durable. Workers
+//! go on with their next batches meanwhile (pipelining). On a write or sync
+//! failure it refuses the batches in flight, rebuilds its shards from
+//! checkpoint and log with backoff, and resumes them; other groups go on.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+use statefn_store::wal::{Lsn, PendingSync, Wal};
+
+use super::Durability;
+use crate::{
+    Error,
+    runtime::RuntimeInner,
+    shard::{Batch, Effects, Status},
+};
+
+/// What a log group's syncer is asked to do.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // Commit is the hot path; boxing it costs an allocation per batch
+pub(crate) enum GroupCommand {
+    Commit(Batch),
+    /// A shard's checkpoint covers its records up to `lsn`.
+    Checkpointed {
+        shard: u16,
+        lsn: u64,
+    },
+    Stop,
+}
+
+/// The handle to one log group's syncer.
+#[derive(Debug)]
+pub(crate) struct LogGroup {
+    tx: Sender<GroupCommand>,
+    rx: Mutex<Option<Receiver<GroupCommand>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LogGroup {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        LogGroup {
+            tx,
+            rx: Mutex::new(Some(rx)),
+            thread: Mutex::new(None),
+        }
+    }
+
+    /// Hands a batch to the syncer. If it has stopped, the batch is refused.
+    pub(crate) fn submit(&self, inner: &RuntimeInner, batch: Batch) {
+        if let Err(e) = self.tx.send(GroupCommand::Commit(batch)) {
+            if let GroupCommand::Commit(batch) = e.into_inner() {
+                inner.refuse(batch.effects, batch.shard, "the runtime is stopping");
+            }
+        }
+    }
+
+    pub(crate) fn send(&self, command: GroupCommand) {
+        let _ = self.tx.send(command);
+    }
+
+    /// Starts the syncer thread for `group`, owning its log.
+    pub(crate) fn start(
+        &self,
+        inner: &Arc<RuntimeInner>,
+        group: u16,
+        wal: Wal,
+        positions: &[(u16, u64, u64)],
+    ) -> std::io::Result<()> {
+        let Some(rx) = self.rx.lock().take() else {
+            return Ok(());
+        };
+        let syncer = Syncer {
+            inner: Arc::clone(inner),
+            group,
+            epochs: positions.iter().map(|&(s, epoch, _)| (s, epoch)).collect(),
+            checkpoints: positions.iter().map(|&(s, _, lsn)| (s, lsn)).collect(),
+            wal: Some(wal),
+            unsynced: None,
+            last_sync: Instant::now(),
+            last_checkpoint_request: Instant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("statefn-log-{group}"))
+            .spawn(move || syncer.run(&rx))?;
+        *self.thread.lock() = Some(thread);
+        Ok(())
+    }
+
+    /// Stops the syncer after it has committed what it was given.
+    pub(crate) fn stop(&self) -> Option<JoinHandle<()>> {
+        let _ = self.tx.send(GroupCommand::Stop);
+        self.thread.lock().take()
+    }
+}
+
+struct Syncer {
+    inner: Arc<RuntimeInner>,
+    group: u16,
+    /// The epoch of each shard's current core: batches of older cores are refused.
+    epochs: HashMap<u16, u64>,
+    checkpoints: HashMap<u16, u64>,
+    wal: Option<Wal>,
+    /// Periodic mode: written but not yet synced.
+    unsynced: Option<PendingSync>,
+    last_sync: Instant,
+    last_checkpoint_request: Instant,
+}
+
+/// How often the syncer looks at timers (periodic sync, checkpoint triggers)
+/// when idle.
+const TICK: Duration = Duration::from_millis(50);
+
+impl Syncer {
+    fn run(mut self, rx: &Receiver<GroupCommand>) {
+        loop {
+            let first = match rx.recv_timeout(self.tick()) {
+                Ok(command) => Some(command),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batches = Vec::new();
+            let mut stop = false;
+            for command in first.into_iter().chain(rx.try_iter()) {
+                match command {
+                    GroupCommand::Commit(batch) => batches.push(batch),
+                    GroupCommand::Checkpointed { shard, lsn } => self.checkpointed(shard, lsn),
+                    GroupCommand::Stop => stop = true,
+                }
+            }
+            if !batches.is_empty() {
+                self.commit(batches);
+            }
+            self.periodic_sync();
+            self.maybe_request_checkpoints();
+            if stop {
+                self.periodic_sync_now();
+                return;
+            }
+        }
+    }
+
+    fn durable(&self) -> &super::Durable {
+        self.inner
+            .durable
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("log groups exist only in durable mode"))
+    }
+
+    fn tick(&self) -> Duration {
+        match self.durable().mode {
+            Durability::Periodic(interval) if self.unsynced.is_some() => {
+                interval.saturating_sub(self.last_sync.elapsed()).min(TICK)
+            }
+            _ => TICK,
+        }
+    }
+
+    fn commit(&mut self, batches: Vec<Batch>) {
+        let mut accepted = Vec::with_capacity(batches.len());
+        {
+            let Some(wal) = self.wal.as_mut() else {
+                for batch in batches {
+                    self.inner
+                        .refuse(batch.effects, batch.shard, "its log group is recovering");
+                }
+                return;
+            };
+            for batch in batches {
+                if self.epochs.get(&batch.shard) != Some(&batch.epoch) {
+                    self.inner
+                        .refuse(batch.effects, batch.shard, "its shard was recovering");
+                    continue;
+                }
+                for record in &batch.records {
+                    wal.append(record);
+                }
+                let last = wal.next_lsn().0 - 1;
+                accepted.push((batch, last));
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let Some(wal) = self.wal.as_mut() else { return };
+        let written = wal.write();
+        let result = written.and_then(|pending| match self.durable().mode {
+            Durability::Periodic(_) if !accepted.iter().any(|(b, _)| b.checkpoint.is_some()) => {
+                match &mut self.unsynced {
+                    Some(unsynced) => unsynced.merge(pending),
+                    None => self.unsynced = Some(pending),
+                }
+                Ok(())
+            }
+            _ => {
+                let mut pending = pending;
+                if let Some(earlier) = self.unsynced.take() {
+                    let mut earlier = earlier;
+                    earlier.merge(pending);
+                    pending = earlier;
+                }
+                pending.sync().map(|_| self.last_sync = Instant::now())
+            }
+        });
+        if let Err(e) = result {
+            let reason = format!("the log failed: {e}");
+            for (batch, _) in accepted {
+                self.inner.refuse(batch.effects, batch.shard, &reason);
+            }
+            self.recover(&reason);
+            return;
+        }
+        for (batch, lsn) in accepted {
+            self.inner.publish_acks(batch.shard, &batch.effects.acks);
+            if let Some(mut job) = batch.checkpoint {
+                job.lsn = lsn;
+                self.durable().checkpointer.submit(job);
+            }
+            self.inner.release(batch.effects);
+        }
+    }
+
+    fn periodic_sync(&mut self) {
+        if let Durability::Periodic(interval) = self.durable().mode
+            && self.last_sync.elapsed() >= interval
+        {
+            self.periodic_sync_now();
+        }
+    }
+
+    fn periodic_sync_now(&mut self) {
+        if let Some(pending) = self.unsynced.take() {
+            match pending.sync() {
+                Ok(_) => self.last_sync = Instant::now(),
+                Err(e) => self.recover(&format!("the log failed to sync: {e}")),
+            }
+        }
+    }
+
+    fn checkpointed(&mut self, shard: u16, lsn: u64) {
+        self.checkpoints.insert(shard, lsn);
+        let Some(oldest) = self.checkpoints.values().min().copied() else {
+            return;
+        };
+        if let Some(wal) = self.wal.as_mut()
+            && let Err(e) = wal.truncate_before(Lsn(oldest + 1))
+        {
+            tracing::warn!(group = self.group, error = %e, "cannot delete checkpointed log segments; will retry");
+        }
+    }
+
+    /// Asks every shard of the group to checkpoint when the log is large, or
+    /// on the interval: idle shards must checkpoint too, or their old
+    /// position would keep the log from being truncated.
+    fn maybe_request_checkpoints(&mut self) {
+        let Some(wal) = &self.wal else { return };
+        let durable = self.durable();
+        let oldest = self.checkpoints.values().min().copied().unwrap_or(0);
+        let behind = wal.next_lsn().0.saturating_sub(oldest + 1) > 0;
+        let since = self.last_checkpoint_request.elapsed();
+        let large =
+            wal.size_bytes() >= durable.checkpoint_log_bytes && since >= Duration::from_secs(1);
+        let due = behind && since >= durable.core.checkpoint_interval;
+        if large || due {
+            self.last_checkpoint_request = Instant::now();
+            for shard in self.epochs.keys() {
+                self.inner.request_checkpoint(*shard);
+            }
+        }
+    }
+
+    /// Takes the group's shards down, rebuilds them from checkpoint and log
+    /// (retrying with backoff), and resumes them.
+    fn recover(&mut self, reason: &str) {
+        tracing::error!(
+            group = self.group,
+            reason,
+            "log group failed; recovering its shards"
+        );
+        let shards: Vec<u16> = {
+            let mut s: Vec<u16> = self.epochs.keys().copied().collect();
+            s.sort_unstable();
+            s
+        };
+        for &shard in &shards {
+            self.inner.shard(shard).set_status(Status::Recovering);
+        }
+        self.wal = None;
+        self.unsynced = None;
+        let epoch = self.epochs.values().max().copied().unwrap_or(0) + 1;
+        let mut backoff = Duration::from_millis(20);
+        let (wal, cores) = loop {
+            match self.durable().recover(self.group, epoch) {
+                Ok(recovered) => break recovered,
+                Err(e) => {
+                    tracing::warn!(group = self.group, error = %e, ?backoff, "recovery failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        for core in cores {
+            self.epochs.insert(core.id, core.epoch);
+            self.checkpoints.insert(core.id, core.checkpoint.lsn);
+            let shard = self.inner.shard(core.id);
+            let resend: Vec<_> = core.outbox.values().cloned().collect();
+            let timers: Vec<_> = core
+                .timers
+                .values()
+                .map(|t| (t.due_ms, core.id, t.id))
+                .collect();
+            *shard.core.lock() = core;
+            self.inner.after_recovery(shard.id, resend, timers, true);
+        }
+        self.wal = Some(wal);
+        self.inner
+            .recoveries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(group = self.group, "log group recovered; serving again");
+    }
+}
+
+/// Effects of a batch that will not commit: callers are told to retry.
+pub(crate) fn refused_effects(effects: Effects, shard: u16, reason: &str) -> Effects {
+    let replies = effects
+        .replies
+        .into_iter()
+        .map(|(tx, _)| {
+            (
+                tx,
+                Err(Error::Unavailable {
+                    shard,
+                    reason: format!(
+                        "{reason}; the call was not committed (retry it with the same idempotency key)"
+                    ),
+                    retry_after: Duration::from_millis(100),
+                }),
+            )
+        })
+        .collect();
+    Effects {
+        replies,
+        deliveries: Vec::new(),
+        timers: Vec::new(),
+        acks: Vec::new(),
+        finished: effects.finished,
+    }
+}

@@ -1,0 +1,488 @@
+//! The shard's state machine: runs invocations, builds their log records and
+//! effects, replays records on recovery, and freezes checkpoints.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Batch, Effects, RunEnv,
+    checkpoint::CheckpointJob,
+    tables::{IdempotencyTable, Persisted, StateTable},
+};
+use crate::{
+    Context, Error,
+    envelope::{Envelope, Mail, Origin, Outgoing, ReplySender},
+    record::{Entry, Input, InvocationRecord, Sent, ShardRecord, StoredReply, TimerEntry, encode},
+    registry::Outcome,
+};
+
+/// A shard's metadata as of a checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ShardMeta {
+    /// Every record of this shard up to this LSN is reflected in the store.
+    pub(crate) checkpoint_lsn: u64,
+    pub(crate) next_timer: u64,
+    pub(crate) next_seq: Vec<(u16, u64)>,
+    pub(crate) watermarks: Vec<(u16, u64)>,
+}
+
+/// How a shard core is configured.
+#[derive(Debug, Clone)]
+pub(crate) struct CoreConfig {
+    pub(crate) shards: u16,
+    pub(crate) cache_bytes: usize,
+    pub(crate) idempotency_retention: Duration,
+    /// Freeze a checkpoint once this many state bytes changed.
+    pub(crate) checkpoint_dirty_bytes: usize,
+    pub(crate) checkpoint_interval: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct CheckpointState {
+    pub(crate) in_flight: bool,
+    pub(crate) requested: bool,
+    pub(crate) lsn: u64,
+    last: Instant,
+}
+
+/// Only the worker running the shard (or its recovery) touches this.
+#[derive(Debug)]
+pub(crate) struct ShardCore {
+    pub(crate) id: u16,
+    /// Bumped by every recovery: batches of an older core are refused.
+    pub(crate) epoch: u64,
+    config: CoreConfig,
+    /// Whether records are built (durable mode).
+    durable: bool,
+    pub(crate) states: StateTable,
+    idempotency: IdempotencyTable,
+    pub(crate) timers: BTreeMap<u64, TimerEntry>,
+    timers_removed: Vec<u64>,
+    next_timer: u64,
+    next_seq: HashMap<u16, u64>,
+    watermarks: HashMap<u16, u64>,
+    /// Sent but not known to be durably applied by the receiver.
+    pub(crate) outbox: BTreeMap<(u16, u64), Sent>,
+    outbox_removed: Vec<(u16, u64)>,
+    pub(crate) checkpoint: CheckpointState,
+}
+
+/// Prune acknowledged outbox entries once it holds this many.
+const OUTBOX_PRUNE_AT: usize = 4096;
+
+impl ShardCore {
+    /// An empty core (in memory mode, or a new data directory).
+    pub(crate) fn new(
+        id: u16,
+        epoch: u64,
+        config: CoreConfig,
+        persisted: Option<Persisted>,
+    ) -> Self {
+        let retention = u64::try_from(config.idempotency_retention.as_millis()).unwrap_or(u64::MAX);
+        ShardCore {
+            id,
+            epoch,
+            durable: persisted.is_some(),
+            states: StateTable::new(persisted.clone(), config.cache_bytes),
+            idempotency: IdempotencyTable::new(persisted, retention),
+            config,
+            timers: BTreeMap::new(),
+            timers_removed: Vec::new(),
+            next_timer: 1,
+            next_seq: HashMap::new(),
+            watermarks: HashMap::new(),
+            outbox: BTreeMap::new(),
+            outbox_removed: Vec::new(),
+            checkpoint: CheckpointState {
+                in_flight: false,
+                requested: false,
+                lsn: 0,
+                last: Instant::now(),
+            },
+        }
+    }
+
+    /// A core restored from a checkpoint (replay of the log follows).
+    pub(crate) fn restored(
+        mut self,
+        meta: ShardMeta,
+        timers: Vec<TimerEntry>,
+        outbox: Vec<Sent>,
+    ) -> Self {
+        self.checkpoint.lsn = meta.checkpoint_lsn;
+        self.next_timer = meta.next_timer.max(1);
+        self.next_seq = meta.next_seq.into_iter().collect();
+        self.watermarks = meta.watermarks.into_iter().collect();
+        self.timers = timers.into_iter().map(|t| (t.id, t)).collect();
+        self.outbox = outbox.into_iter().map(|s| ((s.dest, s.seq), s)).collect();
+        self
+    }
+
+    pub(crate) fn handle(&mut self, env: &RunEnv<'_>, mail: Mail, batch: &mut Batch) {
+        batch.effects.finished += 1;
+        match mail {
+            Mail::Invoke(envelope) => self.invoke(env, envelope, batch),
+            Mail::TimerDue { timer } => {
+                // Fires once: removal and send share one record.
+                if let Some(entry) = self.timers.remove(&timer) {
+                    self.timers_removed.push(timer);
+                    let sent = self.deliver(entry.outgoing, &mut batch.effects);
+                    if let Some(sent) = sent {
+                        self.push_record(batch, Entry::TimerFired { timer, sent });
+                    }
+                }
+            }
+            Mail::Resend { dest } => {
+                for sent in self
+                    .outbox
+                    .range((dest, 0)..=(dest, u64::MAX))
+                    .map(|(_, s)| s)
+                {
+                    batch
+                        .effects
+                        .deliveries
+                        .push(envelope_of(sent.clone(), self.id));
+                }
+            }
+            Mail::Checkpoint => self.checkpoint.requested = true,
+            Mail::Wake => {}
+        }
+    }
+
+    fn invoke(&mut self, env: &RunEnv<'_>, envelope: Envelope, batch: &mut Batch) {
+        let Envelope {
+            target,
+            message,
+            origin,
+            reply_to,
+        } = envelope;
+        let (key, mut reply_tx, input) = match origin {
+            Origin::Client { key, reply } => (key, reply, Input::Client),
+            Origin::Function { source, seq } => {
+                let watermark = self.watermarks.get(&source).copied().unwrap_or(0);
+                if seq <= watermark {
+                    tracing::trace!(%target, source, seq, "dropping a duplicate message");
+                    return;
+                }
+                if seq > watermark + 1 {
+                    // An earlier message on this channel was lost with a failed
+                    // batch; the sender re-sends everything after the watermark.
+                    tracing::debug!(%target, source, seq, watermark, "gap: waiting for a re-send");
+                    return;
+                }
+                self.watermarks.insert(source, seq);
+                batch.effects.acks.push((source, seq));
+                (None, None, Input::Function { source, seq })
+            }
+        };
+        let mut record = InvocationRecord {
+            target: target.clone(),
+            input,
+            state: None,
+            sent: Vec::new(),
+            timers: Vec::new(),
+            reply: None,
+        };
+        let function = match env.registry.get(target.type_name()) {
+            Ok(f) => f,
+            Err(e) => return self.fail(batch, reply_tx, record, e),
+        };
+        if let Some(key) = &key {
+            match self.idempotency.get(&target, key, env.now_ms) {
+                Ok(None) => {}
+                Ok(Some(stored)) => {
+                    let answer = match function.handler_of(&message) {
+                        Ok(info) if info.name == stored.handler => Ok(stored.reply),
+                        Ok(_) => Err(Error::IdempotencyKeyReused {
+                            function: target.type_name().to_owned(),
+                            id: target.id().to_owned(),
+                            key: key.clone(),
+                            previous_handler: stored.handler,
+                        }),
+                        Err(e) => Err(e),
+                    };
+                    if let Some(tx) = reply_tx.take() {
+                        batch.effects.replies.push((tx, answer));
+                    }
+                    return;
+                }
+                Err(e) => return self.fail(batch, reply_tx, record, e),
+            }
+        }
+        let mut ctx = Context::new(target.clone());
+        let invocation = match self.states.get(&target) {
+            Ok(state) => function.invoke(state, &message, &mut ctx),
+            Err(e) => return self.fail(batch, reply_tx, record, e),
+        };
+        let reply = match invocation.outcome {
+            Outcome::Applied { reply, new_state } => {
+                if let Some(state) = new_state {
+                    if self.durable {
+                        record.state = Some(state.clone());
+                    }
+                    self.states.put(target.clone(), state);
+                }
+                for outgoing in ctx.take_outgoing() {
+                    self.send(outgoing, &mut batch.effects, &mut record);
+                }
+                reply
+            }
+            Outcome::Rejected { reply, error } => {
+                tracing::debug!(%target, handler = invocation.handler, %error, "handler returned Err");
+                reply
+            }
+            Outcome::Failed(e) => return self.fail(batch, reply_tx, record, e),
+        };
+        if let Some(route) = reply_to {
+            match env
+                .registry
+                .get(route.to.type_name())
+                .and_then(|f| f.reply_message(&route.handler, &reply))
+            {
+                Ok(message) => {
+                    let outgoing = Outgoing {
+                        target: route.to,
+                        message,
+                        delay: None,
+                        reply_to: None,
+                    };
+                    if let Some(sent) = self.deliver(outgoing, &mut batch.effects) {
+                        record.sent.push(sent);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%target, error = %e, "cannot route a reply; it is dropped")
+                }
+            }
+        }
+        if let (Some(key), Some(handler)) = (key, invocation.handler) {
+            let stored = StoredReply {
+                key,
+                handler: handler.to_owned(),
+                reply: reply.clone(),
+                at_ms: env.now_ms,
+            };
+            if self.durable {
+                record.reply = Some(stored.clone());
+            }
+            self.idempotency.insert(target, stored, env.now_ms);
+        }
+        if let Some(tx) = reply_tx {
+            batch.effects.replies.push((tx, Ok(reply)));
+        }
+        self.push_record(batch, Entry::Invocation(record));
+    }
+
+    /// A failed invocation commits nothing, but a function message's sequence
+    /// number is still consumed (durably), so it is not applied later.
+    fn fail(
+        &mut self,
+        batch: &mut Batch,
+        reply: Option<ReplySender>,
+        record: InvocationRecord,
+        error: Error,
+    ) {
+        let target = record.target.clone();
+        match reply {
+            Some(tx) => batch.effects.replies.push((tx, Err(error))),
+            None => {
+                tracing::error!(%target, %error, "a message from another function failed; it is dropped");
+                self.push_record(batch, Entry::Invocation(record));
+            }
+        }
+    }
+
+    fn push_record(&self, batch: &mut Batch, entry: Entry) {
+        if !self.durable {
+            return;
+        }
+        match encode(&ShardRecord {
+            shard: self.id,
+            entry,
+        }) {
+            Ok(bytes) => batch.records.push(bytes),
+            Err(e) => tracing::error!(error = %e, "cannot encode a log record"),
+        }
+    }
+
+    /// A message sent by a handler: now, or as a durable timer.
+    fn send(&mut self, outgoing: Outgoing, effects: &mut Effects, record: &mut InvocationRecord) {
+        match outgoing.delay {
+            Some(delay) if !delay.is_zero() => {
+                let id = self.next_timer;
+                self.next_timer += 1;
+                let due_ms = crate::timer::now_millis()
+                    .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                let entry = TimerEntry {
+                    id,
+                    due_ms,
+                    outgoing: Outgoing {
+                        delay: None,
+                        ..outgoing
+                    },
+                };
+                effects.timers.push((due_ms, self.id, id));
+                if self.durable {
+                    record.timers.push(entry.clone());
+                }
+                self.timers.insert(id, entry);
+            }
+            _ => {
+                if let Some(sent) = self.deliver(outgoing, effects) {
+                    record.sent.push(sent);
+                }
+            }
+        }
+    }
+
+    /// Sequences a message on its (this shard, destination shard) channel.
+    /// Returns the outbox entry in durable mode.
+    fn deliver(&mut self, outgoing: Outgoing, effects: &mut Effects) -> Option<Sent> {
+        let dest = outgoing.target.shard(self.config.shards);
+        let seq = self.next_seq.entry(dest).or_insert(0);
+        *seq += 1;
+        let sent = Sent {
+            dest,
+            seq: *seq,
+            target: outgoing.target,
+            message: outgoing.message,
+            reply_to: outgoing.reply_to,
+        };
+        if self.durable {
+            self.outbox.insert((dest, sent.seq), sent.clone());
+            effects.deliveries.push(envelope_of(sent.clone(), self.id));
+            Some(sent)
+        } else {
+            effects.deliveries.push(envelope_of(sent, self.id));
+            None
+        }
+    }
+
+    /// Re-applies a committed record (recovery): no handler runs.
+    pub(crate) fn replay(&mut self, entry: Entry, now_ms: u64) {
+        match entry {
+            Entry::Invocation(r) => {
+                if let Input::Function { source, seq } = r.input {
+                    let w = self.watermarks.entry(source).or_insert(0);
+                    *w = (*w).max(seq);
+                }
+                if let Some(state) = r.state {
+                    self.states.put(r.target.clone(), state);
+                }
+                for sent in r.sent {
+                    self.replay_sent(sent);
+                }
+                for timer in r.timers {
+                    self.next_timer = self.next_timer.max(timer.id + 1);
+                    self.timers.insert(timer.id, timer);
+                }
+                if let Some(reply) = r.reply {
+                    self.idempotency.insert(r.target, reply, now_ms);
+                }
+            }
+            Entry::TimerFired { timer, sent } => {
+                self.timers.remove(&timer);
+                self.timers_removed.push(timer);
+                self.replay_sent(sent);
+            }
+        }
+    }
+
+    fn replay_sent(&mut self, sent: Sent) {
+        let next = self.next_seq.entry(sent.dest).or_insert(0);
+        *next = (*next).max(sent.seq);
+        self.outbox.insert((sent.dest, sent.seq), sent);
+    }
+
+    /// Drops outbox entries the receivers have durably applied.
+    pub(crate) fn prune_outbox(&mut self, acked: &dyn Fn(u16) -> u64, force: bool) {
+        if !force && self.outbox.len() < OUTBOX_PRUNE_AT {
+            return;
+        }
+        let removed: Vec<(u16, u64)> = self
+            .outbox
+            .keys()
+            .filter(|(dest, seq)| *seq <= acked(*dest))
+            .copied()
+            .collect();
+        for key in &removed {
+            self.outbox.remove(key);
+        }
+        self.outbox_removed.extend(removed);
+    }
+
+    /// Whether to freeze a checkpoint at the end of this batch.
+    pub(crate) fn wants_checkpoint(&self) -> bool {
+        if !self.durable || self.checkpoint.in_flight {
+            return false;
+        }
+        self.checkpoint.requested
+            || self.states.dirty_bytes() >= self.config.checkpoint_dirty_bytes
+            || (self.states.dirty_bytes() > 0
+                && self.checkpoint.last.elapsed() >= self.config.checkpoint_interval)
+    }
+
+    /// Freezes the dirty sets and metadata into a checkpoint job; the shard
+    /// goes on processing while it is written.
+    pub(crate) fn freeze(&mut self, acked: &dyn Fn(u16) -> u64) -> CheckpointJob {
+        self.prune_outbox(acked, true);
+        self.checkpoint.in_flight = true;
+        self.checkpoint.requested = false;
+        self.checkpoint.last = Instant::now();
+        CheckpointJob {
+            shard: self.id,
+            epoch: self.epoch,
+            lsn: 0,
+            states: self.states.freeze(),
+            idempotency: self.idempotency.freeze(),
+            meta: ShardMeta {
+                checkpoint_lsn: 0,
+                next_timer: self.next_timer,
+                next_seq: self.next_seq.iter().map(|(k, v)| (*k, *v)).collect(),
+                watermarks: self.watermarks.iter().map(|(k, v)| (*k, *v)).collect(),
+            },
+            timers: self.timers.values().cloned().collect(),
+            timers_removed: std::mem::take(&mut self.timers_removed),
+            outbox: self.outbox.values().cloned().collect(),
+            outbox_removed: std::mem::take(&mut self.outbox_removed),
+            idempotency_retention_ms: self.idempotency.retention_ms(),
+        }
+    }
+
+    /// The checkpoint frozen last has been written (`Some(lsn)`) or failed.
+    pub(crate) fn checkpoint_finished(&mut self, epoch: u64, lsn: Option<u64>) {
+        if epoch != self.epoch || !self.checkpoint.in_flight {
+            return;
+        }
+        self.checkpoint.in_flight = false;
+        match lsn {
+            Some(lsn) => {
+                self.checkpoint.lsn = lsn;
+                self.states.checkpointed();
+                self.idempotency.checkpointed();
+            }
+            None => {
+                self.states.unfreeze();
+                self.idempotency.unfreeze();
+                self.checkpoint.requested = true;
+            }
+        }
+    }
+}
+
+/// The envelope that delivers an outbox entry.
+pub(crate) fn envelope_of(sent: Sent, source: u16) -> Envelope {
+    Envelope {
+        target: sent.target,
+        message: sent.message,
+        origin: Origin::Function {
+            source,
+            seq: sent.seq,
+        },
+        reply_to: sent.reply_to,
+    }
+}

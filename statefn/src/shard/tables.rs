@@ -1,0 +1,328 @@
+//! A shard's two keyed tables: instance states and idempotency entries.
+//!
+//! Reads look in the dirty set (changed since the last checkpoint), then the
+//! frozen set (being written by a checkpoint), then the cache, then fjall.
+//! Only the cache is bounded and evicts; dirty and frozen entries are the
+//! only copy of state not yet checkpointed, so they stay until it is.
+
+use std::{collections::HashMap, sync::Arc};
+
+use lru::LruCache;
+use statefn_store::{StateStore, Table};
+
+use crate::{Address, Error, record::StoredReply};
+
+/// Where a shard's tables are persisted (absent in memory mode).
+#[derive(Debug, Clone)]
+pub(crate) struct Persisted {
+    pub(crate) store: StateStore,
+    pub(crate) shard: u16,
+}
+
+impl Persisted {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.store
+            .get(self.shard, table, key)
+            .map_err(|e| Error::Storage(format!("reading shard {}: {e}", self.shard)))
+    }
+}
+
+/// The key of an instance's state: type name, a zero byte, id.
+pub(crate) fn state_key(address: &Address) -> Vec<u8> {
+    let mut key = Vec::with_capacity(address.type_name().len() + 1 + address.id().len());
+    key.extend_from_slice(address.type_name().as_bytes());
+    key.push(0);
+    key.extend_from_slice(address.id().as_bytes());
+    key
+}
+
+pub(crate) type Frozen<K, V> = Arc<HashMap<K, V>>;
+
+/// Instance states.
+#[derive(Debug)]
+pub(crate) struct StateTable {
+    dirty: HashMap<Address, Vec<u8>>,
+    dirty_bytes: usize,
+    frozen: Option<Frozen<Address, Vec<u8>>>,
+    cache: LruCache<Address, Vec<u8>>,
+    cache_bytes: usize,
+    cache_limit: usize,
+    persisted: Option<Persisted>,
+    hits: u64,
+    misses: u64,
+}
+
+impl StateTable {
+    pub(crate) fn new(persisted: Option<Persisted>, cache_limit: usize) -> Self {
+        StateTable {
+            dirty: HashMap::new(),
+            dirty_bytes: 0,
+            frozen: None,
+            cache: LruCache::unbounded(),
+            cache_bytes: 0,
+            cache_limit,
+            persisted,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// The state of `address`, `None` for an instance never written.
+    pub(crate) fn get(&mut self, address: &Address) -> Result<Option<&[u8]>, Error> {
+        if self.dirty.contains_key(address) {
+            return Ok(self.dirty.get(address).map(Vec::as_slice));
+        }
+        if self
+            .frozen
+            .as_ref()
+            .is_some_and(|f| f.contains_key(address))
+        {
+            return Ok(self
+                .frozen
+                .as_ref()
+                .and_then(|f| f.get(address))
+                .map(Vec::as_slice));
+        }
+        if self.cache.contains(address) {
+            self.hits += 1;
+            return Ok(self.cache.get(address).map(Vec::as_slice));
+        }
+        let Some(persisted) = &self.persisted else {
+            return Ok(None);
+        };
+        self.misses += 1;
+        let Some(bytes) = persisted.get(Table::State, &state_key(address))? else {
+            return Ok(None);
+        };
+        self.cache_bytes += entry_bytes(address, &bytes);
+        self.cache.put(address.clone(), bytes);
+        self.evict();
+        Ok(self.cache.peek(address).map(Vec::as_slice))
+    }
+
+    /// Records a new state (part of the current batch).
+    pub(crate) fn put(&mut self, address: Address, state: Vec<u8>) {
+        if let Some(old) = self.cache.pop(&address) {
+            self.cache_bytes -= entry_bytes(&address, &old);
+        }
+        self.dirty_bytes += entry_bytes(&address, &state);
+        if let Some(old) = self.dirty.insert(address.clone(), state) {
+            self.dirty_bytes -= entry_bytes(&address, &old);
+        }
+    }
+
+    /// Bytes changed since the last freeze (a checkpoint trigger).
+    pub(crate) fn dirty_bytes(&self) -> usize {
+        self.dirty_bytes
+    }
+
+    /// Hands the dirty set to a checkpoint; reads still see it.
+    pub(crate) fn freeze(&mut self) -> Frozen<Address, Vec<u8>> {
+        let frozen = Arc::new(std::mem::take(&mut self.dirty));
+        self.dirty_bytes = 0;
+        self.frozen = Some(Arc::clone(&frozen));
+        frozen
+    }
+
+    /// The frozen set is in fjall: its entries become clean cache entries.
+    pub(crate) fn checkpointed(&mut self) {
+        let Some(frozen) = self.frozen.take() else {
+            return;
+        };
+        let entries = Arc::try_unwrap(frozen).unwrap_or_else(|shared| (*shared).clone());
+        for (address, state) in entries {
+            if !self.dirty.contains_key(&address) {
+                self.cache_bytes += entry_bytes(&address, &state);
+                if let Some(old) = self.cache.put(address.clone(), state) {
+                    self.cache_bytes -= entry_bytes(&address, &old);
+                }
+            }
+        }
+        self.evict();
+    }
+
+    /// The checkpoint failed: its entries are dirty again (unless newer).
+    pub(crate) fn unfreeze(&mut self) {
+        let Some(frozen) = self.frozen.take() else {
+            return;
+        };
+        let entries = Arc::try_unwrap(frozen).unwrap_or_else(|shared| (*shared).clone());
+        for (address, state) in entries {
+            if !self.dirty.contains_key(&address) {
+                self.dirty_bytes += entry_bytes(&address, &state);
+                self.dirty.insert(address, state);
+            }
+        }
+    }
+
+    fn evict(&mut self) {
+        while self.cache_bytes > self.cache_limit {
+            match self.cache.pop_lru() {
+                Some((address, state)) => self.cache_bytes -= entry_bytes(&address, &state),
+                None => break,
+            }
+        }
+    }
+}
+
+fn entry_bytes(address: &Address, state: &[u8]) -> usize {
+    // Key, value and roughly the map's own overhead per entry.
+    address.type_name().len() + address.id().len() + state.len() + 64
+}
+
+/// Idempotency entries: `(address, key) -> stored reply`.
+#[derive(Debug)]
+pub(crate) struct IdempotencyTable {
+    dirty: HashMap<(Address, String), StoredReply>,
+    frozen: Option<Frozen<(Address, String), StoredReply>>,
+    persisted: Option<Persisted>,
+    retention_ms: u64,
+    inserts_since_gc: usize,
+}
+
+/// In memory mode, expired entries are swept after this many inserts.
+const MEMORY_GC_EVERY: usize = 4096;
+
+impl IdempotencyTable {
+    pub(crate) fn new(persisted: Option<Persisted>, retention_ms: u64) -> Self {
+        IdempotencyTable {
+            dirty: HashMap::new(),
+            frozen: None,
+            persisted,
+            retention_ms,
+            inserts_since_gc: 0,
+        }
+    }
+
+    /// The stored reply, if the key was used within the retention period.
+    pub(crate) fn get(
+        &self,
+        address: &Address,
+        key: &str,
+        now_ms: u64,
+    ) -> Result<Option<StoredReply>, Error> {
+        let probe = (address.clone(), key.to_owned());
+        let found = if let Some(r) = self.dirty.get(&probe) {
+            Some(r.clone())
+        } else if let Some(r) = self.frozen.as_ref().and_then(|f| f.get(&probe)) {
+            Some(r.clone())
+        } else if let Some(persisted) = &self.persisted {
+            match persisted.get(Table::Idempotency, &idempotency_key(address, key))? {
+                Some(bytes) => Some(crate::record::decode(&bytes, "an idempotency entry")?),
+                None => None,
+            }
+        } else {
+            None
+        };
+        Ok(found.filter(|r| r.at_ms.saturating_add(self.retention_ms) > now_ms))
+    }
+
+    pub(crate) fn insert(&mut self, address: Address, reply: StoredReply, now_ms: u64) {
+        self.dirty.insert((address, reply.key.clone()), reply);
+        self.inserts_since_gc += 1;
+        if self.persisted.is_none() && self.inserts_since_gc >= MEMORY_GC_EVERY {
+            self.inserts_since_gc = 0;
+            let cutoff = now_ms.saturating_sub(self.retention_ms);
+            self.dirty.retain(|_, r| r.at_ms >= cutoff);
+        }
+    }
+
+    pub(crate) fn freeze(&mut self) -> Frozen<(Address, String), StoredReply> {
+        let frozen = Arc::new(std::mem::take(&mut self.dirty));
+        self.frozen = Some(Arc::clone(&frozen));
+        frozen
+    }
+
+    pub(crate) fn checkpointed(&mut self) {
+        self.frozen = None;
+    }
+
+    pub(crate) fn unfreeze(&mut self) {
+        if let Some(frozen) = self.frozen.take() {
+            for (k, v) in frozen.iter() {
+                self.dirty.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+
+    pub(crate) fn retention_ms(&self) -> u64 {
+        self.retention_ms
+    }
+}
+
+/// Primary key of an idempotency entry: `0`, the state key, `0xff`, the key
+/// (`0xff` never occurs in UTF-8, so the split is unambiguous).
+pub(crate) fn idempotency_key(address: &Address, key: &str) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&state_key(address));
+    out.push(0xff);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// Expiry index entry: `1`, the time (big-endian, so keys sort by age), the
+/// primary key.
+pub(crate) fn idempotency_index_key(at_ms: u64, primary: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + primary.len());
+    out.push(1);
+    out.extend_from_slice(&at_ms.to_be_bytes());
+    out.extend_from_slice(primary);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(id: &str) -> Address {
+        Address::new("T", id).expect("valid")
+    }
+
+    #[test]
+    fn cache_is_bounded_but_dirty_and_frozen_are_not() {
+        let mut table = StateTable::new(None, 1_000);
+        for i in 0..100 {
+            table.put(addr(&format!("{i}")), vec![0; 100]);
+        }
+        // In memory mode everything is dirty: nothing may be evicted.
+        for i in 0..100 {
+            assert!(table.get(&addr(&format!("{i}"))).expect("ok").is_some());
+        }
+        table.freeze();
+        table.checkpointed();
+        assert!(table.cache_bytes <= 1_000, "cache over its limit");
+        assert!(table.cache.len() < 100);
+    }
+
+    #[test]
+    fn unfreeze_keeps_newer_writes() {
+        let mut table = StateTable::new(None, 1_000);
+        table.put(addr("a"), vec![1]);
+        table.freeze();
+        table.put(addr("a"), vec![2]);
+        table.unfreeze();
+        assert_eq!(table.get(&addr("a")).expect("ok"), Some(&[2][..]));
+    }
+
+    #[test]
+    fn state_keys_do_not_collide() {
+        // Type names never hold a zero byte, so "A"+"bc" and "Ab"+"c" differ.
+        let one = Address::new("A", "bc").expect("valid");
+        let two = Address::new("Ab", "c").expect("valid");
+        assert_ne!(state_key(&one), state_key(&two));
+    }
+
+    #[test]
+    fn expired_idempotency_entries_are_not_answered() {
+        let mut table = IdempotencyTable::new(None, 1_000);
+        let reply = StoredReply {
+            key: "k".into(),
+            handler: "h".into(),
+            reply: vec![],
+            at_ms: 10_000,
+        };
+        table.insert(addr("a"), reply, 10_000);
+        assert!(table.get(&addr("a"), "k", 10_500).expect("ok").is_some());
+        assert!(table.get(&addr("a"), "k", 11_000).expect("ok").is_none());
+    }
+}
