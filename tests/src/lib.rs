@@ -114,3 +114,89 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
+
+/// An account that remembers which operations it applied, so a test can
+/// prove each was applied exactly once (not just that balances add up).
+#[stateful_function(name = "test.Ledger")]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Ledger {
+    /// The balance.
+    pub balance: i64,
+    /// Operation ids applied here, in order (`op-7`, `op-9/in`, ...).
+    pub applied: Vec<String>,
+}
+
+#[stateful_function]
+impl Ledger {
+    /// Adds `amount`, recording `op`.
+    pub fn deposit(&mut self, op: String, amount: i64) -> i64 {
+        self.balance += amount;
+        self.applied.push(op);
+        self.balance
+    }
+
+    /// Moves `amount` to `to`: the withdrawal here and the message that
+    /// deposits it there (as `{op}/in`) commit together. Overdrafts are
+    /// allowed, so that the outcome does not depend on operation order.
+    pub fn transfer(&mut self, ctx: &mut Context, op: String, to: String, amount: i64) -> i64 {
+        self.balance -= amount;
+        ctx.send::<Ledger>(&to).deposit(format!("{op}/in"), amount);
+        self.applied.push(op);
+        self.balance
+    }
+
+    /// The whole state.
+    pub fn snapshot(&self) -> (i64, Vec<String>) {
+        (self.balance, self.applied.clone())
+    }
+}
+
+/// The crash workload's operations, derived from a seed so the parent and
+/// every child run agree on them.
+pub mod workload {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    /// Accounts in the workload.
+    pub const ACCOUNTS: usize = 24;
+    /// What every account starts with.
+    pub const OPENING_BALANCE: i64 = 1_000_000;
+
+    /// One operation, identified by its index (its idempotency key is `op-{i}`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Op {
+        /// Deposit into an account.
+        Deposit { account: usize, amount: i64 },
+        /// Transfer between two accounts.
+        Transfer { from: usize, to: usize, amount: i64 },
+    }
+
+    /// The account's id.
+    pub fn account(i: usize) -> String {
+        format!("acct-{i}")
+    }
+
+    /// The operations: openings first, then a seeded mix (one in three a transfer).
+    pub fn ops(seed: u64, count: usize) -> Vec<Op> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut ops: Vec<Op> = (0..ACCOUNTS)
+            .map(|account| Op::Deposit {
+                account,
+                amount: OPENING_BALANCE,
+            })
+            .collect();
+        for _ in 0..count {
+            let from = rng.random_range(0..ACCOUNTS);
+            let amount = rng.random_range(1..100);
+            if rng.random_range(0..3) == 0 {
+                let to = (from + rng.random_range(1..ACCOUNTS)) % ACCOUNTS;
+                ops.push(Op::Transfer { from, to, amount });
+            } else {
+                ops.push(Op::Deposit {
+                    account: from,
+                    amount,
+                });
+            }
+        }
+        ops
+    }
+}

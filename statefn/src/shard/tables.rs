@@ -155,8 +155,11 @@ impl StateTable {
         }
     }
 
+    /// Evicts least recently used entries down to the limit, but never the
+    /// most recent one: a state larger than the whole cache must still be
+    /// readable right after it was loaded.
     fn evict(&mut self) {
-        while self.cache_bytes > self.cache_limit {
+        while self.cache_bytes > self.cache_limit && self.cache.len() > 1 {
             match self.cache.pop_lru() {
                 Some((address, state)) => self.cache_bytes -= entry_bytes(&address, &state),
                 None => break,
@@ -292,6 +295,18 @@ mod tests {
         table.checkpointed();
         assert!(table.cache_bytes <= 1_000, "cache over its limit");
         assert!(table.cache.len() < 100);
+    }
+
+    #[test]
+    fn a_state_larger_than_the_cache_is_still_read() {
+        let mut table = StateTable::new(None, 10);
+        table.put(addr("big"), vec![7; 1_000]);
+        table.freeze();
+        table.checkpointed();
+        assert_eq!(
+            table.get(&addr("big")).expect("ok").map(<[u8]>::len),
+            Some(1_000)
+        );
     }
 
     #[test]

@@ -1,0 +1,193 @@
+//! SIGKILL at random moments: a child process runs deposits and cross-shard
+//! transfers with idempotency keys on a data dir; this test kills it (24
+//! times, seeded: set `STATEFN_CRASH_SEED` to explore others), restarts it,
+//! and retries every unacknowledged call with the same key. At the end every
+//! operation must be applied exactly once, every transfer's deposit delivered
+//! once, and the money conserved.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader, Write},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use statefn_tests::workload::{ACCOUNTS, Op, ops};
+
+const OPS: usize = 20_000;
+const KILLS: usize = 24;
+
+struct Child {
+    process: std::process::Child,
+    lines: mpsc::Receiver<String>,
+}
+
+fn spawn(mode: &str, dir: &std::path::Path, seed: u64, input: &[usize]) -> Child {
+    let mut process = Command::new(env!("CARGO_BIN_EXE_crash-workload"))
+        .args([
+            mode,
+            &dir.display().to_string(),
+            &seed.to_string(),
+            &OPS.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the workload");
+    let mut stdin = process.stdin.take().expect("stdin");
+    let text: String = input.iter().map(|i| format!("{i}\n")).collect();
+    std::thread::spawn(move || {
+        // The child may be killed before reading: a broken pipe is fine.
+        let _ = stdin.write_all(text.as_bytes());
+    });
+    let stdout = process.stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Child { process, lines }
+}
+
+/// Collects `ack i` lines until `until` (or the child's exit).
+fn collect(child: &Child, acked: &mut [bool], until: Instant) -> bool {
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match child.lines.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(i) = line.strip_prefix("ack ") {
+                    acked[i.parse::<usize>().expect("op index")] = true;
+                } else if line == "done" {
+                    return true;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => return false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+        }
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_applies_every_call_exactly_once() {
+    let seed = std::env::var("STATEFN_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_u64);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let all = ops(seed, OPS);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut acked = vec![false; all.len()];
+    let mut kills = 0;
+    for round in 0.. {
+        assert!(round < 100, "the workload never completed");
+        let pending: Vec<usize> = (0..all.len()).filter(|&i| !acked[i]).collect();
+        if pending.is_empty() {
+            break;
+        }
+        let mut child = spawn("run", dir.path(), seed, &pending);
+        if kills < KILLS {
+            let delay = Duration::from_millis(rng.random_range(5..250));
+            let finished = collect(&child, &mut acked, Instant::now() + delay);
+            child.process.kill().expect("SIGKILL the workload");
+            child.process.wait().expect("reap");
+            // Acks printed before the kill still count.
+            while let Ok(line) = child.lines.recv_timeout(Duration::from_millis(200)) {
+                if let Some(i) = line.strip_prefix("ack ") {
+                    acked[i.parse::<usize>().expect("op index")] = true;
+                }
+            }
+            if !finished {
+                kills += 1;
+            }
+        } else {
+            let finished = collect(
+                &child,
+                &mut acked,
+                Instant::now() + Duration::from_secs(120),
+            );
+            assert!(finished, "the workload hung");
+            let status = child.process.wait().expect("reap");
+            assert!(status.success(), "the workload failed: {status}");
+        }
+    }
+    assert!(kills >= 20, "only {kills} kills landed");
+
+    // Read every account back through a fresh process.
+    let child = spawn("dump", dir.path(), seed, &[]);
+    let mut accounts: HashMap<usize, (i64, Vec<String>)> = HashMap::new();
+    for line in child.lines.iter() {
+        let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        let applied = v["applied"]
+            .as_array()
+            .expect("applied")
+            .iter()
+            .map(|s| s.as_str().expect("op id").to_owned())
+            .collect();
+        accounts.insert(
+            usize::try_from(v["account"].as_u64().expect("account")).expect("small"),
+            (v["balance"].as_i64().expect("balance"), applied),
+        );
+    }
+    assert_eq!(accounts.len(), ACCOUNTS);
+
+    // Expected: every operation exactly once, where it belongs.
+    let mut expected_balance = vec![0i64; ACCOUNTS];
+    let mut expected_ops: Vec<Vec<String>> = vec![Vec::new(); ACCOUNTS];
+    for (i, op) in all.iter().enumerate() {
+        match *op {
+            Op::Deposit { account, amount } => {
+                expected_balance[account] += amount;
+                expected_ops[account].push(format!("op-{i}"));
+            }
+            Op::Transfer { from, to, amount } => {
+                expected_balance[from] -= amount;
+                expected_balance[to] += amount;
+                expected_ops[from].push(format!("op-{i}"));
+                expected_ops[to].push(format!("op-{i}/in"));
+            }
+        }
+    }
+    for a in 0..ACCOUNTS {
+        let (balance, applied) = &accounts[&a];
+        let mut applied = applied.clone();
+        applied.sort();
+        let mut expected = expected_ops[a].clone();
+        expected.sort();
+        let duplicates: Vec<_> = applied.windows(2).filter(|w| w[0] == w[1]).collect();
+        assert!(
+            duplicates.is_empty(),
+            "account {a} applied twice: {duplicates:?}"
+        );
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|o| !applied.contains(o))
+            .take(10)
+            .collect();
+        let foreign: Vec<_> = applied
+            .iter()
+            .filter(|o| !expected.contains(o))
+            .take(10)
+            .collect();
+        assert!(
+            missing.is_empty() && foreign.is_empty(),
+            "account {a}: lost {missing:?}, foreign {foreign:?} (of {} expected)",
+            expected.len()
+        );
+        assert_eq!(*balance, expected_balance[a], "account {a}: balance");
+    }
+    let total: i64 = accounts.values().map(|(b, _)| b).sum();
+    let deposited: i64 = all
+        .iter()
+        .map(|op| match op {
+            Op::Deposit { amount, .. } => *amount,
+            Op::Transfer { .. } => 0,
+        })
+        .sum();
+    assert_eq!(total, deposited, "money was created or destroyed");
+}
