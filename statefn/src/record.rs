@@ -41,6 +41,17 @@ pub(crate) struct InvocationRecord {
     pub(crate) reply: Option<StoredReply>,
 }
 
+impl InvocationRecord {
+    /// Whether replaying it would change nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(self.input, Input::Client)
+            && self.state.is_none()
+            && self.sent.is_empty()
+            && self.timers.is_empty()
+            && self.reply.is_none()
+    }
+}
+
 /// Where the invocation's input came from: how duplicates are recognised.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Input {

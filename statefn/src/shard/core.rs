@@ -274,7 +274,11 @@ impl ShardCore {
         if let Some(tx) = reply_tx {
             batch.effects.replies.push((tx, Ok(reply)));
         }
-        self.push_record(batch, Entry::Invocation(record));
+        // A read, or a keyless call that changed nothing, has nothing to
+        // replay; a function message always has (its sequence number).
+        if !record.is_empty() {
+            self.push_record(batch, Entry::Invocation(record));
+        }
     }
 
     /// A failed invocation commits nothing, but a function message's sequence
