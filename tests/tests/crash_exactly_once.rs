@@ -137,7 +137,7 @@ fn sigkill_at_random_moments_applies_every_call_exactly_once() {
     assert_eq!(accounts.len(), ACCOUNTS);
 
     // Expected: every operation exactly once, where it belongs.
-    let mut expected_balance = vec![0i64; ACCOUNTS];
+    let mut expected_balance = [0i64; ACCOUNTS];
     let mut expected_ops: Vec<Vec<String>> = vec![Vec::new(); ACCOUNTS];
     for (i, op) in all.iter().enumerate() {
         match *op {
