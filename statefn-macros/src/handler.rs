@@ -43,6 +43,8 @@ pub(crate) struct Handler {
     pub(crate) reply: Type,
     /// Whether the return type is `Result<T, E>`: an `Err` discards the invocation's effects.
     pub(crate) fallible: bool,
+    /// `T` and `E` of a fallible handler's `Result<T, E>`.
+    pub(crate) result_types: Option<(Type, Type)>,
     pub(crate) docs: Vec<Attribute>,
 }
 
@@ -131,10 +133,11 @@ impl Handler {
                 ),
             ));
         }
-        let (reply, fallible) = match &sig.output {
-            ReturnType::Default => (syn::parse_quote!(()), false),
-            ReturnType::Type(_, ty) => ((**ty).clone(), is_result(ty)),
+        let (reply, result_types) = match &sig.output {
+            ReturnType::Default => (syn::parse_quote!(()), None),
+            ReturnType::Type(_, ty) => ((**ty).clone(), result_args(ty)),
         };
+        let fallible = result_types.is_some();
         let variant = Ident::new(
             &method_name.trim_start_matches("r#").to_upper_camel_case(),
             sig.ident.span(),
@@ -147,6 +150,7 @@ impl Handler {
             args,
             reply,
             fallible,
+            result_types,
             docs: method
                 .attrs
                 .iter()
@@ -187,21 +191,23 @@ fn context_kind(ty: &Type) -> Option<ContextArg> {
 /// `Result<T, E>` written with two type arguments. Aliases such as
 /// `io::Result<T>` are taken as plain replies: an `Err` inside them is then
 /// committed like any other value, which the docs say.
-fn is_result(ty: &Type) -> bool {
-    let Type::Path(path) = ty else { return false };
-    let Some(last) = path.path.segments.last() else {
-        return false;
-    };
+fn result_args(ty: &Type) -> Option<(Type, Type)> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
     let PathArguments::AngleBracketed(generics) = &last.arguments else {
-        return false;
+        return None;
     };
-    last.ident == "Result"
-        && generics
-            .args
-            .iter()
-            .filter(|a| matches!(a, GenericArgument::Type(_)))
-            .count()
-            == 2
+    if last.ident != "Result" {
+        return None;
+    }
+    let mut types = generics.args.iter().filter_map(|a| match a {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    });
+    match (types.next(), types.next(), types.next()) {
+        (Some(ok), Some(err), None) => Some((ok, err)),
+        _ => None,
+    }
 }
 
 /// Checks that no two handlers share a message variant name.

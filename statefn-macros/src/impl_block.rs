@@ -206,6 +206,18 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
             })
         }
     });
+    let json_arms = handlers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| match &h.result_types {
+            Some((ok, err)) => quote! {
+                #i => ::statefn::__private::json_result_reply::<Self, #ok, #err>(reply)
+            },
+            None => {
+                let reply_ty = &h.reply;
+                quote! { #i => ::statefn::__private::json_reply::<Self, #reply_ty>(reply) }
+            }
+        });
     quote! {
         impl ::statefn::StatefulFunction for #self_ty {
             type Message = #message;
@@ -241,6 +253,19 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
                     #(#reply_arms,)*
                     _ => ::std::result::Result::Err(
                         ::statefn::__private::not_a_reply_handler::<Self>(handler),
+                    ),
+                }
+            }
+
+            #[allow(unused_variables, unreachable_code)]
+            fn reply_to_json(
+                handler: usize,
+                reply: &[u8],
+            ) -> ::std::result::Result<::statefn::JsonReply, ::statefn::Error> {
+                match handler {
+                    #(#json_arms,)*
+                    _ => ::std::result::Result::Err(
+                        ::statefn::__private::no_such_handler_index::<Self>(handler),
                     ),
                 }
             }

@@ -45,6 +45,9 @@ pub(crate) enum Origin {
     Client {
         key: Option<String>,
         reply: Option<ReplySender>,
+        /// Only enqueue the message durably (after this delay) and answer at
+        /// once; the handler runs later, like a message from a function.
+        enqueue: Option<Duration>,
     },
     /// A message from a function, sent when the sender's invocation committed:
     /// duplicates share `(source shard, sequence)`.

@@ -41,6 +41,18 @@ pub enum Error {
         /// The function's handlers.
         known: Vec<String>,
     },
+    /// Arguments given by name (JSON) do not fit the handler's parameters.
+    #[error("invalid arguments for `{function}::{handler}`: {reason}")]
+    InvalidArguments {
+        /// The function type.
+        function: String,
+        /// The handler.
+        handler: String,
+        /// The offending field, when one is to blame.
+        field: Option<String>,
+        /// What is wrong, with the expected type (from serde).
+        reason: String,
+    },
     /// Bytes could not be decoded as what they should be (a message, a state, a reply).
     #[error("cannot decode {what} of `{function}`: {reason}")]
     Decode {

@@ -96,6 +96,73 @@ pub trait StatefulFunction:
     /// as the message for this function's one-argument handler `handler`.
     #[doc(hidden)]
     fn reply_message(handler: &str, reply: &[u8]) -> Result<Self::Message, Error>;
+
+    /// Decodes handler number `handler`'s encoded reply as JSON.
+    #[doc(hidden)]
+    fn reply_to_json(handler: usize, reply: &[u8]) -> Result<JsonReply, Error>;
+}
+
+/// A handler's reply as JSON, for callers that work by name (HTTP ingress,
+/// [`Runtime::call_json`](crate::Runtime::call_json)).
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonReply {
+    /// The handler's return value (the `T` of a `Result<T, E>`).
+    Ok(serde_json::Value),
+    /// The handler returned `Err(e)`: `e` serialized, and its `Display` text.
+    Err {
+        /// The error value as JSON.
+        error: serde_json::Value,
+        /// The error's `Display` text.
+        message: String,
+    },
+}
+
+fn decode_reply<F: StatefulFunction, R: DeserializeOwned>(reply: &[u8]) -> Result<R, Error> {
+    postcard::from_bytes(reply).map_err(|e| Error::Decode {
+        function: F::type_name().to_owned(),
+        what: "a reply".to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(value).map_err(|e| Error::Encode {
+        what: "a reply as JSON".to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// A plain reply as JSON.
+#[doc(hidden)]
+pub fn json_reply<F: StatefulFunction, R: ReplyValue>(reply: &[u8]) -> Result<JsonReply, Error> {
+    Ok(JsonReply::Ok(to_json(&decode_reply::<F, R>(reply)?)?))
+}
+
+/// A `Result<T, E>` reply as JSON, `Err` kept apart.
+#[doc(hidden)]
+pub fn json_result_reply<F, T, E>(reply: &[u8]) -> Result<JsonReply, Error>
+where
+    F: StatefulFunction,
+    T: ReplyValue,
+    E: ReplyValue + std::fmt::Display,
+{
+    match decode_reply::<F, Result<T, E>>(reply)? {
+        Ok(value) => Ok(JsonReply::Ok(to_json(&value)?)),
+        Err(error) => Ok(JsonReply::Err {
+            message: error.to_string(),
+            error: to_json(&error)?,
+        }),
+    }
+}
+
+/// The error for a handler index out of range (a bug: indices come from `HANDLERS`).
+#[doc(hidden)]
+pub fn no_such_handler_index<F: StatefulFunction>(index: usize) -> Error {
+    Error::UnknownHandler {
+        function: F::type_name().to_owned(),
+        handler: format!("#{index}"),
+        known: F::HANDLERS.iter().map(|h| h.name.to_owned()).collect(),
+    }
 }
 
 /// A handler's encoded return value, and whether it was an `Err`.

@@ -118,7 +118,7 @@ pub use address::{Address, KEY_GROUPS, MAX_ID_LEN};
 pub use context::{Context, Request};
 pub use durable::Durability;
 pub use error::Error;
-pub use function::{HandlerInfo, HandlerRef, StatefulFunction};
+pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction};
 pub use handle::{Call, CallFuture, Handle};
 pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_SHARDS, Runtime,
@@ -137,7 +137,8 @@ pub mod __private {
     pub use crate::context::{FromRawSender, RawSender};
     pub use crate::function::{
         CheckArgument, FunctionState, HandlerImpl, MessageArgument, Reply, ReplyValue,
-        decode_reply_arg, not_a_reply_handler,
+        decode_reply_arg, json_reply, json_result_reply, no_such_handler_index,
+        not_a_reply_handler,
     };
     pub use crate::handle::{FromRawHandle, RawHandle};
     pub use serde;

@@ -8,7 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use crate::{Context, Error, StatefulFunction, function::HandlerInfo};
+use crate::{Context, Error, JsonReply, StatefulFunction, function::HandlerInfo};
 
 /// What one invocation produced.
 #[derive(Debug)]
@@ -42,6 +42,10 @@ pub(crate) trait ErasedFunction: Send + Sync + 'static {
     fn handler_of(&self, message: &[u8]) -> Result<&'static HandlerInfo, Error>;
     /// Encodes a reply as the message for one of this type's handlers.
     fn reply_message(&self, handler: &str, reply: &[u8]) -> Result<Vec<u8>, Error>;
+    /// Builds the encoded message for `handler` from its arguments as a JSON object.
+    fn message_from_json(&self, handler: &str, args: serde_json::Value) -> Result<Vec<u8>, Error>;
+    /// Decodes `handler`'s encoded reply as JSON.
+    fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error>;
 }
 
 struct Typed<T>(PhantomData<fn() -> T>);
@@ -141,6 +145,59 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
         let message = T::reply_message(handler, reply)?;
         crate::function::encode(&message, "a reply message")
     }
+
+    fn message_from_json(&self, handler: &str, args: serde_json::Value) -> Result<Vec<u8>, Error> {
+        Self::handler_index(handler)?;
+        let invalid = |field: Option<String>, reason: String| Error::InvalidArguments {
+            function: T::type_name().to_owned(),
+            handler: handler.to_owned(),
+            field,
+            reason,
+        };
+        let args = match args {
+            serde_json::Value::Null => serde_json::Value::Object(serde_json::Map::new()),
+            object @ serde_json::Value::Object(_) => object,
+            other => {
+                return Err(invalid(
+                    None,
+                    format!("expected a JSON object of the arguments by name, got {other}"),
+                ));
+            }
+        };
+        let mut wrapped = serde_json::Map::new();
+        wrapped.insert(handler.to_owned(), args);
+        let message: T::Message =
+            serde_path_to_error::deserialize(serde_json::Value::Object(wrapped)).map_err(|e| {
+                let path = e.path().to_string();
+                let field = path
+                    .strip_prefix(handler)
+                    .map(|p| p.trim_start_matches('.').to_owned())
+                    .filter(|p| !p.is_empty() && p != "?");
+                let reason = match &field {
+                    Some(field) => format!("field `{field}`: {}", e.inner()),
+                    None => e.inner().to_string(),
+                };
+                invalid(field, reason)
+            })?;
+        crate::function::encode(&message, "a message")
+    }
+
+    fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error> {
+        T::reply_to_json(Self::handler_index(handler)?, reply)
+    }
+}
+
+impl<T: StatefulFunction> Typed<T> {
+    fn handler_index(handler: &str) -> Result<usize, Error> {
+        T::HANDLERS
+            .iter()
+            .position(|h| h.name == handler)
+            .ok_or_else(|| Error::UnknownHandler {
+                function: T::type_name().to_owned(),
+                handler: handler.to_owned(),
+                known: T::HANDLERS.iter().map(|h| h.name.to_owned()).collect(),
+            })
+    }
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -190,6 +247,17 @@ impl Registry {
                 name: name.to_owned(),
                 known: self.names(),
             })
+    }
+
+    /// Every registered type with its handlers, sorted by name.
+    pub(crate) fn describe(&self) -> Vec<(String, &'static [HandlerInfo])> {
+        let mut all: Vec<_> = self
+            .by_name
+            .iter()
+            .map(|(name, f)| ((*name).to_owned(), f.handlers()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     pub(crate) fn names(&self) -> Vec<String> {

@@ -21,7 +21,7 @@ use statefn_store::{
 use tokio::sync::{Notify, oneshot};
 
 use crate::{
-    Address, Durability, Error, Handle, StatefulFunction,
+    Address, Durability, Error, Handle, JsonReply, StatefulFunction,
     durable::{Durable, LogGroup},
     envelope::{Envelope, Mail, Origin},
     record::Sent,
@@ -147,6 +147,98 @@ impl Runtime {
 
     pub(crate) fn inner(&self) -> &RuntimeInner {
         &self.owner.inner
+    }
+
+    /// Calls `handler` of instance `id` of the function type named
+    /// `type_name`, with its arguments as a JSON object (`{"amount": 5}`;
+    /// `null` for none), and returns the reply as JSON. This is what HTTP
+    /// ingress uses; typed code should use [`Handle`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownFunction`] / [`Error::UnknownHandler`] (listing the
+    /// known ones), [`Error::InvalidArguments`] (naming the field and the
+    /// expected type), and the errors of a typed call. A handler's own `Err`
+    /// is `Ok(JsonReply::Err { .. })`.
+    ///
+    /// # Durability
+    ///
+    /// As for a typed [`Call`](crate::Call): the reply is released once the
+    /// invocation is committed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// # let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
+    /// use statefn::JsonReply;
+    /// let reply = runtime
+    ///     .call_json("Counter", "c", "add", serde_json::json!({"by": 3}), None)
+    ///     .await?;
+    /// assert_eq!(reply, JsonReply::Ok(serde_json::json!(3)));
+    /// let err = runtime.call_json("Counter", "c", "add", serde_json::json!({"by": "x"}), None).await;
+    /// assert!(matches!(err, Err(statefn::Error::InvalidArguments { field: Some(f), .. }) if f == "by"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn call_json(
+        &self,
+        type_name: &str,
+        id: &str,
+        handler: &str,
+        args: serde_json::Value,
+        idempotency_key: Option<String>,
+    ) -> Result<JsonReply, Error> {
+        let inner = self.inner();
+        let function = Arc::clone(inner.registry.get(type_name)?);
+        let target = Address::new(type_name, id)?;
+        let message = function.message_from_json(handler, args)?;
+        let rx = inner.submit(target, message, idempotency_key, None)?;
+        let reply = rx.await.map_err(|_| Error::ShuttingDown)??;
+        function.reply_to_json(handler, &reply)
+    }
+
+    /// Durably enqueues a call of `handler` (arguments as for
+    /// [`call_json`](Self::call_json)) to run after `delay` (zero: as soon as
+    /// possible), and returns once the message is committed, before the
+    /// handler runs. With an idempotency key, enqueueing again does nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`call_json`](Self::call_json), before anything is enqueued.
+    ///
+    /// # Durability
+    ///
+    /// When this returns `Ok`, the message is committed: it will be delivered
+    /// exactly once, across crashes (a delayed one as a durable timer).
+    pub async fn enqueue_json(
+        &self,
+        type_name: &str,
+        id: &str,
+        handler: &str,
+        args: serde_json::Value,
+        delay: Duration,
+        idempotency_key: Option<String>,
+    ) -> Result<(), Error> {
+        let inner = self.inner();
+        let function = Arc::clone(inner.registry.get(type_name)?);
+        let target = Address::new(type_name, id)?;
+        let message = function.message_from_json(handler, args)?;
+        let rx = inner.submit(target, message, idempotency_key, Some(delay))?;
+        rx.await.map_err(|_| Error::ShuttingDown)?.map(|_| ())
+    }
+
+    /// The registered function types and their handlers, sorted by name.
+    pub fn functions(&self) -> Vec<(String, &'static [crate::HandlerInfo])> {
+        self.inner().registry.describe()
     }
 }
 
@@ -552,6 +644,17 @@ impl RuntimeInner {
         message: Vec<u8>,
         key: Option<String>,
     ) -> Result<oneshot::Receiver<Result<Vec<u8>, Error>>, Error> {
+        self.submit(target, message, key, None)
+    }
+
+    /// Queues a client call, or (with `enqueue`) a durable send.
+    pub(crate) fn submit(
+        &self,
+        target: Address,
+        message: Vec<u8>,
+        key: Option<String>,
+        enqueue: Option<Duration>,
+    ) -> Result<oneshot::Receiver<Result<Vec<u8>, Error>>, Error> {
         if self.closing.load(Ordering::SeqCst) {
             return Err(Error::ShuttingDown);
         }
@@ -566,6 +669,7 @@ impl RuntimeInner {
                 origin: Origin::Client {
                     key,
                     reply: Some(tx),
+                    enqueue,
                 },
                 reply_to: None,
             }),

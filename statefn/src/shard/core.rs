@@ -160,8 +160,12 @@ impl ShardCore {
             origin,
             reply_to,
         } = envelope;
-        let (key, mut reply_tx, input) = match origin {
-            Origin::Client { key, reply } => (key, reply, Input::Client),
+        let (key, mut reply_tx, input, enqueue) = match origin {
+            Origin::Client {
+                key,
+                reply,
+                enqueue,
+            } => (key, reply, Input::Client, enqueue),
             Origin::Function { source, seq } => {
                 let watermark = self.watermarks.get(&source).copied().unwrap_or(0);
                 if seq <= watermark {
@@ -176,7 +180,7 @@ impl ShardCore {
                 }
                 self.watermarks.insert(source, seq);
                 batch.effects.acks.push((source, seq));
-                (None, None, Input::Function { source, seq })
+                (None, None, Input::Function { source, seq }, None)
             }
         };
         let mut record = InvocationRecord {
@@ -212,6 +216,19 @@ impl ShardCore {
                 }
                 Err(e) => return self.fail(batch, reply_tx, record, e),
             }
+        }
+        if let Some(delay) = enqueue {
+            return self.enqueue(
+                env,
+                function.as_ref(),
+                target,
+                message,
+                delay,
+                key,
+                reply_tx,
+                record,
+                batch,
+            );
         }
         let mut ctx = Context::new(target.clone());
         let invocation = match self.states.get(&target) {
@@ -279,6 +296,50 @@ impl ShardCore {
         if !record.is_empty() {
             self.push_record(batch, Entry::Invocation(record));
         }
+    }
+
+    /// A client's `send`: the message is committed as a message from this
+    /// shard to the target (or a timer), and the caller is answered once that
+    /// is durable. The handler runs later.
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue(
+        &mut self,
+        env: &RunEnv<'_>,
+        function: &dyn crate::registry::ErasedFunction,
+        target: crate::Address,
+        message: Vec<u8>,
+        delay: Duration,
+        key: Option<String>,
+        reply_tx: Option<ReplySender>,
+        mut record: InvocationRecord,
+        batch: &mut Batch,
+    ) {
+        let info = match function.handler_of(&message) {
+            Ok(info) => info,
+            Err(e) => return self.fail(batch, reply_tx, record, e),
+        };
+        let outgoing = Outgoing {
+            target: target.clone(),
+            message,
+            delay: Some(delay),
+            reply_to: None,
+        };
+        self.send(outgoing, &mut batch.effects, &mut record);
+        let reply = Vec::new();
+        if let Some(key) = key {
+            let stored = StoredReply {
+                key,
+                handler: info.name.to_owned(),
+                reply: reply.clone(),
+                at_ms: env.now_ms,
+            };
+            record.reply = Some(stored.clone());
+            self.idempotency.insert(target, stored, env.now_ms);
+        }
+        if let Some(tx) = reply_tx {
+            batch.effects.replies.push((tx, Ok(reply)));
+        }
+        self.push_record(batch, Entry::Invocation(record));
     }
 
     /// A failed invocation commits nothing, but a function message's sequence
