@@ -220,6 +220,7 @@ impl<R: DeserializeOwned> IntoFuture for Call<R> {
         };
         CallFuture {
             state,
+            started: std::time::Instant::now(),
             _reply: PhantomData,
         }
     }
@@ -229,6 +230,7 @@ impl<R: DeserializeOwned> IntoFuture for Call<R> {
 #[must_use = "futures do nothing unless polled"]
 pub struct CallFuture<R> {
     state: CallState,
+    started: std::time::Instant,
     _reply: PhantomData<fn() -> R>,
 }
 
@@ -252,15 +254,17 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             CallState::Failed(e) => Poll::Ready(Err(e.take().unwrap_or(Error::ShuttingDown))),
             CallState::Waiting(rx) => match Pin::new(rx).poll(cx) {
                 Poll::Pending => Poll::Pending,
-                Poll::Ready(Err(_)) => Poll::Ready(Err(Error::ShuttingDown)),
-                Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
                 Poll::Ready(Ok(Ok(bytes))) => {
+                    metrics::histogram!(crate::metrics::CALL_DURATION)
+                        .record(this.started.elapsed().as_secs_f64());
                     Poll::Ready(postcard::from_bytes(&bytes).map_err(|e| Error::Decode {
                         function: "(reply)".to_owned(),
                         what: "a reply".to_owned(),
                         reason: e.to_string(),
                     }))
                 }
+                Poll::Ready(Err(_)) => Poll::Ready(Err(Error::ShuttingDown)),
+                Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
             },
         }
     }

@@ -107,6 +107,7 @@ mod envelope;
 mod error;
 mod function;
 mod handle;
+pub mod metrics;
 mod record;
 mod registry;
 mod runtime;
@@ -122,6 +123,7 @@ pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction};
 pub use handle::{Call, CallFuture, Handle};
 pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_SHARDS, Runtime,
+    ShardStatus,
 };
 pub use statefn_macros::stateful_function;
 pub use statefn_store as store;

@@ -116,6 +116,49 @@ impl Runtime {
         self.owner.inner.shard_count()
     }
 
+    /// Each shard's state, for operators (the admin surface serves it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// let runtime = Runtime::builder().in_memory().shards(4).register::<Counter>().open().await?;
+    /// let status = runtime.shard_status();
+    /// assert_eq!(status.len(), 4);
+    /// assert!(status.iter().all(|s| s.serving && s.log_group.is_none()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shard_status(&self) -> Vec<ShardStatus> {
+        let inner = self.inner();
+        inner
+            .shards
+            .iter()
+            .map(|shard| {
+                let group = inner.durable.as_ref().map(|d| d.group_of(shard.id));
+                let log =
+                    group.and_then(|g| inner.durable.as_ref().map(|d| &d.groups[usize::from(g)]));
+                ShardStatus {
+                    shard: shard.id,
+                    serving: shard.is_serving(),
+                    mailbox: shard.mailbox_len(),
+                    checkpoint_lsn: shard.checkpoint_lsn(),
+                    log_group: group,
+                    log_bytes: log.map_or(0, |l| l.log_bytes.load(Ordering::Relaxed)),
+                    log_segments: log.map_or(0, |l| l.log_segments.load(Ordering::Relaxed)),
+                }
+            })
+            .collect()
+    }
+
     /// How many times a log group was recovered after a failure since open.
     pub fn recoveries(&self) -> u64 {
         self.owner.inner.recoveries.load(Ordering::Relaxed)
@@ -132,13 +175,14 @@ impl Runtime {
     pub async fn shutdown(&self) -> Result<(), Error> {
         let inner = Arc::clone(&self.owner.inner);
         inner.closing.store(true, Ordering::SeqCst);
-        loop {
-            let idle = inner.idle.notified();
-            if inner.in_flight.load(Ordering::SeqCst) == 0 {
-                break;
+        inner.wait_idle().await;
+        if inner.durable.is_some() && !inner.stopped.load(Ordering::SeqCst) {
+            // A final checkpoint of every shard, so the next open replays
+            // (almost) nothing.
+            for shard in 0..inner.shard_count() {
+                inner.request_checkpoint(shard);
             }
-            // The timeout guards against a missed notification only.
-            let _ = tokio::time::timeout(Duration::from_millis(10), idle).await;
+            inner.wait_idle().await;
         }
         tokio::task::spawn_blocking(move || inner.stop_and_join())
             .await
@@ -240,6 +284,26 @@ impl Runtime {
     pub fn functions(&self) -> Vec<(String, &'static [crate::HandlerInfo])> {
         self.inner().registry.describe()
     }
+}
+
+/// One shard's state, from [`Runtime::shard_status`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ShardStatus {
+    /// The shard.
+    pub shard: u16,
+    /// Serving, or recovering after a failure (its mail waits).
+    pub serving: bool,
+    /// Mail waiting in its mailbox.
+    pub mailbox: usize,
+    /// Its records up to this log position are in its last checkpoint.
+    pub checkpoint_lsn: u64,
+    /// The log group it writes to (`None` in memory).
+    pub log_group: Option<u16>,
+    /// Bytes in its log group's live log segments.
+    pub log_bytes: u64,
+    /// Live segments of its log group's log.
+    pub log_segments: u64,
 }
 
 /// Configures and opens a [`Runtime`].
@@ -689,6 +753,18 @@ impl RuntimeInner {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         if self.shard(shard).enqueue(mail) {
             self.scheduler.push(shard);
+        }
+    }
+
+    /// Resolves when no mail is queued or being processed.
+    async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            // The timeout guards against a missed notification only.
+            let _ = tokio::time::timeout(Duration::from_millis(10), idle).await;
         }
     }
 

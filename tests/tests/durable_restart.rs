@@ -297,3 +297,27 @@ async fn a_key_older_than_the_retention_is_a_new_call() -> Result<(), Error> {
     );
     runtime.shutdown().await
 }
+
+#[tokio::test]
+async fn shutdown_checkpoints_every_shard() -> Result<(), Error> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = open(dir.path()).await?;
+    for i in 0..100 {
+        runtime
+            .handle::<Account>(format!("s{i}"))
+            .deposit(1)
+            .await?;
+    }
+    assert!(runtime.shard_status().iter().all(|s| s.checkpoint_lsn == 0));
+    runtime.shutdown().await?;
+    let runtime = open(dir.path()).await?;
+    let status = runtime.shard_status();
+    assert!(
+        status
+            .iter()
+            .all(|s| s.checkpoint_lsn > 0 && s.serving && s.log_group == Some(0)),
+        "{status:?}"
+    );
+    assert_eq!(runtime.handle::<Account>("s42").balance().await?, 1);
+    runtime.shutdown().await
+}

@@ -64,6 +64,8 @@ fn run(inner: &RuntimeInner, rx: &Receiver<CheckpointJob>) {
         let shard = inner.shard(job.shard);
         match result {
             Ok(()) => {
+                metrics::histogram!(crate::metrics::CHECKPOINT_DURATION)
+                    .record(started.elapsed().as_secs_f64());
                 tracing::debug!(
                     shard = job.shard,
                     lsn = job.lsn,

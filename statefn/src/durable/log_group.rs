@@ -9,7 +9,10 @@
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -41,6 +44,9 @@ pub(crate) enum GroupCommand {
 /// The handle to one log group's syncer.
 #[derive(Debug)]
 pub(crate) struct LogGroup {
+    /// Bytes and segments of the log, published by the syncer for status.
+    pub(crate) log_bytes: AtomicU64,
+    pub(crate) log_segments: AtomicU64,
     tx: Sender<GroupCommand>,
     rx: Mutex<Option<Receiver<GroupCommand>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -50,6 +56,8 @@ impl LogGroup {
     pub(crate) fn new() -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
         LogGroup {
+            log_bytes: AtomicU64::new(0),
+            log_segments: AtomicU64::new(0),
             tx,
             rx: Mutex::new(Some(rx)),
             thread: Mutex::new(None),
@@ -143,6 +151,7 @@ impl Syncer {
             }
             self.periodic_sync();
             self.maybe_request_checkpoints();
+            self.publish_size();
             if stop {
                 self.periodic_sync_now();
                 return;
@@ -192,6 +201,8 @@ impl Syncer {
         if accepted.is_empty() {
             return;
         }
+        let invocations: usize = accepted.iter().map(|(b, _)| b.records.len()).sum();
+        metrics::histogram!(crate::metrics::COMMIT_BATCH).record(invocations as f64);
         let Some(wal) = self.wal.as_mut() else { return };
         let written = wal.write();
         let result = written.and_then(|pending| match self.durable().mode {
@@ -209,7 +220,11 @@ impl Syncer {
                     earlier.merge(pending);
                     pending = earlier;
                 }
-                pending.sync().map(|_| self.last_sync = Instant::now())
+                let started = Instant::now();
+                let synced = pending.sync();
+                metrics::histogram!(crate::metrics::FSYNC_DURATION)
+                    .record(started.elapsed().as_secs_f64());
+                synced.map(|_| self.last_sync = Instant::now())
             }
         });
         if let Err(e) = result {
@@ -227,6 +242,16 @@ impl Syncer {
                 self.durable().checkpointer.submit(job);
             }
             self.inner.release(batch.effects);
+        }
+    }
+
+    fn publish_size(&self) {
+        if let Some(wal) = &self.wal {
+            let group = &self.durable().groups[usize::from(self.group)];
+            group.log_bytes.store(wal.size_bytes(), Ordering::Relaxed);
+            group
+                .log_segments
+                .store(wal.segment_count() as u64, Ordering::Relaxed);
         }
     }
 
@@ -323,9 +348,8 @@ impl Syncer {
             self.inner.after_recovery(shard.id, resend, timers, true);
         }
         self.wal = Some(wal);
-        self.inner
-            .recoveries
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.recoveries.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::metrics::RECOVERIES).increment(1);
         tracing::info!(group = self.group, "log group recovered; serving again");
     }
 }

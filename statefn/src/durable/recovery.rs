@@ -67,6 +67,7 @@ pub(crate) fn recover_group(
             }
         }
     }
+    metrics::histogram!(crate::metrics::RECOVERY_DURATION).record(started.elapsed().as_secs_f64());
     tracing::info!(
         ?shards,
         replayed,

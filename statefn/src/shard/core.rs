@@ -170,6 +170,7 @@ impl ShardCore {
                 let watermark = self.watermarks.get(&source).copied().unwrap_or(0);
                 if seq <= watermark {
                     tracing::trace!(%target, source, seq, "dropping a duplicate message");
+                    batch.stats.duplicate += 1;
                     return;
                 }
                 if seq > watermark + 1 {
@@ -212,6 +213,7 @@ impl ShardCore {
                     if let Some(tx) = reply_tx.take() {
                         batch.effects.replies.push((tx, answer));
                     }
+                    batch.stats.duplicate += 1;
                     return;
                 }
                 Err(e) => return self.fail(batch, reply_tx, record, e),
@@ -237,6 +239,7 @@ impl ShardCore {
         };
         let reply = match invocation.outcome {
             Outcome::Applied { reply, new_state } => {
+                batch.stats.applied += 1;
                 if let Some(state) = new_state {
                     if self.durable {
                         record.state = Some(state.clone());
@@ -249,6 +252,7 @@ impl ShardCore {
                 reply
             }
             Outcome::Rejected { reply, error } => {
+                batch.stats.rejected += 1;
                 tracing::debug!(%target, handler = invocation.handler, %error, "handler returned Err");
                 reply
             }
@@ -352,6 +356,7 @@ impl ShardCore {
         error: Error,
     ) {
         let target = record.target.clone();
+        batch.stats.failed += 1;
         match reply {
             Some(tx) => batch.effects.replies.push((tx, Err(error))),
             None => {

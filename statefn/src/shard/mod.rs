@@ -10,7 +10,7 @@ mod tables;
 
 use std::{
     collections::VecDeque,
-    sync::atomic::{AtomicBool, AtomicU8, Ordering},
+    sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
 };
 
 use parking_lot::Mutex;
@@ -62,6 +62,7 @@ pub(crate) struct Batch {
     pub(crate) records: Vec<Vec<u8>>,
     pub(crate) effects: Effects,
     pub(crate) checkpoint: Option<CheckpointJob>,
+    pub(crate) stats: crate::metrics::BatchStats,
 }
 
 /// What a batch releases once committed.
@@ -90,6 +91,10 @@ pub(crate) struct Shard {
     pub(crate) core: Mutex<ShardCore>,
     /// A finished checkpoint, for the core to take at its next batch.
     checkpoint_done: Mutex<Option<(u64, Option<u64>)>>,
+    /// The last checkpoint's position, for status reports.
+    checkpoint_lsn: AtomicU64,
+    /// The shard id as a metric label.
+    label: std::sync::Arc<str>,
 }
 
 impl Shard {
@@ -99,6 +104,8 @@ impl Shard {
             mailbox: Mutex::new(VecDeque::new()),
             scheduled: AtomicBool::new(false),
             status: AtomicU8::new(Status::Serving as u8),
+            checkpoint_lsn: AtomicU64::new(core.checkpoint.lsn),
+            label: core.id.to_string().into(),
             core: Mutex::new(core),
             checkpoint_done: Mutex::new(None),
         }
@@ -126,7 +133,18 @@ impl Shard {
 
     /// Called by the checkpointer: `lsn` is `None` if the checkpoint failed.
     pub(crate) fn checkpoint_finished(&self, epoch: u64, lsn: Option<u64>) {
+        if let Some(lsn) = lsn {
+            self.checkpoint_lsn.fetch_max(lsn, Ordering::AcqRel);
+        }
         *self.checkpoint_done.lock() = Some((epoch, lsn));
+    }
+
+    pub(crate) fn checkpoint_lsn(&self) -> u64 {
+        self.checkpoint_lsn.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mailbox_len(&self) -> usize {
+        self.mailbox.lock().len()
     }
 
     /// Runs one batch and hands it to `commit` while still owning the shard.
@@ -150,6 +168,7 @@ impl Shard {
                 records: Vec::new(),
                 effects: Effects::default(),
                 checkpoint: None,
+                stats: crate::metrics::BatchStats::default(),
             };
             for mail in mails {
                 core.handle(env, mail, &mut batch);
@@ -157,6 +176,10 @@ impl Shard {
             if core.wants_checkpoint() {
                 batch.checkpoint = Some(core.freeze(env.acked));
             }
+            (batch.stats.cache_hits, batch.stats.cache_misses) = core.states.take_cache_stats();
+            batch.stats.record();
+            metrics::gauge!(crate::metrics::MAILBOX_DEPTH, "shard" => self.label.clone())
+                .set(self.mailbox.lock().len() as f64);
             commit(batch);
         }
         self.scheduled.store(false, Ordering::SeqCst);

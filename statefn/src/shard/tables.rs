@@ -158,6 +158,14 @@ impl StateTable {
     /// Evicts least recently used entries down to the limit, but never the
     /// most recent one: a state larger than the whole cache must still be
     /// readable right after it was loaded.
+    /// Cache (hits, misses) since the last call.
+    pub(crate) fn take_cache_stats(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.hits),
+            std::mem::take(&mut self.misses),
+        )
+    }
+
     fn evict(&mut self) {
         while self.cache_bytes > self.cache_limit && self.cache.len() > 1 {
             match self.cache.pop_lru() {
