@@ -49,6 +49,7 @@ pub struct Context {
     // Behind a RefCell so that sending takes `&self`: arguments may then
     // borrow the context too (`ctx.send::<T>(&to).hello(ctx.id().into())`).
     outgoing: RefCell<Vec<Outgoing>>,
+    emitted: RefCell<Vec<(String, Vec<u8>)>>,
     failure: RefCell<Option<Error>>,
 }
 
@@ -57,6 +58,7 @@ impl Context {
         Context {
             address,
             outgoing: RefCell::new(Vec::new()),
+            emitted: RefCell::new(Vec::new()),
             failure: RefCell::new(None),
         }
     }
@@ -107,6 +109,28 @@ impl Context {
         T::Requester::from_raw(RawSender::new(self, T::type_name(), id.as_ref(), None))
     }
 
+    /// Appends `record` (as JSON) to the egress log named `log` when this
+    /// invocation commits; consumers read it with
+    /// [`Runtime::read_egress`](crate::Runtime::read_egress) or over HTTP.
+    /// Log names are 1 to 128 ASCII letters, digits, `.`, `_` or `-`.
+    ///
+    /// # Durability
+    ///
+    /// The record is part of the invocation's commit: it appears in the log
+    /// exactly once, with a stable id, however the process crashes.
+    pub fn emit<R: Serialize + ?Sized>(&self, log: &str, record: &R) {
+        let encoded = crate::egress::check_name(log).and_then(|()| {
+            serde_json::to_vec(record).map_err(|e| Error::Encode {
+                what: format!("a record for egress log `{log}`"),
+                reason: e.to_string(),
+            })
+        });
+        match encoded {
+            Ok(bytes) => self.emitted.borrow_mut().push((log.to_owned(), bytes)),
+            Err(e) => self.fail(e),
+        }
+    }
+
     /// Marks the invocation as failed (an encoding error in a send): it then
     /// commits nothing, like a panic.
     fn fail(&self, error: Error) {
@@ -119,6 +143,10 @@ impl Context {
 
     pub(crate) fn take_outgoing(&mut self) -> Vec<Outgoing> {
         std::mem::take(self.outgoing.get_mut())
+    }
+
+    pub(crate) fn take_emitted(&mut self) -> Vec<(String, Vec<u8>)> {
+        std::mem::take(self.emitted.get_mut())
     }
 }
 

@@ -103,6 +103,7 @@ extern crate self as statefn;
 mod address;
 mod context;
 mod durable;
+mod egress;
 mod envelope;
 mod error;
 mod function;
@@ -118,12 +119,13 @@ mod timer;
 pub use address::{Address, KEY_GROUPS, MAX_ID_LEN};
 pub use context::{Context, Request};
 pub use durable::Durability;
+pub use egress::{EgressRecord, MAX_EGRESS_NAME};
 pub use error::Error;
 pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction};
 pub use handle::{Call, CallFuture, Handle};
 pub use runtime::{
-    Builder, DEFAULT_CACHE_BYTES, DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_SHARDS, Runtime,
-    ShardStatus,
+    Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
+    DEFAULT_SHARDS, Runtime, ShardStatus,
 };
 pub use statefn_macros::stateful_function;
 pub use statefn_store as store;

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use crate::egress::Emitted;
 use crate::{
     Address, Error,
     envelope::{Outgoing, ReplyRoute},
@@ -39,6 +40,8 @@ pub(crate) struct InvocationRecord {
     pub(crate) timers: Vec<TimerEntry>,
     /// The reply stored for an idempotency key.
     pub(crate) reply: Option<StoredReply>,
+    /// Records for egress logs.
+    pub(crate) egress: Vec<Emitted>,
 }
 
 impl InvocationRecord {
@@ -49,6 +52,7 @@ impl InvocationRecord {
             && self.sent.is_empty()
             && self.timers.is_empty()
             && self.reply.is_none()
+            && self.egress.is_empty()
     }
 }
 

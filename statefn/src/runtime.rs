@@ -23,6 +23,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::{
     Address, Durability, Error, Handle, JsonReply, StatefulFunction,
     durable::{Durable, LogGroup},
+    egress::{Egress, EgressRecord},
     envelope::{Envelope, Mail, Origin},
     record::Sent,
     registry::Registry,
@@ -37,6 +38,9 @@ pub const DEFAULT_SHARDS: u16 = 16;
 
 /// The default bytes of instance state cached in memory, over all shards.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
+/// How long egress records are kept by default.
+pub const DEFAULT_EGRESS_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// How long a stored reply answers retries with the same idempotency key.
 pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -280,6 +284,90 @@ impl Runtime {
         rx.await.map_err(|_| Error::ShuttingDown)?.map(|_| ())
     }
 
+    /// Up to `limit` records of egress log `log` from offset `from`. If there
+    /// are none yet, waits up to `wait` for the first (long-poll).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidAddress`] for an invalid log name, [`Error::Storage`]
+    /// when the store cannot be read.
+    pub async fn read_egress(
+        &self,
+        log: &str,
+        from: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<EgressRecord>, Error> {
+        crate::egress::check_name(log)?;
+        let egress = Arc::clone(&self.inner().egress);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let appended = egress.appended_notify.notified();
+            let (reader, name) = (Arc::clone(&egress), log.to_owned());
+            let records = tokio::task::spawn_blocking(move || reader.read(&name, from, limit))
+                .await
+                .map_err(|e| Error::Storage(format!("egress read did not finish: {e}")))??;
+            if !records.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(records);
+            }
+            let _ = tokio::time::timeout_at(deadline, appended).await;
+        }
+    }
+
+    /// The records of egress log `log` from offset `from` on, as a stream
+    /// that waits for new ones (it ends only on an error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Order { n: u32 }
+    /// # #[stateful_function]
+    /// # impl Order { pub fn ship(&mut self, ctx: &mut Context) { self.n += 1; ctx.emit("shipped", &self.n); } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// use futures::StreamExt;
+    /// let runtime = Runtime::builder().in_memory().register::<Order>().open().await?;
+    /// let mut shipped = Box::pin(runtime.egress_stream("shipped", 0));
+    /// runtime.handle::<Order>("o").ship().await?;
+    /// let first = shipped.next().await.expect("a record")?;
+    /// assert_eq!((first.offset, first.record), (0, serde_json::json!(1)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn egress_stream(
+        &self,
+        log: &str,
+        from: u64,
+    ) -> impl futures::Stream<Item = Result<EgressRecord, Error>> + Send + 'static {
+        let runtime = self.clone();
+        let log = log.to_owned();
+        futures::stream::unfold(
+            (runtime, log, from, std::collections::VecDeque::new(), false),
+            |(runtime, log, next, mut buffered, failed)| async move {
+                if failed {
+                    return None;
+                }
+                loop {
+                    if let Some(record) = buffered.pop_front() {
+                        let next = next.max(record_offset(&record) + 1);
+                        return Some((Ok(record), (runtime, log, next, buffered, false)));
+                    }
+                    match runtime
+                        .read_egress(&log, next, 256, Duration::from_secs(30))
+                        .await
+                    {
+                        Ok(records) => buffered.extend(records),
+                        Err(e) => return Some((Err(e), (runtime, log, next, buffered, true))),
+                    }
+                }
+            },
+        )
+    }
+
     /// The registered function types and their handlers, sorted by name.
     pub fn functions(&self) -> Vec<(String, &'static [crate::HandlerInfo])> {
         self.inner().registry.describe()
@@ -343,6 +431,7 @@ pub struct Builder {
     checkpoint_interval: Duration,
     checkpoint_log_bytes: u64,
     segment_bytes: u64,
+    egress_retention: Duration,
     file_system: Arc<dyn FileSystem>,
     registry: Registry,
     error: Option<Error>,
@@ -361,6 +450,7 @@ impl Default for Builder {
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_log_bytes: 64 << 20,
             segment_bytes: 64 << 20,
+            egress_retention: DEFAULT_EGRESS_RETENTION,
             file_system: Arc::new(StdFs),
             registry: Registry::default(),
             error: None,
@@ -448,6 +538,13 @@ impl Builder {
         self
     }
 
+    /// How long egress records are kept (default
+    /// [`DEFAULT_EGRESS_RETENTION`], 7 days); older ones are deleted.
+    pub fn egress_retention(mut self, retention: Duration) -> Self {
+        self.egress_retention = retention;
+        self
+    }
+
     /// The file system under the write-ahead log: a seam for tests that
     /// inject faults ([`statefn_store::io::FaultyFs`]).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
@@ -478,12 +575,13 @@ impl Builder {
         let plan = self.plan()?;
         let workers = plan.workers;
         let (scheduler, slots) = Scheduler::new(workers);
-        let (durable, wals, shards, recovered) = match plan.storage.clone() {
+        let (durable, wals, shards, recovered, egress) = match plan.storage.clone() {
             Storage::InMemory => {
                 let shards = (0..plan.shards)
                     .map(|id| Shard::new(ShardCore::new(id, 0, plan.core.clone(), None)))
                     .collect();
-                (None, Vec::new(), shards, Vec::new())
+                let egress = Egress::in_memory(plan.shards, plan.egress_retention);
+                (None, Vec::new(), shards, Vec::new(), egress)
             }
             Storage::Disk { path, mode } => {
                 let config = plan.clone();
@@ -507,11 +605,12 @@ impl Builder {
                                 .values()
                                 .map(|t| (t.due_ms, c.id, t.id))
                                 .collect::<Vec<_>>(),
+                            c.pending_egress.values().cloned().collect::<Vec<_>>(),
                         )
                     })
                     .collect::<Vec<_>>();
                 let shards = cores.into_iter().map(Shard::new).collect();
-                (Some(opened.durable), wals, shards, recovered)
+                (Some(opened.durable), wals, shards, recovered, opened.egress)
             }
         };
         let shard_count = plan.shards;
@@ -530,6 +629,7 @@ impl Builder {
                 .collect(),
             recoveries: AtomicU64::new(0),
             durable,
+            egress: Arc::new(egress),
         });
         let weak: Weak<RuntimeInner> = Arc::downgrade(&inner);
         let (timers, task) = TimerService::start(move |shard, timer| {
@@ -560,7 +660,16 @@ impl Builder {
             .start(slots, Arc::clone(&inner))
             .map_err(spawn_error)?;
         *inner.threads.lock() = threads;
-        for (shard, outbox, timers) in recovered {
+        inner.egress.start().map_err(spawn_error)?;
+        // Every recovered egress record goes to the appender before any shard
+        // runs: the appender drops a shard's records at or below the highest
+        // sequence it has seen from it, so none may overtake them.
+        let mut resume = Vec::with_capacity(recovered.len());
+        for (shard, outbox, timers, egress) in recovered {
+            inner.egress.submit(egress);
+            resume.push((shard, outbox, timers));
+        }
+        for (shard, outbox, timers) in resume {
             inner.after_recovery(shard, outbox, timers, false);
         }
         Ok(Runtime {
@@ -627,6 +736,7 @@ impl Builder {
             wal_options: WalOptions {
                 segment_bytes: self.segment_bytes,
             },
+            egress_retention: self.egress_retention,
             file_system: self.file_system,
             registry: self.registry,
         })
@@ -649,6 +759,7 @@ struct Plan {
     core: CoreConfig,
     checkpoint_log_bytes: u64,
     wal_options: WalOptions,
+    egress_retention: Duration,
     file_system: Arc<dyn FileSystem>,
     registry: Registry,
 }
@@ -656,6 +767,7 @@ struct Plan {
 struct OpenedDisk {
     durable: Durable,
     groups: Vec<(statefn_store::wal::Wal, Vec<ShardCore>)>,
+    egress: Egress,
 }
 
 /// Opens the data directory and recovers every log group (blocking).
@@ -677,7 +789,12 @@ fn open_disk(plan: &Plan, path: &std::path::Path, mode: Durability) -> Result<Op
     let groups = (0..plan.log_groups)
         .map(|group| durable.recover(group, 1))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(OpenedDisk { durable, groups })
+    let egress = Egress::open(durable.store()?, plan.shards, plan.egress_retention)?;
+    Ok(OpenedDisk {
+        durable,
+        groups,
+        egress,
+    })
 }
 
 /// The shared core of a runtime.
@@ -698,6 +815,7 @@ pub(crate) struct RuntimeInner {
     acked: Vec<AtomicU64>,
     pub(crate) recoveries: AtomicU64,
     pub(crate) durable: Option<Durable>,
+    pub(crate) egress: Arc<Egress>,
 }
 
 impl RuntimeInner {
@@ -785,6 +903,7 @@ impl RuntimeInner {
             // The caller may have stopped waiting; the invocation stands.
             let _ = tx.send(reply);
         }
+        self.egress.submit(effects.egress);
         if !effects.timers.is_empty()
             && let Some((timers, _)) = &*self.timers.lock()
         {
@@ -869,16 +988,22 @@ impl RuntimeInner {
 
     /// Stops the threads, waits for them, and releases the data directory.
     fn stop_and_join(&self) {
-        let mut handles: Vec<JoinHandle<()>> = std::mem::take(&mut *self.threads.lock());
+        let join = |handles: Vec<JoinHandle<()>>| {
+            for handle in handles {
+                let _ = handle.join();
+            }
+        };
+        // In dependency order: workers feed the syncers, which feed the
+        // checkpointer and the egress appender.
         self.scheduler.stop();
+        join(std::mem::take(&mut *self.threads.lock()));
         if let Some(durable) = &self.durable {
-            handles.extend(durable.groups.iter().filter_map(LogGroup::stop));
-            handles.extend(durable.checkpointer.stop());
+            join(durable.groups.iter().filter_map(LogGroup::stop).collect());
+            join(durable.checkpointer.stop().into_iter().collect());
         }
+        join(self.egress.stop().into_iter().collect());
+        self.egress.close();
         self.stop();
-        for handle in handles {
-            let _ = handle.join();
-        }
         if let Some(durable) = &self.durable {
             // Shard cores hold store handles: replace them so fjall closes.
             for shard in &self.shards {
@@ -891,6 +1016,10 @@ impl RuntimeInner {
     }
 }
 
+fn record_offset(record: &EgressRecord) -> u64 {
+    record.offset
+}
+
 impl RunShard for RuntimeInner {
     fn run_shard(&self, shard: u16) -> bool {
         let acked = |dest: u16| self.acked(shard, dest);
@@ -898,6 +1027,7 @@ impl RunShard for RuntimeInner {
             registry: &self.registry,
             now_ms: crate::timer::now_millis(),
             acked: &acked,
+            egress_appended: self.egress.appended(shard),
         };
         self.shard(shard).run(&env, |batch| match &self.durable {
             None => self.release(batch.effects),

@@ -128,9 +128,10 @@ pub struct Ledger {
 
 #[stateful_function]
 impl Ledger {
-    /// Adds `amount`, recording `op`.
-    pub fn deposit(&mut self, op: String, amount: i64) -> i64 {
+    /// Adds `amount`, recording `op` here and in the `deposits` egress log.
+    pub fn deposit(&mut self, ctx: &mut Context, op: String, amount: i64) -> i64 {
         self.balance += amount;
+        ctx.emit("deposits", &op);
         self.applied.push(op);
         self.balance
     }

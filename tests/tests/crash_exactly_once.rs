@@ -121,8 +121,14 @@ fn sigkill_at_random_moments_applies_every_call_exactly_once() {
     // Read every account back through a fresh process.
     let child = spawn("dump", dir.path(), seed, &[]);
     let mut accounts: HashMap<usize, (i64, Vec<String>)> = HashMap::new();
+    let mut egress: Vec<(u64, String, String)> = Vec::new();
     for line in child.lines.iter() {
         let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        if let Some(offset) = v["egress"].as_u64() {
+            let id = v["id"].as_str().expect("id").to_owned();
+            egress.push((offset, id, v["op"].as_str().expect("op").to_owned()));
+            continue;
+        }
         let applied = v["applied"]
             .as_array()
             .expect("applied")
@@ -181,6 +187,52 @@ fn sigkill_at_random_moments_applies_every_call_exactly_once() {
         );
         assert_eq!(*balance, expected_balance[a], "account {a}: balance");
     }
+    // Every deposit (direct or by transfer) is in the egress log exactly
+    // once, at dense offsets, with distinct ids.
+    let offsets: Vec<u64> = egress.iter().map(|(o, _, _)| *o).collect();
+    assert_eq!(
+        offsets,
+        (0..egress.len() as u64).collect::<Vec<_>>(),
+        "egress offsets"
+    );
+    let mut ids: Vec<&String> = egress.iter().map(|(_, id, _)| id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), egress.len(), "egress ids are unique");
+    let mut emitted: Vec<String> = egress.into_iter().map(|(_, _, op)| op).collect();
+    emitted.sort();
+    let mut deposits: Vec<String> = all
+        .iter()
+        .enumerate()
+        .map(|(i, op)| match op {
+            Op::Deposit { .. } => format!("op-{i}"),
+            Op::Transfer { .. } => format!("op-{i}/in"),
+        })
+        .collect();
+    deposits.sort();
+    let dup: Vec<_> = emitted
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| &w[0])
+        .take(5)
+        .collect();
+    let lost: Vec<_> = deposits
+        .iter()
+        .filter(|d| emitted.binary_search(d).is_err())
+        .take(5)
+        .collect();
+    assert_eq!(
+        emitted.len(),
+        deposits.len(),
+        "egress records lost or duplicated ({} of {}): duplicated {dup:?}, lost {lost:?}",
+        emitted.len(),
+        deposits.len()
+    );
+    assert_eq!(
+        emitted, deposits,
+        "egress records differ from the deposits applied"
+    );
+
     let total: i64 = accounts.values().map(|(b, _)| b).sum();
     let deposited: i64 = all
         .iter()

@@ -344,7 +344,9 @@ impl Syncer {
                 .values()
                 .map(|t| (t.due_ms, core.id, t.id))
                 .collect();
+            let egress: Vec<_> = core.pending_egress.values().cloned().collect();
             *shard.core.lock() = core;
+            self.inner.egress.submit(egress);
             self.inner.after_recovery(shard.id, resend, timers, true);
         }
         self.wal = Some(wal);
@@ -377,6 +379,7 @@ pub(crate) fn refused_effects(effects: Effects, shard: u16, reason: &str) -> Eff
         deliveries: Vec::new(),
         timers: Vec::new(),
         acks: Vec::new(),
+        egress: Vec::new(),
         finished: effects.finished,
     }
 }

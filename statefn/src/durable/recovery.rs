@@ -11,7 +11,7 @@ use statefn_store::{
 
 use crate::{
     Error,
-    record::{Sent, ShardRecord, TimerEntry, decode},
+    record::{Emitted, Sent, ShardRecord, TimerEntry, decode},
     shard::{CoreConfig, META_KEY, Persisted, ShardCore, ShardMeta},
 };
 
@@ -104,12 +104,19 @@ fn load_checkpoint(source: &GroupSource<'_>, shard: u16, epoch: u64) -> Result<S
         .into_iter()
         .map(|(_, v)| decode::<Sent>(&v, "an outbox entry"))
         .collect::<Result<Vec<_>, _>>()?;
+    let egress = source
+        .store
+        .scan(shard, Table::Egress)
+        .map_err(storage)?
+        .into_iter()
+        .map(|(_, v)| decode::<Emitted>(&v, "a pending egress record"))
+        .collect::<Result<Vec<_>, _>>()?;
     let persisted = Persisted {
         store: source.store.clone(),
         shard,
     };
     Ok(
         ShardCore::new(shard, epoch, source.core.clone(), Some(persisted))
-            .restored(meta, timers, outbox),
+            .restored(meta, timers, outbox, egress),
     )
 }

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     Address, Error,
-    record::{Sent, StoredReply, TimerEntry, encode},
+    record::{Emitted, Sent, StoredReply, TimerEntry, encode},
 };
 
 /// The key of a shard's metadata in [`Table::Meta`].
@@ -33,6 +33,8 @@ pub(crate) struct CheckpointJob {
     pub(crate) timers_removed: Vec<u64>,
     pub(crate) outbox: Vec<Sent>,
     pub(crate) outbox_removed: Vec<(u16, u64)>,
+    pub(crate) egress: Vec<Emitted>,
+    pub(crate) egress_removed: Vec<u64>,
     pub(crate) idempotency_retention_ms: u64,
 }
 
@@ -85,6 +87,16 @@ impl CheckpointJob {
                 Table::Outbox,
                 outbox_key(sent.dest, sent.seq),
                 Some(encode(sent)?),
+            ));
+        }
+        for seq in &self.egress_removed {
+            writes.push((Table::Egress, seq.to_be_bytes().to_vec(), None));
+        }
+        for emitted in &self.egress {
+            writes.push((
+                Table::Egress,
+                emitted.seq.to_be_bytes().to_vec(),
+                Some(encode(emitted)?),
             ));
         }
         let meta = ShardMeta {

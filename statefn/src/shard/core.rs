@@ -16,7 +16,9 @@ use super::{
 use crate::{
     Context, Error,
     envelope::{Envelope, Mail, Origin, Outgoing, ReplySender},
-    record::{Entry, Input, InvocationRecord, Sent, ShardRecord, StoredReply, TimerEntry, encode},
+    record::{
+        Emitted, Entry, Input, InvocationRecord, Sent, ShardRecord, StoredReply, TimerEntry, encode,
+    },
     registry::Outcome,
 };
 
@@ -28,6 +30,7 @@ pub(crate) struct ShardMeta {
     pub(crate) next_timer: u64,
     pub(crate) next_seq: Vec<(u16, u64)>,
     pub(crate) watermarks: Vec<(u16, u64)>,
+    pub(crate) next_egress: u64,
 }
 
 /// How a shard core is configured.
@@ -68,6 +71,10 @@ pub(crate) struct ShardCore {
     /// Sent but not known to be durably applied by the receiver.
     pub(crate) outbox: BTreeMap<(u16, u64), Sent>,
     outbox_removed: Vec<(u16, u64)>,
+    /// Emitted egress records not yet known to be appended.
+    pub(crate) pending_egress: BTreeMap<u64, Emitted>,
+    egress_removed: Vec<u64>,
+    next_egress: u64,
     pub(crate) checkpoint: CheckpointState,
 }
 
@@ -97,6 +104,9 @@ impl ShardCore {
             watermarks: HashMap::new(),
             outbox: BTreeMap::new(),
             outbox_removed: Vec::new(),
+            pending_egress: BTreeMap::new(),
+            egress_removed: Vec::new(),
+            next_egress: 1,
             checkpoint: CheckpointState {
                 in_flight: false,
                 requested: false,
@@ -112,8 +122,11 @@ impl ShardCore {
         meta: ShardMeta,
         timers: Vec<TimerEntry>,
         outbox: Vec<Sent>,
+        egress: Vec<Emitted>,
     ) -> Self {
         self.checkpoint.lsn = meta.checkpoint_lsn;
+        self.next_egress = meta.next_egress.max(1);
+        self.pending_egress = egress.into_iter().map(|e| (e.seq, e)).collect();
         self.next_timer = meta.next_timer.max(1);
         self.next_seq = meta.next_seq.into_iter().collect();
         self.watermarks = meta.watermarks.into_iter().collect();
@@ -191,6 +204,7 @@ impl ShardCore {
             sent: Vec::new(),
             timers: Vec::new(),
             reply: None,
+            egress: Vec::new(),
         };
         let function = match env.registry.get(target.type_name()) {
             Ok(f) => f,
@@ -248,6 +262,9 @@ impl ShardCore {
                 }
                 for outgoing in ctx.take_outgoing() {
                     self.send(outgoing, &mut batch.effects, &mut record);
+                }
+                for (log, bytes) in ctx.take_emitted() {
+                    self.emit(log, bytes, env.now_ms, &mut batch.effects, &mut record);
                 }
                 reply
             }
@@ -409,6 +426,30 @@ impl ShardCore {
         }
     }
 
+    /// Numbers an egress record in this shard's sequence.
+    fn emit(
+        &mut self,
+        log: String,
+        record: Vec<u8>,
+        now_ms: u64,
+        effects: &mut Effects,
+        invocation: &mut InvocationRecord,
+    ) {
+        let emitted = Emitted {
+            shard: self.id,
+            seq: self.next_egress,
+            log,
+            record,
+            at_ms: now_ms,
+        };
+        self.next_egress += 1;
+        if self.durable {
+            self.pending_egress.insert(emitted.seq, emitted.clone());
+            invocation.egress.push(emitted.clone());
+        }
+        effects.egress.push(emitted);
+    }
+
     /// Sequences a message on its (this shard, destination shard) channel.
     /// Returns the outbox entry in durable mode.
     fn deliver(&mut self, outgoing: Outgoing, effects: &mut Effects) -> Option<Sent> {
@@ -452,6 +493,10 @@ impl ShardCore {
                 }
                 if let Some(reply) = r.reply {
                     self.idempotency.insert(r.target, reply, now_ms);
+                }
+                for emitted in r.egress {
+                    self.next_egress = self.next_egress.max(emitted.seq + 1);
+                    self.pending_egress.insert(emitted.seq, emitted);
                 }
             }
             Entry::TimerFired { timer, sent } => {
@@ -498,8 +543,21 @@ impl ShardCore {
 
     /// Freezes the dirty sets and metadata into a checkpoint job; the shard
     /// goes on processing while it is written.
-    pub(crate) fn freeze(&mut self, acked: &dyn Fn(u16) -> u64) -> CheckpointJob {
+    pub(crate) fn freeze(
+        &mut self,
+        acked: &dyn Fn(u16) -> u64,
+        egress_appended: u64,
+    ) -> CheckpointJob {
         self.prune_outbox(acked, true);
+        let appended: Vec<u64> = self
+            .pending_egress
+            .range(..=egress_appended)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in appended {
+            self.pending_egress.remove(&seq);
+            self.egress_removed.push(seq);
+        }
         self.checkpoint.in_flight = true;
         self.checkpoint.requested = false;
         self.checkpoint.last = Instant::now();
@@ -514,7 +572,10 @@ impl ShardCore {
                 next_timer: self.next_timer,
                 next_seq: self.next_seq.iter().map(|(k, v)| (*k, *v)).collect(),
                 watermarks: self.watermarks.iter().map(|(k, v)| (*k, *v)).collect(),
+                next_egress: self.next_egress,
             },
+            egress: self.pending_egress.values().cloned().collect(),
+            egress_removed: std::mem::take(&mut self.egress_removed),
             timers: self.timers.values().cloned().collect(),
             timers_removed: std::mem::take(&mut self.timers_removed),
             outbox: self.outbox.values().cloned().collect(),

@@ -43,6 +43,8 @@ pub(crate) struct RunEnv<'a> {
     pub(crate) now_ms: u64,
     /// Highest sequence from this shard that `dest` has durably applied.
     pub(crate) acked: &'a (dyn Fn(u16) -> u64 + Sync),
+    /// Highest egress sequence of this shard the appender has stored.
+    pub(crate) egress_appended: u64,
 }
 
 impl std::fmt::Debug for RunEnv<'_> {
@@ -75,6 +77,8 @@ pub(crate) struct Effects {
     pub(crate) timers: Vec<(u64, u16, u64)>,
     /// Function messages applied: (source shard, sequence).
     pub(crate) acks: Vec<(u16, u64)>,
+    /// Records for egress logs, appended once durable.
+    pub(crate) egress: Vec<crate::egress::Emitted>,
     /// How many mails this batch finished (for shutdown's in-flight count).
     pub(crate) finished: usize,
 }
@@ -174,7 +178,7 @@ impl Shard {
                 core.handle(env, mail, &mut batch);
             }
             if core.wants_checkpoint() {
-                batch.checkpoint = Some(core.freeze(env.acked));
+                batch.checkpoint = Some(core.freeze(env.acked, env.egress_appended));
             }
             (batch.stats.cache_hits, batch.stats.cache_misses) = core.states.take_cache_stats();
             batch.stats.record();

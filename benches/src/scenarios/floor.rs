@@ -1,0 +1,99 @@
+//! `floor`: the physical limits under every durable number.
+//!
+//! A durable statefn commit is at least one `fdatasync` of an append to the
+//! shared write-ahead log, and a checkpoint is at least one synced fjall
+//! batch. Measuring both raw, on the same directory, tells how close the
+//! runtime gets to the disk.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::Write,
+    path::Path,
+};
+
+use statefn::store::{StateStore, Table, TableWrite};
+
+use super::Common;
+use crate::{
+    measure::{BoxError, Record, Window, blocking_loop},
+    scratch::Scratch,
+};
+
+/// Appended record sizes: a small invocation record and a page.
+const APPEND_BYTES: [usize; 2] = [256, 4096];
+
+/// fjall batch sizes: one commit's worth of states, up to a large checkpoint.
+const BATCH_SIZES: [usize; 3] = [1, 64, 256];
+
+/// Distinct keys the fjall writes cycle through, like a checkpoint that
+/// keeps rewriting a working set.
+const FJALL_KEYS: u64 = 100_000;
+
+/// Runs the scenario.
+///
+/// # Errors
+///
+/// Any I/O or store error.
+pub fn run(common: &Common) -> Result<(), BoxError> {
+    let window = common.window();
+    let scratch = Scratch::new(&common.data_dir, "floor")?;
+    Record::print_header();
+    for bytes in APPEND_BYTES {
+        let summary = append_fdatasync(
+            &scratch.path().join(format!("append-{bytes}")),
+            bytes,
+            window,
+        )?;
+        Record::new("floor", format!("append+fdatasync {bytes}B"), &summary)
+            .param("bytes", bytes)
+            .emit();
+    }
+    let store = StateStore::open(&scratch.path().join("fjall"))?;
+    for batch in BATCH_SIZES {
+        let summary = fjall_batches(&store, batch, window)?;
+        let batches_per_s = summary.ops_per_s();
+        Record::new("floor", format!("fjall apply sync x{batch}"), &summary)
+            .param("batch", batch)
+            .throughput(batches_per_s * batch as f64)
+            .field("batches_per_s", batches_per_s)
+            .emit();
+    }
+    Ok(())
+}
+
+/// `write` + `fdatasync` of `bytes` at the end of a growing file: what one
+/// group commit of the log costs at the least.
+fn append_fdatasync(
+    path: &Path,
+    bytes: usize,
+    window: Window,
+) -> Result<crate::measure::Summary, BoxError> {
+    let mut file: File = OpenOptions::new().create(true).append(true).open(path)?;
+    let payload = vec![0xA5u8; bytes];
+    blocking_loop(window, &format!("floor: append {bytes}B"), || {
+        file.write_all(&payload)?;
+        file.sync_data()?;
+        Ok(())
+    })
+}
+
+/// Synced fjall batches of `batch` 16-byte states through
+/// [`StateStore::apply`]: what one checkpoint costs at the least.
+fn fjall_batches(
+    store: &StateStore,
+    batch: usize,
+    window: Window,
+) -> Result<crate::measure::Summary, BoxError> {
+    let mut next = 0u64;
+    blocking_loop(window, &format!("floor: fjall x{batch}"), || {
+        let writes: Vec<TableWrite> = (0..batch)
+            .map(|_| {
+                next += 1;
+                let key = format!("counter/k{}", next % FJALL_KEYS).into_bytes();
+                (Table::State, key, Some([next.to_le_bytes(); 2].concat()))
+            })
+            .collect();
+        store.apply(0, writes, true)?;
+        Ok(())
+    })
+}
