@@ -13,6 +13,17 @@ pub struct InsufficientFunds {
     pub asked: i64,
 }
 
+/// A transfer, as published on the `transfers` egress log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transferred {
+    /// The paying account.
+    pub from: String,
+    /// The receiving account.
+    pub to: String,
+    /// The amount.
+    pub amount: i64,
+}
+
 /// One bank account.
 #[stateful_function]
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -40,8 +51,9 @@ impl Account {
         Ok(self.balance)
     }
 
-    /// Moves `amount` to account `to`: the withdrawal and the message that
-    /// deposits it commit together, and the deposit is applied exactly once.
+    /// Moves `amount` to account `to`: the withdrawal, the message that
+    /// deposits it and the record on the `transfers` egress log commit
+    /// together, and the deposit is applied exactly once.
     pub fn transfer(
         &mut self,
         ctx: &mut Context,
@@ -50,6 +62,14 @@ impl Account {
     ) -> Result<i64, InsufficientFunds> {
         let left = self.withdraw(amount)?;
         ctx.send::<Account>(&to).deposit(amount);
+        ctx.emit(
+            "transfers",
+            &Transferred {
+                from: ctx.id().to_owned(),
+                to,
+                amount,
+            },
+        );
         Ok(left)
     }
 

@@ -108,6 +108,8 @@ mod envelope;
 mod error;
 mod function;
 mod handle;
+#[cfg(feature = "http")]
+pub mod ingress;
 pub mod metrics;
 mod record;
 mod registry;

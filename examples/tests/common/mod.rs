@@ -1,0 +1,175 @@
+//! Runs the real `bank` binary on a free port and talks to it over HTTP.
+
+// Each test file uses a different part of this module.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// How long a server may take to start before the test gives up: a hang
+/// detector, not a performance bound.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A running `bank` server.
+pub(crate) struct Bank {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) base: String,
+}
+
+impl Bank {
+    /// Starts the bank on `dir` with `--listen 127.0.0.1:0` and waits for its
+    /// `listening on ...` line.
+    pub(crate) fn start(dir: &Path, extra: &[&str]) -> Bank {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bank"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the bank");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // Keep draining after the first line; nobody may listen.
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            match rx.recv_timeout(START_DEADLINE) {
+                Ok(line) => {
+                    if let Some(base) = line.strip_prefix("listening on ") {
+                        return Bank {
+                            child,
+                            base: base.to_owned(),
+                        };
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!("the bank did not print its address ({e}); exit: {status:?}");
+                }
+            }
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub(crate) fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        self.child.wait().expect("wait for the bank")
+    }
+
+    /// SIGKILL: no shutdown at all.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().expect("SIGKILL the bank");
+        self.child.wait().expect("reap the bank");
+    }
+}
+
+impl Drop for Bank {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A response: status, headers and the body as JSON (`Null` when empty or
+/// not JSON, with the text kept).
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) json: Value,
+    pub(crate) text: String,
+}
+
+impl Reply {
+    pub(crate) async fn from(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("read the body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            json,
+            text,
+        }
+    }
+
+    /// `error.code` of an error reply.
+    pub(crate) fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// `error.message` of an error reply.
+    pub(crate) fn message(&self) -> &str {
+        self.json["error"]["message"].as_str().unwrap_or("")
+    }
+}
+
+/// `POST url` with an optional JSON body and idempotency key.
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> Reply {
+    let mut request = client.post(url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    Reply::from(request.send().await.expect("send the request")).await
+}
+
+/// An account's balance.
+pub(crate) async fn balance(client: &reqwest::Client, bank: &Bank, id: &str) -> i64 {
+    let reply = post(
+        client,
+        &bank.url(&format!("/v1/Account/{id}/balance")),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    reply.json.as_i64().expect("a balance")
+}
+
+/// Deposits and asserts 200; returns the new balance.
+pub(crate) async fn deposit(client: &reqwest::Client, bank: &Bank, id: &str, amount: i64) -> i64 {
+    let reply = post(
+        client,
+        &bank.url(&format!("/v1/Account/{id}/deposit")),
+        Some(serde_json::json!({ "amount": amount })),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    reply.json.as_i64().expect("a balance")
+}

@@ -1,0 +1,159 @@
+//! `statefn::ingress::router` over an in-memory runtime, served on a free
+//! port in the test process: the statuses the bank cannot produce on demand
+//! (a handler panic, a runtime that is shutting down) and `/metrics` without
+//! a recorder.
+
+#![allow(clippy::unwrap_used, unreachable_pub)] // handlers must be `pub`
+
+mod common;
+
+use common::{Reply, post};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use statefn::{
+    ingress::{self, IngressConfig},
+    prelude::*,
+};
+
+/// A function whose `explode` handler panics with internals in the message.
+#[stateful_function]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Fragile {
+    count: u64,
+}
+
+#[stateful_function]
+impl Fragile {
+    pub fn bump(&mut self) -> u64 {
+        self.count += 1;
+        self.count
+    }
+
+    pub fn explode(&mut self, secret: String) -> u64 {
+        self.count += 1_000;
+        panic!("internal detail: {secret} at /srv/keys");
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+/// Serves `router` for `runtime` on 127.0.0.1:0; returns the base URL.
+async fn serve(runtime: Runtime, config: IngressConfig) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = ingress::router(runtime, config);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+async fn fragile_runtime() -> Runtime {
+    Runtime::builder()
+        .in_memory()
+        .workers(1)
+        .shards(2)
+        .register::<Fragile>()
+        .open()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_handler_panic_is_a_500_with_a_generic_message_and_changes_nothing() {
+    let runtime = fragile_runtime().await;
+    let base = serve(runtime.clone(), IngressConfig::default()).await;
+    let c = reqwest::Client::new();
+    assert_eq!(
+        post(&c, &format!("{base}/v1/Fragile/f/bump"), None, None)
+            .await
+            .json,
+        1
+    );
+
+    let boom = post(
+        &c,
+        &format!("{base}/v1/Fragile/f/explode"),
+        Some(serde_json::json!({"secret": "hunter2"})),
+        Some("boom-1"),
+    )
+    .await;
+    assert_eq!(boom.status, StatusCode::INTERNAL_SERVER_ERROR, "{boom:?}");
+    assert_eq!(boom.code(), "handler_panicked");
+    for internal in ["hunter2", "/srv/keys", "internal detail", "explode"] {
+        assert!(!boom.text.contains(internal), "leaks {internal}: {boom:?}");
+    }
+    let count = post(&c, &format!("{base}/v1/Fragile/f/count"), None, None).await;
+    assert_eq!((count.status, count.json), (StatusCode::OK, 1.into()));
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn calls_while_the_runtime_shuts_down_get_503_with_retry_after() {
+    let runtime = fragile_runtime().await;
+    let base = serve(runtime.clone(), IngressConfig::default()).await;
+    let c = reqwest::Client::new();
+    assert_eq!(
+        post(&c, &format!("{base}/v1/Fragile/g/bump"), None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    runtime.shutdown().await.unwrap();
+
+    for path in ["/v1/Fragile/g/bump", "/v1/Fragile/g/bump/send?delay=1s"] {
+        let refused = post(&c, &format!("{base}{path}"), None, None).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {refused:?}"
+        );
+        assert_eq!(refused.code(), "shutting_down");
+        let retry_after: u64 = refused.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry_after >= 1);
+    }
+}
+
+#[tokio::test]
+async fn metrics_answer_404_without_a_handle_and_render_the_given_one() {
+    let runtime = fragile_runtime().await;
+    let c = reqwest::Client::new();
+    let off = serve(runtime.clone(), IngressConfig::default()).await;
+    let reply = Reply::from(c.get(format!("{off}/metrics")).send().await.unwrap()).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{reply:?}");
+    assert!(reply.message().contains("prometheus"), "{reply:?}");
+
+    let handle = ingress::install_prometheus_recorder().unwrap();
+    assert!(
+        ingress::install_prometheus_recorder().is_ok(),
+        "installing twice returns the same handle"
+    );
+    let on = serve(
+        runtime.clone(),
+        IngressConfig {
+            prometheus: Some(handle),
+            ..IngressConfig::default()
+        },
+    )
+    .await;
+    post(&c, &format!("{on}/v1/Fragile/m/bump"), None, None).await;
+    let text = c
+        .get(format!("{on}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            r#"statefn_http_requests_total{route="/v1/{type}/{id}/{handler}",status="200"}"#
+        ),
+        "{text}"
+    );
+    runtime.shutdown().await.unwrap();
+}

@@ -1,0 +1,78 @@
+//! The admin surface: mounted only when an admin token is configured, and
+//! every route checks `Authorization: Bearer <token>`.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::{AppState, error::ApiError};
+
+/// `GET /admin/functions`: the registered types and their handlers.
+pub(super) async fn functions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let functions: Vec<Value> = state
+        .runtime
+        .functions()
+        .into_iter()
+        .map(|(name, handlers)| {
+            let handlers: Vec<Value> = handlers
+                .iter()
+                .map(|h| {
+                    json!({
+                        "name": h.name,
+                        "args": h.args,
+                        "mutates": h.mutates,
+                        "fallible": h.fallible,
+                    })
+                })
+                .collect();
+            json!({ "type": name, "handlers": handlers })
+        })
+        .collect();
+    Ok(Json(json!({ "functions": functions })))
+}
+
+/// `GET /admin/shards`: each shard's state (serving or recovering, mailbox,
+/// checkpoint position, log size), from [`Runtime::shard_status`](crate::Runtime::shard_status).
+pub(super) async fn shards(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    Ok(Json(json!({ "shards": state.runtime.shard_status() })))
+}
+
+/// Accepts the request only with the configured bearer token. The comparison
+/// takes the same time wherever the first wrong byte is, so response times do
+/// not reveal the token byte by byte.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin routes need the header `Authorization: Bearer <admin token>`",
+        )
+    };
+    let Some(expected) = state.admin_token.as_deref() else {
+        // Not reached: without a token the admin routes are not mounted.
+        return Err(refused());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .ok_or_else(refused)?;
+    if bool::from(given.ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(refused())
+    }
+}

@@ -1,0 +1,215 @@
+//! Errors as HTTP responses, and the errors of serving.
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+
+use crate::Error;
+
+/// Why [`serve`](super::serve) or [`Server`](super::Server) stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The listen address could not be bound (in use, no permission).
+    #[error("cannot listen on {addr}: {source}; choose another address with `listen`")]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The shutdown signals (SIGTERM, Ctrl-C) could not be registered.
+    #[error("cannot register the shutdown signal handlers: {0}")]
+    Signal(std::io::Error),
+    /// Accepting or serving connections failed.
+    #[error("the HTTP server failed: {0}")]
+    Io(std::io::Error),
+    /// The Prometheus recorder could not be installed (another recorder was
+    /// installed first: pass its handle as `IngressConfig::prometheus`).
+    #[error("cannot install the Prometheus recorder: {0}")]
+    Metrics(String),
+    /// The runtime failed to shut down cleanly.
+    #[error(transparent)]
+    Runtime(#[from] Error),
+}
+
+/// An error answered to the client: a status and the JSON body
+/// `{"error": {"code", "message", "details"?}}`.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Option<Value>,
+    retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
+    }
+
+    pub(super) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub(super) fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// A generic 500: the details are for the log, not for the client.
+    fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed to process the request; it was logged",
+        )
+    }
+
+    /// The status and JSON a runtime error is answered with.
+    pub(super) fn from_runtime(error: Error) -> Self {
+        match error {
+            Error::UnknownFunction {
+                ref name,
+                ref known,
+            } => Self::new(
+                StatusCode::NOT_FOUND,
+                "unknown_function",
+                format!(
+                    "no function type named `{name}` (known: {})",
+                    known.join(", ")
+                ),
+            )
+            .with_details(json!({ "known": known })),
+            Error::UnknownHandler {
+                ref function,
+                ref handler,
+                ref known,
+            } => Self::new(
+                StatusCode::NOT_FOUND,
+                "unknown_handler",
+                format!(
+                    "`{function}` has no handler `{handler}` (its handlers: {})",
+                    known.join(", ")
+                ),
+            )
+            .with_details(json!({ "known": known })),
+            Error::InvalidArguments { ref field, .. } => {
+                let field = field.clone();
+                let refused = Self::bad_request("invalid_arguments", error.to_string());
+                match field {
+                    Some(field) => refused.with_details(json!({ "field": field })),
+                    None => refused,
+                }
+            }
+            Error::InvalidAddress { .. } => Self::bad_request("invalid_address", error.to_string()),
+            Error::IdempotencyKeyReused { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_reused",
+                error.to_string(),
+            ),
+            Error::HandlerPanicked {
+                function,
+                id,
+                handler,
+                message,
+            } => {
+                // The panic message may carry internals (paths, values):
+                // it goes to the log only.
+                tracing::error!(%function, %id, %handler, panic = %message, "handler panicked");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "handler_panicked",
+                    "the handler failed; the invocation changed nothing",
+                )
+            }
+            Error::Unavailable {
+                shard,
+                reason,
+                retry_after,
+            } => {
+                tracing::warn!(shard, %reason, ?retry_after, "shard unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the instance is temporarily unavailable; retry after the Retry-After seconds",
+                )
+                .retry_after(retry_after)
+            }
+            Error::ShuttingDown => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down; the call was not accepted, retry later",
+            )
+            .retry_after(Duration::from_secs(1)),
+            // Decode, Encode, Storage, Config, ReplyTargetMismatch and any
+            // variant added later: a server-side fault, not the client's.
+            // A new retryable variant (say, `Overloaded`) belongs with
+            // `Unavailable` above.
+            other => {
+                tracing::error!(error = %other, "call failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        Self::from_runtime(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let (Some(details), Some(object)) = (self.details, error.as_object_mut()) {
+            object.insert("details".to_owned(), details);
+        }
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(after) = self.retry_after {
+            // Whole seconds, rounded up, at least 1: `Retry-After: 0` invites a busy loop.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+/// The fallback for paths that are no route.
+pub(super) async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; calls are `POST /v1/{type}/{id}/{handler}` and \
+         `POST /v1/{type}/{id}/{handler}/send`",
+    )
+}
+
+/// The fallback for a known path with another method.
+pub(super) async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed here; calls use POST, `/metrics` and `/admin` use GET"),
+    )
+}

@@ -1,0 +1,177 @@
+//! HTTP ingress: call stateful functions over HTTP with JSON (feature `http`,
+//! on by default).
+//!
+//! A web request goes in, the invocation commits (about one fsync in durable
+//! mode), the reply comes out: there is no checkpoint to wait for.
+//!
+//! # Routes
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `POST /v1/{type}/{id}/{handler}` | calls the handler with the body as its arguments (`{"amount": 5}`; no body or `{}` for none); 200 with the reply as JSON |
+//! | `POST /v1/{type}/{id}/{handler}/send[?delay=5s]` | enqueues the call durably; 202 with `{"invocation_id": "..."}` |
+//! | `GET /v1/egress/{name}?from=N&limit=M[&wait=10s]` | egress records from offset `N` (long-polls up to `wait` for the first); 200 with `{"records": [...], "next": N}` |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /admin/functions` | the registered types and handlers (only with an admin token, as `Authorization: Bearer <token>`) |
+//! | `GET /admin/shards` | each shard: serving or recovering, mailbox, checkpoint position, log size (admin) |
+//!
+//! Header `Idempotency-Key` makes a call exactly-once across client retries:
+//! a retry gets the stored reply. On `/send` the key is the invocation id (one
+//! is generated without it), and a retry enqueues nothing new.
+//!
+//! # Errors
+//!
+//! Every error is JSON, `{"error": {"code": "...", "message": "..."}}`:
+//!
+//! | status | code | when |
+//! | --- | --- | --- |
+//! | 400 | `invalid_json`, `invalid_utf8`, `json_too_deep`, `invalid_arguments`, `invalid_address`, `invalid_delay`, `invalid_idempotency_key`, `invalid_path` | the request cannot be a call |
+//! | 401 | `unauthorized` | admin route without the right bearer token |
+//! | 404 | `unknown_function`, `unknown_handler`, `not_found` | the message lists the known types or handlers |
+//! | 405 | `method_not_allowed` | a known route with another method |
+//! | 409 | `idempotency_key_reused` | the key was used for a different call |
+//! | 413 | `payload_too_large` | the body is over [`IngressConfig::body_limit`] |
+//! | 415 | `unsupported_media_type` | a body whose `Content-Type` is not JSON |
+//! | 422 | `handler_error` | the handler returned `Err`; `"details"` holds the error value |
+//! | 500 | `handler_panicked`, `internal` | a generic message only; details go to the log |
+//! | 503 | `unavailable`, `shutting_down` | with `Retry-After` (seconds) |
+//!
+//! Every rejection happens before the call is submitted: a rejected request
+//! changes nothing.
+//!
+//! # Durability
+//!
+//! A 200 from a call, or a 202 from `/send`, is sent only after the
+//! invocation (or the enqueued message) is committed: with the runtime's
+//! default [`Durability::Fsync`](crate::Durability::Fsync) it survives a crash
+//! of the process from then on. A request whose connection broke before the
+//! answer may or may not have been applied: retry it with the same
+//! `Idempotency-Key` to find out without applying it twice.
+//!
+//! # Examples
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use statefn::{ingress::{self, IngressConfig}, prelude::*};
+//!
+//! #[stateful_function]
+//! #[derive(Default, Serialize, Deserialize)]
+//! pub struct Counter { n: u64 }
+//!
+//! #[stateful_function]
+//! impl Counter {
+//!     pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
+//! let config = IngressConfig { listen: "127.0.0.1:0".parse()?, ..IngressConfig::default() };
+//! let server = ingress::Server::bind(runtime, config).await?;
+//! println!("listening on http://{}", server.local_addr());
+//! // `server.run().await` serves until SIGTERM or Ctrl-C; here, until a oneshot fires.
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let serving = tokio::spawn(server.run_until(async { let _ = stopped.await; }));
+//! stop.send(()).ok();
+//! serving.await??; // the runtime was shut down too
+//! # Ok(())
+//! # }
+//! ```
+
+mod admin;
+mod body;
+mod config;
+mod delay;
+mod egress;
+mod error;
+mod invoke;
+mod observe;
+mod server;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    routing::{get, post},
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_LISTEN, IngressConfig, MAX_JSON_DEPTH};
+pub use egress::MAX_EGRESS_LIMIT;
+pub use error::ServeError;
+pub use observe::{HTTP_REQUEST_DURATION, HTTP_REQUESTS, install_prometheus_recorder};
+pub use server::{Server, serve, shutdown_signal};
+
+use crate::Runtime;
+
+/// What every request handler shares.
+#[derive(Debug)]
+struct AppState {
+    runtime: Runtime,
+    body_limit: usize,
+    admin_token: Option<String>,
+    prometheus: Option<PrometheusHandle>,
+}
+
+/// The ingress's routes over `runtime`, to serve with your own server or to
+/// merge into a larger axum application. [`serve`] and [`Server`] serve it
+/// with graceful shutdown.
+///
+/// `config.listen` is not used here. `GET /metrics` renders
+/// `config.prometheus`; when that is `None` it answers 404 (call
+/// [`install_prometheus_recorder`] and pass its handle to turn it on).
+/// Taking the handle from the config rather than installing a recorder here
+/// lets a process build many routers (tests do) without two recorders
+/// competing for the one global slot.
+///
+/// # Examples
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use statefn::prelude::*;
+/// # #[stateful_function]
+/// # #[derive(Default, Serialize, Deserialize)]
+/// # pub struct Counter { n: u64 }
+/// # #[stateful_function]
+/// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use statefn::ingress::{self, IngressConfig};
+///
+/// let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
+/// let app = axum::Router::new()
+///     .route("/healthz", axum::routing::get(|| async { "ok" }))
+///     .merge(ingress::router(runtime.clone(), IngressConfig::default()));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let server = tokio::spawn(async move { axum::serve(listener, app).await });
+/// # server.abort();
+/// # runtime.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
+    let admin_on = config.admin_token.is_some();
+    let state = Arc::new(AppState {
+        runtime,
+        body_limit: config.body_limit,
+        admin_token: config.admin_token,
+        prometheus: config.prometheus,
+    });
+    let mut router = Router::new()
+        .route("/v1/{type}/{id}/{handler}", post(invoke::call))
+        .route("/v1/{type}/{id}/{handler}/send", post(invoke::send))
+        .route("/v1/egress/{name}", get(egress::read))
+        .route("/metrics", get(observe::render_metrics));
+    if admin_on {
+        // Without a token the admin paths are not routes at all: 404, the
+        // same as any unknown path, so their existence is not advertised.
+        router = router
+            .route("/admin/functions", get(admin::functions))
+            .route("/admin/shards", get(admin::shards));
+    }
+    router
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(observe::observe))
+        .with_state(state)
+}

@@ -1,0 +1,133 @@
+//! Observability of the ingress: a tracing span and two metrics per request,
+//! and `GET /metrics`.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::{StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::Instrument;
+
+use super::{AppState, ServeError, error::ApiError};
+
+/// HTTP requests answered, by `route` (the route pattern, such as
+/// `/v1/{type}/{id}/{handler}`, or `unmatched`) and `status`.
+pub const HTTP_REQUESTS: &str = "statefn_http_requests_total";
+
+/// Time from receiving a request to answering it, in seconds, by `route`.
+pub const HTTP_REQUEST_DURATION: &str = "statefn_http_request_duration_seconds";
+
+/// Latency buckets in seconds: from a cached read (~100 µs) to a slow disk.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Invocations per group commit.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
+
+/// The handle of the recorder this module installed, if any.
+static INSTALLED: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+
+/// Installs a Prometheus recorder as the process's `metrics` recorder, once,
+/// and returns its handle; later calls return the same handle. Histograms
+/// whose names end in `_seconds` get latency buckets, the commit batch size
+/// gets size buckets.
+///
+/// [`serve`](super::serve) calls this when the config has no handle. Call it
+/// yourself to give [`router`](super::router) a `/metrics`.
+///
+/// # Errors
+///
+/// [`ServeError::Metrics`] if another `metrics` recorder was installed first
+/// (then render that one yourself, or pass its Prometheus handle in
+/// [`IngressConfig::prometheus`](super::IngressConfig::prometheus)).
+///
+/// # Examples
+///
+/// ```
+/// use statefn::ingress::{IngressConfig, install_prometheus_recorder};
+///
+/// let handle = install_prometheus_recorder()?;
+/// metrics::counter!("demo_total").increment(1);
+/// assert!(handle.render().contains("demo_total 1"));
+/// let config = IngressConfig { prometheus: Some(handle), ..IngressConfig::default() };
+/// # Ok::<(), statefn::ingress::ServeError>(())
+/// ```
+pub fn install_prometheus_recorder() -> Result<PrometheusHandle, ServeError> {
+    let mut installed = INSTALLED
+        .lock()
+        .map_err(|_| ServeError::Metrics("a thread panicked while installing it".into()))?;
+    if let Some(handle) = &*installed {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(crate::metrics::COMMIT_BATCH.into()),
+                BATCH_BUCKETS,
+            )
+        })
+        .map_err(|e| ServeError::Metrics(e.to_string()))?
+        .install_recorder()
+        .map_err(|e| ServeError::Metrics(e.to_string()))?;
+    *installed = Some(handle.clone());
+    Ok(handle)
+}
+
+/// `GET /metrics`.
+pub(super) async fn render_metrics(State(state): State<Arc<AppState>>) -> Response {
+    match &state.prometheus {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "metrics are off: give the ingress a Prometheus handle (IngressConfig::prometheus)",
+        )
+        .into_response(),
+    }
+}
+
+/// Wraps every request in a span and records its count and duration.
+pub(super) async fn observe(
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // The route pattern, not the path: ids must not become label values.
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        route = %route,
+        status = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    span.record("status", status.as_u16());
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!(?elapsed, "request failed");
+        } else {
+            tracing::debug!(?elapsed, "request answered");
+        }
+    });
+    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status.as_str().to_owned())
+        .increment(1);
+    metrics::histogram!(HTTP_REQUEST_DURATION, "route" => route).record(elapsed.as_secs_f64());
+    response
+}
