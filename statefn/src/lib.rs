@@ -107,6 +107,7 @@ mod egress;
 mod envelope;
 mod error;
 mod function;
+mod fuzz_api;
 mod handle;
 #[cfg(feature = "http")]
 pub mod ingress;
@@ -135,6 +136,12 @@ pub use statefn_store as store;
 /// Everything a typical program needs: `use statefn::prelude::*;`.
 pub mod prelude {
     pub use crate::{Context, Error, Handle, Runtime, StatefulFunction, stateful_function};
+}
+
+/// Entry points for the fuzz targets; not a public API.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::fuzz_api::*;
 }
 
 /// Used by the code `#[stateful_function]` generates; not a public API.
