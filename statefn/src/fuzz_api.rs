@@ -3,7 +3,7 @@
 
 use crate::{
     Address, Context, Error, StatefulFunction,
-    registry::{ErasedFunction as _, Outcome, Registry},
+    registry::{Outcome, Registry},
 };
 
 /// Decodes a log record as recovery would.
