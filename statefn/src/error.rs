@@ -133,6 +133,17 @@ pub enum Error {
         /// When a retry is likely to succeed.
         retry_after: Duration,
     },
+    /// The shard's mailbox is full: the runtime refuses work rather than
+    /// grow without bound. Retry after the hint (HTTP: 503 + `Retry-After`).
+    #[error("shard {shard} is overloaded ({queued} calls queued); retry in {retry_after:?}")]
+    Overloaded {
+        /// The shard.
+        shard: u16,
+        /// Calls waiting in its mailbox.
+        queued: usize,
+        /// When a retry is likely to be accepted.
+        retry_after: Duration,
+    },
     /// The runtime's configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

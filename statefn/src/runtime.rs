@@ -39,6 +39,9 @@ pub const DEFAULT_SHARDS: u16 = 16;
 /// The default bytes of instance state cached in memory, over all shards.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
+/// Client calls a shard queues at most by default.
+pub const DEFAULT_MAILBOX_CAPACITY: usize = 16_384;
+
 /// How long egress records are kept by default.
 pub const DEFAULT_EGRESS_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
@@ -432,6 +435,7 @@ pub struct Builder {
     checkpoint_log_bytes: u64,
     segment_bytes: u64,
     egress_retention: Duration,
+    mailbox_capacity: usize,
     file_system: Arc<dyn FileSystem>,
     registry: Registry,
     error: Option<Error>,
@@ -451,6 +455,7 @@ impl Default for Builder {
             checkpoint_log_bytes: 64 << 20,
             segment_bytes: 64 << 20,
             egress_retention: DEFAULT_EGRESS_RETENTION,
+            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             file_system: Arc::new(StdFs),
             registry: Registry::default(),
             error: None,
@@ -545,6 +550,14 @@ impl Builder {
         self
     }
 
+    /// Client calls one shard queues at most (default
+    /// [`DEFAULT_MAILBOX_CAPACITY`]); beyond it calls fail at once with
+    /// [`Error::Overloaded`] instead of using unbounded memory.
+    pub fn mailbox_capacity(mut self, calls: usize) -> Self {
+        self.mailbox_capacity = calls.max(1);
+        self
+    }
+
     /// The file system under the write-ahead log: a seam for tests that
     /// inject faults ([`statefn_store::io::FaultyFs`]).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
@@ -628,6 +641,7 @@ impl Builder {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             recoveries: AtomicU64::new(0),
+            mailbox_capacity: plan.mailbox_capacity,
             durable,
             egress: Arc::new(egress),
         });
@@ -737,6 +751,7 @@ impl Builder {
                 segment_bytes: self.segment_bytes,
             },
             egress_retention: self.egress_retention,
+            mailbox_capacity: self.mailbox_capacity,
             file_system: self.file_system,
             registry: self.registry,
         })
@@ -760,6 +775,7 @@ struct Plan {
     checkpoint_log_bytes: u64,
     wal_options: WalOptions,
     egress_retention: Duration,
+    mailbox_capacity: usize,
     file_system: Arc<dyn FileSystem>,
     registry: Registry,
 }
@@ -814,6 +830,8 @@ pub(crate) struct RuntimeInner {
     /// that `dest` has durably applied; `source` prunes its outbox with it.
     acked: Vec<AtomicU64>,
     pub(crate) recoveries: AtomicU64,
+    /// Client calls a shard queues at most before refusing with `Overloaded`.
+    mailbox_capacity: usize,
     pub(crate) durable: Option<Durable>,
     pub(crate) egress: Arc<Egress>,
 }
@@ -843,7 +861,7 @@ impl RuntimeInner {
         self.registry.get(target.type_name())?;
         let (tx, rx) = oneshot::channel();
         let shard = target.shard(self.shard_count());
-        self.enqueue(
+        self.enqueue_call(
             shard,
             Mail::Invoke(Envelope {
                 target,
@@ -855,8 +873,29 @@ impl RuntimeInner {
                 },
                 reply_to: None,
             }),
-        );
+        )?;
         Ok(rx)
+    }
+
+    fn enqueue_call(&self, shard: u16, mail: Mail) -> Result<(), Error> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        match self
+            .shard(shard)
+            .try_enqueue_call(mail, self.mailbox_capacity)
+        {
+            Ok(schedule) => {
+                if schedule {
+                    self.scheduler.push(shard);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    self.idle.notify_waiters();
+                }
+                Err(e)
+            }
+        }
     }
 
     pub(crate) fn shard_count(&self) -> u16 {

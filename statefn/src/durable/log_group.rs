@@ -25,7 +25,7 @@ use super::Durability;
 use crate::{
     Error,
     runtime::RuntimeInner,
-    shard::{Batch, Effects, Status},
+    shard::{Batch, Effects},
 };
 
 /// What a log group's syncer is asked to do.
@@ -229,6 +229,8 @@ impl Syncer {
         });
         if let Err(e) = result {
             let reason = format!("the log failed: {e}");
+            // Down first, so that no caller told to retry gets in before.
+            self.take_down(&reason);
             for (batch, _) in accepted {
                 self.inner.refuse(batch.effects, batch.shard, &reason);
             }
@@ -304,6 +306,21 @@ impl Syncer {
         }
     }
 
+    /// Marks the group's shards as recovering and refuses the client calls
+    /// waiting for them.
+    fn take_down(&self, reason: &str) {
+        for &shard in self.epochs.keys() {
+            let refused = self.inner.shard(shard).take_down();
+            let count = refused.len();
+            let effects = Effects {
+                replies: refused.into_iter().map(|tx| (tx, Ok(Vec::new()))).collect(),
+                finished: count,
+                ..Effects::default()
+            };
+            self.inner.refuse(effects, shard, reason);
+        }
+    }
+
     /// Takes the group's shards down, rebuilds them from checkpoint and log
     /// (retrying with backoff), and resumes them.
     fn recover(&mut self, reason: &str) {
@@ -312,14 +329,7 @@ impl Syncer {
             reason,
             "log group failed; recovering its shards"
         );
-        let shards: Vec<u16> = {
-            let mut s: Vec<u16> = self.epochs.keys().copied().collect();
-            s.sort_unstable();
-            s
-        };
-        for &shard in &shards {
-            self.inner.shard(shard).set_status(Status::Recovering);
-        }
+        self.take_down(reason);
         self.wal = None;
         self.unsynced = None;
         let epoch = self.epochs.values().max().copied().unwrap_or(0) + 1;

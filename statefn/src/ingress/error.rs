@@ -153,6 +153,17 @@ impl ApiError {
                 )
                 .retry_after(retry_after)
             }
+            Error::Overloaded {
+                shard, retry_after, ..
+            } => {
+                tracing::debug!(shard, ?retry_after, "shard overloaded");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "the server is busy; the call was not accepted, retry after the Retry-After seconds",
+                )
+                .retry_after(retry_after)
+            }
             Error::ShuttingDown => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
@@ -161,8 +172,6 @@ impl ApiError {
             .retry_after(Duration::from_secs(1)),
             // Decode, Encode, Storage, Config, ReplyTargetMismatch and any
             // variant added later: a server-side fault, not the client's.
-            // A new retryable variant (say, `Overloaded`) belongs with
-            // `Unavailable` above.
             other => {
                 tracing::error!(error = %other, "call failed");
                 Self::internal()

@@ -34,7 +34,7 @@
 //! | 415 | `unsupported_media_type` | a body whose `Content-Type` is not JSON |
 //! | 422 | `handler_error` | the handler returned `Err`; `"details"` holds the error value |
 //! | 500 | `handler_panicked`, `internal` | a generic message only; details go to the log |
-//! | 503 | `unavailable`, `shutting_down` | with `Retry-After` (seconds) |
+//! | 503 | `unavailable`, `overloaded`, `shutting_down` | with `Retry-After` (seconds) |
 //!
 //! Every rejection happens before the call is submitted: a rejected request
 //! changes nothing.

@@ -121,12 +121,58 @@ impl Shard {
         self.is_serving() && !self.scheduled.swap(true, Ordering::AcqRel)
     }
 
+    /// Queues a client call unless the shard is recovering or its mailbox
+    /// holds `capacity` mails. Returns whether the caller must schedule it.
+    ///
+    /// Only client calls are refused: messages from functions and timers are
+    /// already committed by their senders and always queue.
+    pub(crate) fn try_enqueue_call(&self, mail: Mail, capacity: usize) -> Result<bool, Error> {
+        if !self.is_serving() {
+            return Err(Error::Unavailable {
+                shard: self.id,
+                reason: "it is recovering from a storage failure".into(),
+                retry_after: std::time::Duration::from_millis(200),
+            });
+        }
+        {
+            let mut mailbox = self.mailbox.lock();
+            if mailbox.len() >= capacity {
+                return Err(Error::Overloaded {
+                    shard: self.id,
+                    queued: mailbox.len(),
+                    retry_after: std::time::Duration::from_millis(50),
+                });
+            }
+            mailbox.push_back(mail);
+        }
+        Ok(!self.scheduled.swap(true, Ordering::AcqRel))
+    }
+
     pub(crate) fn is_serving(&self) -> bool {
         self.status.load(Ordering::Acquire) == Status::Serving as u8
     }
 
     pub(crate) fn set_status(&self, status: Status) {
         self.status.store(status as u8, Ordering::Release);
+    }
+
+    /// Takes the shard down for recovery and removes the client calls waiting
+    /// in its mailbox (their callers are told to retry); other mail stays.
+    pub(crate) fn take_down(&self) -> Vec<ReplySender> {
+        self.set_status(Status::Recovering);
+        let mut mailbox = self.mailbox.lock();
+        let mut refused = Vec::new();
+        mailbox.retain_mut(|mail| match mail {
+            Mail::Invoke(Envelope {
+                origin: crate::envelope::Origin::Client { reply, .. },
+                ..
+            }) => {
+                refused.extend(reply.take());
+                false
+            }
+            _ => true,
+        });
+        refused
     }
 
     /// After recovery: returns whether the caller must schedule the shard.
