@@ -157,3 +157,92 @@ async fn metrics_answer_404_without_a_handle_and_render_the_given_one() {
     );
     runtime.shutdown().await.unwrap();
 }
+
+/// Sends `explode` to a `Fragile` from inside a function: a poison message.
+#[stateful_function]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Detonator {}
+
+#[stateful_function]
+impl Detonator {
+    pub fn trigger(&mut self, ctx: &mut Context, target: String) {
+        ctx.send::<Fragile>(&target).explode("fuse".into());
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_replayed_and_dropped_on_the_admin_surface() {
+    let runtime = Runtime::builder()
+        .in_memory()
+        .retry_policy(statefn::RetryPolicy {
+            max_attempts: 1,
+            ..statefn::RetryPolicy::default()
+        })
+        .register::<Fragile>()
+        .register::<Detonator>()
+        .open()
+        .await
+        .unwrap();
+    let config = IngressConfig {
+        admin_token: Some("s3cret".into()),
+        ..IngressConfig::default()
+    };
+    let base = serve(runtime.clone(), config).await;
+    let c = reqwest::Client::new();
+    runtime
+        .handle::<Detonator>("d")
+        .trigger("f".into())
+        .await
+        .unwrap();
+    let get = || async {
+        c.get(format!("{base}/admin/dead-letters"))
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let mut listed = get().await;
+    for _ in 0..500 {
+        if !listed["dead_letters"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        listed = get().await;
+    }
+    let letter = &listed["dead_letters"][0];
+    assert_eq!(
+        letter["target"],
+        serde_json::json!({"type_name": "Fragile", "id": "f"}),
+        "{listed}"
+    );
+    assert_eq!(
+        letter["message"],
+        serde_json::json!({"explode": {"secret": "fuse"}})
+    );
+    let id = letter["id"].as_str().unwrap().to_owned();
+    let refused = c
+        .get(format!("{base}/admin/dead-letters"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let unknown = c
+        .post(format!("{base}/admin/dead-letters/0-999/replay"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let dropped = c
+        .delete(format!("{base}/admin/dead-letters/{id}"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dropped.status(), StatusCode::OK);
+    assert_eq!(get().await, serde_json::json!({"dead_letters": []}));
+    assert_eq!(runtime.handle::<Fragile>("f").count().await.unwrap(), 0);
+}

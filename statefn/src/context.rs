@@ -202,6 +202,7 @@ impl<'c> RawSender<'c> {
                 message,
                 delay: self.delay,
                 reply_to,
+                attempt: 0,
             }),
             (Err(e), _) | (_, Err(e)) => self.ctx.fail(e),
         }

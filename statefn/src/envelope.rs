@@ -24,6 +24,12 @@ pub(crate) enum Mail {
     Checkpoint,
     /// Nothing to do but run a batch (e.g. to take a finished checkpoint).
     Wake,
+    /// Replay (deliver again) or drop one of this shard's dead letters.
+    DeadLetter {
+        id: u64,
+        replay: bool,
+        reply: ReplySender,
+    },
 }
 
 /// A message to one instance, with where it came from.
@@ -51,7 +57,7 @@ pub(crate) enum Origin {
     },
     /// A message from a function, sent when the sender's invocation committed:
     /// duplicates share `(source shard, sequence)`.
-    Function { source: u16, seq: u64 },
+    Function { source: u16, seq: u64, attempt: u32 },
 }
 
 /// Where the reply to a request goes: one of the caller's own handlers.
@@ -68,4 +74,7 @@ pub(crate) struct Outgoing {
     pub(crate) message: Vec<u8>,
     pub(crate) delay: Option<Duration>,
     pub(crate) reply_to: Option<ReplyRoute>,
+    /// Deliveries of this message that failed before (poison-message retries).
+    #[serde(default)]
+    pub(crate) attempt: u32,
 }

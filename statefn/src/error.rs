@@ -144,6 +144,12 @@ pub enum Error {
         /// When a retry is likely to be accepted.
         retry_after: Duration,
     },
+    /// No dead letter with that id (already replayed or dropped?).
+    #[error("no dead letter `{id}`; list them with `Runtime::dead_letters`")]
+    UnknownDeadLetter {
+        /// The id asked for.
+        id: String,
+    },
     /// The runtime's configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -128,8 +128,9 @@ pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction};
 pub use handle::{Call, CallFuture, Handle};
 pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, Runtime, ShardStatus,
+    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DeadLetter, DeadLetterId, Runtime, ShardStatus,
 };
+pub use shard::RetryPolicy;
 pub use statefn_macros::stateful_function;
 pub use statefn_store as store;
 

@@ -28,6 +28,8 @@ pub(crate) enum Entry {
     Invocation(InvocationRecord),
     /// A timer fired: it is removed and its message sent, atomically.
     TimerFired { timer: u64, sent: Sent },
+    /// A dead letter was dropped, or replayed as `resent`.
+    DeadLetterResolved { id: u64, resent: Option<Sent> },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,6 +44,21 @@ pub(crate) struct InvocationRecord {
     pub(crate) reply: Option<StoredReply>,
     /// Records for egress logs.
     pub(crate) egress: Vec<Emitted>,
+    /// A message from a function that failed its last allowed attempt.
+    #[serde(default)]
+    pub(crate) dead_letter: Option<DeadLetterEntry>,
+}
+
+/// A message that failed every allowed attempt, kept until replayed or dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DeadLetterEntry {
+    pub(crate) id: u64,
+    pub(crate) target: Address,
+    pub(crate) message: Vec<u8>,
+    pub(crate) reply_to: Option<ReplyRoute>,
+    pub(crate) error: String,
+    pub(crate) attempts: u32,
+    pub(crate) at_ms: u64,
 }
 
 impl InvocationRecord {
@@ -53,6 +70,7 @@ impl InvocationRecord {
             && self.timers.is_empty()
             && self.reply.is_none()
             && self.egress.is_empty()
+            && self.dead_letter.is_none()
     }
 }
 
@@ -72,6 +90,8 @@ pub(crate) struct Sent {
     pub(crate) target: Address,
     pub(crate) message: Vec<u8>,
     pub(crate) reply_to: Option<ReplyRoute>,
+    #[serde(default)]
+    pub(crate) attempt: u32,
 }
 
 /// A durable timer: its message is sent once when due.
@@ -134,6 +154,7 @@ mod tests {
                     target: Address::new("A", "x").expect("valid"),
                     message: vec![1, 2],
                     reply_to: None,
+                    attempt: 0,
                 },
             },
         };

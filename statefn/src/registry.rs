@@ -46,6 +46,8 @@ pub(crate) trait ErasedFunction: Send + Sync + 'static {
     fn message_from_json(&self, handler: &str, args: serde_json::Value) -> Result<Vec<u8>, Error>;
     /// Decodes `handler`'s encoded reply as JSON.
     fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error>;
+    /// An encoded message as JSON (`{"handler": {"arg": value}}`), for inspection.
+    fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error>;
 }
 
 struct Typed<T>(PhantomData<fn() -> T>);
@@ -184,6 +186,14 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
 
     fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error> {
         T::reply_to_json(Self::handler_index(handler)?, reply)
+    }
+
+    fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error> {
+        let message = Self::decode_message(message)?;
+        serde_json::to_value(&message).map_err(|e| Error::Encode {
+            what: "a message as JSON".into(),
+            reason: e.to_string(),
+        })
     }
 }
 

@@ -28,7 +28,7 @@ use crate::{
     record::Sent,
     registry::Registry,
     scheduler::{RunShard, Scheduler},
-    shard::{CoreConfig, Effects, RunEnv, Shard, ShardCore, envelope_of},
+    shard::{CoreConfig, Effects, RetryPolicy, RunEnv, Shard, ShardCore, envelope_of},
     timer::TimerService,
 };
 
@@ -371,10 +371,137 @@ impl Runtime {
         )
     }
 
+    /// The messages from functions that failed every attempt (see
+    /// [`Builder::retry_policy`]), oldest first per shard.
+    ///
+    /// A dead letter does not block its sender's later messages: they are
+    /// applied, and a replayed dead letter arrives after them.
+    pub async fn dead_letters(&self) -> Vec<DeadLetter> {
+        let runtime = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let inner = runtime.inner();
+            let mut out = Vec::new();
+            for shard in &inner.shards {
+                let letters: Vec<_> = shard.core.lock().dead_letters.values().cloned().collect();
+                for letter in letters {
+                    let message = inner
+                        .registry
+                        .get(letter.target.type_name())
+                        .and_then(|f| f.message_to_json(&letter.message))
+                        .unwrap_or(serde_json::Value::Null);
+                    out.push(DeadLetter {
+                        id: DeadLetterId {
+                            shard: shard.id,
+                            seq: letter.id,
+                        },
+                        target: letter.target,
+                        message,
+                        error: letter.error,
+                        attempts: letter.attempts,
+                        at_ms: letter.at_ms,
+                    });
+                }
+            }
+            out
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Delivers a dead letter again (a fresh set of attempts), durably
+    /// removing it from the dead letters.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownDeadLetter`] if there is no such dead letter.
+    pub async fn replay_dead_letter(&self, id: DeadLetterId) -> Result<(), Error> {
+        self.resolve_dead_letter(id, true).await
+    }
+
+    /// Removes a dead letter durably without delivering it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownDeadLetter`] if there is no such dead letter.
+    pub async fn drop_dead_letter(&self, id: DeadLetterId) -> Result<(), Error> {
+        self.resolve_dead_letter(id, false).await
+    }
+
+    async fn resolve_dead_letter(&self, id: DeadLetterId, replay: bool) -> Result<(), Error> {
+        let inner = self.inner();
+        if id.shard >= inner.shard_count() {
+            return Err(Error::UnknownDeadLetter { id: id.to_string() });
+        }
+        let (reply, rx) = oneshot::channel();
+        inner.enqueue(
+            id.shard,
+            Mail::DeadLetter {
+                id: id.seq,
+                replay,
+                reply,
+            },
+        );
+        rx.await.map_err(|_| Error::ShuttingDown)?.map(|_| ())
+    }
+
     /// The registered function types and their handlers, sorted by name.
     pub fn functions(&self) -> Vec<(String, &'static [crate::HandlerInfo])> {
         self.inner().registry.describe()
     }
+}
+
+/// Identifies a dead letter: its shard and its number there (`"3-17"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeadLetterId {
+    /// The shard that holds it (the target instance's shard).
+    pub shard: u16,
+    /// Its number in that shard.
+    pub seq: u64,
+}
+
+impl std::fmt::Display for DeadLetterId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.shard, self.seq)
+    }
+}
+
+impl std::str::FromStr for DeadLetterId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let unknown = || Error::UnknownDeadLetter { id: s.to_owned() };
+        let (shard, seq) = s.split_once('-').ok_or_else(unknown)?;
+        Ok(DeadLetterId {
+            shard: shard.parse().map_err(|_| unknown())?,
+            seq: seq.parse().map_err(|_| unknown())?,
+        })
+    }
+}
+
+impl serde::Serialize for DeadLetterId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A message from a function that failed every attempt, from
+/// [`Runtime::dead_letters`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// Its id, for [`Runtime::replay_dead_letter`] / [`Runtime::drop_dead_letter`].
+    pub id: DeadLetterId,
+    /// The instance it was for.
+    pub target: Address,
+    /// The message as JSON (`{"handler": {"arg": value}}`), or null if it
+    /// cannot be decoded.
+    pub message: serde_json::Value,
+    /// The last attempt's error.
+    pub error: String,
+    /// How many deliveries were tried.
+    pub attempts: u32,
+    /// When it became a dead letter (unix milliseconds).
+    pub at_ms: u64,
 }
 
 /// One shard's state, from [`Runtime::shard_status`].
@@ -436,6 +563,7 @@ pub struct Builder {
     segment_bytes: u64,
     egress_retention: Duration,
     mailbox_capacity: usize,
+    retry: RetryPolicy,
     file_system: Arc<dyn FileSystem>,
     registry: Registry,
     error: Option<Error>,
@@ -456,6 +584,7 @@ impl Default for Builder {
             segment_bytes: 64 << 20,
             egress_retention: DEFAULT_EGRESS_RETENTION,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            retry: RetryPolicy::default(),
             file_system: Arc::new(StdFs),
             registry: Registry::default(),
             error: None,
@@ -555,6 +684,18 @@ impl Builder {
     /// [`Error::Overloaded`] instead of using unbounded memory.
     pub fn mailbox_capacity(mut self, calls: usize) -> Self {
         self.mailbox_capacity = calls.max(1);
+        self
+    }
+
+    /// How a message from another function whose handler panics (or that
+    /// cannot be decoded) is retried before it becomes a dead letter
+    /// (default: 3 attempts, backoff from 100 ms doubling to 10 s). Client
+    /// calls are never retried by the runtime: the caller gets the error.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = RetryPolicy {
+            max_attempts: policy.max_attempts.max(1),
+            ..policy
+        };
         self
     }
 
@@ -745,6 +886,7 @@ impl Builder {
                 idempotency_retention: self.idempotency_retention,
                 checkpoint_dirty_bytes: (per_shard_cache / 2).max(1 << 20),
                 checkpoint_interval: self.checkpoint_interval,
+                retry: self.retry,
             },
             checkpoint_log_bytes: self.checkpoint_log_bytes,
             wal_options: WalOptions {

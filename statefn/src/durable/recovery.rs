@@ -11,7 +11,7 @@ use statefn_store::{
 
 use crate::{
     Error,
-    record::{Emitted, Sent, ShardRecord, TimerEntry, decode},
+    record::{DeadLetterEntry, Emitted, Sent, ShardRecord, TimerEntry, decode},
     shard::{CoreConfig, META_KEY, Persisted, ShardCore, ShardMeta},
 };
 
@@ -111,12 +111,24 @@ fn load_checkpoint(source: &GroupSource<'_>, shard: u16, epoch: u64) -> Result<S
         .into_iter()
         .map(|(_, v)| decode::<Emitted>(&v, "a pending egress record"))
         .collect::<Result<Vec<_>, _>>()?;
+    let dead_letters = source
+        .store
+        .scan(shard, Table::DeadLetter)
+        .map_err(storage)?
+        .into_iter()
+        .map(|(_, v)| decode::<DeadLetterEntry>(&v, "a dead letter"))
+        .collect::<Result<Vec<_>, _>>()?;
     let persisted = Persisted {
         store: source.store.clone(),
         shard,
     };
     Ok(
-        ShardCore::new(shard, epoch, source.core.clone(), Some(persisted))
-            .restored(meta, timers, outbox, egress),
+        ShardCore::new(shard, epoch, source.core.clone(), Some(persisted)).restored(
+            meta,
+            timers,
+            outbox,
+            egress,
+            dead_letters,
+        ),
     )
 }

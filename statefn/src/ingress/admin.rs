@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::{
     Json,
-    extract::State,
+    extract::{Path, State},
     http::{HeaderMap, StatusCode, header},
 };
 use serde_json::{Value, json};
@@ -49,6 +49,40 @@ pub(super) async fn shards(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
     Ok(Json(json!({ "shards": state.runtime.shard_status() })))
+}
+
+/// `GET /admin/dead-letters`: messages from functions that failed every
+/// attempt, with the message as JSON and the last error.
+pub(super) async fn dead_letters(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    Ok(Json(
+        json!({ "dead_letters": state.runtime.dead_letters().await }),
+    ))
+}
+
+/// `POST /admin/dead-letters/{id}/replay`: delivers it again.
+pub(super) async fn replay_dead_letter(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    state.runtime.replay_dead_letter(id.parse()?).await?;
+    Ok(Json(json!({ "replayed": id })))
+}
+
+/// `DELETE /admin/dead-letters/{id}`: drops it without delivering it.
+pub(super) async fn drop_dead_letter(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    state.runtime.drop_dead_letter(id.parse()?).await?;
+    Ok(Json(json!({ "dropped": id })))
 }
 
 /// Accepts the request only with the configured bearer token. The comparison

@@ -164,6 +164,11 @@ impl ApiError {
                 )
                 .retry_after(retry_after)
             }
+            Error::UnknownDeadLetter { ref id } => Self::new(
+                StatusCode::NOT_FOUND,
+                "unknown_dead_letter",
+                format!("no dead letter `{id}`"),
+            ),
             Error::ShuttingDown => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

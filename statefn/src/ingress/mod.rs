@@ -14,6 +14,7 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /admin/functions` | the registered types and handlers (only with an admin token, as `Authorization: Bearer <token>`) |
 //! | `GET /admin/shards` | each shard: serving or recovering, mailbox, checkpoint position, log size (admin) |
+//! | `GET /admin/dead-letters`, `POST /admin/dead-letters/{id}/replay`, `DELETE /admin/dead-letters/{id}` | messages from functions that failed every attempt: list, deliver again, drop (admin) |
 //!
 //! Header `Idempotency-Key` makes a call exactly-once across client retries:
 //! a retry gets the stored reply. On `/send` the key is the invocation id (one
@@ -167,7 +168,16 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
         // same as any unknown path, so their existence is not advertised.
         router = router
             .route("/admin/functions", get(admin::functions))
-            .route("/admin/shards", get(admin::shards));
+            .route("/admin/shards", get(admin::shards))
+            .route("/admin/dead-letters", get(admin::dead_letters))
+            .route(
+                "/admin/dead-letters/{id}/replay",
+                post(admin::replay_dead_letter),
+            )
+            .route(
+                "/admin/dead-letters/{id}",
+                axum::routing::delete(admin::drop_dead_letter),
+            );
     }
     router
         .fallback(error::not_found)

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     Address, Error,
-    record::{Emitted, Sent, StoredReply, TimerEntry, encode},
+    record::{DeadLetterEntry, Emitted, Sent, StoredReply, TimerEntry, encode},
 };
 
 /// The key of a shard's metadata in [`Table::Meta`].
@@ -35,6 +35,8 @@ pub(crate) struct CheckpointJob {
     pub(crate) outbox_removed: Vec<(u16, u64)>,
     pub(crate) egress: Vec<Emitted>,
     pub(crate) egress_removed: Vec<u64>,
+    pub(crate) dead_letters: Vec<DeadLetterEntry>,
+    pub(crate) dead_letters_removed: Vec<u64>,
     pub(crate) idempotency_retention_ms: u64,
 }
 
@@ -97,6 +99,16 @@ impl CheckpointJob {
                 Table::Egress,
                 emitted.seq.to_be_bytes().to_vec(),
                 Some(encode(emitted)?),
+            ));
+        }
+        for id in &self.dead_letters_removed {
+            writes.push((Table::DeadLetter, id.to_be_bytes().to_vec(), None));
+        }
+        for letter in &self.dead_letters {
+            writes.push((
+                Table::DeadLetter,
+                letter.id.to_be_bytes().to_vec(),
+                Some(encode(letter)?),
             ));
         }
         let meta = ShardMeta {

@@ -17,7 +17,8 @@ use crate::{
     Context, Error,
     envelope::{Envelope, Mail, Origin, Outgoing, ReplySender},
     record::{
-        Emitted, Entry, Input, InvocationRecord, Sent, ShardRecord, StoredReply, TimerEntry, encode,
+        DeadLetterEntry, Emitted, Entry, Input, InvocationRecord, Sent, ShardRecord, StoredReply,
+        TimerEntry, encode,
     },
     registry::Outcome,
 };
@@ -31,6 +32,49 @@ pub(crate) struct ShardMeta {
     pub(crate) next_seq: Vec<(u16, u64)>,
     pub(crate) watermarks: Vec<(u16, u64)>,
     pub(crate) next_egress: u64,
+    #[serde(default)]
+    pub(crate) next_dead_letter: u64,
+}
+
+/// How messages from functions that fail are retried before they become
+/// dead letters.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use statefn::RetryPolicy;
+///
+/// let policy = RetryPolicy { max_attempts: 5, ..RetryPolicy::default() };
+/// assert_eq!(policy.initial_backoff, Duration::from_millis(100));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Deliveries in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// The wait before the first retry; it doubles on each one.
+    pub initial_backoff: Duration,
+    /// The longest wait between two attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self, failed_attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failed_attempts.saturating_sub(1).min(20));
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
 }
 
 /// How a shard core is configured.
@@ -42,6 +86,7 @@ pub(crate) struct CoreConfig {
     /// Freeze a checkpoint once this many state bytes changed.
     pub(crate) checkpoint_dirty_bytes: usize,
     pub(crate) checkpoint_interval: Duration,
+    pub(crate) retry: RetryPolicy,
 }
 
 #[derive(Debug)]
@@ -75,6 +120,10 @@ pub(crate) struct ShardCore {
     pub(crate) pending_egress: BTreeMap<u64, Emitted>,
     egress_removed: Vec<u64>,
     next_egress: u64,
+    /// Messages that failed every attempt, by id.
+    pub(crate) dead_letters: BTreeMap<u64, DeadLetterEntry>,
+    dead_letters_removed: Vec<u64>,
+    next_dead_letter: u64,
     pub(crate) checkpoint: CheckpointState,
 }
 
@@ -107,6 +156,9 @@ impl ShardCore {
             pending_egress: BTreeMap::new(),
             egress_removed: Vec::new(),
             next_egress: 1,
+            dead_letters: BTreeMap::new(),
+            dead_letters_removed: Vec::new(),
+            next_dead_letter: 1,
             checkpoint: CheckpointState {
                 in_flight: false,
                 requested: false,
@@ -123,8 +175,11 @@ impl ShardCore {
         timers: Vec<TimerEntry>,
         outbox: Vec<Sent>,
         egress: Vec<Emitted>,
+        dead_letters: Vec<DeadLetterEntry>,
     ) -> Self {
         self.checkpoint.lsn = meta.checkpoint_lsn;
+        self.next_dead_letter = meta.next_dead_letter.max(1);
+        self.dead_letters = dead_letters.into_iter().map(|d| (d.id, d)).collect();
         self.next_egress = meta.next_egress.max(1);
         self.pending_egress = egress.into_iter().map(|e| (e.seq, e)).collect();
         self.next_timer = meta.next_timer.max(1);
@@ -163,6 +218,34 @@ impl ShardCore {
             }
             Mail::Checkpoint => self.checkpoint.requested = true,
             Mail::Wake => {}
+            Mail::DeadLetter { id, replay, reply } => {
+                let Some(letter) = self.dead_letters.remove(&id) else {
+                    let error = Error::UnknownDeadLetter {
+                        id: format!("{}-{id}", self.id),
+                    };
+                    batch.effects.replies.push((reply, Err(error)));
+                    return;
+                };
+                self.dead_letters_removed.push(id);
+                let resent = replay.then(|| {
+                    let outgoing = Outgoing {
+                        target: letter.target,
+                        message: letter.message,
+                        delay: None,
+                        reply_to: letter.reply_to,
+                        attempt: 0,
+                    };
+                    self.deliver(outgoing, &mut batch.effects)
+                });
+                batch.effects.replies.push((reply, Ok(Vec::new())));
+                self.push_record(
+                    batch,
+                    Entry::DeadLetterResolved {
+                        id,
+                        resent: resent.flatten(),
+                    },
+                );
+            }
         }
     }
 
@@ -173,13 +256,17 @@ impl ShardCore {
             origin,
             reply_to,
         } = envelope;
-        let (key, mut reply_tx, input, enqueue) = match origin {
+        let (key, mut reply_tx, input, enqueue, attempt) = match origin {
             Origin::Client {
                 key,
                 reply,
                 enqueue,
-            } => (key, reply, Input::Client, enqueue),
-            Origin::Function { source, seq } => {
+            } => (key, reply, Input::Client, enqueue, 0),
+            Origin::Function {
+                source,
+                seq,
+                attempt,
+            } => {
                 let watermark = self.watermarks.get(&source).copied().unwrap_or(0);
                 if seq <= watermark {
                     tracing::trace!(%target, source, seq, "dropping a duplicate message");
@@ -194,9 +281,12 @@ impl ShardCore {
                 }
                 self.watermarks.insert(source, seq);
                 batch.effects.acks.push((source, seq));
-                (None, None, Input::Function { source, seq }, None)
+                (None, None, Input::Function { source, seq }, None, attempt)
             }
         };
+        // What a failed message from a function needs for a retry.
+        let undelivered = matches!(input, Input::Function { .. })
+            .then(|| (message.clone(), reply_to.clone(), attempt));
         let mut record = InvocationRecord {
             target: target.clone(),
             input,
@@ -205,10 +295,11 @@ impl ShardCore {
             timers: Vec::new(),
             reply: None,
             egress: Vec::new(),
+            dead_letter: None,
         };
         let function = match env.registry.get(target.type_name()) {
             Ok(f) => f,
-            Err(e) => return self.fail(batch, reply_tx, record, e),
+            Err(e) => return self.fail(env, batch, reply_tx, record, e, undelivered),
         };
         if let Some(key) = &key {
             match self.idempotency.get(&target, key, env.now_ms) {
@@ -230,7 +321,7 @@ impl ShardCore {
                     batch.stats.duplicate += 1;
                     return;
                 }
-                Err(e) => return self.fail(batch, reply_tx, record, e),
+                Err(e) => return self.fail(env, batch, reply_tx, record, e, undelivered),
             }
         }
         if let Some(delay) = enqueue {
@@ -249,7 +340,7 @@ impl ShardCore {
         let mut ctx = Context::new(target.clone());
         let invocation = match self.states.get(&target) {
             Ok(state) => function.invoke(state, &message, &mut ctx),
-            Err(e) => return self.fail(batch, reply_tx, record, e),
+            Err(e) => return self.fail(env, batch, reply_tx, record, e, undelivered),
         };
         let reply = match invocation.outcome {
             Outcome::Applied { reply, new_state } => {
@@ -273,7 +364,7 @@ impl ShardCore {
                 tracing::debug!(%target, handler = invocation.handler, %error, "handler returned Err");
                 reply
             }
-            Outcome::Failed(e) => return self.fail(batch, reply_tx, record, e),
+            Outcome::Failed(e) => return self.fail(env, batch, reply_tx, record, e, undelivered),
         };
         if let Some(route) = reply_to {
             match env
@@ -287,6 +378,7 @@ impl ShardCore {
                         message,
                         delay: None,
                         reply_to: None,
+                        attempt: 0,
                     };
                     if let Some(sent) = self.deliver(outgoing, &mut batch.effects) {
                         record.sent.push(sent);
@@ -337,13 +429,14 @@ impl ShardCore {
     ) {
         let info = match function.handler_of(&message) {
             Ok(info) => info,
-            Err(e) => return self.fail(batch, reply_tx, record, e),
+            Err(e) => return self.fail(env, batch, reply_tx, record, e, None),
         };
         let outgoing = Outgoing {
             target: target.clone(),
             message,
             delay: Some(delay),
             reply_to: None,
+            attempt: 0,
         };
         self.send(outgoing, &mut batch.effects, &mut record);
         let reply = Vec::new();
@@ -363,24 +456,59 @@ impl ShardCore {
         self.push_record(batch, Entry::Invocation(record));
     }
 
-    /// A failed invocation commits nothing, but a function message's sequence
-    /// number is still consumed (durably), so it is not applied later.
+    /// A failed invocation commits nothing. A client gets the error. A
+    /// message from a function has its sequence number consumed (durably)
+    /// and is retried later as a timer, or after its last attempt becomes a
+    /// dead letter: either way the messages behind it go on.
     fn fail(
         &mut self,
+        env: &RunEnv<'_>,
         batch: &mut Batch,
         reply: Option<ReplySender>,
-        record: InvocationRecord,
+        mut record: InvocationRecord,
         error: Error,
+        undelivered: Option<(Vec<u8>, Option<crate::envelope::ReplyRoute>, u32)>,
     ) {
         let target = record.target.clone();
         batch.stats.failed += 1;
-        match reply {
-            Some(tx) => batch.effects.replies.push((tx, Err(error))),
-            None => {
-                tracing::error!(%target, %error, "a message from another function failed; it is dropped");
-                self.push_record(batch, Entry::Invocation(record));
-            }
+        if let Some(tx) = reply {
+            batch.effects.replies.push((tx, Err(error)));
+            return;
         }
+        let Some((message, reply_to, attempt)) = undelivered else {
+            return;
+        };
+        let attempts = attempt + 1;
+        let policy = self.config.retry;
+        if attempts < policy.max_attempts {
+            let delay = policy.backoff(attempts);
+            tracing::warn!(%target, %error, attempts, ?delay, "a message from another function failed; retrying");
+            let retry = Outgoing {
+                target: target.clone(),
+                message,
+                delay: Some(delay),
+                reply_to,
+                attempt: attempts,
+            };
+            self.send(retry, &mut batch.effects, &mut record);
+        } else {
+            tracing::error!(%target, %error, attempts, "a message from another function failed every attempt; it is now a dead letter");
+            let letter = DeadLetterEntry {
+                id: self.next_dead_letter,
+                target,
+                message,
+                reply_to,
+                error: error.to_string(),
+                attempts,
+                at_ms: env.now_ms,
+            };
+            self.next_dead_letter += 1;
+            if self.durable {
+                record.dead_letter = Some(letter.clone());
+            }
+            self.dead_letters.insert(letter.id, letter);
+        }
+        self.push_record(batch, Entry::Invocation(record));
     }
 
     fn push_record(&self, batch: &mut Batch, entry: Entry) {
@@ -462,6 +590,7 @@ impl ShardCore {
             target: outgoing.target,
             message: outgoing.message,
             reply_to: outgoing.reply_to,
+            attempt: outgoing.attempt,
         };
         if self.durable {
             self.outbox.insert((dest, sent.seq), sent.clone());
@@ -498,11 +627,22 @@ impl ShardCore {
                     self.next_egress = self.next_egress.max(emitted.seq + 1);
                     self.pending_egress.insert(emitted.seq, emitted);
                 }
+                if let Some(letter) = r.dead_letter {
+                    self.next_dead_letter = self.next_dead_letter.max(letter.id + 1);
+                    self.dead_letters.insert(letter.id, letter);
+                }
             }
             Entry::TimerFired { timer, sent } => {
                 self.timers.remove(&timer);
                 self.timers_removed.push(timer);
                 self.replay_sent(sent);
+            }
+            Entry::DeadLetterResolved { id, resent } => {
+                self.dead_letters.remove(&id);
+                self.dead_letters_removed.push(id);
+                if let Some(sent) = resent {
+                    self.replay_sent(sent);
+                }
             }
         }
     }
@@ -573,7 +713,10 @@ impl ShardCore {
                 next_seq: self.next_seq.iter().map(|(k, v)| (*k, *v)).collect(),
                 watermarks: self.watermarks.iter().map(|(k, v)| (*k, *v)).collect(),
                 next_egress: self.next_egress,
+                next_dead_letter: self.next_dead_letter,
             },
+            dead_letters: self.dead_letters.values().cloned().collect(),
+            dead_letters_removed: std::mem::take(&mut self.dead_letters_removed),
             egress: self.pending_egress.values().cloned().collect(),
             egress_removed: std::mem::take(&mut self.egress_removed),
             timers: self.timers.values().cloned().collect(),
@@ -613,6 +756,7 @@ pub(crate) fn envelope_of(sent: Sent, source: u16) -> Envelope {
         origin: Origin::Function {
             source,
             seq: sent.seq,
+            attempt: sent.attempt,
         },
         reply_to: sent.reply_to,
     }
