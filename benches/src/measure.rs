@@ -1,6 +1,6 @@
-//! Shared measurement code: latency histograms, the two load drivers (a
-//! closed loop of async callers, and a blocking loop for raw I/O), and the
-//! output of one result as a table row plus one JSON line.
+//! Shared measurement code: latency histograms and the two load drivers (a
+//! closed loop of async callers, and a blocking loop for raw I/O). Results
+//! are printed by [`crate::record`].
 //!
 //! Both drivers run a warm-up phase whose operations are not recorded, then
 //! a measured window. Only operations that start *and* finish inside the
@@ -19,7 +19,8 @@ use std::{
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
-use serde_json::{Map, Value, json};
+
+pub use crate::record::{Record, ratio};
 
 /// Any error a benchmark operation can fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -127,6 +128,26 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
 {
+    closed_loop_per_caller(callers, window, label, move |_caller, random| op(random)).await
+}
+
+/// [`closed_loop`] whose `op` also gets the caller's index (`0..callers`),
+/// for callers that own a resource, such as the HTTP load generator's one
+/// keep-alive connection per caller.
+///
+/// # Errors
+///
+/// The first error any operation returns; the run stops there.
+pub async fn closed_loop_per_caller<F, Fut>(
+    callers: usize,
+    window: Window,
+    label: &str,
+    op: F,
+) -> Result<Summary, BoxError>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+{
     let op = Arc::new(op);
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let failed = Arc::new(AtomicBool::new(false));
@@ -142,7 +163,7 @@ where
                         return Ok(latencies);
                     }
                     let start = Instant::now();
-                    if let Err(e) = op(rng.random()).await {
+                    if let Err(e) = op(caller, rng.random()).await {
                         failed.store(true, Ordering::Relaxed);
                         return Err(e);
                     }
@@ -260,125 +281,4 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
-}
-
-/// One result: printed as a human-readable table row and as one JSON object
-/// on its own line (find them with `grep '^{'`).
-#[derive(Debug, Clone)]
-pub struct Record {
-    scenario: &'static str,
-    variant: String,
-    params: Map<String, Value>,
-    throughput_per_s: f64,
-    latencies: Latencies,
-    extra: Map<String, Value>,
-}
-
-impl Record {
-    /// A result whose throughput is the summary's operations per second.
-    pub fn new(scenario: &'static str, variant: impl Into<String>, summary: &Summary) -> Record {
-        Record {
-            scenario,
-            variant: variant.into(),
-            params: Map::new(),
-            throughput_per_s: summary.ops_per_s(),
-            latencies: summary.latencies.clone(),
-            extra: Map::new(),
-        }
-    }
-
-    /// Adds a parameter of the run (keys, callers, batch size...).
-    pub fn param(mut self, name: &str, value: impl Into<Value>) -> Record {
-        self.params.insert(name.to_owned(), value.into());
-        self
-    }
-
-    /// Adds a top-level field (a ratio, a second throughput...).
-    pub fn field(mut self, name: &str, value: f64) -> Record {
-        self.extra.insert(name.to_owned(), json!(round(value, 4)));
-        self
-    }
-
-    /// Overrides the throughput, for results counted in items rather than
-    /// operations (a batch of 64 writes is 64 items).
-    pub fn throughput(mut self, per_s: f64) -> Record {
-        self.throughput_per_s = per_s;
-        self
-    }
-
-    /// The throughput this record reports.
-    pub fn throughput_per_s(&self) -> f64 {
-        self.throughput_per_s
-    }
-
-    /// The median latency, in milliseconds.
-    pub fn p50_ms(&self) -> f64 {
-        self.latencies.quantile_ms(0.5)
-    }
-
-    /// Prints the column headers of [`Record::emit`]'s rows.
-    pub fn print_header() {
-        println!(
-            "{:<9} {:<26} {:<30} {:>12} {:>9} {:>9} {:>9} {:>9}  extra",
-            "scenario", "variant", "params", "per_s", "p50_ms", "p99_ms", "p999_ms", "samples"
-        );
-    }
-
-    /// Prints the table row, then the JSON line.
-    pub fn emit(&self) {
-        let params = join(&self.params);
-        println!(
-            "{:<9} {:<26} {:<30} {:>12.1} {:>9.3} {:>9.3} {:>9.3} {:>9}  {}",
-            self.scenario,
-            self.variant,
-            params,
-            self.throughput_per_s,
-            self.latencies.quantile_ms(0.5),
-            self.latencies.quantile_ms(0.99),
-            self.latencies.quantile_ms(0.999),
-            self.latencies.len(),
-            join(&self.extra),
-        );
-        println!("{}", self.json());
-    }
-
-    /// The JSON object of this result.
-    pub fn json(&self) -> Value {
-        let mut object = Map::new();
-        object.insert("scenario".into(), json!(self.scenario));
-        object.insert("variant".into(), json!(self.variant));
-        object.insert("params".into(), Value::Object(self.params.clone()));
-        object.insert(
-            "throughput_per_s".into(),
-            json!(round(self.throughput_per_s, 1)),
-        );
-        for (name, q) in [("p50_ms", 0.5), ("p99_ms", 0.99), ("p999_ms", 0.999)] {
-            object.insert(name.into(), json!(round(self.latencies.quantile_ms(q), 4)));
-        }
-        object.insert("samples".into(), json!(self.latencies.len()));
-        object.extend(self.extra.clone());
-        Value::Object(object)
-    }
-}
-
-/// `a=1 b=2`, strings without quotes.
-fn join(map: &Map<String, Value>) -> String {
-    map.iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => format!("{k}={s}"),
-            other => format!("{k}={other}"),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Rounds to `digits` decimals, so JSON lines stay readable.
-fn round(value: f64, digits: i32) -> f64 {
-    let scale = 10f64.powi(digits);
-    (value * scale).round() / scale
-}
-
-/// `a / b`, or NaN-free 0 when `b` is 0.
-pub fn ratio(a: f64, b: f64) -> f64 {
-    if b == 0.0 { 0.0 } else { a / b }
 }

@@ -56,3 +56,15 @@ pub fn warn_if_not_real_disk(root: &Path) {
         );
     }
 }
+
+/// Bytes under `path` (a file or a directory tree); unreadable parts count
+/// as 0, since this only reports sizes.
+pub fn dir_bytes(path: &Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::read_dir(path)
+            .map(|dir| dir.flatten().map(|e| dir_bytes(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(meta) => meta.len(),
+        Err(_) => 0,
+    }
+}

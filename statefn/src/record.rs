@@ -46,7 +46,7 @@ pub(crate) struct InvocationRecord {
     pub(crate) egress: Vec<Emitted>,
     /// A message from a function that failed its last allowed attempt.
     #[serde(default)]
-    pub(crate) dead_letter: Option<DeadLetterEntry>,
+    pub(crate) dead_letter: Option<Box<DeadLetterEntry>>,
 }
 
 /// A message that failed every allowed attempt, kept until replayed or dropped.

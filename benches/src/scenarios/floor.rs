@@ -63,7 +63,7 @@ pub fn run(common: &Common) -> Result<(), BoxError> {
 
 /// `write` + `fdatasync` of `bytes` at the end of a growing file: what one
 /// group commit of the log costs at the least.
-fn append_fdatasync(
+pub(crate) fn append_fdatasync(
     path: &Path,
     bytes: usize,
     window: Window,

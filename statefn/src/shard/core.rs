@@ -504,7 +504,7 @@ impl ShardCore {
             };
             self.next_dead_letter += 1;
             if self.durable {
-                record.dead_letter = Some(letter.clone());
+                record.dead_letter = Some(Box::new(letter.clone()));
             }
             self.dead_letters.insert(letter.id, letter);
         }
@@ -627,7 +627,7 @@ impl ShardCore {
                     self.next_egress = self.next_egress.max(emitted.seq + 1);
                     self.pending_egress.insert(emitted.seq, emitted);
                 }
-                if let Some(letter) = r.dead_letter {
+                if let Some(letter) = r.dead_letter.map(|l| *l) {
                     self.next_dead_letter = self.next_dead_letter.max(letter.id + 1);
                     self.dead_letters.insert(letter.id, letter);
                 }
