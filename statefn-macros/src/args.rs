@@ -1,13 +1,18 @@
 //! Parsing the attribute's arguments: `#[stateful_function(name = "...")]`.
 
 use proc_macro2::TokenStream;
-use syn::{LitStr, meta::ParseNestedMeta};
+use syn::{LitInt, LitStr, Path, meta::ParseNestedMeta};
 
 /// Options given on the struct.
 #[derive(Default)]
 pub(crate) struct FunctionArgs {
     /// The stable type name; the struct's name when not given.
     pub(crate) name: Option<LitStr>,
+    /// The state's encoding version (default 1).
+    pub(crate) version: Option<LitInt>,
+    /// `fn(stored_version: u32, bytes: &[u8]) -> Result<Self, String>` for
+    /// states stored by an older version.
+    pub(crate) migrate: Option<Path>,
 }
 
 impl FunctionArgs {
@@ -19,9 +24,25 @@ impl FunctionArgs {
                 validate_name(&lit)?;
                 args.name = Some(lit);
                 Ok(())
+            } else if meta.path.is_ident("version") {
+                let lit: LitInt = meta.value()?.parse()?;
+                match lit.base10_parse::<u32>() {
+                    Ok(v) if v >= 1 => {
+                        args.version = Some(lit);
+                        Ok(())
+                    }
+                    _ => Err(syn::Error::new_spanned(
+                        lit,
+                        "the state version is a whole number from 1 up (bump it when the struct changes)",
+                    )),
+                }
+            } else if meta.path.is_ident("migrate") {
+                args.migrate = Some(meta.value()?.parse()?);
+                Ok(())
             } else {
                 Err(meta.error(
-                    "unknown option for #[stateful_function]; the known option is `name = \"...\"`",
+                    "unknown option for #[stateful_function]; the known options are \
+                     `name = \"...\"`, `version = N` and `migrate = path::to::fn`",
                 ))
             }
         });

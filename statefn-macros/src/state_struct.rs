@@ -18,11 +18,21 @@ pub(crate) fn expand(args: FunctionArgs, item: ItemStruct) -> syn::Result<TokenS
     let name = args
         .name
         .unwrap_or_else(|| LitStr::new(&ident.to_string(), ident.span()));
+    let version = args.version.map_or_else(|| quote! { 1 }, |v| quote! { #v });
+    let migrate = args.migrate.map(|path| {
+        quote! {
+            fn migrate(version: u32, bytes: &[u8]) -> ::std::result::Result<Self, ::std::string::String> {
+                #path(version, bytes)
+            }
+        }
+    });
     Ok(quote! {
         #item
 
         impl ::statefn::__private::FunctionState for #ident {
             const TYPE_NAME: &'static str = #name;
+            const VERSION: u32 = #version;
+            #migrate
         }
 
         // Fails to compile, with a message saying what to add, when the

@@ -63,6 +63,24 @@ pub enum Error {
         /// The decoder's explanation.
         reason: String,
     },
+    /// A stored state cannot be read by this build of its function: nothing
+    /// ran and the stored bytes are left as they are.
+    #[error(
+        "the state of `{function}/{id}` (stored version {}, this build's version {current}) cannot be read: {reason}; it is left untouched",
+        stored.map_or_else(|| "unknown".to_owned(), |v| v.to_string())
+    )]
+    State {
+        /// The function type.
+        function: String,
+        /// The instance id.
+        id: String,
+        /// The version the state was stored with, if it could be read.
+        stored: Option<u32>,
+        /// The version this build writes.
+        current: u32,
+        /// What went wrong.
+        reason: String,
+    },
     /// A value could not be encoded (a serde implementation refused it).
     #[error("cannot encode {what}: {reason}; check its Serialize implementation")]
     Encode {

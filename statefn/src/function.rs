@@ -17,6 +17,107 @@ use crate::{Context, Error, context::FromRawSender, handle::FromRawHandle};
 pub trait FunctionState {
     /// The stable type name (defaults to the struct's name).
     const TYPE_NAME: &'static str;
+
+    /// The version of the state's encoding (`#[stateful_function(version = N)]`,
+    /// default 1): stored with every state, so that a changed struct never
+    /// reads old bytes as if they were new.
+    const VERSION: u32 = 1;
+
+    /// Builds the state from one stored by an older `version`
+    /// (`#[stateful_function(migrate = path)]`). Without a migration, old
+    /// states cannot be read: the invocation fails and the bytes stay.
+    ///
+    /// # Errors
+    ///
+    /// Why the old state cannot be converted.
+    fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String>
+    where
+        Self: Sized,
+    {
+        let _ = bytes;
+        Err(format!(
+            "no migration from state version {version}: add #[stateful_function(migrate = ..)]"
+        ))
+    }
+}
+
+/// Decodes state bytes stored by an older version of a function, as that
+/// version's struct `Old`: the building block of a migration function.
+///
+/// # Errors
+///
+/// The decoder's explanation, when the bytes are not an `Old`.
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use statefn::prelude::*;
+///
+/// /// The state as version 1 stored it.
+/// #[derive(Deserialize)]
+/// struct AccountV1 { balance: i64 }
+///
+/// #[stateful_function(version = 2, migrate = Account::from_older)]
+/// #[derive(Default, Serialize, Deserialize)]
+/// pub struct Account { cents: i64 }
+///
+/// impl Account {
+///     fn from_older(version: u32, bytes: &[u8]) -> Result<Self, String> {
+///         match version {
+///             1 => {
+///                 let v1: AccountV1 = statefn::decode_state(bytes)?;
+///                 Ok(Account { cents: v1.balance * 100 })
+///             }
+///             other => Err(format!("unknown version {other}")),
+///         }
+///     }
+/// }
+///
+/// #[stateful_function]
+/// impl Account {
+///     pub fn cents(&self) -> i64 { self.cents }
+/// }
+/// # assert_eq!(<Account as statefn::StatefulFunction>::type_name(), "Account");
+/// ```
+pub fn decode_state<Old: DeserializeOwned>(bytes: &[u8]) -> Result<Old, String> {
+    postcard::from_bytes(bytes).map_err(|e| e.to_string())
+}
+
+/// Stored state: the encoding version, then the postcard bytes.
+pub(crate) fn encode_state<T: StatefulFunction>(state: &T) -> Result<Vec<u8>, Error> {
+    let mut out = postcard::to_stdvec(&T::VERSION).map_err(|e| Error::Encode {
+        what: "the state version".into(),
+        reason: e.to_string(),
+    })?;
+    postcard::to_io(state, &mut out).map_err(|e| Error::Encode {
+        what: "the state".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(out)
+}
+
+/// Decodes stored state, migrating it from an older version if it must.
+pub(crate) fn decode_state_of<T: StatefulFunction>(id: &str, bytes: &[u8]) -> Result<T, Error> {
+    let fail = |stored: Option<u32>, reason: String| Error::State {
+        function: T::type_name().to_owned(),
+        id: id.to_owned(),
+        stored,
+        current: T::VERSION,
+        reason,
+    };
+    let (version, rest) = postcard::take_from_bytes::<u32>(bytes)
+        .map_err(|e| fail(None, format!("no version header: {e}")))?;
+    if version == T::VERSION {
+        postcard::from_bytes(rest).map_err(|e| fail(Some(version), e.to_string()))
+    } else if version < T::VERSION {
+        T::migrate(version, rest).map_err(|reason| fail(Some(version), reason))
+    } else {
+        Err(fail(
+            Some(version),
+            "it was written by a newer release of this function; deploy that release".into(),
+        ))
+    }
 }
 
 /// What a handler is, as the runtime sees it.

@@ -124,7 +124,7 @@ pub use context::{Context, Request};
 pub use durable::Durability;
 pub use egress::{EgressRecord, MAX_EGRESS_NAME};
 pub use error::Error;
-pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction};
+pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction, decode_state};
 pub use handle::{Call, CallFuture, Handle};
 pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,

@@ -84,15 +84,9 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
         };
         let mut value: T = match state {
             None => T::default(),
-            Some(bytes) => match postcard::from_bytes(bytes) {
+            Some(bytes) => match crate::function::decode_state_of::<T>(ctx.id(), bytes) {
                 Ok(v) => v,
-                Err(e) => {
-                    return failed(Error::Decode {
-                        function: T::type_name().to_owned(),
-                        what: format!("the state of id `{}`", ctx.id()),
-                        reason: e.to_string(),
-                    });
-                }
+                Err(e) => return failed(e),
             },
         };
         // A panic leaves `value` and `ctx` half-changed; both are discarded,
@@ -120,7 +114,7 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
                 reply: bytes,
                 error,
             },
-            None if info.mutates => match crate::function::encode(&value, "the state") {
+            None if info.mutates => match crate::function::encode_state(&value) {
                 Ok(state) => Outcome::Applied {
                     reply: bytes,
                     new_state: Some(state),
