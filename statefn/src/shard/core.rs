@@ -338,10 +338,34 @@ impl ShardCore {
             );
         }
         let mut ctx = Context::new(target.clone());
+        // One span per invocation; cheap when no subscriber listens at debug.
+        let span = tracing::debug_span!(
+            "invoke",
+            function = target.type_name(),
+            id = target.id(),
+            handler = tracing::field::Empty,
+            shard = self.id,
+            outcome = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let invocation = match self.states.get(&target) {
             Ok(state) => function.invoke(state, &message, &mut ctx),
-            Err(e) => return self.fail(env, batch, reply_tx, record, e, undelivered),
+            Err(e) => {
+                span.record("outcome", "failed");
+                return self.fail(env, batch, reply_tx, record, e, undelivered);
+            }
         };
+        if let Some(handler) = invocation.handler {
+            span.record("handler", handler);
+        }
+        span.record(
+            "outcome",
+            match &invocation.outcome {
+                Outcome::Applied { .. } => "applied",
+                Outcome::Rejected { .. } => "rejected",
+                Outcome::Failed(_) => "failed",
+            },
+        );
         let reply = match invocation.outcome {
             Outcome::Applied { reply, new_state } => {
                 batch.stats.applied += 1;
