@@ -5,12 +5,20 @@
 //! cargo run --release -p statefn-benches --bin statefn-bench -- floor
 //! cargo run --release -p statefn-benches --bin statefn-bench -- embedded --keys 1000 --callers 64
 //! cargo run --release -p statefn-benches --bin statefn-bench -- actors
+//! cargo run --release -p statefn-benches --bin statefn-bench -- http --loadgen PATH
+//! cargo run --release -p statefn-benches --bin statefn-bench -- recovery
+//! cargo run --release -p statefn-benches --bin statefn-bench -- scale
+//! cargo run --release -p statefn-benches --bin statefn-bench -- plot --input results.txt
 //! ```
+
+use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 use statefn_benches::{
+    http::servers::serve_noop,
     measure::BoxError,
-    scenarios::{Common, actors, embedded, floor},
+    plot,
+    scenarios::{Common, actors, embedded, floor, http, recovery, scale},
     scratch::warn_if_not_real_disk,
 };
 
@@ -30,6 +38,24 @@ enum Scenario {
     Embedded(embedded::EmbeddedArgs),
     /// statefn in-memory against kameo actors on the same workload.
     Actors(actors::ActorsArgs),
+    /// The bank over HTTP against a no-op axum endpoint.
+    Http(http::HttpArgs),
+    /// Reopen time after a crash; healthy shards while a log group recovers.
+    Recovery(recovery::RecoveryArgs),
+    /// Millions of instances with a cache a tenth of their state.
+    Scale(scale::ScaleArgs),
+    /// SVG charts from saved output.
+    Plot(plot::PlotArgs),
+    /// The HTTP floor's server (started by `http` as a child process).
+    #[command(hide = true)]
+    ServeNoop {
+        /// Where to listen; port 0 picks one (printed).
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// The crashing child of `recovery`.
+    #[command(hide = true)]
+    Populate(recovery::PopulateArgs),
 }
 
 /// Callers run on two tokio worker threads (the machine's cores, and a
@@ -53,5 +79,20 @@ fn main() -> Result<(), BoxError> {
             tokio.block_on(embedded::run(args))
         }
         Scenario::Actors(args) => tokio.block_on(actors::run(args)),
+        Scenario::Http(args) => {
+            warn_if_not_real_disk(&args.common.data_dir);
+            tokio.block_on(http::run(args))
+        }
+        Scenario::Recovery(args) => {
+            warn_if_not_real_disk(&args.common.data_dir);
+            tokio.block_on(recovery::run(args))
+        }
+        Scenario::Scale(args) => {
+            warn_if_not_real_disk(&args.common.data_dir);
+            tokio.block_on(scale::run(args))
+        }
+        Scenario::Plot(args) => plot::run(args),
+        Scenario::ServeNoop { listen } => tokio.block_on(serve_noop(*listen)),
+        Scenario::Populate(args) => tokio.block_on(recovery::reopen::populate(args)),
     }
 }

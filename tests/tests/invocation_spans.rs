@@ -12,11 +12,14 @@ use tracing::{
 };
 use tracing_subscriber::{Layer, layer::Context as LayerContext, prelude::*};
 
+/// A span's fields as (name, value).
+type SpanFields = Vec<(String, String)>;
+
 /// Collects the fields of every `invoke` span.
 #[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+struct Spans(Arc<Mutex<Vec<SpanFields>>>);
 
-struct Fields<'a>(&'a mut Vec<(String, String)>);
+struct Fields<'a>(&'a mut SpanFields);
 
 impl Visit for Fields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
@@ -41,7 +44,7 @@ impl<S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>> Layer
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
         if let Some(span) = ctx.span(id)
-            && let Some(fields) = span.extensions_mut().get_mut::<Vec<(String, String)>>()
+            && let Some(fields) = span.extensions_mut().get_mut::<SpanFields>()
         {
             values.record(&mut Fields(fields));
         }
@@ -49,7 +52,7 @@ impl<S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>> Layer
 
     fn on_close(&self, id: Id, ctx: LayerContext<'_, S>) {
         if let Some(span) = ctx.span(&id)
-            && let Some(fields) = span.extensions_mut().remove::<Vec<(String, String)>>()
+            && let Some(fields) = span.extensions_mut().remove::<SpanFields>()
         {
             self.0.lock().expect("lock").push(fields);
         }

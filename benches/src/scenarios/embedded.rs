@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
-use statefn::{Durability, Runtime};
+use statefn::{Durability, Runtime, store::io::Faults};
 
 use super::{Common, Mode};
 use crate::{
     counter::{Counter, CounterKeys},
+    diagnose::{ThreadTimes, counting_fs, format_busy},
     measure::{BoxError, Record, Summary, closed_loop, ratio},
     scratch::Scratch,
 };
@@ -32,6 +33,10 @@ pub struct EmbeddedArgs {
     /// Modes (comma-separated or repeated).
     #[arg(long, value_delimiter = ',', default_values = ["in-memory", "durable"])]
     pub mode: Vec<Mode>,
+    /// Also report CPU per thread and, durable, invocations per fsync
+    /// (through a counting file system: a mutex per append and sync).
+    #[arg(long)]
+    pub diagnose: bool,
 }
 
 /// Runs the grid.
@@ -49,7 +54,8 @@ pub async fn run(args: &EmbeddedArgs) -> Result<(), BoxError> {
         for &callers in &args.callers {
             let mut in_memory_per_s = None;
             for &mode in &modes {
-                let (summary, prebuilt) = run_one(&args.common, mode, keys, callers).await?;
+                let (summary, prebuilt, diagnosis) =
+                    run_one(&args.common, mode, keys, callers, args.diagnose).await?;
                 let mut record = Record::new("embedded", mode.name(), &summary)
                     .param("keys", keys)
                     .param("callers", callers)
@@ -62,11 +68,36 @@ pub async fn run(args: &EmbeddedArgs) -> Result<(), BoxError> {
                     }
                     (Mode::Durable, None) => {}
                 }
+                if let Some(diagnosis) = diagnosis {
+                    record = diagnosis.annotate(record, &summary);
+                }
                 record.emit();
             }
         }
     }
     Ok(())
+}
+
+/// What `--diagnose` saw during one run.
+#[derive(Debug)]
+struct Diagnosis {
+    busy: Vec<(String, f64)>,
+    syncs: Option<u64>,
+    elapsed_s: f64,
+}
+
+impl Diagnosis {
+    /// Prints the per-thread CPU and adds the fsync fields to `record`.
+    fn annotate(self, mut record: Record, summary: &Summary) -> Record {
+        println!("diagnose: cores busy per thread: {}", format_busy(&self.busy));
+        if let Some(syncs) = self.syncs {
+            let per_s = syncs as f64 / self.elapsed_s.max(1e-9);
+            record = record
+                .field("fsyncs_per_s", per_s)
+                .field("invocations_per_fsync", ratio(summary.ops_per_s(), per_s));
+        }
+        record
+    }
 }
 
 /// One run: open, drive, shut down. Returns whether handles were prebuilt.
@@ -75,8 +106,15 @@ async fn run_one(
     mode: Mode,
     keys: u64,
     callers: usize,
-) -> Result<(Summary, bool), BoxError> {
+    diagnose: bool,
+) -> Result<(Summary, bool, Option<Diagnosis>), BoxError> {
     let builder = Runtime::builder().register::<Counter>();
+    let (builder, counting) = if diagnose && mode == Mode::Durable {
+        let (fs, faults) = counting_fs();
+        (builder.file_system(fs), Some(faults))
+    } else {
+        (builder, None)
+    };
     let (builder, scratch) = match mode {
         Mode::InMemory => (builder.in_memory(), None),
         Mode::Durable => {
@@ -91,6 +129,7 @@ async fn run_one(
     let space = Arc::new(CounterKeys::new(&runtime, keys));
     let prebuilt = space.prebuilt();
     let label = format!("embedded {} keys={keys} callers={callers}", mode.name());
+    let before = (ThreadTimes::now(), counting.as_ref().map(Faults::sync_count));
     let summary = closed_loop(callers, common.window(), &label, move |random| {
         let call = space.add_one(random);
         async move {
@@ -99,7 +138,17 @@ async fn run_one(
         }
     })
     .await;
+    let diagnosis = diagnose.then(|| {
+        let now = ThreadTimes::now();
+        Diagnosis {
+            busy: now.busy_since(&before.0),
+            syncs: counting
+                .as_ref()
+                .map(|f| f.sync_count() - before.1.unwrap_or(0)),
+            elapsed_s: common.window().warmup.as_secs_f64() + summary.as_ref().map_or(0.0, |s| s.elapsed.as_secs_f64()),
+        }
+    });
     runtime.shutdown().await?;
     drop(scratch);
-    Ok((summary?, prebuilt))
+    Ok((summary?, prebuilt, diagnosis))
 }

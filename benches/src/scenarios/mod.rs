@@ -8,6 +8,9 @@ use crate::measure::Window;
 pub mod actors;
 pub mod embedded;
 pub mod floor;
+pub mod http;
+pub mod recovery;
+pub mod scale;
 
 /// Options every scenario takes.
 #[derive(Debug, Clone, clap::Args)]
