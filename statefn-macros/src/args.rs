@@ -13,6 +13,8 @@ pub(crate) struct FunctionArgs {
     /// `fn(stored_version: u32, bytes: &[u8]) -> Result<Self, String>` for
     /// states stored by an older version.
     pub(crate) migrate: Option<Path>,
+    /// Milliseconds without a state change after which an instance is removed.
+    pub(crate) expire_after_ms: Option<u64>,
 }
 
 impl FunctionArgs {
@@ -39,15 +41,46 @@ impl FunctionArgs {
             } else if meta.path.is_ident("migrate") {
                 args.migrate = Some(meta.value()?.parse()?);
                 Ok(())
+            } else if meta.path.is_ident("expire_after") {
+                let lit: LitStr = meta.value()?.parse()?;
+                args.expire_after_ms = Some(parse_duration_ms(&lit)?);
+                Ok(())
             } else {
                 Err(meta.error(
                     "unknown option for #[stateful_function]; the known options are \
-                     `name = \"...\"`, `version = N` and `migrate = path::to::fn`",
+                     `name = \"...\"`, `version = N`, `migrate = path::to::fn` and \
+                     `expire_after = \"30d\"`",
                 ))
             }
         });
         syn::parse::Parser::parse2(parser, tokens)?;
         Ok(args)
+    }
+}
+
+/// `"500ms"`, `"30s"`, `"15m"`, `"12h"`, `"30d"` as milliseconds.
+fn parse_duration_ms(lit: &LitStr) -> syn::Result<u64> {
+    let text = lit.value();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if n > 0 && per_unit > 0 => n
+            .checked_mul(per_unit)
+            .ok_or_else(|| syn::Error::new_spanned(lit, "this duration is too long")),
+        _ => Err(syn::Error::new_spanned(
+            lit,
+            "expected a duration such as \"500ms\", \"30s\", \"15m\", \"12h\" or \"30d\"",
+        )),
     }
 }
 

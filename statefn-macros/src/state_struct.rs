@@ -19,6 +19,7 @@ pub(crate) fn expand(args: FunctionArgs, item: ItemStruct) -> syn::Result<TokenS
         .name
         .unwrap_or_else(|| LitStr::new(&ident.to_string(), ident.span()));
     let version = args.version.map_or_else(|| quote! { 1 }, |v| quote! { #v });
+    let expire = args.expire_after_ms.unwrap_or(0);
     let migrate = args.migrate.map(|path| {
         quote! {
             fn migrate(version: u32, bytes: &[u8]) -> ::std::result::Result<Self, ::std::string::String> {
@@ -32,6 +33,7 @@ pub(crate) fn expand(args: FunctionArgs, item: ItemStruct) -> syn::Result<TokenS
         impl ::statefn::__private::FunctionState for #ident {
             const TYPE_NAME: &'static str = #name;
             const VERSION: u32 = #version;
+            const EXPIRE_AFTER_MS: u64 = #expire;
             #migrate
         }
 

@@ -46,6 +46,7 @@ use crate::{
 #[derive(Debug)]
 pub struct Context {
     address: Address,
+    now_ms: u64,
     // Behind a RefCell so that sending takes `&self`: arguments may then
     // borrow the context too (`ctx.send::<T>(&to).hello(ctx.id().into())`).
     outgoing: RefCell<Vec<Outgoing>>,
@@ -54,9 +55,10 @@ pub struct Context {
 }
 
 impl Context {
-    pub(crate) fn new(address: Address) -> Self {
+    pub(crate) fn new(address: Address, now_ms: u64) -> Self {
         Context {
             address,
+            now_ms,
             outgoing: RefCell::new(Vec::new()),
             emitted: RefCell::new(Vec::new()),
             failure: RefCell::new(None),
@@ -66,6 +68,11 @@ impl Context {
     /// This instance's id.
     pub fn id(&self) -> &str {
         self.address.id()
+    }
+
+    /// The time of this invocation's batch (unix milliseconds).
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.now_ms
     }
 
     /// This instance's full address (type name and id).

@@ -23,6 +23,10 @@ pub trait FunctionState {
     /// reads old bytes as if they were new.
     const VERSION: u32 = 1;
 
+    /// Instances whose state has not changed for this many milliseconds are
+    /// removed (`#[stateful_function(expire_after = "30d")]`); 0: never.
+    const EXPIRE_AFTER_MS: u64 = 0;
+
     /// Builds the state from one stored by an older `version`
     /// (`#[stateful_function(migrate = path)]`). Without a migration, old
     /// states cannot be read: the invocation fails and the bytes stay.
@@ -84,10 +88,11 @@ pub fn decode_state<Old: DeserializeOwned>(bytes: &[u8]) -> Result<Old, String> 
     postcard::from_bytes(bytes).map_err(|e| e.to_string())
 }
 
-/// Stored state: the encoding version, then the postcard bytes.
-pub(crate) fn encode_state<T: StatefulFunction>(state: &T) -> Result<Vec<u8>, Error> {
-    let mut out = postcard::to_stdvec(&T::VERSION).map_err(|e| Error::Encode {
-        what: "the state version".into(),
+/// Stored state: the encoding version, the time it was written (unix ms,
+/// for expiry), then the postcard bytes.
+pub(crate) fn encode_state<T: StatefulFunction>(state: &T, now_ms: u64) -> Result<Vec<u8>, Error> {
+    let mut out = postcard::to_stdvec(&(T::VERSION, now_ms)).map_err(|e| Error::Encode {
+        what: "the state header".into(),
         reason: e.to_string(),
     })?;
     postcard::to_io(state, &mut out).map_err(|e| Error::Encode {
@@ -95,6 +100,13 @@ pub(crate) fn encode_state<T: StatefulFunction>(state: &T) -> Result<Vec<u8>, Er
         reason: e.to_string(),
     })?;
     Ok(out)
+}
+
+/// When stored state was last written (unix ms), from its header.
+pub(crate) fn state_written_ms(bytes: &[u8]) -> Option<u64> {
+    postcard::take_from_bytes::<(u32, u64)>(bytes)
+        .ok()
+        .map(|((_, written), _)| written)
 }
 
 /// Decodes stored state, migrating it from an older version if it must.
@@ -106,7 +118,7 @@ pub(crate) fn decode_state_of<T: StatefulFunction>(id: &str, bytes: &[u8]) -> Re
         current: T::VERSION,
         reason,
     };
-    let (version, rest) = postcard::take_from_bytes::<u32>(bytes)
+    let ((version, _written_ms), rest) = postcard::take_from_bytes::<(u32, u64)>(bytes)
         .map_err(|e| fail(None, format!("no version header: {e}")))?;
     if version == T::VERSION {
         postcard::from_bytes(rest).map_err(|e| fail(Some(version), e.to_string()))

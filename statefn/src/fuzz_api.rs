@@ -25,7 +25,7 @@ pub fn invoke<T: StatefulFunction>(state: Option<&[u8]>, message: &[u8]) -> Resu
     let mut registry = Registry::default();
     registry.register::<T>()?;
     let function = registry.get(T::type_name())?;
-    let mut ctx = Context::new(Address::new(T::type_name(), "fuzz")?);
+    let mut ctx = Context::new(Address::new(T::type_name(), "fuzz")?, 0);
     let invocation = function.invoke(state, message, &mut ctx);
     Ok(matches!(invocation.outcome, Outcome::Applied { .. }))
 }

@@ -30,6 +30,13 @@ pub(crate) enum Entry {
     TimerFired { timer: u64, sent: Sent },
     /// A dead letter was dropped, or replayed as `resent`.
     DeadLetterResolved { id: u64, resent: Option<Sent> },
+    /// An expiry timer fired: the instance was removed, or (written since)
+    /// its timer was armed again as `rearm`.
+    Expired {
+        timer: u64,
+        target: Address,
+        rearm: Option<TimerEntry>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -100,6 +107,9 @@ pub(crate) struct TimerEntry {
     pub(crate) id: u64,
     pub(crate) due_ms: u64,
     pub(crate) outgoing: Outgoing,
+    /// An expiry check of `outgoing.target` rather than a message.
+    #[serde(default)]
+    pub(crate) expiry: bool,
 }
 
 /// The reply to an idempotent client call, answered again on a retry.

@@ -46,6 +46,8 @@ pub(crate) trait ErasedFunction: Send + Sync + 'static {
     fn message_from_json(&self, handler: &str, args: serde_json::Value) -> Result<Vec<u8>, Error>;
     /// Decodes `handler`'s encoded reply as JSON.
     fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error>;
+    /// Milliseconds without a state change after which an instance is removed (0: never).
+    fn expire_after_ms(&self) -> u64;
     /// An encoded message as JSON (`{"handler": {"arg": value}}`), for inspection.
     fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error>;
 }
@@ -114,7 +116,7 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
                 reply: bytes,
                 error,
             },
-            None if info.mutates => match crate::function::encode_state(&value) {
+            None if info.mutates => match crate::function::encode_state(&value, ctx.now_ms()) {
                 Ok(state) => Outcome::Applied {
                     reply: bytes,
                     new_state: Some(state),
@@ -180,6 +182,10 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
 
     fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error> {
         T::reply_to_json(Self::handler_index(handler)?, reply)
+    }
+
+    fn expire_after_ms(&self) -> u64 {
+        <T as crate::function::FunctionState>::EXPIRE_AFTER_MS
     }
 
     fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error> {

@@ -290,6 +290,10 @@ impl Runtime {
     /// Up to `limit` records of egress log `log` from offset `from`. If there
     /// are none yet, waits up to `wait` for the first (long-poll).
     ///
+    /// In durable mode a record is readable shortly after its invocation's
+    /// reply: the appender stores it with its own `fdatasync`, so that an
+    /// offset, once read, never changes. In memory it is readable at once.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidAddress`] for an invalid log name, [`Error::Storage`]
@@ -1080,11 +1084,13 @@ impl RuntimeInner {
             let shard = envelope.target.shard(shards);
             self.enqueue(shard, Mail::Invoke(envelope));
         }
+        // Egress before replies too: in memory a caller then reads its own
+        // records; durable appends are asynchronous (see `read_egress`).
+        self.egress.submit(effects.egress);
         for (tx, reply) in effects.replies {
             // The caller may have stopped waiting; the invocation stands.
             let _ = tx.send(reply);
         }
-        self.egress.submit(effects.egress);
         if !effects.timers.is_empty()
             && let Some((timers, _)) = &*self.timers.lock()
         {

@@ -26,7 +26,7 @@ pub(crate) struct CheckpointJob {
     /// Set by the log group once the batch that froze it is durable: the
     /// last LSN this checkpoint covers.
     pub(crate) lsn: u64,
-    pub(crate) states: Frozen<Address, Vec<u8>>,
+    pub(crate) states: Frozen<Address, Option<Vec<u8>>>,
     pub(crate) idempotency: Frozen<(Address, String), StoredReply>,
     pub(crate) meta: ShardMeta,
     pub(crate) timers: Vec<TimerEntry>,
@@ -60,7 +60,7 @@ impl CheckpointJob {
                 + 1,
         );
         for (address, state) in self.states.iter() {
-            writes.push((Table::State, state_key(address), Some(state.clone())));
+            writes.push((Table::State, state_key(address), state.clone()));
         }
         for ((address, key), reply) in self.idempotency.iter() {
             let primary = idempotency_key(address, key);

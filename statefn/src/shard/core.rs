@@ -120,6 +120,8 @@ pub(crate) struct ShardCore {
     pub(crate) pending_egress: BTreeMap<u64, Emitted>,
     egress_removed: Vec<u64>,
     next_egress: u64,
+    /// Instances with an armed expiry timer.
+    expiry_armed: std::collections::HashSet<crate::Address>,
     /// Messages that failed every attempt, by id.
     pub(crate) dead_letters: BTreeMap<u64, DeadLetterEntry>,
     dead_letters_removed: Vec<u64>,
@@ -156,6 +158,7 @@ impl ShardCore {
             pending_egress: BTreeMap::new(),
             egress_removed: Vec::new(),
             next_egress: 1,
+            expiry_armed: std::collections::HashSet::new(),
             dead_letters: BTreeMap::new(),
             dead_letters_removed: Vec::new(),
             next_dead_letter: 1,
@@ -185,6 +188,11 @@ impl ShardCore {
         self.next_timer = meta.next_timer.max(1);
         self.next_seq = meta.next_seq.into_iter().collect();
         self.watermarks = meta.watermarks.into_iter().collect();
+        self.expiry_armed = timers
+            .iter()
+            .filter(|t| t.expiry)
+            .map(|t| t.outgoing.target.clone())
+            .collect();
         self.timers = timers.into_iter().map(|t| (t.id, t)).collect();
         self.outbox = outbox.into_iter().map(|s| ((s.dest, s.seq), s)).collect();
         self
@@ -196,12 +204,14 @@ impl ShardCore {
             Mail::Invoke(envelope) => self.invoke(env, envelope, batch),
             Mail::TimerDue { timer } => {
                 // Fires once: removal and send share one record.
-                if let Some(entry) = self.timers.remove(&timer) {
-                    self.timers_removed.push(timer);
-                    let sent = self.deliver(entry.outgoing, &mut batch.effects);
-                    if let Some(sent) = sent {
-                        self.push_record(batch, Entry::TimerFired { timer, sent });
-                    }
+                let Some(entry) = self.timers.remove(&timer) else {
+                    return;
+                };
+                self.timers_removed.push(timer);
+                if entry.expiry {
+                    self.expire(env, timer, entry.outgoing.target, batch);
+                } else if let Some(sent) = self.deliver(entry.outgoing, &mut batch.effects) {
+                    self.push_record(batch, Entry::TimerFired { timer, sent });
                 }
             }
             Mail::Resend { dest } => {
@@ -337,7 +347,7 @@ impl ShardCore {
                 batch,
             );
         }
-        let mut ctx = Context::new(target.clone());
+        let mut ctx = Context::new(target.clone(), env.now_ms);
         // One span per invocation; cheap when no subscriber listens at debug.
         let span = tracing::debug_span!(
             "invoke",
@@ -374,6 +384,15 @@ impl ShardCore {
                         record.state = Some(state.clone());
                     }
                     self.states.put(target.clone(), state);
+                    let ttl = function.expire_after_ms();
+                    if ttl > 0 && !self.expiry_armed.contains(&target) {
+                        self.arm_expiry(
+                            target.clone(),
+                            env.now_ms + ttl,
+                            &mut batch.effects,
+                            &mut record,
+                        );
+                    }
                 }
                 for outgoing in ctx.take_outgoing() {
                     self.send(outgoing, &mut batch.effects, &mut record);
@@ -563,6 +582,7 @@ impl ShardCore {
                         delay: None,
                         ..outgoing
                     },
+                    expiry: false,
                 };
                 effects.timers.push((due_ms, self.id, id));
                 if self.durable {
@@ -576,6 +596,83 @@ impl ShardCore {
                 }
             }
         }
+    }
+
+    /// Arms the (single) expiry timer of an instance.
+    fn arm_expiry(
+        &mut self,
+        target: crate::Address,
+        due_ms: u64,
+        effects: &mut Effects,
+        record: &mut InvocationRecord,
+    ) {
+        let entry = self.expiry_timer(target, due_ms);
+        effects.timers.push((due_ms, self.id, entry.id));
+        if self.durable {
+            record.timers.push(entry.clone());
+        }
+        self.expiry_armed.insert(entry.outgoing.target.clone());
+        self.timers.insert(entry.id, entry);
+    }
+
+    fn expiry_timer(&mut self, target: crate::Address, due_ms: u64) -> TimerEntry {
+        let id = self.next_timer;
+        self.next_timer += 1;
+        TimerEntry {
+            id,
+            due_ms,
+            outgoing: Outgoing {
+                target,
+                message: Vec::new(),
+                delay: None,
+                reply_to: None,
+                attempt: 0,
+            },
+            expiry: true,
+        }
+    }
+
+    /// An expiry timer fired: removes the instance if its state has not
+    /// changed for its time to live, or arms the timer again for the rest.
+    /// Instances are never scanned: each has at most one timer.
+    fn expire(&mut self, env: &RunEnv<'_>, timer: u64, target: crate::Address, batch: &mut Batch) {
+        self.expiry_armed.remove(&target);
+        let ttl = env
+            .registry
+            .get(target.type_name())
+            .map(|f| f.expire_after_ms())
+            .unwrap_or(0);
+        let written = match self.states.get(&target) {
+            Ok(Some(bytes)) => crate::function::state_written_ms(bytes),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(%target, error = %e, "cannot read a state to expire it; retrying later");
+                Some(env.now_ms)
+            }
+        };
+        let rearm = match written {
+            Some(written) if ttl > 0 && written.saturating_add(ttl) > env.now_ms => {
+                let entry = self.expiry_timer(target.clone(), written + ttl);
+                batch.effects.timers.push((entry.due_ms, self.id, entry.id));
+                self.expiry_armed.insert(target.clone());
+                self.timers.insert(entry.id, entry.clone());
+                Some(entry)
+            }
+            Some(_) => {
+                tracing::debug!(%target, "instance expired");
+                self.states.delete(target.clone());
+                None
+            }
+            None => None,
+        };
+        self.push_record(
+            batch,
+            Entry::Expired {
+                timer,
+                target,
+                rearm,
+            },
+        );
     }
 
     /// Numbers an egress record in this shard's sequence.
@@ -642,6 +739,9 @@ impl ShardCore {
                 }
                 for timer in r.timers {
                     self.next_timer = self.next_timer.max(timer.id + 1);
+                    if timer.expiry {
+                        self.expiry_armed.insert(timer.outgoing.target.clone());
+                    }
                     self.timers.insert(timer.id, timer);
                 }
                 if let Some(reply) = r.reply {
@@ -660,6 +760,23 @@ impl ShardCore {
                 self.timers.remove(&timer);
                 self.timers_removed.push(timer);
                 self.replay_sent(sent);
+            }
+            Entry::Expired {
+                timer,
+                target,
+                rearm,
+            } => {
+                self.timers.remove(&timer);
+                self.timers_removed.push(timer);
+                self.expiry_armed.remove(&target);
+                match rearm {
+                    Some(entry) => {
+                        self.next_timer = self.next_timer.max(entry.id + 1);
+                        self.expiry_armed.insert(target);
+                        self.timers.insert(entry.id, entry);
+                    }
+                    None => self.states.delete(target),
+                }
             }
             Entry::DeadLetterResolved { id, resent } => {
                 self.dead_letters.remove(&id);

@@ -41,9 +41,10 @@ pub(crate) type Frozen<K, V> = Arc<HashMap<K, V>>;
 /// Instance states.
 #[derive(Debug)]
 pub(crate) struct StateTable {
-    dirty: HashMap<Address, Vec<u8>>,
+    /// `None` is a deletion (an expired instance) not yet checkpointed.
+    dirty: HashMap<Address, Option<Vec<u8>>>,
     dirty_bytes: usize,
-    frozen: Option<Frozen<Address, Vec<u8>>>,
+    frozen: Option<Frozen<Address, Option<Vec<u8>>>>,
     cache: LruCache<Address, Vec<u8>>,
     cache_bytes: usize,
     cache_limit: usize,
@@ -70,7 +71,7 @@ impl StateTable {
     /// The state of `address`, `None` for an instance never written.
     pub(crate) fn get(&mut self, address: &Address) -> Result<Option<&[u8]>, Error> {
         if self.dirty.contains_key(address) {
-            return Ok(self.dirty.get(address).map(Vec::as_slice));
+            return Ok(self.dirty.get(address).and_then(Option::as_deref));
         }
         if self
             .frozen
@@ -81,7 +82,7 @@ impl StateTable {
                 .frozen
                 .as_ref()
                 .and_then(|f| f.get(address))
-                .map(Vec::as_slice));
+                .and_then(Option::as_deref));
         }
         if self.cache.contains(address) {
             self.hits += 1;
@@ -106,7 +107,18 @@ impl StateTable {
             self.cache_bytes -= entry_bytes(&address, &old);
         }
         self.dirty_bytes += entry_bytes(&address, &state);
-        if let Some(old) = self.dirty.insert(address.clone(), state) {
+        if let Some(Some(old)) = self.dirty.insert(address.clone(), Some(state)) {
+            self.dirty_bytes -= entry_bytes(&address, &old);
+        }
+    }
+
+    /// Records that the instance is gone (part of the current batch).
+    pub(crate) fn delete(&mut self, address: Address) {
+        if let Some(old) = self.cache.pop(&address) {
+            self.cache_bytes -= entry_bytes(&address, &old);
+        }
+        self.dirty_bytes += entry_bytes(&address, &[]);
+        if let Some(Some(old)) = self.dirty.insert(address.clone(), None) {
             self.dirty_bytes -= entry_bytes(&address, &old);
         }
     }
@@ -117,7 +129,7 @@ impl StateTable {
     }
 
     /// Hands the dirty set to a checkpoint; reads still see it.
-    pub(crate) fn freeze(&mut self) -> Frozen<Address, Vec<u8>> {
+    pub(crate) fn freeze(&mut self) -> Frozen<Address, Option<Vec<u8>>> {
         let frozen = Arc::new(std::mem::take(&mut self.dirty));
         self.dirty_bytes = 0;
         self.frozen = Some(Arc::clone(&frozen));
@@ -131,7 +143,9 @@ impl StateTable {
         };
         let entries = Arc::try_unwrap(frozen).unwrap_or_else(|shared| (*shared).clone());
         for (address, state) in entries {
-            if !self.dirty.contains_key(&address) {
+            if let Some(state) = state
+                && !self.dirty.contains_key(&address)
+            {
                 self.cache_bytes += entry_bytes(&address, &state);
                 if let Some(old) = self.cache.put(address.clone(), state) {
                     self.cache_bytes -= entry_bytes(&address, &old);
@@ -149,7 +163,7 @@ impl StateTable {
         let entries = Arc::try_unwrap(frozen).unwrap_or_else(|shared| (*shared).clone());
         for (address, state) in entries {
             if !self.dirty.contains_key(&address) {
-                self.dirty_bytes += entry_bytes(&address, &state);
+                self.dirty_bytes += entry_bytes(&address, state.as_deref().unwrap_or_default());
                 self.dirty.insert(address, state);
             }
         }

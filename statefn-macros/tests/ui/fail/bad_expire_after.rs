@@ -1,0 +1,17 @@
+use serde::{Deserialize, Serialize};
+use statefn::prelude::*;
+
+#[stateful_function(expire_after = "30 days")]
+#[derive(Default, Serialize, Deserialize)]
+pub struct Account {
+    balance: i64,
+}
+
+#[stateful_function]
+impl Account {
+    pub fn balance(&self) -> i64 {
+        self.balance
+    }
+}
+
+fn main() {}
