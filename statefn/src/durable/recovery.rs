@@ -90,34 +90,26 @@ fn load_checkpoint(source: &GroupSource<'_>, shard: u16, epoch: u64) -> Result<S
         Some(bytes) => decode(&bytes, &format!("the checkpoint of shard {shard}"))?,
         None => ShardMeta::default(),
     };
-    let timers = source
-        .store
-        .scan(shard, Table::Timer)
-        .map_err(storage)?
-        .into_iter()
-        .map(|(_, v)| decode::<TimerEntry>(&v, "a timer"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let outbox = source
-        .store
-        .scan(shard, Table::Outbox)
-        .map_err(storage)?
-        .into_iter()
-        .map(|(_, v)| decode::<Sent>(&v, "an outbox entry"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let egress = source
-        .store
-        .scan(shard, Table::Egress)
-        .map_err(storage)?
-        .into_iter()
-        .map(|(_, v)| decode::<Emitted>(&v, "a pending egress record"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let dead_letters = source
-        .store
-        .scan(shard, Table::DeadLetter)
-        .map_err(storage)?
-        .into_iter()
-        .map(|(_, v)| decode::<DeadLetterEntry>(&v, "a dead letter"))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Each table's entries of this shard, decoded.
+    fn all<T: serde::de::DeserializeOwned>(
+        source: &GroupSource<'_>,
+        shard: u16,
+        table: Table,
+        what: &str,
+    ) -> Result<Vec<T>, Error> {
+        source
+            .store
+            .scan(shard, table)
+            .map_err(|e| Error::Storage(format!("reading the checkpoint of shard {shard}: {e}")))?
+            .into_iter()
+            .map(|(_, v)| decode::<T>(&v, what))
+            .collect()
+    }
+    let timers: Vec<TimerEntry> = all(source, shard, Table::Timer, "a timer")?;
+    let outbox: Vec<Sent> = all(source, shard, Table::Outbox, "an outbox entry")?;
+    let egress: Vec<Emitted> = all(source, shard, Table::Egress, "a pending egress record")?;
+    let dead_letters: Vec<DeadLetterEntry> =
+        all(source, shard, Table::DeadLetter, "a dead letter")?;
     let persisted = Persisted {
         store: source.store.clone(),
         shard,
