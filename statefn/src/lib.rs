@@ -85,6 +85,25 @@
 //!   later as an ordinary message to `my_handler`, a one-argument handler of
 //!   the caller taking the callee's return type. Handlers never wait.
 //!
+//! ## Durability and failures
+//!
+//! - `Runtime::builder().data_dir("./data")` keeps state durably: a reply is
+//!   released only once the invocation's log record is `fdatasync`ed (see
+//!   [`Durability`] for the other modes). Shards checkpoint into fjall in the
+//!   background and recover on their own; shards share a physical log per
+//!   log group ([`Builder::log_groups`]), which is also the I/O failure domain.
+//! - A call with an [`idempotency_key`](Call::idempotency_key) is applied at
+//!   most once per key, also across crashes.
+//! - A message from another function whose handler panics is retried
+//!   ([`Builder::retry_policy`]), then kept as a [`DeadLetter`].
+//! - Calls get [`Error::Unavailable`] while their shard recovers and
+//!   [`Error::Overloaded`] when its mailbox is full; both carry a retry hint.
+//! - `#[stateful_function(version = 2, migrate = path)]` migrates stored
+//!   states; `#[stateful_function(expire_after = "30d")]` removes idle ones.
+//! - [`Context::emit`] appends to egress logs that consumers read by offset
+//!   ([`Runtime::read_egress`], [`Runtime::egress_stream`]).
+//! - With the default `http` feature, [`ingress`] serves functions over HTTP.
+//!
 //! ## Handlers: the rules the macro checks
 //!
 //! - `&self` (read-only) or `&mut self`; never `self` by value, never `async`,
