@@ -89,7 +89,10 @@ struct Diagnosis {
 impl Diagnosis {
     /// Prints the per-thread CPU and adds the fsync fields to `record`.
     fn annotate(self, mut record: Record, summary: &Summary) -> Record {
-        println!("diagnose: cores busy per thread: {}", format_busy(&self.busy));
+        println!(
+            "diagnose: cores busy per thread: {}",
+            format_busy(&self.busy)
+        );
         if let Some(syncs) = self.syncs {
             let per_s = syncs as f64 / self.elapsed_s.max(1e-9);
             record = record
@@ -129,7 +132,10 @@ async fn run_one(
     let space = Arc::new(CounterKeys::new(&runtime, keys));
     let prebuilt = space.prebuilt();
     let label = format!("embedded {} keys={keys} callers={callers}", mode.name());
-    let before = (ThreadTimes::now(), counting.as_ref().map(Faults::sync_count));
+    let before = (
+        ThreadTimes::now(),
+        counting.as_ref().map(Faults::sync_count),
+    );
     let summary = closed_loop(callers, common.window(), &label, move |random| {
         let call = space.add_one(random);
         async move {
@@ -145,7 +151,8 @@ async fn run_one(
             syncs: counting
                 .as_ref()
                 .map(|f| f.sync_count() - before.1.unwrap_or(0)),
-            elapsed_s: common.window().warmup.as_secs_f64() + summary.as_ref().map_or(0.0, |s| s.elapsed.as_secs_f64()),
+            elapsed_s: common.window().warmup.as_secs_f64()
+                + summary.as_ref().map_or(0.0, |s| s.elapsed.as_secs_f64()),
         }
     });
     runtime.shutdown().await?;
