@@ -109,11 +109,20 @@ pub(crate) fn scan_segment(
                         format!("found lsn {lsn} where lsn {expected} was expected"),
                     ));
                 }
+                // The writer can never give out the last u64 (the LSN after
+                // it would overflow), so such a record is damage, not data.
+                let Some(after) = lsn.0.checked_add(1) else {
+                    return Err(WalError::corrupt(
+                        path,
+                        offset as u64,
+                        format!("lsn {lsn} is beyond the range a log can reach"),
+                    ));
+                };
                 if lsn >= from {
                     out.push((lsn, payload.to_vec()));
                 }
                 offset += framed_len;
-                expected = expected.next();
+                expected = Lsn(after);
                 continue;
             }
             Decoded::ShortHeader { available } => format!(
@@ -163,7 +172,11 @@ fn find_valid_record(data: &[u8], start: usize, expected: Lsn) -> Option<(usize,
     let end = data.len().checked_sub(RECORD_HEADER_LEN)?;
     // Each record takes at least RECORD_HEADER_LEN bytes, which bounds the
     // LSNs that can appear; the cheap LSN test avoids most checksum work.
-    let max_lsn = expected.0 + (data.len() / RECORD_HEADER_LEN) as u64;
+    // Saturating: near the top of the LSN range a wrapped bound would hide
+    // every later record and let real damage pass for a torn tail.
+    let max_lsn = expected
+        .0
+        .saturating_add((data.len() / RECORD_HEADER_LEN) as u64);
     (start..=end).find_map(|at| {
         let rest = data.get(at..)?;
         let lsn = u64::from_le_bytes(rest.get(8..16)?.try_into().ok()?);
