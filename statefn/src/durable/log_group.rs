@@ -94,13 +94,15 @@ impl LogGroup {
             epochs: positions.iter().map(|&(s, epoch, _)| (s, epoch)).collect(),
             checkpoints: positions.iter().map(|&(s, _, lsn)| (s, lsn)).collect(),
             wal: Some(wal),
+            rx: rx.clone(),
+            stopping: false,
             unsynced: None,
             last_sync: Instant::now(),
             last_checkpoint_request: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("statefn-log-{group}"))
-            .spawn(move || syncer.run(&rx))?;
+            .spawn(move || syncer.run())?;
         *self.thread.lock() = Some(thread);
         Ok(())
     }
@@ -119,6 +121,9 @@ struct Syncer {
     epochs: HashMap<u16, u64>,
     checkpoints: HashMap<u16, u64>,
     wal: Option<Wal>,
+    rx: Receiver<GroupCommand>,
+    /// A `Stop` arrived (possibly during a recovery).
+    stopping: bool,
     /// Periodic mode: written but not yet synced.
     unsynced: Option<PendingSync>,
     last_sync: Instant,
@@ -130,7 +135,8 @@ struct Syncer {
 const TICK: Duration = Duration::from_millis(50);
 
 impl Syncer {
-    fn run(mut self, rx: &Receiver<GroupCommand>) {
+    fn run(mut self) {
+        let rx = self.rx.clone();
         loop {
             let first = match rx.recv_timeout(self.tick()) {
                 Ok(command) => Some(command),
@@ -148,6 +154,9 @@ impl Syncer {
             }
             if !batches.is_empty() {
                 self.commit(batches);
+            }
+            if self.stopping {
+                return;
             }
             self.periodic_sync();
             self.maybe_request_checkpoints();
@@ -342,6 +351,24 @@ impl Syncer {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
+            }
+            // Batches handed over before the shards went down: their callers
+            // must not wait for the disk to come back.
+            for command in self.rx.clone().try_iter() {
+                match command {
+                    GroupCommand::Commit(batch) => {
+                        self.inner.refuse(batch.effects, batch.shard, reason);
+                    }
+                    GroupCommand::Checkpointed { .. } => {}
+                    GroupCommand::Stop => self.stopping = true,
+                }
+            }
+            if self.stopping {
+                tracing::warn!(
+                    group = self.group,
+                    "stopping while recovering; the shards stay down"
+                );
+                return;
             }
         };
         for core in cores {
