@@ -115,6 +115,8 @@
 //!   written `Result<T, E>` (two arguments) makes the handler fallible.
 //! - Non-`pub` methods, and associated functions without `self`, are helpers.
 
+#![warn(missing_docs)]
+
 // Lets the macros' `::statefn::` paths resolve inside this crate's own tests.
 #[cfg(test)]
 extern crate self as statefn;
