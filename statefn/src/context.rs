@@ -188,7 +188,7 @@ impl<'c> RawSender<'c> {
 
     /// Starts a request; [`Request::reply_to`] queues it.
     pub fn request<R, M: Serialize>(self, handler: &'static str, message: &M) -> Request<'c, R> {
-        let message = encode(message, &format!("a message for `{handler}`"));
+        let message = encode(message, format_args!("a message for `{handler}`"));
         Request {
             sender: self,
             handler,
@@ -198,7 +198,7 @@ impl<'c> RawSender<'c> {
     }
 
     fn push<M: Serialize>(self, handler: &'static str, message: &M, reply_to: Option<ReplyRoute>) {
-        let encoded = encode(message, &format!("a message for `{handler}`"));
+        let encoded = encode(message, format_args!("a message for `{handler}`"));
         self.push_encoded(encoded, reply_to);
     }
 

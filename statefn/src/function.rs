@@ -308,9 +308,14 @@ impl Reply {
     }
 }
 
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>, Error> {
+/// `what` is formatted only on failure: callers pass `format_args!` on the
+/// per-call path.
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    what: impl std::fmt::Display,
+) -> Result<Vec<u8>, Error> {
     postcard::to_stdvec(value).map_err(|e| Error::Encode {
-        what: what.to_owned(),
+        what: what.to_string(),
         reason: e.to_string(),
     })
 }

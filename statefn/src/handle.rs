@@ -129,7 +129,7 @@ impl RawHandle {
         Call {
             runtime: self.runtime.clone(),
             address: self.address.clone(),
-            message: encode(message, &format!("the arguments of `{handler}`")),
+            message: encode(message, format_args!("the arguments of `{handler}`")),
             key: None,
             _reply: PhantomData,
         }

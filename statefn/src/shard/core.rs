@@ -295,8 +295,9 @@ impl ShardCore {
             }
         };
         // What a failed message from a function needs for a retry.
-        let undelivered = matches!(input, Input::Function { .. })
-            .then(|| (message.clone(), reply_to.clone(), attempt));
+        // A failed message from a function is retried (moved into the retry
+        // only on that path: nothing is copied when the handler succeeds).
+        let retry = matches!(input, Input::Function { .. }).then_some(attempt);
         let mut record = InvocationRecord {
             target: target.clone(),
             input,
@@ -309,7 +310,16 @@ impl ShardCore {
         };
         let function = match env.registry.get(target.type_name()) {
             Ok(f) => f,
-            Err(e) => return self.fail(env, batch, reply_tx, record, e, undelivered),
+            Err(e) => {
+                return self.fail(
+                    env,
+                    batch,
+                    reply_tx,
+                    record,
+                    e,
+                    retry.map(|a| (message, reply_to, a)),
+                );
+            }
         };
         if let Some(key) = &key {
             match self.idempotency.get(&target, key, env.now_ms) {
@@ -331,7 +341,16 @@ impl ShardCore {
                     batch.stats.duplicate += 1;
                     return;
                 }
-                Err(e) => return self.fail(env, batch, reply_tx, record, e, undelivered),
+                Err(e) => {
+                    return self.fail(
+                        env,
+                        batch,
+                        reply_tx,
+                        record,
+                        e,
+                        retry.map(|a| (message, reply_to, a)),
+                    );
+                }
             }
         }
         if let Some(delay) = enqueue {
@@ -362,7 +381,14 @@ impl ShardCore {
             Ok(state) => function.invoke(state, &message, &mut ctx),
             Err(e) => {
                 span.record("outcome", "failed");
-                return self.fail(env, batch, reply_tx, record, e, undelivered);
+                return self.fail(
+                    env,
+                    batch,
+                    reply_tx,
+                    record,
+                    e,
+                    retry.map(|a| (message, reply_to, a)),
+                );
             }
         };
         if let Some(handler) = invocation.handler {
@@ -407,7 +433,16 @@ impl ShardCore {
                 tracing::debug!(%target, handler = invocation.handler, %error, "handler returned Err");
                 reply
             }
-            Outcome::Failed(e) => return self.fail(env, batch, reply_tx, record, e, undelivered),
+            Outcome::Failed(e) => {
+                return self.fail(
+                    env,
+                    batch,
+                    reply_tx,
+                    record,
+                    e,
+                    retry.map(|a| (message, reply_to, a)),
+                );
+            }
         };
         if let Some(route) = reply_to {
             match env
