@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 
 use crate::{
     Error,
+    clock::Clock,
     record::{decode, encode},
 };
 
@@ -138,20 +139,29 @@ pub(crate) struct Egress {
     pub(crate) appended_notify: Notify,
     tx: Mutex<Option<Sender<Vec<Emitted>>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Manual mode: appends wait here until the test driver pumps them.
+    manual: Mutex<Option<Receiver<Vec<Emitted>>>>,
+    clock: Clock,
 }
 
 impl Egress {
-    pub(crate) fn in_memory(shards: u16, retention: Duration) -> Self {
+    pub(crate) fn in_memory(shards: u16, retention: Duration, clock: Clock) -> Self {
         Self::new(
             Sink::Memory(Mutex::new(HashMap::new())),
             shards,
             retention,
             HashMap::new(),
+            clock,
         )
     }
 
     /// Opens the durable egress logs (blocking: reads the store).
-    pub(crate) fn open(store: StateStore, shards: u16, retention: Duration) -> Result<Self, Error> {
+    pub(crate) fn open(
+        store: StateStore,
+        shards: u16,
+        retention: Duration,
+        clock: Clock,
+    ) -> Result<Self, Error> {
         let storage = |e: statefn_store::StoreError| Error::Storage(format!("egress: {e}"));
         let mut next = HashMap::new();
         let appended: Vec<u64> = (0..shards)
@@ -179,6 +189,7 @@ impl Egress {
             shards,
             retention,
             next,
+            clock,
         );
         for (shard, seq) in appended.into_iter().enumerate() {
             egress.appended[shard].store(seq, Ordering::Release);
@@ -186,8 +197,15 @@ impl Egress {
         Ok(egress)
     }
 
-    fn new(sink: Sink, shards: u16, retention: Duration, next: HashMap<String, u64>) -> Self {
+    fn new(
+        sink: Sink,
+        shards: u16,
+        retention: Duration,
+        next: HashMap<String, u64>,
+        clock: Clock,
+    ) -> Self {
         Egress {
+            clock,
             sink,
             appended: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             next: Mutex::new(next),
@@ -195,6 +213,7 @@ impl Egress {
             appended_notify: Notify::new(),
             tx: Mutex::new(None),
             thread: Mutex::new(None),
+            manual: Mutex::new(None),
         }
     }
 
@@ -216,6 +235,9 @@ impl Egress {
     /// Stops the appender after it has appended what it was given.
     pub(crate) fn stop(&self) -> Option<JoinHandle<()>> {
         self.tx.lock().take();
+        // Manual mode: what was not pumped stays with the shards, which
+        // submit it again after the next open.
+        self.manual.lock().take();
         self.thread.lock().take()
     }
 
@@ -234,6 +256,11 @@ impl Egress {
                 .ok_or_else(|| Error::Storage("the runtime has shut down".into())),
             Sink::Memory(_) => Err(Error::Storage("egress logs are in memory".into())),
         }
+    }
+
+    /// The clock that stamps retention cut-offs.
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The highest sequence of `shard` appended so far.
@@ -297,37 +324,68 @@ impl Egress {
 
     fn run(&self, rx: &Receiver<Vec<Emitted>>) {
         let Ok(store) = self.store() else { return };
-        let store = &store;
         let mut appends_since_sweep = 0usize;
         while let Ok(first) = rx.recv() {
-            let records: Vec<Emitted> = std::iter::once(first)
-                .chain(rx.try_iter())
-                .flatten()
-                .collect();
-            let records = self.fresh(records);
-            if records.is_empty() {
-                continue;
-            }
-            let mut retry = Duration::from_millis(10);
-            while let Err(e) = self.append_to_store(store, &records) {
-                // The records are safe in the shards' logs and checkpoints;
-                // keep trying rather than lose the order.
-                tracing::error!(error = %e, ?retry, "cannot append egress records; retrying");
-                std::thread::sleep(retry);
-                retry = (retry * 2).min(Duration::from_secs(5));
-            }
-            for r in &records {
-                self.appended[usize::from(r.shard)].fetch_max(r.seq, Ordering::AcqRel);
-            }
-            self.appended_notify.notify_waiters();
-            appends_since_sweep += records.len();
-            if appends_since_sweep >= 10_000 {
-                appends_since_sweep = 0;
-                if let Err(e) = self.sweep(store) {
-                    tracing::warn!(error = %e, "egress retention sweep failed");
-                }
+            let records = std::iter::once(first).chain(rx.try_iter()).flatten();
+            self.append(&store, records.collect(), &mut appends_since_sweep);
+        }
+    }
+
+    /// Appends one lot of records (dropping those already appended), retrying
+    /// until the store takes them, and sweeps old ones now and then.
+    fn append(&self, store: &StateStore, records: Vec<Emitted>, since_sweep: &mut usize) {
+        let records = self.fresh(records);
+        if records.is_empty() {
+            return;
+        }
+        let mut retry = Duration::from_millis(10);
+        while let Err(e) = self.append_to_store(store, &records) {
+            // The records are safe in the shards' logs and checkpoints;
+            // keep trying rather than lose the order.
+            tracing::error!(error = %e, ?retry, "cannot append egress records; retrying");
+            std::thread::sleep(retry);
+            retry = (retry * 2).min(Duration::from_secs(5));
+        }
+        for r in &records {
+            self.appended[usize::from(r.shard)].fetch_max(r.seq, Ordering::AcqRel);
+        }
+        self.appended_notify.notify_waiters();
+        *since_sweep += records.len();
+        if *since_sweep >= 10_000 {
+            *since_sweep = 0;
+            if let Err(e) = self.sweep(store) {
+                tracing::warn!(error = %e, "egress retention sweep failed");
             }
         }
+    }
+
+    /// Manual mode (durable): appends are queued for [`pump`](Self::pump)
+    /// instead of an appender thread.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn start_manual(&self) {
+        if matches!(self.sink, Sink::Memory(_)) {
+            return;
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        *self.tx.lock() = Some(tx);
+        *self.manual.lock() = Some(rx);
+    }
+
+    /// Manual mode: appends what is queued, on the calling thread. Returns
+    /// whether there was anything.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn pump(&self) -> bool {
+        let records: Vec<Emitted> = match &*self.manual.lock() {
+            Some(rx) => rx.try_iter().flatten().collect(),
+            None => return false,
+        };
+        if records.is_empty() {
+            return false;
+        }
+        if let Ok(store) = self.store() {
+            self.append(&store, records, &mut 0);
+        }
+        true
     }
 
     fn append_to_store(&self, store: &StateStore, records: &[Emitted]) -> Result<(), Error> {
@@ -365,7 +423,7 @@ impl Egress {
 
     /// Deletes records older than the retention (a bounded amount per call).
     fn sweep(&self, store: &StateStore) -> Result<(), Error> {
-        let cutoff = crate::timer::now_millis().saturating_sub(self.retention_ms);
+        let cutoff = self.clock.now_ms().saturating_sub(self.retention_ms);
         let logs: Vec<String> = self.next.lock().keys().cloned().collect();
         let storage = |e: statefn_store::StoreError| Error::Storage(format!("egress sweep: {e}"));
         for log in logs {
@@ -400,7 +458,7 @@ impl Egress {
     ) -> Result<Vec<EgressRecord>, Error> {
         match &self.sink {
             Sink::Memory(logs) => {
-                let cutoff = crate::timer::now_millis().saturating_sub(self.retention_ms);
+                let cutoff = self.clock.now_ms().saturating_sub(self.retention_ms);
                 Ok(logs
                     .lock()
                     .get(log)

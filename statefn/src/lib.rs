@@ -122,6 +122,7 @@
 extern crate self as statefn;
 
 mod address;
+mod clock;
 mod context;
 mod durable;
 mod egress;

@@ -22,7 +22,9 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::{
     Address, Durability, Error, Handle, JsonReply, StatefulFunction,
+    clock::Clock,
     durable::{Durable, LogGroup},
+    egress::Emitted,
     egress::{Egress, EgressRecord},
     envelope::{Envelope, Mail, Origin},
     record::Sent,
@@ -178,9 +180,17 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::Storage`] if a thread could not be stopped cleanly.
+    /// [`Error::Storage`] if a thread could not be stopped cleanly;
+    /// [`Error::Config`] for the runtime of a `statefn::testing::TestRuntime`.
     pub async fn shutdown(&self) -> Result<(), Error> {
         let inner = Arc::clone(&self.owner.inner);
+        if inner.drive == Drive::Manual {
+            // Nothing runs a manual runtime while this waits.
+            return Err(Error::Config(
+                "this runtime is driven by a `statefn::testing::TestRuntime`: shut it down with                  `TestRuntime::shutdown`"
+                    .into(),
+            ));
+        }
         inner.closing.store(true, Ordering::SeqCst);
         inner.wait_idle().await;
         if inner.durable.is_some() && !inner.stopped.load(Ordering::SeqCst) {
@@ -382,34 +392,38 @@ impl Runtime {
     /// applied, and a replayed dead letter arrives after them.
     pub async fn dead_letters(&self) -> Vec<DeadLetter> {
         let runtime = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let inner = runtime.inner();
-            let mut out = Vec::new();
-            for shard in &inner.shards {
-                let letters: Vec<_> = shard.core.lock().dead_letters.values().cloned().collect();
-                for letter in letters {
-                    let message = inner
-                        .registry
-                        .get(letter.target.type_name())
-                        .and_then(|f| f.message_to_json(&letter.message))
-                        .unwrap_or(serde_json::Value::Null);
-                    out.push(DeadLetter {
-                        id: DeadLetterId {
-                            shard: shard.id,
-                            seq: letter.id,
-                        },
-                        target: letter.target,
-                        message,
-                        error: letter.error,
-                        attempts: letter.attempts,
-                        at_ms: letter.at_ms,
-                    });
-                }
+        tokio::task::spawn_blocking(move || runtime.dead_letters_now())
+            .await
+            .unwrap_or_default()
+    }
+
+    /// [`dead_letters`](Self::dead_letters) on the calling thread (it may
+    /// wait for a shard to finish its batch).
+    pub(crate) fn dead_letters_now(&self) -> Vec<DeadLetter> {
+        let inner = self.inner();
+        let mut out = Vec::new();
+        for shard in &inner.shards {
+            let letters: Vec<_> = shard.core.lock().dead_letters.values().cloned().collect();
+            for letter in letters {
+                let message = inner
+                    .registry
+                    .get(letter.target.type_name())
+                    .and_then(|f| f.message_to_json(&letter.message))
+                    .unwrap_or(serde_json::Value::Null);
+                out.push(DeadLetter {
+                    id: DeadLetterId {
+                        shard: shard.id,
+                        seq: letter.id,
+                    },
+                    target: letter.target,
+                    message,
+                    error: letter.error,
+                    attempts: letter.attempts,
+                    at_ms: letter.at_ms,
+                });
             }
-            out
-        })
-        .await
-        .unwrap_or_default()
+        }
+        out
     }
 
     /// Delivers a dead letter again (a fresh set of attempts), durably
@@ -731,112 +745,18 @@ impl Builder {
     /// corrupt log data: the message names the file and offset).
     pub async fn open(self) -> Result<Runtime, Error> {
         let plan = self.plan()?;
-        let workers = plan.workers;
-        let (scheduler, slots) = Scheduler::new(workers);
-        let (durable, wals, shards, recovered, egress) = match plan.storage.clone() {
-            Storage::InMemory => {
-                let shards = (0..plan.shards)
-                    .map(|id| Shard::new(ShardCore::new(id, 0, plan.core.clone(), None)))
-                    .collect();
-                let egress = Egress::in_memory(plan.shards, plan.egress_retention);
-                (None, Vec::new(), shards, Vec::new(), egress)
-            }
-            Storage::Disk { path, mode } => {
-                let config = plan.clone();
-                let opened = tokio::task::spawn_blocking(move || open_disk(&config, &path, mode))
-                    .await
-                    .map_err(|e| Error::Storage(format!("recovery did not finish: {e}")))??;
-                let mut cores: Vec<ShardCore> = Vec::new();
-                let mut wals = Vec::new();
-                for (group, (wal, group_cores)) in opened.groups.into_iter().enumerate() {
-                    wals.push((u16::try_from(group).unwrap_or(u16::MAX), wal));
-                    cores.extend(group_cores);
-                }
-                cores.sort_by_key(|c| c.id);
-                let recovered = cores
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.id,
-                            c.outbox.values().cloned().collect::<Vec<_>>(),
-                            c.timers
-                                .values()
-                                .map(|t| (t.due_ms, c.id, t.id))
-                                .collect::<Vec<_>>(),
-                            c.pending_egress.values().cloned().collect::<Vec<_>>(),
-                        )
-                    })
-                    .collect::<Vec<_>>();
-                let shards = cores.into_iter().map(Shard::new).collect();
-                (Some(opened.durable), wals, shards, recovered, opened.egress)
-            }
+        let opened = if matches!(plan.storage, Storage::Disk { .. }) {
+            let config = plan.clone();
+            tokio::task::spawn_blocking(move || open_storage(&config, &Clock::System))
+                .await
+                .map_err(|e| Error::Storage(format!("recovery did not finish: {e}")))??
+        } else {
+            open_storage(&plan, &Clock::System)?
         };
-        let shard_count = plan.shards;
-        let inner = Arc::new(RuntimeInner {
-            registry: plan.registry,
-            shards,
-            scheduler: Arc::new(scheduler),
-            timers: Mutex::new(None),
-            in_flight: AtomicUsize::new(0),
-            idle: Notify::new(),
-            closing: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            threads: Mutex::new(Vec::new()),
-            acked: (0..usize::from(shard_count) * usize::from(shard_count))
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            recoveries: AtomicU64::new(0),
-            mailbox_capacity: plan.mailbox_capacity,
-            durable,
-            egress: Arc::new(egress),
-        });
-        let weak: Weak<RuntimeInner> = Arc::downgrade(&inner);
-        let (timers, task) = TimerService::start(move |shard, timer| {
-            if let Some(inner) = weak.upgrade() {
-                inner.enqueue(shard, Mail::TimerDue { timer });
-            }
-        });
-        *inner.timers.lock() = Some((timers, task));
-        let spawn_error = |e: std::io::Error| Error::Config(format!("cannot start a thread: {e}"));
-        if let Some(d) = &inner.durable {
-            for (group, wal) in wals {
-                let positions = d
-                    .group_shards(group)
-                    .into_iter()
-                    .map(|s| {
-                        let core = inner.shard(s).core.lock();
-                        (s, core.epoch, core.checkpoint.lsn)
-                    })
-                    .collect::<Vec<_>>();
-                d.groups[usize::from(group)]
-                    .start(&inner, group, wal, &positions)
-                    .map_err(spawn_error)?;
-            }
-            d.checkpointer.start(&inner).map_err(spawn_error)?;
-        }
-        let threads = inner
-            .scheduler
-            .start(slots, Arc::clone(&inner))
-            .map_err(spawn_error)?;
-        *inner.threads.lock() = threads;
-        inner.egress.start().map_err(spawn_error)?;
-        // Every recovered egress record goes to the appender before any shard
-        // runs: the appender drops a shard's records at or below the highest
-        // sequence it has seen from it, so none may overtake them.
-        let mut resume = Vec::with_capacity(recovered.len());
-        for (shard, outbox, timers, egress) in recovered {
-            inner.egress.submit(egress);
-            resume.push((shard, outbox, timers));
-        }
-        for (shard, outbox, timers) in resume {
-            inner.after_recovery(shard, outbox, timers, false);
-        }
-        Ok(Runtime {
-            owner: Arc::new(Owner { inner }),
-        })
+        assemble(plan, opened, Drive::Threads)
     }
 
-    fn plan(self) -> Result<Plan, Error> {
+    pub(crate) fn plan(self) -> Result<Plan, Error> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -912,7 +832,7 @@ enum Storage {
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
-struct Plan {
+pub(crate) struct Plan {
     storage: Storage,
     workers: usize,
     shards: u16,
@@ -926,14 +846,44 @@ struct Plan {
     registry: Registry,
 }
 
-struct OpenedDisk {
-    durable: Durable,
-    groups: Vec<(statefn_store::wal::Wal, Vec<ShardCore>)>,
+/// Storage opened and recovered, before any thread starts.
+struct Opened {
+    durable: Option<Durable>,
+    wals: Vec<(u16, statefn_store::wal::Wal)>,
+    shards: Vec<Shard>,
+    /// Per recovered shard: its unacknowledged outbox, its timers and its
+    /// egress records not yet appended.
+    recovered: Vec<Recovered>,
     egress: Egress,
 }
 
-/// Opens the data directory and recovers every log group (blocking).
-fn open_disk(plan: &Plan, path: &std::path::Path, mode: Durability) -> Result<OpenedDisk, Error> {
+type Recovered = (u16, Vec<Sent>, Vec<(u64, u16, u64)>, Vec<Emitted>);
+
+/// How a runtime's shards, commits and timers are driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drive {
+    /// Worker threads, syncer threads, a checkpointer thread, a tokio timer
+    /// task: the runtime.
+    Threads,
+    /// Nothing runs unless the test driver (`statefn::testing`) runs it, on
+    /// its own thread.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    Manual,
+}
+
+/// Opens the storage the plan chose and recovers it (blocking on disk).
+fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> {
+    let Storage::Disk { path, mode } = &plan.storage else {
+        return Ok(Opened {
+            durable: None,
+            wals: Vec::new(),
+            shards: (0..plan.shards)
+                .map(|id| Shard::new(ShardCore::new(id, 0, plan.core.clone(), None)))
+                .collect(),
+            recovered: Vec::new(),
+            egress: Egress::in_memory(plan.shards, plan.egress_retention, clock.clone()),
+        });
+    };
     let data_dir = DataDir::open_with_log_groups(path, plan.shards, plan.log_groups)
         .map_err(|e| Error::Storage(e.to_string()))?;
     let store =
@@ -943,19 +893,152 @@ fn open_disk(plan: &Plan, path: &std::path::Path, mode: Durability) -> Result<Op
         Arc::clone(&plan.file_system),
         data_dir,
         plan.wal_options,
-        mode,
+        *mode,
         plan.log_groups,
         plan.core.clone(),
         plan.checkpoint_log_bytes,
+        clock.clone(),
     );
-    let groups = (0..plan.log_groups)
-        .map(|group| durable.recover(group, 1))
-        .collect::<Result<Vec<_>, _>>()?;
-    let egress = Egress::open(durable.store()?, plan.shards, plan.egress_retention)?;
-    Ok(OpenedDisk {
-        durable,
-        groups,
+    let mut cores: Vec<ShardCore> = Vec::new();
+    let mut wals = Vec::new();
+    for group in 0..plan.log_groups {
+        let (wal, group_cores) = durable.recover(group, 1)?;
+        wals.push((group, wal));
+        cores.extend(group_cores);
+    }
+    let egress = Egress::open(
+        durable.store()?,
+        plan.shards,
+        plan.egress_retention,
+        clock.clone(),
+    )?;
+    cores.sort_by_key(|c| c.id);
+    let recovered = cores
+        .iter()
+        .map(|c| {
+            (
+                c.id,
+                c.outbox.values().cloned().collect(),
+                c.timers.values().map(|t| (t.due_ms, c.id, t.id)).collect(),
+                c.pending_egress.values().cloned().collect(),
+            )
+        })
+        .collect();
+    Ok(Opened {
+        durable: Some(durable),
+        wals,
+        shards: cores.into_iter().map(Shard::new).collect(),
+        recovered,
         egress,
+    })
+}
+
+/// Opens a runtime driven by the caller (`statefn::testing`): no threads, no
+/// tokio task; `clock` is its time.
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
+pub(crate) fn open_manual(plan: Plan, clock: &Clock) -> Result<Runtime, Error> {
+    let opened = open_storage(&plan, clock)?;
+    let runtime = assemble(plan, opened, Drive::Manual)?;
+    Ok(runtime)
+}
+
+/// Builds the runtime around opened storage and starts what `drive` says.
+fn assemble(plan: Plan, opened: Opened, drive: Drive) -> Result<Runtime, Error> {
+    let Opened {
+        durable,
+        wals,
+        shards,
+        recovered,
+        egress,
+    } = opened;
+    let (scheduler, slots) = match drive {
+        Drive::Threads => Scheduler::new(plan.workers),
+        Drive::Manual => (Scheduler::manual(), Vec::new()),
+    };
+    let shard_count = plan.shards;
+    let clock = durable
+        .as_ref()
+        .map_or_else(|| egress.clock().clone(), |d| d.clock.clone());
+    let inner = Arc::new(RuntimeInner {
+        registry: plan.registry,
+        shards,
+        scheduler: Arc::new(scheduler),
+        timers: Mutex::new(None),
+        in_flight: AtomicUsize::new(0),
+        idle: Notify::new(),
+        closing: AtomicBool::new(false),
+        stopped: AtomicBool::new(false),
+        threads: Mutex::new(Vec::new()),
+        acked: (0..usize::from(shard_count) * usize::from(shard_count))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+        recoveries: AtomicU64::new(0),
+        mailbox_capacity: plan.mailbox_capacity,
+        durable,
+        egress: Arc::new(egress),
+        clock,
+        drive,
+        committed: (drive == Drive::Manual).then(|| Mutex::new(Vec::new())),
+    });
+    let spawn_error = |e: std::io::Error| Error::Config(format!("cannot start a thread: {e}"));
+    match drive {
+        Drive::Threads => {
+            let weak: Weak<RuntimeInner> = Arc::downgrade(&inner);
+            let (timers, task) = TimerService::start(move |shard, timer| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.enqueue(shard, Mail::TimerDue { timer });
+                }
+            });
+            *inner.timers.lock() = Some((timers, Some(task)));
+        }
+        Drive::Manual => *inner.timers.lock() = Some((TimerService::manual(), None)),
+    }
+    if let Some(d) = &inner.durable {
+        for (group, wal) in wals {
+            let positions = d
+                .group_shards(group)
+                .into_iter()
+                .map(|s| {
+                    let core = inner.shard(s).core.lock();
+                    (s, core.epoch, core.checkpoint.lsn)
+                })
+                .collect::<Vec<_>>();
+            let log = &d.groups[usize::from(group)];
+            match drive {
+                Drive::Threads => log
+                    .start(&inner, group, wal, &positions)
+                    .map_err(spawn_error)?,
+                Drive::Manual => log.start_manual(&inner, group, wal, &positions),
+            }
+        }
+        if drive == Drive::Threads {
+            d.checkpointer.start(&inner).map_err(spawn_error)?;
+        }
+    }
+    match drive {
+        Drive::Threads => {
+            let threads = inner
+                .scheduler
+                .start(slots, Arc::clone(&inner))
+                .map_err(spawn_error)?;
+            *inner.threads.lock() = threads;
+            inner.egress.start().map_err(spawn_error)?;
+        }
+        Drive::Manual => inner.egress.start_manual(),
+    }
+    // Every recovered egress record goes to the appender before any shard
+    // runs: the appender drops a shard's records at or below the highest
+    // sequence it has seen from it, so none may overtake them.
+    let mut resume = Vec::with_capacity(recovered.len());
+    for (shard, outbox, timers, egress) in recovered {
+        inner.egress.submit(egress);
+        resume.push((shard, outbox, timers));
+    }
+    for (shard, outbox, timers) in resume {
+        inner.after_recovery(shard, outbox, timers, false);
+    }
+    Ok(Runtime {
+        owner: Arc::new(Owner { inner }),
     })
 }
 
@@ -965,7 +1048,7 @@ pub(crate) struct RuntimeInner {
     pub(crate) registry: Registry,
     shards: Vec<Shard>,
     scheduler: Arc<Scheduler>,
-    timers: Mutex<Option<(TimerService, tokio::task::JoinHandle<()>)>>,
+    timers: Mutex<Option<(TimerService, Option<tokio::task::JoinHandle<()>>)>>,
     /// Mail queued or being processed: shutdown waits for zero.
     in_flight: AtomicUsize,
     idle: Notify,
@@ -980,6 +1063,12 @@ pub(crate) struct RuntimeInner {
     mailbox_capacity: usize,
     pub(crate) durable: Option<Durable>,
     pub(crate) egress: Arc<Egress>,
+    /// Now: the system clock, or a test's virtual clock.
+    pub(crate) clock: Clock,
+    /// Threads, or the test driver.
+    pub(crate) drive: Drive,
+    /// Manual mode: every committed log record, for the test driver to read.
+    pub(crate) committed: Option<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl RuntimeInner {
@@ -1155,6 +1244,73 @@ impl RuntimeInner {
         }
     }
 
+    /// Manual mode: runs one batch of the runnable shard at the index `pick`
+    /// chooses among `n` (`pick(n) < n`); returns `false` if none is runnable.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn run_one(&self, pick: impl FnOnce(usize) -> usize) -> bool {
+        let Some(shard) = self.scheduler.take_ready(pick) else {
+            return false;
+        };
+        if self.run_shard(shard) {
+            self.scheduler.push(shard);
+        }
+        true
+    }
+
+    /// Manual mode: commits the batches handed to the log groups, writes the
+    /// checkpoints they froze and appends egress records, on the calling
+    /// thread. Returns whether there was anything to do.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn pump(&self) -> bool {
+        let mut any = false;
+        if let Some(durable) = &self.durable {
+            for group in &durable.groups {
+                any |= group.pump();
+            }
+            any |= durable.checkpointer.pump(self);
+        }
+        any | self.egress.pump()
+    }
+
+    /// Manual mode: the earliest armed timer's due time.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn next_timer_due(&self) -> Option<u64> {
+        self.timers.lock().as_ref().and_then(|(t, _)| t.next_due())
+    }
+
+    /// Manual mode: queues the timers due by the clock's now; returns
+    /// whether there were any.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn fire_due_timers(&self) -> bool {
+        let due = match &*self.timers.lock() {
+            Some((timers, _)) => timers.take_due(self.clock.now_ms()),
+            None => Vec::new(),
+        };
+        let any = !due.is_empty();
+        for (shard, timer) in due {
+            self.enqueue(shard, Mail::TimerDue { timer });
+        }
+        any
+    }
+
+    /// Refuses new calls from now on (the first step of a clean shutdown).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn refuse_new_calls(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Manual mode: stops as a crash would. Queued mail, uncommitted batches,
+    /// unwritten checkpoints and unappended egress records are dropped; what
+    /// was committed stays on disk.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn crash(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        for shard in &self.shards {
+            shard.clear_mailbox();
+        }
+        self.stop_and_join();
+    }
+
     /// Stops the threads without waiting for them (idempotent).
     fn stop(&self) {
         if self.stopped.swap(true, Ordering::SeqCst) {
@@ -1162,7 +1318,7 @@ impl RuntimeInner {
         }
         self.closing.store(true, Ordering::SeqCst);
         self.scheduler.stop();
-        if let Some((_, task)) = self.timers.lock().take() {
+        if let Some((_, Some(task))) = self.timers.lock().take() {
             task.abort();
         }
         if let Some(durable) = &self.durable {
@@ -1174,7 +1330,7 @@ impl RuntimeInner {
     }
 
     /// Stops the threads, waits for them, and releases the data directory.
-    fn stop_and_join(&self) {
+    pub(crate) fn stop_and_join(&self) {
         let join = |handles: Vec<JoinHandle<()>>| {
             for handle in handles {
                 let _ = handle.join();
@@ -1212,7 +1368,7 @@ impl RunShard for RuntimeInner {
         let acked = |dest: u16| self.acked(shard, dest);
         let env = RunEnv {
             registry: &self.registry,
-            now_ms: crate::timer::now_millis(),
+            now_ms: self.clock.now_ms(),
             acked: &acked,
             egress_appended: self.egress.appended(shard),
         };

@@ -32,6 +32,8 @@ pub(crate) struct Scheduler {
     idle: Mutex<Vec<usize>>,
     idle_count: AtomicUsize,
     stopping: AtomicBool,
+    /// Manual mode (no workers): the runnable shards, for the test driver.
+    ready: Option<Mutex<Vec<u16>>>,
 }
 
 /// What one worker thread owns.
@@ -57,12 +59,40 @@ impl Scheduler {
             idle: Mutex::new(Vec::with_capacity(workers)),
             idle_count: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
+            ready: None,
         };
         (scheduler, slots)
     }
 
+    /// A scheduler without workers: runnable shards wait for
+    /// [`take_ready`](Self::take_ready) (the deterministic test driver).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn manual() -> Scheduler {
+        let (mut scheduler, _) = Scheduler::new(0);
+        scheduler.ready = Some(Mutex::new(Vec::new()));
+        scheduler
+    }
+
+    /// Manual mode: removes one runnable shard, the one at the index `pick`
+    /// chooses among `n` (`pick(n) < n`).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn take_ready(&self, pick: impl FnOnce(usize) -> usize) -> Option<u16> {
+        let mut ready = self.ready.as_ref()?.lock();
+        if ready.is_empty() {
+            return None;
+        }
+        let index = pick(ready.len()).min(ready.len() - 1);
+        // `remove`, not `swap_remove`: the order of the rest stays a function
+        // of the seed and the history only.
+        Some(ready.remove(index))
+    }
+
     /// Makes a shard runnable (the caller has set its `scheduled` flag).
     pub(crate) fn push(&self, shard: u16) {
+        if let Some(ready) = &self.ready {
+            ready.lock().push(shard);
+            return;
+        }
         self.injector.push(shard);
         self.wake_one();
     }

@@ -2,22 +2,27 @@
 //! owning shard when one is due. The timer's message itself lives in the
 //! shard (and, in durable mode, in its log), so a lost wake-up is re-armed on
 //! recovery and the message is sent once.
+//!
+//! Under a virtual clock (`statefn::testing`) there is no task: the heap is
+//! kept here and the test driver takes the due timers when it moves the clock.
 
-use std::{
-    cmp::Reverse,
-    collections::BinaryHeap,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{cmp::Reverse, collections::BinaryHeap, time::Duration};
 
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
+
+use crate::clock::system_now_ms;
 
 /// A timer to arm: (due unix millis, shard, timer id).
 pub(crate) type Arm = (u64, u16, u64);
 
-/// Sends timers to the timer task.
-#[derive(Debug, Clone)]
-pub(crate) struct TimerService {
-    tx: mpsc::UnboundedSender<Arm>,
+/// Where armed timers go.
+#[derive(Debug)]
+pub(crate) enum TimerService {
+    /// To the tokio timer task.
+    Task(mpsc::UnboundedSender<Arm>),
+    /// Into a heap the test driver drains as its virtual clock moves.
+    Manual(Mutex<BinaryHeap<Reverse<Arm>>>),
 }
 
 impl TimerService {
@@ -28,19 +33,57 @@ impl TimerService {
     ) -> (TimerService, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(rx, fire));
-        (TimerService { tx }, task)
+        (TimerService::Task(tx), task)
+    }
+
+    /// A timer heap without a task, for a virtual clock.
+    pub(crate) fn manual() -> TimerService {
+        TimerService::Manual(Mutex::new(BinaryHeap::new()))
     }
 
     pub(crate) fn arm(&self, timer: Arm) {
-        // Fails only after shutdown, when timers are no longer served.
-        let _ = self.tx.send(timer);
+        match self {
+            // Fails only after shutdown, when timers are no longer served.
+            TimerService::Task(tx) => {
+                let _ = tx.send(timer);
+            }
+            TimerService::Manual(heap) => heap.lock().push(Reverse(timer)),
+        }
+    }
+
+    /// Manual mode: the earliest armed due time.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        match self {
+            TimerService::Task(_) => None,
+            TimerService::Manual(heap) => heap.lock().peek().map(|Reverse((due, _, _))| *due),
+        }
+    }
+
+    /// Manual mode: removes and returns the timers due at `now_ms`, earliest
+    /// first, as (shard, timer id).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn take_due(&self, now_ms: u64) -> Vec<(u16, u64)> {
+        let TimerService::Manual(heap) = self else {
+            return Vec::new();
+        };
+        let mut heap = heap.lock();
+        let mut due = Vec::new();
+        while let Some(Reverse((at, shard, id))) = heap.peek().copied() {
+            if at > now_ms {
+                break;
+            }
+            heap.pop();
+            due.push((shard, id));
+        }
+        due
     }
 }
 
 async fn run(mut rx: mpsc::UnboundedReceiver<Arm>, fire: impl Fn(u16, u64)) {
     let mut heap: BinaryHeap<Reverse<Arm>> = BinaryHeap::new();
     loop {
-        let now = now_millis();
+        let now = system_now_ms();
         while let Some(Reverse((due, shard, id))) = heap.peek().copied() {
             if due > now {
                 break;
@@ -68,12 +111,19 @@ async fn sleep_or_forever(duration: Option<Duration>) {
     }
 }
 
-pub(crate) fn now_millis() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_heap_gives_due_timers_in_order_and_keeps_the_rest() {
+        let timers = TimerService::manual();
+        for arm in [(30, 1, 3), (10, 0, 1), (20, 2, 2), (40, 0, 4)] {
+            timers.arm(arm);
+        }
+        assert_eq!(timers.next_due(), Some(10));
+        assert_eq!(timers.take_due(30), vec![(0, 1), (2, 2), (1, 3)]);
+        assert_eq!(timers.next_due(), Some(40));
+        assert!(timers.take_due(39).is_empty());
+    }
 }

@@ -45,6 +45,21 @@ impl Checkpointer {
         Ok(())
     }
 
+    /// Manual mode (no thread): writes the submitted checkpoints on the
+    /// calling thread. Returns whether there were any.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn pump(&self, inner: &RuntimeInner) -> bool {
+        let jobs: Vec<CheckpointJob> = match &*self.rx.lock() {
+            Some(rx) => rx.try_iter().collect(),
+            None => return false,
+        };
+        let any = !jobs.is_empty();
+        for job in jobs {
+            write(inner, job);
+        }
+        any
+    }
+
     /// Stops after writing the jobs already submitted.
     pub(crate) fn stop(&self) -> Option<JoinHandle<()>> {
         self.tx.lock().take();
@@ -53,40 +68,45 @@ impl Checkpointer {
 }
 
 fn run(inner: &RuntimeInner, rx: &Receiver<CheckpointJob>) {
+    for job in rx {
+        write(inner, job);
+    }
+}
+
+/// Writes one checkpoint and tells its shard and log group.
+fn write(inner: &RuntimeInner, job: CheckpointJob) {
     let Some(durable) = inner.durable.as_ref() else {
         return;
     };
-    for job in rx {
-        let started = std::time::Instant::now();
-        let result = durable
-            .store()
-            .and_then(|store| job.write(&store, crate::timer::now_millis()));
-        let shard = inner.shard(job.shard);
-        match result {
-            Ok(()) => {
-                metrics::histogram!(crate::metrics::CHECKPOINT_DURATION)
-                    .record(started.elapsed().as_secs_f64());
-                tracing::debug!(
-                    shard = job.shard,
-                    lsn = job.lsn,
-                    states = job.states.len(),
-                    elapsed_ms = started.elapsed().as_millis(),
-                    "checkpoint written"
-                );
-                shard.checkpoint_finished(job.epoch, Some(job.lsn));
-                durable.groups[usize::from(durable.group_of(job.shard))].send(
-                    GroupCommand::Checkpointed {
-                        shard: job.shard,
-                        lsn: job.lsn,
-                    },
-                );
-            }
-            Err(e) => {
-                tracing::error!(shard = job.shard, error = %e, "checkpoint failed; will retry");
-                shard.checkpoint_finished(job.epoch, None);
-            }
+    let started = std::time::Instant::now();
+    let result = durable
+        .store()
+        .and_then(|store| job.write(&store, durable.clock.now_ms()));
+    let shard = inner.shard(job.shard);
+    match result {
+        Ok(()) => {
+            metrics::histogram!(crate::metrics::CHECKPOINT_DURATION)
+                .record(started.elapsed().as_secs_f64());
+            tracing::debug!(
+                shard = job.shard,
+                lsn = job.lsn,
+                states = job.states.len(),
+                elapsed_ms = started.elapsed().as_millis(),
+                "checkpoint written"
+            );
+            shard.checkpoint_finished(job.epoch, Some(job.lsn));
+            durable.groups[usize::from(durable.group_of(job.shard))].send(
+                GroupCommand::Checkpointed {
+                    shard: job.shard,
+                    lsn: job.lsn,
+                },
+            );
         }
-        drop(job);
-        inner.enqueue(shard.id, Mail::Wake);
+        Err(e) => {
+            tracing::error!(shard = job.shard, error = %e, "checkpoint failed; will retry");
+            shard.checkpoint_finished(job.epoch, None);
+        }
     }
+    drop(job);
+    inner.enqueue(shard.id, Mail::Wake);
 }

@@ -50,6 +50,8 @@ pub(crate) struct LogGroup {
     tx: Sender<GroupCommand>,
     rx: Mutex<Option<Receiver<GroupCommand>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Manual mode: the syncer, run by the test driver instead of a thread.
+    manual: Mutex<Option<Syncer>>,
 }
 
 impl LogGroup {
@@ -61,6 +63,7 @@ impl LogGroup {
             tx,
             rx: Mutex::new(Some(rx)),
             thread: Mutex::new(None),
+            manual: Mutex::new(None),
         }
     }
 
@@ -85,20 +88,8 @@ impl LogGroup {
         wal: Wal,
         positions: &[(u16, u64, u64)],
     ) -> std::io::Result<()> {
-        let Some(rx) = self.rx.lock().take() else {
+        let Some(syncer) = self.syncer(inner, group, wal, positions) else {
             return Ok(());
-        };
-        let syncer = Syncer {
-            inner: Arc::clone(inner),
-            group,
-            epochs: positions.iter().map(|&(s, epoch, _)| (s, epoch)).collect(),
-            checkpoints: positions.iter().map(|&(s, _, lsn)| (s, lsn)).collect(),
-            wal: Some(wal),
-            rx: rx.clone(),
-            stopping: false,
-            unsynced: None,
-            last_sync: Instant::now(),
-            last_checkpoint_request: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("statefn-log-{group}"))
@@ -107,9 +98,63 @@ impl LogGroup {
         Ok(())
     }
 
+    /// Manual mode: keeps the syncer for [`pump`](Self::pump) instead of
+    /// starting a thread.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn start_manual(
+        &self,
+        inner: &Arc<RuntimeInner>,
+        group: u16,
+        wal: Wal,
+        positions: &[(u16, u64, u64)],
+    ) {
+        *self.manual.lock() = self.syncer(inner, group, wal, positions);
+    }
+
+    /// Manual mode: commits what was handed over, on the calling thread.
+    /// Returns whether there was anything.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn pump(&self) -> bool {
+        let mut manual = self.manual.lock();
+        let Some(syncer) = manual.as_mut() else {
+            return false;
+        };
+        let commands: Vec<GroupCommand> = syncer.rx.try_iter().collect();
+        let any = !commands.is_empty();
+        if syncer.step(commands) {
+            manual.take();
+        }
+        any
+    }
+
+    fn syncer(
+        &self,
+        inner: &Arc<RuntimeInner>,
+        group: u16,
+        wal: Wal,
+        positions: &[(u16, u64, u64)],
+    ) -> Option<Syncer> {
+        let rx = self.rx.lock().take()?;
+        Some(Syncer {
+            inner: Arc::clone(inner),
+            group,
+            epochs: positions.iter().map(|&(s, epoch, _)| (s, epoch)).collect(),
+            checkpoints: positions.iter().map(|&(s, _, lsn)| (s, lsn)).collect(),
+            wal: Some(wal),
+            rx,
+            stopping: false,
+            unsynced: None,
+            last_sync: Instant::now(),
+            last_checkpoint_request: Instant::now(),
+        })
+    }
+
     /// Stops the syncer after it has committed what it was given.
+    /// In manual mode the syncer is dropped with what it was not pumped:
+    /// uncommitted, as in a crash.
     pub(crate) fn stop(&self) -> Option<JoinHandle<()>> {
         let _ = self.tx.send(GroupCommand::Stop);
+        self.manual.lock().take();
         self.thread.lock().take()
     }
 }
@@ -130,6 +175,15 @@ struct Syncer {
     last_checkpoint_request: Instant,
 }
 
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer")
+            .field("group", &self.group)
+            .field("recovering", &self.wal.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
 /// How often the syncer looks at timers (periodic sync, checkpoint triggers)
 /// when idle.
 const TICK: Duration = Duration::from_millis(50);
@@ -143,29 +197,37 @@ impl Syncer {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let mut batches = Vec::new();
-            let mut stop = false;
-            for command in first.into_iter().chain(rx.try_iter()) {
-                match command {
-                    GroupCommand::Commit(batch) => batches.push(batch),
-                    GroupCommand::Checkpointed { shard, lsn } => self.checkpointed(shard, lsn),
-                    GroupCommand::Stop => stop = true,
-                }
-            }
-            if !batches.is_empty() {
-                self.commit(batches);
-            }
-            if self.stopping {
-                return;
-            }
-            self.periodic_sync();
-            self.maybe_request_checkpoints();
-            self.publish_size();
-            if stop {
-                self.periodic_sync_now();
+            if self.step(first.into_iter().chain(rx.try_iter()).collect()) {
                 return;
             }
         }
+    }
+
+    /// Handles the commands that arrived together: one group commit for all
+    /// their batches. Returns whether the syncer is done.
+    fn step(&mut self, commands: Vec<GroupCommand>) -> bool {
+        let mut batches = Vec::new();
+        let mut stop = false;
+        for command in commands {
+            match command {
+                GroupCommand::Commit(batch) => batches.push(batch),
+                GroupCommand::Checkpointed { shard, lsn } => self.checkpointed(shard, lsn),
+                GroupCommand::Stop => stop = true,
+            }
+        }
+        if !batches.is_empty() {
+            self.commit(batches);
+        }
+        if self.stopping {
+            return true;
+        }
+        self.periodic_sync();
+        self.maybe_request_checkpoints();
+        self.publish_size();
+        if stop {
+            self.periodic_sync_now();
+        }
+        stop
     }
 
     fn durable(&self) -> &super::Durable {
@@ -247,6 +309,9 @@ impl Syncer {
             return;
         }
         for (batch, lsn) in accepted {
+            if let Some(committed) = &self.inner.committed {
+                committed.lock().extend(batch.records.iter().cloned());
+            }
             self.inner.publish_acks(batch.shard, &batch.effects.acks);
             if let Some(mut job) = batch.checkpoint {
                 job.lsn = lsn;

@@ -22,7 +22,7 @@ pub(crate) use self::log_group::refused_effects;
 pub(crate) use self::log_group::{GroupCommand, LogGroup};
 pub(crate) use self::recovery::RecoveredGroup;
 use self::recovery::{GroupSource, recover_group};
-use crate::{Error, shard::CoreConfig};
+use crate::{Error, clock::Clock, shard::CoreConfig};
 
 /// When a committed invocation is on disk.
 ///
@@ -70,6 +70,7 @@ pub(crate) struct Durable {
     pub(crate) checkpoint_log_bytes: u64,
     pub(crate) groups: Vec<LogGroup>,
     pub(crate) checkpointer: Checkpointer,
+    pub(crate) clock: Clock,
 }
 
 impl Durable {
@@ -83,6 +84,7 @@ impl Durable {
         log_groups: u16,
         core: CoreConfig,
         checkpoint_log_bytes: u64,
+        clock: Clock,
     ) -> Self {
         Durable {
             store: Mutex::new(Some(store)),
@@ -97,6 +99,7 @@ impl Durable {
             checkpoint_log_bytes,
             groups: (0..log_groups).map(|_| LogGroup::new()).collect(),
             checkpointer: Checkpointer::new(),
+            clock,
         }
     }
 
@@ -124,6 +127,7 @@ impl Durable {
             dir: &dir,
             wal_options: self.wal_options,
             core: &self.core,
+            now_ms: self.clock.now_ms(),
         };
         recover_group(&source, &self.group_shards(group), epoch)
     }

@@ -23,6 +23,8 @@ pub(crate) struct GroupSource<'a> {
     pub(crate) dir: &'a Path,
     pub(crate) wal_options: WalOptions,
     pub(crate) core: &'a CoreConfig,
+    /// Now, for replayed entries that compare times.
+    pub(crate) now_ms: u64,
 }
 
 /// A recovered log group: its reopened log and its shards' cores.
@@ -47,7 +49,7 @@ pub(crate) fn recover_group(
         Lsn(from),
     )
     .map_err(|e| Error::Storage(format!("opening the log of shards {shards:?}: {e}")))?;
-    let now_ms = crate::timer::now_millis();
+    let now_ms = source.now_ms;
     let replayed = records.len();
     for (lsn, bytes) in records {
         let record: ShardRecord = decode(

@@ -421,7 +421,7 @@ impl ShardCore {
                     }
                 }
                 for outgoing in ctx.take_outgoing() {
-                    self.send(outgoing, &mut batch.effects, &mut record);
+                    self.send(env.now_ms, outgoing, &mut batch.effects, &mut record);
                 }
                 for (log, bytes) in ctx.take_emitted() {
                     self.emit(log, bytes, env.now_ms, &mut batch.effects, &mut record);
@@ -516,7 +516,7 @@ impl ShardCore {
             reply_to: None,
             attempt: 0,
         };
-        self.send(outgoing, &mut batch.effects, &mut record);
+        self.send(env.now_ms, outgoing, &mut batch.effects, &mut record);
         let reply = Vec::new();
         if let Some(key) = key {
             let stored = StoredReply {
@@ -568,7 +568,7 @@ impl ShardCore {
                 reply_to,
                 attempt: attempts,
             };
-            self.send(retry, &mut batch.effects, &mut record);
+            self.send(env.now_ms, retry, &mut batch.effects, &mut record);
         } else {
             tracing::error!(%target, %error, attempts, "a message from another function failed every attempt; it is now a dead letter");
             let letter = DeadLetterEntry {
@@ -603,13 +603,19 @@ impl ShardCore {
     }
 
     /// A message sent by a handler: now, or as a durable timer.
-    fn send(&mut self, outgoing: Outgoing, effects: &mut Effects, record: &mut InvocationRecord) {
+    fn send(
+        &mut self,
+        now_ms: u64,
+        outgoing: Outgoing,
+        effects: &mut Effects,
+        record: &mut InvocationRecord,
+    ) {
         match outgoing.delay {
             Some(delay) if !delay.is_zero() => {
                 let id = self.next_timer;
                 self.next_timer += 1;
-                let due_ms = crate::timer::now_millis()
-                    .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                let due_ms =
+                    now_ms.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
                 let entry = TimerEntry {
                     id,
                     due_ms,

@@ -194,6 +194,13 @@ impl Shard {
         self.checkpoint_lsn.load(Ordering::Acquire)
     }
 
+    /// Drops every queued mail (a simulated crash): waiting callers see the
+    /// runtime go away.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn clear_mailbox(&self) {
+        self.mailbox.lock().clear();
+    }
+
     pub(crate) fn mailbox_len(&self) -> usize {
         self.mailbox.lock().len()
     }
