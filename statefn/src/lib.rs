@@ -139,6 +139,8 @@ mod registry;
 mod runtime;
 mod scheduler;
 mod shard;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod timer;
 
 pub use address::{Address, KEY_GROUPS, MAX_ID_LEN};

@@ -5,7 +5,7 @@ use statefn::prelude::*;
 
 /// Records every message it receives, in arrival order.
 #[stateful_function(name = "test.Recorder")]
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recorder {
     seen: Vec<(String, u64)>,
 }
@@ -25,7 +25,7 @@ impl Recorder {
 
 /// Sends numbered messages to a `Recorder`.
 #[stateful_function(name = "test.Emitter")]
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Emitter {
     next: u64,
 }
@@ -53,7 +53,7 @@ impl Emitter {
 
 /// Changes its state and sends a message, then fails in various ways.
 #[stateful_function(name = "test.Fragile")]
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Fragile {
     value: i64,
 }
@@ -118,7 +118,7 @@ where
 /// An account that remembers which operations it applied, so a test can
 /// prove each was applied exactly once (not just that balances add up).
 #[stateful_function(name = "test.Ledger")]
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
     /// The balance.
     pub balance: i64,
@@ -142,6 +142,23 @@ impl Ledger {
     pub fn transfer(&mut self, ctx: &mut Context, op: String, to: String, amount: i64) -> i64 {
         self.balance -= amount;
         ctx.send::<Ledger>(&to).deposit(format!("{op}/in"), amount);
+        self.applied.push(op);
+        self.balance
+    }
+
+    /// As `transfer`, but the deposit arrives `delay_ms` later (a durable
+    /// timer): the money is in flight meanwhile.
+    pub fn transfer_later(
+        &mut self,
+        ctx: &mut Context,
+        op: String,
+        to: String,
+        amount: i64,
+        delay_ms: u64,
+    ) -> i64 {
+        self.balance -= amount;
+        ctx.send_after::<Ledger>(std::time::Duration::from_millis(delay_ms), &to)
+            .deposit(format!("{op}/in"), amount);
         self.applied.push(op);
         self.balance
     }
