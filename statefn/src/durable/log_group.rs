@@ -8,7 +8,7 @@
 //! checkpoint and log with backoff, and resumes them; other groups go on.
 
 use std::{
-    collections::HashMap,
+    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -162,9 +162,10 @@ impl LogGroup {
 struct Syncer {
     inner: Arc<RuntimeInner>,
     group: u16,
-    /// The epoch of each shard's current core: batches of older cores are refused.
-    epochs: HashMap<u16, u64>,
-    checkpoints: HashMap<u16, u64>,
+    /// The epoch of each shard's current core: batches of older cores are
+    /// refused. (Ordered maps: a seeded test run must not depend on hashing.)
+    epochs: BTreeMap<u16, u64>,
+    checkpoints: BTreeMap<u16, u64>,
     wal: Option<Wal>,
     rx: Receiver<GroupCommand>,
     /// A `Stop` arrived (possibly during a recovery).
