@@ -133,6 +133,17 @@ fn until_ok<T>(
     panic!("a call never succeeded");
 }
 
+/// Deposits with the operation id as idempotency key, retrying until done.
+fn deposit(rt: &mut TestRuntime, to: usize, op: &str, amount: i64) {
+    until_ok(rt, |rt| {
+        rt.call(
+            rt.handle::<Ledger>(name(to))
+                .deposit(op.to_owned(), amount)
+                .idempotency_key(op),
+        )
+    });
+}
+
 /// Every account's applied operations, with duplicates kept.
 fn applied(rt: &TestRuntime) -> Vec<(i64, Vec<String>)> {
     (0..ACCOUNTS)
@@ -183,13 +194,7 @@ fn run(seed: u64, steps: &[Step]) {
         let op = format!("op-{i}");
         match *step {
             Step::Deposit { to, amount } => {
-                until_ok(&mut rt, |rt| {
-                    rt.call(
-                        rt.handle::<Ledger>(name(to))
-                            .deposit(op.clone(), amount)
-                            .idempotency_key(&op),
-                    )
-                });
+                deposit(&mut rt, to, &op, amount);
                 model.apply(to, op, amount);
             }
             Step::Transfer { from, to, amount } => {
@@ -234,13 +239,7 @@ fn run(seed: u64, steps: &[Step]) {
                 }
                 drop(started);
                 rt.crash().expect("recovers");
-                until_ok(&mut rt, |rt| {
-                    rt.call(
-                        rt.handle::<Ledger>(name(to))
-                            .deposit(op.clone(), amount)
-                            .idempotency_key(&op),
-                    )
-                });
+                deposit(&mut rt, to, &op, amount);
                 model.apply(to, op, amount);
             }
             Step::Restart => {
