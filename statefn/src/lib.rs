@@ -103,6 +103,9 @@
 //! - [`Context::emit`] appends to egress logs that consumers read by offset
 //!   ([`Runtime::read_egress`], [`Runtime::egress_stream`]).
 //! - With the default `http` feature, [`ingress`] serves functions over HTTP.
+//! - With the `testing` feature, `statefn::testing::TestRuntime` runs your
+//!   functions deterministically in unit tests: seeded, single-threaded, on a
+//!   virtual clock, with crashes on demand.
 //!
 //! ## Handlers: the rules the macro checks
 //!
