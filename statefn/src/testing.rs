@@ -341,9 +341,12 @@ impl TestRuntime {
         }
     }
 
-    /// The runtime under test, for its other APIs (`call_json`, typed
-    /// handles). Its futures complete only while this driver runs: pass them
-    /// to [`call`](Self::call).
+    /// The runtime under test, for its other APIs (`call_json`,
+    /// `enqueue_json`, typed handles). Its futures complete only while this
+    /// driver runs: pass them to [`call`](Self::call). Use this type's
+    /// [`egress`](Self::egress) and [`dead_letters`](Self::dead_letters)
+    /// rather than the runtime's: those read on tokio's blocking pool, and
+    /// a test runtime needs no tokio.
     ///
     /// # Panics
     ///
