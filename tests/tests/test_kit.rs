@@ -349,3 +349,32 @@ fn a_call_that_can_never_finish_is_reported_not_hung() {
     let mut rt = ledger_runtime(0);
     rt.call(std::future::pending::<()>());
 }
+
+#[test]
+fn states_beyond_the_cache_are_read_through_the_store_across_crashes() -> Result<(), Error> {
+    let mut rt = TestRuntime::builder()
+        .seed(9)
+        .cache_bytes(4 << 10) // about 1 KiB per shard: most states live in fjall only
+        .register::<Ledger>()
+        .start()?;
+    for i in 0..200 {
+        rt.call(
+            rt.handle::<Ledger>(format!("m{i}"))
+                .deposit(format!("d{i}"), i),
+        )?;
+    }
+    rt.checkpoint();
+    for i in (0..200).step_by(3) {
+        rt.call(
+            rt.handle::<Ledger>(format!("m{i}"))
+                .deposit(format!("e{i}"), 1000),
+        )?;
+    }
+    rt.crash()?;
+    for i in 0..200 {
+        let state = rt.state::<Ledger>(&format!("m{i}"))?.expect("kept");
+        let extra = if i % 3 == 0 { 1000 } else { 0 };
+        assert_eq!(state.balance, i + extra, "m{i}");
+    }
+    Ok(())
+}
