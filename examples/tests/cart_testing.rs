@@ -1,12 +1,12 @@
 //! The cart example tested with `statefn::testing` (the README shows this
 //! test; `readme_shows_this_test` keeps the two the same).
 
+// README: begin
 use std::time::Duration;
 
 use statefn::testing::TestRuntime;
 use statefn_examples::cart::{Cart, CartStatus, Inventory};
 
-// README: begin
 #[test]
 fn a_checkout_survives_a_crash_and_the_idle_timer_fires_on_virtual_time()
 -> Result<(), Box<dyn std::error::Error>> {
