@@ -82,6 +82,10 @@ pub const DEFAULT_START_MS: u64 = 1_767_225_600_000;
 /// The seed used when none is given.
 pub const DEFAULT_SEED: u64 = 0;
 
+/// Steps [`TestRuntime::run_until_idle`] takes at most by default before it
+/// reports handlers that never stop sending each other messages.
+pub const DEFAULT_MAX_STEPS: usize = 1_000_000;
+
 /// Configures a [`TestRuntime`]: a [`Builder`] with a seed and a clock.
 ///
 /// # Examples
@@ -112,9 +116,19 @@ pub struct TestBuilder {
     seed: u64,
     start_ms: u64,
     data_dir: Option<PathBuf>,
+    max_steps: usize,
 }
 
 impl TestBuilder {
+    /// How many steps [`run_until_idle`](TestRuntime::run_until_idle) (and
+    /// so `call` and `advance`) may take before it panics: a guard against
+    /// handlers that send each other messages forever (default
+    /// [`DEFAULT_MAX_STEPS`]).
+    pub fn max_steps(mut self, steps: usize) -> Self {
+        self.max_steps = steps.max(1);
+        self
+    }
+
     /// The seed that orders the shards' batches and the commits (default
     /// [`DEFAULT_SEED`]). The same seed gives the same run.
     pub fn seed(mut self, seed: u64) -> Self {
@@ -233,6 +247,7 @@ impl TestBuilder {
             _temp: temp,
             sent: Vec::new(),
             crashes: 0,
+            max_steps: self.max_steps,
         })
     }
 }
@@ -289,6 +304,7 @@ pub struct TestRuntime {
     _temp: Option<tempfile::TempDir>,
     sent: Vec<SentMessage>,
     crashes: u32,
+    max_steps: usize,
 }
 
 /// A call started with [`TestRuntime::start`] and not yet finished.
@@ -338,6 +354,7 @@ impl TestRuntime {
             seed: DEFAULT_SEED,
             start_ms: DEFAULT_START_MS,
             data_dir: None,
+            max_steps: DEFAULT_MAX_STEPS,
         }
     }
 
@@ -485,10 +502,22 @@ impl TestRuntime {
 
     /// Steps until nothing is ready; returns how many steps it took. Timers
     /// not yet due stay armed.
+    ///
+    /// # Panics
+    ///
+    /// After [`max_steps`](TestBuilder::max_steps) steps without becoming
+    /// idle: handlers that answer every message with another one would
+    /// otherwise run forever.
     pub fn run_until_idle(&mut self) -> usize {
         let mut steps = 0;
         while self.step() {
             steps += 1;
+            assert!(
+                steps < self.max_steps,
+                "the runtime did not become idle within {} steps: do handlers keep sending \
+                 each other messages? (raise the bound with `TestBuilder::max_steps`)",
+                self.max_steps
+            );
         }
         steps
     }

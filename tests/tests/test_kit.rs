@@ -31,6 +31,21 @@ impl Session {
     }
 }
 
+/// Answers every ball with another: never idle.
+#[stateful_function(name = "test.Ping")]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ping {
+    hits: u64,
+}
+
+#[stateful_function]
+impl Ping {
+    pub fn ball(&mut self, ctx: &mut Context) {
+        self.hits += 1;
+        ctx.send::<Ping>(ctx.id()).ball();
+    }
+}
+
 fn ledger_runtime(seed: u64) -> TestRuntime {
     TestRuntime::builder()
         .seed(seed)
@@ -377,4 +392,15 @@ fn states_beyond_the_cache_are_read_through_the_store_across_crashes() -> Result
         assert_eq!(state.balance, i + extra, "m{i}");
     }
     Ok(())
+}
+
+#[test]
+#[should_panic(expected = "did not become idle within 500 steps")]
+fn handlers_that_never_stop_are_reported_not_run_forever() {
+    let mut rt = TestRuntime::builder()
+        .max_steps(500)
+        .register::<Ping>()
+        .start()
+        .expect("starts");
+    let _ = rt.call(rt.handle::<Ping>("p").ball());
 }
