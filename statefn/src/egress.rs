@@ -258,11 +258,6 @@ impl Egress {
         }
     }
 
-    /// The clock that stamps retention cut-offs.
-    pub(crate) fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
     /// The highest sequence of `shard` appended so far.
     pub(crate) fn appended(&self, shard: u16) -> u64 {
         self.appended[usize::from(shard)].load(Ordering::Acquire)

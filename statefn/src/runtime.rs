@@ -753,7 +753,7 @@ impl Builder {
         } else {
             open_storage(&plan, &Clock::System)?
         };
-        assemble(plan, opened, Drive::Threads)
+        assemble(plan, opened, Clock::System, Drive::Threads)
     }
 
     pub(crate) fn plan(self) -> Result<Plan, Error> {
@@ -938,12 +938,12 @@ fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> {
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub(crate) fn open_manual(plan: Plan, clock: &Clock) -> Result<Runtime, Error> {
     let opened = open_storage(&plan, clock)?;
-    let runtime = assemble(plan, opened, Drive::Manual)?;
-    Ok(runtime)
+    assemble(plan, opened, clock.clone(), Drive::Manual)
 }
 
-/// Builds the runtime around opened storage and starts what `drive` says.
-fn assemble(plan: Plan, opened: Opened, drive: Drive) -> Result<Runtime, Error> {
+/// Builds the runtime around opened storage (on `clock`, which it was
+/// opened with) and starts what `drive` says.
+fn assemble(plan: Plan, opened: Opened, clock: Clock, drive: Drive) -> Result<Runtime, Error> {
     let Opened {
         durable,
         wals,
@@ -956,9 +956,6 @@ fn assemble(plan: Plan, opened: Opened, drive: Drive) -> Result<Runtime, Error> 
         Drive::Manual => (Scheduler::manual(), Vec::new()),
     };
     let shard_count = plan.shards;
-    let clock = durable
-        .as_ref()
-        .map_or_else(|| egress.clock().clone(), |d| d.clock.clone());
     let inner = Arc::new(RuntimeInner {
         registry: plan.registry,
         shards,

@@ -422,10 +422,8 @@ impl TestRuntime {
     pub fn call<F: IntoFuture>(&mut self, call: F) -> F::Output {
         let mut started = self.start(call);
         let out = loop {
+            started.result();
             if let Some(out) = started.output.take() {
-                break out;
-            }
-            if let Poll::Ready(out) = poll_once(started.future.as_mut()) {
                 break out;
             }
             assert!(
