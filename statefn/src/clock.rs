@@ -2,8 +2,10 @@
 //! only moves when a test says so (`statefn::testing`).
 //!
 //! Everything that stamps or compares wall-clock times (timer due times,
-//! idempotency and egress retention, state expiry, dead-letter times) reads
-//! it through here, so a virtual clock makes all of them deterministic.
+//! idempotency and egress retention, state expiry, dead-letter times, the
+//! checkpoint interval) reads it through here, so a virtual clock makes all
+//! of them deterministic. Pure I/O pacing (periodic fsync, spacing out
+//! checkpoints of a large log) stays on real time.
 
 use std::{
     sync::{

@@ -1269,6 +1269,12 @@ impl RuntimeInner {
         any | self.egress.pump()
     }
 
+    /// Manual mode: whether a shard has mail to run.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn has_ready(&self) -> bool {
+        self.scheduler.has_ready()
+    }
+
     /// Manual mode: the earliest armed timer's due time.
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) fn next_timer_due(&self) -> Option<u64> {

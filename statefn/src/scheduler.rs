@@ -73,6 +73,12 @@ impl Scheduler {
         scheduler
     }
 
+    /// Manual mode: whether a shard is runnable.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn has_ready(&self) -> bool {
+        self.ready.as_ref().is_some_and(|r| !r.lock().is_empty())
+    }
+
     /// Manual mode: removes one runnable shard, the one at the index `pick`
     /// chooses among `n` (`pick(n) < n`).
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]

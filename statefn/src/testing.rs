@@ -230,9 +230,6 @@ impl TestBuilder {
             // process does: an fsync per commit would only slow tests down.
             // Checkpoints are still synced.
             .durability(Durability::Periodic(Duration::from_secs(365 * 24 * 3600)))
-            // Checkpoints start when a test asks (`checkpoint`) or the log
-            // grows, never on the wall clock.
-            .checkpoint_interval(Duration::from_secs(365 * 24 * 3600))
             .workers(1)
             .plan()?;
         let clock = Clock::virtual_at(self.start_ms);
@@ -480,7 +477,7 @@ impl TestRuntime {
     /// of a shard with mail, or commits what batches handed to the log (and
     /// writes the checkpoints and egress records that follow); when neither
     /// is ready, fires the timers already due (re-armed ones after a crash
-    /// or a recovery). Returns `false` if nothing was ready.
+    /// or a recovery). Returns `false` if nothing was ready and nothing is.
     pub fn step(&mut self) -> bool {
         let Some(runtime) = &self.runtime else {
             return false;
@@ -494,8 +491,11 @@ impl TestRuntime {
         } else {
             inner.run_one(|n| self.rng.random_range(0..n)) || inner.pump()
         } || inner.fire_due_timers();
+        // A commit may have made shards runnable without anything to commit
+        // (the syncer's own checkpoint requests): that is work too.
+        let more = did || inner.has_ready();
         self.collect_sent();
-        did
+        more
     }
 
     /// Steps until nothing is ready; returns how many steps it took. Timers
@@ -611,7 +611,9 @@ impl TestRuntime {
     }
 
     /// Asks every shard to checkpoint and runs until idle: later recoveries
-    /// start from the checkpoint instead of the start of the log.
+    /// start from the checkpoint instead of the start of the log. Shards
+    /// with changes also checkpoint on their own once the checkpoint
+    /// interval (60 s) has passed on the virtual clock.
     pub fn checkpoint(&mut self) {
         if let Some(runtime) = &self.runtime {
             let inner = runtime.inner();

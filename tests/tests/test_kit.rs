@@ -404,3 +404,24 @@ fn handlers_that_never_stop_are_reported_not_run_forever() {
         .expect("starts");
     let _ = rt.call(rt.handle::<Ping>("p").ball());
 }
+
+#[test]
+fn shards_with_changes_checkpoint_on_the_virtual_clocks_interval() -> Result<(), Error> {
+    let mut rt = ledger_runtime(6);
+    rt.call(rt.handle::<Ledger>("a").deposit("d1".into(), 1))?;
+    let checkpointed = |rt: &TestRuntime| {
+        rt.runtime()
+            .shard_status()
+            .iter()
+            .filter(|s| s.checkpoint_lsn > 0)
+            .count()
+    };
+    rt.advance(Duration::from_secs(59));
+    assert_eq!(checkpointed(&rt), 0, "not yet: the interval is 60 s");
+    rt.advance(Duration::from_secs(2));
+    assert!(
+        checkpointed(&rt) > 0,
+        "a checkpoint after 60 s of virtual time"
+    );
+    Ok(())
+}

@@ -146,6 +146,7 @@ impl LogGroup {
             unsynced: None,
             last_sync: Instant::now(),
             last_checkpoint_request: Instant::now(),
+            last_checkpoint_request_ms: inner.clock.now_ms(),
         })
     }
 
@@ -173,7 +174,10 @@ struct Syncer {
     /// Periodic mode: written but not yet synced.
     unsynced: Option<PendingSync>,
     last_sync: Instant,
+    /// Real time: spaces out requests for I/O reasons (a large log).
     last_checkpoint_request: Instant,
+    /// The runtime's clock (virtual in tests), as the checkpoint interval is.
+    last_checkpoint_request_ms: u64,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -369,12 +373,15 @@ impl Syncer {
         let durable = self.durable();
         let oldest = self.checkpoints.values().min().copied().unwrap_or(0);
         let behind = wal.next_lsn().0.saturating_sub(oldest + 1) > 0;
-        let since = self.last_checkpoint_request.elapsed();
-        let large =
-            wal.size_bytes() >= durable.checkpoint_log_bytes && since >= Duration::from_secs(1);
-        let due = behind && since >= durable.core.checkpoint_interval;
+        let now_ms = self.inner.clock.now_ms();
+        let large = wal.size_bytes() >= durable.checkpoint_log_bytes
+            && self.last_checkpoint_request.elapsed() >= Duration::from_secs(1);
+        let due = behind
+            && Duration::from_millis(now_ms.saturating_sub(self.last_checkpoint_request_ms))
+                >= durable.core.checkpoint_interval;
         if large || due {
             self.last_checkpoint_request = Instant::now();
+            self.last_checkpoint_request_ms = now_ms;
             for shard in self.epochs.keys() {
                 self.inner.request_checkpoint(*shard);
             }

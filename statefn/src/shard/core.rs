@@ -3,7 +3,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
@@ -94,7 +94,9 @@ pub(crate) struct CheckpointState {
     pub(crate) in_flight: bool,
     pub(crate) requested: bool,
     pub(crate) lsn: u64,
-    last: Instant,
+    /// When the last checkpoint was frozen, on the runtime's clock (set at
+    /// the first batch).
+    last_ms: Option<u64>,
 }
 
 /// Only the worker running the shard (or its recovery) touches this.
@@ -166,7 +168,7 @@ impl ShardCore {
                 in_flight: false,
                 requested: false,
                 lsn: 0,
-                last: Instant::now(),
+                last_ms: None,
             },
         }
     }
@@ -853,14 +855,16 @@ impl ShardCore {
     }
 
     /// Whether to freeze a checkpoint at the end of this batch.
-    pub(crate) fn wants_checkpoint(&self) -> bool {
+    pub(crate) fn wants_checkpoint(&mut self, now_ms: u64) -> bool {
+        let last_ms = *self.checkpoint.last_ms.get_or_insert(now_ms);
         if !self.durable || self.checkpoint.in_flight {
             return false;
         }
         self.checkpoint.requested
             || self.states.dirty_bytes() >= self.config.checkpoint_dirty_bytes
             || (self.states.dirty_bytes() > 0
-                && self.checkpoint.last.elapsed() >= self.config.checkpoint_interval)
+                && Duration::from_millis(now_ms.saturating_sub(last_ms))
+                    >= self.config.checkpoint_interval)
     }
 
     /// Freezes the dirty sets and metadata into a checkpoint job; the shard
@@ -869,6 +873,7 @@ impl ShardCore {
         &mut self,
         acked: &dyn Fn(u16) -> u64,
         egress_appended: u64,
+        now_ms: u64,
     ) -> CheckpointJob {
         self.prune_outbox(acked, true);
         let appended: Vec<u64> = self
@@ -882,7 +887,7 @@ impl ShardCore {
         }
         self.checkpoint.in_flight = true;
         self.checkpoint.requested = false;
-        self.checkpoint.last = Instant::now();
+        self.checkpoint.last_ms = Some(now_ms);
         CheckpointJob {
             shard: self.id,
             epoch: self.epoch,

@@ -231,8 +231,8 @@ impl Shard {
             for mail in mails {
                 core.handle(env, mail, &mut batch);
             }
-            if core.wants_checkpoint() {
-                batch.checkpoint = Some(core.freeze(env.acked, env.egress_appended));
+            if core.wants_checkpoint(env.now_ms) {
+                batch.checkpoint = Some(core.freeze(env.acked, env.egress_appended, env.now_ms));
             }
             (batch.stats.cache_hits, batch.stats.cache_misses) = core.states.take_cache_stats();
             batch.stats.record();
