@@ -206,6 +206,7 @@ async fn sigkill_under_http_load_applies_every_acknowledged_request_exactly_once
             let path = format!("/v1/Account/{}/balance", account(i));
             let reply = opener
                 .post(format!("{}{path}", bank.base))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .send()
                 .await
                 .unwrap();

@@ -68,7 +68,7 @@ async fn calls_answer_with_the_reply_or_the_status_that_fits() {
     assert_eq!(refused.code(), "handler_error");
     assert_eq!(
         refused.json["error"]["details"],
-        json!({"balance": 70, "asked": 1000})
+        json!({"insufficient_funds": {"balance": 70, "asked": 1000}})
     );
     assert!(
         refused.message().contains("insufficient funds"),
@@ -394,6 +394,156 @@ async fn metrics_are_served_as_prometheus_text() {
             assert!(series.ends_with('}'), "{line}");
         }
     }
+}
+
+#[tokio::test]
+async fn every_metric_type_has_help_text() {
+    let text = served_metrics().await;
+    let mut typed = 0;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap();
+            typed += 1;
+            assert!(
+                text.lines().any(|l| l
+                    .strip_prefix("# HELP ")
+                    .and_then(|h| h.strip_prefix(name))
+                    .is_some_and(|h| h.starts_with(' ') && h.trim().len() > 10)),
+                "{name} has no HELP text: {text}"
+            );
+        }
+    }
+    assert!(typed >= 5, "{text}");
+}
+
+/// Set to skip the promtool check where Debian's `prometheus` package
+/// cannot be installed; `.ci/run` installs it.
+const SKIP_PROMTOOL: &str = "STATEFN_SKIP_PROMTOOL";
+
+#[tokio::test]
+async fn metrics_pass_promtool_check_metrics() {
+    let text = served_metrics().await;
+    // On PATH, or where .ci/run unpacks it.
+    let unpacked = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/ci-tools/usr/bin/promtool"
+    );
+    let promtool = if std::path::Path::new(unpacked).is_file() {
+        unpacked
+    } else {
+        "promtool"
+    };
+    let spawned = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::env::var_os(SKIP_PROMTOOL).is_some() {
+                eprintln!("promtool not found; skipped because {SKIP_PROMTOOL} is set");
+                return;
+            }
+            panic!(
+                "promtool not found: install Debian's `prometheus` package \
+                 (`apt-get install prometheus`; .ci/run unpacks it under target/), \
+                 or set {SKIP_PROMTOOL}=1 to skip this check"
+            );
+        }
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- the metrics:\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `/metrics` of a bank that has committed calls (so the storage metrics
+/// exist), answered 404s, and refused a withdrawal.
+async fn served_metrics() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let bank = Bank::start(dir.path(), &[]);
+    let c = client();
+    deposit(&c, &bank, "ivy", 5).await;
+    balance(&c, &bank, "ivy").await;
+    post(&c, &bank.url("/v1/Account/ivy/nope"), None, None).await;
+    post(
+        &c,
+        &bank.url("/v1/Account/ivy/withdraw"),
+        Some(json!({"amount": 50})),
+        None,
+    )
+    .await;
+    let response = c.get(bank.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn amounts_must_be_positive_and_balances_never_wrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let bank = Bank::start(dir.path(), &[]);
+    let c = client();
+    assert_eq!(deposit(&c, &bank, "kim", 100).await, 100);
+    for (path, body) in [
+        ("/v1/Account/kim/deposit", json!({"amount": -5})),
+        ("/v1/Account/kim/deposit", json!({"amount": 0})),
+        ("/v1/Account/kim/withdraw", json!({"amount": -5})),
+        ("/v1/Account/kim/withdraw", json!({"amount": 0})),
+        (
+            "/v1/Account/kim/transfer",
+            json!({"to": "lee", "amount": -30}),
+        ),
+        (
+            "/v1/Account/kim/transfer",
+            json!({"to": "lee", "amount": 0}),
+        ),
+    ] {
+        let refused = post(&c, &bank.url(path), Some(body.clone()), None).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path} {body}: {refused:?}"
+        );
+        assert_eq!(refused.code(), "handler_error");
+        assert_eq!(
+            refused.json["error"]["details"]["not_positive"]["amount"], body["amount"],
+            "{refused:?}"
+        );
+    }
+    // A deposit that would pass i64::MAX is refused, not wrapped.
+    assert_eq!(deposit(&c, &bank, "max", i64::MAX - 1).await, i64::MAX - 1);
+    let overflow = post(
+        &c,
+        &bank.url("/v1/Account/max/deposit"),
+        Some(json!({"amount": 2})),
+        None,
+    )
+    .await;
+    assert_eq!(
+        overflow.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{overflow:?}"
+    );
+    assert_eq!(
+        overflow.json["error"]["details"]["overflow"],
+        json!({"balance": i64::MAX - 1, "amount": 2}),
+        "{overflow:?}"
+    );
+    // Nothing changed.
+    assert_eq!(balance(&c, &bank, "kim").await, 100);
+    assert_eq!(balance(&c, &bank, "lee").await, 0);
+    assert_eq!(balance(&c, &bank, "max").await, i64::MAX - 1);
 }
 
 /// The value of the sample `series` in Prometheus text.

@@ -3,6 +3,22 @@
 //!
 //! Hot-path counts are summed per batch and recorded once per batch, so
 //! metrics cost nothing per invocation.
+//!
+//! Every metric is listed in [`METRICS`] with its help text; [`describe`]
+//! hands those to the installed recorder, so that a Prometheus scrape
+//! carries a `# HELP` line for each. The ingress's
+//! [`install_prometheus_recorder`](crate::ingress::install_prometheus_recorder)
+//! calls it; call it yourself after installing another recorder.
+//!
+//! # Examples
+//!
+//! ```
+//! // With your own recorder installed (here: none, so this does nothing):
+//! statefn::metrics::describe();
+//! assert!(statefn::metrics::METRICS.iter().all(|m| m.name.starts_with("statefn_")));
+//! ```
+
+use metrics::Unit;
 
 /// Invocations by outcome: `applied`, `rejected` (handler `Err`), `failed`
 /// (panic or bad input), `duplicate` (answered from a stored reply or dropped
@@ -26,6 +42,139 @@ pub const RECOVERY_DURATION: &str = "statefn_recovery_duration_seconds";
 pub const CACHE_HITS: &str = "statefn_cache_hits_total";
 /// State cache misses (read from disk).
 pub const CACHE_MISSES: &str = "statefn_cache_misses_total";
+/// HTTP requests answered, by `route` (the route pattern, such as
+/// `/v1/{type}/{id}/{handler}`, or `unmatched`) and `status`.
+pub const HTTP_REQUESTS: &str = "statefn_http_requests_total";
+/// Time from receiving an HTTP request to answering it, in seconds, by `route`.
+pub const HTTP_REQUEST_DURATION: &str = "statefn_http_request_duration_seconds";
+/// HTTP connections open now (at most `IngressConfig::max_connections`).
+pub const HTTP_CONNECTIONS: &str = "statefn_http_connections";
+
+/// What kind of metric a [`Metric`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetricKind {
+    /// Only goes up (Prometheus `counter`; the name ends in `_total`).
+    Counter,
+    /// Goes up and down (Prometheus `gauge`).
+    Gauge,
+    /// A distribution in buckets (Prometheus `histogram`).
+    Histogram,
+}
+
+/// One metric statefn records: its name, kind, unit and help text.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// The name, as exported.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: MetricKind,
+    /// The unit of its values (also the last word of the name when it has one).
+    pub unit: Unit,
+    /// What it measures: the Prometheus `# HELP` text.
+    pub help: &'static str,
+}
+
+/// Every metric statefn records.
+pub const METRICS: &[Metric] = &[
+    Metric {
+        name: INVOCATIONS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Invocations processed, by outcome: applied, rejected (the handler returned Err), \
+               failed (panic or bad input), duplicate (answered from a stored reply or dropped \
+               as a re-delivery).",
+    },
+    Metric {
+        name: CALL_DURATION,
+        kind: MetricKind::Histogram,
+        unit: Unit::Seconds,
+        help: "Latency of calls from Rust handles and HTTP, from submission to the reply, in seconds.",
+    },
+    Metric {
+        name: COMMIT_BATCH,
+        kind: MetricKind::Histogram,
+        unit: Unit::Count,
+        help: "Invocations committed together by one group commit of a log group.",
+    },
+    Metric {
+        name: FSYNC_DURATION,
+        kind: MetricKind::Histogram,
+        unit: Unit::Seconds,
+        help: "Time of one fdatasync of a log group's write-ahead log, in seconds.",
+    },
+    Metric {
+        name: MAILBOX_DEPTH,
+        kind: MetricKind::Gauge,
+        unit: Unit::Count,
+        help: "Mail waiting in a shard's mailbox, by shard.",
+    },
+    Metric {
+        name: CHECKPOINT_DURATION,
+        kind: MetricKind::Histogram,
+        unit: Unit::Seconds,
+        help: "Time to write one shard checkpoint to the state store, in seconds.",
+    },
+    Metric {
+        name: RECOVERIES,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Log-group recoveries after a storage failure.",
+    },
+    Metric {
+        name: RECOVERY_DURATION,
+        kind: MetricKind::Histogram,
+        unit: Unit::Seconds,
+        help: "Time to recover one log group, at open or after a failure, in seconds.",
+    },
+    Metric {
+        name: CACHE_HITS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Instance states found in the state cache.",
+    },
+    Metric {
+        name: CACHE_MISSES,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Instance states not in the state cache, read from the state store.",
+    },
+    Metric {
+        name: HTTP_REQUESTS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "HTTP requests answered, by route pattern and status code.",
+    },
+    Metric {
+        name: HTTP_REQUEST_DURATION,
+        kind: MetricKind::Histogram,
+        unit: Unit::Seconds,
+        help: "Time from receiving an HTTP request to answering it, by route pattern, in seconds.",
+    },
+    Metric {
+        name: HTTP_CONNECTIONS,
+        kind: MetricKind::Gauge,
+        unit: Unit::Count,
+        help: "HTTP connections open now; at the connection limit, new ones wait to be accepted.",
+    },
+];
+
+/// Gives the installed `metrics` recorder the unit and help text of every
+/// metric in [`METRICS`]. Call it after installing a recorder (a recorder
+/// installed later does not see it); calling it again is harmless.
+pub fn describe() {
+    for metric in METRICS {
+        match metric.kind {
+            MetricKind::Counter => {
+                metrics::describe_counter!(metric.name, metric.unit, metric.help)
+            }
+            MetricKind::Gauge => metrics::describe_gauge!(metric.name, metric.unit, metric.help),
+            MetricKind::Histogram => {
+                metrics::describe_histogram!(metric.name, metric.unit, metric.help);
+            }
+        }
+    }
+}
 
 /// Per-batch counts, recorded at the end of the batch.
 #[derive(Debug, Default, Clone, Copy)]
@@ -56,5 +205,41 @@ impl BatchStats {
         if self.cache_misses > 0 {
             metrics::counter!(CACHE_MISSES).increment(self.cache_misses);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{METRICS, MetricKind};
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        for metric in METRICS {
+            let name = metric.name;
+            assert!(name.starts_with("statefn_"), "{name}");
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{name}"
+            );
+            assert_eq!(
+                metric.kind == MetricKind::Counter,
+                name.ends_with("_total"),
+                "only counters end in _total: {name}"
+            );
+            assert_eq!(
+                metric.unit == metrics::Unit::Seconds,
+                name.ends_with("_seconds"),
+                "durations are in seconds and say so: {name}"
+            );
+            assert!(
+                metric.help.len() > 20 && metric.help.ends_with('.'),
+                "{name}"
+            );
+        }
+        let mut names: Vec<_> = METRICS.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), METRICS.len(), "a metric is listed twice");
     }
 }

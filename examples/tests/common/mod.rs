@@ -27,16 +27,31 @@ pub(crate) struct Bank {
 
 impl Bank {
     /// Starts the bank on `dir` with `--listen 127.0.0.1:0` and waits for its
-    /// `listening on ...` line.
+    /// `listening on ...` line. It logs errors only, to the test's stderr.
     pub(crate) fn start(dir: &Path, extra: &[&str]) -> Bank {
+        Self::start_with(dir, extra, &[("RUST_LOG", "error")], Stdio::inherit())
+    }
+
+    /// As [`start`](Self::start), with environment variables `env` and the
+    /// bank's stderr going to `stderr` (take it with [`stderr`](Self::stderr)
+    /// when piped).
+    pub(crate) fn start_with(
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Bank {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bank"))
             .arg("--data-dir")
             .arg(dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", "error")
+            // Colour must be off because stderr is no terminal, not because
+            // the environment says so.
+            .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn the bank");
         let stdout = child.stdout.take().expect("stdout");
@@ -64,6 +79,11 @@ impl Bank {
                 }
             }
         }
+    }
+
+    /// The bank's stderr, if it was piped and not taken yet.
+    pub(crate) fn stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -131,14 +151,17 @@ impl Reply {
     }
 }
 
-/// `POST url` with an optional JSON body and idempotency key.
+/// `POST url` with an optional JSON body and idempotency key. Always with
+/// `Content-Type: application/json`, as the ingress requires even for no body.
 pub(crate) async fn post(
     client: &reqwest::Client,
     url: &str,
     body: Option<Value>,
     key: Option<&str>,
 ) -> Reply {
-    let mut request = client.post(url);
+    let mut request = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
     if let Some(body) = body {
         request = request.json(&body);
     }

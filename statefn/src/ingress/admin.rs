@@ -6,12 +6,11 @@ use std::sync::Arc;
 use axum::{
     Json,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
 };
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
-use super::{AppState, error::ApiError};
+use super::{AppState, auth, error::ApiError};
 
 /// `GET /admin/functions`: the registered types and their handlers.
 pub(super) async fn functions(
@@ -85,28 +84,17 @@ pub(super) async fn drop_dead_letter(
     Ok(Json(json!({ "dropped": id })))
 }
 
-/// Accepts the request only with the configured bearer token. The comparison
-/// takes the same time wherever the first wrong byte is, so response times do
-/// not reveal the token byte by byte.
+/// Accepts the request only with the configured admin token, as
+/// `Authorization: Bearer <token>`, compared in constant time.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let refused = || {
-        ApiError::new(
+    const REFUSAL: &str = "admin routes need the header `Authorization: Bearer <admin token>`";
+    match state.admin_token.as_deref() {
+        Some(expected) => auth::bearer(expected, headers, REFUSAL),
+        // Not reached: without a token the admin routes are not mounted.
+        None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "admin routes need the header `Authorization: Bearer <admin token>`",
-        )
-    };
-    let Some(expected) = state.admin_token.as_deref() else {
-        // Not reached: without a token the admin routes are not mounted.
-        return Err(refused());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .ok_or_else(refused)?;
-    if bool::from(given.ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(refused())
+            REFUSAL,
+        )),
     }
 }

@@ -1,5 +1,9 @@
 //! A request body as handler arguments: checked for type, size, encoding and
-//! depth before it is parsed, so that every bad body gets its own clear error.
+//! depth before it is parsed, so that every bad body gets its own clear error,
+//! and read within a deadline, so that a client trickling it cannot hold the
+//! connection.
+
+use std::time::Duration;
 
 use axum::{
     body::Body,
@@ -17,27 +21,46 @@ use super::{MAX_JSON_DEPTH, error::ApiError};
 const DRAIN_BUDGET: usize = 8 << 20;
 
 /// Reads the arguments of a call: `Null` for no body (the runtime reads it
-/// as no arguments), else the parsed JSON.
+/// as no arguments), else the parsed JSON. The body must arrive within
+/// `timeout` (else 408) and be declared JSON, even when empty (else 415).
 pub(super) async fn read_args(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    timeout: Duration,
 ) -> Result<Value, ApiError> {
-    let bytes = read_bounded(headers, body, limit).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
-    }
-    if let Some(content_type) = headers.get(header::CONTENT_TYPE)
-        && !is_json(content_type.to_str().unwrap_or(""))
-    {
+    let Ok(bytes) = tokio::time::timeout(timeout, read_bounded(headers, body, limit)).await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the body did not arrive within {} s; nothing was called",
+                timeout.as_secs_f64()
+            ),
+        )
+        .closing());
+    };
+    let bytes = bytes?;
+    // Checked even without a body: a browser sends a JSON content type to
+    // another site only after a CORS preflight that the ingress does not
+    // grant, so this is what keeps web pages (forms, beacons, `no-cors`
+    // fetches) from calling handlers.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if !content_type.as_deref().is_some_and(is_json) {
+        let given = content_type.map_or_else(|| "none".to_owned(), |t| format!("{t:?}"));
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!(
-                "the body must be JSON (Content-Type: application/json), not {:?}",
-                String::from_utf8_lossy(content_type.as_bytes())
+                "calls need the header `Content-Type: application/json`, even with no body \
+                 (given: {given})"
             ),
         ));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
     }
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         ApiError::bad_request(

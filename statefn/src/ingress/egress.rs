@@ -1,5 +1,6 @@
 //! `GET /v1/egress/{name}?from=N&limit=M[&wait=10s]`: consumers read an
-//! egress log by offset, long-polling for records that are not there yet.
+//! egress log by offset, long-polling for records that are not there yet;
+//! with an egress token, only consumers that hold it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,12 +10,13 @@ use axum::{
         Path, Query, State,
         rejection::{PathRejection, QueryRejection},
     },
+    http::HeaderMap,
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, delay::parse_delay, error::ApiError};
+use super::{AppState, auth, delay::parse_delay, error::ApiError};
 
 /// The most records one read returns.
 pub const MAX_EGRESS_LIMIT: usize = 1_000;
@@ -34,12 +36,20 @@ pub(super) struct ReadQuery {
 
 /// 200 with `{"records": [{"offset", "id", "at_ms", "record"}], "next": N}`;
 /// `next` is the offset to read from next. An empty list after the wait
-/// means no new records yet.
+/// means no new records yet. 401 without the egress token, when one is set.
 pub(super) async fn read(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    if let Some(expected) = state.egress_token.as_deref() {
+        auth::bearer(
+            expected,
+            &headers,
+            "egress reads need the header `Authorization: Bearer <egress token>`",
+        )?;
+    }
     let Path(name) = name.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let from = query.from.unwrap_or(0);

@@ -47,6 +47,8 @@ pub(super) struct ApiError {
     message: String,
     details: Option<Value>,
     retry_after: Option<Duration>,
+    /// Headers added to the answer (`WWW-Authenticate`, `Connection`).
+    headers: Vec<(header::HeaderName, &'static str)>,
 }
 
 impl ApiError {
@@ -57,7 +59,19 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after: None,
+            headers: Vec::new(),
         }
+    }
+
+    pub(super) fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Closes the connection after the answer: what is left of the request
+    /// on it cannot be trusted to end.
+    pub(super) fn closing(self) -> Self {
+        self.with_header(header::CONNECTION, "close")
     }
 
     pub(super) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -83,34 +97,44 @@ impl ApiError {
         )
     }
 
-    /// The status and JSON a runtime error is answered with.
-    pub(super) fn from_runtime(error: Error) -> Self {
+    /// The status and JSON a runtime error is answered with. `list_known`:
+    /// whether a 404 for an unknown type or handler lists the known ones
+    /// (helpful in development, a map of the API for anyone otherwise).
+    pub(super) fn from_runtime(error: Error, list_known: bool) -> Self {
         match error {
             Error::UnknownFunction {
                 ref name,
                 ref known,
-            } => Self::new(
-                StatusCode::NOT_FOUND,
-                "unknown_function",
-                format!(
-                    "no function type named `{name}` (known: {})",
-                    known.join(", ")
-                ),
-            )
-            .with_details(json!({ "known": known })),
+            } => {
+                let refused =
+                    |message| Self::new(StatusCode::NOT_FOUND, "unknown_function", message);
+                if list_known {
+                    refused(format!(
+                        "no function type named `{name}` (known: {})",
+                        known.join(", ")
+                    ))
+                    .with_details(json!({ "known": known }))
+                } else {
+                    refused(format!("no function type named `{name}`"))
+                }
+            }
             Error::UnknownHandler {
                 ref function,
                 ref handler,
                 ref known,
-            } => Self::new(
-                StatusCode::NOT_FOUND,
-                "unknown_handler",
-                format!(
-                    "`{function}` has no handler `{handler}` (its handlers: {})",
-                    known.join(", ")
-                ),
-            )
-            .with_details(json!({ "known": known })),
+            } => {
+                let refused =
+                    |message| Self::new(StatusCode::NOT_FOUND, "unknown_handler", message);
+                if list_known {
+                    refused(format!(
+                        "`{function}` has no handler `{handler}` (its handlers: {})",
+                        known.join(", ")
+                    ))
+                    .with_details(json!({ "known": known }))
+                } else {
+                    refused(format!("`{function}` has no handler `{handler}`"))
+                }
+            }
             Error::InvalidArguments { ref field, .. } => {
                 let field = field.clone();
                 let refused = Self::bad_request("invalid_arguments", error.to_string());
@@ -185,9 +209,11 @@ impl ApiError {
     }
 }
 
+/// Without the API listed in 404s: routes that want the listing say so
+/// with [`ApiError::from_runtime`].
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        Self::from_runtime(error)
+        Self::from_runtime(error, false)
     }
 }
 
@@ -198,6 +224,11 @@ impl IntoResponse for ApiError {
             object.insert("details".to_owned(), details);
         }
         let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        for (name, value) in self.headers {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
         if let Some(after) = self.retry_after {
             // Whole seconds, rounded up, at least 1: `Retry-After: 0` invites a busy loop.
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);

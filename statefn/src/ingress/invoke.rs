@@ -53,11 +53,12 @@ pub(super) async fn call(
 ) -> Result<Response, ApiError> {
     let Path(target) = target.map_err(bad_path)?;
     let key = idempotency_key(&headers)?;
-    let args = read_args(&headers, body, state.body_limit).await?;
+    let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
     let reply = state
         .runtime
         .call_json(&target.type_name, &target.id, &target.handler, args, key)
-        .await?;
+        .await
+        .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
     Ok(match reply {
         JsonReply::Ok(value) => (StatusCode::OK, Json(value)).into_response(),
         JsonReply::Err { error, message } => {
@@ -87,7 +88,7 @@ pub(super) async fn send(
     // message; without a client key a fresh random one is used.
     let key = idempotency_key(&headers)?
         .unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
-    let args = read_args(&headers, body, state.body_limit).await?;
+    let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
     state
         .runtime
         .enqueue_json(
@@ -98,7 +99,8 @@ pub(super) async fn send(
             delay,
             Some(key.clone()),
         )
-        .await?;
+        .await
+        .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "invocation_id": key }))).into_response())
 }
 

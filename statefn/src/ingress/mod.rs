@@ -8,9 +8,9 @@
 //!
 //! | route | what |
 //! | --- | --- |
-//! | `POST /v1/{type}/{id}/{handler}` | calls the handler with the body as its arguments (`{"amount": 5}`; no body or `{}` for none); 200 with the reply as JSON |
+//! | `POST /v1/{type}/{id}/{handler}` | calls the handler with the body as its arguments (`{"amount": 5}`; no body or `{}` for none), sent with `Content-Type: application/json` even when empty; 200 with the reply as JSON |
 //! | `POST /v1/{type}/{id}/{handler}/send[?delay=5s]` | enqueues the call durably; 202 with `{"invocation_id": "..."}` |
-//! | `GET /v1/egress/{name}?from=N&limit=M[&wait=10s]` | egress records from offset `N` (long-polls up to `wait` for the first); 200 with `{"records": [...], "next": N}` |
+//! | `GET /v1/egress/{name}?from=N&limit=M[&wait=10s]` | egress records from offset `N` (long-polls up to `wait` for the first); 200 with `{"records": [...], "next": N}`; with an [egress token](IngressConfig::egress_token), only for `Authorization: Bearer <token>` |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /admin/functions` | the registered types and handlers (only with an admin token, as `Authorization: Bearer <token>`) |
 //! | `GET /admin/shards` | each shard: serving or recovering, mailbox, checkpoint position, log size (admin) |
@@ -27,18 +27,51 @@
 //! | status | code | when |
 //! | --- | --- | --- |
 //! | 400 | `invalid_json`, `invalid_utf8`, `json_too_deep`, `invalid_arguments`, `invalid_address`, `invalid_delay`, `invalid_idempotency_key`, `invalid_path` | the request cannot be a call |
-//! | 401 | `unauthorized` | admin route without the right bearer token |
-//! | 404 | `unknown_function`, `unknown_handler`, `not_found` | the message lists the known types or handlers |
+//! | 401 | `unauthorized` | an admin route or (with an egress token) an egress read without the right bearer token; with `WWW-Authenticate: Bearer` |
+//! | 403 | `origin_not_allowed` | an `Origin` header not in [`IngressConfig::allowed_origins`] |
+//! | 404 | `unknown_function`, `unknown_handler`, `not_found` | without an admin token the message lists the known types or handlers; with one it does not (`GET /admin/functions` does) |
 //! | 405 | `method_not_allowed` | a known route with another method |
+//! | 408 | `request_timeout` | the body did not arrive within [`IngressConfig::body_read_timeout`]; the connection is closed |
 //! | 409 | `idempotency_key_reused` | the key was used for a different call |
 //! | 413 | `payload_too_large` | the body is over [`IngressConfig::body_limit`] |
-//! | 415 | `unsupported_media_type` | a body whose `Content-Type` is not JSON |
+//! | 415 | `unsupported_media_type` | a call without `Content-Type: application/json` (or another `application/*+json`), even with no body |
 //! | 422 | `handler_error` | the handler returned `Err`; `"details"` holds the error value |
 //! | 500 | `handler_panicked`, `internal` | a generic message only; details go to the log |
 //! | 503 | `unavailable`, `overloaded`, `shutting_down` | with `Retry-After` (seconds) |
 //!
 //! Every rejection happens before the call is submitted: a rejected request
 //! changes nothing.
+//!
+//! # Hostile clients
+//!
+//! The defaults keep a server safe to run on a laptop and ready to harden
+//! for the network:
+//!
+//! - **Slow and idle clients.** [`Server`] serves at most
+//!   [`max_connections`](IngressConfig::max_connections) connections (512);
+//!   more wait in the kernel's accept queue until one closes. A client has
+//!   [`header_read_timeout`](IngressConfig::header_read_timeout) (10 s) to
+//!   send a request's headers, which also closes idle keep-alive
+//!   connections, and [`body_read_timeout`](IngressConfig::body_read_timeout)
+//!   (30 s) to send its body (then 408). A client dribbling bytes to hold
+//!   a connection ("slowloris") is cut off.
+//! - **Web pages on other sites** (cross-site request forgery, DNS
+//!   rebinding to `127.0.0.1`). A call needs `Content-Type:
+//!   application/json`, which a browser sends cross-site only after a CORS
+//!   preflight that the ingress does not grant (unless you add CORS
+//!   yourself), so a form, a beacon or a `no-cors` fetch cannot reach even
+//!   a zero-argument handler. A
+//!   request whose `Origin` header is not in
+//!   [`allowed_origins`](IngressConfig::allowed_origins) (empty by default)
+//!   is refused with 403; requests without `Origin` (curl, servers) pass.
+//! - **Readers.** With an [`egress_token`](IngressConfig::egress_token),
+//!   egress logs are served only to holders of it; with an
+//!   [`admin_token`](IngressConfig::admin_token), 404s stop listing the API.
+//!   Tokens are compared in constant time and never printed.
+//!
+//! Calls themselves are not authenticated: put the ingress behind your own
+//! authentication (a tower layer around [`router`], or a proxy) before
+//! exposing it beyond the machines you trust.
 //!
 //! # Durability
 //!
@@ -80,8 +113,10 @@
 //! ```
 
 mod admin;
+mod auth;
 mod body;
 mod config;
+mod connections;
 mod delay;
 mod egress;
 mod error;
@@ -97,10 +132,14 @@ use axum::{
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_LISTEN, IngressConfig, MAX_JSON_DEPTH};
+pub use crate::metrics::{HTTP_CONNECTIONS, HTTP_REQUEST_DURATION, HTTP_REQUESTS};
+pub use config::{
+    DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN,
+    DEFAULT_MAX_CONNECTIONS, IngressConfig, MAX_JSON_DEPTH,
+};
 pub use egress::MAX_EGRESS_LIMIT;
 pub use error::ServeError;
-pub use observe::{HTTP_REQUEST_DURATION, HTTP_REQUESTS, install_prometheus_recorder};
+pub use observe::install_prometheus_recorder;
 pub use server::{Server, serve, shutdown_signal};
 
 use crate::Runtime;
@@ -110,7 +149,14 @@ use crate::Runtime;
 struct AppState {
     runtime: Runtime,
     body_limit: usize,
+    body_read_timeout: std::time::Duration,
+    /// Normalized by [`auth::normalize_origins`].
+    allowed_origins: Vec<String>,
     admin_token: Option<String>,
+    egress_token: Option<String>,
+    /// Whether 404s for unknown types and handlers list the known ones:
+    /// only without an admin token, which keeps that list for the admin.
+    list_api_in_errors: bool,
     prometheus: Option<PrometheusHandle>,
 }
 
@@ -118,7 +164,11 @@ struct AppState {
 /// merge into a larger axum application. [`serve`] and [`Server`] serve it
 /// with graceful shutdown.
 ///
-/// `config.listen` is not used here. `GET /metrics` renders
+/// `config.listen`, `config.max_connections` and
+/// `config.header_read_timeout` are not used here: they bound connections,
+/// which belong to the server (with `axum::serve`, neither a connection
+/// limit nor a header timeout applies). Everything else, from the body
+/// timeout to the allowed origins, is part of the router. `GET /metrics` renders
 /// `config.prometheus`; when that is `None` it answers 404 (call
 /// [`install_prometheus_recorder`] and pass its handle to turn it on).
 /// Taking the handle from the config rather than installing a recorder here
@@ -155,7 +205,11 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
     let state = Arc::new(AppState {
         runtime,
         body_limit: config.body_limit,
+        body_read_timeout: config.body_read_timeout,
+        allowed_origins: auth::normalize_origins(&config.allowed_origins),
+        list_api_in_errors: !admin_on,
         admin_token: config.admin_token,
+        egress_token: config.egress_token,
         prometheus: config.prometheus,
     });
     let mut router = Router::new()
@@ -182,6 +236,11 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
     router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::allowed_origin,
+        ))
+        // Outermost: refused requests are counted and traced too.
         .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }

@@ -16,13 +16,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
 use super::{AppState, ServeError, error::ApiError};
-
-/// HTTP requests answered, by `route` (the route pattern, such as
-/// `/v1/{type}/{id}/{handler}`, or `unmatched`) and `status`.
-pub const HTTP_REQUESTS: &str = "statefn_http_requests_total";
-
-/// Time from receiving a request to answering it, in seconds, by `route`.
-pub const HTTP_REQUEST_DURATION: &str = "statefn_http_request_duration_seconds";
+use crate::metrics::{HTTP_REQUEST_DURATION, HTTP_REQUESTS};
 
 /// Latency buckets in seconds: from a cached read (~100 µs) to a slow disk.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -39,7 +33,8 @@ static INSTALLED: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 /// Installs a Prometheus recorder as the process's `metrics` recorder, once,
 /// and returns its handle; later calls return the same handle. Histograms
 /// whose names end in `_seconds` get latency buckets, the commit batch size
-/// gets size buckets.
+/// gets size buckets, and every statefn metric gets its help text
+/// ([`metrics::describe`](crate::metrics::describe)).
 ///
 /// [`serve`](super::serve) calls this when the config has no handle. Call it
 /// yourself to give [`router`](super::router) a `/metrics`.
@@ -79,6 +74,7 @@ pub fn install_prometheus_recorder() -> Result<PrometheusHandle, ServeError> {
         .map_err(|e| ServeError::Metrics(e.to_string()))?
         .install_recorder()
         .map_err(|e| ServeError::Metrics(e.to_string()))?;
+    crate::metrics::describe();
     *installed = Some(handle.clone());
     Ok(handle)
 }
@@ -130,4 +126,43 @@ pub(super) async fn observe(
         .increment(1);
     metrics::histogram!(HTTP_REQUEST_DURATION, "route" => route).record(elapsed.as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::{METRICS, MetricKind};
+
+    /// Every metric in the exposition has a `# HELP` line: promtool's first
+    /// complaint, checked here without promtool.
+    #[test]
+    fn every_metric_rendered_has_help_text() {
+        let handle = super::install_prometheus_recorder().expect("the recorder");
+        for metric in METRICS {
+            match metric.kind {
+                MetricKind::Counter => metrics::counter!(metric.name).increment(1),
+                MetricKind::Gauge => metrics::gauge!(metric.name).set(1.0),
+                MetricKind::Histogram => metrics::histogram!(metric.name).record(0.5),
+            }
+        }
+        let text = handle.render();
+        let typed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+            .collect();
+        for metric in METRICS {
+            assert!(
+                typed.contains(&metric.name),
+                "{} not rendered: {text}",
+                metric.name
+            );
+        }
+        for name in typed {
+            let help = format!("# HELP {name} ");
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&help) && l.len() > help.len()),
+                "{name} has no help text: {text}"
+            );
+        }
+    }
 }

@@ -6,7 +6,11 @@ use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
 use axum::Router;
 use tokio::net::TcpListener;
 
-use super::{IngressConfig, ServeError, install_prometheus_recorder, router};
+use super::{
+    IngressConfig, ServeError,
+    connections::{self, Limits},
+    install_prometheus_recorder, router,
+};
 use crate::Runtime;
 
 /// How often histogram upkeep runs, so that an unscraped `/metrics` does not
@@ -41,6 +45,7 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Server {
     listener: TcpListener,
     router: Router,
+    limits: Limits,
     runtime: Runtime,
     local_addr: SocketAddr,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
@@ -76,8 +81,13 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServeError::Bind { addr, source })?;
+        let limits = Limits {
+            max_connections: config.max_connections,
+            header_read_timeout: config.header_read_timeout,
+        };
         Ok(Server {
             listener,
+            limits,
             router: router(runtime.clone(), config),
             runtime,
             local_addr,
@@ -107,14 +117,22 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then: stops accepting connections,
-    /// lets the requests in flight finish, and shuts the runtime down (it
-    /// finishes its in-flight invocations and, in durable mode, closes its
-    /// data directory). Returns `Ok` when all of that went cleanly.
+    /// lets the requests in flight finish (idle connections close at once),
+    /// and shuts the runtime down (it finishes its in-flight invocations
+    /// and, in durable mode, closes its data directory). Returns `Ok` when
+    /// all of that went cleanly.
+    ///
+    /// At most [`IngressConfig::max_connections`] connections are served at
+    /// once, and each must send a request's headers within
+    /// [`IngressConfig::header_read_timeout`] (see the
+    /// [module docs](super#hostile-clients)).
     ///
     /// # Errors
     ///
-    /// [`ServeError::Io`] when serving failed, [`ServeError::Runtime`] when the
-    /// runtime did not shut down cleanly. The runtime is shut down in both cases.
+    /// [`ServeError::Runtime`] when the runtime did not shut down cleanly.
+    /// Errors of single connections (a client that timed out or reset) are
+    /// logged at debug level and do not stop the server; failing to accept
+    /// (out of file descriptors) is logged as a warning and retried.
     ///
     /// # Durability
     ///
@@ -133,14 +151,10 @@ impl Server {
                 prometheus.run_upkeep();
             }
         });
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        connections::serve(self.listener, self.router, self.limits, shutdown).await;
         upkeep.abort();
         tracing::info!("HTTP server stopped; shutting down the runtime");
-        let stopped = self.runtime.shutdown().await;
-        served.map_err(ServeError::Io)?;
-        stopped?;
+        self.runtime.shutdown().await?;
         Ok(())
     }
 }

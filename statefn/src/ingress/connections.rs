@@ -1,0 +1,118 @@
+//! Serving connections with limits: at most `max_connections` at once, each
+//! given `header_read_timeout` to send a request's headers, and a graceful
+//! drain on shutdown.
+//!
+//! `axum::serve` sets no timer on hyper, so hyper's header timeout never
+//! fires there, and it has no connection limit: a client dribbling headers a
+//! byte at a time ("slowloris"), or simply opening connections, could hold
+//! file descriptors without end. This accept loop is the small part of
+//! `axum::serve` the ingress needs, with both limits.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
+
+/// The largest connection limit taken as given: far above any file
+/// descriptor limit, and small enough to count in a semaphore.
+const MAX_CONNECTIONS_CAP: usize = 1 << 20;
+
+/// How long to pause accepting after an error such as "too many open
+/// files", so that the loop does not spin while nothing can be accepted.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// What bounds the connections.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// The most connections served at once (clamped to 1..=2^20).
+    pub(super) max_connections: usize,
+    /// How long a client has to send a request's headers.
+    pub(super) header_read_timeout: Duration,
+}
+
+/// Accepts and serves connections on `listener` until `shutdown`
+/// completes; then stops accepting, lets every connection finish the
+/// request it is serving (idle ones close at once), and returns when all
+/// are closed.
+///
+/// A connection past the limit is not accepted until a served one closes:
+/// it waits in the kernel's accept queue, and the served ones are not
+/// disturbed.
+pub(super) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let max = limits.max_connections.clamp(1, MAX_CONNECTIONS_CAP);
+    let permits = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop_rx) = watch::channel(());
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let open = metrics::gauge!(crate::metrics::HTTP_CONNECTIONS);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break, // closed: not done anywhere
+            },
+        };
+        let stream = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    // Per-connection errors (the peer reset before accept)
+                    // are worth nothing; running out of descriptors is.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        // Answers are small and sent whole: do not hold them back.
+        let _ = stream.set_nodelay(true);
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        let mut stop = stop_rx.clone();
+        let open = open.clone();
+        open.increment(1.0);
+        tokio::spawn(async move {
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
+                // A client that timed out, reset or spoke no HTTP: its
+                // business, not the server's.
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            open.decrement(1.0);
+            drop(permit);
+        });
+    }
+    drop(listener); // new connections are refused from here on
+    let _ = stop_tx.send(());
+    // Every connection holds a permit until it closes.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = permits.acquire_many(all).await;
+}
