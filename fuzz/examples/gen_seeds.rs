@@ -43,8 +43,8 @@ async fn run_examples(data: &Path) -> Result<Vec<PathBuf>, BoxError> {
         .open()
         .await?;
     let ann = runtime.handle::<Account>("ann");
-    ann.deposit(100).await?;
-    ann.deposit(7).idempotency_key("seed-1").await?;
+    ann.deposit(100).await??;
+    ann.deposit(7).idempotency_key("seed-1").await??;
     ann.transfer("bob".into(), 30).await??;
     let _ = ann.withdraw(1_000).await;
     runtime.handle::<Inventory>("apple").restock(5).await?;

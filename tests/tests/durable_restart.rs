@@ -22,15 +22,19 @@ async fn state_and_stored_replies_survive_a_restart() -> Result<(), Error> {
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime = open(dir.path()).await?;
     let bob = runtime.handle::<Account>("bob");
-    assert_eq!(bob.deposit(10).idempotency_key("order-991").await?, 10);
-    bob.deposit(5).await?;
-    runtime.handle::<Account>("ann").deposit(100).await?;
+    assert_eq!(bob.deposit(10).idempotency_key("order-991").await?, Ok(10));
+    bob.deposit(5).await?.expect("a positive amount");
+    runtime
+        .handle::<Account>("ann")
+        .deposit(100)
+        .await?
+        .expect("a positive amount");
     runtime.shutdown().await?;
 
     let runtime = open(dir.path()).await?;
     let bob = runtime.handle::<Account>("bob");
     // The retry is answered from the stored reply, not applied again.
-    assert_eq!(bob.deposit(10).idempotency_key("order-991").await?, 10);
+    assert_eq!(bob.deposit(10).idempotency_key("order-991").await?, Ok(10));
     assert_eq!(bob.balance().await?, 15);
     assert_eq!(runtime.handle::<Account>("ann").balance().await?, 100);
     runtime.shutdown().await
@@ -124,7 +128,11 @@ async fn a_torn_tail_is_cut_and_everything_before_it_recovered() -> Result<(), E
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime = open(dir.path()).await?;
     for i in 1..=20 {
-        runtime.handle::<Account>("a").deposit(i).await?;
+        runtime
+            .handle::<Account>("a")
+            .deposit(i)
+            .await?
+            .expect("a positive amount");
     }
     runtime.shutdown().await?;
     let last = segments(dir.path()).pop().expect("a segment");
@@ -155,7 +163,11 @@ async fn corruption_in_the_middle_of_the_log_names_the_file_and_offset() -> Resu
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime = open(dir.path()).await?;
     for i in 1..=20 {
-        runtime.handle::<Account>("a").deposit(i).await?;
+        runtime
+            .handle::<Account>("a")
+            .deposit(i)
+            .await?
+            .expect("a positive amount");
     }
     runtime.shutdown().await?;
     let segment = segments(dir.path()).pop().expect("a segment");
@@ -249,7 +261,7 @@ async fn checkpoints_keep_the_log_small_and_lose_nothing() -> Result<(), Error> 
             .deposit(1)
             .idempotency_key("r0-a3")
             .await?,
-        1
+        Ok(1)
     );
     assert_eq!(runtime.handle::<Account>("a3").balance().await?, 20);
     runtime.shutdown().await
@@ -266,7 +278,11 @@ async fn periodic_durability_recovers_after_a_clean_shutdown() -> Result<(), Err
     };
     let runtime = build().open().await?;
     for _ in 0..50 {
-        runtime.handle::<Account>("p").deposit(2).await?;
+        runtime
+            .handle::<Account>("p")
+            .deposit(2)
+            .await?
+            .expect("a positive amount");
     }
     runtime.shutdown().await?;
     let runtime = build().open().await?;
@@ -284,12 +300,21 @@ async fn a_key_older_than_the_retention_is_a_new_call() -> Result<(), Error> {
         .open()
         .await?;
     let a = runtime.handle::<Account>("a");
-    a.deposit(5).idempotency_key("k").await?;
-    a.deposit(5).idempotency_key("k").await?;
+    a.deposit(5)
+        .idempotency_key("k")
+        .await?
+        .expect("a positive amount");
+    a.deposit(5)
+        .idempotency_key("k")
+        .await?
+        .expect("a positive amount");
     assert_eq!(a.balance().await?, 5, "within the retention: applied once");
     // Waiting longer than the retention (a lower bound, not a timing check).
     tokio::time::sleep(Duration::from_millis(400)).await;
-    a.deposit(5).idempotency_key("k").await?;
+    a.deposit(5)
+        .idempotency_key("k")
+        .await?
+        .expect("a positive amount");
     assert_eq!(
         a.balance().await?,
         10,
@@ -306,7 +331,8 @@ async fn shutdown_checkpoints_every_shard() -> Result<(), Error> {
         runtime
             .handle::<Account>(format!("s{i}"))
             .deposit(1)
-            .await?;
+            .await?
+            .expect("a positive amount");
     }
     assert!(runtime.shard_status().iter().all(|s| s.checkpoint_lsn == 0));
     runtime.shutdown().await?;

@@ -77,7 +77,7 @@ fn each_invocation_has_a_span_with_its_function_id_handler_shard_and_outcome() {
             .open()
             .await?;
         let a = runtime.handle::<Account>("span-a");
-        a.deposit(5).await?;
+        a.deposit(5).await?.expect("a positive amount");
         assert!(a.withdraw(50).await?.is_err());
         runtime.shutdown().await
     })

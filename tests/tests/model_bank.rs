@@ -95,7 +95,9 @@ async fn run(steps: Vec<Step>) {
         match *step {
             Step::Deposit { account, amount } => {
                 let handle = runtime.handle::<Account>(name(account));
-                until_ok(&faults, || handle.deposit(amount).idempotency_key(&key)).await;
+                until_ok(&faults, || handle.deposit(amount).idempotency_key(&key))
+                    .await
+                    .expect("a positive amount");
                 model[account] += amount;
             }
             Step::Transfer { from, to, amount } => {

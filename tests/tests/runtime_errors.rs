@@ -50,7 +50,10 @@ async fn a_key_reused_for_another_handler_is_refused() -> Result<(), Error> {
         .open()
         .await?;
     let a = runtime.handle::<Account>("a");
-    a.deposit(5).idempotency_key("k1").await?;
+    a.deposit(5)
+        .idempotency_key("k1")
+        .await?
+        .expect("a positive amount");
     let err = a
         .withdraw(1)
         .idempotency_key("k1")

@@ -33,7 +33,7 @@ async fn hundred_thousand_calls_over_ten_thousand_instances() -> Result<(), Erro
                 .await;
                 for (i, reply) in replies {
                     let expected = i64::try_from(round * (i + 1)).expect("small");
-                    assert_eq!(reply?, expected, "reply of round {round} for acct-{i}");
+                    assert_eq!(reply?, Ok(expected), "reply of round {round} for acct-{i}");
                 }
             }
             Ok::<_, Error>(mine.len())

@@ -38,9 +38,13 @@ async fn shard_recovers_while_others_serve() -> Result<(), Error> {
         .iter()
         .map(|&s| runtime.handle::<Account>(id_on_shard(s, "healthy")))
         .collect();
-    victim.deposit(100).idempotency_key("v-0").await?;
+    victim
+        .deposit(100)
+        .idempotency_key("v-0")
+        .await?
+        .expect("a positive amount");
     for account in &healthy {
-        account.deposit(100).await?;
+        account.deposit(100).await?.expect("a positive amount");
     }
 
     // Shard 1's disk starts failing every fsync.
@@ -75,7 +79,7 @@ async fn shard_recovers_while_others_serve() -> Result<(), Error> {
     // ...and every other shard keeps serving.
     for round in 1..=50 {
         for account in &healthy {
-            assert_eq!(account.deposit(1).await?, 100 + round);
+            assert_eq!(account.deposit(1).await?, Ok(100 + round));
         }
     }
     assert!(
@@ -91,11 +95,20 @@ async fn shard_recovers_while_others_serve() -> Result<(), Error> {
     eventually(20, || async {
         victim.deposit(7).idempotency_key("v-2").await.ok()
     })
-    .await;
+    .await
+    .expect("a positive amount");
     // The call that failed is retried with its key: applied exactly once,
     // whether or not its record had reached the disk before the failure.
-    victim.deposit(5).idempotency_key("v-1").await?;
-    victim.deposit(5).idempotency_key("v-1").await?;
+    victim
+        .deposit(5)
+        .idempotency_key("v-1")
+        .await?
+        .expect("a positive amount");
+    victim
+        .deposit(5)
+        .idempotency_key("v-1")
+        .await?
+        .expect("a positive amount");
     assert_eq!(victim.balance().await?, 112);
     assert!(runtime.recoveries() >= 1);
     for account in &healthy {

@@ -6,12 +6,12 @@
 //! curl --json '{"amount": 100}' http://127.0.0.1:8080/v1/Account/alice/deposit
 //! ```
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use statefn::{
     Runtime,
-    ingress::{self, IngressConfig},
+    ingress::{self, DEFAULT_MAX_CONNECTIONS, IngressConfig},
 };
 use statefn_examples::bank::Account;
 
@@ -26,20 +26,48 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Turns on `/admin/...`, for requests with `Authorization: Bearer <token>`.
-    #[arg(long, env = "STATEFN_ADMIN_TOKEN")]
+    /// Prefer the environment variable: arguments are visible in `ps`.
+    #[arg(long, env = "STATEFN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Serves `GET /v1/egress/...` only to requests with `Authorization: Bearer <token>`.
+    #[arg(long, env = "STATEFN_EGRESS_TOKEN", hide_env_values = true)]
+    egress_token: Option<String>,
+    /// A browser origin (`https://host[:port]`) whose pages may call; repeat
+    /// for several. Requests from any other web page are refused.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// The most connections served at once; more wait until one closes.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// How logs are written to stderr: `text` for people, `json` (one object
+    /// per line) for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The format of the logs on stderr.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines, coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
+    let args = Args::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = Args::parse();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        // Colour codes are for terminals: in a file or a pipe they are noise.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     let runtime = Runtime::builder()
         .data_dir(&args.data_dir)
         .register::<Account>()
@@ -48,6 +76,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = IngressConfig {
         listen: args.listen,
         admin_token: args.admin_token,
+        egress_token: args.egress_token,
+        allowed_origins: args.allowed_origins,
+        max_connections: args.max_connections,
         ..IngressConfig::default()
     };
     let server = ingress::Server::bind(runtime, config).await?;
