@@ -33,7 +33,7 @@ async fn replies_and_handler_errors_come_back_as_json() -> Result<(), Error> {
     assert_eq!(
         refused,
         JsonReply::Err {
-            error: json!({"balance": 5, "asked": 50}),
+            error: json!({"insufficient_funds": {"balance": 5, "asked": 50}}),
             message: "insufficient funds: the balance is 5, 50 was asked".into(),
         }
     );
