@@ -502,3 +502,28 @@ async fn without_an_admin_token_404s_list_the_known_types_and_handlers() {
     assert!(no_handler.message().contains("flips"), "{no_handler:?}");
     served.stop().await;
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_header_timeout() {
+    let served = Served::start(IngressConfig {
+        header_read_timeout: Duration::from_secs(1),
+        ..IngressConfig::default()
+    })
+    .await;
+    // One that never sends anything, and one idle after an answered request.
+    let mut silent = TcpStream::connect(served.addr).await.unwrap();
+    let mut kept_alive = TcpStream::connect(served.addr).await.unwrap();
+    let request = flip_request("i", "Content-Type: application/json\r\n");
+    kept_alive.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_response(&mut kept_alive).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for stream in [&mut silent, &mut kept_alive] {
+        let mut rest = Vec::new();
+        // A reset instead of a clean close is a close too.
+        let _ = tokio::time::timeout(HANG_DEADLINE, stream.read_to_end(&mut rest))
+            .await
+            .expect("closed before the hang deadline");
+        assert!(rest.is_empty() || !String::from_utf8_lossy(&rest).contains(" 200 "));
+    }
+    served.stop().await;
+}
