@@ -34,12 +34,14 @@ pub struct Account {
 #[stateful_function]
 impl Account {
     /// Adds `amount` and returns the new balance.
+    #[handler]
     pub fn deposit(&mut self, amount: i64) -> i64 {
         self.balance += amount;
         self.balance
     }
 
     /// Takes `amount` out, or refuses (changing nothing) if the balance is too low.
+    #[handler]
     pub fn withdraw(&mut self, amount: i64) -> Result<i64, InsufficientFunds> {
         if amount > self.balance {
             return Err(InsufficientFunds {
@@ -54,6 +56,7 @@ impl Account {
     /// Moves `amount` to account `to`: the withdrawal, the message that
     /// deposits it and the record on the `transfers` egress log commit
     /// together, and the deposit is applied exactly once.
+    #[handler]
     pub fn transfer(
         &mut self,
         ctx: &mut Context,
@@ -74,6 +77,7 @@ impl Account {
     }
 
     /// The current balance.
+    #[handler]
     pub fn balance(&self) -> i64 {
         self.balance
     }

@@ -13,7 +13,8 @@ use subtle::ConstantTimeEq;
 
 use super::{AppState, error::ApiError};
 
-/// `GET /admin/functions`: the registered types and their handlers.
+/// `GET /admin/functions`: the registered types and their handlers, internal
+/// ones included (marked `"internal": true`: not callable over HTTP).
 pub(super) async fn functions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -32,6 +33,7 @@ pub(super) async fn functions(
                         "args": h.args,
                         "mutates": h.mutates,
                         "fallible": h.fallible,
+                        "internal": h.internal,
                     })
                 })
                 .collect();
