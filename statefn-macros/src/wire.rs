@@ -29,6 +29,7 @@ pub(crate) fn wire_impl(message: &Ident, self_ty: &Type, handlers: &[Handler]) -
     });
     let decode_arms = handlers.iter().enumerate().map(|(i, h)| {
         let variant = &h.variant;
+        let signature = &h.signature;
         let names = h.accepted_names().into_iter().map(|name| {
             let bytes = syn::LitByteStr::new(name.as_bytes(), h.wire_span);
             quote! { #bytes }
@@ -37,13 +38,26 @@ pub(crate) fn wire_impl(message: &Ident, self_ty: &Type, handlers: &[Handler]) -
         let reads = h.args.iter().map(|a| {
             let (name, ty) = (&a.name, &a.ty);
             let text = name.to_string();
-            quote! { let #name: #ty = __statefn_reader.arg(#i, #text)?; }
+            quote! {
+                let #name: #ty = match __statefn_reader.arg() {
+                    ::std::result::Result::Ok(value) => value,
+                    ::std::result::Result::Err(e) => {
+                        return ::std::result::Result::Err(__statefn_reader.bad_arg(#i, #text, e));
+                    }
+                };
+            }
         });
         quote! {
             #(#names)|* => {
-                __statefn_reader.check(#i)?;
+                if __statefn_reader.fingerprint()
+                    != const { ::statefn::__private::fingerprint(#signature) }
+                {
+                    return ::std::result::Result::Err(__statefn_reader.arguments_changed(#i));
+                }
                 #(#reads)*
-                __statefn_reader.finish(#i)?;
+                if !__statefn_reader.is_done() {
+                    return ::std::result::Result::Err(__statefn_reader.trailing(#i));
+                }
                 ::std::result::Result::Ok(#message::#variant { #(#fields),* })
             }
         }
@@ -60,12 +74,18 @@ pub(crate) fn wire_impl(message: &Ident, self_ty: &Type, handlers: &[Handler]) -
                 ::std::result::Result::Ok(())
             }
 
+            #[allow(unused_mut)]
             fn decode(
                 __statefn_bytes: &[u8],
             ) -> ::std::result::Result<Self, ::statefn::MessageError> {
-                #[allow(unused_mut)]
-                let mut __statefn_reader =
-                    ::statefn::__private::Reader::<#self_ty>::new(__statefn_bytes)?;
+                type __StatefnReader<'b> = ::statefn::__private::Reader<'b, #self_ty>;
+                let ::std::option::Option::Some(mut __statefn_reader) =
+                    __StatefnReader::new(__statefn_bytes)
+                else {
+                    return ::std::result::Result::Err(__StatefnReader::malformed_header(
+                        __statefn_bytes,
+                    ));
+                };
                 match __statefn_reader.name() {
                     #(#decode_arms)*
                     _ => ::std::result::Result::Err(__statefn_reader.unknown_handler()),

@@ -290,7 +290,10 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     }
 }
 
-/// Reads one message of function `F`; used by the generated decoder.
+/// Reads one message of function `F`; used by the generated decoder. The
+/// success path returns small values (`Option`, postcard's one-byte error)
+/// and builds a [`MessageError`] only in `#[cold]` functions: decoding is
+/// on every invocation's path.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Reader<'b, F> {
@@ -301,32 +304,16 @@ pub struct Reader<'b, F> {
 }
 
 impl<'b, F: StatefulFunction> Reader<'b, F> {
-    /// Reads the header.
-    ///
-    /// # Errors
-    ///
-    /// [`MessageError::Malformed`] when there is no valid header.
-    pub fn new(bytes: &'b [u8]) -> Result<Self, MessageError> {
-        let malformed = |reason: &str| MessageError::Malformed {
-            function: F::type_name().to_owned(),
-            handler: None,
-            reason: reason.to_owned(),
+    /// Reads the header; `None` when there is no valid one (then
+    /// [`malformed_header`](Self::malformed_header) says why).
+    #[inline]
+    pub fn new(bytes: &'b [u8]) -> Option<Self> {
+        let [tag, len, rest @ ..] = bytes else {
+            return None;
         };
-        let (tag, rest) = bytes
-            .split_first()
-            .ok_or_else(|| malformed("the message is empty"))?;
-        if *tag != MESSAGE_TAG {
-            return Err(malformed(&format!(
-                "it starts with {tag:#04x}, not the named-message tag {MESSAGE_TAG:#04x} (a \
-                 message written before messages named their handlers, or damaged bytes)"
-            )));
-        }
-        let (len, rest) = rest
-            .split_first()
-            .ok_or_else(|| malformed("it ends before the handler's name"))?;
         let len = usize::from(*len);
-        if len == 0 || rest.len() < len + 4 {
-            return Err(malformed("it ends inside its header"));
+        if *tag != MESSAGE_TAG || len == 0 || rest.len() < len + 4 {
+            return None;
         }
         let (name, rest) = rest.split_at(len);
         let (fingerprint, rest) = rest.split_at(4);
@@ -336,7 +323,7 @@ impl<'b, F: StatefulFunction> Reader<'b, F> {
             fingerprint[2],
             fingerprint[3],
         ]);
-        Ok(Reader {
+        Some(Reader {
             name,
             fingerprint,
             rest,
@@ -344,68 +331,93 @@ impl<'b, F: StatefulFunction> Reader<'b, F> {
         })
     }
 
+    /// Why `bytes` have no valid header.
+    #[cold]
+    #[inline(never)]
+    pub fn malformed_header(bytes: &[u8]) -> MessageError {
+        let reason = match bytes {
+            [] => "the message is empty".to_owned(),
+            [tag, ..] if *tag != MESSAGE_TAG => format!(
+                "it starts with {tag:#04x}, not the named-message tag {MESSAGE_TAG:#04x} (a \
+                 message written before messages named their handlers, or damaged bytes)"
+            ),
+            _ => "it ends inside its header".to_owned(),
+        };
+        MessageError::Malformed {
+            function: F::type_name().to_owned(),
+            handler: None,
+            reason,
+        }
+    }
+
     /// The handler name the message carries.
+    #[inline]
     pub fn name(&self) -> &'b [u8] {
         self.name
     }
 
-    /// Checks the stored fingerprint against handler number `handler`'s.
-    ///
-    /// # Errors
-    ///
-    /// [`MessageError::ArgumentsChanged`] when they differ.
-    pub fn check(&self, handler: usize) -> Result<(), MessageError> {
+    /// The argument fingerprint the message carries.
+    #[inline]
+    pub fn fingerprint(&self) -> u32 {
+        self.fingerprint
+    }
+
+    /// The error for a fingerprint that is not handler number `handler`'s.
+    #[cold]
+    #[inline(never)]
+    pub fn arguments_changed(&self, handler: usize) -> MessageError {
         let info = &F::HANDLERS[handler];
-        if self.fingerprint == info.fingerprint {
-            return Ok(());
-        }
-        Err(MessageError::ArgumentsChanged {
+        MessageError::ArgumentsChanged {
             function: F::type_name().to_owned(),
             handler: info.name.to_owned(),
             stored_name: String::from_utf8_lossy(self.name).into_owned(),
             signature: info.signature.to_owned(),
             stored: self.fingerprint,
             current: info.fingerprint,
-        })
-    }
-
-    /// Reads the next argument of handler number `handler`.
-    ///
-    /// # Errors
-    ///
-    /// [`MessageError::Malformed`] when it does not decode as an `A`.
-    pub fn arg<A: MessageArgument>(
-        &mut self,
-        handler: usize,
-        arg: &'static str,
-    ) -> Result<A, MessageError> {
-        match postcard::take_from_bytes::<A>(self.rest) {
-            Ok((value, rest)) => {
-                self.rest = rest;
-                Ok(value)
-            }
-            Err(e) => Err(self.malformed(handler, format!("argument `{arg}`: {e}"))),
         }
     }
 
-    /// Checks that every byte was read.
+    /// Reads the next argument.
     ///
     /// # Errors
     ///
-    /// [`MessageError::Malformed`] when bytes are left over.
-    pub fn finish(self, handler: usize) -> Result<(), MessageError> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            let left = self.rest.len();
-            Err(self.malformed(
-                handler,
-                format!("{left} bytes are left after the last argument"),
-            ))
-        }
+    /// Postcard's reason when it does not decode as an `A` (turn it into a
+    /// [`MessageError`] with [`bad_arg`](Self::bad_arg)).
+    #[inline]
+    pub fn arg<A: MessageArgument>(&mut self) -> Result<A, postcard::Error> {
+        let (value, rest) = postcard::take_from_bytes::<A>(self.rest)?;
+        self.rest = rest;
+        Ok(value)
+    }
+
+    /// The error for argument `arg` of handler number `handler` that does
+    /// not decode.
+    #[cold]
+    #[inline(never)]
+    pub fn bad_arg(&self, handler: usize, arg: &str, error: postcard::Error) -> MessageError {
+        self.malformed(handler, format!("argument `{arg}`: {error}"))
+    }
+
+    /// Whether every byte was read.
+    #[inline]
+    pub fn is_done(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// The error for bytes left after handler number `handler`'s arguments.
+    #[cold]
+    #[inline(never)]
+    pub fn trailing(&self, handler: usize) -> MessageError {
+        let left = self.rest.len();
+        self.malformed(
+            handler,
+            format!("{left} bytes are left after the last argument"),
+        )
     }
 
     /// The error for a name that is none of `F`'s handlers.
+    #[cold]
+    #[inline(never)]
     pub fn unknown_handler(&self) -> MessageError {
         MessageError::UnknownHandler {
             function: F::type_name().to_owned(),
