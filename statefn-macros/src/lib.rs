@@ -5,6 +5,7 @@
 //! turns Rust items into code; it knows nothing about storage or scheduling.
 
 mod args;
+mod callers;
 mod handler;
 mod handler_options;
 mod helpers;

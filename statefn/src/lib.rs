@@ -123,8 +123,9 @@
 //!   message's fields (`{"amount": 5}` in JSON).
 //! - The return type is the reply; it must be a serde type. A return type
 //!   written `Result<T, E>` (two type arguments) makes the handler fallible;
-//!   a `Result` alias with one (`io::Result<T>`) is refused, since its error
-//!   type, and so its fallibility, cannot be seen.
+//!   a `Result` alias with another number (`io::Result<T>`, `fmt::Result`)
+//!   is refused, since its error type, and so its fallibility, cannot be
+//!   seen.
 //! - `#[handler(internal)]`: reached by other functions (`ctx.send`,
 //!   `ctx.request`, timers, reply targets) and by typed [`Handle`]s, never by
 //!   name: HTTP and [`Runtime::call_json`] answer as for a handler that does

@@ -168,8 +168,26 @@ pub trait WireMessage: Sized {
     fn decode(bytes: &[u8]) -> Result<Self, MessageError>;
 }
 
-/// Encodes `T`'s message in the stored format (see the [module docs](self)):
-/// what the runtime writes to its log for a call, a sent message or a timer.
+/// Encodes `T`'s message in the stored format: what the runtime writes to
+/// its log for a call, a sent message, a timer or a dead letter.
+///
+/// Such bytes outlive the build that wrote them, so the message names its
+/// handler (never its position among the handlers) and carries a
+/// fingerprint of the handler's arguments
+/// ([`HandlerInfo::fingerprint`](crate::HandlerInfo::fingerprint)):
+///
+/// ```text
+/// 0xA1           format tag: a named message, version 1
+/// u8 n           length of the handler's name, 1 to 128
+/// n bytes        the handler's name (UTF-8), as in HandlerInfo::name
+/// u32, LE        the handler's argument fingerprint
+/// ...            each argument in declaration order, postcard-encoded
+/// ```
+///
+/// [`decode_message`] takes the message to the handler of that name (or the
+/// one that declares `#[handler(renamed_from = "that name")]`) and refuses
+/// it with a [`MessageError`] when no handler has the name or its arguments
+/// changed.
 ///
 /// # Errors
 ///
