@@ -1,8 +1,12 @@
-//! The whole in-memory call path, and its encoding step alone.
+//! The whole in-memory call path, and its encoding steps alone.
 //!
-//! `encode` is the first thing every call does (the generated message enum
-//! through postcard); `invoke` is the rest: the call through a `Handle` on an
-//! in-memory runtime with one caller, so no batching hides the per-call cost.
+//! `encode_message` is the first thing every call does and `decode_message`
+//! the first thing its shard does (the stored form: the handler's name and
+//! argument fingerprint, then the arguments); `*_positional` is the plain
+//! postcard form of the message enum that releases before named messages
+//! stored, for the ratio within one run. `invoke` is the rest: the call
+//! through a `Handle` on an in-memory runtime with one caller, so no
+//! batching hides the per-call cost.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use statefn::Runtime;
@@ -12,7 +16,27 @@ use std::hint::black_box;
 fn encode(c: &mut Criterion) {
     let message = CounterMessage::Add { by: 1 };
     c.bench_function("dispatch/encode_message", |b| {
+        b.iter(|| {
+            statefn::encode_message::<Counter>(black_box(&message))
+                .expect("a counter message encodes")
+        });
+    });
+    c.bench_function("dispatch/encode_positional", |b| {
         b.iter(|| postcard::to_allocvec(black_box(&message)).expect("a counter message encodes"));
+    });
+    let named = statefn::encode_message::<Counter>(&message).expect("encodes");
+    c.bench_function("dispatch/decode_message", |b| {
+        b.iter(|| {
+            statefn::decode_message::<Counter>(black_box(&named))
+                .expect("a counter message decodes")
+        });
+    });
+    let positional = postcard::to_allocvec(&message).expect("encodes");
+    c.bench_function("dispatch/decode_positional", |b| {
+        b.iter(|| {
+            postcard::from_bytes::<CounterMessage>(black_box(&positional))
+                .expect("a counter message decodes")
+        });
     });
 }
 

@@ -16,6 +16,7 @@ pub struct Counter {
 #[stateful_function]
 impl Counter {
     /// Adds `by` and returns the new count.
+    #[handler]
     pub fn add(&mut self, by: u64) -> u64 {
         self.n += by;
         self.n

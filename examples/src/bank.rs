@@ -59,6 +59,7 @@ pub struct Account {
 #[stateful_function]
 impl Account {
     /// Adds `amount` (positive) and returns the new balance.
+    #[handler]
     pub fn deposit(&mut self, amount: i64) -> Result<i64, BankError> {
         positive(amount)?;
         self.balance = self
@@ -72,6 +73,7 @@ impl Account {
     }
 
     /// Takes `amount` (positive) out, or refuses if the balance is too low.
+    #[handler]
     pub fn withdraw(&mut self, amount: i64) -> Result<i64, BankError> {
         positive(amount)?;
         if amount > self.balance {
@@ -93,6 +95,7 @@ impl Account {
     /// balance (`i64::MAX`, about 9.2 × 10¹⁸); like any `Err` of a handler
     /// reached by a message, that refusal is logged and the amount is not
     /// returned. A real bank would ask `to` first, with request/reply.
+    #[handler]
     pub fn transfer(
         &mut self,
         ctx: &mut Context,
@@ -113,6 +116,7 @@ impl Account {
     }
 
     /// The current balance.
+    #[handler]
     pub fn balance(&self) -> i64 {
         self.balance
     }

@@ -26,12 +26,14 @@ pub struct OutOfStock {
 #[stateful_function]
 impl Inventory {
     /// Adds stock; returns the new stock.
+    #[handler]
     pub fn restock(&mut self, units: u32) -> u32 {
         self.stock += units;
         self.stock
     }
 
     /// Reserves `units`, or refuses without changing anything.
+    #[handler]
     pub fn reserve(&mut self, units: u32) -> Result<u32, OutOfStock> {
         if units > self.stock {
             return Err(OutOfStock {
@@ -44,6 +46,7 @@ impl Inventory {
     }
 
     /// Units in stock.
+    #[handler]
     pub fn stock(&self) -> u32 {
         self.stock
     }
@@ -100,11 +103,13 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 #[stateful_function]
 impl Cart {
     /// Sets how long the cart may stay idle before it expires.
+    #[handler]
     pub fn set_idle_timeout(&mut self, millis: u64) {
         self.idle_timeout_ms = millis;
     }
 
     /// Adds units of a SKU; (re)arms the idle timer. Returns the item count.
+    #[handler]
     pub fn add(&mut self, ctx: &mut Context, sku: String, units: u32) -> Result<usize, CartClosed> {
         if self.status != CartStatus::Open {
             return Err(CartClosed(self.status));
@@ -121,7 +126,9 @@ impl Cart {
         Ok(self.items.len())
     }
 
-    /// Sent by the cart to itself: empties it if nothing changed since.
+    /// Sent by the cart to itself (a timer): empties it if nothing changed
+    /// since. Internal: not callable over HTTP.
+    #[handler(internal)]
     pub fn expire(&mut self, generation: u64) {
         if self.status == CartStatus::Open && generation == self.generation {
             self.items.clear();
@@ -131,6 +138,7 @@ impl Cart {
 
     /// Asks every SKU's inventory to reserve the units; the replies arrive
     /// later at `reserved`. Returns how many requests went out.
+    #[handler]
     pub fn checkout(&mut self, ctx: &mut Context) -> Result<u32, CartClosed> {
         if self.status != CartStatus::Open || self.items.is_empty() {
             return Err(CartClosed(self.status));
@@ -145,7 +153,9 @@ impl Cart {
         Ok(self.awaiting)
     }
 
-    /// The reply of one inventory to `checkout`'s request.
+    /// The reply of one inventory to `checkout`'s request. Internal: not
+    /// callable over HTTP, so nobody outside can forge a reply.
+    #[handler(internal)]
     pub fn reserved(&mut self, result: Result<u32, OutOfStock>) {
         if let Err(out) = result {
             self.unavailable.push(format!("{out}"));
@@ -161,6 +171,7 @@ impl Cart {
     }
 
     /// The cart as the customer sees it.
+    #[handler]
     pub fn view(&self) -> CartView {
         CartView {
             status: self.status,

@@ -44,12 +44,14 @@ pub struct Switch {
 
 #[stateful_function]
 impl Switch {
+    #[handler]
     pub fn flip(&mut self, ctx: &mut Context) -> u64 {
         self.flips += 1;
         ctx.emit("flips", &self.flips);
         self.flips
     }
 
+    #[handler]
     pub fn flips(&self) -> u64 {
         self.flips
     }

@@ -417,43 +417,30 @@ async fn every_metric_type_has_help_text() {
 }
 
 /// Set to skip the promtool check where Debian's `prometheus` package
-/// cannot be installed; `.ci/run` installs it.
+/// cannot be installed (the test installs it under target/ otherwise).
 const SKIP_PROMTOOL: &str = "STATEFN_SKIP_PROMTOOL";
 
 #[tokio::test]
 async fn metrics_pass_promtool_check_metrics() {
     let text = served_metrics().await;
-    // On PATH, or where .ci/run unpacks it.
-    let unpacked = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../target/ci-tools/usr/bin/promtool"
-    );
-    let promtool = if std::path::Path::new(unpacked).is_file() {
-        unpacked
-    } else {
-        "promtool"
+    let promtool = match common::promtool() {
+        Ok(path) => path,
+        Err(e) if std::env::var_os(SKIP_PROMTOOL).is_some() => {
+            eprintln!("promtool unavailable ({e}); skipped because {SKIP_PROMTOOL} is set");
+            return;
+        }
+        Err(e) => panic!(
+            "promtool is needed to check /metrics and could not be installed: {e} \
+             (install Debian's `prometheus` package, or set {SKIP_PROMTOOL}=1 to skip)"
+        ),
     };
-    let spawned = std::process::Command::new(promtool)
+    let mut child = std::process::Command::new(&promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::env::var_os(SKIP_PROMTOOL).is_some() {
-                eprintln!("promtool not found; skipped because {SKIP_PROMTOOL} is set");
-                return;
-            }
-            panic!(
-                "promtool not found: install Debian's `prometheus` package \
-                 (`apt-get install prometheus`; .ci/run unpacks it under target/), \
-                 or set {SKIP_PROMTOOL}=1 to skip this check"
-            );
-        }
-        Err(e) => panic!("cannot run promtool: {e}"),
-    };
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", promtool.display()));
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();

@@ -3,7 +3,7 @@
 //! (a handler panic, a runtime that is shutting down) and `/metrics` without
 //! a recorder.
 
-#![allow(clippy::unwrap_used, unreachable_pub)] // handlers must be `pub`
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -18,23 +18,26 @@ use statefn::{
 /// A function whose `explode` handler panics with internals in the message.
 #[stateful_function]
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Fragile {
+pub(crate) struct Fragile {
     count: u64,
 }
 
 #[stateful_function]
 impl Fragile {
-    pub fn bump(&mut self) -> u64 {
+    #[handler]
+    fn bump(&mut self) -> u64 {
         self.count += 1;
         self.count
     }
 
-    pub fn explode(&mut self, secret: String) -> u64 {
+    #[handler]
+    fn explode(&mut self, secret: String) -> u64 {
         self.count += 1_000;
         panic!("internal detail: {secret} at /srv/keys");
     }
 
-    pub fn count(&self) -> u64 {
+    #[handler]
+    fn count(&self) -> u64 {
         self.count
     }
 }
@@ -161,11 +164,12 @@ async fn metrics_answer_404_without_a_handle_and_render_the_given_one() {
 /// Sends `explode` to a `Fragile` from inside a function: a poison message.
 #[stateful_function]
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Detonator {}
+pub(crate) struct Detonator {}
 
 #[stateful_function]
 impl Detonator {
-    pub fn trigger(&mut self, ctx: &mut Context, target: String) {
+    #[handler]
+    fn trigger(&mut self, ctx: &mut Context, target: String) {
         ctx.send::<Fragile>(&target).explode("fuse".into());
     }
 }

@@ -285,7 +285,9 @@ pub(crate) type MessageParts<'a> = (u8, Option<&'a [u8]>, &'a [u8]);
 ///                   (3 is Account too)
 ///         bit 7     no stored state (a new instance)
 /// byte 1: length of the state bytes
-/// then the state bytes, then the message bytes
+/// then the state bytes, then the message bytes (in the stored format of
+/// `statefn::encode_message`: tag 0xA1, the handler's name, its argument
+/// fingerprint, the arguments)
 /// ```
 pub(crate) fn message_parts(data: &[u8]) -> Option<MessageParts<'_>> {
     let (&selector, rest) = data.split_first()?;
@@ -315,8 +317,9 @@ pub(crate) fn message_decode(data: &[u8]) {
 // ---------------------------------------------------------------------------
 
 /// Builds a message from arbitrary JSON for every handler of every example
-/// type, and for an unknown handler. A message that is built must then be
-/// accepted by `invoke` (as a new instance) without a panic escaping.
+/// type, and for an unknown handler. Unknown and internal handlers must be
+/// refused; a message that is built must then be accepted by `invoke` (as a
+/// new instance) without a panic escaping.
 pub(crate) fn json_args(data: &[u8]) {
     json_args_for::<Account>(data);
     json_args_for::<Cart>(data);
@@ -330,8 +333,8 @@ fn json_args_for<T: StatefulFunction>(data: &[u8]) {
             continue;
         };
         assert!(
-            T::HANDLERS.iter().any(|h| h.name == handler),
-            "message_from_json accepted the unknown handler {handler:?}"
+            T::HANDLERS.iter().any(|h| h.name == handler && !h.internal),
+            "message_from_json accepted the unknown or internal handler {handler:?}"
         );
         invoke::<T>(None, &message).expect("the example function types register");
     }

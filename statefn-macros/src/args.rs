@@ -1,4 +1,5 @@
-//! Parsing the attribute's arguments: `#[stateful_function(name = "...")]`.
+//! Parsing the attribute's arguments: `#[stateful_function(name = "...")]`
+//! on the struct, `#[stateful_function(message_derive(...))]` on the impl block.
 
 use proc_macro2::TokenStream;
 use syn::{LitInt, LitStr, Path, meta::ParseNestedMeta};
@@ -20,7 +21,14 @@ pub(crate) struct FunctionArgs {
 impl FunctionArgs {
     pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
         let mut args = FunctionArgs::default();
+        let mut seen: Vec<String> = Vec::new();
         let parser = syn::meta::parser(|meta: ParseNestedMeta<'_>| {
+            if let Some(key) = meta.path.get_ident().map(ToString::to_string) {
+                if seen.contains(&key) {
+                    return Err(meta.error(format!("`{key}` is given twice")));
+                }
+                seen.push(key);
+            }
             if meta.path.is_ident("name") {
                 let lit: LitStr = meta.value()?.parse()?;
                 validate_name(&lit)?;
@@ -45,11 +53,16 @@ impl FunctionArgs {
                 let lit: LitStr = meta.value()?.parse()?;
                 args.expire_after_ms = Some(parse_duration_ms(&lit)?);
                 Ok(())
+            } else if meta.path.is_ident("message_derive") {
+                Err(meta.error(
+                    "`message_derive(...)` goes on the impl block's #[stateful_function(...)]: \
+                     the message enum is made from the handlers there",
+                ))
             } else {
                 Err(meta.error(
                     "unknown option for #[stateful_function]; the known options are \
                      `name = \"...\"`, `version = N`, `migrate = path::to::fn` and \
-                     `expire_after = \"30d\"`",
+                     `expire_after = \"30d\"` (and, on the impl block, `message_derive(...)`)",
                 ))
             }
         });
@@ -103,14 +116,44 @@ fn validate_name(lit: &LitStr) -> syn::Result<()> {
     }
 }
 
-/// Options belong on the struct; the impl block takes none.
-pub(crate) fn reject_impl_args(tokens: TokenStream) -> syn::Result<()> {
-    if tokens.is_empty() {
-        Ok(())
-    } else {
-        Err(syn::Error::new_spanned(
-            tokens,
-            "options go on the struct's #[stateful_function(...)], not on the impl block's",
-        ))
+/// Options given on the impl block.
+#[derive(Default)]
+pub(crate) struct ImplArgs {
+    /// `message_derive(Debug, Clone, PartialEq)`: derives for the generated
+    /// message enum (it always derives serde's `Serialize` and `Deserialize`).
+    pub(crate) message_derive: Vec<Path>,
+}
+
+impl ImplArgs {
+    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
+        let mut args = ImplArgs::default();
+        let mut given = false;
+        let parser = syn::meta::parser(|meta: ParseNestedMeta<'_>| {
+            if meta.path.is_ident("message_derive") {
+                if given {
+                    return Err(meta.error("`message_derive` is given twice"));
+                }
+                given = true;
+                meta.parse_nested_meta(|derive| {
+                    args.message_derive.push(derive.path);
+                    Ok(())
+                })
+            } else if ["name", "version", "migrate", "expire_after"]
+                .iter()
+                .any(|key| meta.path.is_ident(key))
+            {
+                Err(meta.error(
+                    "this option goes on the struct's #[stateful_function(...)], not on the \
+                     impl block's",
+                ))
+            } else {
+                Err(meta.error(
+                    "unknown option for #[stateful_function] on an impl block; the only one \
+                     is `message_derive(Debug, Clone, ...)` (derives for the message enum)",
+                ))
+            }
+        });
+        syn::parse::Parser::parse2(parser, tokens)?;
+        Ok(args)
     }
 }

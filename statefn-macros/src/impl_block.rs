@@ -1,28 +1,50 @@
-//! `#[stateful_function]` on the impl block: the message enum, dispatch, and
-//! the typed client, sender and requester methods.
+//! `#[stateful_function]` on the impl block: the message enum, dispatch and
+//! reply targets (the typed callers are in `callers`, the binary form in
+//! `wire`).
 
-use proc_macro2::{Ident, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::{ImplItem, ItemImpl, Type};
+use syn::{ImplItem, ItemImpl, Path, Type};
 
-use crate::handler::{self, Access, ContextArg, Handler};
+use crate::{
+    args::ImplArgs,
+    handler::{self, Access, ContextArg, Handler},
+    handler_options,
+};
 
-/// On an error, keeps the impl block as written (its methods stay callable)
-/// and marks the struct as having its impl block, so that the only errors are
-/// the macro's own, not "no handlers" or "no method" cascades.
-pub(crate) fn expand(item: ItemImpl) -> TokenStream {
-    expand_handlers(&item).unwrap_or_else(|error| {
-        let error = error.into_compile_error();
-        let marker = (item.trait_.is_none()
-            && item.generics.params.is_empty()
-            && self_ident(&item.self_ty).is_ok())
-        .then(|| handler_impl_marker(&item.self_ty));
-        quote! {
-            #error
-            #item
-            #marker
+/// On an error, keeps the impl block as written (its methods stay callable,
+/// without their `#[handler]` attributes) and marks the struct as having its
+/// impl block, so that the only errors are the macro's own, not "no
+/// handlers" or "no method" cascades.
+pub(crate) fn expand(attr: TokenStream, item: ItemImpl) -> TokenStream {
+    let plain = strip_handler_attributes(&item);
+    ImplArgs::parse(attr)
+        .and_then(|args| expand_handlers(&args, &item, &plain))
+        .unwrap_or_else(|error| {
+            let error = error.into_compile_error();
+            let marker = (item.trait_.is_none()
+                && item.generics.params.is_empty()
+                && self_ident(&item.self_ty).is_ok())
+            .then(|| handler_impl_marker(&item.self_ty));
+            quote! {
+                #error
+                #plain
+                #marker
+            }
+        })
+}
+
+/// The impl block without the `#[handler]` attributes, which only this
+/// macro reads (left in place they would name an attribute that rejects
+/// being used on its own).
+fn strip_handler_attributes(item: &ItemImpl) -> ItemImpl {
+    let mut plain = item.clone();
+    for impl_item in &mut plain.items {
+        if let ImplItem::Fn(method) = impl_item {
+            method.attrs.retain(|a| !handler_options::is_handler(a));
         }
-    })
+    }
+    plain
 }
 
 /// The impl the struct's `#[stateful_function]` checks for.
@@ -32,7 +54,7 @@ fn handler_impl_marker(self_ty: &Type) -> TokenStream {
     }
 }
 
-fn expand_handlers(item: &ItemImpl) -> syn::Result<TokenStream> {
+fn expand_handlers(args: &ImplArgs, item: &ItemImpl, plain: &ItemImpl) -> syn::Result<TokenStream> {
     if let Some((_, path, _)) = &item.trait_ {
         return Err(syn::Error::new_spanned(
             path,
@@ -59,32 +81,36 @@ fn expand_handlers(item: &ItemImpl) -> syn::Result<TokenStream> {
 
     let self_ty = &item.self_ty;
     let names = Names::new(&self_ident);
-    let message_enum = message_enum(&names, &self_ident, &handlers);
+    let message_enum = message_enum(&names, &self_ident, &handlers, &args.message_derive);
+    let wire = crate::wire::wire_impl(&names.message, self_ty, &handlers);
     let function_impl = function_impl(&names, self_ty, &handlers);
-    let client = client(&names, &self_ident, &handlers);
-    let senders = senders(&names, &self_ident, &handlers);
+    let client = crate::callers::client(&names, &self_ident, &handlers);
+    let senders = crate::callers::senders(&names, &self_ident, &handlers);
     let reply_refs = reply_refs(&names, self_ty, &handlers);
     let marker = handler_impl_marker(self_ty);
     let argument_checks = argument_checks(&handlers);
+    let helper_stubs = crate::helpers::stubs(&names, item);
 
     Ok(quote! {
-        #item
+        #plain
         #marker
         #argument_checks
         #message_enum
+        #wire
         #function_impl
         #client
         #senders
         #reply_refs
+        #helper_stubs
     })
 }
 
 /// The generated items' names, derived from the struct's.
-struct Names {
-    message: Ident,
-    client: Ident,
-    sender: Ident,
-    requester: Ident,
+pub(crate) struct Names {
+    pub(crate) message: Ident,
+    pub(crate) client: Ident,
+    pub(crate) sender: Ident,
+    pub(crate) requester: Ident,
 }
 
 impl Names {
@@ -113,12 +139,18 @@ fn self_ident(ty: &Type) -> syn::Result<Ident> {
     ))
 }
 
-fn message_enum(names: &Names, self_ident: &Ident, handlers: &[Handler]) -> TokenStream {
+fn message_enum(
+    names: &Names,
+    self_ident: &Ident,
+    handlers: &[Handler],
+    derives: &[Path],
+) -> TokenStream {
     let message = &names.message;
     let doc = format!(
         "The messages [`{self_ident}`] accepts: one variant per handler, its arguments as \
-         named fields. Generated by `#[stateful_function]`; serialized with serde \
-         (JSON: `{{\"handler_name\": {{\"arg\": value}}}}`)."
+         named fields. Generated by `#[stateful_function]`; serialized with serde as JSON \
+         (`{{\"handler_name\": {{\"arg\": value}}}}`) and stored in the binary form of \
+         `statefn::encode_message`, which names the handler."
     );
     let variants = handlers.iter().map(|h| {
         let variant = &h.variant;
@@ -134,8 +166,10 @@ fn message_enum(names: &Names, self_ident: &Ident, handlers: &[Handler]) -> Toke
             #variant { #(#fields),* }
         }
     });
+    let derives = (!derives.is_empty()).then(|| quote! { #[derive(#(#derives),*)] });
     quote! {
         #[doc = #doc]
+        #derives
         #[derive(::statefn::__private::serde::Serialize, ::statefn::__private::serde::Deserialize)]
         #[serde(crate = "::statefn::__private::serde", deny_unknown_fields)]
         #[allow(missing_docs)]
@@ -156,13 +190,20 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
         let name = h.wire_name();
         let mutates = h.access == Access::Write;
         let fallible = h.fallible;
+        let internal = h.internal;
         let args = h.args.iter().map(|a| a.name.to_string());
+        let signature = &h.signature;
+        let renamed_from = &h.renamed_from;
         quote! {
             ::statefn::HandlerInfo {
                 name: #name,
                 mutates: #mutates,
                 fallible: #fallible,
+                internal: #internal,
                 args: &[#(#args),*],
+                signature: #signature,
+                fingerprint: ::statefn::__private::fingerprint(#signature),
+                renamed_from: &[#(#renamed_from),*],
             }
         }
     });
@@ -176,19 +217,23 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
         let fields: Vec<_> = h.args.iter().map(|a| &a.name).collect();
         let ctx = match h.context {
             ContextArg::None => quote! {},
-            ContextArg::Shared | ContextArg::Mutable => quote! { ctx, },
+            ContextArg::Shared | ContextArg::Mutable => quote! { __statefn_ctx, },
         };
         let encode = if h.fallible {
             quote! { ::statefn::__private::Reply::from_result }
         } else {
             quote! { ::statefn::__private::Reply::from_value }
         };
-        let call = quote_spanned! {h.span()=>
+        // Located at the user's tokens for errors, resolved at the call site
+        // so that `self` and the macro's own locals are the ones in scope
+        // (the method may come from a `macro_rules!`, whose hygiene differs).
+        let call = quote_spanned! {h.span().resolved_at(Span::call_site())=>
             <#self_ty>::#method(self, #ctx #(#fields),*)
         };
         // Spanned on the return type: a reply that is not a serde type is
         // reported there, with `ReplyValue`'s message.
-        let reply = quote_spanned! {handler::type_span(&h.reply)=> &__statefn_reply };
+        let reply_span = handler::type_span(&h.reply).resolved_at(Span::call_site());
+        let reply = quote_spanned! {reply_span=> &__statefn_reply };
         quote! {
             #message::#variant { #(#fields),* } => {
                 let __statefn_reply = #call;
@@ -196,12 +241,13 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
             }
         }
     });
+    // Reply routes stored under a handler's earlier name reach it too.
     let reply_arms = handlers.iter().filter(|h| h.args.len() == 1).map(|h| {
         let variant = &h.variant;
-        let wire = h.wire_name();
+        let names = h.accepted_names();
         let field = &h.args[0].name;
         quote! {
-            #wire => ::std::result::Result::Ok(#message::#variant {
+            #(#names)|* => ::std::result::Result::Ok(#message::#variant {
                 #field: ::statefn::__private::decode_reply_arg::<Self, _>(handler, reply)?,
             })
         }
@@ -236,10 +282,10 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
             #[allow(unused_variables, clippy::let_unit_value)]
             fn dispatch(
                 &mut self,
-                ctx: &mut ::statefn::Context,
-                message: Self::Message,
+                __statefn_ctx: &mut ::statefn::Context,
+                __statefn_message: Self::Message,
             ) -> ::statefn::__private::Reply {
-                match message {
+                match __statefn_message {
                     #(#dispatch_arms,)*
                 }
             }
@@ -273,154 +319,6 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
     }
 }
 
-/// Call arguments: `amount: i64, to: String`.
-fn params(h: &Handler) -> TokenStream {
-    let params = h.args.iter().map(|a| {
-        let (name, ty) = (&a.name, &a.ty);
-        quote! { #name: #ty }
-    });
-    quote! { #(#params),* }
-}
-
-/// Builds the message: `AccountMessage::Deposit { amount }`.
-fn construct(message: &Ident, h: &Handler) -> TokenStream {
-    let variant = &h.variant;
-    let fields = h.args.iter().map(|a| &a.name);
-    quote! { #message::#variant { #(#fields),* } }
-}
-
-fn client(names: &Names, self_ident: &Ident, handlers: &[Handler]) -> TokenStream {
-    let Names {
-        message, client, ..
-    } = names;
-    let doc = format!(
-        "Typed client calls to one [`{self_ident}`] instance; reached through \
-         `Handle<{self_ident}>` (which dereferences to it). Generated by `#[stateful_function]`."
-    );
-    let methods = handlers.iter().map(|h| {
-        let method = &h.method;
-        let docs = &h.docs;
-        let reply = &h.reply;
-        let params = params(h);
-        let wire = h.wire_name();
-        let construct = construct(message, h);
-        quote! {
-            #(#docs)*
-            ///
-            /// Returns a [`Call`](::statefn::Call): `.await` it for the reply, optionally after
-            /// setting `.idempotency_key(..)`.
-            pub fn #method(&self, #params) -> ::statefn::Call<#reply> {
-                self.raw.call(#wire, &#construct)
-            }
-        }
-    });
-    quote! {
-        #[doc = #doc]
-        #[derive(Clone, Debug)]
-        pub struct #client {
-            raw: ::statefn::__private::RawHandle,
-        }
-
-        impl ::statefn::__private::FromRawHandle for #client {
-            fn from_raw(raw: ::statefn::__private::RawHandle) -> Self {
-                Self { raw }
-            }
-            fn raw(&self) -> &::statefn::__private::RawHandle {
-                &self.raw
-            }
-        }
-
-        #[allow(clippy::too_many_arguments)]
-        impl #client {
-            #(#methods)*
-        }
-    }
-}
-
-fn senders(names: &Names, self_ident: &Ident, handlers: &[Handler]) -> TokenStream {
-    let Names {
-        message,
-        sender,
-        requester,
-        ..
-    } = names;
-    let sender_doc = format!(
-        "Fire-and-forget messages to one [`{self_ident}`] instance, from inside a handler \
-         (`ctx.send::<{self_ident}>(id)`). Sent only when the sending invocation commits."
-    );
-    let requester_doc = format!(
-        "Requests to one [`{self_ident}`] instance whose reply comes back as a message to one \
-         of the caller's own handlers (`ctx.request::<{self_ident}>(id)`)."
-    );
-    let send_methods = handlers.iter().map(|h| {
-        let method = &h.method;
-        let params = params(h);
-        let wire = h.wire_name();
-        let construct = construct(message, h);
-        let doc = format!("Sends [`{self_ident}::{method}`] when this invocation commits.");
-        quote! {
-            #[doc = #doc]
-            pub fn #method(self, #params) {
-                self.raw.send(#wire, &#construct)
-            }
-        }
-    });
-    let request_methods = handlers.iter().map(|h| {
-        let method = &h.method;
-        let params = params(h);
-        let wire = h.wire_name();
-        let reply = &h.reply;
-        let construct = construct(message, h);
-        let doc = format!(
-            "Asks [`{self_ident}::{method}`]; choose the handler that receives the reply with \
-             [`Request::reply_to`](::statefn::Request::reply_to)."
-        );
-        quote! {
-            #[doc = #doc]
-            pub fn #method(self, #params) -> ::statefn::Request<'c, #reply> {
-                self.raw.request(#wire, &#construct)
-            }
-        }
-    });
-    quote! {
-        #[doc = #sender_doc]
-        #[derive(Debug)]
-        #[must_use = "a sender does nothing until one of its handler methods is called"]
-        pub struct #sender<'c> {
-            raw: ::statefn::__private::RawSender<'c>,
-        }
-
-        impl<'c> ::statefn::__private::FromRawSender<'c> for #sender<'c> {
-            fn from_raw(raw: ::statefn::__private::RawSender<'c>) -> Self {
-                Self { raw }
-            }
-        }
-
-        #[allow(clippy::too_many_arguments)]
-        impl<'c> #sender<'c> {
-            #(#send_methods)*
-        }
-
-        #[doc = #requester_doc]
-        #[derive(Debug)]
-        #[must_use = "a requester does nothing until one of its handler methods is called"]
-        pub struct #requester<'c> {
-            raw: ::statefn::__private::RawSender<'c>,
-        }
-
-        impl<'c> ::statefn::__private::FromRawSender<'c> for #requester<'c> {
-            fn from_raw(raw: ::statefn::__private::RawSender<'c>) -> Self {
-                Self { raw }
-            }
-        }
-
-        #[allow(clippy::too_many_arguments)]
-        impl<'c> #requester<'c> {
-            #(#request_methods)*
-        }
-    }
-}
-
 /// `AccountMessage::deposit()`: a typed reference to a one-argument handler,
 /// for `Request::reply_to`.
 fn reply_refs(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenStream {
@@ -430,7 +328,7 @@ fn reply_refs(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenStrea
         let wire = h.wire_name();
         let ty = &h.args[0].ty;
         let doc = format!(
-            "The `{wire}` handler as a reply target: `ctx.request::<F>(id).call(..).reply_to({message}::{wire}())`."
+            "The `{wire}` handler as a reply target: `ctx.request::<F>(id).call(..).reply_to({message}::{method}())`."
         );
         quote! {
             #[doc = #doc]

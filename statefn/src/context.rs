@@ -7,7 +7,8 @@ use serde::Serialize;
 use crate::{
     Address, Error, StatefulFunction,
     envelope::{Outgoing, ReplyRoute},
-    function::{HandlerRef, encode},
+    function::HandlerRef,
+    wire::WireMessage,
 };
 
 /// A handler's view of the runtime: its own address, and messages to send.
@@ -34,12 +35,14 @@ use crate::{
 ///
 /// #[stateful_function]
 /// impl Greeter {
+///     #[handler]
 ///     pub fn greet(&mut self, ctx: &mut Context, friend: String) {
 ///         self.greeted += 1;
 ///         // Tell the friend (another instance), now and again in an hour.
 ///         ctx.send::<Greeter>(&friend).greeted_by(ctx.id().to_owned());
 ///         ctx.send_after::<Greeter>(Duration::from_secs(3600), &friend).greeted_by("reminder".into());
 ///     }
+///     #[handler]
 ///     pub fn greeted_by(&mut self, who: String) { let _ = who; self.greeted += 1; }
 /// }
 /// ```
@@ -181,25 +184,18 @@ impl<'c> RawSender<'c> {
         }
     }
 
-    /// Queues `message` for `handler`.
-    pub fn send<M: Serialize>(self, handler: &'static str, message: &M) {
-        self.push(handler, message, None);
+    /// Queues `message` (it names its handler).
+    pub fn send<M: WireMessage>(self, message: &M) {
+        self.push_encoded(crate::wire::encode(message), None);
     }
 
     /// Starts a request; [`Request::reply_to`] queues it.
-    pub fn request<R, M: Serialize>(self, handler: &'static str, message: &M) -> Request<'c, R> {
-        let message = encode(message, format_args!("a message for `{handler}`"));
+    pub fn request<R, M: WireMessage>(self, message: &M) -> Request<'c, R> {
         Request {
             sender: self,
-            handler,
-            message,
+            message: crate::wire::encode(message),
             _reply: PhantomData,
         }
-    }
-
-    fn push<M: Serialize>(self, handler: &'static str, message: &M, reply_to: Option<ReplyRoute>) {
-        let encoded = encode(message, format_args!("a message for `{handler}`"));
-        self.push_encoded(encoded, reply_to);
     }
 
     fn push_encoded(self, message: Result<Vec<u8>, Error>, reply_to: Option<ReplyRoute>) {
@@ -222,7 +218,6 @@ impl<'c> RawSender<'c> {
 #[derive(Debug)]
 pub struct Request<'c, R> {
     sender: RawSender<'c>,
-    handler: &'static str,
     message: Result<Vec<u8>, Error>,
     _reply: PhantomData<fn() -> R>,
 }
@@ -245,7 +240,6 @@ impl<R> Request<'_, R> {
             self.sender.ctx.fail(e);
             return;
         }
-        let _ = self.handler;
         self.sender.push_encoded(
             self.message,
             Some(ReplyRoute {

@@ -65,6 +65,7 @@ pub(crate) struct Emitted {
 ///
 /// #[stateful_function]
 /// impl Order {
+///     #[handler]
 ///     pub fn ship(&mut self, ctx: &mut Context, order: u32) {
 ///         self.shipped = true;
 ///         ctx.emit("shipments", &Shipped { order });

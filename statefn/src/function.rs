@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::{Context, Error, context::FromRawSender, handle::FromRawHandle};
+use crate::{Context, Error, context::FromRawSender, handle::FromRawHandle, wire::WireMessage};
 
 /// The stable type name given on the struct. Implemented by
 /// `#[stateful_function]` on the struct; do not implement it by hand.
@@ -80,6 +80,7 @@ pub trait FunctionState {
 ///
 /// #[stateful_function]
 /// impl Account {
+///     #[handler]
 ///     pub fn cents(&self) -> i64 { self.cents }
 /// }
 /// # assert_eq!(<Account as statefn::StatefulFunction>::type_name(), "Account");
@@ -132,24 +133,67 @@ pub(crate) fn decode_state_of<T: StatefulFunction>(id: &str, bytes: &[u8]) -> Re
     }
 }
 
-/// What a handler is, as the runtime sees it.
+/// What a handler is, as the runtime sees it. Made by `#[stateful_function]`
+/// (one per `#[handler]` method), listed in [`StatefulFunction::HANDLERS`].
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use statefn::prelude::*;
+///
+/// #[stateful_function]
+/// #[derive(Default, Serialize, Deserialize)]
+/// pub struct Counter { n: u64 }
+///
+/// #[stateful_function]
+/// impl Counter {
+///     #[handler(renamed_from = "increment")]
+///     fn add(&mut self, by: u64) { self.n += by; }
+///     #[handler(internal)]
+///     fn reset(&mut self) { self.n = 0; }
+/// }
+///
+/// let add = &Counter::HANDLERS[0];
+/// assert_eq!((add.name, add.signature, add.internal), ("add", "by:u64", false));
+/// assert_eq!(add.renamed_from, ["increment"]);
+/// assert_eq!(add.fingerprint, statefn::__private::fingerprint("by:u64"));
+/// assert!(Counter::HANDLERS[1].internal);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HandlerInfo {
-    /// The handler's name on the wire and in URLs (the method's name).
+    /// The handler's name on the wire, in stored messages and in URLs: the
+    /// method's name, or `#[handler(name = "...")]`.
     pub name: &'static str,
     /// `&mut self`: the state is written back after an `Ok`.
     pub mutates: bool,
     /// Returns `Result<T, E>`: an `Err` discards the invocation's effects.
     pub fallible: bool,
+    /// `#[handler(internal)]`: reached only from other functions (`ctx.send`,
+    /// `ctx.request`, timers, replies) and from Rust through a typed
+    /// [`Handle`](crate::Handle); calls by name (HTTP,
+    /// [`Runtime::call_json`](crate::Runtime::call_json)) are refused as if
+    /// it did not exist.
+    pub internal: bool,
     /// The argument names, in order (the message's field names).
     pub args: &'static [&'static str],
+    /// The arguments as written, `name:Type` joined by `,` (whitespace
+    /// removed): what [`fingerprint`](Self::fingerprint) is computed from.
+    pub signature: &'static str,
+    /// A hash of [`signature`](Self::signature), stored in every message so
+    /// that a message encoded for other arguments is refused, not misread.
+    /// Changing an argument's name, type (as written) or order changes it.
+    pub fingerprint: u32,
+    /// Earlier names of the handler (`#[handler(renamed_from = "...")]`):
+    /// stored messages and reply routes under those names reach it.
+    pub renamed_from: &'static [&'static str],
 }
 
 /// A stateful function type: implemented by `#[stateful_function]` on the
 /// struct's impl block; not meant to be implemented by hand.
 ///
 /// The struct's fields are the state of one instance (serialized with serde and
-/// postcard); its `pub` methods taking `&self` or `&mut self` are the handlers.
+/// postcard); its methods marked `#[handler]` are the handlers.
 ///
 /// # Examples
 ///
@@ -163,8 +207,12 @@ pub struct HandlerInfo {
 ///
 /// #[stateful_function]
 /// impl Counter {
+///     #[handler]
 ///     pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n }
+///     #[handler]
 ///     pub fn get(&self) -> u64 { self.n }
+///     /// Not a handler: no `#[handler]`.
+///     pub fn doubled(&self) -> u64 { self.n * 2 }
 /// }
 ///
 /// assert_eq!(Counter::type_name(), "demo.Counter");
@@ -180,8 +228,11 @@ pub struct HandlerInfo {
 pub trait StatefulFunction:
     FunctionState + Default + Serialize + DeserializeOwned + Send + 'static
 {
-    /// The generated message enum (`AccountMessage`).
-    type Message: Serialize + DeserializeOwned + Send + 'static;
+    /// The generated message enum (`AccountMessage`). Its serde form is the
+    /// JSON one (`{"deposit": {"amount": 5}}`); the runtime stores it in the
+    /// binary form of [`encode_message`](crate::encode_message), which names
+    /// the handler.
+    type Message: Serialize + DeserializeOwned + WireMessage + Send + 'static;
     /// The generated client that `Handle<Self>` dereferences to.
     type Client: FromRawHandle + Clone + Send + Sync + 'static;
     /// The generated fire-and-forget sender (`ctx.send::<Self>(id)`).
@@ -189,7 +240,8 @@ pub trait StatefulFunction:
     /// The generated requester (`ctx.request::<Self>(id)`).
     type Requester<'c>: FromRawSender<'c>;
 
-    /// The handlers, in declaration order.
+    /// The handlers, in declaration order (which does not matter to stored
+    /// messages: they name their handler).
     const HANDLERS: &'static [HandlerInfo];
 
     /// The stable type name.
@@ -364,7 +416,7 @@ impl<F, A> std::fmt::Debug for HandlerRef<F, A> {
     label = "not serializable",
     note = "derive them: `#[derive(Serialize, Deserialize)]`"
 )]
-pub trait MessageArgument {}
+pub trait MessageArgument: Serialize + DeserializeOwned + Send + 'static {}
 // `do_not_recommend`: report the unmet `MessageArgument` with its message,
 // not each unmet bound of this blanket impl.
 #[diagnostic::do_not_recommend]
@@ -388,6 +440,17 @@ pub struct CheckArgument<T: MessageArgument>(PhantomData<T>);
 pub trait ReplyValue: Serialize + DeserializeOwned + Send + 'static {}
 #[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + Send + 'static> ReplyValue for T {}
+
+/// Never implemented: the bound of the stubs that `#[stateful_function]`
+/// gives generated clients and senders for each helper method, so that
+/// calling a helper as if it were a handler says what is missing.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a handler: the method has no `#[handler]`",
+    label = "not a handler",
+    note = "mark the method `#[handler]` in its `#[stateful_function]` impl block to call it through a `Handle`, `ctx.send` or `ctx.request`; without `#[handler]` a method is a plain helper"
+)]
+pub trait NotAHandler {}
 
 /// Implemented by `#[stateful_function]` on the impl block, also when it
 /// reports an error there, so that the struct's check only fires when the

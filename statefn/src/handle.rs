@@ -9,10 +9,10 @@ use std::{
     task::{Context as TaskContext, Poll},
 };
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use crate::{Address, Error, Runtime, StatefulFunction, function::encode};
+use crate::{Address, Error, Runtime, StatefulFunction, wire::WireMessage};
 
 /// A typed handle to one instance (`Handle<Account>` for `Account/alice`):
 /// its methods are the instance's handlers, each returning a [`Call`].
@@ -32,6 +32,7 @@ use crate::{Address, Error, Runtime, StatefulFunction, function::encode};
 ///
 /// #[stateful_function]
 /// impl Counter {
+///     #[handler]
 ///     pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n }
 /// }
 ///
@@ -124,12 +125,12 @@ pub struct RawHandle {
 }
 
 impl RawHandle {
-    /// Starts a call of `handler` with `message`.
-    pub fn call<R, M: Serialize>(&self, handler: &'static str, message: &M) -> Call<R> {
+    /// Starts a call with `message` (it names its handler).
+    pub fn call<R, M: WireMessage>(&self, message: &M) -> Call<R> {
         Call {
             runtime: self.runtime.clone(),
             address: self.address.clone(),
-            message: encode(message, format_args!("the arguments of `{handler}`")),
+            message: crate::wire::encode(message),
             key: None,
             _reply: PhantomData,
         }
@@ -179,7 +180,7 @@ impl<R> Call<R> {
     /// # #[derive(Default, Serialize, Deserialize)]
     /// # pub struct Counter { n: u64 }
     /// # #[stateful_function]
-    /// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), statefn::Error> {
     /// # let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;

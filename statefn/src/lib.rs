@@ -20,16 +20,19 @@
 //! #[derive(Debug, Default, Serialize, Deserialize)]
 //! pub struct Account { balance: i64 }
 //!
-//! // Its `pub` methods taking `&self`/`&mut self` are the handlers.
+//! // Its methods marked #[handler] are the handlers (their visibility does
+//! // not matter); other methods are helpers.
 //! #[stateful_function]
 //! impl Account {
-//!     pub fn deposit(&mut self, amount: i64) -> i64 {
+//!     #[handler]
+//!     fn deposit(&mut self, amount: i64) -> i64 {
 //!         self.balance += amount;
 //!         self.balance
 //!     }
 //!
 //!     /// An `Err` changes nothing and sends nothing.
-//!     pub fn withdraw(&mut self, amount: i64) -> Result<i64, InsufficientFunds> {
+//!     #[handler]
+//!     fn withdraw(&mut self, amount: i64) -> Result<i64, InsufficientFunds> {
 //!         if amount > self.balance {
 //!             return Err(InsufficientFunds { balance: self.balance, asked: amount });
 //!         }
@@ -38,7 +41,8 @@
 //!     }
 //!
 //!     /// Messages sent through `ctx` leave only when this invocation commits.
-//!     pub fn transfer(&mut self, ctx: &mut Context, to: String, amount: i64)
+//!     #[handler]
+//!     fn transfer(&mut self, ctx: &mut Context, to: String, amount: i64)
 //!         -> Result<i64, InsufficientFunds>
 //!     {
 //!         let left = self.withdraw(amount)?;
@@ -46,7 +50,8 @@
 //!         Ok(left)
 //!     }
 //!
-//!     pub fn balance(&self) -> i64 { self.balance }
+//!     #[handler]
+//!     fn balance(&self) -> i64 { self.balance }
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -109,14 +114,46 @@
 //!
 //! ## Handlers: the rules the macro checks
 //!
+//! - A method is a handler only when marked [`#[handler]`](macro@handler);
+//!   its Rust visibility does not matter. Other methods are helpers.
 //! - `&self` (read-only) or `&mut self`; never `self` by value, never `async`,
 //!   never generic.
 //! - Optionally `ctx: &mut Context` (or `&Context`) as the first argument.
 //! - Other arguments are owned serde types with plain names: they become the
 //!   message's fields (`{"amount": 5}` in JSON).
 //! - The return type is the reply; it must be a serde type. A return type
-//!   written `Result<T, E>` (two arguments) makes the handler fallible.
-//! - Non-`pub` methods, and associated functions without `self`, are helpers.
+//!   written `Result<T, E>` (two type arguments) makes the handler fallible;
+//!   a `Result` alias with another number (`io::Result<T>`, `fmt::Result`)
+//!   is refused, since its error type, and so its fallibility, cannot be
+//!   seen.
+//! - `#[handler(internal)]`: reached by other functions (`ctx.send`,
+//!   `ctx.request`, timers, reply targets) and by typed [`Handle`]s, never by
+//!   name: HTTP and [`Runtime::call_json`] answer as for a handler that does
+//!   not exist. Use it for reply and timer targets.
+//! - `#[stateful_function(message_derive(Debug, Clone, PartialEq))]` on the
+//!   impl block adds derives to the generated message enum.
+//!
+//! ## Upgrades: what a stored message means
+//!
+//! Messages outlive deploys (a timer may fire a year later), so each stored
+//! message names its handler and carries a fingerprint of the handler's
+//! arguments ([`encode_message`] documents the bytes):
+//!
+//! - reordering handlers or adding new ones changes nothing;
+//! - renaming a handler keeps its stored messages with
+//!   `#[handler(renamed_from = "old_name")]`, or keep the name on the wire
+//!   with `#[handler(name = "old_name")]`;
+//! - a message for a removed handler, or for a handler whose arguments
+//!   changed (a name, a type as written, their order), does not decode: it is
+//!   refused with a [`MessageError`] naming the function, the handler and
+//!   what differs, never run by another handler. To change a handler's
+//!   arguments, add a handler under a new name and keep the old one until no
+//!   message for it is left.
+//! - The fingerprint covers the handler's signature, not the inside of its
+//!   argument types: postcard, the binary encoding, is not self-describing,
+//!   so changing a struct used as an argument (even adding a
+//!   `#[serde(default)]` field) needs a new handler too, as a changed state
+//!   struct needs a `version` bump.
 
 #![warn(missing_docs)]
 
@@ -145,6 +182,7 @@ mod shard;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timer;
+mod wire;
 
 pub use address::{Address, KEY_GROUPS, MAX_ID_LEN};
 pub use context::{Context, Request};
@@ -158,12 +196,15 @@ pub use runtime::{
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DeadLetter, DeadLetterId, Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
-pub use statefn_macros::stateful_function;
+pub use statefn_macros::{handler, stateful_function};
 pub use statefn_store as store;
+pub use wire::{MAX_HANDLER_NAME, MessageError, decode_message, encode_message};
 
 /// Everything a typical program needs: `use statefn::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Context, Error, Handle, Runtime, StatefulFunction, stateful_function};
+    pub use crate::{
+        Context, Error, Handle, Runtime, StatefulFunction, handler, stateful_function,
+    };
 }
 
 /// Entry points for the fuzz targets; not a public API.
@@ -177,10 +218,11 @@ pub mod __fuzz {
 pub mod __private {
     pub use crate::context::{FromRawSender, RawSender};
     pub use crate::function::{
-        CheckArgument, FunctionState, HandlerImpl, MessageArgument, Reply, ReplyValue,
+        CheckArgument, FunctionState, HandlerImpl, MessageArgument, NotAHandler, Reply, ReplyValue,
         decode_reply_arg, json_reply, json_result_reply, no_such_handler_index,
         not_a_reply_handler,
     };
     pub use crate::handle::{FromRawHandle, RawHandle};
+    pub use crate::wire::{Reader, WireMessage, fingerprint, write_arg, write_header};
     pub use serde;
 }

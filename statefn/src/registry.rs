@@ -8,7 +8,11 @@ use std::{
     sync::Arc,
 };
 
-use crate::{Context, Error, JsonReply, StatefulFunction, function::HandlerInfo};
+use crate::{
+    Context, Error, JsonReply, StatefulFunction,
+    function::HandlerInfo,
+    wire::{MessageError, WireMessage},
+};
 
 /// What one invocation produced.
 #[derive(Debug)]
@@ -42,7 +46,10 @@ pub(crate) trait ErasedFunction: Send + Sync + 'static {
     fn handler_of(&self, message: &[u8]) -> Result<&'static HandlerInfo, Error>;
     /// Encodes a reply as the message for one of this type's handlers.
     fn reply_message(&self, handler: &str, reply: &[u8]) -> Result<Vec<u8>, Error>;
-    /// Builds the encoded message for `handler` from its arguments as a JSON object.
+    /// Builds the encoded message for `handler` from its arguments as a JSON
+    /// object. This is the by-name path of callers outside the functions
+    /// (HTTP, `Runtime::call_json`): an internal handler is refused as if it
+    /// did not exist.
     fn message_from_json(&self, handler: &str, args: serde_json::Value) -> Result<Vec<u8>, Error>;
     /// Decodes `handler`'s encoded reply as JSON.
     fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error>;
@@ -50,17 +57,22 @@ pub(crate) trait ErasedFunction: Send + Sync + 'static {
     fn expire_after_ms(&self) -> u64;
     /// An encoded message as JSON (`{"handler": {"arg": value}}`), for inspection.
     fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error>;
+    /// Whether stored message bytes still decode as a message of this build
+    /// (its handler exists, under its name or a `renamed_from` one, with the
+    /// same arguments): for checking stored messages at open. Not for the
+    /// empty message of an expiry timer.
+    #[allow(
+        dead_code,
+        reason = "recovery calls it once it checks stored messages at open"
+    )]
+    fn validate(&self, message: &[u8]) -> Result<(), MessageError>;
 }
 
 struct Typed<T>(PhantomData<fn() -> T>);
 
 impl<T: StatefulFunction> Typed<T> {
     fn decode_message(message: &[u8]) -> Result<T::Message, Error> {
-        postcard::from_bytes(message).map_err(|e| Error::Decode {
-            function: T::type_name().to_owned(),
-            what: "a message".to_owned(),
-            reason: e.to_string(),
-        })
+        T::Message::decode(message).map_err(Error::from)
     }
 }
 
@@ -141,11 +153,11 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
 
     fn reply_message(&self, handler: &str, reply: &[u8]) -> Result<Vec<u8>, Error> {
         let message = T::reply_message(handler, reply)?;
-        crate::function::encode(&message, "a reply message")
+        crate::wire::encode(&message)
     }
 
     fn message_from_json(&self, handler: &str, args: serde_json::Value) -> Result<Vec<u8>, Error> {
-        Self::handler_index(handler)?;
+        Self::public_handler(handler)?;
         let invalid = |field: Option<String>, reason: String| Error::InvalidArguments {
             function: T::type_name().to_owned(),
             handler: handler.to_owned(),
@@ -177,7 +189,7 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
                 };
                 invalid(field, reason)
             })?;
-        crate::function::encode(&message, "a message")
+        crate::wire::encode(&message)
     }
 
     fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error> {
@@ -195,6 +207,10 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
             reason: e.to_string(),
         })
     }
+
+    fn validate(&self, message: &[u8]) -> Result<(), MessageError> {
+        T::Message::decode(message).map(drop)
+    }
 }
 
 impl<T: StatefulFunction> Typed<T> {
@@ -202,11 +218,29 @@ impl<T: StatefulFunction> Typed<T> {
         T::HANDLERS
             .iter()
             .position(|h| h.name == handler)
-            .ok_or_else(|| Error::UnknownHandler {
-                function: T::type_name().to_owned(),
-                handler: handler.to_owned(),
-                known: T::HANDLERS.iter().map(|h| h.name.to_owned()).collect(),
-            })
+            .ok_or_else(|| Self::no_public_handler(handler))
+    }
+
+    /// A handler that callers by name may reach: internal ones are refused
+    /// with exactly the error of a handler that does not exist, so that
+    /// nothing tells the two apart from outside.
+    fn public_handler(handler: &str) -> Result<usize, Error> {
+        T::HANDLERS
+            .iter()
+            .position(|h| h.name == handler && !h.internal)
+            .ok_or_else(|| Self::no_public_handler(handler))
+    }
+
+    fn no_public_handler(handler: &str) -> Error {
+        Error::UnknownHandler {
+            function: T::type_name().to_owned(),
+            handler: handler.to_owned(),
+            known: T::HANDLERS
+                .iter()
+                .filter(|h| !h.internal)
+                .map(|h| h.name.to_owned())
+                .collect(),
+        }
     }
 }
 
@@ -270,6 +304,22 @@ impl Registry {
         all
     }
 
+    /// Whether stored message bytes for an instance of `type_name` still
+    /// decode with this build's functions (see `ErasedFunction::validate`).
+    #[allow(
+        dead_code,
+        reason = "recovery calls it once it checks stored messages at open"
+    )]
+    pub(crate) fn validate(&self, type_name: &str, message: &[u8]) -> Result<(), MessageError> {
+        match self.by_name.get(type_name) {
+            Some(function) => function.validate(message),
+            None => Err(MessageError::UnknownFunction {
+                function: type_name.to_owned(),
+                known: self.names(),
+            }),
+        }
+    }
+
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.by_name.keys().map(|n| (*n).to_owned()).collect();
         names.sort();
@@ -278,5 +328,142 @@ impl Registry {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.by_name.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::{encode_message, stateful_function};
+
+    #[stateful_function(name = "reg.Counter")]
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    pub(crate) struct Counter {
+        n: u64,
+    }
+
+    #[stateful_function]
+    impl Counter {
+        #[handler]
+        fn add(&mut self, by: u64) -> u64 {
+            self.n += by;
+            self.n
+        }
+
+        #[handler(internal)]
+        fn reset(&mut self) {
+            self.n = 0;
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut registry = Registry::default();
+        registry.register::<Counter>().expect("registers");
+        registry
+    }
+
+    /// A message naming `handler`, with `fingerprint`, and no arguments.
+    fn named(handler: &str, fingerprint: u32) -> Vec<u8> {
+        let mut bytes = vec![0xA1, u8::try_from(handler.len()).expect("short")];
+        bytes.extend_from_slice(handler.as_bytes());
+        bytes.extend_from_slice(&fingerprint.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn validate_accepts_the_messages_of_this_build() {
+        let registry = registry();
+        for message in [CounterMessage::Add { by: 3 }, CounterMessage::Reset {}] {
+            let bytes = encode_message::<Counter>(&message).expect("encodes");
+            registry.validate("reg.Counter", &bytes).expect("valid");
+        }
+    }
+
+    #[test]
+    fn validate_names_the_handler_a_stored_message_wants_and_this_build_lacks() {
+        let err = registry()
+            .validate("reg.Counter", &named("gone", 0))
+            .expect_err("no handler `gone`");
+        assert_eq!(
+            err,
+            MessageError::UnknownHandler {
+                function: "reg.Counter".into(),
+                handler: "gone".into(),
+                known: vec!["add".into(), "reset".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn validate_refuses_a_message_for_changed_arguments() {
+        let mut bytes = named("add", crate::wire::fingerprint("by:u32"));
+        bytes.push(3);
+        let err = registry()
+            .validate("reg.Counter", &bytes)
+            .expect_err("`add` takes a u64 now");
+        assert!(
+            matches!(&err, MessageError::ArgumentsChanged { handler, signature, .. }
+                if handler == "add" && signature == "by:u64"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn validate_refuses_a_message_for_a_type_that_is_not_registered() {
+        let err = registry()
+            .validate("reg.Gone", &named("add", 0))
+            .expect_err("not registered");
+        assert_eq!(
+            err,
+            MessageError::UnknownFunction {
+                function: "reg.Gone".into(),
+                known: vec!["reg.Counter".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn a_message_that_does_not_decode_fails_its_invocation_with_the_reason() {
+        let registry = registry();
+        let function = registry.get("reg.Counter").expect("registered");
+        let mut ctx = Context::new(crate::Address::new("reg.Counter", "x").expect("valid"), 0);
+        let invocation = function.invoke(None, &named("gone", 0), &mut ctx);
+        assert!(invocation.handler.is_none());
+        match invocation.outcome {
+            Outcome::Failed(Error::Decode {
+                function, reason, ..
+            }) => {
+                assert_eq!(function, "reg.Counter");
+                assert!(reason.contains("names the handler `gone`"), "{reason}");
+            }
+            other => panic!("expected a decode failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_callers_cannot_tell_an_internal_handler_from_a_missing_one() {
+        let registry = registry();
+        let function = registry.get("reg.Counter").expect("registered");
+        let internal = function
+            .message_from_json("reset", serde_json::Value::Null)
+            .expect_err("internal");
+        let missing = function
+            .message_from_json("nope", serde_json::Value::Null)
+            .expect_err("missing");
+        let (Error::UnknownHandler { known: a, .. }, Error::UnknownHandler { known: b, .. }) =
+            (&internal, &missing)
+        else {
+            panic!("{internal:?} / {missing:?}");
+        };
+        assert_eq!((a, b), (&vec!["add".to_owned()], &vec!["add".to_owned()]));
+        assert_eq!(
+            internal.to_string().replace("reset", "nope"),
+            missing.to_string()
+        );
+        function
+            .message_from_json("add", serde_json::json!({"by": 1}))
+            .expect("public handlers are callable by name");
     }
 }

@@ -64,6 +64,7 @@ pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 
 ///
 /// #[stateful_function]
 /// impl Counter {
+///     #[handler]
 ///     pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n }
 /// }
 ///
@@ -136,7 +137,7 @@ impl Runtime {
     /// # #[derive(Default, Serialize, Deserialize)]
     /// # pub struct Counter { n: u64 }
     /// # #[stateful_function]
-    /// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), statefn::Error> {
     /// let runtime = Runtime::builder().in_memory().shards(4).register::<Counter>().open().await?;
@@ -213,12 +214,14 @@ impl Runtime {
     /// Calls `handler` of instance `id` of the function type named
     /// `type_name`, with its arguments as a JSON object (`{"amount": 5}`;
     /// `null` for none), and returns the reply as JSON. This is what HTTP
-    /// ingress uses; typed code should use [`Handle`].
+    /// ingress uses; typed code should use [`Handle`]. Being the surface
+    /// for callers from outside, it refuses `#[handler(internal)]` handlers
+    /// as if they did not exist (a typed `Handle` reaches them).
     ///
     /// # Errors
     ///
     /// [`Error::UnknownFunction`] / [`Error::UnknownHandler`] (listing the
-    /// known ones), [`Error::InvalidArguments`] (naming the field and the
+    /// known ones, internal handlers left out), [`Error::InvalidArguments`] (naming the field and the
     /// expected type), and the errors of a typed call. A handler's own `Err`
     /// is `Ok(JsonReply::Err { .. })`.
     ///
@@ -236,7 +239,7 @@ impl Runtime {
     /// # #[derive(Default, Serialize, Deserialize)]
     /// # pub struct Counter { n: u64 }
     /// # #[stateful_function]
-    /// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), statefn::Error> {
     /// # let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
@@ -343,7 +346,7 @@ impl Runtime {
     /// # #[derive(Default, Serialize, Deserialize)]
     /// # pub struct Order { n: u32 }
     /// # #[stateful_function]
-    /// # impl Order { pub fn ship(&mut self, ctx: &mut Context) { self.n += 1; ctx.emit("shipped", &self.n); } }
+    /// # impl Order { #[handler] pub fn ship(&mut self, ctx: &mut Context) { self.n += 1; ctx.emit("shipped", &self.n); } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), statefn::Error> {
     /// use futures::StreamExt;
@@ -553,7 +556,7 @@ pub struct ShardStatus {
 /// # #[derive(Default, Serialize, Deserialize)]
 /// # pub struct Counter { n: u64 }
 /// # #[stateful_function]
-/// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+/// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), statefn::Error> {
 /// let runtime = Runtime::builder()
@@ -1398,6 +1401,7 @@ mod tests {
 
     #[stateful_function]
     impl Counter {
+        #[handler]
         pub fn add(&mut self, by: u64) -> u64 {
             self.n += by;
             self.n

@@ -32,9 +32,11 @@
 //!
 //! #[stateful_function]
 //! impl Reminder {
+//!     #[handler]
 //!     pub fn set(&mut self, ctx: &mut Context, after_secs: u64) {
 //!         ctx.send_after::<Reminder>(Duration::from_secs(after_secs), ctx.id()).fire();
 //!     }
+//!     #[handler]
 //!     pub fn fire(&mut self, ctx: &mut Context) {
 //!         self.fired += 1;
 //!         ctx.emit("reminders", &ctx.id());
@@ -97,7 +99,7 @@ pub const DEFAULT_MAX_STEPS: usize = 1_000_000;
 /// # #[derive(Default, Serialize, Deserialize)]
 /// # pub struct Counter { n: u64 }
 /// # #[stateful_function]
-/// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+/// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
 /// use statefn::testing::TestRuntime;
 ///
 /// let rt = TestRuntime::builder()
@@ -447,7 +449,7 @@ impl TestRuntime {
     /// # #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
     /// # pub struct Counter { n: u64 }
     /// # #[stateful_function]
-    /// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
     /// use statefn::testing::TestRuntime;
     ///
     /// let mut rt = TestRuntime::builder().register::<Counter>().start()?;

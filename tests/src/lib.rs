@@ -13,11 +13,13 @@ pub struct Recorder {
 #[stateful_function]
 impl Recorder {
     /// Records `(from, n)`.
+    #[handler]
     pub fn record(&mut self, from: String, n: u64) {
         self.seen.push((from, n));
     }
 
     /// Everything recorded so far.
+    #[handler]
     pub fn seen(&self) -> Vec<(String, u64)> {
         self.seen.clone()
     }
@@ -33,6 +35,7 @@ pub struct Emitter {
 #[stateful_function]
 impl Emitter {
     /// Sends `count` messages numbered on from where the last call stopped.
+    #[handler]
     pub fn emit(&mut self, ctx: &mut Context, to: String, count: u64) -> u64 {
         let me = ctx.id().to_owned();
         for _ in 0..count {
@@ -43,6 +46,7 @@ impl Emitter {
     }
 
     /// Sends one message after `delay_ms`.
+    #[handler]
     pub fn emit_later(&mut self, ctx: &mut Context, to: String, delay_ms: u64) {
         let me = ctx.id().to_owned();
         ctx.send_after::<Recorder>(std::time::Duration::from_millis(delay_ms), &to)
@@ -61,12 +65,14 @@ pub struct Fragile {
 #[stateful_function]
 impl Fragile {
     /// Sets the value.
+    #[handler]
     pub fn set(&mut self, value: i64) -> i64 {
         self.value = value;
         self.value
     }
 
     /// Changes the state, sends a message to `witness`, then panics.
+    #[handler]
     pub fn set_then_panic(&mut self, ctx: &mut Context, value: i64, witness: String) {
         self.value = value;
         ctx.send::<Recorder>(&witness).record("fragile".into(), 1);
@@ -74,6 +80,7 @@ impl Fragile {
     }
 
     /// Changes the state, sends a message to `witness`, then returns `Err`.
+    #[handler]
     pub fn set_then_fail(
         &mut self,
         ctx: &mut Context,
@@ -86,6 +93,7 @@ impl Fragile {
     }
 
     /// The value.
+    #[handler]
     pub fn value(&self) -> i64 {
         self.value
     }
@@ -129,6 +137,7 @@ pub struct Ledger {
 #[stateful_function]
 impl Ledger {
     /// Adds `amount`, recording `op` here and in the `deposits` egress log.
+    #[handler]
     pub fn deposit(&mut self, ctx: &mut Context, op: String, amount: i64) -> i64 {
         self.balance += amount;
         ctx.emit("deposits", &op);
@@ -139,6 +148,7 @@ impl Ledger {
     /// Moves `amount` to `to`: the withdrawal here and the message that
     /// deposits it there (as `{op}/in`) commit together. Overdrafts are
     /// allowed, so that the outcome does not depend on operation order.
+    #[handler]
     pub fn transfer(&mut self, ctx: &mut Context, op: String, to: String, amount: i64) -> i64 {
         self.balance -= amount;
         ctx.send::<Ledger>(&to).deposit(format!("{op}/in"), amount);
@@ -148,6 +158,7 @@ impl Ledger {
 
     /// As `transfer`, but the deposit arrives `delay_ms` later (a durable
     /// timer): the money is in flight meanwhile.
+    #[handler]
     pub fn transfer_later(
         &mut self,
         ctx: &mut Context,
@@ -164,6 +175,7 @@ impl Ledger {
     }
 
     /// The whole state.
+    #[handler]
     pub fn snapshot(&self) -> (i64, Vec<String>) {
         (self.balance, self.applied.clone())
     }

@@ -22,6 +22,7 @@ pub struct Inbox {
 
 #[stateful_function]
 impl Inbox {
+    #[handler]
     pub fn take(&mut self, text: String) {
         assert!(
             !(text == "poison" && POISON_PANICS.load(Ordering::SeqCst)),
@@ -30,6 +31,7 @@ impl Inbox {
         self.items.push(text);
     }
 
+    #[handler]
     pub fn items(&self) -> Vec<String> {
         self.items.clone()
     }
@@ -41,6 +43,7 @@ pub struct Postman {}
 
 #[stateful_function]
 impl Postman {
+    #[handler]
     pub fn deliver(&mut self, ctx: &mut Context, to: String, texts: Vec<String>) {
         for text in texts {
             ctx.send::<Inbox>(&to).take(text);

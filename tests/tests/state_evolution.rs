@@ -2,8 +2,6 @@
 //! state silently unreadable: versions are stored with the state, older ones
 //! are migrated, and what cannot be read fails clearly and stays on disk.
 
-#![allow(unreachable_pub)] // handlers must be `pub`
-
 use serde::{Deserialize, Serialize};
 use statefn::prelude::*;
 
@@ -13,13 +11,14 @@ mod v1 {
 
     #[stateful_function(name = "evo.Account")]
     #[derive(Debug, Default, Serialize, Deserialize)]
-    pub struct Account {
-        pub balance: i64,
+    pub(crate) struct Account {
+        pub(crate) balance: i64,
     }
 
     #[stateful_function]
     impl Account {
-        pub fn deposit(&mut self, amount: i64) -> i64 {
+        #[handler]
+        fn deposit(&mut self, amount: i64) -> i64 {
             self.balance += amount;
             self.balance
         }
@@ -32,9 +31,9 @@ mod v2 {
 
     #[stateful_function(name = "evo.Account", version = 2, migrate = Account::migrate_from)]
     #[derive(Debug, Default, Serialize, Deserialize)]
-    pub struct Account {
-        pub cents: i64,
-        pub owner: String,
+    pub(crate) struct Account {
+        pub(crate) cents: i64,
+        pub(crate) owner: String,
     }
 
     impl Account {
@@ -54,12 +53,14 @@ mod v2 {
 
     #[stateful_function]
     impl Account {
-        pub fn deposit_cents(&mut self, cents: i64) -> i64 {
+        #[handler]
+        fn deposit_cents(&mut self, cents: i64) -> i64 {
             self.cents += cents;
             self.cents
         }
 
-        pub fn view(&self) -> (i64, String) {
+        #[handler]
+        fn view(&self) -> (i64, String) {
             (self.cents, self.owner.clone())
         }
     }
@@ -71,13 +72,14 @@ mod v3 {
 
     #[stateful_function(name = "evo.Account", version = 3)]
     #[derive(Debug, Default, Serialize, Deserialize)]
-    pub struct Account {
-        pub millis: u128,
+    pub(crate) struct Account {
+        pub(crate) millis: u128,
     }
 
     #[stateful_function]
     impl Account {
-        pub fn millis(&self) -> u128 {
+        #[handler]
+        fn millis(&self) -> u128 {
             self.millis
         }
     }

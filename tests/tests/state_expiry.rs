@@ -2,8 +2,6 @@
 //! not changed for that long are removed, durably, also across a restart;
 //! instances still being written live on.
 
-#![allow(unreachable_pub)] // handlers must be `pub`
-
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,18 +10,20 @@ use statefn_tests::eventually;
 
 #[stateful_function(name = "test.Session", expire_after = "2s")]
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Session {
+pub(crate) struct Session {
     touches: u32,
 }
 
 #[stateful_function]
 impl Session {
-    pub fn touch(&mut self) -> u32 {
+    #[handler]
+    fn touch(&mut self) -> u32 {
         self.touches += 1;
         self.touches
     }
 
-    pub fn touches(&self) -> u32 {
+    #[handler]
+    fn touches(&self) -> u32 {
         self.touches
     }
 }

@@ -2,8 +2,6 @@
 //! with. Same seed, same run; the virtual clock fires timers (and expiry)
 //! only when advanced; a crash mid-test loses exactly what was not committed.
 
-#![allow(unreachable_pub)] // handlers must be `pub`
-
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,13 +17,14 @@ const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[stateful_function(name = "test.Session", expire_after = "30d")]
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Session {
+pub(crate) struct Session {
     touches: u32,
 }
 
 #[stateful_function]
 impl Session {
-    pub fn touch(&mut self) -> u32 {
+    #[handler]
+    fn touch(&mut self) -> u32 {
         self.touches += 1;
         self.touches
     }
@@ -34,13 +33,14 @@ impl Session {
 /// Answers every ball with another: never idle.
 #[stateful_function(name = "test.Ping")]
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Ping {
+pub(crate) struct Ping {
     hits: u64,
 }
 
 #[stateful_function]
 impl Ping {
-    pub fn ball(&mut self, ctx: &mut Context) {
+    #[handler]
+    fn ball(&mut self, ctx: &mut Context) {
         self.hits += 1;
         ctx.send::<Ping>(ctx.id()).ball();
     }

@@ -196,3 +196,61 @@ pub(crate) async fn deposit(client: &reqwest::Client, bank: &Bank, id: &str, amo
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     reply.json.as_i64().expect("a balance")
 }
+
+/// Where `promtool` is: on `PATH`, or unpacked from Debian's `prometheus`
+/// package under `target/ci-tools` (done here on first use, under a file
+/// lock so parallel test binaries install it once). No Prometheus service is
+/// installed or started.
+pub(crate) fn promtool() -> Result<std::path::PathBuf, String> {
+    let runs = |p: &Path| {
+        Command::new(p)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if runs(Path::new("promtool")) {
+        return Ok("promtool".into());
+    }
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ci-tools");
+    let unpacked = tools.join("usr/bin/promtool");
+    std::fs::create_dir_all(tools.join("deb")).map_err(|e| format!("{}: {e}", tools.display()))?;
+    let lock = std::fs::File::create(tools.join("install.lock")).map_err(|e| e.to_string())?;
+    lock.lock()
+        .map_err(|e| format!("locking {}: {e}", tools.display()))?;
+    if runs(&unpacked) {
+        return Ok(unpacked);
+    }
+    let download = || {
+        Command::new("apt-get")
+            .args(["download", "prometheus"])
+            .current_dir(tools.join("deb"))
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !download() {
+        // Fresh machines may have no package lists yet.
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        if !download() {
+            return Err("`apt-get download prometheus` failed".into());
+        }
+    }
+    let deb = std::fs::read_dir(tools.join("deb"))
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or("no .deb downloaded")?;
+    let unpack = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&tools)
+        .status()
+        .map_err(|e| format!("dpkg-deb: {e}"))?;
+    if unpack.success() && runs(&unpacked) {
+        Ok(unpacked)
+    } else {
+        Err(format!("could not unpack promtool from {}", deb.display()))
+    }
+}

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use super::{AppState, auth, error::ApiError};
 
-/// `GET /admin/functions`: the registered types and their handlers.
+/// `GET /admin/functions`: the registered types and their handlers, internal
+/// ones included (marked `"internal": true`: not callable over HTTP).
 pub(super) async fn functions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -31,6 +32,7 @@ pub(super) async fn functions(
                         "args": h.args,
                         "mutates": h.mutates,
                         "fallible": h.fallible,
+                        "internal": h.internal,
                     })
                 })
                 .collect();

@@ -12,7 +12,7 @@
 //! | `POST /v1/{type}/{id}/{handler}/send[?delay=5s]` | enqueues the call durably; 202 with `{"invocation_id": "..."}` |
 //! | `GET /v1/egress/{name}?from=N&limit=M[&wait=10s]` | egress records from offset `N` (long-polls up to `wait` for the first); 200 with `{"records": [...], "next": N}`; with an [egress token](IngressConfig::egress_token), only for `Authorization: Bearer <token>` |
 //! | `GET /metrics` | Prometheus text format |
-//! | `GET /admin/functions` | the registered types and handlers (only with an admin token, as `Authorization: Bearer <token>`) |
+//! | `GET /admin/functions` | the registered types and handlers, with `"internal": true` for internal ones (only with an admin token, as `Authorization: Bearer <token>`) |
 //! | `GET /admin/shards` | each shard: serving or recovering, mailbox, checkpoint position, log size (admin) |
 //! | `GET /admin/dead-letters`, `POST /admin/dead-letters/{id}/replay`, `DELETE /admin/dead-letters/{id}` | messages from functions that failed every attempt: list, deliver again, drop (admin) |
 //!
@@ -29,7 +29,7 @@
 //! | 400 | `invalid_json`, `invalid_utf8`, `json_too_deep`, `invalid_arguments`, `invalid_address`, `invalid_delay`, `invalid_idempotency_key`, `invalid_path` | the request cannot be a call |
 //! | 401 | `unauthorized` | an admin route or (with an egress token) an egress read without the right bearer token; with `WWW-Authenticate: Bearer` |
 //! | 403 | `origin_not_allowed` | an `Origin` header not in [`IngressConfig::allowed_origins`] |
-//! | 404 | `unknown_function`, `unknown_handler`, `not_found` | without an admin token the message lists the known types or handlers; with one it does not (`GET /admin/functions` does) |
+//! | 404 | `unknown_function`, `unknown_handler`, `not_found` | without an admin token the message lists the known types or handlers; with one it does not (`GET /admin/functions` does); an `#[handler(internal)]` handler answers exactly as one that does not exist |
 //! | 405 | `method_not_allowed` | a known route with another method |
 //! | 408 | `request_timeout` | the body did not arrive within [`IngressConfig::body_read_timeout`]; the connection is closed |
 //! | 409 | `idempotency_key_reused` | the key was used for a different call |
@@ -94,6 +94,7 @@
 //!
 //! #[stateful_function]
 //! impl Counter {
+//!     #[handler]
 //!     pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n }
 //! }
 //!
@@ -184,7 +185,7 @@ struct AppState {
 /// # #[derive(Default, Serialize, Deserialize)]
 /// # pub struct Counter { n: u64 }
 /// # #[stateful_function]
-/// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+/// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use statefn::ingress::{self, IngressConfig};

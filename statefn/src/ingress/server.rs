@@ -29,7 +29,7 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// # #[derive(Default, Serialize, Deserialize)]
 /// # pub struct Counter { n: u64 }
 /// # #[stateful_function]
-/// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+/// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use statefn::ingress::{IngressConfig, Server};
@@ -176,7 +176,7 @@ impl Server {
 /// # #[derive(Default, Serialize, Deserialize)]
 /// # pub struct Counter { n: u64 }
 /// # #[stateful_function]
-/// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+/// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
 /// #[tokio::main]
 /// async fn main() -> Result<(), Box<dyn std::error::Error>> {
 ///     let runtime = Runtime::builder().data_dir("./data").register::<Counter>().open().await?;

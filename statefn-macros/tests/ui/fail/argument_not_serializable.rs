@@ -13,6 +13,7 @@ pub struct Account {
 
 #[stateful_function]
 impl Account {
+    #[handler]
     pub fn pay(&mut self, payment: Payment) {
         self.balance += payment.amount;
     }

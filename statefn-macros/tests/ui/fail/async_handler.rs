@@ -9,6 +9,7 @@ pub struct Account {
 
 #[stateful_function]
 impl Account {
+    #[handler]
     pub async fn deposit(&mut self, amount: i64) -> i64 {
         self.balance += amount;
         self.balance

@@ -9,6 +9,7 @@ pub struct Greeter {
 
 #[stateful_function]
 impl Greeter {
+    #[handler]
     pub fn greet(&mut self, name: &str) {
         self.last = name.to_owned();
     }

@@ -9,10 +9,12 @@ pub struct Worker {
 
 #[stateful_function]
 impl Worker {
+    #[handler]
     pub fn do_thing(&mut self) {
         self.done += 1;
     }
 
+    #[handler]
     pub fn do_thing_(&mut self) {
         self.done += 2;
     }

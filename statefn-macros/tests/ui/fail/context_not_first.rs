@@ -9,6 +9,7 @@ pub struct Account {
 
 #[stateful_function]
 impl Account {
+    #[handler]
     pub fn transfer(&mut self, to: String, ctx: &mut Context, amount: i64) {
         self.balance -= amount;
         let _ = (ctx.id(), to);

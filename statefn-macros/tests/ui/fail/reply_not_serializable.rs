@@ -13,6 +13,7 @@ pub struct Account {
 
 #[stateful_function]
 impl Account {
+    #[handler]
     pub fn statement(&self) -> Statement {
         Statement {
             balance: self.balance,

@@ -9,6 +9,7 @@ pub struct Account {
 
 #[stateful_function]
 impl Account {
+    #[handler]
     pub fn id(&self) -> String {
         self.number.clone()
     }

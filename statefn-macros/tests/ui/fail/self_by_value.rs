@@ -9,6 +9,7 @@ pub struct Account {
 
 #[stateful_function]
 impl Account {
+    #[handler]
     pub fn close(self) -> i64 {
         self.balance
     }

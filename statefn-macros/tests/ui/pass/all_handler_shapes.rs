@@ -15,23 +15,27 @@ pub struct Counter {
 #[stateful_function]
 impl Counter {
     /// `&mut self`, one argument, a plain reply.
+    #[handler]
     pub fn add(&mut self, by: u64) -> u64 {
         self.n += by;
         self.n
     }
 
     /// `&mut self`, no arguments, no reply.
+    #[handler]
     pub fn reset(&mut self) {
         self.n = 0;
     }
 
     /// `&mut self`, a fallible reply.
+    #[handler]
     pub fn take(&mut self, by: u64) -> Result<u64, Underflow> {
         self.n = self.n.checked_sub(by).ok_or(Underflow)?;
         Ok(self.n)
     }
 
     /// `&mut Context` first, several arguments.
+    #[handler]
     pub fn forward(&mut self, ctx: &mut Context, to: String, by: u64) -> Result<u64, Underflow> {
         let left = self.take(by)?;
         ctx.send::<Counter>(&to).add(by);
@@ -39,16 +43,19 @@ impl Counter {
     }
 
     /// `&Context` and `&self`.
+    #[handler]
     pub fn whoami(&self, ctx: &Context) -> String {
         format!("{}:{}", ctx.id(), self.label)
     }
 
-    /// `&self`, no arguments.
-    pub fn get(&self) -> u64 {
+    /// `&self`, no arguments; not `pub`: a handler's visibility does not matter.
+    #[handler]
+    fn get(&self) -> u64 {
         self.n
     }
 
     /// A compound argument and reply.
+    #[handler]
     pub fn relabel(&mut self, parts: Vec<String>) -> Option<String> {
         Some(std::mem::replace(&mut self.label, parts.join("-")))
     }
@@ -63,9 +70,33 @@ impl Counter {
         1_000
     }
 
-    /// Uses the helpers.
-    pub fn doubled(&self) -> u64 {
-        self.double().min(Self::limit())
+    /// `pub`, but without `#[handler]`: a helper, so it may be generic, async
+    /// or borrow its arguments.
+    pub fn scaled<T: Into<u64>>(&self, by: T, _unused: &str) -> u64 {
+        self.n * by.into()
+    }
+
+    /// An async helper.
+    pub async fn later(&self) -> u64 {
+        self.n
+    }
+
+    /// Uses the helpers; `pub(crate)` handlers are handlers too.
+    #[handler]
+    pub(crate) fn doubled(&self) -> u64 {
+        self.double().min(Self::limit()).max(self.scaled(1u8, ""))
+    }
+
+    /// Arguments named like the generated code's own variables.
+    #[handler]
+    fn shadowing(&mut self, c: &mut Context, ctx: String, out: u64, reader: u64, message: u64) {
+        let _ = (c.id(), ctx, out, reader, message);
+    }
+
+    /// Written as `statefn::handler`, with every option.
+    #[statefn::handler(internal, name = "wired", renamed_from = "wire", renamed_from = "w")]
+    fn wire_name(&self) -> u64 {
+        self.n
     }
 }
 
@@ -74,8 +105,15 @@ fn main() {
     let names: Vec<_> = Counter::HANDLERS.iter().map(|h| h.name).collect();
     assert_eq!(
         names,
-        ["add", "reset", "take", "forward", "whoami", "get", "relabel", "doubled"]
+        [
+            "add", "reset", "take", "forward", "whoami", "get", "relabel", "doubled", "shadowing",
+            "wired"
+        ]
     );
+    let wired = &Counter::HANDLERS[9];
+    assert!(wired.internal && !Counter::HANDLERS[0].internal);
+    assert_eq!(wired.renamed_from, ["wire", "w"]);
+    assert_eq!(Counter::HANDLERS[3].signature, "to:String,by:u64");
     let take = &Counter::HANDLERS[2];
     assert!(take.mutates && take.fallible);
     assert!(!Counter::HANDLERS[5].mutates);

@@ -13,6 +13,7 @@ pub struct Stock {
 
 #[stateful_function]
 impl Stock {
+    #[handler]
     pub fn reserve(&mut self, units: u32) -> Result<u32, OutOfStock> {
         if units > self.units {
             return Err(OutOfStock(self.units));
@@ -30,12 +31,14 @@ pub struct Order {
 
 #[stateful_function]
 impl Order {
+    #[handler]
     pub fn place(&mut self, ctx: &mut Context, sku: String, units: u32) {
         ctx.request::<Stock>(&sku)
             .reserve(units)
             .reply_to(OrderMessage::reserved());
     }
 
+    #[handler]
     pub fn reserved(&mut self, result: Result<u32, OutOfStock>) {
         self.reserved = result.is_ok();
     }

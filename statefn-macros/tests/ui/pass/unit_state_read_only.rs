@@ -7,14 +7,17 @@ pub struct Clock;
 
 #[stateful_function]
 impl Clock {
+    #[handler]
     pub fn echo(&self, text: String) -> String {
         text
     }
 
+    #[handler]
     pub fn who(&self, ctx: &Context) -> String {
         ctx.id().to_owned()
     }
 
+    #[handler]
     pub fn ping(&self) {}
 }
 

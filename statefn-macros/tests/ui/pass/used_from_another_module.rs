@@ -10,11 +10,13 @@ mod bank {
 
     #[stateful_function]
     impl Account {
+        #[handler]
         pub fn deposit(&mut self, amount: i64) -> i64 {
             self.balance += amount;
             self.balance
         }
 
+        #[handler]
         pub fn balance(&self) -> i64 {
             self.balance
         }

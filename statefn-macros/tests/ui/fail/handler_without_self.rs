@@ -1,0 +1,18 @@
+use serde::{Deserialize, Serialize};
+use statefn::prelude::*;
+
+#[stateful_function]
+#[derive(Default, Serialize, Deserialize)]
+pub struct Account {
+    balance: i64,
+}
+
+#[stateful_function]
+impl Account {
+    #[handler]
+    pub fn opening_balance() -> i64 {
+        100
+    }
+}
+
+fn main() {}

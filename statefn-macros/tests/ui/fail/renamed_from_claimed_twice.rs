@@ -1,0 +1,23 @@
+use serde::{Deserialize, Serialize};
+use statefn::prelude::*;
+
+#[stateful_function]
+#[derive(Default, Serialize, Deserialize)]
+pub struct Account {
+    balance: i64,
+}
+
+#[stateful_function]
+impl Account {
+    #[handler(renamed_from = "add")]
+    pub fn deposit(&mut self, amount: i64) {
+        self.balance += amount;
+    }
+
+    #[handler(renamed_from = "add")]
+    pub fn credit(&mut self, amount: i64) {
+        self.balance += amount;
+    }
+}
+
+fn main() {}
