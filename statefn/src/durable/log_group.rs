@@ -69,10 +69,10 @@ impl LogGroup {
 
     /// Hands a batch to the syncer. If it has stopped, the batch is refused.
     pub(crate) fn submit(&self, inner: &RuntimeInner, batch: Batch) {
-        if let Err(e) = self.tx.send(GroupCommand::Commit(batch)) {
-            if let GroupCommand::Commit(batch) = e.into_inner() {
-                inner.refuse(batch.effects, batch.shard, "the runtime is stopping");
-            }
+        if let Err(e) = self.tx.send(GroupCommand::Commit(batch))
+            && let GroupCommand::Commit(batch) = e.into_inner()
+        {
+            inner.refuse(batch.effects, batch.shard, "the runtime is stopping");
         }
     }
 
