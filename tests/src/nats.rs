@@ -469,13 +469,30 @@ impl NatsCluster {
     }
 
     /// Restarts server `i` on the same ports and store (killing it first if it
-    /// still runs) and waits until the cluster is ready again.
+    /// still runs) and waits until the cluster is ready again (which needs a
+    /// quorum of servers running; see [`restart_all`](Self::restart_all)).
     ///
     /// # Errors
     /// When the server does not come back within 30 s.
     pub fn restart(&mut self, i: usize) -> Result<(), HarnessError> {
         self.stop(i);
         self.spawn(i)?;
+        self.wait_ready(READY_TIMEOUT)
+    }
+
+    /// SIGKILLs every server, then starts them all again on the same ports
+    /// and stores, and waits until the cluster is ready (a lone restarted
+    /// server of three never is: JetStream needs a quorum).
+    ///
+    /// # Errors
+    /// When the cluster does not come back within 30 s.
+    pub fn restart_all(&mut self) -> Result<(), HarnessError> {
+        for i in 0..self.nodes.len() {
+            self.stop(i);
+        }
+        for i in 0..self.nodes.len() {
+            self.spawn(i)?;
+        }
         self.wait_ready(READY_TIMEOUT)
     }
 
