@@ -3,9 +3,8 @@
 //! a fence.
 //!
 //! The writer publishes each flush's records at once (pipelined: record `n`
-//! carries `Nats-Msg-Id: epoch:n`, `Nats-Expected-Last-Sequence: n-1`, and
-//! expects the last fence to be its own; see [`Publisher::message`] for why)
-//! and hands their ack futures here. One task per log awaits them in order, so a
+//! carries `Nats-Msg-Id: epoch:n` and `Nats-Expected-Last-Sequence: n-1`;
+//! see [`Publisher::message`]) and hands their ack futures here. One task per log awaits them in order, so a
 //! flush resolves only after every earlier one.
 //!
 //! When an ack is not a clear yes (lost, timed out, no leader, or a wrong
@@ -121,36 +120,33 @@ pub(crate) struct Publisher {
     pub(crate) stream: Stream,
     pub(crate) subject: String,
     pub(crate) epoch: Epoch,
-    /// Where fences go, and this writer's own.
-    pub(crate) fence_subject: String,
-    pub(crate) fence_seq: u64,
 }
 
-/// Makes `Nats-Expected-Last-Subject-Sequence` check another subject than the
-/// message's own (nats-server 2.11+).
-const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
+/// The epoch in a data record's `Nats-Msg-Id` (`epoch:lsn`), if it is one.
+pub(crate) fn record_epoch(message_id: &str) -> Option<u64> {
+    let (epoch, lsn) = message_id.split_once(':')?;
+    lsn.parse::<u64>().ok()?;
+    epoch.parse().ok()
+}
 
 impl Publisher {
-    /// The message for the record at `lsn`, with its id and expectations.
+    /// The message for the record at `lsn`: its id (`epoch:lsn`) and the
+    /// expected last sequence `lsn - 1`, nothing else, so records pipeline.
     ///
-    /// The last sequence alone would not fence a pipelining writer: a newer
-    /// writer's fence takes some position `F`, and this writer's record that
-    /// expects `F` as the last sequence (sent before it learnt of the fence)
-    /// would land after it. So every record also expects the last message on
-    /// the *fence subject* to be this writer's own fence: a new fence refuses
-    /// all of the old writer's later records, whatever their positions.
-    /// (`Nats-Expected-Last-Msg-Id` would say the same but breaks R3 streams
-    /// on 2.14.6: a mismatch is a "critical write error" that stalls the
-    /// stream; see docs/cluster-engine.md.)
+    /// This does not stop every record of a fenced, pipelining writer: one
+    /// that expects the position the fence (or the new writer) has just
+    /// reached lands after the fence. Such a *stale* record is harmless: its
+    /// writer never confirms it (an earlier record of its own was refused
+    /// first, and confirmations are in order), and readers skip it (a record
+    /// counts only if its epoch is that of the last fence before it; see
+    /// `replay`). Expectations that would refuse it on the server are not
+    /// usable on 2.14.6 (docs/cluster-engine.md): a mismatched
+    /// `Nats-Expected-Last-Msg-Id` stalls an R3 stream, and a per-subject
+    /// expectation allows one message in flight.
     pub(crate) fn message(&self, lsn: Lsn, payload: Bytes) -> PublishMessage {
         PublishMessage::build()
             .payload(payload)
             .expected_last_sequence(lsn.0 - 1)
-            .expected_last_subject_sequence(self.fence_seq)
-            .header(
-                EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
-                self.fence_subject.as_str(),
-            )
             .message_id(self.message_id(lsn))
     }
 
@@ -205,7 +201,10 @@ async fn judge(ack: Option<PublishAckFuture>, lsn: Lsn) -> Verdict {
 /// What the stream holds at a position.
 enum AtPosition {
     Ours,
+    /// A newer writer's fence or record.
     Foreign(String),
+    /// A record of an older, fenced writer, in flight when this one fenced.
+    Stale(String),
     Nothing,
     /// The stream could not be asked (no leader, timeout).
     Unknown(String),
@@ -219,12 +218,17 @@ async fn look(publisher: &Publisher, lsn: Lsn) -> AtPosition {
                 .get(async_nats::header::NATS_MESSAGE_ID)
                 .map(|v| v.as_str().to_owned());
             if id.as_deref() == Some(publisher.message_id(lsn).as_str()) {
-                AtPosition::Ours
-            } else {
-                AtPosition::Foreign(format!(
-                    "position {lsn} holds a record on {} with id {id:?}",
-                    message.subject
-                ))
+                return AtPosition::Ours;
+            }
+            let what = format!(
+                "position {lsn} holds a record on {} with id {id:?}",
+                message.subject
+            );
+            match id.as_deref().and_then(record_epoch) {
+                // A stale record of a writer this one fenced: no newer
+                // writer exists, but this writer's chain is broken.
+                Some(epoch) if epoch < publisher.epoch.0 => AtPosition::Stale(what),
+                _ => AtPosition::Foreign(what),
             }
         }
         Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => {
@@ -280,6 +284,15 @@ pub(crate) async fn run(
                     poison(
                         &shared,
                         Failure::Fenced(format!("append of {lsn} refused ({detail}): {what}")),
+                    );
+                    continue;
+                }
+                AtPosition::Stale(what) => {
+                    poison(
+                        &shared,
+                        Failure::Unavailable(format!(
+                            "append of {lsn} refused ({detail}): {what}; reopen at a higher epoch"
+                        )),
                     );
                     continue;
                 }

@@ -5,14 +5,17 @@
 //!   monotonic but not dense across writers.
 //! - **One writer, enforced by the stream.** [`JetStreamBackend::open`] reads
 //!   the stream's last sequence and appends a fence record (epoch, writer)
-//!   with `Nats-Expected-Last-Sequence` set to it. Every record expects both
-//!   the last sequence (its predecessor's) and, on the fence subject, its
-//!   writer's own fence as the last fence, so an older writer's next record
+//!   with `Nats-Expected-Last-Sequence` set to it. Every record expects the
+//!   last sequence to be its predecessor's, so an older writer's next record
 //!   is refused ("wrong last sequence") and its flush fails with
-//!   [`LogError::Fenced`]. The sequence alone is not enough for a pipelining
-//!   writer: its record that expects the fence's position would land. Epochs
-//!   must grow: an open at an epoch not above the last fence's fails with
-//!   `Fenced`.
+//!   [`LogError::Fenced`]. A pipelining writer may still have later records
+//!   in flight that happen to expect the position the stream has reached;
+//!   those land but are never confirmed to their writer and are skipped by
+//!   every reader: **a data record counts only if its epoch (in its
+//!   `Nats-Msg-Id`, `epoch:lsn`) is the epoch of the last fence before
+//!   it.** Standbys that follow the stream must apply the same rule.
+//!   Epochs must grow: an open at an epoch not above the last fence's fails
+//!   with `Fenced`.
 //! - **Pipelined appends.** A flush publishes its records at once, record `n`
 //!   expecting `n-1`; the acks are awaited in order by one task per log
 //!   (see `acker`), so several flushes can be in flight. A lost ack is
@@ -320,8 +323,37 @@ impl JetStreamBackend {
         let subject = Self::fence_subject(&self.options.cluster, group);
         let id = format!("fence:{nonce}");
         let deadline = tokio::time::Instant::now() + self.options.retry_for;
+        // Retries whatever is not a verdict (no leader yet right after the
+        // stream was created, an election, a lost ack) until the deadline.
+        let retry = |error: LogError| -> Result<(), LogError> {
+            if tokio::time::Instant::now() < deadline {
+                tracing::debug!(%error, "fence not confirmed; retrying");
+                Ok(())
+            } else {
+                Err(error)
+            }
+        };
         loop {
-            match self.last_fence(stream, group).await? {
+            // The last sequence first, then the last fence: if the fence
+            // publish (expecting that sequence) lands, no fence came between.
+            let last = match stream.info().await {
+                Ok(info) => info.state.last_sequence,
+                Err(e) => {
+                    retry(unavailable("reading the stream's last sequence", e))?;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let last_fence = match self.last_fence(stream, group).await {
+                Ok(last_fence) => last_fence,
+                Err(error @ LogError::Unavailable { .. }) => {
+                    retry(error)?;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            match last_fence {
                 // Our own fence landed but its ack was lost.
                 Some((fence, seq)) if fence == mine => return Ok(seq),
                 Some((fence, seq)) if fence.epoch >= epoch.0 => {
@@ -332,12 +364,6 @@ impl JetStreamBackend {
                 }
                 _ => {}
             }
-            let last = stream
-                .info()
-                .await
-                .map_err(|e| unavailable("reading the stream's last sequence", e))?
-                .state
-                .last_sequence;
             let message = jetstream::message::PublishMessage::build()
                 .payload(payload.clone())
                 .expected_last_sequence(last)
@@ -350,15 +376,12 @@ impl JetStreamBackend {
                 Ok(ack) => return Ok(ack.sequence),
                 // Somebody appended meanwhile: look again.
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::debug!(error = %e, "fence not confirmed; retrying");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
                 Err(e) => {
-                    return Err(unavailable(
+                    retry(unavailable(
                         format!("appending the fence of epoch {epoch}"),
                         e,
-                    ));
+                    ))?;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
@@ -379,9 +402,11 @@ impl JetStreamBackend {
             .state
             .clone();
         let data_subject = Self::data_subject(&self.options.cluster, group);
+        let fence_subject = Self::fence_subject(&self.options.cluster, group);
         let records = Replay::start(
             &stream,
             data_subject.clone(),
+            fence_subject,
             from,
             fence_seq,
             self.handle.clone(),
@@ -398,8 +423,6 @@ impl JetStreamBackend {
             stream: stream.clone(),
             subject: data_subject,
             epoch,
-            fence_subject: Self::fence_subject(&self.options.cluster, group),
-            fence_seq,
         };
         let (batches, receiver) = mpsc::unbounded_channel();
         self.handle.spawn(acker::run(
@@ -450,10 +473,10 @@ fn rand_nonce() -> u64 {
 
 /// The payload of a fence record (JSON, for operators reading the stream).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Fence {
-    epoch: u64,
-    writer: String,
-    nonce: u64,
+pub(crate) struct Fence {
+    pub(crate) epoch: u64,
+    pub(crate) writer: String,
+    pub(crate) nonce: u64,
 }
 
 /// A log group's stream as its single writer sees it.
@@ -560,10 +583,10 @@ impl CommitLog for JetStreamLog {
         Lsn(self.shared.durable.load(Ordering::Acquire))
     }
 
-    /// Purges the data records below `lsn`, and every fence but the last.
+    /// Purges the data records below `lsn`. Fences stay (one per open): a
+    /// reader needs the fence before each record to tell stale ones.
     fn truncate_before(&mut self, lsn: Lsn) -> Result<(), LogError> {
         let data = self.publisher.subject.clone();
-        let fences = data.replacen(".log.", ".fence.", 1);
         self.handle.block_on(async {
             self.stream
                 .purge()
@@ -571,12 +594,6 @@ impl CommitLog for JetStreamLog {
                 .sequence(lsn.0)
                 .await
                 .map_err(|e| unavailable(format!("purging below {lsn}"), e))?;
-            self.stream
-                .purge()
-                .filter(fences)
-                .keep(1)
-                .await
-                .map_err(|e| unavailable("purging old fences", e))?;
             let state = self
                 .stream
                 .info()
