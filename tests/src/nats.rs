@@ -1,5 +1,9 @@
 //! A NATS JetStream cluster on loopback for tests and benchmarks.
 //!
+//! (Over 500 lines: install, config, process supervision and readiness are
+//! one harness; most of the length is error reporting that names the
+//! server and shows its log.)
+//!
 //! [`NatsCluster::start`] installs the pinned `nats-server` if needed
 //! ([`server_binary`]), starts 1 or 3 JetStream servers on free ports with
 //! their own store directories, and waits until JetStream has a meta leader
@@ -447,7 +451,15 @@ impl NatsCluster {
     /// # Errors
     /// When the signal cannot be sent.
     pub fn pause(&mut self, i: usize) -> Result<(), HarnessError> {
-        self.signal(i, Signal::SIGSTOP)
+        self.signal(i, Signal::SIGSTOP)?;
+        // The signal is asynchronous: a busy server may answer a request or
+        // two before it stops. Return only once it has.
+        let pid = self.pid(i).expect("server was started");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while process_state(pid) != Some('T') && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 
     /// SIGCONTs server `i` after [`pause`](Self::pause).
@@ -655,13 +667,13 @@ fn free_ports(n: usize) -> Result<Vec<Ports>, HarnessError> {
 
 /// Whether `pid` exists and is not a zombie (from `/proc/PID/stat`).
 pub fn process_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) S ...": the state follows the last ')'.
-        Ok(stat) => {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next())
-                != Some('Z')
-        }
-        Err(_) => false,
-    }
+    process_state(pid).is_some_and(|state| state != 'Z')
+}
+
+/// The state letter of `pid` in `/proc/PID/stat` (`R`, `S`, `T` stopped, `Z` zombie...).
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ...": the state follows the last ')'.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
 }

@@ -1,5 +1,9 @@
 //! Log groups on NATS JetStream: one replicated stream per log group.
 //!
+//! (Over 500 lines: the backend's open/fence protocol and the writer it
+//! returns are one protocol and are reviewed together; the ack pipeline and
+//! the replay live in `acker` and `replay`.)
+//!
 //! - **Positions are stream sequences.** A record's [`Lsn`] is the sequence
 //!   the stream gives it; fence records take positions too, so LSNs are
 //!   monotonic but not dense across writers.
