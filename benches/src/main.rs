@@ -8,6 +8,7 @@
 //! cargo run --release -p statefn-benches --bin statefn-bench -- http --loadgen PATH
 //! cargo run --release -p statefn-benches --bin statefn-bench -- recovery
 //! cargo run --release -p statefn-benches --bin statefn-bench -- scale
+//! cargo run --release -p statefn-benches --bin statefn-bench -- jetstream
 //! cargo run --release -p statefn-benches --bin statefn-bench -- plot --input results.txt
 //! ```
 
@@ -18,7 +19,7 @@ use statefn_benches::{
     http::servers::serve_noop,
     measure::BoxError,
     plot,
-    scenarios::{Common, actors, embedded, floor, http, recovery, scale},
+    scenarios::{Common, actors, embedded, floor, http, jetstream, recovery, scale},
     scratch::warn_if_not_real_disk,
 };
 
@@ -44,6 +45,9 @@ enum Scenario {
     Recovery(recovery::RecoveryArgs),
     /// Millions of instances with a cache a tenth of their state.
     Scale(scale::ScaleArgs),
+    /// NATS JetStream facts for cluster mode: fencing, dedup, latency,
+    /// failover, KV, object store, reads (starts its own nats-servers).
+    Jetstream(jetstream::JetStreamArgs),
     /// SVG charts from saved output.
     Plot(plot::PlotArgs),
     /// The HTTP floor's server (started by `http` as a child process).
@@ -91,6 +95,7 @@ fn main() -> Result<(), BoxError> {
             warn_if_not_real_disk(&args.common.data_dir);
             tokio.block_on(scale::run(args))
         }
+        Scenario::Jetstream(args) => jetstream::run(args, &tokio),
         Scenario::Plot(args) => plot::run(args),
         Scenario::ServeNoop { listen } => tokio.block_on(serve_noop(*listen)),
         Scenario::Populate(args) => tokio.block_on(recovery::reopen::populate(args)),

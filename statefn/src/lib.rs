@@ -163,6 +163,8 @@ extern crate self as statefn;
 
 mod address;
 mod clock;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod context;
 mod durable;
 mod egress;

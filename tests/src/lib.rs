@@ -1,5 +1,7 @@
 //! Function types shared by the integration tests.
 
+pub mod nats;
+
 use serde::{Deserialize, Serialize};
 use statefn::prelude::*;
 

@@ -9,6 +9,7 @@ pub mod actors;
 pub mod embedded;
 pub mod floor;
 pub mod http;
+pub mod jetstream;
 pub mod recovery;
 pub mod scale;
 
