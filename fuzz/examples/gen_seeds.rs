@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use statefn::__fuzz::message_from_json;
 use statefn::prelude::*;
-use statefn::store::io::StdFs;
-use statefn::store::wal::{Lsn, Wal, WalOptions};
+use statefn_store::{Lsn, StdFs, Wal, WalOptions};
 use statefn_examples::bank::Account;
 use statefn_examples::cart::{Cart, Inventory};
 

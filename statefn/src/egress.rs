@@ -22,7 +22,7 @@ use std::{
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use statefn_store::{StateStore, Table, TableWrite};
+use statefn_store::{EgressTables, ShardId};
 use tokio::sync::Notify;
 
 use crate::{
@@ -30,10 +30,6 @@ use crate::{
     clock::Clock,
     record::{decode, encode},
 };
-
-/// Egress logs are global, not per shard: they live under this pseudo-shard
-/// in the store.
-const EGRESS_SHARD: u16 = u16::MAX;
 
 /// The longest egress log name, in bytes.
 pub const MAX_EGRESS_NAME: usize = 128;
@@ -123,7 +119,7 @@ struct Stored {
 enum Sink {
     Memory(Mutex<HashMap<String, BTreeMap<u64, EgressRecord>>>),
     /// Taken at shutdown so that fjall closes.
-    Store(Mutex<Option<StateStore>>),
+    Store(Mutex<Option<EgressTables>>),
 }
 
 /// The egress logs of a runtime.
@@ -157,32 +153,21 @@ impl Egress {
 
     /// Opens the durable egress logs (blocking: reads the store).
     pub(crate) fn open(
-        store: StateStore,
+        store: EgressTables,
         shards: u16,
         retention: Duration,
         clock: Clock,
     ) -> Result<Self, Error> {
         let storage = |e: statefn_store::StoreError| Error::Storage(format!("egress: {e}"));
-        let mut next = HashMap::new();
         let appended: Vec<u64> = (0..shards)
             .map(|s| {
-                let bytes = store
-                    .get(EGRESS_SHARD, Table::Meta, &shard_key(s))
-                    .map_err(storage)?;
+                let bytes = store.appended(ShardId(s)).map_err(storage)?;
                 bytes.map_or(Ok(0), |b| decode::<u64>(&b, "an egress position"))
             })
             .collect::<Result<_, _>>()?;
-        for (key, value) in store
-            .scan_from(EGRESS_SHARD, Table::Meta, b"next/", usize::MAX)
-            .map_err(storage)?
-        {
-            let Some(log) = key.strip_prefix(b"next/") else {
-                break;
-            };
-            next.insert(
-                String::from_utf8_lossy(log).into_owned(),
-                decode::<u64>(&value, "an egress offset")?,
-            );
+        let mut next = HashMap::new();
+        for (log, value) in store.next_offsets().map_err(storage)? {
+            next.insert(log, decode::<u64>(&value, "an egress offset")?);
         }
         let egress = Self::new(
             Sink::Store(Mutex::new(Some(store))),
@@ -248,7 +233,7 @@ impl Egress {
         }
     }
 
-    fn store(&self) -> Result<StateStore, Error> {
+    fn store(&self) -> Result<EgressTables, Error> {
         match &self.sink {
             Sink::Store(store) => store
                 .lock()
@@ -328,7 +313,7 @@ impl Egress {
 
     /// Appends one lot of records (dropping those already appended), retrying
     /// until the store takes them, and sweeps old ones now and then.
-    fn append(&self, store: &StateStore, records: Vec<Emitted>, since_sweep: &mut usize) {
+    fn append(&self, store: &EgressTables, records: Vec<Emitted>, since_sweep: &mut usize) {
         let records = self.fresh(records);
         if records.is_empty() {
             return;
@@ -383,9 +368,9 @@ impl Egress {
         true
     }
 
-    fn append_to_store(&self, store: &StateStore, records: &[Emitted]) -> Result<(), Error> {
+    fn append_to_store(&self, store: &EgressTables, records: &[Emitted]) -> Result<(), Error> {
         let mut next = self.next.lock().clone();
-        let mut writes: Vec<TableWrite> = Vec::with_capacity(records.len() + 8);
+        let mut batch = store.batch();
         let mut last_seq: HashMap<u16, u64> = HashMap::new();
         for r in records {
             let offset = next.entry(r.log.clone()).or_insert(0);
@@ -394,51 +379,40 @@ impl Egress {
                 at_ms: r.at_ms,
                 record: r.record.clone(),
             };
-            writes.push((
-                Table::Egress,
-                record_key(&r.log, *offset),
-                Some(encode(&stored)?),
-            ));
+            batch.put_record(&r.log, *offset, encode(&stored)?);
             *offset += 1;
             last_seq.insert(r.shard, r.seq);
         }
         for log in records.iter().map(|r| &r.log) {
             let offset = next.get(log).copied().unwrap_or(0);
-            writes.push((Table::Meta, next_key(log), Some(encode(&offset)?)));
+            batch.put_next_offset(log, encode(&offset)?);
         }
         for (shard, seq) in &last_seq {
-            writes.push((Table::Meta, shard_key(*shard), Some(encode(seq)?)));
+            batch.put_appended(ShardId(*shard), encode(seq)?);
         }
-        store
-            .apply(EGRESS_SHARD, writes, true)
+        batch
+            .commit()
             .map_err(|e| Error::Storage(format!("appending egress records: {e}")))?;
         *self.next.lock() = next;
         Ok(())
     }
 
     /// Deletes records older than the retention (a bounded amount per call).
-    fn sweep(&self, store: &StateStore) -> Result<(), Error> {
+    fn sweep(&self, store: &EgressTables) -> Result<(), Error> {
         let cutoff = self.clock.now_ms().saturating_sub(self.retention_ms);
         let logs: Vec<String> = self.next.lock().keys().cloned().collect();
         let storage = |e: statefn_store::StoreError| Error::Storage(format!("egress sweep: {e}"));
         for log in logs {
-            let from = record_key(&log, 0);
-            let mut deletes: Vec<TableWrite> = Vec::new();
-            for (key, value) in store
-                .scan_from(EGRESS_SHARD, Table::Egress, &from, 10_000)
-                .map_err(storage)?
-            {
-                if !key.starts_with(&from[..from.len() - 8]) {
-                    break;
-                }
+            let mut deletes = store.batch();
+            for (offset, value) in store.records(&log, 0, 10_000).map_err(storage)? {
                 let stored: Stored = decode(&value, "an egress record")?;
                 if stored.at_ms >= cutoff {
                     break;
                 }
-                deletes.push((Table::Egress, key, None));
+                deletes.delete_record(&log, offset);
             }
             if !deletes.is_empty() {
-                store.apply(EGRESS_SHARD, deletes, false).map_err(storage)?;
+                deletes.commit_buffered().map_err(storage)?;
             }
         }
         Ok(())
@@ -468,20 +442,13 @@ impl Egress {
                     .unwrap_or_default())
             }
             Sink::Store(_) => {
-                let store = self.store()?;
-                let start = record_key(log, from);
-                let prefix = &start[..start.len() - 8];
-                let rows = store
-                    .scan_from(EGRESS_SHARD, Table::Egress, &start, limit)
+                let rows = self
+                    .store()?
+                    .records(log, from, limit)
                     .map_err(|e| Error::Storage(format!("reading egress log `{log}`: {e}")))?;
                 rows.into_iter()
-                    .take_while(|(key, _)| key.starts_with(prefix))
-                    .map(|(key, value)| {
+                    .map(|(offset, value)| {
                         let stored: Stored = decode(&value, "an egress record")?;
-                        let offset = key
-                            .get(prefix.len()..)
-                            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                            .map_or(0, u64::from_be_bytes);
                         Ok(EgressRecord {
                             offset,
                             id: stored.id,
@@ -498,23 +465,6 @@ impl Egress {
 
 fn record_id(r: &Emitted) -> String {
     format!("s{}-{}", r.shard, r.seq)
-}
-
-/// `log`, a zero byte, the offset (big-endian: keys sort by offset).
-fn record_key(log: &str, offset: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(log.len() + 9);
-    key.extend_from_slice(log.as_bytes());
-    key.push(0);
-    key.extend_from_slice(&offset.to_be_bytes());
-    key
-}
-
-fn next_key(log: &str) -> Vec<u8> {
-    format!("next/{log}").into_bytes()
-}
-
-fn shard_key(shard: u16) -> Vec<u8> {
-    format!("shard/{shard:05}").into_bytes()
 }
 
 /// Checks an egress log name: it appears in URLs and keys.

@@ -159,7 +159,12 @@ pub use runtime::{
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::stateful_function;
-pub use statefn_store as store;
+
+/// The file-system seam under the write-ahead log, for
+/// [`Builder::file_system`] (tests inject faults through it).
+pub mod io {
+    pub use statefn_store::{FileSystem, LogFile, StdFs};
+}
 
 /// Everything a typical program needs: `use statefn::prelude::*;`.
 pub mod prelude {

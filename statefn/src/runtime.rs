@@ -14,9 +14,7 @@ use std::{
 
 use parking_lot::Mutex;
 use statefn_store::{
-    DataDir, StateStore,
-    io::{FileSystem, StdFs},
-    wal::WalOptions,
+    CommitLog, DataDir, FileSystem, LogBackend, StateStore, StdFs, WalBackend, WalOptions,
 };
 use tokio::sync::{Notify, oneshot};
 
@@ -718,7 +716,7 @@ impl Builder {
     }
 
     /// The file system under the write-ahead log: a seam for tests that
-    /// inject faults ([`statefn_store::io::FaultyFs`]).
+    /// inject faults (`statefn_store::FaultyFs`, feature `fault-injection`).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
         self.file_system = fs;
         self
@@ -849,7 +847,7 @@ pub(crate) struct Plan {
 /// Storage opened and recovered, before any thread starts.
 struct Opened {
     durable: Option<Durable>,
-    wals: Vec<(u16, statefn_store::wal::Wal)>,
+    logs: Vec<(u16, Box<dyn CommitLog>)>,
     shards: Vec<Shard>,
     /// Per recovered shard: its unacknowledged outbox, its timers and its
     /// egress records not yet appended.
@@ -876,7 +874,7 @@ fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> {
     let Storage::Disk { path, mode } = &plan.storage else {
         return Ok(Opened {
             durable: None,
-            wals: Vec::new(),
+            logs: Vec::new(),
             shards: (0..plan.shards)
                 .map(|id| Shard::new(ShardCore::new(id, 0, plan.core.clone(), None)))
                 .collect(),
@@ -888,11 +886,15 @@ fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> {
         .map_err(|e| Error::Storage(e.to_string()))?;
     let store =
         StateStore::open(&data_dir.state_dir()).map_err(|e| Error::Storage(e.to_string()))?;
+    let logs: Arc<dyn LogBackend> = Arc::new(WalBackend::new(
+        Arc::clone(&plan.file_system),
+        &data_dir.wal_root(),
+        plan.wal_options,
+    ));
     let durable = Durable::new(
         store,
-        Arc::clone(&plan.file_system),
+        logs,
         data_dir,
-        plan.wal_options,
         *mode,
         plan.log_groups,
         plan.core.clone(),
@@ -900,14 +902,14 @@ fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> {
         clock.clone(),
     );
     let mut cores: Vec<ShardCore> = Vec::new();
-    let mut wals = Vec::new();
+    let mut logs = Vec::new();
     for group in 0..plan.log_groups {
-        let (wal, group_cores) = durable.recover(group, 1)?;
-        wals.push((group, wal));
+        let (log, group_cores) = durable.recover(group, 1)?;
+        logs.push((group, log));
         cores.extend(group_cores);
     }
     let egress = Egress::open(
-        durable.store()?,
+        durable.store()?.egress(),
         plan.shards,
         plan.egress_retention,
         clock.clone(),
@@ -926,7 +928,7 @@ fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> {
         .collect();
     Ok(Opened {
         durable: Some(durable),
-        wals,
+        logs,
         shards: cores.into_iter().map(Shard::new).collect(),
         recovered,
         egress,
@@ -946,7 +948,7 @@ pub(crate) fn open_manual(plan: Plan, clock: &Clock) -> Result<Runtime, Error> {
 fn assemble(plan: Plan, opened: Opened, clock: Clock, drive: Drive) -> Result<Runtime, Error> {
     let Opened {
         durable,
-        wals,
+        logs,
         shards,
         recovered,
         egress,
@@ -991,7 +993,7 @@ fn assemble(plan: Plan, opened: Opened, clock: Clock, drive: Drive) -> Result<Ru
         Drive::Manual => *inner.timers.lock() = Some((TimerService::manual(), None)),
     }
     if let Some(d) = &inner.durable {
-        for (group, wal) in wals {
+        for (group, log) in logs {
             let positions = d
                 .group_shards(group)
                 .into_iter()
@@ -1000,12 +1002,13 @@ fn assemble(plan: Plan, opened: Opened, clock: Clock, drive: Drive) -> Result<Ru
                     (s, core.epoch, core.checkpoint.lsn)
                 })
                 .collect::<Vec<_>>();
-            let log = &d.groups[usize::from(group)];
             match drive {
-                Drive::Threads => log
-                    .start(&inner, group, wal, &positions)
+                Drive::Threads => d.groups[usize::from(group)]
+                    .start(&inner, group, log, &positions)
                     .map_err(spawn_error)?,
-                Drive::Manual => log.start_manual(&inner, group, wal, &positions),
+                Drive::Manual => {
+                    d.groups[usize::from(group)].start_manual(&inner, group, log, &positions);
+                }
             }
         }
         if drive == Drive::Threads {

@@ -71,9 +71,9 @@ use crate::{
     Address, Builder, DeadLetter, DeadLetterId, Durability, EgressRecord, Error, Handle,
     RetryPolicy, Runtime, StatefulFunction,
     clock::Clock,
+    io::FileSystem,
     record::{Entry, ShardRecord, decode},
     runtime::{Plan, open_manual},
-    store::io::FileSystem,
 };
 
 /// Where the virtual clock starts by default: 2026-01-01T00:00:00Z.
@@ -198,7 +198,7 @@ impl TestBuilder {
     }
 
     /// The log's file system, as [`Builder::file_system`]: inject I/O faults
-    /// with [`FaultyFs`](crate::store::io::FaultyFs).
+    /// with `statefn_store::FaultyFs` (feature `fault-injection`).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
         self.builder = self.builder.file_system(fs);
         self

@@ -76,7 +76,11 @@ fn stored_replies_of_an_earlier_build_answer_retries() -> Result<(), Error> {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rt = open_fixture(dir.path())?;
     // From the checkpoint.
-    let retry = rt.call(rt.handle::<Account>("acct-0").deposit(7).idempotency_key("fix-1"))?;
+    let retry = rt.call(
+        rt.handle::<Account>("acct-0")
+            .deposit(7)
+            .idempotency_key("fix-1"),
+    )?;
     assert_eq!(retry, 106);
     // From the log.
     let retry = rt.call(
@@ -85,7 +89,11 @@ fn stored_replies_of_an_earlier_build_answer_retries() -> Result<(), Error> {
             .idempotency_key("fix-2"),
     )?;
     assert_eq!(retry.ok(), Some(47));
-    let reused = rt.call(rt.handle::<Account>("acct-0").balance().idempotency_key("fix-1"));
+    let reused = rt.call(
+        rt.handle::<Account>("acct-0")
+            .balance()
+            .idempotency_key("fix-1"),
+    );
     assert!(
         matches!(reused, Err(Error::IdempotencyKeyReused { .. })),
         "{reused:?}"

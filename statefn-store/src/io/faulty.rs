@@ -20,7 +20,7 @@ use super::{FileSystem, LogFile};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use statefn_store::io::{FaultyFs, FileSystem, StdFs};
+/// use statefn_store::{FaultyFs, FileSystem, StdFs};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let fs = FaultyFs::new(Arc::new(StdFs));

@@ -79,9 +79,12 @@ fn write(inner: &RuntimeInner, job: CheckpointJob) {
         return;
     };
     let started = std::time::Instant::now();
-    let result = durable
-        .store()
-        .and_then(|store| job.write(&store, durable.clock.now_ms()));
+    let result = durable.store().and_then(|store| {
+        job.write(
+            &store.shard(statefn_store::ShardId(job.shard)),
+            durable.clock.now_ms(),
+        )
+    });
     let shard = inner.shard(job.shard);
     match result {
         Ok(()) => {

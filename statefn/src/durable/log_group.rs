@@ -19,7 +19,7 @@ use std::{
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use statefn_store::wal::{Lsn, PendingSync, Wal};
+use statefn_store::{CommitLog, Lsn, PendingFlush};
 
 use super::Durability;
 use crate::{
@@ -85,10 +85,10 @@ impl LogGroup {
         &self,
         inner: &Arc<RuntimeInner>,
         group: u16,
-        wal: Wal,
+        log: Box<dyn CommitLog>,
         positions: &[(u16, u64, u64)],
     ) -> std::io::Result<()> {
-        let Some(syncer) = self.syncer(inner, group, wal, positions) else {
+        let Some(syncer) = self.syncer(inner, group, log, positions) else {
             return Ok(());
         };
         let thread = std::thread::Builder::new()
@@ -105,10 +105,10 @@ impl LogGroup {
         &self,
         inner: &Arc<RuntimeInner>,
         group: u16,
-        wal: Wal,
+        log: Box<dyn CommitLog>,
         positions: &[(u16, u64, u64)],
     ) {
-        *self.manual.lock() = self.syncer(inner, group, wal, positions);
+        *self.manual.lock() = self.syncer(inner, group, log, positions);
     }
 
     /// Manual mode: commits what was handed over, on the calling thread.
@@ -131,16 +131,17 @@ impl LogGroup {
         &self,
         inner: &Arc<RuntimeInner>,
         group: u16,
-        wal: Wal,
+        log: Box<dyn CommitLog>,
         positions: &[(u16, u64, u64)],
     ) -> Option<Syncer> {
         let rx = self.rx.lock().take()?;
         Some(Syncer {
+            last_appended: log.durable_lsn(),
             inner: Arc::clone(inner),
             group,
             epochs: positions.iter().map(|&(s, epoch, _)| (s, epoch)).collect(),
             checkpoints: positions.iter().map(|&(s, _, lsn)| (s, lsn)).collect(),
-            wal: Some(wal),
+            log: Some(log),
             rx,
             stopping: false,
             unsynced: None,
@@ -167,12 +168,17 @@ struct Syncer {
     /// refused. (Ordered maps: a seeded test run must not depend on hashing.)
     epochs: BTreeMap<u16, u64>,
     checkpoints: BTreeMap<u16, u64>,
-    wal: Option<Wal>,
+    /// The group's log; `None` while it is being recovered.
+    log: Option<Box<dyn CommitLog>>,
+    /// The position of the last record appended (positions need not be
+    /// dense: always the one `append` returned).
+    last_appended: Lsn,
     rx: Receiver<GroupCommand>,
     /// A `Stop` arrived (possibly during a recovery).
     stopping: bool,
-    /// Periodic mode: written but not yet synced.
-    unsynced: Option<PendingSync>,
+    /// Periodic mode: flushed but not yet known durable (the latest flush
+    /// covers the earlier ones).
+    unsynced: Option<PendingFlush>,
     last_sync: Instant,
     /// Real time: spaces out requests for I/O reasons (a large log).
     last_checkpoint_request: Instant,
@@ -184,7 +190,7 @@ impl std::fmt::Debug for Syncer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Syncer")
             .field("group", &self.group)
-            .field("recovering", &self.wal.is_none())
+            .field("recovering", &self.log.is_none())
             .finish_non_exhaustive()
     }
 }
@@ -253,65 +259,65 @@ impl Syncer {
 
     fn commit(&mut self, batches: Vec<Batch>) {
         let mut accepted = Vec::with_capacity(batches.len());
+        let mut failed: Option<(String, Vec<Batch>)> = None;
         {
-            let Some(wal) = self.wal.as_mut() else {
+            let Some(log) = self.log.as_mut() else {
                 for batch in batches {
                     self.inner
                         .refuse(batch.effects, batch.shard, "its log group is recovering");
                 }
                 return;
             };
-            for batch in batches {
+            let mut batches = batches.into_iter();
+            while let Some(batch) = batches.next() {
                 if self.epochs.get(&batch.shard) != Some(&batch.epoch) {
                     self.inner
                         .refuse(batch.effects, batch.shard, "its shard was recovering");
                     continue;
                 }
-                for record in &batch.records {
-                    wal.append(record);
+                let mut last = self.last_appended;
+                let appended = batch.records.iter().try_for_each(|record| {
+                    last = log.append(record)?;
+                    Ok::<(), statefn_store::LogError>(())
+                });
+                if let Err(e) = appended {
+                    let mut rest = vec![batch];
+                    rest.extend(batches);
+                    failed = Some((format!("the log refused a record: {e}"), rest));
+                    break;
                 }
-                let last = wal.next_lsn().0 - 1;
+                self.last_appended = last;
                 accepted.push((batch, last));
             }
+        }
+        if let Some((reason, rest)) = failed {
+            accepted.extend(rest.into_iter().map(|b| (b, Lsn(0))));
+            return self.fail(accepted, &reason);
         }
         if accepted.is_empty() {
             return;
         }
         let invocations: usize = accepted.iter().map(|(b, _)| b.records.len()).sum();
         metrics::histogram!(crate::metrics::COMMIT_BATCH).record(invocations as f64);
-        let Some(wal) = self.wal.as_mut() else { return };
-        let written = wal.write();
-        let result = written.and_then(|pending| match self.durable().mode {
+        let Some(log) = self.log.as_mut() else { return };
+        let flushed = log.flush();
+        let result = flushed.and_then(|pending| match self.durable().mode {
             Durability::Periodic(_) if !accepted.iter().any(|(b, _)| b.checkpoint.is_some()) => {
-                match &mut self.unsynced {
-                    Some(unsynced) => unsynced.merge(pending),
-                    None => self.unsynced = Some(pending),
-                }
+                // Waiting for this flush later covers the earlier ones.
+                self.unsynced = Some(pending);
                 Ok(())
             }
             _ => {
-                let mut pending = pending;
-                if let Some(earlier) = self.unsynced.take() {
-                    let mut earlier = earlier;
-                    earlier.merge(pending);
-                    pending = earlier;
-                }
+                self.unsynced = None;
                 let started = Instant::now();
-                let synced = pending.sync();
+                let synced = pending.wait();
                 metrics::histogram!(crate::metrics::FSYNC_DURATION)
                     .record(started.elapsed().as_secs_f64());
                 synced.map(|_| self.last_sync = Instant::now())
             }
         });
         if let Err(e) = result {
-            let reason = format!("the log failed: {e}");
-            // Down first, so that no caller told to retry gets in before.
-            self.take_down(&reason);
-            for (batch, _) in accepted {
-                self.inner.refuse(batch.effects, batch.shard, &reason);
-            }
-            self.recover(&reason);
-            return;
+            return self.fail(accepted, &format!("the log failed: {e}"));
         }
         for (batch, lsn) in accepted {
             if let Some(committed) = &self.inner.committed {
@@ -319,20 +325,29 @@ impl Syncer {
             }
             self.inner.publish_acks(batch.shard, &batch.effects.acks);
             if let Some(mut job) = batch.checkpoint {
-                job.lsn = lsn;
+                job.lsn = lsn.0;
                 self.durable().checkpointer.submit(job);
             }
             self.inner.release(batch.effects);
         }
     }
 
+    /// The log failed under these batches: none of them commits.
+    fn fail(&mut self, batches: Vec<(Batch, Lsn)>, reason: &str) {
+        // Down first, so that no caller told to retry gets in before.
+        self.take_down(reason);
+        for (batch, _) in batches {
+            self.inner.refuse(batch.effects, batch.shard, reason);
+        }
+        self.recover(reason);
+    }
+
     fn publish_size(&self) {
-        if let Some(wal) = &self.wal {
+        if let Some(log) = &self.log {
+            let stats = log.stats();
             let group = &self.durable().groups[usize::from(self.group)];
-            group.log_bytes.store(wal.size_bytes(), Ordering::Relaxed);
-            group
-                .log_segments
-                .store(wal.segment_count() as u64, Ordering::Relaxed);
+            group.log_bytes.store(stats.bytes, Ordering::Relaxed);
+            group.log_segments.store(stats.pieces, Ordering::Relaxed);
         }
     }
 
@@ -346,7 +361,7 @@ impl Syncer {
 
     fn periodic_sync_now(&mut self) {
         if let Some(pending) = self.unsynced.take() {
-            match pending.sync() {
+            match pending.wait() {
                 Ok(_) => self.last_sync = Instant::now(),
                 Err(e) => self.recover(&format!("the log failed to sync: {e}")),
             }
@@ -358,8 +373,8 @@ impl Syncer {
         let Some(oldest) = self.checkpoints.values().min().copied() else {
             return;
         };
-        if let Some(wal) = self.wal.as_mut()
-            && let Err(e) = wal.truncate_before(Lsn(oldest + 1))
+        if let Some(log) = self.log.as_mut()
+            && let Err(e) = log.truncate_before(Lsn(oldest + 1))
         {
             tracing::warn!(group = self.group, error = %e, "cannot delete checkpointed log segments; will retry");
         }
@@ -369,12 +384,12 @@ impl Syncer {
     /// on the interval: idle shards must checkpoint too, or their old
     /// position would keep the log from being truncated.
     fn maybe_request_checkpoints(&mut self) {
-        let Some(wal) = &self.wal else { return };
+        let Some(log) = &self.log else { return };
         let durable = self.durable();
         let oldest = self.checkpoints.values().min().copied().unwrap_or(0);
-        let behind = wal.next_lsn().0.saturating_sub(oldest + 1) > 0;
+        let behind = self.last_appended.0 > oldest;
         let now_ms = self.inner.clock.now_ms();
-        let large = wal.size_bytes() >= durable.checkpoint_log_bytes
+        let large = log.stats().bytes >= durable.checkpoint_log_bytes
             && self.last_checkpoint_request.elapsed() >= Duration::from_secs(1);
         let due = behind
             && Duration::from_millis(now_ms.saturating_sub(self.last_checkpoint_request_ms))
@@ -412,11 +427,11 @@ impl Syncer {
             "log group failed; recovering its shards"
         );
         self.take_down(reason);
-        self.wal = None;
+        self.log = None;
         self.unsynced = None;
         let epoch = self.epochs.values().max().copied().unwrap_or(0) + 1;
         let mut backoff = Duration::from_millis(20);
-        let (wal, cores) = loop {
+        let (log, cores) = loop {
             match self.durable().recover(self.group, epoch) {
                 Ok(recovered) => break recovered,
                 Err(e) => {
@@ -459,7 +474,8 @@ impl Syncer {
             self.inner.egress.submit(egress);
             self.inner.after_recovery(shard.id, resend, timers, true);
         }
-        self.wal = Some(wal);
+        self.last_appended = log.durable_lsn();
+        self.log = Some(log);
         self.inner.recoveries.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics::RECOVERIES).increment(1);
         tracing::info!(group = self.group, "log group recovered; serving again");

@@ -12,10 +12,10 @@ mod checkpointer;
 mod log_group;
 mod recovery;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use parking_lot::Mutex;
-use statefn_store::{DataDir, StateStore, io::FileSystem, wal::WalOptions};
+use statefn_store::{DataDir, LogBackend, LogGroupId, StateStore};
 
 pub(crate) use self::checkpointer::Checkpointer;
 pub(crate) use self::log_group::refused_effects;
@@ -58,10 +58,9 @@ pub enum Durability {
 pub(crate) struct Durable {
     /// Taken at shutdown so that fjall closes and the directory can be reopened.
     store: Mutex<Option<StateStore>>,
-    pub(crate) fs: Arc<dyn FileSystem>,
+    /// Opens the log groups' logs.
+    pub(crate) logs: Arc<dyn LogBackend>,
     pub(crate) data_dir: Mutex<Option<DataDir>>,
-    pub(crate) root: PathBuf,
-    pub(crate) wal_options: WalOptions,
     pub(crate) mode: Durability,
     pub(crate) shards: u16,
     pub(crate) log_groups: u16,
@@ -77,9 +76,8 @@ impl Durable {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         store: StateStore,
-        fs: Arc<dyn FileSystem>,
+        logs: Arc<dyn LogBackend>,
         data_dir: DataDir,
-        wal_options: WalOptions,
         mode: Durability,
         log_groups: u16,
         core: CoreConfig,
@@ -88,11 +86,9 @@ impl Durable {
     ) -> Self {
         Durable {
             store: Mutex::new(Some(store)),
-            fs,
-            root: data_dir.path().to_path_buf(),
+            logs,
             shards: data_dir.shards(),
             data_dir: Mutex::new(Some(data_dir)),
-            wal_options,
             mode,
             log_groups,
             core,
@@ -120,12 +116,10 @@ impl Durable {
     /// The source for recovering `group`'s shards.
     pub(crate) fn recover(&self, group: u16, epoch: u64) -> Result<RecoveredGroup, Error> {
         let store = self.store()?;
-        let dir = self.wal_dir(group);
         let source = GroupSource {
             store: &store,
-            fs: &self.fs,
-            dir: &dir,
-            wal_options: self.wal_options,
+            logs: self.logs.as_ref(),
+            group: LogGroupId(group),
             core: &self.core,
             now_ms: self.clock.now_ms(),
         };
@@ -138,10 +132,6 @@ impl Durable {
 
     pub(crate) fn group_shards(&self, group: u16) -> Vec<u16> {
         group_shards(self.shards, self.log_groups, group)
-    }
-
-    pub(crate) fn wal_dir(&self, group: u16) -> PathBuf {
-        self.root.join("wal").join(format!("group-{group:04}"))
     }
 }
 

@@ -15,7 +15,7 @@ use std::{
 
 use parking_lot::Mutex;
 
-pub(crate) use self::checkpoint::{CheckpointJob, META_KEY};
+pub(crate) use self::checkpoint::CheckpointJob;
 pub use self::core::RetryPolicy;
 pub(crate) use self::core::{CoreConfig, ShardCore, ShardMeta, envelope_of};
 pub(crate) use self::tables::Persisted;

@@ -8,32 +8,32 @@
 use std::{collections::HashMap, sync::Arc};
 
 use lru::LruCache;
-use statefn_store::{StateStore, Table};
+use statefn_store::ShardTables;
 
 use crate::{Address, Error, record::StoredReply};
 
 /// Where a shard's tables are persisted (absent in memory mode).
 #[derive(Debug, Clone)]
 pub(crate) struct Persisted {
-    pub(crate) store: StateStore,
-    pub(crate) shard: u16,
+    pub(crate) tables: ShardTables,
 }
 
 impl Persisted {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        self.store
-            .get(self.shard, table, key)
-            .map_err(|e| Error::Storage(format!("reading shard {}: {e}", self.shard)))
+    fn storage(&self) -> impl FnOnce(statefn_store::StoreError) -> Error + '_ {
+        move |e| Error::Storage(format!("reading shard {}: {e}", self.tables.shard()))
     }
-}
 
-/// The key of an instance's state: type name, a zero byte, id.
-pub(crate) fn state_key(address: &Address) -> Vec<u8> {
-    let mut key = Vec::with_capacity(address.type_name().len() + 1 + address.id().len());
-    key.extend_from_slice(address.type_name().as_bytes());
-    key.push(0);
-    key.extend_from_slice(address.id().as_bytes());
-    key
+    fn state(&self, address: &Address) -> Result<Option<Vec<u8>>, Error> {
+        self.tables
+            .state(address.type_name(), address.id())
+            .map_err(self.storage())
+    }
+
+    fn idempotency(&self, address: &Address, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.tables
+            .idempotency(address.type_name(), address.id(), key)
+            .map_err(self.storage())
+    }
 }
 
 pub(crate) type Frozen<K, V> = Arc<HashMap<K, V>>;
@@ -92,7 +92,7 @@ impl StateTable {
             return Ok(None);
         };
         self.misses += 1;
-        let Some(bytes) = persisted.get(Table::State, &state_key(address))? else {
+        let Some(bytes) = persisted.state(address)? else {
             return Ok(None);
         };
         self.cache_bytes += entry_bytes(address, &bytes);
@@ -232,7 +232,7 @@ impl IdempotencyTable {
         } else if let Some(r) = self.frozen.as_ref().and_then(|f| f.get(&probe)) {
             Some(r.clone())
         } else if let Some(persisted) = &self.persisted {
-            match persisted.get(Table::Idempotency, &idempotency_key(address, key))? {
+            match persisted.idempotency(address, key)? {
                 Some(bytes) => Some(crate::record::decode(&bytes, "an idempotency entry")?),
                 None => None,
             }
@@ -273,26 +273,6 @@ impl IdempotencyTable {
     pub(crate) fn retention_ms(&self) -> u64 {
         self.retention_ms
     }
-}
-
-/// Primary key of an idempotency entry: `0`, the state key, `0xff`, the key
-/// (`0xff` never occurs in UTF-8, so the split is unambiguous).
-pub(crate) fn idempotency_key(address: &Address, key: &str) -> Vec<u8> {
-    let mut out = vec![0];
-    out.extend_from_slice(&state_key(address));
-    out.push(0xff);
-    out.extend_from_slice(key.as_bytes());
-    out
-}
-
-/// Expiry index entry: `1`, the time (big-endian, so keys sort by age), the
-/// primary key.
-pub(crate) fn idempotency_index_key(at_ms: u64, primary: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + primary.len());
-    out.push(1);
-    out.extend_from_slice(&at_ms.to_be_bytes());
-    out.extend_from_slice(primary);
-    out
 }
 
 #[cfg(test)]
@@ -339,14 +319,6 @@ mod tests {
         table.put(addr("a"), vec![2]);
         table.unfreeze();
         assert_eq!(table.get(&addr("a")).expect("ok"), Some(&[2][..]));
-    }
-
-    #[test]
-    fn state_keys_do_not_collide() {
-        // Type names never hold a zero byte, so "A"+"bc" and "Ab"+"c" differ.
-        let one = Address::new("A", "bc").expect("valid");
-        let two = Address::new("Ab", "c").expect("valid");
-        assert_ne!(state_key(&one), state_key(&two));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The state store keeps each shard's tables apart, scans them in key
 //! order, and keeps synced batches across reopen.
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "tests: a failure is the test failing")]
 
-use statefn_store::{StateStore, StoreError, Table};
+use super::{StateStore, StoreError, Table};
 
 fn kv(k: &str, v: &str) -> (Vec<u8>, Vec<u8>) {
     (k.as_bytes().to_vec(), v.as_bytes().to_vec())
@@ -257,7 +257,7 @@ fn a_synced_batch_survives_a_process_abort() {
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "a_synced_batch_survives_a_process_abort",
+            "state::tests::a_synced_batch_survives_a_process_abort",
             "--nocapture",
         ])
         .env(CHILD_DIR, dir.path())
