@@ -117,6 +117,50 @@
 //! - The return type is the reply; it must be a serde type. A return type
 //!   written `Result<T, E>` (two arguments) makes the handler fallible.
 //! - Non-`pub` methods, and associated functions without `self`, are helpers.
+//!
+//! ## How it works: the exactly-once protocol, file by file
+//!
+//! A reader who knows the protocol can follow it through the source (paths
+//! under `statefn/src/`), in the order a message meets it:
+//!
+//! 1. **Ingress dedup.** A client call reaches its shard's mailbox
+//!    (`runtime/router.rs`, refused at once when the shard recovers or its
+//!    mailbox is full). A call with an idempotency key is answered from the
+//!    stored reply if the key was used (`protocol/idempotency.rs`).
+//! 2. **Invoke.** A worker (`scheduler.rs`) runs a batch of the shard's mail
+//!    (`shard/mod.rs`) through the state machine (`shard/state_machine.rs`):
+//!    `shard/invocation.rs` runs the handler and builds the invocation's log
+//!    record (`protocol/record.rs`) and its effects (`shard/effects.rs`).
+//!    Nothing leaves yet.
+//! 3. **Channel sequence.** Each message a handler sends is numbered on its
+//!    (source shard, destination shard) channel and kept in the outbox
+//!    (`shard/outgoing.rs`, `protocol/channel.rs`, `protocol/outbox.rs`); a
+//!    delayed one becomes a durable timer (`shard/timer_table.rs`). The
+//!    receiver applies only the next sequence of each channel and drops
+//!    duplicates by its watermark (`protocol/channel.rs`).
+//! 4. **Commit.** The shard's log group's syncer appends the records of
+//!    every waiting batch to the log, flushes once and waits until it is
+//!    durable (`commit/syncer.rs`), through the log trait of
+//!    `statefn-store` (the local write-ahead log, or a replicated one).
+//!    Batches of a core from before a recovery are refused
+//!    (`protocol/epoch.rs`).
+//! 5. **Release.** Only then do the batch's effects leave: deliveries,
+//!    egress records, replies, timers, in that order (`runtime/release.rs`,
+//!    `egress/`, `timers.rs`).
+//! 6. **Ack.** The receiver's durable commit publishes acks
+//!    (`protocol/acks.rs`); senders prune their outboxes with them.
+//! 7. **Checkpoint.** A shard freezes its dirty state at the end of a batch
+//!    (`shard/freeze.rs`); the checkpointer writes it into the store's
+//!    tables (`commit/checkpointer.rs`, whose layout `statefn-store` owns),
+//!    then the log drops what it covers.
+//! 8. **Recovery.** A log group's shards are rebuilt from their checkpoints
+//!    and the log after them (`commit/recovery.rs`), replaying records
+//!    without running handlers (`shard/replay.rs`); after a log failure,
+//!    `commit/failover.rs` refuses what was in flight and does this alone
+//!    while other groups serve.
+//! 9. **Resend.** A recovered shard re-sends its outbox and re-arms its
+//!    timers; after a failure the other shards re-send what it may have lost
+//!    (`runtime/resend.rs`). Watermarks drop what was already applied.
 
 #![warn(missing_docs)]
 
@@ -126,10 +170,9 @@ extern crate self as statefn;
 
 mod address;
 mod clock;
+mod commit;
 mod context;
-mod durable;
 mod egress;
-mod envelope;
 mod error;
 mod function;
 mod fuzz_api;
@@ -137,20 +180,24 @@ mod handle;
 #[cfg(feature = "http")]
 pub mod ingress;
 pub mod metrics;
-mod record;
+mod protocol;
 mod registry;
 mod runtime;
 mod scheduler;
+mod service;
 mod shard;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod timer;
+mod timers;
 
-pub use address::{Address, KEY_GROUPS, MAX_ID_LEN};
+// `context.rs` names envelopes by their old path.
+use protocol::envelope;
+
+pub use address::{Address, MAX_ID_LEN};
+pub use commit::Durability;
 pub use context::{Context, Request};
-pub use durable::Durability;
 pub use egress::{EgressRecord, MAX_EGRESS_NAME};
-pub use error::Error;
+pub use error::{Error, StorageError};
 pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction, decode_state};
 pub use handle::{Call, CallFuture, Handle};
 pub use runtime::{

@@ -65,15 +65,26 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use parking_lot::Mutex;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::{
     Address, Builder, DeadLetter, DeadLetterId, Durability, EgressRecord, Error, Handle,
     RetryPolicy, Runtime, StatefulFunction,
     clock::Clock,
+    commit::CommitObserver,
+    error::StorageError,
     io::FileSystem,
-    record::{Entry, ShardRecord, decode},
-    runtime::{Plan, open_manual},
+    protocol::{
+        ids::ShardId,
+        record::{Entry, ShardRecord, decode},
+    },
+    runtime::{
+        builder::Plan,
+        open::{Background, open_manual},
+    },
+    scheduler::RunShard,
+    service::{Service, Step},
 };
 
 /// Where the virtual clock starts by default: 2026-01-01T00:00:00Z.
@@ -217,8 +228,9 @@ impl TestBuilder {
                 let temp = tempfile::Builder::new()
                     .prefix("statefn-test-")
                     .tempdir()
-                    .map_err(|e| {
-                        Error::Storage(format!("cannot make a temporary directory: {e}"))
+                    .map_err(|e| StorageError::Io {
+                        doing: "making a temporary directory".into(),
+                        source: Arc::new(e),
                     })?;
                 (temp.path().to_path_buf(), Some(temp))
             }
@@ -233,9 +245,12 @@ impl TestBuilder {
             .workers(1)
             .plan()?;
         let clock = Clock::virtual_at(self.start_ms);
-        let runtime = open_manual(plan.clone(), &clock)?;
-        Ok(TestRuntime {
-            runtime: Some(runtime),
+        let committed = Arc::new(Mutex::new(Vec::new()));
+        let mut rt = TestRuntime {
+            runtime: None,
+            background: None,
+            ready: Vec::new(),
+            committed,
             plan,
             clock,
             rng: StdRng::seed_from_u64(self.seed),
@@ -245,7 +260,9 @@ impl TestBuilder {
             sent: Vec::new(),
             crashes: 0,
             max_steps: self.max_steps,
-        })
+        };
+        rt.reopen()?;
+        Ok(rt)
     }
 }
 
@@ -293,6 +310,13 @@ impl SentMessage {
 pub struct TestRuntime {
     /// `None` only between a crash and the reopen.
     runtime: Option<Runtime>,
+    /// The runtime's services, stepped here instead of on threads.
+    background: Option<Background>,
+    /// Runnable shards, in the order they became runnable.
+    ready: Vec<ShardId>,
+    /// Every committed log record not yet looked at (the commit observer
+    /// fills it).
+    committed: Arc<Mutex<Vec<Vec<u8>>>>,
     plan: Plan,
     clock: Clock,
     rng: StdRng,
@@ -479,23 +503,103 @@ impl TestRuntime {
     /// is ready, fires the timers already due (re-armed ones after a crash
     /// or a recovery). Returns `false` if nothing was ready and nothing is.
     pub fn step(&mut self) -> bool {
-        let Some(runtime) = &self.runtime else {
+        if self.runtime.is_none() {
             return false;
-        };
-        let inner = runtime.inner();
+        }
         // Commit first half the time: batches of several shards then share a
         // commit, as under load, or a shard runs again before its last batch
         // is durable.
-        let did = if self.rng.random_bool(0.5) {
-            inner.pump() || inner.run_one(|n| self.rng.random_range(0..n))
+        let commit_first = self.rng.random_bool(0.5);
+        let mut did = if commit_first {
+            self.pump()
         } else {
-            inner.run_one(|n| self.rng.random_range(0..n)) || inner.pump()
-        } || inner.fire_due_timers();
+            self.run_one()
+        };
+        if !did {
+            did = if commit_first {
+                self.run_one()
+            } else {
+                self.pump()
+            };
+        }
+        let did = did || self.fire_due_timers();
         // A commit may have made shards runnable without anything to commit
         // (the syncer's own checkpoint requests): that is work too.
-        let more = did || inner.has_ready();
+        let more = did || self.has_ready();
         self.collect_sent();
         more
+    }
+
+    /// Takes every runnable shard from the scheduler into `ready`.
+    fn take_runnable(&mut self) {
+        let (Some(runtime), Some(background)) = (&self.runtime, &self.background) else {
+            return;
+        };
+        let scheduler = &runtime.inner().scheduler;
+        if let Some(slot) = background.workers.first() {
+            while let Some(shard) = scheduler.find(slot) {
+                self.ready.push(shard);
+            }
+        }
+    }
+
+    fn has_ready(&mut self) -> bool {
+        self.take_runnable();
+        !self.ready.is_empty()
+    }
+
+    /// Runs one batch of the runnable shard the seed picks; returns `false`
+    /// if none is runnable.
+    fn run_one(&mut self) -> bool {
+        self.take_runnable();
+        if self.ready.is_empty() {
+            return false;
+        }
+        let pick = self.rng.random_range(0..self.ready.len());
+        // `remove`, not `swap_remove`: the order of the rest stays a function
+        // of the seed and the history only.
+        let shard = self.ready.remove(pick);
+        if let Some(runtime) = &self.runtime {
+            let inner = runtime.inner();
+            if inner.run_shard(shard) {
+                inner.scheduler.push(shard);
+            }
+        }
+        true
+    }
+
+    /// Steps the syncers, the checkpointer and the egress appender once
+    /// each, without waiting; returns whether any had something to do.
+    fn pump(&mut self) -> bool {
+        let Some(background) = &mut self.background else {
+            return false;
+        };
+        let mut any = false;
+        let mut step = |service: &mut Box<dyn Service>| {
+            let step = service.step(Duration::ZERO);
+            any |= step == Step::Worked;
+            step != Step::Done
+        };
+        background.syncers.retain_mut(&mut step);
+        if let Some(checkpointer) = &mut background.checkpointer
+            && !step(checkpointer)
+        {
+            background.checkpointer = None;
+        }
+        if let Some(appender) = &mut background.appender
+            && !step(appender)
+        {
+            background.appender = None;
+        }
+        any
+    }
+
+    /// Queues the timers due by the virtual clock; returns whether there
+    /// were any.
+    fn fire_due_timers(&mut self) -> bool {
+        self.background
+            .as_mut()
+            .is_some_and(|b| b.timers.step(Duration::ZERO) == Step::Worked)
     }
 
     /// Steps until nothing is ready; returns how many steps it took. Timers
@@ -528,11 +632,10 @@ impl TestRuntime {
         loop {
             self.run_until_idle();
             let Some(runtime) = &self.runtime else { return };
-            let inner = runtime.inner();
-            match inner.next_timer_due() {
+            match runtime.inner().timers.next_due() {
                 Some(due) if due <= target => {
                     self.clock.advance_to(due);
-                    inner.fire_due_timers();
+                    self.fire_due_timers();
                 }
                 _ => break,
             }
@@ -552,7 +655,9 @@ impl TestRuntime {
     pub fn state<T: StatefulFunction>(&self, id: &str) -> Result<Option<T>, Error> {
         let address = Address::new(T::type_name(), id)?;
         let inner = self.runtime().inner();
-        let shard = inner.shard(address.shard(inner.shard_count()));
+        let Some(shard) = inner.shard(address.shard_id(inner.shard_count())) else {
+            return Ok(None);
+        };
         let mut core = shard.core.lock();
         match core.states.get(&address)? {
             None => Ok(None),
@@ -617,7 +722,7 @@ impl TestRuntime {
     pub fn checkpoint(&mut self) {
         if let Some(runtime) = &self.runtime {
             let inner = runtime.inner();
-            for shard in 0..inner.shard_count() {
+            for shard in inner.shard_ids() {
                 inner.request_checkpoint(shard);
             }
         }
@@ -639,6 +744,11 @@ impl TestRuntime {
         if let Some(runtime) = self.runtime.take() {
             runtime.inner().crash();
         }
+        // Batches not committed, checkpoints not written, egress records not
+        // appended: they go with the services.
+        self.background = None;
+        self.ready.clear();
+        self.committed.lock().clear();
         self.reopen()
     }
 
@@ -666,11 +776,18 @@ impl TestRuntime {
         if let Some(runtime) = self.runtime.take() {
             runtime.inner().stop_and_join();
         }
+        self.background = None;
+        self.ready.clear();
     }
 
     fn reopen(&mut self) -> Result<(), Error> {
-        let runtime = open_manual(self.plan.clone(), &self.clock)?;
+        let committed = Arc::clone(&self.committed);
+        let observer: CommitObserver = Arc::new(move |records: &[Vec<u8>]| {
+            committed.lock().extend(records.iter().cloned());
+        });
+        let (runtime, background) = open_manual(self.plan.clone(), &self.clock, observer)?;
         self.runtime = Some(runtime);
+        self.background = Some(background);
         Ok(())
     }
 
@@ -678,10 +795,7 @@ impl TestRuntime {
     fn collect_sent(&mut self) {
         let Some(runtime) = &self.runtime else { return };
         let inner = runtime.inner();
-        let Some(committed) = &inner.committed else {
-            return;
-        };
-        let records = std::mem::take(&mut *committed.lock());
+        let records = std::mem::take(&mut *self.committed.lock());
         let now = self.clock.now_ms();
         let json = |to: &Address, message: &[u8]| {
             inner
@@ -731,5 +845,6 @@ impl Drop for TestRuntime {
         if let Some(runtime) = self.runtime.take() {
             runtime.inner().stop_and_join();
         }
+        self.background = None;
     }
 }

@@ -1,16 +1,22 @@
-//! The log record: what one invocation committed, as written to the WAL.
+//! The log record: what one invocation committed, as appended to its log
+//! group's log, and the values checkpoints keep (`[version][postcard]`).
 //!
 //! Replaying records never runs handlers: a record holds the invocation's
 //! results (new state, sent messages, timers, stored reply), so replay is
 //! deterministic whatever the handler code does today.
+//!
+//! These types are the on-disk format: a field added, removed or reordered
+//! changes what older records mean (postcard is not self-describing), so any
+//! change bumps [`RECORD_VERSION`] and keeps a reader of the old one.
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use crate::egress::Emitted;
-use crate::{
-    Address, Error,
+use super::{
     envelope::{Outgoing, ReplyRoute},
+    ids::{DeadLetterSeq, Seq, ShardId, TimerId},
 };
+pub(crate) use crate::egress::Emitted;
+use crate::{Address, Error, error::StorageError};
 
 /// The record format this build writes; a newer one is refused on replay.
 pub(crate) const RECORD_VERSION: u8 = 1;
@@ -18,7 +24,7 @@ pub(crate) const RECORD_VERSION: u8 = 1;
 /// One shard's record in a (shared) log group.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ShardRecord {
-    pub(crate) shard: u16,
+    pub(crate) shard: ShardId,
     pub(crate) entry: Entry,
 }
 
@@ -27,13 +33,16 @@ pub(crate) enum Entry {
     /// A handler ran (or a message from a function was consumed without effect).
     Invocation(InvocationRecord),
     /// A timer fired: it is removed and its message sent, atomically.
-    TimerFired { timer: u64, sent: Sent },
+    TimerFired { timer: TimerId, sent: Sent },
     /// A dead letter was dropped, or replayed as `resent`.
-    DeadLetterResolved { id: u64, resent: Option<Sent> },
+    DeadLetterResolved {
+        id: DeadLetterSeq,
+        resent: Option<Sent>,
+    },
     /// An expiry timer fired: the instance was removed, or (written since)
     /// its timer was armed again as `rearm`.
     Expired {
-        timer: u64,
+        timer: TimerId,
         target: Address,
         rearm: Option<TimerEntry>,
     },
@@ -59,7 +68,7 @@ pub(crate) struct InvocationRecord {
 /// A message that failed every allowed attempt, kept until replayed or dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DeadLetterEntry {
-    pub(crate) id: u64,
+    pub(crate) id: DeadLetterSeq,
     pub(crate) target: Address,
     pub(crate) message: Vec<u8>,
     pub(crate) reply_to: Option<ReplyRoute>,
@@ -85,15 +94,15 @@ impl InvocationRecord {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Input {
     Client,
-    Function { source: u16, seq: u64 },
+    Function { source: ShardId, seq: Seq },
 }
 
 /// A message sequenced on a (source shard, destination shard) channel. Kept
 /// in the sender's outbox until the receiver has durably applied it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Sent {
-    pub(crate) dest: u16,
-    pub(crate) seq: u64,
+    pub(crate) dest: ShardId,
+    pub(crate) seq: Seq,
     pub(crate) target: Address,
     pub(crate) message: Vec<u8>,
     pub(crate) reply_to: Option<ReplyRoute>,
@@ -104,7 +113,7 @@ pub(crate) struct Sent {
 /// A durable timer: its message is sent once when due.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TimerEntry {
-    pub(crate) id: u64,
+    pub(crate) id: TimerId,
     pub(crate) due_ms: u64,
     pub(crate) outgoing: Outgoing,
     /// An expiry check of `outgoing.target` rather than a message.
@@ -131,20 +140,27 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
+/// Decodes `[version][postcard]`; `what` names the value in errors.
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, Error> {
     match bytes.split_first() {
         Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| {
-            Error::Storage(format!(
-                "cannot decode {what}: {e}; the data directory is damaged or was written by an incompatible build"
-            ))
+            StorageError::Corrupt {
+                what: what.to_owned(),
+                reason: e.to_string(),
+            }
+            .into()
         }),
-        Some((&version, _)) if version > RECORD_VERSION => Err(Error::Storage(format!(
-            "{what} has format version {version}, but this build reads up to {RECORD_VERSION}: \
-             the data directory was written by a newer statefn; upgrade to open it"
-        ))),
-        _ => Err(Error::Storage(format!(
-            "{what} has no valid format version; the data directory is damaged"
-        ))),
+        Some((&version, _)) if version > RECORD_VERSION => Err(StorageError::NewerFormat {
+            what: what.to_owned(),
+            found: version,
+            supported: RECORD_VERSION,
+        }
+        .into()),
+        _ => Err(StorageError::Corrupt {
+            what: what.to_owned(),
+            reason: "it has no valid format version".to_owned(),
+        }
+        .into()),
     }
 }
 
@@ -155,12 +171,12 @@ mod tests {
     #[test]
     fn records_round_trip_and_newer_versions_are_refused() {
         let record = ShardRecord {
-            shard: 3,
+            shard: ShardId(3),
             entry: Entry::TimerFired {
-                timer: 9,
+                timer: TimerId(9),
                 sent: Sent {
-                    dest: 1,
-                    seq: 2,
+                    dest: ShardId(1),
+                    seq: Seq(2),
                     target: Address::new("A", "x").expect("valid"),
                     message: vec![1, 2],
                     reply_to: None,
@@ -170,7 +186,7 @@ mod tests {
         };
         let mut bytes = encode(&record).expect("encodes");
         let back: ShardRecord = decode(&bytes, "a record").expect("decodes");
-        assert_eq!(back.shard, 3);
+        assert_eq!(back.shard, ShardId(3));
         bytes[0] = RECORD_VERSION + 1;
         let err = decode::<ShardRecord>(&bytes, "a record").expect_err("newer");
         assert!(err.to_string().contains("newer statefn"), "{err}");

@@ -1,10 +1,14 @@
-//! What travels through shard mailboxes.
+//! What travels through shard mailboxes: [`Mail`], and the [`Envelope`]
+//! of a message with its [`Origin`], which decides how a duplicate is
+//! recognised (ingress: by idempotency key; between functions: by channel
+//! sequence, see [`channel`](super::channel)).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::ids::{DeadLetterSeq, Seq, ShardId, TimerId};
 use crate::{Address, Error};
 
 /// Where a client's reply goes.
@@ -16,17 +20,17 @@ pub(crate) enum Mail {
     /// Invoke a handler.
     Invoke(Envelope),
     /// One of this shard's timers is due.
-    TimerDue { timer: u64 },
+    TimerDue { timer: TimerId },
     /// Re-send the outbox entries for shard `dest` (it recovered and may
     /// have lost messages it had not committed).
-    Resend { dest: u16 },
+    Resend { dest: ShardId },
     /// Freeze a checkpoint at the end of this batch.
     Checkpoint,
     /// Nothing to do but run a batch (e.g. to take a finished checkpoint).
     Wake,
     /// Replay (deliver again) or drop one of this shard's dead letters.
     DeadLetter {
-        id: u64,
+        id: DeadLetterSeq,
         replay: bool,
         reply: ReplySender,
     },
@@ -57,7 +61,11 @@ pub(crate) enum Origin {
     },
     /// A message from a function, sent when the sender's invocation committed:
     /// duplicates share `(source shard, sequence)`.
-    Function { source: u16, seq: u64, attempt: u32 },
+    Function {
+        source: ShardId,
+        seq: Seq,
+        attempt: u32,
+    },
 }
 
 /// Where the reply to a request goes: one of the caller's own handlers.

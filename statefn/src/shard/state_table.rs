@@ -1,41 +1,19 @@
-//! A shard's two keyed tables: instance states and idempotency entries.
+//! The state table: the instance states of one shard.
 //!
 //! Reads look in the dirty set (changed since the last checkpoint), then the
-//! frozen set (being written by a checkpoint), then the cache, then fjall.
-//! Only the cache is bounded and evicts; dirty and frozen entries are the
-//! only copy of state not yet checkpointed, so they stay until it is.
+//! frozen set (being written by a checkpoint), then the cache, then the
+//! store. Only the cache is bounded and evicts; dirty and frozen entries are
+//! the only copy of state not yet checkpointed, so they stay until it is.
 
 use std::{collections::HashMap, sync::Arc};
 
 use lru::LruCache;
 use statefn_store::ShardTables;
 
-use crate::{Address, Error, record::StoredReply};
+use crate::{Address, Error, error::StorageError};
 
-/// Where a shard's tables are persisted (absent in memory mode).
-#[derive(Debug, Clone)]
-pub(crate) struct Persisted {
-    pub(crate) tables: ShardTables,
-}
-
-impl Persisted {
-    fn storage(&self) -> impl FnOnce(statefn_store::StoreError) -> Error + '_ {
-        move |e| Error::Storage(format!("reading shard {}: {e}", self.tables.shard()))
-    }
-
-    fn state(&self, address: &Address) -> Result<Option<Vec<u8>>, Error> {
-        self.tables
-            .state(address.type_name(), address.id())
-            .map_err(self.storage())
-    }
-
-    fn idempotency(&self, address: &Address, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.tables
-            .idempotency(address.type_name(), address.id(), key)
-            .map_err(self.storage())
-    }
-}
-
+/// A set handed to a checkpoint: shared with the checkpointer, read by the
+/// shard until the checkpoint is written.
 pub(crate) type Frozen<K, V> = Arc<HashMap<K, V>>;
 
 /// Instance states.
@@ -48,13 +26,14 @@ pub(crate) struct StateTable {
     cache: LruCache<Address, Vec<u8>>,
     cache_bytes: usize,
     cache_limit: usize,
-    persisted: Option<Persisted>,
+    /// Where states are persisted (absent in memory mode).
+    persisted: Option<ShardTables>,
     hits: u64,
     misses: u64,
 }
 
 impl StateTable {
-    pub(crate) fn new(persisted: Option<Persisted>, cache_limit: usize) -> Self {
+    pub(crate) fn new(persisted: Option<ShardTables>, cache_limit: usize) -> Self {
         StateTable {
             dirty: HashMap::new(),
             dirty_bytes: 0,
@@ -92,7 +71,14 @@ impl StateTable {
             return Ok(None);
         };
         self.misses += 1;
-        let Some(bytes) = persisted.state(address)? else {
+        let stored =
+            persisted
+                .state(address.type_name(), address.id())
+                .map_err(StorageError::store(format!(
+                    "reading a state of shard {}",
+                    persisted.shard()
+                )))?;
+        let Some(bytes) = stored else {
             return Ok(None);
         };
         self.cache_bytes += entry_bytes(address, &bytes);
@@ -169,9 +155,6 @@ impl StateTable {
         }
     }
 
-    /// Evicts least recently used entries down to the limit, but never the
-    /// most recent one: a state larger than the whole cache must still be
-    /// readable right after it was loaded.
     /// Cache (hits, misses) since the last call.
     pub(crate) fn take_cache_stats(&mut self) -> (u64, u64) {
         (
@@ -180,6 +163,9 @@ impl StateTable {
         )
     }
 
+    /// Evicts least recently used entries down to the limit, but never the
+    /// most recent one: a state larger than the whole cache must still be
+    /// readable right after it was loaded.
     fn evict(&mut self) {
         while self.cache_bytes > self.cache_limit && self.cache.len() > 1 {
             match self.cache.pop_lru() {
@@ -193,86 +179,6 @@ impl StateTable {
 fn entry_bytes(address: &Address, state: &[u8]) -> usize {
     // Key, value and roughly the map's own overhead per entry.
     address.type_name().len() + address.id().len() + state.len() + 64
-}
-
-/// Idempotency entries: `(address, key) -> stored reply`.
-#[derive(Debug)]
-pub(crate) struct IdempotencyTable {
-    dirty: HashMap<(Address, String), StoredReply>,
-    frozen: Option<Frozen<(Address, String), StoredReply>>,
-    persisted: Option<Persisted>,
-    retention_ms: u64,
-    inserts_since_gc: usize,
-}
-
-/// In memory mode, expired entries are swept after this many inserts.
-const MEMORY_GC_EVERY: usize = 4096;
-
-impl IdempotencyTable {
-    pub(crate) fn new(persisted: Option<Persisted>, retention_ms: u64) -> Self {
-        IdempotencyTable {
-            dirty: HashMap::new(),
-            frozen: None,
-            persisted,
-            retention_ms,
-            inserts_since_gc: 0,
-        }
-    }
-
-    /// The stored reply, if the key was used within the retention period.
-    pub(crate) fn get(
-        &self,
-        address: &Address,
-        key: &str,
-        now_ms: u64,
-    ) -> Result<Option<StoredReply>, Error> {
-        let probe = (address.clone(), key.to_owned());
-        let found = if let Some(r) = self.dirty.get(&probe) {
-            Some(r.clone())
-        } else if let Some(r) = self.frozen.as_ref().and_then(|f| f.get(&probe)) {
-            Some(r.clone())
-        } else if let Some(persisted) = &self.persisted {
-            match persisted.idempotency(address, key)? {
-                Some(bytes) => Some(crate::record::decode(&bytes, "an idempotency entry")?),
-                None => None,
-            }
-        } else {
-            None
-        };
-        Ok(found.filter(|r| r.at_ms.saturating_add(self.retention_ms) > now_ms))
-    }
-
-    pub(crate) fn insert(&mut self, address: Address, reply: StoredReply, now_ms: u64) {
-        self.dirty.insert((address, reply.key.clone()), reply);
-        self.inserts_since_gc += 1;
-        if self.persisted.is_none() && self.inserts_since_gc >= MEMORY_GC_EVERY {
-            self.inserts_since_gc = 0;
-            let cutoff = now_ms.saturating_sub(self.retention_ms);
-            self.dirty.retain(|_, r| r.at_ms >= cutoff);
-        }
-    }
-
-    pub(crate) fn freeze(&mut self) -> Frozen<(Address, String), StoredReply> {
-        let frozen = Arc::new(std::mem::take(&mut self.dirty));
-        self.frozen = Some(Arc::clone(&frozen));
-        frozen
-    }
-
-    pub(crate) fn checkpointed(&mut self) {
-        self.frozen = None;
-    }
-
-    pub(crate) fn unfreeze(&mut self) {
-        if let Some(frozen) = self.frozen.take() {
-            for (k, v) in frozen.iter() {
-                self.dirty.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
-    }
-
-    pub(crate) fn retention_ms(&self) -> u64 {
-        self.retention_ms
-    }
 }
 
 #[cfg(test)]
@@ -319,19 +225,5 @@ mod tests {
         table.put(addr("a"), vec![2]);
         table.unfreeze();
         assert_eq!(table.get(&addr("a")).expect("ok"), Some(&[2][..]));
-    }
-
-    #[test]
-    fn expired_idempotency_entries_are_not_answered() {
-        let mut table = IdempotencyTable::new(None, 1_000);
-        let reply = StoredReply {
-            key: "k".into(),
-            handler: "h".into(),
-            reply: vec![],
-            at_ms: 10_000,
-        };
-        table.insert(addr("a"), reply, 10_000);
-        assert!(table.get(&addr("a"), "k", 10_500).expect("ok").is_some());
-        assert!(table.get(&addr("a"), "k", 11_000).expect("ok").is_none());
     }
 }
