@@ -58,6 +58,11 @@
 //! ```
 
 #![warn(missing_docs)]
+#![warn(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::allow_attributes_without_reason
+)]
 
 mod data_dir;
 mod ids;

@@ -90,8 +90,8 @@ impl Scheduler {
             }
             woken
         };
-        if let Some(index) = woken {
-            self.unparkers[index].unpark();
+        if let Some(unparker) = woken.and_then(|index| self.unparkers.get(index)) {
+            unparker.unpark();
         }
     }
 

@@ -146,7 +146,7 @@ impl Faults {
     }
 
     /// Restricts all faults to paths containing `substring` (for example one
-    /// shard's directory name).
+    /// log group's directory name).
     pub fn only_paths_containing(&self, substring: impl Into<String>) {
         self.state.lock().path_filter = Some(substring.into());
     }

@@ -136,7 +136,6 @@ impl FlushWait for WalFlush {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests: a failure is the test failing")]
 
     use super::*;
     use crate::{FaultyFs, StdFs, WalError};

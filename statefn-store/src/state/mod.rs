@@ -237,6 +237,10 @@ impl StateStore {
         Ok(())
     }
 
+    #[expect(
+        clippy::expect_used,
+        reason = "invariant: `open` made one keyspace per table, in `Table::ALL` order"
+    )]
     fn keyspace(&self, table: Table) -> &Keyspace {
         self.inner
             .keyspaces

@@ -1,6 +1,5 @@
 //! The state store keeps each shard's tables apart, scans them in key
 //! order, and keeps synced batches across reopen.
-#![expect(clippy::unwrap_used, reason = "tests: a failure is the test failing")]
 
 use super::{StateStore, StoreError, Table};
 

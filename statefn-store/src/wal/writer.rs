@@ -216,6 +216,10 @@ impl Wal {
     }
 
     /// Appends `chunk` (records up to `last`) to the active segment.
+    #[expect(
+        clippy::expect_used,
+        reason = "invariant: a log always has an active segment, and it is open"
+    )]
     fn write_chunk(&mut self, chunk: Option<&[u8]>, last: Option<Lsn>) -> Result<(), WalError> {
         let (Some(chunk), Some(last)) = (chunk, last) else {
             return Ok(());
@@ -347,6 +351,10 @@ impl Wal {
         &self.dir
     }
 
+    #[expect(
+        clippy::expect_used,
+        reason = "invariant: a log always has an active segment"
+    )]
     fn active(&self) -> &Segment {
         self.segments.last().expect("a log always has a segment")
     }

@@ -56,7 +56,7 @@ impl Runtime {
     }
 
     /// The messages from functions that failed every attempt (see
-    /// [`Builder::retry_policy`]), oldest first per shard.
+    /// [`Builder::retry_policy`](crate::Builder::retry_policy)), oldest first per shard.
     ///
     /// A dead letter does not block its sender's later messages: they are
     /// applied, and a replayed dead letter arrives after them.

@@ -65,26 +65,20 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use parking_lot::Mutex;
-use rand::{Rng, SeedableRng, rngs::StdRng};
+mod builder;
+mod driver;
+mod sent;
 
+use parking_lot::Mutex;
+use rand::{Rng, rngs::StdRng};
+
+pub use self::builder::TestBuilder;
+pub use self::sent::SentMessage;
 use crate::{
-    Address, Builder, DeadLetter, DeadLetterId, Durability, EgressRecord, Error, Handle,
-    RetryPolicy, Runtime, StatefulFunction,
+    Address, DeadLetter, DeadLetterId, EgressRecord, Error, Handle, Runtime, StatefulFunction,
     clock::Clock,
-    commit::CommitObserver,
-    error::StorageError,
-    io::FileSystem,
-    protocol::{
-        ids::ShardId,
-        record::{Entry, ShardRecord, decode},
-    },
-    runtime::{
-        builder::Plan,
-        open::{Background, open_manual},
-    },
-    scheduler::RunShard,
-    service::{Service, Step},
+    protocol::ids::ShardId,
+    runtime::{builder::Plan, open::Background},
 };
 
 /// Where the virtual clock starts by default: 2026-01-01T00:00:00Z.
@@ -96,213 +90,6 @@ pub const DEFAULT_SEED: u64 = 0;
 /// Steps [`TestRuntime::run_until_idle`] takes at most by default before it
 /// reports handlers that never stop sending each other messages.
 pub const DEFAULT_MAX_STEPS: usize = 1_000_000;
-
-/// Configures a [`TestRuntime`]: a [`Builder`] with a seed and a clock.
-///
-/// # Examples
-///
-/// ```
-/// # use serde::{Deserialize, Serialize};
-/// # use statefn::prelude::*;
-/// # #[stateful_function]
-/// # #[derive(Default, Serialize, Deserialize)]
-/// # pub struct Counter { n: u64 }
-/// # #[stateful_function]
-/// # impl Counter { pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
-/// use statefn::testing::TestRuntime;
-///
-/// let rt = TestRuntime::builder()
-///     .seed(42)
-///     .shards(4)
-///     .start_time(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000))
-///     .register::<Counter>()
-///     .start()?;
-/// assert_eq!(rt.now_ms(), 1_000_000);
-/// # Ok::<(), statefn::Error>(())
-/// ```
-#[must_use = "a builder does nothing until `start` is called"]
-#[derive(Debug)]
-pub struct TestBuilder {
-    builder: Builder,
-    seed: u64,
-    start_ms: u64,
-    data_dir: Option<PathBuf>,
-    max_steps: usize,
-}
-
-impl TestBuilder {
-    /// How many steps [`run_until_idle`](TestRuntime::run_until_idle) (and
-    /// so `call` and `advance`) may take before it panics: a guard against
-    /// handlers that send each other messages forever (default
-    /// [`DEFAULT_MAX_STEPS`]).
-    pub fn max_steps(mut self, steps: usize) -> Self {
-        self.max_steps = steps.max(1);
-        self
-    }
-
-    /// The seed that orders the shards' batches and the commits (default
-    /// [`DEFAULT_SEED`]). The same seed gives the same run.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// Where the virtual clock starts (default [`DEFAULT_START_MS`]).
-    pub fn start_time(mut self, at: SystemTime) -> Self {
-        let ms = at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        self.start_ms = u64::try_from(ms).unwrap_or(u64::MAX);
-        self
-    }
-
-    /// Keeps the data in `path` rather than in a temporary directory that is
-    /// deleted with the runtime.
-    pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
-        self.data_dir = Some(path.into());
-        self
-    }
-
-    /// Registers a function type, as [`Builder::register`].
-    pub fn register<T: StatefulFunction>(mut self) -> Self {
-        self.builder = self.builder.register::<T>();
-        self
-    }
-
-    /// The number of shards (default 4: enough for messages to cross shards).
-    pub fn shards(mut self, shards: u16) -> Self {
-        self.builder = self.builder.shards(shards);
-        self
-    }
-
-    /// Physical logs the shards share, as [`Builder::log_groups`].
-    pub fn log_groups(mut self, groups: u16) -> Self {
-        self.builder = self.builder.log_groups(groups);
-        self
-    }
-
-    /// Retries of failing messages from functions, as
-    /// [`Builder::retry_policy`]; the backoff runs on the virtual clock.
-    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.builder = self.builder.retry_policy(policy);
-        self
-    }
-
-    /// The state cache, as [`Builder::cache_bytes`] (small values make
-    /// states go through the store).
-    pub fn cache_bytes(mut self, bytes: usize) -> Self {
-        self.builder = self.builder.cache_bytes(bytes);
-        self
-    }
-
-    /// Mailbox bound, as [`Builder::mailbox_capacity`].
-    pub fn mailbox_capacity(mut self, calls: usize) -> Self {
-        self.builder = self.builder.mailbox_capacity(calls);
-        self
-    }
-
-    /// Idempotency key retention, as [`Builder::idempotency_retention`].
-    pub fn idempotency_retention(mut self, retention: Duration) -> Self {
-        self.builder = self.builder.idempotency_retention(retention);
-        self
-    }
-
-    /// The log's file system, as [`Builder::file_system`]: inject I/O faults
-    /// with `statefn_store::FaultyFs` (feature `fault-injection`).
-    pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
-        self.builder = self.builder.file_system(fs);
-        self
-    }
-
-    /// Opens the runtime (recovering the data directory if it has data).
-    ///
-    /// # Errors
-    ///
-    /// As [`Builder::open`]; [`Error::Storage`] if no temporary directory can
-    /// be made.
-    pub fn start(self) -> Result<TestRuntime, Error> {
-        let (path, temp) = match self.data_dir {
-            Some(path) => (path, None),
-            None => {
-                let temp = tempfile::Builder::new()
-                    .prefix("statefn-test-")
-                    .tempdir()
-                    .map_err(|e| StorageError::Io {
-                        doing: "making a temporary directory".into(),
-                        source: Arc::new(e),
-                    })?;
-                (temp.path().to_path_buf(), Some(temp))
-            }
-        };
-        let plan = self
-            .builder
-            .data_dir(&path)
-            // A simulated crash keeps what was written to the OS, as a killed
-            // process does: an fsync per commit would only slow tests down.
-            // Checkpoints are still synced.
-            .durability(Durability::Periodic(Duration::from_secs(365 * 24 * 3600)))
-            .workers(1)
-            .plan()?;
-        let clock = Clock::virtual_at(self.start_ms);
-        let committed = Arc::new(Mutex::new(Vec::new()));
-        let mut rt = TestRuntime {
-            runtime: None,
-            background: None,
-            ready: Vec::new(),
-            committed,
-            plan,
-            clock,
-            rng: StdRng::seed_from_u64(self.seed),
-            seed: self.seed,
-            path,
-            _temp: temp,
-            sent: Vec::new(),
-            crashes: 0,
-            max_steps: self.max_steps,
-        };
-        rt.reopen()?;
-        Ok(rt)
-    }
-}
-
-/// A message a handler sent, from [`TestRuntime::sent`].
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct SentMessage {
-    /// The instance whose handler sent it.
-    pub from: Address,
-    /// The instance it is for.
-    pub to: Address,
-    /// The message as JSON: `{"handler": {"arg": value}}` (a handler without
-    /// arguments: `{"handler": {}}`, or `"handler"`).
-    pub message: serde_json::Value,
-    /// Its delay (`ctx.send_after`); zero for `ctx.send`.
-    pub delay: Duration,
-    /// When it was committed, on the virtual clock (unix milliseconds).
-    pub at_ms: u64,
-}
-
-impl SentMessage {
-    /// The name of the handler it calls.
-    pub fn handler(&self) -> &str {
-        match &self.message {
-            serde_json::Value::Object(map) => map.keys().next().map_or("", String::as_str),
-            serde_json::Value::String(name) => name,
-            _ => "",
-        }
-    }
-
-    /// The handler's arguments as JSON (`null` if it takes none).
-    pub fn args(&self) -> &serde_json::Value {
-        match &self.message {
-            serde_json::Value::Object(map) => {
-                map.values().next().unwrap_or(&serde_json::Value::Null)
-            }
-            _ => &serde_json::Value::Null,
-        }
-    }
-}
 
 /// A deterministic, single-threaded runtime with a virtual clock: see the
 /// [module docs](self).
@@ -326,6 +113,34 @@ pub struct TestRuntime {
     sent: Vec<SentMessage>,
     crashes: u32,
     max_steps: usize,
+}
+
+impl TestRuntime {
+    /// A runtime not yet opened (see [`TestBuilder::start`]).
+    fn new(
+        seed: u64,
+        start_ms: u64,
+        max_steps: usize,
+        plan: Plan,
+        path: PathBuf,
+        temp: Option<tempfile::TempDir>,
+    ) -> Self {
+        TestRuntime {
+            runtime: None,
+            background: None,
+            ready: Vec::new(),
+            committed: Arc::new(Mutex::new(Vec::new())),
+            plan,
+            clock: Clock::virtual_at(start_ms),
+            rng: rand::SeedableRng::seed_from_u64(seed),
+            seed,
+            path,
+            _temp: temp,
+            sent: Vec::new(),
+            crashes: 0,
+            max_steps,
+        }
+    }
 }
 
 /// A call started with [`TestRuntime::start`] and not yet finished.
@@ -389,6 +204,10 @@ impl TestRuntime {
     /// # Panics
     ///
     /// If the last [`crash`](Self::crash) could not reopen the runtime.
+    #[expect(
+        clippy::expect_used,
+        reason = "documented: a test cannot go on without its runtime"
+    )]
     pub fn runtime(&self) -> &Runtime {
         self.runtime
             .as_ref()
@@ -530,78 +349,6 @@ impl TestRuntime {
         more
     }
 
-    /// Takes every runnable shard from the scheduler into `ready`.
-    fn take_runnable(&mut self) {
-        let (Some(runtime), Some(background)) = (&self.runtime, &self.background) else {
-            return;
-        };
-        let scheduler = &runtime.inner().scheduler;
-        if let Some(slot) = background.workers.first() {
-            while let Some(shard) = scheduler.find(slot) {
-                self.ready.push(shard);
-            }
-        }
-    }
-
-    fn has_ready(&mut self) -> bool {
-        self.take_runnable();
-        !self.ready.is_empty()
-    }
-
-    /// Runs one batch of the runnable shard the seed picks; returns `false`
-    /// if none is runnable.
-    fn run_one(&mut self) -> bool {
-        self.take_runnable();
-        if self.ready.is_empty() {
-            return false;
-        }
-        let pick = self.rng.random_range(0..self.ready.len());
-        // `remove`, not `swap_remove`: the order of the rest stays a function
-        // of the seed and the history only.
-        let shard = self.ready.remove(pick);
-        if let Some(runtime) = &self.runtime {
-            let inner = runtime.inner();
-            if inner.run_shard(shard) {
-                inner.scheduler.push(shard);
-            }
-        }
-        true
-    }
-
-    /// Steps the syncers, the checkpointer and the egress appender once
-    /// each, without waiting; returns whether any had something to do.
-    fn pump(&mut self) -> bool {
-        let Some(background) = &mut self.background else {
-            return false;
-        };
-        let mut any = false;
-        let mut step = |service: &mut Box<dyn Service>| {
-            let step = service.step(Duration::ZERO);
-            any |= step == Step::Worked;
-            step != Step::Done
-        };
-        background.syncers.retain_mut(&mut step);
-        if let Some(checkpointer) = &mut background.checkpointer
-            && !step(checkpointer)
-        {
-            background.checkpointer = None;
-        }
-        if let Some(appender) = &mut background.appender
-            && !step(appender)
-        {
-            background.appender = None;
-        }
-        any
-    }
-
-    /// Queues the timers due by the virtual clock; returns whether there
-    /// were any.
-    fn fire_due_timers(&mut self) -> bool {
-        self.background
-            .as_mut()
-            .is_some_and(|b| b.timers.step(Duration::ZERO) == Step::Worked)
-    }
-
     /// Steps until nothing is ready; returns how many steps it took. Timers
     /// not yet due stay armed.
     ///
@@ -738,7 +485,7 @@ impl TestRuntime {
     ///
     /// # Errors
     ///
-    /// As [`Builder::open`], if recovery fails (then the runtime stays down).
+    /// As [`Builder::open`](crate::Builder::open), if recovery fails (then the runtime stays down).
     pub fn crash(&mut self) -> Result<(), Error> {
         self.crashes += 1;
         if let Some(runtime) = self.runtime.take() {
@@ -757,7 +504,7 @@ impl TestRuntime {
     ///
     /// # Errors
     ///
-    /// As [`Builder::open`].
+    /// As [`Builder::open`](crate::Builder::open).
     pub fn restart(&mut self) -> Result<(), Error> {
         self.shutdown_in_place();
         self.reopen()
@@ -766,75 +513,6 @@ impl TestRuntime {
     /// Shuts down cleanly, keeping the data directory (if it was given).
     pub fn shutdown(mut self) {
         self.shutdown_in_place();
-    }
-
-    fn shutdown_in_place(&mut self) {
-        if let Some(runtime) = &self.runtime {
-            runtime.inner().refuse_new_calls();
-        }
-        self.checkpoint();
-        if let Some(runtime) = self.runtime.take() {
-            runtime.inner().stop_and_join();
-        }
-        self.background = None;
-        self.ready.clear();
-    }
-
-    fn reopen(&mut self) -> Result<(), Error> {
-        let committed = Arc::clone(&self.committed);
-        let observer: CommitObserver = Arc::new(move |records: &[Vec<u8>]| {
-            committed.lock().extend(records.iter().cloned());
-        });
-        let (runtime, background) = open_manual(self.plan.clone(), &self.clock, observer)?;
-        self.runtime = Some(runtime);
-        self.background = Some(background);
-        Ok(())
-    }
-
-    /// Moves newly committed records' sent messages into `sent`.
-    fn collect_sent(&mut self) {
-        let Some(runtime) = &self.runtime else { return };
-        let inner = runtime.inner();
-        let records = std::mem::take(&mut *self.committed.lock());
-        let now = self.clock.now_ms();
-        let json = |to: &Address, message: &[u8]| {
-            inner
-                .registry
-                .get(to.type_name())
-                .and_then(|f| f.message_to_json(message))
-                .unwrap_or(serde_json::Value::Null)
-        };
-        for bytes in records {
-            let Ok(ShardRecord {
-                entry: Entry::Invocation(record),
-                ..
-            }) = decode::<ShardRecord>(&bytes, "a committed record")
-            else {
-                continue;
-            };
-            for sent in record.sent.iter().filter(|s| s.attempt == 0) {
-                self.sent.push(SentMessage {
-                    from: record.target.clone(),
-                    to: sent.target.clone(),
-                    message: json(&sent.target, &sent.message),
-                    delay: Duration::ZERO,
-                    at_ms: now,
-                });
-            }
-            for timer in record
-                .timers
-                .iter()
-                .filter(|t| !t.expiry && t.outgoing.attempt == 0)
-            {
-                self.sent.push(SentMessage {
-                    from: record.target.clone(),
-                    to: timer.outgoing.target.clone(),
-                    message: json(&timer.outgoing.target, &timer.outgoing.message),
-                    delay: Duration::from_millis(timer.due_ms.saturating_sub(now)),
-                    at_ms: now,
-                });
-            }
-        }
     }
 }
 
