@@ -127,7 +127,7 @@ async fn main() -> Result<(), BoxError> {
     for (n, segment) in segments.iter().enumerate() {
         let dir = segment.parent().ok_or("no parent")?;
         let (_, records) = Wal::open(fs.clone(), dir, WalOptions::default(), Lsn(1))?;
-        payloads.extend(records.into_iter().map(|(_, p)| p));
+        payloads.extend(records.into_iter().map(|r| r.payload));
         let bytes = std::fs::read(segment)?;
         if bytes.len() < 4096 {
             let mut input = vec![0];

@@ -4,7 +4,7 @@
 //! A message is in its sender's commit (log record, then checkpoint) until
 //! the receiver's ack says it is applied and durable there ([`acks`]); then
 //! the sender prunes it. After either side recovers, the sender re-sends
-//! what is left on the channel ([`resend`](crate::runtime)), and the
+//! what is left on the channel (`runtime/resend.rs`), and the
 //! receiver's watermark drops what it had already applied.
 //!
 //! [`acks`]: super::acks

@@ -1,3 +1,6 @@
+// Over 500 lines because every public method carries a runnable example;
+// the driving is in `driver.rs`, the builder in `builder.rs`.
+
 //! A deterministic runtime for unit tests of your functions (feature
 //! `testing`).
 //!
