@@ -152,10 +152,11 @@ impl PendingFlush {
 /// Opens the logs of log groups: the local write-ahead log directories, or
 /// the streams of a replicated log.
 pub trait LogBackend: Send + Sync + fmt::Debug {
-    /// Opens `group`'s log as its only writer at `epoch`, fencing out any
-    /// earlier writer, and returns it with a reader of its records at
-    /// positions `>= from`, in order (the log's own control records are not
-    /// returned).
+    /// Opens `group`'s log as its only writer at `epoch` (or a higher epoch
+    /// the log chooses, e.g. above every fence it finds; the returned log's
+    /// [`epoch`](CommitLog::epoch) says which), fencing out any earlier
+    /// writer, and returns it with a reader of its records at positions
+    /// `>= from`, in order (the log's own control records are not returned).
     ///
     /// # Errors
     ///

@@ -121,6 +121,12 @@ impl Storage {
             .logs
             .open(group, epoch, from)
             .map_err(StorageError::log(group.0))?;
+        // The writer's epoch (a replicated log may have fenced at a higher
+        // one than asked): the cores' batches carry it.
+        let epoch = opened.log.epoch();
+        for core in &mut cores {
+            core.epoch = epoch;
+        }
         let now_ms = self.clock.now_ms();
         let mut replayed = 0usize;
         for record in opened.records {
