@@ -13,11 +13,8 @@ use std::{
 };
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use statefn::store::{
-    io::StdFs,
-    wal::{Lsn, Wal, WalOptions},
-};
 use statefn_benches::scratch::Scratch;
+use statefn_store::{Lsn, StdFs, Wal, WalOptions};
 
 /// A typical small invocation record.
 const RECORD: [u8; 128] = [0x5A; 128];

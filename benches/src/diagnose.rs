@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
-use statefn::store::io::{Faults, FaultyFs, StdFs};
+use statefn_store::{Faults, FaultyFs, StdFs};
 
 /// Per-thread CPU seconds, by thread name, at one moment.
 #[derive(Debug, Clone)]

@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use statefn::__fuzz::message_from_json;
 use statefn::prelude::*;
-use statefn::store::io::StdFs;
-use statefn::store::wal::{Lsn, Wal, WalOptions};
+use statefn_store::{Lsn, StdFs, Wal, WalOptions};
 use statefn_examples::bank::Account;
 use statefn_examples::cart::{Cart, Inventory};
 
@@ -128,7 +127,7 @@ async fn main() -> Result<(), BoxError> {
     for (n, segment) in segments.iter().enumerate() {
         let dir = segment.parent().ok_or("no parent")?;
         let (_, records) = Wal::open(fs.clone(), dir, WalOptions::default(), Lsn(1))?;
-        payloads.extend(records.into_iter().map(|(_, p)| p));
+        payloads.extend(records.into_iter().map(|r| r.payload));
         let bytes = std::fs::read(segment)?;
         if bytes.len() < 4096 {
             let mut input = vec![0];

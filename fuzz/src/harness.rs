@@ -4,8 +4,8 @@
 //! file with `#[path]`). Every function panics on a bug and returns normally
 //! otherwise.
 //!
-//! Only `statefn` and `statefn-examples` are used (the store through
-//! `statefn::store`), so that the test crate needs no extra dependency.
+//! Only `statefn`, `statefn-store` and `statefn-examples` are used, so that
+//! the test crate (which has all three) can include it.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -14,10 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use statefn::__fuzz::{decode_log_record, invoke, message_from_json};
 use statefn::StatefulFunction;
-use statefn::store::io::{FileSystem, LogFile};
-use statefn::store::wal::{Lsn, Record, Wal, WalOptions};
 use statefn_examples::bank::Account;
 use statefn_examples::cart::{Cart, Inventory};
+use statefn_store::{FileSystem, LogFile, LogRecord, Lsn, Wal, WalOptions};
 
 // ---------------------------------------------------------------------------
 // wal_recovery
@@ -135,13 +134,16 @@ pub(crate) fn wal_recovery(data: &[u8]) {
     let mut expected = records;
     for payload in &payloads {
         let lsn = wal.append(payload);
-        expected.push((lsn, payload.clone()));
+        expected.push(LogRecord {
+            lsn,
+            payload: payload.clone(),
+        });
     }
     let durable = wal
         .write()
         .and_then(|pending| pending.sync())
         .expect("writing to a recovered log on a file system that never fails");
-    assert_eq!(durable, expected.last().map_or(Lsn(0), |r| r.0));
+    assert_eq!(durable, expected.last().map_or(Lsn(0), |r| r.lsn));
     drop(wal);
 
     for round in 0..2 {
@@ -154,14 +156,14 @@ pub(crate) fn wal_recovery(data: &[u8]) {
             "reopen round {round} returned {} records, expected {} (lsns {:?} vs {:?})",
             again.len(),
             expected.len(),
-            again.iter().map(|r| r.0.0).collect::<Vec<_>>(),
-            expected.iter().map(|r| r.0.0).collect::<Vec<_>>(),
+            again.iter().map(|r| r.lsn.0).collect::<Vec<_>>(),
+            expected.iter().map(|r| r.lsn.0).collect::<Vec<_>>(),
         );
     }
 }
 
-fn check_contiguous(records: &[Record], from: Lsn, next: Lsn) {
-    for (offset, (lsn, _)) in (0u64..).zip(records) {
+fn check_contiguous(records: &[LogRecord], from: Lsn, next: Lsn) {
+    for (offset, LogRecord { lsn, .. }) in (0u64..).zip(records) {
         assert_eq!(
             Some(lsn.0),
             from.0.checked_add(offset),

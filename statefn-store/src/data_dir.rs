@@ -11,13 +11,15 @@
 //! ```
 //!
 //! The shard count is recorded because keys hash to shards: reopening with a
-//! different count would look for every key in the wrong log. Shards share a
+//! different count would look for every key in the wrong shard. Shards share a
 //! physical log per log group because on one disk every `fdatasync` costs a
 //! device flush: one log per shard would multiply the flushes per commit.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use crate::LogGroupId;
 
 /// The data-directory format this build writes and the newest it reads.
 pub const DATA_DIR_FORMAT_VERSION: u32 = 1;
@@ -118,11 +120,11 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DataDirError + '_ {
 /// # Examples
 ///
 /// ```
-/// use statefn_store::{DataDir, DataDirError};
+/// use statefn_store::{DataDir, DataDirError, LogGroupId};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let data = DataDir::open(dir.path(), 8)?;
-/// assert!(data.wal_dir(0).ends_with("wal/group-0000"));
+/// assert!(data.wal_dir(LogGroupId(0)).ends_with("wal/group-0000"));
 /// assert!(matches!(DataDir::open(dir.path(), 8), Err(DataDirError::Locked { .. })));
 /// drop(data);
 /// assert!(matches!(
@@ -204,15 +206,27 @@ impl DataDir {
         self.log_groups
     }
 
+    /// The directory of every log group's write-ahead log (`<path>/wal`),
+    /// the root of a [`WalBackend`](crate::WalBackend).
+    pub fn wal_root(&self) -> PathBuf {
+        self.path.join("wal")
+    }
+
     /// The write-ahead log directory of log group `group` (`<path>/wal/group-0007`).
-    pub fn wal_dir(&self, group: u16) -> PathBuf {
-        self.path.join("wal").join(format!("group-{group:04}"))
+    pub fn wal_dir(&self, group: LogGroupId) -> PathBuf {
+        group_dir(&self.wal_root(), group)
     }
 
     /// The directory of the fjall state store (`<path>/state`).
     pub fn state_dir(&self) -> PathBuf {
         self.path.join("state")
     }
+}
+
+/// The log directory of `group` under `root`: `group-0007`. Part of the
+/// on-disk format: never rename.
+pub(crate) fn group_dir(root: &Path, group: LogGroupId) -> PathBuf {
+    root.join(format!("group-{:04}", group.0))
 }
 
 fn lock(path: &Path) -> Result<File, DataDirError> {

@@ -2,7 +2,7 @@
 //! when they disagree, and is locked against a second user.
 #![allow(clippy::unwrap_used)]
 
-use statefn_store::{DataDir, DataDirError};
+use statefn_store::{DataDir, DataDirError, LogGroupId};
 
 #[test]
 fn first_open_writes_the_format_file() {
@@ -14,7 +14,10 @@ fn first_open_writes_the_format_file() {
     assert!(text.contains("shards = 16"), "{text}");
     assert_eq!(data.shards(), 16);
     assert_eq!(data.path(), root);
-    assert_eq!(data.wal_dir(7), root.join("wal").join("group-0007"));
+    assert_eq!(
+        data.wal_dir(LogGroupId(7)),
+        root.join("wal").join("group-0007")
+    );
     assert_eq!(data.state_dir(), root.join("state"));
     drop(data);
     // Reopening with the same configuration works.

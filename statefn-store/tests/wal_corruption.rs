@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use statefn_store::wal::{Lsn, WalError, WalOptions};
+use statefn_store::{Lsn, WalError, WalOptions};
 
 fn write_records(dir: &std::path::Path, count: u64, opts: WalOptions) {
     let (mut wal, _) = open(dir, opts, 1);

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use statefn_store::io::{Faults, FaultyFs, FileSystem};
-use statefn_store::wal::{Lsn, Wal, WalError, WalOptions};
+use statefn_store::{Faults, FaultyFs, FileSystem};
+use statefn_store::{Lsn, Wal, WalError, WalOptions};
 
 fn faulty() -> (Arc<dyn FileSystem>, Faults) {
     let fs = FaultyFs::new(std_fs());
@@ -170,7 +170,7 @@ fn slow_syncs_overlap_with_writes() {
     let opts = small_segments(200);
     let mut wal = open_on(&fs, dir.path(), opts);
 
-    let (tx, rx) = std::sync::mpsc::channel::<statefn_store::wal::PendingSync>();
+    let (tx, rx) = std::sync::mpsc::channel::<statefn_store::PendingSync>();
     let syncer = std::thread::spawn(move || {
         let mut durable = Lsn(0);
         // Group commit: merge whatever queued up while the last sync ran.

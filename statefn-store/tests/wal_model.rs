@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use statefn_store::wal::{Lsn, PendingSync};
+use statefn_store::{LogRecord, Lsn, PendingSync};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -46,11 +46,14 @@ impl Model {
         self.written.last().map_or(0, |(lsn, _)| lsn.0)
     }
 
-    fn visible(&self) -> Vec<(Lsn, Vec<u8>)> {
+    fn visible(&self) -> Vec<LogRecord> {
         self.written
             .iter()
             .filter(|(lsn, _)| lsn.0 >= self.from)
-            .cloned()
+            .map(|(lsn, payload)| LogRecord {
+                lsn: *lsn,
+                payload: payload.clone(),
+            })
             .collect()
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use statefn_store::wal::{Lsn, WalOptions};
+use statefn_store::{LogRecord, Lsn, WalOptions};
 
 #[test]
 fn synced_records_come_back_on_reopen() {
@@ -97,8 +97,9 @@ fn a_record_larger_than_a_segment_gets_its_own_segment() {
     );
     drop(wal);
     let (_, recovered) = open(dir.path(), opts, 1);
+    let pairs: Vec<(Lsn, Vec<u8>)> = recovered.into_iter().map(|r| (r.lsn, r.payload)).collect();
     assert_eq!(
-        recovered,
+        pairs,
         vec![
             (Lsn(1), b"small".to_vec()),
             (Lsn(2), big),
@@ -181,7 +182,13 @@ fn a_new_log_starts_at_the_requested_position() {
     assert_eq!(wal.write().unwrap().sync().unwrap(), Lsn(42));
     drop(wal);
     let (_, recovered) = open(dir.path(), WalOptions::default(), 42);
-    assert_eq!(recovered, vec![(Lsn(42), b"x".to_vec())]);
+    assert_eq!(
+        recovered,
+        vec![LogRecord {
+            lsn: Lsn(42),
+            payload: b"x".to_vec()
+        }]
+    );
 }
 
 #[test]

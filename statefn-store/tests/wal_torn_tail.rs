@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use statefn_store::wal::{Lsn, WalOptions};
+use statefn_store::{Lsn, WalOptions};
 
 const N: u64 = 6;
 
@@ -26,7 +26,10 @@ fn assert_recovers_and_continues(dir: &std::path::Path, context: &str) {
 
     let (_, recovered) = open(dir, WalOptions::default(), 1);
     let mut want = expected(1..=N - 1);
-    want.push((Lsn(N), b"after the tear".to_vec()));
+    want.push(statefn_store::LogRecord {
+        lsn: Lsn(N),
+        payload: b"after the tear".to_vec(),
+    });
     assert_eq!(recovered, want, "{context}: after appending");
 }
 

@@ -4,11 +4,11 @@ use std::{fmt, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::{Error, protocol::ids::ShardId};
 
 /// The number of key groups addresses hash onto. Fixed forever: it is part of
 /// the on-disk layout (shards own contiguous ranges of key groups).
-pub const KEY_GROUPS: u32 = 4096;
+pub(crate) const KEY_GROUPS: u32 = 4096;
 
 /// The longest instance id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 1024;
@@ -25,7 +25,7 @@ pub const MAX_ID_LEN: usize = 1024;
 ///
 /// let a = Address::new("Account", "alice")?;
 /// assert_eq!(a.to_string(), "Account/alice");
-/// assert_eq!(a.key_group(), Address::new("Account", "alice")?.key_group());
+/// assert_eq!((a.type_name(), a.id()), ("Account", "alice"));
 /// # Ok::<(), statefn::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -75,7 +75,7 @@ impl Address {
     /// The key group this address belongs to: a stable hash of type name and
     /// id (FNV-1a, never the process-random `std` hasher, since it decides
     /// where state lives on disk).
-    pub fn key_group(&self) -> u32 {
+    pub(crate) fn key_group(&self) -> u32 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for byte in self
             .type_name
@@ -91,10 +91,17 @@ impl Address {
     }
 
     /// The shard owning this address when there are `shards` shards: shards own
-    /// contiguous ranges of key groups.
+    /// contiguous ranges of key groups. Placement is internal; tests use it
+    /// to put instances on chosen shards.
+    #[doc(hidden)]
     pub fn shard(&self, shards: u16) -> u16 {
+        self.shard_id(shards).0
+    }
+
+    /// The shard owning this address when there are `shards` shards.
+    pub(crate) fn shard_id(&self, shards: u16) -> ShardId {
         let group = u64::from(self.key_group());
-        u16::try_from(group * u64::from(shards) / u64::from(KEY_GROUPS)).unwrap_or(0)
+        ShardId(u16::try_from(group * u64::from(shards) / u64::from(KEY_GROUPS)).unwrap_or(0))
     }
 }
 

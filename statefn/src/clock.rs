@@ -7,13 +7,12 @@
 //! of them deterministic. Pure I/O pacing (periodic fsync, spacing out
 //! checkpoints of a large log) stays on real time.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{SystemTime, UNIX_EPOCH},
+#[cfg(any(test, feature = "testing"))]
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
 };
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A source of unix-millisecond times.
 #[derive(Debug, Clone, Default)]
@@ -22,12 +21,13 @@ pub(crate) enum Clock {
     #[default]
     System,
     /// A clock that moves only when told to.
+    #[cfg(any(test, feature = "testing"))]
     Virtual(Arc<AtomicU64>),
 }
 
 impl Clock {
     /// A virtual clock starting at `start_ms`.
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn virtual_at(start_ms: u64) -> Self {
         Clock::Virtual(Arc::new(AtomicU64::new(start_ms)))
     }
@@ -36,13 +36,14 @@ impl Clock {
     pub(crate) fn now_ms(&self) -> u64 {
         match self {
             Clock::System => system_now_ms(),
+            #[cfg(any(test, feature = "testing"))]
             Clock::Virtual(now) => now.load(Ordering::Acquire),
         }
     }
 
     /// Moves a virtual clock forward to `to_ms` (never back); does nothing to
     /// the system clock.
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn advance_to(&self, to_ms: u64) {
         if let Clock::Virtual(now) = self {
             now.fetch_max(to_ms, Ordering::AcqRel);

@@ -1,7 +1,10 @@
-//! The one error type of the runtime: every variant says what went wrong and
-//! what to do about it.
+//! [`Error`], what a call or an open can fail with, and [`StorageError`],
+//! its storage layer, which keeps the store's and the log's own errors as
+//! sources: every variant says what went wrong and what to do about it.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
+
+use statefn_store::{DataDirError, LogError, StoreError};
 
 /// Everything that can go wrong when calling a stateful function.
 ///
@@ -168,10 +171,126 @@ pub enum Error {
         /// The id asked for.
         id: String,
     },
+    /// A record emitted to an egress log is not what
+    /// [`EgressRecord::decode`](crate::EgressRecord::decode) was asked for.
+    #[error("cannot decode egress record {id}: {reason}; decode it as the type that was emitted")]
+    EgressRecord {
+        /// The record's id.
+        id: String,
+        /// The decoder's explanation.
+        reason: String,
+    },
     /// The runtime's configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// Storage failed (the write-ahead log or the state store).
+    /// A runtime thread could not be started, or failed while stopping.
+    #[error("{what}{}; the runtime cannot run without it", source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    Thread {
+        /// Which thread, and what went wrong.
+        what: String,
+        /// The operating system's error, if one was given.
+        #[source]
+        source: Option<Arc<std::io::Error>>,
+    },
+    /// Storage failed: the data directory, a log, or the state store.
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(#[from] StorageError),
+}
+
+/// A storage failure, with the store's or the log's own error as its source.
+///
+/// # Examples
+///
+/// ```
+/// use statefn::{Error, StorageError};
+///
+/// let err = Error::from(StorageError::Closed);
+/// assert!(matches!(err, Error::Storage(StorageError::Closed)));
+/// assert!(err.to_string().contains("shut down"));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The data directory cannot be used (locked by another process, written
+    /// by a newer version, another shard count...).
+    #[error(transparent)]
+    DataDir(Arc<DataDirError>),
+    /// A log group's log failed to open, read, write or sync.
+    #[error("the log of log group {group} failed: {source}")]
+    Log {
+        /// The log group.
+        group: u16,
+        /// What the log said.
+        #[source]
+        source: Arc<LogError>,
+    },
+    /// The state store failed.
+    #[error("the state store failed while {doing}: {source}")]
+    Store {
+        /// What the runtime was doing.
+        doing: String,
+        /// What the store said.
+        #[source]
+        source: Arc<StoreError>,
+    },
+    /// Stored bytes cannot be decoded.
+    #[error(
+        "cannot decode {what}: {reason}; the data directory is damaged or was written by an incompatible build"
+    )]
+    Corrupt {
+        /// What was being decoded, and where.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Stored bytes were written by a newer statefn.
+    #[error(
+        "{what} has format version {found}, but this build reads up to {supported}: the data directory was written by a newer statefn; upgrade to open it"
+    )]
+    NewerFormat {
+        /// What was being decoded.
+        what: String,
+        /// Its format version.
+        found: u8,
+        /// The newest version this build reads.
+        supported: u8,
+    },
+    /// A file outside the store could not be made (the test kit's
+    /// temporary directory).
+    #[error("{doing}: {source}")]
+    Io {
+        /// What the runtime was doing.
+        doing: String,
+        /// The operating system's error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The runtime has shut down and closed its storage.
+    #[error("the runtime has shut down and closed its storage; open it again")]
+    Closed,
+}
+
+impl StorageError {
+    /// A state store failure while `doing`.
+    pub(crate) fn store(doing: impl Into<String>) -> impl FnOnce(StoreError) -> StorageError {
+        let doing = doing.into();
+        move |source| StorageError::Store {
+            doing,
+            source: Arc::new(source),
+        }
+    }
+
+    /// A failure of the log of `group`.
+    pub(crate) fn log(group: u16) -> impl FnOnce(LogError) -> StorageError {
+        move |source| StorageError::Log {
+            group,
+            source: Arc::new(source),
+        }
+    }
+}
+
+impl From<DataDirError> for StorageError {
+    fn from(e: DataDirError) -> Self {
+        StorageError::DataDir(Arc::new(e))
+    }
 }

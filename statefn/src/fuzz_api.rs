@@ -12,7 +12,11 @@ use crate::{
 ///
 /// Whatever decoding reports; it must never panic.
 pub fn decode_log_record(bytes: &[u8]) -> Result<(), Error> {
-    crate::record::decode::<crate::record::ShardRecord>(bytes, "a fuzzed record").map(|_| ())
+    crate::protocol::record::decode::<crate::protocol::record::ShardRecord>(
+        bytes,
+        "a fuzzed record",
+    )
+    .map(|_| ())
 }
 
 /// Runs `T`'s handler for `message` against `state`, both arbitrary bytes,

@@ -149,7 +149,8 @@ impl RawHandle {
 /// reply you have seen survives a crash. A call with an
 /// [`idempotency_key`](Call::idempotency_key) is applied at most once per
 /// key, however often it is retried, before or after a crash; a call without
-/// one gets a fresh key per attempt, so *your* retry of it may apply twice.
+/// one is never recognised as a retry, so *your* retry of it may apply
+/// twice.
 ///
 /// # Cancel safety
 ///
@@ -212,8 +213,9 @@ impl<R: DeserializeOwned> IntoFuture for Call<R> {
     fn into_future(self) -> CallFuture<R> {
         let state = match (self.address, self.message) {
             (Ok(address), Ok(message)) => {
+                let target = address.clone();
                 match self.runtime.inner().submit_call(address, message, self.key) {
-                    Ok(rx) => CallState::Waiting(rx),
+                    Ok(rx) => CallState::Waiting(rx, target),
                     Err(e) => CallState::Failed(Some(e)),
                 }
             }
@@ -236,7 +238,8 @@ pub struct CallFuture<R> {
 }
 
 enum CallState {
-    Waiting(oneshot::Receiver<Result<Vec<u8>, Error>>),
+    /// The reply, and who sends it (named if it cannot be decoded).
+    Waiting(oneshot::Receiver<Result<Vec<u8>, Error>>, Address),
     Failed(Option<Error>),
 }
 
@@ -253,13 +256,13 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
         let this = self.get_mut();
         match &mut this.state {
             CallState::Failed(e) => Poll::Ready(Err(e.take().unwrap_or(Error::ShuttingDown))),
-            CallState::Waiting(rx) => match Pin::new(rx).poll(cx) {
+            CallState::Waiting(rx, target) => match Pin::new(rx).poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Ok(Ok(bytes))) => {
                     metrics::histogram!(crate::metrics::CALL_DURATION)
                         .record(this.started.elapsed().as_secs_f64());
                     Poll::Ready(postcard::from_bytes(&bytes).map_err(|e| Error::Decode {
-                        function: "(reply)".to_owned(),
+                        function: target.type_name().to_owned(),
                         what: "a reply".to_owned(),
                         reason: e.to_string(),
                     }))

@@ -3,43 +3,49 @@
 //! A shard with mail is pushed (once: its `scheduled` flag guards it) to the
 //! global injector or a worker's local deque; idle workers steal. Handlers run
 //! here, never on tokio's threads: tokio drives I/O and the async client API.
+//!
+//! Each worker is a [`Service`]. The test kit runs none: it holds one
+//! [`WorkerSlot`], takes every runnable shard with [`Scheduler::find`] and
+//! runs the one its seed picks.
 
 use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering, fence},
     },
-    thread::JoinHandle,
     time::Duration,
 };
 
-use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use crossbeam_deque::{Injector, Steal, Stealer, Worker as Deque};
 use crossbeam_utils::sync::{Parker, Unparker};
 use parking_lot::Mutex;
+
+use crate::{
+    protocol::ids::ShardId,
+    service::{Service, Step},
+};
 
 /// Runs a shard: implemented by the runtime.
 pub(crate) trait RunShard: Send + Sync + 'static {
     /// Processes one batch of the shard's mail. Returns whether the shard
     /// still has mail (and was marked scheduled again by this call).
-    fn run_shard(&self, shard: u16) -> bool;
+    fn run_shard(&self, shard: ShardId) -> bool;
 }
 
 #[derive(Debug)]
 pub(crate) struct Scheduler {
-    injector: Injector<u16>,
-    stealers: Vec<Stealer<u16>>,
+    injector: Injector<ShardId>,
+    stealers: Vec<Stealer<ShardId>>,
     unparkers: Vec<Unparker>,
     idle: Mutex<Vec<usize>>,
     idle_count: AtomicUsize,
     stopping: AtomicBool,
-    /// Manual mode (no workers): the runnable shards, for the test driver.
-    ready: Option<Mutex<Vec<u16>>>,
 }
 
-/// What one worker thread owns.
+/// What one worker owns.
 pub(crate) struct WorkerSlot {
     index: usize,
-    local: Worker<u16>,
+    local: Deque<ShardId>,
     parker: Parker,
 }
 
@@ -48,7 +54,7 @@ impl Scheduler {
         let slots: Vec<WorkerSlot> = (0..workers)
             .map(|index| WorkerSlot {
                 index,
-                local: Worker::new_fifo(),
+                local: Deque::new_fifo(),
                 parker: Parker::new(),
             })
             .collect();
@@ -59,46 +65,12 @@ impl Scheduler {
             idle: Mutex::new(Vec::with_capacity(workers)),
             idle_count: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
-            ready: None,
         };
         (scheduler, slots)
     }
 
-    /// A scheduler without workers: runnable shards wait for
-    /// [`take_ready`](Self::take_ready) (the deterministic test driver).
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(crate) fn manual() -> Scheduler {
-        let (mut scheduler, _) = Scheduler::new(0);
-        scheduler.ready = Some(Mutex::new(Vec::new()));
-        scheduler
-    }
-
-    /// Manual mode: whether a shard is runnable.
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(crate) fn has_ready(&self) -> bool {
-        self.ready.as_ref().is_some_and(|r| !r.lock().is_empty())
-    }
-
-    /// Manual mode: removes one runnable shard, the one at the index `pick`
-    /// chooses among `n` (`pick(n) < n`).
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(crate) fn take_ready(&self, pick: impl FnOnce(usize) -> usize) -> Option<u16> {
-        let mut ready = self.ready.as_ref()?.lock();
-        if ready.is_empty() {
-            return None;
-        }
-        let index = pick(ready.len()).min(ready.len() - 1);
-        // `remove`, not `swap_remove`: the order of the rest stays a function
-        // of the seed and the history only.
-        Some(ready.remove(index))
-    }
-
     /// Makes a shard runnable (the caller has set its `scheduled` flag).
-    pub(crate) fn push(&self, shard: u16) {
-        if let Some(ready) = &self.ready {
-            ready.lock().push(shard);
-            return;
-        }
+    pub(crate) fn push(&self, shard: ShardId) {
         self.injector.push(shard);
         self.wake_one();
     }
@@ -118,27 +90,9 @@ impl Scheduler {
             }
             woken
         };
-        if let Some(index) = woken {
-            self.unparkers[index].unpark();
+        if let Some(unparker) = woken.and_then(|index| self.unparkers.get(index)) {
+            unparker.unpark();
         }
-    }
-
-    /// Starts `workers` threads running shards through `runner`.
-    pub(crate) fn start<R: RunShard>(
-        self: &Arc<Self>,
-        slots: Vec<WorkerSlot>,
-        runner: Arc<R>,
-    ) -> std::io::Result<Vec<JoinHandle<()>>> {
-        slots
-            .into_iter()
-            .map(|slot| {
-                let scheduler = Arc::clone(self);
-                let runner = Arc::clone(&runner);
-                std::thread::Builder::new()
-                    .name(format!("statefn-worker-{}", slot.index))
-                    .spawn(move || scheduler.work(&slot, &*runner))
-            })
-            .collect()
     }
 
     /// Tells every worker to exit once it runs out of work.
@@ -149,24 +103,9 @@ impl Scheduler {
         }
     }
 
-    fn work<R: RunShard>(&self, slot: &WorkerSlot, runner: &R) {
-        loop {
-            if let Some(shard) = self.find(slot) {
-                if runner.run_shard(shard) {
-                    // Still has mail: keep it close, but let an idle worker steal it.
-                    slot.local.push(shard);
-                    self.wake_one();
-                }
-                continue;
-            }
-            if self.stopping.load(Ordering::SeqCst) {
-                return;
-            }
-            self.park(slot);
-        }
-    }
-
-    fn park(&self, slot: &WorkerSlot) {
+    /// Parks the worker of `slot` until work arrives, or `timeout` (a
+    /// safety net only: wake-ups come from `wake_one`).
+    fn park(&self, slot: &WorkerSlot, timeout: Duration) {
         {
             let mut idle = self.idle.lock();
             idle.push(slot.index);
@@ -177,8 +116,7 @@ impl Scheduler {
             || self.stealers.iter().any(|s| !s.is_empty())
             || self.stopping.load(Ordering::SeqCst);
         if !work_arrived {
-            // The timeout is a safety net only; wake-ups come from `wake_one`.
-            slot.parker.park_timeout(Duration::from_millis(100));
+            slot.parker.park_timeout(timeout);
         }
         let mut idle = self.idle.lock();
         if let Some(pos) = idle.iter().position(|&i| i == slot.index) {
@@ -187,7 +125,9 @@ impl Scheduler {
         }
     }
 
-    fn find(&self, slot: &WorkerSlot) -> Option<u16> {
+    /// Takes a runnable shard: from the slot's own deque, the injector, or
+    /// another worker's deque.
+    pub(crate) fn find(&self, slot: &WorkerSlot) -> Option<ShardId> {
         if let Some(shard) = slot.local.pop() {
             return Some(shard);
         }
@@ -215,6 +155,55 @@ impl Scheduler {
     }
 }
 
+/// A worker: runs one batch of a runnable shard per step.
+pub(crate) struct Worker<R> {
+    scheduler: Arc<Scheduler>,
+    slot: WorkerSlot,
+    runner: Arc<R>,
+}
+
+impl<R: RunShard> Worker<R> {
+    /// The workers of `slots`, running shards through `runner`.
+    pub(crate) fn all(
+        scheduler: &Arc<Scheduler>,
+        slots: Vec<WorkerSlot>,
+        runner: &Arc<R>,
+    ) -> Vec<Worker<R>> {
+        slots
+            .into_iter()
+            .map(|slot| Worker {
+                scheduler: Arc::clone(scheduler),
+                slot,
+                runner: Arc::clone(runner),
+            })
+            .collect()
+    }
+}
+
+impl<R: RunShard> Service for Worker<R> {
+    fn name(&self) -> String {
+        format!("statefn-worker-{}", self.slot.index)
+    }
+
+    fn step(&mut self, wait: Duration) -> Step {
+        if let Some(shard) = self.scheduler.find(&self.slot) {
+            if self.runner.run_shard(shard) {
+                // Still has mail: keep it close, but let an idle worker steal it.
+                self.slot.local.push(shard);
+                self.scheduler.wake_one();
+            }
+            return Step::Worked;
+        }
+        if self.scheduler.stopping.load(Ordering::SeqCst) {
+            return Step::Done;
+        }
+        if !wait.is_zero() {
+            self.scheduler.park(&self.slot, wait);
+        }
+        Step::Idle
+    }
+}
+
 impl std::fmt::Debug for WorkerSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "WorkerSlot({})", self.index)
@@ -236,8 +225,8 @@ mod tests {
     }
 
     impl RunShard for Counting {
-        fn run_shard(&self, shard: u16) -> bool {
-            let i = usize::from(shard);
+        fn run_shard(&self, shard: ShardId) -> bool {
+            let i = shard.index();
             assert!(
                 !self.running[i].swap(true, Ordering::SeqCst),
                 "shard ran twice at once"
@@ -261,9 +250,12 @@ mod tests {
             scheduled: (0..shards).map(|_| AtomicBool::new(true)).collect(),
             rounds: 200,
         });
-        let threads = scheduler.start(slots, Arc::clone(&runner)).expect("spawn");
+        let threads: Vec<_> = Worker::all(&scheduler, slots, &runner)
+            .into_iter()
+            .map(|w| crate::service::spawn(Box::new(w)).expect("spawn"))
+            .collect();
         for shard in 0..shards {
-            scheduler.push(u16::try_from(shard).expect("fits"));
+            scheduler.push(ShardId(u16::try_from(shard).expect("fits")));
         }
         while runner.runs.iter().any(|r| r.load(Ordering::SeqCst) < 200) {
             std::thread::sleep(Duration::from_millis(5));

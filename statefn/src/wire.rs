@@ -228,6 +228,11 @@ pub fn encode_message<T: StatefulFunction>(message: &T::Message) -> Result<Vec<u
 /// [`MessageError`] when the named handler no longer exists, its arguments
 /// changed, or the bytes are not a message.
 pub fn decode_message<T: StatefulFunction>(bytes: &[u8]) -> Result<T::Message, MessageError> {
+    // Only named messages: the runtime alone reads positional messages of
+    // the first data format, for data directories written before them.
+    if bytes.first() != Some(&MESSAGE_TAG) {
+        return Err(Reader::<T>::malformed_header(bytes));
+    }
     T::Message::decode(bytes)
 }
 
@@ -244,13 +249,14 @@ pub(crate) fn encode<M: WireMessage>(message: &M) -> Result<Vec<u8>, Error> {
 /// at compile time.
 #[doc(hidden)]
 pub const fn fingerprint(signature: &str) -> u32 {
-    let bytes = signature.as_bytes();
+    let mut bytes = signature.as_bytes();
     let mut hash: u32 = 0x811c_9dc5;
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u32;
+    // `while let` over slice patterns: a `for` loop is not allowed in a
+    // `const fn`, and this never indexes.
+    while let [byte, rest @ ..] = bytes {
+        hash ^= *byte as u32;
         hash = hash.wrapping_mul(0x0100_0193);
-        i += 1;
+        bytes = rest;
     }
     hash
 }
@@ -326,21 +332,19 @@ impl<'b, F: StatefulFunction> Reader<'b, F> {
     /// [`malformed_header`](Self::malformed_header) says why).
     #[inline]
     pub fn new(bytes: &'b [u8]) -> Option<Self> {
-        let [tag, len, rest @ ..] = bytes else {
+        if bytes.first().is_some_and(|tag| *tag != MESSAGE_TAG) {
+            return Self::legacy(bytes);
+        }
+        let [_tag, len, rest @ ..] = bytes else {
             return None;
         };
         let len = usize::from(*len);
-        if *tag != MESSAGE_TAG || len == 0 || rest.len() < len + 4 {
+        if len == 0 || rest.len() < len + 4 {
             return None;
         }
         let (name, rest) = rest.split_at(len);
-        let (fingerprint, rest) = rest.split_at(4);
-        let fingerprint = u32::from_le_bytes([
-            fingerprint[0],
-            fingerprint[1],
-            fingerprint[2],
-            fingerprint[3],
-        ]);
+        let (fingerprint, rest) = rest.split_first_chunk::<4>()?;
+        let fingerprint = u32::from_le_bytes(*fingerprint);
         Some(Reader {
             name,
             fingerprint,
@@ -350,6 +354,26 @@ impl<'b, F: StatefulFunction> Reader<'b, F> {
     }
 
     /// Why `bytes` have no valid header.
+    /// A message stored before messages named their handlers (statefn's
+    /// first data format): postcard's variant index (a varint) followed by
+    /// the arguments, which are laid out exactly as in a named message. The
+    /// index is read as a position in this build's declaration order, so a
+    /// data directory of that format must first be opened by a build that
+    /// declares the handlers in the same order (see the crate docs,
+    /// "Upgrades").
+    #[cold]
+    #[inline(never)]
+    fn legacy(bytes: &'b [u8]) -> Option<Self> {
+        let (index, rest) = postcard::take_from_bytes::<u32>(bytes).ok()?;
+        let info = F::HANDLERS.get(usize::try_from(index).ok()?)?;
+        Some(Reader {
+            name: info.name.as_bytes(),
+            fingerprint: info.fingerprint,
+            rest,
+            _function: PhantomData,
+        })
+    }
+
     #[cold]
     #[inline(never)]
     pub fn malformed_header(bytes: &[u8]) -> MessageError {
@@ -380,11 +404,25 @@ impl<'b, F: StatefulFunction> Reader<'b, F> {
         self.fingerprint
     }
 
+    /// A handler index the generated code should never pass (it comes from
+    /// the same `HANDLERS` table).
+    #[cold]
+    #[inline(never)]
+    fn no_such_handler(handler: usize) -> MessageError {
+        MessageError::Malformed {
+            function: F::type_name().to_owned(),
+            handler: None,
+            reason: format!("handler index {handler} is out of range (a bug in statefn)"),
+        }
+    }
+
     /// The error for a fingerprint that is not handler number `handler`'s.
     #[cold]
     #[inline(never)]
     pub fn arguments_changed(&self, handler: usize) -> MessageError {
-        let info = &F::HANDLERS[handler];
+        let Some(info) = F::HANDLERS.get(handler) else {
+            return Self::no_such_handler(handler);
+        };
         MessageError::ArgumentsChanged {
             function: F::type_name().to_owned(),
             handler: info.name.to_owned(),
@@ -447,7 +485,7 @@ impl<'b, F: StatefulFunction> Reader<'b, F> {
     fn malformed(&self, handler: usize, reason: String) -> MessageError {
         MessageError::Malformed {
             function: F::type_name().to_owned(),
-            handler: Some(F::HANDLERS[handler].name.to_owned()),
+            handler: F::HANDLERS.get(handler).map(|h| h.name.to_owned()),
             reason,
         }
     }

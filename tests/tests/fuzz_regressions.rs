@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use statefn::store::wal::{Lsn, Wal, WalError, WalOptions};
+use statefn_store::{Lsn, Wal, WalError, WalOptions};
 
 #[allow(dead_code)]
 #[path = "../../fuzz/src/harness.rs"]

@@ -9,11 +9,9 @@
 use std::{future::IntoFuture, sync::Arc, time::Duration};
 
 use proptest::prelude::*;
-use statefn::{
-    prelude::*,
-    store::io::{Faults, FaultyFs, StdFs},
-};
+use statefn::prelude::*;
 use statefn_examples::bank::Account;
+use statefn_store::{Faults, FaultyFs, StdFs};
 
 const ACCOUNTS: usize = 4;
 

@@ -23,11 +23,8 @@ use std::{
 };
 
 use proptest::prelude::*;
-use statefn::{
-    Error,
-    store::io::{Faults, FaultyFs, StdFs},
-    testing::TestRuntime,
-};
+use statefn::{Error, testing::TestRuntime};
+use statefn_store::{Faults, FaultyFs, StdFs};
 use statefn_tests::Ledger;
 
 const ACCOUNTS: usize = 4;

@@ -151,7 +151,6 @@ fn no_server_survives_a_sigkill_of_its_test_process() {
             .collect()
     };
     let pids = field("pids");
-    let ports = field("ports");
     assert_eq!(pids.len(), 3);
     for &pid in &pids {
         assert!(
@@ -177,12 +176,8 @@ fn no_server_survives_a_sigkill_of_its_test_process() {
         0,
         "servers {pids:?} outlived their test process"
     );
-    for port in ports {
-        assert!(
-            TcpStream::connect(("127.0.0.1", port as u16)).is_err(),
-            "port {port} still served"
-        );
-    }
+    // The servers' ports are not checked: another test in this binary may
+    // take a freed port at once, so a served port proves nothing.
 }
 
 fn client_port(url: &str) -> u16 {

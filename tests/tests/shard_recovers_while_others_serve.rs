@@ -4,12 +4,9 @@
 
 use std::sync::Arc;
 
-use statefn::{
-    Address,
-    prelude::*,
-    store::io::{FaultyFs, StdFs},
-};
+use statefn::{Address, prelude::*};
 use statefn_examples::bank::Account;
+use statefn_store::{FaultyFs, StdFs};
 use statefn_tests::eventually;
 
 /// An account id owned by `shard` (of 4).

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use statefn::{
     Address, RetryPolicy,
     prelude::*,
-    store::io::{FaultyFs, StdFs},
     testing::{SentMessage, TestRuntime},
 };
+use statefn_store::{FaultyFs, StdFs};
 use statefn_tests::{Fragile, Ledger, Recorder};
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);

@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use statefn::{Durability, Runtime, store::io::Faults};
+use statefn::{Durability, Runtime};
+use statefn_store::Faults;
 
 use super::{Common, Mode};
 use crate::{

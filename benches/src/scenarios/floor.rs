@@ -11,7 +11,7 @@ use std::{
     path::Path,
 };
 
-use statefn::store::{StateStore, Table, TableWrite};
+use statefn_store::{ShardId, StateStore};
 
 use super::Common;
 use crate::{
@@ -77,8 +77,9 @@ pub(crate) fn append_fdatasync(
     })
 }
 
-/// Synced fjall batches of `batch` 16-byte states through
-/// [`StateStore::apply`]: what one checkpoint costs at the least.
+/// Synced fjall batches of `batch` 16-byte states through a shard's
+/// [`ShardBatch`](statefn_store::ShardBatch): what one checkpoint costs at
+/// the least.
 fn fjall_batches(
     store: &StateStore,
     batch: usize,
@@ -86,14 +87,13 @@ fn fjall_batches(
 ) -> Result<crate::measure::Summary, BoxError> {
     let mut next = 0u64;
     blocking_loop(window, &format!("floor: fjall x{batch}"), || {
-        let writes: Vec<TableWrite> = (0..batch)
-            .map(|_| {
-                next += 1;
-                let key = format!("counter/k{}", next % FJALL_KEYS).into_bytes();
-                (Table::State, key, Some([next.to_le_bytes(); 2].concat()))
-            })
-            .collect();
-        store.apply(0, writes, true)?;
+        let mut writes = store.shard(ShardId(0)).batch();
+        for _ in 0..batch {
+            next += 1;
+            let id = format!("k{}", next % FJALL_KEYS);
+            writes.put_state("counter", &id, Some([next.to_le_bytes(); 2].concat()));
+        }
+        writes.commit()?;
         Ok(())
     })
 }

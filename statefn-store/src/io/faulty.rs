@@ -20,7 +20,7 @@ use super::{FileSystem, LogFile};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use statefn_store::io::{FaultyFs, FileSystem, StdFs};
+/// use statefn_store::{FaultyFs, FileSystem, StdFs};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let fs = FaultyFs::new(Arc::new(StdFs));
@@ -146,7 +146,7 @@ impl Faults {
     }
 
     /// Restricts all faults to paths containing `substring` (for example one
-    /// shard's directory name).
+    /// log group's directory name).
     pub fn only_paths_containing(&self, substring: impl Into<String>) {
         self.state.lock().path_filter = Some(substring.into());
     }

@@ -1,10 +1,11 @@
 //! The file-system seam under the write-ahead log.
 //!
 //! The log never calls `std::fs` directly: it goes through [`FileSystem`] and
-//! [`LogFile`] so that tests can swap in [`FaultyFs`] and prove what happens
+//! [`LogFile`] so that tests can swap in `FaultyFs` (feature `fault-injection`) and prove what happens
 //! when an append, a write or an fsync fails half-way. The real implementation
 //! is [`StdFs`].
 
+#[cfg(feature = "fault-injection")]
 mod faulty;
 mod std_fs;
 
@@ -12,6 +13,7 @@ use std::fmt::Debug;
 use std::io;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "fault-injection")]
 pub use faulty::{Faults, FaultyFs};
 pub use std_fs::StdFs;
 

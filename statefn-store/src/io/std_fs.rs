@@ -13,7 +13,7 @@ use super::{FileSystem, LogFile};
 /// # Examples
 ///
 /// ```
-/// use statefn_store::io::{FileSystem, StdFs};
+/// use statefn_store::{FileSystem, StdFs};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let file = StdFs.open_file(&dir.path().join("log"), true)?;

@@ -8,6 +8,8 @@
 mod error;
 mod keys;
 mod table;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::path::Path;
@@ -16,41 +18,42 @@ use std::sync::Arc;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 pub use error::StoreError;
-pub use table::Table;
+pub(crate) use table::Table;
+
+use crate::ShardId;
+use crate::tables::{EgressTables, ShardTables};
 
 /// Maximum value length fjall accepts.
 const MAX_VALUE: usize = u32::MAX as usize;
 
 /// One entry returned by a scan: `(key, value)`, the key without the shard
 /// prefix.
-pub type Entry = (Vec<u8>, Vec<u8>);
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
 
 /// One write of a batch: `(table, key, Some(value))` puts, `None` deletes.
-pub type TableWrite = (Table, Vec<u8>, Option<Vec<u8>>);
+pub(crate) type TableWrite = (Table, Vec<u8>, Option<Vec<u8>>);
 
-/// Durable key-value state of all shards, one fjall keyspace per [`Table`].
+/// Durable key-value state of all shards, one fjall keyspace per table.
 ///
-/// Keys are namespaced by shard, so shards never see each other's entries.
-/// Cloning is cheap (an `Arc`); every method may block on disk I/O, so call
-/// it from plain threads, not from async executor workers.
+/// Its tables are reached through [`shard`](Self::shard) (one shard's
+/// tables) and [`egress`](Self::egress) (the global egress logs); keys are
+/// namespaced by shard, so shards never see each other's entries. Cloning
+/// is cheap (an `Arc`); every method may block on disk I/O, so call it from
+/// plain threads, not from async executor workers.
 ///
 /// # Examples
 ///
 /// ```
-/// use statefn_store::{StateStore, Table};
+/// use statefn_store::{ShardId, StateStore};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let store = StateStore::open(dir.path())?;
-/// store.apply(
-///     3,
-///     vec![
-///         (Table::State, b"counter/1".to_vec(), Some(b"42".to_vec())),
-///         (Table::Meta, b"checkpoint".to_vec(), Some(7u64.to_be_bytes().to_vec())),
-///     ],
-///     true,
-/// )?;
-/// assert_eq!(store.get(3, Table::State, b"counter/1")?, Some(b"42".to_vec()));
-/// assert_eq!(store.get(4, Table::State, b"counter/1")?, None);
+/// let mut batch = store.shard(ShardId(3)).batch();
+/// batch.put_state("Counter", "1", Some(b"42".to_vec()));
+/// batch.put_meta(7u64.to_be_bytes().to_vec());
+/// batch.commit()?;
+/// assert_eq!(store.shard(ShardId(3)).state("Counter", "1")?, Some(b"42".to_vec()));
+/// assert_eq!(store.shard(ShardId(4)).state("Counter", "1")?, None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
@@ -105,12 +108,27 @@ impl StateStore {
         })
     }
 
+    /// The tables of `shard`.
+    pub fn shard(&self, shard: ShardId) -> ShardTables {
+        ShardTables::new(self.clone(), shard)
+    }
+
+    /// The global egress logs.
+    pub fn egress(&self) -> EgressTables {
+        EgressTables::new(self.clone())
+    }
+
     /// The value of `key` in `table` for `shard`, if any.
     ///
     /// # Errors
     ///
     /// [`StoreError::Fjall`] on a read failure; [`StoreError::KeyTooLong`].
-    pub fn get(&self, shard: u16, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) fn get(
+        &self,
+        shard: u16,
+        table: Table,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let stored = keys::stored_key(shard, key)?;
         let value = self
             .keyspace(table)
@@ -125,7 +143,7 @@ impl StateStore {
     /// # Errors
     ///
     /// [`StoreError::Fjall`] on a read failure.
-    pub fn scan(&self, shard: u16, table: Table) -> Result<Vec<Entry>, StoreError> {
+    pub(crate) fn scan(&self, shard: u16, table: Table) -> Result<Vec<Entry>, StoreError> {
         self.keyspace(table)
             .prefix(keys::prefix(shard))
             .map(|guard| {
@@ -144,7 +162,7 @@ impl StateStore {
     /// # Errors
     ///
     /// [`StoreError::Fjall`] on a read failure; [`StoreError::KeyTooLong`].
-    pub fn scan_from(
+    pub(crate) fn scan_from(
         &self,
         shard: u16,
         table: Table,
@@ -186,7 +204,12 @@ impl StateStore {
     /// [`StoreError::Fjall`] if the write or the fsync fails;
     /// [`StoreError::KeyTooLong`] / [`StoreError::ValueTooLarge`] before
     /// anything is written.
-    pub fn apply(&self, shard: u16, writes: Vec<TableWrite>, sync: bool) -> Result<(), StoreError> {
+    pub(crate) fn apply(
+        &self,
+        shard: u16,
+        writes: Vec<TableWrite>,
+        sync: bool,
+    ) -> Result<(), StoreError> {
         let mut batch = self.inner.db.batch();
         for (table, key, value) in writes {
             let key = keys::stored_key(shard, &key)?;
@@ -214,6 +237,10 @@ impl StateStore {
         Ok(())
     }
 
+    #[expect(
+        clippy::expect_used,
+        reason = "invariant: `open` made one keyspace per table, in `Table::ALL` order"
+    )]
     fn keyspace(&self, table: Table) -> &Keyspace {
         self.inner
             .keyspaces

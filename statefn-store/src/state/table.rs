@@ -3,19 +3,10 @@
 /// One kind of shard data, stored in its own fjall keyspace so that each can
 /// be scanned on its own during recovery and tuned separately.
 ///
-/// The store does not interpret keys or values; the names document what the
-/// runtime keeps where.
-///
-/// # Examples
-///
-/// ```
-/// use statefn_store::Table;
-///
-/// assert_eq!(Table::ALL.len(), 7);
-/// assert_eq!(Table::Timer.keyspace_name(), "timer");
-/// ```
+/// Each table's keys are laid out by its module in [`crate::tables`]; the
+/// values are opaque.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Table {
+pub(crate) enum Table {
     /// Function instance state.
     State,
     /// Idempotency key → stored reply, for deduplicating retried requests.
@@ -34,7 +25,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 7] = [
+    pub(crate) const ALL: [Table; 7] = [
         Table::State,
         Table::Idempotency,
         Table::Timer,
@@ -46,7 +37,7 @@ impl Table {
 
     /// The name of the fjall keyspace backing this table. Part of the on-disk
     /// format: never rename.
-    pub const fn keyspace_name(self) -> &'static str {
+    pub(crate) const fn keyspace_name(self) -> &'static str {
         match self {
             Table::State => "state",
             Table::Idempotency => "idempotency",

@@ -7,14 +7,14 @@ use std::path::PathBuf;
 ///
 /// Any error from [`Wal::write`](super::Wal::write) or
 /// [`PendingSync::sync`](super::PendingSync::sync) leaves the log poisoned:
-/// the shard must be taken down and reopened, which recovers every record
-/// that was durable.
+/// the log group's shards must be taken down and the log reopened, which
+/// recovers every record that was durable.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WalError {
     /// A file-system call failed.
     #[error(
-        "I/O error on write-ahead log file {}: {source}; check the disk, free space and permissions, then reopen the shard",
+        "I/O error on write-ahead log file {}: {source}; check the disk, free space and permissions, then reopen the log",
         path.display()
     )]
     Io {
@@ -29,7 +29,7 @@ pub enum WalError {
     /// by valid ones, damage in a segment that is not the last, a missing
     /// segment. Never skipped, because the records after it may be needed.
     #[error(
-        "write-ahead log segment {} is corrupt at byte offset {offset}: {reason}; the shard cannot be recovered automatically: inspect the file, restore it from a backup, or remove the damaged data by hand if losing those records is acceptable",
+        "write-ahead log segment {} is corrupt at byte offset {offset}: {reason}; the log cannot be recovered automatically: inspect the file, restore it from a backup, or remove the damaged data by hand if losing those records is acceptable",
         path.display()
     )]
     Corrupt {
@@ -59,7 +59,7 @@ pub enum WalError {
     /// a failed fsync the kernel may have dropped the dirty pages). The log
     /// refuses further writes instead of pretending they are durable.
     #[error(
-        "write-ahead log is poisoned by an earlier write or fsync failure; reopen the shard to recover from what reached the disk"
+        "write-ahead log is poisoned by an earlier write or fsync failure; reopen the log to recover from what reached the disk"
     )]
     Poisoned,
 }

@@ -1,6 +1,7 @@
-//! The per-shard write-ahead log.
+//! The local write-ahead log of one log group: the first implementation of
+//! [`CommitLog`](crate::CommitLog), through [`WalBackend`](crate::WalBackend).
 //!
-//! One directory per shard holds segment files named by their first LSN
+//! One directory per log group holds segment files named by their first LSN
 //! (`00000000000000000001.wal`). Each starts with a header (magic, format
 //! version, first LSN) followed by records framed as
 //! `[len: u32 LE][crc32c: u32 LE][lsn: u64 LE][payload]`, the checksum
@@ -12,7 +13,6 @@
 //! the records after it may be the only copy of committed work.
 
 mod error;
-mod lsn;
 mod reader;
 mod record;
 mod recovery;
@@ -20,11 +20,13 @@ mod segment;
 mod sync;
 mod writer;
 
+pub(crate) use crate::Lsn;
 pub use error::WalError;
-pub use lsn::Lsn;
 pub use segment::WAL_FORMAT_VERSION;
 pub use sync::PendingSync;
 pub use writer::{Wal, WalOptions};
 
-/// A recovered record: its LSN and payload.
-pub type Record = (Lsn, Vec<u8>);
+pub(crate) use crate::LogRecord as Record;
+
+/// The longest record payload the framing can hold (its length is a `u32`).
+pub(crate) const MAX_RECORD_LEN: usize = u32::MAX as usize;

@@ -119,7 +119,10 @@ pub(crate) fn scan_segment(
                     ));
                 };
                 if lsn >= from {
-                    out.push((lsn, payload.to_vec()));
+                    out.push(Record {
+                        lsn,
+                        payload: payload.to_vec(),
+                    });
                 }
                 offset += framed_len;
                 expected = Lsn(after);

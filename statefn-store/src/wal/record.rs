@@ -14,6 +14,10 @@ pub(crate) const RECORD_HEADER_LEN: usize = 16;
 /// # Panics
 ///
 /// Panics if the payload is 4 GiB or larger (the length field is a `u32`).
+#[expect(
+    clippy::expect_used,
+    reason = "documented panic; `CommitLog::append` refuses such records with an error first"
+)]
 pub(crate) fn encode(lsn: Lsn, payload: &[u8], out: &mut Vec<u8>) {
     let len = u32::try_from(payload.len()).expect("a log record payload must be below 4 GiB");
     let lsn_bytes = lsn.0.to_le_bytes();
@@ -55,18 +59,35 @@ pub(crate) fn decode(buf: &[u8]) -> Decoded<'_> {
     if header.iter().all(|&b| b == 0) {
         return Decoded::Zeros;
     }
-    let (len, header) = header.split_at(4);
-    let (crc, lsn_bytes) = header.split_at(4);
-    let len = u32::from_le_bytes(len.try_into().expect("4 bytes"));
-    let crc = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
-    let lsn = u64::from_le_bytes(lsn_bytes.try_into().expect("8 bytes"));
+    let [
+        l0,
+        l1,
+        l2,
+        l3,
+        c0,
+        c1,
+        c2,
+        c3,
+        n0,
+        n1,
+        n2,
+        n3,
+        n4,
+        n5,
+        n6,
+        n7,
+    ] = *header;
+    let len = u32::from_le_bytes([l0, l1, l2, l3]);
+    let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+    let lsn_bytes = [n0, n1, n2, n3, n4, n5, n6, n7];
+    let lsn = u64::from_le_bytes(lsn_bytes);
     let Some(payload) = usize::try_from(len).ok().and_then(|n| rest.get(..n)) else {
         return Decoded::ShortPayload {
             claimed: len,
             available: rest.len(),
         };
     };
-    let actual = crc32c::crc32c_append(crc32c::crc32c(lsn_bytes), payload);
+    let actual = crc32c::crc32c_append(crc32c::crc32c(&lsn_bytes), payload);
     if actual != crc {
         return Decoded::BadChecksum { lsn, claimed: len };
     }

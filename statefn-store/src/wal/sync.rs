@@ -47,8 +47,7 @@ impl Shared {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use statefn_store::io::StdFs;
-/// use statefn_store::wal::{Lsn, Wal, WalOptions};
+/// use statefn_store::{Lsn, StdFs, Wal, WalOptions};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let (mut wal, _) = Wal::open(Arc::new(StdFs), dir.path(), WalOptions::default(), Lsn(1))?;

@@ -1,4 +1,4 @@
-//! [`Wal`]: buffering, writing, rotating and truncating one shard's log.
+//! [`Wal`]: buffering, writing, rotating and truncating one log group's log.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,14 +9,15 @@ use super::record::encode;
 use super::recovery::{Segment, recover};
 use super::segment::{HEADER_LEN, SegmentFile, file_name, header};
 use super::sync::{DirSync, PendingSync, Shared};
-use super::{Lsn, Record, WalError};
+use super::{Lsn, WalError};
+use crate::LogRecord;
 
 /// Tuning for a [`Wal`].
 ///
 /// # Examples
 ///
 /// ```
-/// use statefn_store::wal::WalOptions;
+/// use statefn_store::WalOptions;
 ///
 /// let small = WalOptions { segment_bytes: 1 << 20 };
 /// assert_eq!(WalOptions::default().segment_bytes, 64 << 20);
@@ -39,7 +40,7 @@ impl Default for WalOptions {
     }
 }
 
-/// The write-ahead log of one shard: a directory of segment files.
+/// The write-ahead log of one log group: a directory of segment files.
 ///
 /// Writing is split in three steps so the caller can group-commit and
 /// pipeline: [`Wal::append`] buffers records in memory, [`Wal::write`] hands
@@ -57,8 +58,7 @@ impl Default for WalOptions {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use statefn_store::io::StdFs;
-/// use statefn_store::wal::{Lsn, Wal, WalOptions};
+/// use statefn_store::{LogRecord, Lsn, StdFs, Wal, WalOptions};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let fs = Arc::new(StdFs);
@@ -73,7 +73,7 @@ impl Default for WalOptions {
 ///
 /// // Replay from after a checkpoint that covered lsn 1.
 /// let (_wal, records) = Wal::open(fs, dir.path(), WalOptions::default(), Lsn(2))?;
-/// assert_eq!(records, vec![(Lsn(2), b"second".to_vec())]);
+/// assert_eq!(records, vec![LogRecord { lsn: Lsn(2), payload: b"second".to_vec() }]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -124,7 +124,7 @@ impl Wal {
         dir: &Path,
         opts: WalOptions,
         from: Lsn,
-    ) -> Result<(Wal, Vec<Record>), WalError> {
+    ) -> Result<(Wal, Vec<LogRecord>), WalError> {
         let recovered = recover(fs.as_ref(), dir, from)?;
         let wal = Wal {
             fs,
@@ -216,6 +216,10 @@ impl Wal {
     }
 
     /// Appends `chunk` (records up to `last`) to the active segment.
+    #[expect(
+        clippy::expect_used,
+        reason = "invariant: a log always has an active segment, and it is open"
+    )]
     fn write_chunk(&mut self, chunk: Option<&[u8]>, last: Option<Lsn>) -> Result<(), WalError> {
         let (Some(chunk), Some(last)) = (chunk, last) else {
             return Ok(());
@@ -347,6 +351,10 @@ impl Wal {
         &self.dir
     }
 
+    #[expect(
+        clippy::expect_used,
+        reason = "invariant: a log always has an active segment"
+    )]
     fn active(&self) -> &Segment {
         self.segments.last().expect("a log always has a segment")
     }

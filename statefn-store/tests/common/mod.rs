@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use statefn_store::io::{FileSystem, StdFs};
-use statefn_store::wal::{Lsn, Record, Wal, WalError, WalOptions};
+use statefn_store::{FileSystem, StdFs};
+use statefn_store::{LogRecord as Record, Lsn, Wal, WalError, WalOptions};
 
 /// Segment header length: magic (8) + version (2) + first LSN (8).
 pub(crate) const HEADER_LEN: u64 = 18;
@@ -46,7 +46,12 @@ pub(crate) fn commit(wal: &mut Wal, payloads: &[Vec<u8>]) -> Lsn {
 
 /// The expected recovered records for payloads numbered `range`.
 pub(crate) fn expected(range: std::ops::RangeInclusive<u64>) -> Vec<Record> {
-    range.map(|i| (Lsn(i), payload(i))).collect()
+    range
+        .map(|i| Record {
+            lsn: Lsn(i),
+            payload: payload(i),
+        })
+        .collect()
 }
 
 /// Segment files of `dir`, oldest first.

@@ -323,7 +323,9 @@ impl JetStreamBackend {
             writer: self.options.writer.clone(),
             nonce,
         };
-        let payload = Bytes::from(serde_json::to_vec(&mine).expect("a fence serialises"));
+        let payload = Bytes::from(serde_json::to_vec(&mine).map_err(|e| LogError::Corrupt {
+            detail: format!("cannot encode a fence record: {e}"),
+        })?);
         let subject = Self::fence_subject(&self.options.cluster, group);
         let id = format!("fence:{nonce}");
         let deadline = tokio::time::Instant::now() + self.options.retry_for;
@@ -445,10 +447,7 @@ impl JetStreamBackend {
             last: Lsn(fence_seq),
             buffer: Vec::new(),
             max_record,
-            stats: LogStats {
-                bytes: state.bytes,
-                pieces: state.messages,
-            },
+            stats: LogStats::new(state.bytes, state.messages),
         };
         Ok(OpenedLog {
             log: Box::new(log),
@@ -508,6 +507,7 @@ impl std::fmt::Debug for JetStreamLog {
     }
 }
 
+#[derive(Debug)]
 struct AckWait {
     handle: Handle,
     done: tokio::sync::oneshot::Receiver<Result<Lsn, LogError>>,
@@ -605,10 +605,7 @@ impl CommitLog for JetStreamLog {
                 .map_err(|e| unavailable("reading stream info", e))?
                 .state
                 .clone();
-            self.stats = LogStats {
-                bytes: state.bytes,
-                pieces: state.messages,
-            };
+            self.stats = LogStats::new(state.bytes, state.messages);
             Ok(())
         })
     }

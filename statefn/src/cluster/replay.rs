@@ -134,7 +134,10 @@ impl Replay {
     /// The epoch of the last fence before `sequence`.
     fn fence_epoch_before(&self, sequence: u64) -> Option<u64> {
         let after = self.fences.partition_point(|&(seq, _)| seq < sequence);
-        after.checked_sub(1).map(|i| self.fences[i].1)
+        after
+            .checked_sub(1)
+            .and_then(|i| self.fences.get(i))
+            .map(|&(_, epoch)| epoch)
     }
 
     fn fail(&mut self, error: LogError) -> Option<Result<LogRecord, LogError>> {

@@ -1,28 +1,41 @@
-//! A shard: a single-writer state machine over the instances of its key groups.
+//! A shard: a single-writer state machine over the instances of its key
+//! groups.
 //!
-//! A worker takes a batch of mail, runs each invocation against the shard's
-//! core, and hands the batch (log records and effects) to the commit path
+//! [`Shard`] is what any thread sees: the mailbox, the scheduling flag and
+//! whether it serves. A worker that owns it runs a batch of its mail against
+//! its [`ShardCore`] (the state machine, [`state_machine`] and the modules it
+//! names) and hands the batch (log records and effects) to the commit path
 //! while it still owns the shard, so batches of one shard commit in order.
 
-mod checkpoint;
-mod core;
-mod tables;
+pub(crate) mod dead_letters;
+pub(crate) mod effects;
+pub(crate) mod emitted;
+mod expiry;
+pub(crate) mod freeze;
+mod invocation;
+mod outgoing;
+mod replay;
+pub(crate) mod state_machine;
+pub(crate) mod state_table;
+#[cfg(test)]
+mod tests;
+pub(crate) mod timer_table;
+pub(crate) mod tracked;
 
-use std::{
-    collections::VecDeque,
-    sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
-};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::{collections::VecDeque, sync::Arc};
 
 use parking_lot::Mutex;
 
-pub(crate) use self::checkpoint::{CheckpointJob, META_KEY};
-pub use self::core::RetryPolicy;
-pub(crate) use self::core::{CoreConfig, ShardCore, ShardMeta, envelope_of};
-pub(crate) use self::tables::Persisted;
+pub use self::dead_letters::RetryPolicy;
+use self::effects::{Batch, RunEnv};
+pub(crate) use self::state_machine::{CoreConfig, ShardCore};
 use crate::{
     Error,
-    envelope::{Envelope, Mail, ReplySender},
-    registry::Registry,
+    protocol::{
+        envelope::{Envelope, Mail, Origin, ReplySender},
+        ids::{Epoch, Lsn, ShardId},
+    },
 };
 
 /// The most mail one batch takes: bounds the latency a batch adds to the
@@ -38,56 +51,10 @@ pub(crate) enum Status {
     Recovering = 1,
 }
 
-/// What a worker needs to run a batch.
-pub(crate) struct RunEnv<'a> {
-    pub(crate) registry: &'a Registry,
-    pub(crate) now_ms: u64,
-    /// Highest sequence from this shard that `dest` has durably applied.
-    pub(crate) acked: &'a (dyn Fn(u16) -> u64 + Sync),
-    /// Highest egress sequence of this shard the appender has stored.
-    pub(crate) egress_appended: u64,
-}
-
-impl std::fmt::Debug for RunEnv<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunEnv")
-            .field("now_ms", &self.now_ms)
-            .finish_non_exhaustive()
-    }
-}
-
-/// One batch's output: its log records and the effects released when they
-/// are durable.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    pub(crate) shard: u16,
-    pub(crate) epoch: u64,
-    pub(crate) records: Vec<Vec<u8>>,
-    pub(crate) effects: Effects,
-    pub(crate) checkpoint: Option<CheckpointJob>,
-    pub(crate) stats: crate::metrics::BatchStats,
-}
-
-/// What a batch releases once committed.
-#[derive(Debug, Default)]
-pub(crate) struct Effects {
-    pub(crate) replies: Vec<(ReplySender, Result<Vec<u8>, Error>)>,
-    /// Envelopes for other instances (possibly on this shard).
-    pub(crate) deliveries: Vec<Envelope>,
-    /// Timers to arm: (due unix millis, shard, timer id).
-    pub(crate) timers: Vec<(u64, u16, u64)>,
-    /// Function messages applied: (source shard, sequence).
-    pub(crate) acks: Vec<(u16, u64)>,
-    /// Records for egress logs, appended once durable.
-    pub(crate) egress: Vec<crate::egress::Emitted>,
-    /// How many mails this batch finished (for shutdown's in-flight count).
-    pub(crate) finished: usize,
-}
-
 /// One shard: its mailbox (any thread) and its core (the running worker only).
 #[derive(Debug)]
 pub(crate) struct Shard {
-    pub(crate) id: u16,
+    pub(crate) id: ShardId,
     mailbox: Mutex<VecDeque<Mail>>,
     /// Set while the shard sits in a run queue or runs: guards against
     /// scheduling it twice.
@@ -95,11 +62,11 @@ pub(crate) struct Shard {
     status: AtomicU8,
     pub(crate) core: Mutex<ShardCore>,
     /// A finished checkpoint, for the core to take at its next batch.
-    checkpoint_done: Mutex<Option<(u64, Option<u64>)>>,
+    checkpoint_done: Mutex<Option<(Epoch, Option<Lsn>)>>,
     /// The last checkpoint's position, for status reports.
     checkpoint_lsn: AtomicU64,
     /// The shard id as a metric label.
-    label: std::sync::Arc<str>,
+    label: Arc<str>,
 }
 
 impl Shard {
@@ -109,7 +76,7 @@ impl Shard {
             mailbox: Mutex::new(VecDeque::new()),
             scheduled: AtomicBool::new(false),
             status: AtomicU8::new(Status::Serving as u8),
-            checkpoint_lsn: AtomicU64::new(core.checkpoint.lsn),
+            checkpoint_lsn: AtomicU64::new(core.checkpoint.lsn.0),
             label: core.id.to_string().into(),
             core: Mutex::new(core),
             checkpoint_done: Mutex::new(None),
@@ -130,7 +97,7 @@ impl Shard {
     pub(crate) fn try_enqueue_call(&self, mail: Mail, capacity: usize) -> Result<bool, Error> {
         if !self.is_serving() {
             return Err(Error::Unavailable {
-                shard: self.id,
+                shard: self.id.0,
                 reason: "it is recovering from a storage failure".into(),
                 retry_after: std::time::Duration::from_millis(200),
             });
@@ -139,7 +106,7 @@ impl Shard {
             let mut mailbox = self.mailbox.lock();
             if mailbox.len() >= capacity {
                 return Err(Error::Overloaded {
-                    shard: self.id,
+                    shard: self.id.0,
                     queued: mailbox.len(),
                     retry_after: std::time::Duration::from_millis(50),
                 });
@@ -165,7 +132,7 @@ impl Shard {
         let mut refused = Vec::new();
         mailbox.retain_mut(|mail| match mail {
             Mail::Invoke(Envelope {
-                origin: crate::envelope::Origin::Client { reply, .. },
+                origin: Origin::Client { reply, .. },
                 ..
             }) => {
                 refused.extend(reply.take());
@@ -183,20 +150,20 @@ impl Shard {
     }
 
     /// Called by the checkpointer: `lsn` is `None` if the checkpoint failed.
-    pub(crate) fn checkpoint_finished(&self, epoch: u64, lsn: Option<u64>) {
+    pub(crate) fn checkpoint_finished(&self, epoch: Epoch, lsn: Option<Lsn>) {
         if let Some(lsn) = lsn {
-            self.checkpoint_lsn.fetch_max(lsn, Ordering::AcqRel);
+            self.checkpoint_lsn.fetch_max(lsn.0, Ordering::AcqRel);
         }
         *self.checkpoint_done.lock() = Some((epoch, lsn));
     }
 
-    pub(crate) fn checkpoint_lsn(&self) -> u64 {
-        self.checkpoint_lsn.load(Ordering::Acquire)
+    pub(crate) fn checkpoint_lsn(&self) -> Lsn {
+        Lsn(self.checkpoint_lsn.load(Ordering::Acquire))
     }
 
     /// Drops every queued mail (a simulated crash): waiting callers see the
     /// runtime go away.
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    #[cfg(feature = "testing")]
     pub(crate) fn clear_mailbox(&self) {
         self.mailbox.lock().clear();
     }
@@ -219,15 +186,8 @@ impl Shard {
             if let Some((epoch, lsn)) = self.checkpoint_done.lock().take() {
                 core.checkpoint_finished(epoch, lsn);
             }
-            core.prune_outbox(env.acked, false);
-            let mut batch = Batch {
-                shard: self.id,
-                epoch: core.epoch,
-                records: Vec::new(),
-                effects: Effects::default(),
-                checkpoint: None,
-                stats: crate::metrics::BatchStats::default(),
-            };
+            core.outbox.prune(env.acked, false);
+            let mut batch = Batch::new(self.id, core.epoch);
             for mail in mails {
                 core.handle(env, mail, &mut batch);
             }

@@ -24,10 +24,8 @@ use std::{
 };
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
-use statefn::{
-    Address, Runtime,
-    store::io::{FaultyFs, StdFs},
-};
+use statefn::{Address, Runtime};
+use statefn_store::{FaultyFs, StdFs};
 
 use super::{RecoveryArgs, without_checkpoints};
 use crate::{

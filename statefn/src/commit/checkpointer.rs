@@ -1,0 +1,206 @@
+//! The checkpointer: writes frozen shard checkpoints into the state store
+//! while the shards keep processing, then tells the shard (it takes back
+//! its frozen sets) and its log group (the log may drop what the
+//! checkpoint covers). One thread: fjall batches are written one at a time
+//! anyway, and it never blocks a shard or a tokio thread.
+
+use std::{sync::Arc, time::Duration};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+use statefn_store::{ShardBatch, ShardTables};
+
+use super::{CommitHost, LogGroup, recovery::Storage};
+use crate::{
+    Error,
+    error::StorageError,
+    protocol::record::encode,
+    service::{Service, Step},
+    shard::freeze::{CheckpointJob, ShardMeta},
+};
+
+/// How many expired idempotency entries one checkpoint deletes at most: the
+/// sweep is spread over checkpoints instead of blocking one.
+const GC_BATCH: usize = 10_000;
+
+/// Where syncers submit frozen checkpoints once the batch that froze them
+/// is durable.
+#[derive(Debug)]
+pub(crate) struct CheckpointQueue {
+    tx: Mutex<Option<Sender<CheckpointJob>>>,
+    /// Until the checkpointer is made.
+    rx: Mutex<Option<Receiver<CheckpointJob>>>,
+}
+
+impl CheckpointQueue {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        CheckpointQueue {
+            tx: Mutex::new(Some(tx)),
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+
+    /// Queues a job (dropped after [`close`](Self::close): the shard's next
+    /// checkpoint covers what it would have).
+    pub(crate) fn submit(&self, job: CheckpointJob) {
+        if let Some(tx) = &*self.tx.lock() {
+            let _ = tx.send(job);
+        }
+    }
+
+    /// No more jobs: the checkpointer stops once it has written the queued
+    /// ones.
+    pub(crate) fn close(&self) {
+        self.tx.lock().take();
+    }
+}
+
+/// Writes checkpoints: a [`Service`].
+pub(crate) struct Checkpointer {
+    host: Arc<dyn CommitHost>,
+    storage: Arc<Storage>,
+    groups: Arc<[LogGroup]>,
+    rx: Receiver<CheckpointJob>,
+}
+
+impl Checkpointer {
+    /// The checkpointer of `queue` (`None` if it was made already).
+    pub(crate) fn new(
+        host: Arc<dyn CommitHost>,
+        storage: Arc<Storage>,
+        groups: Arc<[LogGroup]>,
+        queue: &CheckpointQueue,
+    ) -> Option<Self> {
+        let rx = queue.rx.lock().take()?;
+        Some(Checkpointer {
+            host,
+            storage,
+            groups,
+            rx,
+        })
+    }
+
+    /// Writes one checkpoint and tells its shard and its log group.
+    fn write(&self, job: CheckpointJob) {
+        let started = std::time::Instant::now();
+        let result = self
+            .storage
+            .store()
+            .and_then(|store| write(&job, &store.shard(job.shard), self.storage.clock().now_ms()));
+        let (shard, epoch, lsn) = (job.shard, job.epoch, job.lsn);
+        let states = job.states.len();
+        // Dropped before the shard hears of it: the shard then takes its
+        // frozen sets back without copying them.
+        drop(job);
+        match result {
+            Ok(()) => {
+                metrics::histogram!(crate::metrics::CHECKPOINT_DURATION)
+                    .record(started.elapsed().as_secs_f64());
+                tracing::debug!(
+                    %shard,
+                    %lsn,
+                    states,
+                    elapsed_ms = started.elapsed().as_millis(),
+                    "checkpoint written"
+                );
+                self.host.checkpoint_finished(shard, epoch, Some(lsn));
+                if let Some(group) = self.groups.get(self.storage.group_of(shard).index()) {
+                    group.checkpointed(shard, lsn);
+                }
+            }
+            Err(e) => {
+                tracing::error!(%shard, error = %e, "checkpoint failed; will retry");
+                self.host.checkpoint_finished(shard, epoch, None);
+            }
+        }
+    }
+}
+
+impl Service for Checkpointer {
+    fn name(&self) -> String {
+        "statefn-checkpointer".into()
+    }
+
+    fn step(&mut self, wait: Duration) -> Step {
+        let first = if wait.is_zero() {
+            None
+        } else {
+            match self.rx.recv_timeout(wait) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return Step::Done,
+            }
+        };
+        let jobs: Vec<CheckpointJob> = first.into_iter().chain(self.rx.try_iter()).collect();
+        if jobs.is_empty() {
+            return Step::Idle;
+        }
+        for job in jobs {
+            self.write(job);
+        }
+        Step::Worked
+    }
+}
+
+/// Writes a checkpoint atomically and durably, then sweeps expired
+/// idempotency entries.
+fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> Result<(), Error> {
+    let mut batch = tables.batch();
+    writes(job, &mut batch)?;
+    batch.commit().map_err(StorageError::store(format!(
+        "writing a checkpoint of shard {}",
+        job.shard
+    )))?;
+    let cutoff = now_ms.saturating_sub(job.idempotency_retention_ms);
+    tables
+        .sweep_idempotency(cutoff, GC_BATCH)
+        .map_err(StorageError::store("sweeping expired idempotency entries"))?;
+    Ok(())
+}
+
+/// Everything a checkpoint puts into and deletes from the shard's tables.
+fn writes(job: &CheckpointJob, batch: &mut ShardBatch) -> Result<(), Error> {
+    for (address, state) in job.states.iter() {
+        batch.put_state(address.type_name(), address.id(), state.clone());
+    }
+    for ((address, key), reply) in job.idempotency.iter() {
+        batch.put_idempotency(
+            address.type_name(),
+            address.id(),
+            key,
+            reply.at_ms,
+            encode(reply)?,
+        );
+    }
+    for id in &job.timers_removed {
+        batch.delete_timer(id.0);
+    }
+    for timer in &job.timers {
+        batch.put_timer(timer.id.0, encode(timer)?);
+    }
+    for (dest, seq) in &job.outbox_removed {
+        batch.delete_outbox(*dest, seq.0);
+    }
+    for sent in &job.outbox {
+        batch.put_outbox(sent.dest, sent.seq.0, encode(sent)?);
+    }
+    for seq in &job.egress_removed {
+        batch.delete_pending_egress(seq.0);
+    }
+    for emitted in &job.egress {
+        batch.put_pending_egress(emitted.seq.0, encode(emitted)?);
+    }
+    for id in &job.dead_letters_removed {
+        batch.delete_dead_letter(id.0);
+    }
+    for letter in &job.dead_letters {
+        batch.put_dead_letter(letter.id.0, encode(letter)?);
+    }
+    let meta = ShardMeta {
+        checkpoint_lsn: job.lsn,
+        ..job.meta.clone()
+    };
+    batch.put_meta(encode(&meta)?);
+    Ok(())
+}

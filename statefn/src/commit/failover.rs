@@ -1,0 +1,89 @@
+//! Failover of a log group: when its log fails, the batches in flight are
+//! refused (their callers are told to retry), the group's shards are taken
+//! down (their waiting client calls refused too), rebuilt from checkpoint
+//! and log with backoff under a new epoch, and handed back to the runtime
+//! to re-send and serve. Other groups keep serving throughout.
+
+use std::time::Duration;
+
+use super::{log_group::GroupCommand, syncer::Syncer};
+use crate::shard::effects::{Batch, Effects};
+
+impl Syncer {
+    /// The log failed under these batches: none of them commits.
+    pub(super) fn fail(&mut self, batches: Vec<Batch>, reason: &str) {
+        // Down first, so that no caller told to retry gets in before.
+        self.take_down(reason);
+        for batch in batches {
+            self.parts.host.refuse(batch.effects, batch.shard, reason);
+        }
+        self.recover(reason);
+    }
+
+    /// Marks the group's shards as recovering and refuses the client calls
+    /// waiting for them.
+    fn take_down(&self, reason: &str) {
+        for shard in self.epochs.shards() {
+            let refused = self.parts.host.take_down(shard);
+            let count = refused.len();
+            let effects = Effects {
+                replies: refused.into_iter().map(|tx| (tx, Ok(Vec::new()))).collect(),
+                finished: count,
+                ..Effects::default()
+            };
+            self.parts.host.refuse(effects, shard, reason);
+        }
+    }
+
+    /// Takes the group's shards down, rebuilds them from checkpoint and log
+    /// (retrying with backoff), and resumes them.
+    pub(super) fn recover(&mut self, reason: &str) {
+        tracing::error!(
+            group = %self.group,
+            reason,
+            "log group failed; recovering its shards"
+        );
+        self.take_down(reason);
+        self.log = None;
+        self.unsynced = None;
+        let epoch = self.epochs.next();
+        let mut backoff = Duration::from_millis(20);
+        let recovered = loop {
+            match self.parts.storage.recover(self.group, epoch) {
+                Ok(recovered) => break recovered,
+                Err(e) => {
+                    tracing::warn!(group = %self.group, error = %e, ?backoff, "recovery failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+            // Batches handed over before the shards went down: their callers
+            // must not wait for the disk to come back.
+            for command in self.parts.rx.clone().try_iter() {
+                match command {
+                    GroupCommand::Commit(batch) => {
+                        self.parts.host.refuse(batch.effects, batch.shard, reason);
+                    }
+                    GroupCommand::Checkpointed { .. } => {}
+                    GroupCommand::Stop => self.stopping = true,
+                }
+            }
+            if self.stopping {
+                tracing::warn!(
+                    group = %self.group,
+                    "stopping while recovering; the shards stay down"
+                );
+                return;
+            }
+        };
+        for core in recovered.cores {
+            self.epochs.set(core.id, core.epoch);
+            self.checkpointed.insert(core.id, core.checkpoint.lsn);
+            self.parts.host.resume(core);
+        }
+        self.last_appended = recovered.log.durable_lsn();
+        self.log = Some(recovered.log);
+        self.parts.host.count_recovery();
+        tracing::info!(group = %self.group, "log group recovered; serving again");
+    }
+}

@@ -1,0 +1,205 @@
+//! Recovery of one log group: its shards' checkpoints, then the log replayed
+//! from the oldest checkpoint position through [`LogBackend::open`], which
+//! also makes this process the log's writer at a new epoch. Other groups
+//! keep serving.
+
+use std::{sync::Arc, time::Instant};
+
+use parking_lot::Mutex;
+use statefn_store::{CommitLog, DataDir, LogBackend, ShardTables, StateStore};
+
+use crate::{
+    Error,
+    clock::Clock,
+    error::StorageError,
+    protocol::{
+        ids::{Epoch, LogGroupId, ShardId},
+        record::{ShardRecord, decode},
+    },
+    shard::{CoreConfig, ShardCore, freeze::ShardMeta},
+};
+
+/// The durable storage of a runtime: the state store and the logs.
+#[derive(Debug)]
+pub(crate) struct Storage {
+    /// Taken at shutdown so that fjall closes and the directory can be
+    /// reopened.
+    store: Mutex<Option<StateStore>>,
+    /// Holds the directory's lock until shutdown.
+    data_dir: Mutex<Option<DataDir>>,
+    /// Opens the log groups' logs.
+    logs: Arc<dyn LogBackend>,
+    core: CoreConfig,
+    clock: Clock,
+    shards: u16,
+    log_groups: u16,
+}
+
+/// A recovered log group: its reopened log and its shards' cores.
+#[derive(Debug)]
+pub(crate) struct RecoveredGroup {
+    pub(crate) log: Box<dyn CommitLog>,
+    pub(crate) cores: Vec<ShardCore>,
+}
+
+impl Storage {
+    pub(crate) fn new(
+        data_dir: DataDir,
+        store: StateStore,
+        logs: Arc<dyn LogBackend>,
+        core: CoreConfig,
+        clock: Clock,
+    ) -> Self {
+        Storage {
+            shards: data_dir.shards(),
+            log_groups: data_dir.log_groups(),
+            store: Mutex::new(Some(store)),
+            data_dir: Mutex::new(Some(data_dir)),
+            logs,
+            core,
+            clock,
+        }
+    }
+
+    /// The state store, until shutdown.
+    pub(crate) fn store(&self) -> Result<StateStore, Error> {
+        self.store
+            .lock()
+            .clone()
+            .ok_or_else(|| StorageError::Closed.into())
+    }
+
+    /// Closes the store and unlocks the data directory (after shutdown).
+    pub(crate) fn close(&self) {
+        self.store.lock().take();
+        self.data_dir.lock().take();
+    }
+
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// How the shards' cores are configured.
+    pub(crate) fn core_config(&self) -> &CoreConfig {
+        &self.core
+    }
+
+    pub(crate) fn log_groups(&self) -> u16 {
+        self.log_groups
+    }
+
+    /// The log group of `shard`.
+    pub(crate) fn group_of(&self, shard: ShardId) -> LogGroupId {
+        LogGroupId::of(shard, self.log_groups)
+    }
+
+    /// The shards of `group`.
+    pub(crate) fn group_shards(&self, group: LogGroupId) -> Vec<ShardId> {
+        (0..self.shards)
+            .map(ShardId)
+            .filter(|&s| self.group_of(s) == group)
+            .collect()
+    }
+
+    /// Rebuilds the cores of `group`'s shards at `epoch` and opens its log
+    /// as its writer at that epoch.
+    pub(crate) fn recover(&self, group: LogGroupId, epoch: Epoch) -> Result<RecoveredGroup, Error> {
+        let started = Instant::now();
+        let store = self.store()?;
+        let shards = self.group_shards(group);
+        let mut cores = shards
+            .iter()
+            .map(|&shard| self.load_checkpoint(store.shard(shard), epoch))
+            .collect::<Result<Vec<_>, _>>()?;
+        let from = cores
+            .iter()
+            .map(|c| c.checkpoint.lsn)
+            .min()
+            .unwrap_or_default()
+            .next();
+        let opened = self
+            .logs
+            .open(group, epoch, from)
+            .map_err(StorageError::log(group.0))?;
+        // The writer's epoch (a replicated log may have fenced at a higher
+        // one than asked): the cores' batches carry it.
+        let epoch = opened.log.epoch();
+        for core in &mut cores {
+            core.epoch = epoch;
+        }
+        let now_ms = self.clock.now_ms();
+        let mut replayed = 0usize;
+        for record in opened.records {
+            let record = record.map_err(StorageError::log(group.0))?;
+            let lsn = record.lsn;
+            replayed += 1;
+            let decoded: ShardRecord = decode(
+                &record.payload,
+                &format!("log record {lsn} of log group {group}"),
+            )?;
+            match cores.iter_mut().find(|c| c.id == decoded.shard) {
+                Some(core) if lsn > core.checkpoint.lsn => core.replay(decoded.entry, now_ms),
+                Some(_) => {}
+                None => {
+                    return Err(StorageError::Corrupt {
+                        what: format!("log record {lsn} of log group {group}"),
+                        reason: format!(
+                            "it belongs to shard {}, which is not in this log group: the data \
+                             directory's layout changed",
+                            decoded.shard
+                        ),
+                    }
+                    .into());
+                }
+            }
+        }
+        metrics::histogram!(crate::metrics::RECOVERY_DURATION)
+            .record(started.elapsed().as_secs_f64());
+        tracing::info!(
+            ?shards,
+            replayed,
+            %from,
+            elapsed_ms = started.elapsed().as_millis(),
+            "log group recovered"
+        );
+        Ok(RecoveredGroup {
+            log: opened.log,
+            cores,
+        })
+    }
+
+    /// A shard's core as of its last checkpoint.
+    fn load_checkpoint(&self, tables: ShardTables, epoch: Epoch) -> Result<ShardCore, Error> {
+        let shard = tables.shard();
+        let doing = || format!("reading the checkpoint of shard {shard}");
+        let meta: ShardMeta = match tables.meta().map_err(StorageError::store(doing()))? {
+            Some(bytes) => decode(&bytes, &format!("the checkpoint of shard {shard}"))?,
+            None => ShardMeta::default(),
+        };
+        let timers = decode_all(tables.timers(), doing(), "a timer")?;
+        let outbox = decode_all(tables.outbox(), doing(), "an outbox entry")?;
+        let egress = decode_all(tables.pending_egress(), doing(), "a pending egress record")?;
+        let dead_letters = decode_all(tables.dead_letters(), doing(), "a dead letter")?;
+        Ok(
+            ShardCore::new(shard, epoch, self.core.clone(), Some(tables)).restored(
+                meta,
+                timers,
+                outbox,
+                egress,
+                dead_letters,
+            ),
+        )
+    }
+}
+
+/// Every value of one of a shard's tables, decoded.
+fn decode_all<T: serde::de::DeserializeOwned>(
+    rows: Result<Vec<Vec<u8>>, statefn_store::StoreError>,
+    doing: String,
+    what: &str,
+) -> Result<Vec<T>, Error> {
+    rows.map_err(StorageError::store(doing))?
+        .iter()
+        .map(|v| decode(v, what))
+        .collect()
+}

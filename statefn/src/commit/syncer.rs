@@ -1,0 +1,335 @@
+//! A log group's syncer: group commit for the shards of the group.
+//!
+//! Workers hand it whole batches (records + effects) in order. It appends
+//! every waiting batch, flushes once and waits once for the flush to be
+//! durable, then releases their effects: replies, outgoing messages, acks,
+//! timers and egress leave only when durable. Workers go on with their next
+//! batches meanwhile (pipelining). When the log fails it hands over to
+//! [`failover`](super::failover); other groups go on.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use statefn_store::{CommitLog, LogError, Lsn, PendingFlush};
+
+use super::{
+    CommitConfig, CommitHost, CommitObserver, Durability, OpenedGroup,
+    checkpointer::CheckpointQueue,
+    log_group::{GroupCommand, GroupStats},
+    recovery::Storage,
+};
+use crate::{
+    clock::Clock,
+    protocol::{
+        epoch::ShardEpochs,
+        ids::{LogGroupId, ShardId},
+    },
+    service::{Service, Step},
+    shard::effects::Batch,
+};
+
+/// How often the syncer looks at timers (periodic sync, checkpoint triggers)
+/// when idle.
+const TICK: Duration = Duration::from_millis(50);
+
+/// What a syncer is built from, besides its opened group.
+pub(crate) struct Parts {
+    pub(crate) host: Arc<dyn CommitHost>,
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) checkpoints: Arc<CheckpointQueue>,
+    pub(crate) stats: Arc<GroupStats>,
+    pub(crate) config: CommitConfig,
+    pub(crate) clock: Clock,
+    pub(crate) observer: Option<CommitObserver>,
+    pub(crate) rx: Receiver<GroupCommand>,
+}
+
+/// Commits one log group's batches: a [`Service`].
+pub(crate) struct Syncer {
+    pub(super) parts: Parts,
+    pub(super) group: LogGroupId,
+    /// Batches of older cores are refused.
+    pub(super) epochs: ShardEpochs,
+    /// Each shard's last checkpoint position: the log keeps what follows
+    /// the oldest.
+    pub(super) checkpointed: BTreeMap<ShardId, Lsn>,
+    /// The group's log; `None` while it is being recovered.
+    pub(super) log: Option<Box<dyn CommitLog>>,
+    /// The position of the last record appended (positions need not be
+    /// dense: always the one `append` returned).
+    pub(super) last_appended: Lsn,
+    /// A `Stop` arrived (possibly during a recovery).
+    pub(super) stopping: bool,
+    /// Periodic mode: flushed but not yet known durable (waiting for the
+    /// latest flush covers the earlier ones).
+    pub(super) unsynced: Option<PendingFlush>,
+    last_sync: Instant,
+    /// Real time: spaces out requests for I/O reasons (a large log).
+    last_checkpoint_request: Instant,
+    /// The runtime's clock (virtual in tests), as the checkpoint interval is.
+    last_checkpoint_request_ms: u64,
+}
+
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer")
+            .field("group", &self.group)
+            .field("recovering", &self.log.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Syncer {
+    pub(crate) fn new(parts: Parts, opened: OpenedGroup) -> Self {
+        let mut epochs = ShardEpochs::default();
+        let mut checkpointed = BTreeMap::new();
+        for (shard, epoch, lsn) in opened.shards {
+            epochs.set(shard, epoch);
+            checkpointed.insert(shard, lsn);
+        }
+        let now_ms = parts.clock.now_ms();
+        Syncer {
+            parts,
+            group: opened.group,
+            epochs,
+            checkpointed,
+            last_appended: opened.log.durable_lsn(),
+            log: Some(opened.log),
+            stopping: false,
+            unsynced: None,
+            last_sync: Instant::now(),
+            last_checkpoint_request: Instant::now(),
+            last_checkpoint_request_ms: now_ms,
+        }
+    }
+
+    /// How long to wait for commands: less than `wait` when a periodic sync
+    /// falls due sooner.
+    fn tick(&self, wait: Duration) -> Duration {
+        match self.parts.config.mode {
+            Durability::Periodic(interval) if self.unsynced.is_some() => {
+                interval.saturating_sub(self.last_sync.elapsed()).min(wait)
+            }
+            _ => wait,
+        }
+    }
+
+    /// Handles the commands that arrived together: one group commit for all
+    /// their batches. Returns whether the syncer is done.
+    fn handle(&mut self, commands: Vec<GroupCommand>) -> bool {
+        let mut batches = Vec::new();
+        let mut stop = false;
+        for command in commands {
+            match command {
+                GroupCommand::Commit(batch) => batches.push(batch),
+                GroupCommand::Checkpointed { shard, lsn } => self.checkpointed(shard, lsn),
+                GroupCommand::Stop => stop = true,
+            }
+        }
+        if !batches.is_empty() {
+            self.commit(batches);
+        }
+        if self.stopping {
+            return true;
+        }
+        self.periodic_sync();
+        self.maybe_request_checkpoints();
+        self.publish_stats();
+        if stop {
+            self.periodic_sync_now();
+        }
+        stop
+    }
+
+    fn commit(&mut self, batches: Vec<Batch>) {
+        let mut accepted = Vec::with_capacity(batches.len());
+        let mut refused: Option<(String, Vec<Batch>)> = None;
+        {
+            let Some(log) = self.log.as_mut() else {
+                for batch in batches {
+                    self.parts.host.refuse(
+                        batch.effects,
+                        batch.shard,
+                        "its log group is recovering",
+                    );
+                }
+                return;
+            };
+            let mut batches = batches.into_iter();
+            while let Some(batch) = batches.next() {
+                if !self.epochs.admits(batch.shard, batch.epoch) {
+                    self.parts
+                        .host
+                        .refuse(batch.effects, batch.shard, "its shard was recovering");
+                    continue;
+                }
+                let mut last = self.last_appended;
+                let appended = batch.records.iter().try_for_each(|record| {
+                    last = log.append(record)?;
+                    Ok::<(), LogError>(())
+                });
+                if let Err(e) = appended {
+                    let mut rest = vec![batch];
+                    rest.extend(batches);
+                    refused = Some((format!("the log refused a record: {e}"), rest));
+                    break;
+                }
+                self.last_appended = last;
+                accepted.push((batch, last));
+            }
+        }
+        if let Some((reason, rest)) = refused {
+            let mut all: Vec<Batch> = accepted.into_iter().map(|(b, _)| b).collect();
+            all.extend(rest);
+            return self.fail(all, &reason);
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let invocations: usize = accepted.iter().map(|(b, _)| b.records.len()).sum();
+        metrics::histogram!(crate::metrics::COMMIT_BATCH).record(invocations as f64);
+        if let Err(e) = self.flush(accepted.iter().any(|(b, _)| b.checkpoint.is_some())) {
+            let batches = accepted.into_iter().map(|(b, _)| b).collect();
+            return self.fail(batches, &format!("the log failed: {e}"));
+        }
+        for (batch, lsn) in accepted {
+            if let Some(observe) = &self.parts.observer {
+                observe(&batch.records);
+            }
+            self.parts
+                .host
+                .publish_acks(batch.shard, &batch.effects.acks);
+            if let Some(mut job) = batch.checkpoint {
+                job.lsn = lsn;
+                self.parts.checkpoints.submit(job);
+            }
+            self.parts.host.release(batch.effects);
+        }
+    }
+
+    /// Flushes what was appended and, unless `Periodic` mode may wait (no
+    /// checkpoint rides on it), waits until it is durable.
+    fn flush(&mut self, checkpoint: bool) -> Result<(), LogError> {
+        let Some(log) = self.log.as_mut() else {
+            return Ok(());
+        };
+        let pending = log.flush()?;
+        match self.parts.config.mode {
+            Durability::Periodic(_) if !checkpoint => {
+                self.unsynced = Some(pending);
+                Ok(())
+            }
+            _ => {
+                self.unsynced = None;
+                let started = Instant::now();
+                let durable = pending.wait();
+                metrics::histogram!(crate::metrics::FSYNC_DURATION)
+                    .record(started.elapsed().as_secs_f64());
+                durable.map(|_| self.last_sync = Instant::now())
+            }
+        }
+    }
+
+    fn publish_stats(&self) {
+        if let Some(log) = &self.log {
+            let stats = log.stats();
+            self.parts.stats.bytes.store(stats.bytes, Ordering::Relaxed);
+            self.parts
+                .stats
+                .pieces
+                .store(stats.pieces, Ordering::Relaxed);
+        }
+    }
+
+    fn periodic_sync(&mut self) {
+        if let Durability::Periodic(interval) = self.parts.config.mode
+            && self.last_sync.elapsed() >= interval
+        {
+            self.periodic_sync_now();
+        }
+    }
+
+    fn periodic_sync_now(&mut self) {
+        if let Some(pending) = self.unsynced.take() {
+            match pending.wait() {
+                Ok(_) => self.last_sync = Instant::now(),
+                Err(e) => self.recover(&format!("the log failed to sync: {e}")),
+            }
+        }
+    }
+
+    fn checkpointed(&mut self, shard: ShardId, lsn: Lsn) {
+        self.checkpointed.insert(shard, lsn);
+        let Some(oldest) = self.checkpointed.values().min().copied() else {
+            return;
+        };
+        if let Some(log) = self.log.as_mut()
+            && let Err(e) = log.truncate_before(oldest.next())
+        {
+            tracing::warn!(group = %self.group, error = %e, "cannot delete checkpointed log segments; will retry");
+        }
+    }
+
+    /// Asks every shard of the group to checkpoint when the log is large, or
+    /// on the interval: idle shards must checkpoint too, or their old
+    /// position would keep the log from being truncated.
+    fn maybe_request_checkpoints(&mut self) {
+        let Some(log) = &self.log else { return };
+        let oldest = self
+            .checkpointed
+            .values()
+            .min()
+            .copied()
+            .unwrap_or_default();
+        let behind = self.last_appended > oldest;
+        let now_ms = self.parts.clock.now_ms();
+        let large = log.stats().bytes >= self.parts.config.checkpoint_log_bytes
+            && self.last_checkpoint_request.elapsed() >= Duration::from_secs(1);
+        let due = behind
+            && Duration::from_millis(now_ms.saturating_sub(self.last_checkpoint_request_ms))
+                >= self.parts.config.checkpoint_interval;
+        if large || due {
+            self.last_checkpoint_request = Instant::now();
+            self.last_checkpoint_request_ms = now_ms;
+            for shard in self.epochs.shards() {
+                self.parts.host.request_checkpoint(shard);
+            }
+        }
+    }
+}
+
+impl Service for Syncer {
+    fn name(&self) -> String {
+        format!("statefn-log-{}", self.group)
+    }
+
+    fn tick(&self) -> Duration {
+        TICK
+    }
+
+    fn step(&mut self, wait: Duration) -> Step {
+        let rx = self.parts.rx.clone();
+        let first = if wait.is_zero() {
+            None
+        } else {
+            match rx.recv_timeout(self.tick(wait)) {
+                Ok(command) => Some(command),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return Step::Done,
+            }
+        };
+        let commands: Vec<GroupCommand> = first.into_iter().chain(rx.try_iter()).collect();
+        let worked = !commands.is_empty();
+        if self.handle(commands) {
+            Step::Done
+        } else if worked {
+            Step::Worked
+        } else {
+            Step::Idle
+        }
+    }
+}

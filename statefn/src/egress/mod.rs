@@ -1,0 +1,328 @@
+//! Egress logs: records that functions emit (`ctx.emit("orders", &record)`)
+//! as part of their commit, for consumers outside to read by offset.
+//!
+//! A record is in the invocation's log record, so it is durable with the
+//! invocation. Once that commit is durable, the [appender](appender) gives
+//! it the next offset of its log and stores it. Shards keep emitted records
+//! they have not seen appended in their checkpoints, and submit them again
+//! after a restart; the appender drops what it already has (by shard and
+//! sequence), so each record appears once, under a stable id
+//! (`s{shard}-{seq}`) that downstream systems can use as an idempotency key.
+//! Consumers read through the [reader](reader).
+
+pub(crate) mod appender;
+mod reader;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use statefn_store::EgressTables;
+use tokio::sync::Notify;
+
+use crate::{
+    Error,
+    clock::Clock,
+    error::StorageError,
+    protocol::{
+        ids::{EgressSeq, ShardId},
+        record::decode,
+    },
+};
+
+/// The longest egress log name, in bytes.
+pub const MAX_EGRESS_NAME: usize = 128;
+
+/// A record a shard emitted, numbered in the shard's own sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Emitted {
+    pub(crate) shard: ShardId,
+    pub(crate) seq: EgressSeq,
+    pub(crate) log: String,
+    /// The record as JSON.
+    pub(crate) record: Vec<u8>,
+    pub(crate) at_ms: u64,
+}
+
+/// One record of an egress log, as consumers read it.
+///
+/// # Examples
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use statefn::prelude::*;
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// pub struct Shipped { order: u32 }
+///
+/// #[stateful_function]
+/// #[derive(Default, Serialize, Deserialize)]
+/// pub struct Order { shipped: bool }
+///
+/// #[stateful_function]
+/// impl Order {
+///     #[handler]
+///     pub fn ship(&mut self, ctx: &mut Context, order: u32) {
+///         self.shipped = true;
+///         ctx.emit("shipments", &Shipped { order });
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), statefn::Error> {
+/// let runtime = Runtime::builder().in_memory().register::<Order>().open().await?;
+/// runtime.handle::<Order>("o-1").ship(1).await?;
+/// let records = runtime.read_egress("shipments", 0, 10, std::time::Duration::ZERO).await?;
+/// assert_eq!(records[0].offset, 0);
+/// assert_eq!(records[0].decode::<Shipped>()?, Shipped { order: 1 });
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct EgressRecord {
+    /// Its position in the log: 0, 1, 2, ... in commit order.
+    pub offset: u64,
+    /// A stable id: the same across restarts and re-reads; use it as an
+    /// idempotency key downstream.
+    pub id: String,
+    /// When it was committed (unix milliseconds).
+    pub at_ms: u64,
+    /// The record as emitted.
+    pub record: serde_json::Value,
+}
+
+impl EgressRecord {
+    /// Decodes the record as `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EgressRecord`] if it is not a `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_value(self.record.clone()).map_err(|e| Error::EgressRecord {
+            id: self.id.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// What the store keeps per record.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    id: String,
+    at_ms: u64,
+    record: Vec<u8>,
+}
+
+/// Where appended records go: the store, or memory.
+#[derive(Debug)]
+enum Sink {
+    Memory(Mutex<HashMap<String, BTreeMap<u64, EgressRecord>>>),
+    /// Taken at shutdown so that fjall closes.
+    Store(Mutex<Option<EgressTables>>),
+}
+
+/// The egress logs of a runtime.
+#[derive(Debug)]
+pub(crate) struct Egress {
+    sink: Sink,
+    /// Per shard, the highest sequence appended (shards prune with it).
+    appended: Vec<AtomicU64>,
+    /// Next offset per log.
+    next: Mutex<HashMap<String, u64>>,
+    retention_ms: u64,
+    /// Woken on every append, for long-polling readers.
+    pub(crate) appended_notify: Notify,
+    /// To the appender (durable mode).
+    tx: Mutex<Option<Sender<Vec<Emitted>>>>,
+    /// Until the appender is made.
+    rx: Mutex<Option<Receiver<Vec<Emitted>>>>,
+    clock: Clock,
+}
+
+impl Egress {
+    pub(crate) fn in_memory(shards: u16, retention: Duration, clock: Clock) -> Self {
+        Self::new(
+            Sink::Memory(Mutex::new(HashMap::new())),
+            shards,
+            retention,
+            HashMap::new(),
+            clock,
+        )
+    }
+
+    /// Opens the durable egress logs (blocking: reads the store).
+    pub(crate) fn open(
+        store: EgressTables,
+        shards: u16,
+        retention: Duration,
+        clock: Clock,
+    ) -> Result<Self, Error> {
+        let storage = || StorageError::store("opening the egress logs");
+        let appended: Vec<EgressSeq> = (0..shards)
+            .map(|s| {
+                let bytes = store.appended(ShardId(s)).map_err(storage())?;
+                bytes.map_or(Ok(EgressSeq(0)), |b| decode(&b, "an egress position"))
+            })
+            .collect::<Result<_, Error>>()?;
+        let mut next = HashMap::new();
+        for (log, value) in store.next_offsets().map_err(storage())? {
+            next.insert(log, decode::<u64>(&value, "an egress offset")?);
+        }
+        let egress = Self::new(
+            Sink::Store(Mutex::new(Some(store))),
+            shards,
+            retention,
+            next,
+            clock,
+        );
+        for (cell, seq) in egress.appended.iter().zip(appended) {
+            cell.store(seq.0, Ordering::Release);
+        }
+        Ok(egress)
+    }
+
+    fn new(
+        sink: Sink,
+        shards: u16,
+        retention: Duration,
+        next: HashMap<String, u64>,
+        clock: Clock,
+    ) -> Self {
+        let (tx, rx) = match sink {
+            Sink::Store(_) => {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                (Some(tx), Some(rx))
+            }
+            Sink::Memory(_) => (None, None),
+        };
+        Egress {
+            clock,
+            sink,
+            appended: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            next: Mutex::new(next),
+            retention_ms: u64::try_from(retention.as_millis()).unwrap_or(u64::MAX),
+            appended_notify: Notify::new(),
+            tx: Mutex::new(tx),
+            rx: Mutex::new(rx),
+        }
+    }
+
+    /// Stops the appender after it has appended what it was given (what it
+    /// was not given stays with the shards, which submit it again after the
+    /// next open).
+    pub(crate) fn stop(&self) {
+        self.tx.lock().take();
+    }
+
+    /// Drops the store handle (after the appender stopped).
+    pub(crate) fn close(&self) {
+        if let Sink::Store(store) = &self.sink {
+            store.lock().take();
+        }
+    }
+
+    fn store(&self) -> Result<EgressTables, Error> {
+        match &self.sink {
+            Sink::Store(store) => store
+                .lock()
+                .clone()
+                .ok_or_else(|| StorageError::Closed.into()),
+            Sink::Memory(_) => Err(StorageError::Closed.into()),
+        }
+    }
+
+    /// The highest sequence of `shard` appended so far.
+    pub(crate) fn appended(&self, shard: ShardId) -> EgressSeq {
+        EgressSeq(
+            self.appended
+                .get(shard.index())
+                .map_or(0, |a| a.load(Ordering::Acquire)),
+        )
+    }
+
+    fn mark_appended(&self, shard: ShardId, seq: EgressSeq) {
+        if let Some(cell) = self.appended.get(shard.index()) {
+            cell.fetch_max(seq.0, Ordering::AcqRel);
+        }
+    }
+
+    /// Appends durably committed records (in each shard's order).
+    pub(crate) fn submit(&self, records: Vec<Emitted>) {
+        if records.is_empty() {
+            return;
+        }
+        match &self.sink {
+            Sink::Memory(logs) => {
+                let mut logs = logs.lock();
+                let mut next = self.next.lock();
+                for emitted in self.fresh(records) {
+                    let offset = next.entry(emitted.log.clone()).or_insert(0);
+                    let record =
+                        serde_json::from_slice(&emitted.record).unwrap_or(serde_json::Value::Null);
+                    logs.entry(emitted.log.clone()).or_default().insert(
+                        *offset,
+                        EgressRecord {
+                            offset: *offset,
+                            id: record_id(&emitted),
+                            at_ms: emitted.at_ms,
+                            record,
+                        },
+                    );
+                    *offset += 1;
+                    self.mark_appended(emitted.shard, emitted.seq);
+                }
+                self.appended_notify.notify_waiters();
+            }
+            Sink::Store(_) => {
+                if let Some(tx) = &*self.tx.lock() {
+                    let _ = tx.send(records);
+                }
+            }
+        }
+    }
+
+    /// Drops records already appended (re-submitted after a recovery).
+    fn fresh(&self, records: Vec<Emitted>) -> Vec<Emitted> {
+        let mut seen: HashMap<ShardId, EgressSeq> = HashMap::new();
+        records
+            .into_iter()
+            .filter(|r| {
+                let last = seen
+                    .entry(r.shard)
+                    .or_insert_with(|| self.appended(r.shard));
+                let fresh = r.seq > *last;
+                if fresh {
+                    *last = r.seq;
+                }
+                fresh
+            })
+            .collect()
+    }
+}
+
+fn record_id(r: &Emitted) -> String {
+    format!("s{}-{}", r.shard, r.seq)
+}
+
+/// Checks an egress log name: it appears in URLs and keys.
+pub(crate) fn check_name(log: &str) -> Result<(), Error> {
+    let valid = !log.is_empty()
+        && log.len() <= MAX_EGRESS_NAME
+        && log
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidAddress {
+            reason: format!(
+                "egress log name {log:?}: use 1 to {MAX_EGRESS_NAME} ASCII letters, digits, `.`, `_` or `-`"
+            ),
+        })
+    }
+}

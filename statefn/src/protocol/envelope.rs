@@ -1,0 +1,88 @@
+//! What travels through shard mailboxes: [`Mail`], and the [`Envelope`]
+//! of a message with its [`Origin`], which decides how a duplicate is
+//! recognised (ingress: by idempotency key; between functions: by channel
+//! sequence, see [`channel`](super::channel)).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::ids::{DeadLetterSeq, Seq, ShardId, TimerId};
+use crate::{Address, Error};
+
+/// Where a client's reply goes.
+pub(crate) type ReplySender = oneshot::Sender<Result<Vec<u8>, Error>>;
+
+/// One item in a shard's mailbox.
+#[derive(Debug)]
+pub(crate) enum Mail {
+    /// Invoke a handler.
+    Invoke(Envelope),
+    /// One of this shard's timers is due.
+    TimerDue { timer: TimerId },
+    /// Re-send the outbox entries for shard `dest` (it recovered and may
+    /// have lost messages it had not committed).
+    Resend { dest: ShardId },
+    /// Freeze a checkpoint at the end of this batch.
+    Checkpoint,
+    /// Nothing to do but run a batch (e.g. to take a finished checkpoint).
+    Wake,
+    /// Replay (deliver again) or drop one of this shard's dead letters.
+    DeadLetter {
+        id: DeadLetterSeq,
+        replay: bool,
+        reply: ReplySender,
+    },
+}
+
+/// A message to one instance, with where it came from.
+#[derive(Debug)]
+pub(crate) struct Envelope {
+    pub(crate) target: Address,
+    /// The encoded message enum of the target's function type.
+    pub(crate) message: Vec<u8>,
+    pub(crate) origin: Origin,
+    /// For requests: the caller's handler that receives the reply.
+    pub(crate) reply_to: Option<ReplyRoute>,
+}
+
+/// Who sent an envelope, which decides how duplicates are recognised.
+#[derive(Debug)]
+pub(crate) enum Origin {
+    /// A client call: duplicates share the idempotency key; a call without
+    /// one is never recognised as a duplicate.
+    Client {
+        key: Option<String>,
+        reply: Option<ReplySender>,
+        /// Only enqueue the message durably (after this delay) and answer at
+        /// once; the handler runs later, like a message from a function.
+        enqueue: Option<Duration>,
+    },
+    /// A message from a function, sent when the sender's invocation committed:
+    /// duplicates share `(source shard, sequence)`.
+    Function {
+        source: ShardId,
+        seq: Seq,
+        attempt: u32,
+    },
+}
+
+/// Where the reply to a request goes: one of the caller's own handlers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReplyRoute {
+    pub(crate) to: Address,
+    pub(crate) handler: String,
+}
+
+/// A message a handler sent through its `Context`, released on commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Outgoing {
+    pub(crate) target: Address,
+    pub(crate) message: Vec<u8>,
+    pub(crate) delay: Option<Duration>,
+    pub(crate) reply_to: Option<ReplyRoute>,
+    /// Deliveries of this message that failed before (poison-message retries).
+    #[serde(default)]
+    pub(crate) attempt: u32,
+}

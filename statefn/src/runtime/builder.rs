@@ -1,0 +1,340 @@
+//! [`Builder`]: configuring a runtime, and the validated [`Plan`] it opens.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use statefn_store::{FileSystem, StdFs, WalOptions};
+
+use super::{
+    Runtime,
+    open::{Drive, assemble, open_storage},
+};
+use crate::{
+    Durability, Error, RetryPolicy, StatefulFunction, clock::Clock, registry::Registry,
+    shard::CoreConfig,
+};
+
+/// The default number of shards: enough to spread work over the workers and
+/// keep batches large.
+pub const DEFAULT_SHARDS: u16 = 16;
+
+/// The default bytes of instance state cached in memory, over all shards.
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
+/// Client calls a shard queues at most by default.
+pub const DEFAULT_MAILBOX_CAPACITY: usize = 16_384;
+
+/// How long egress records are kept by default.
+pub const DEFAULT_EGRESS_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// How long a stored reply answers retries with the same idempotency key.
+pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Configures and opens a [`Runtime`].
+///
+/// # Examples
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use statefn::prelude::*;
+/// # #[stateful_function]
+/// # #[derive(Default, Serialize, Deserialize)]
+/// # pub struct Counter { n: u64 }
+/// # #[stateful_function]
+/// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), statefn::Error> {
+/// let runtime = Runtime::builder()
+///     .in_memory()
+///     .workers(2)
+///     .shards(8)
+///     .register::<Counter>()
+///     .open()
+///     .await?;
+/// # runtime.shutdown().await
+/// # }
+/// ```
+#[must_use = "a builder does nothing until `open` is awaited"]
+#[derive(Debug)]
+pub struct Builder {
+    data_dir: Option<PathBuf>,
+    durability: Option<Durability>,
+    workers: Option<usize>,
+    shards: u16,
+    log_groups: u16,
+    cache_bytes: usize,
+    idempotency_retention: Duration,
+    checkpoint_interval: Duration,
+    checkpoint_log_bytes: u64,
+    segment_bytes: u64,
+    egress_retention: Duration,
+    mailbox_capacity: usize,
+    retry: RetryPolicy,
+    file_system: Arc<dyn FileSystem>,
+    registry: Registry,
+    error: Option<Error>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            data_dir: None,
+            durability: None,
+            workers: None,
+            shards: DEFAULT_SHARDS,
+            log_groups: 1,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
+            checkpoint_interval: Duration::from_secs(60),
+            checkpoint_log_bytes: 64 << 20,
+            segment_bytes: 64 << 20,
+            egress_retention: DEFAULT_EGRESS_RETENTION,
+            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            retry: RetryPolicy::default(),
+            file_system: Arc::new(StdFs),
+            registry: Registry::default(),
+            error: None,
+        }
+    }
+}
+
+impl Builder {
+    /// Keeps state durably in `path` (created if missing): a write-ahead log
+    /// and a fjall state store. Opening recovers whatever is there.
+    pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(path.into());
+        self
+    }
+
+    /// Keeps all state in memory: nothing survives the process. For tests and
+    /// caches. Same as `.durability(Durability::InMemory)`.
+    pub fn in_memory(self) -> Self {
+        self.durability(Durability::InMemory)
+    }
+
+    /// When a committed invocation is on disk (default [`Durability::Fsync`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
+
+    /// Worker threads that run handlers (default: the number of cores).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// The number of shards (default [`DEFAULT_SHARDS`]); each is a
+    /// single-writer unit of state, scheduling, checkpointing and recovery.
+    /// Fixed for a data directory once created.
+    pub fn shards(mut self, shards: u16) -> Self {
+        self.shards = shards;
+        self
+    }
+
+    /// Physical logs the shards share (default 1, at most the shard count).
+    /// One log commits every shard's batch with one `fdatasync`; more logs
+    /// make smaller I/O failure domains (a failed log takes down only its
+    /// shards) at one `fdatasync` per log per commit. Fixed for a data
+    /// directory once created.
+    pub fn log_groups(mut self, groups: u16) -> Self {
+        self.log_groups = groups;
+        self
+    }
+
+    /// Bytes of instance state cached in memory over all shards (default
+    /// [`DEFAULT_CACHE_BYTES`]); states beyond it are read from disk.
+    pub fn cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// How long a stored reply answers retries with the same idempotency key
+    /// (default [`DEFAULT_IDEMPOTENCY_RETENTION`], 24 h); older entries are
+    /// deleted.
+    pub fn idempotency_retention(mut self, retention: Duration) -> Self {
+        self.idempotency_retention = retention;
+        self
+    }
+
+    /// Checkpoint a shard at least this often while it has changes (default
+    /// 60 s). Checkpoints also start when a log group's log reaches
+    /// [`checkpoint_log_bytes`](Self::checkpoint_log_bytes).
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoint_interval = interval;
+        self
+    }
+
+    /// Log size that starts checkpoints of the group's shards (default 64 MiB):
+    /// bounds recovery time and disk use.
+    pub fn checkpoint_log_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_log_bytes = bytes;
+        self
+    }
+
+    /// Size of one write-ahead log segment file (default 64 MiB).
+    pub fn wal_segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// How long egress records are kept (default
+    /// [`DEFAULT_EGRESS_RETENTION`], 7 days); older ones are deleted.
+    pub fn egress_retention(mut self, retention: Duration) -> Self {
+        self.egress_retention = retention;
+        self
+    }
+
+    /// Client calls one shard queues at most (default
+    /// [`DEFAULT_MAILBOX_CAPACITY`]); beyond it calls fail at once with
+    /// [`Error::Overloaded`] instead of using unbounded memory.
+    pub fn mailbox_capacity(mut self, calls: usize) -> Self {
+        self.mailbox_capacity = calls.max(1);
+        self
+    }
+
+    /// How a message from another function whose handler panics (or that
+    /// cannot be decoded) is retried before it becomes a dead letter
+    /// (default: 3 attempts, backoff from 100 ms doubling to 10 s). Client
+    /// calls are never retried by the runtime: the caller gets the error.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = RetryPolicy {
+            max_attempts: policy.max_attempts.max(1),
+            ..policy
+        };
+        self
+    }
+
+    /// The file system under the write-ahead log: a seam for tests that
+    /// inject faults (`statefn_store::FaultyFs`, feature `fault-injection`).
+    pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
+        self.file_system = fs;
+        self
+    }
+
+    /// Registers a function type so that it can be called.
+    pub fn register<T: StatefulFunction>(mut self) -> Self {
+        if let Err(e) = self.registry.register::<T>() {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    /// Opens the runtime: recovers the data directory (durable mode), then
+    /// starts the worker threads, the log syncers, the checkpointer and the
+    /// timer task on the current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid configuration (no storage chosen, no
+    /// function registered, zero workers or shards, two types with one name);
+    /// [`Error::Storage`] when the data directory cannot be opened (locked by
+    /// another process, written by a newer version, a different shard count,
+    /// corrupt log data: the message names the file and offset).
+    pub async fn open(self) -> Result<Runtime, Error> {
+        let plan = self.plan()?;
+        let opened = if matches!(plan.storage, StorageChoice::Disk { .. }) {
+            let config = plan.clone();
+            tokio::task::spawn_blocking(move || open_storage(&config, &Clock::System))
+                .await
+                .map_err(|e| Error::Thread {
+                    what: format!("recovery did not finish: {e}"),
+                    source: None,
+                })??
+        } else {
+            open_storage(&plan, &Clock::System)?
+        };
+        let (runtime, background) = assemble(plan, opened, Clock::System, Drive::Threads, None)?;
+        background.spawn(&runtime.owner.inner)?;
+        Ok(runtime)
+    }
+
+    pub(crate) fn plan(self) -> Result<Plan, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let storage = match (self.durability, self.data_dir) {
+            (Some(Durability::InMemory), None) => StorageChoice::InMemory,
+            (Some(Durability::InMemory), Some(_)) => {
+                return Err(Error::Config(
+                    "both `.in_memory()` and `.data_dir(..)` were given; choose one".into(),
+                ));
+            }
+            (mode, Some(path)) => StorageChoice::Disk {
+                path,
+                mode: mode.unwrap_or_default(),
+            },
+            (_, None) => {
+                return Err(Error::Config(
+                    "choose where state lives: `.data_dir(path)` (durable) or `.in_memory()` \
+                     (nothing survives the process)"
+                        .into(),
+                ));
+            }
+        };
+        if self.registry.is_empty() {
+            return Err(Error::Config(
+                "no function type is registered; call `.register::<YourFunction>()`".into(),
+            ));
+        }
+        let workers = self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        });
+        if workers == 0 || self.shards == 0 {
+            return Err(Error::Config(
+                "workers and shards must be at least 1".into(),
+            ));
+        }
+        if self.log_groups == 0 || self.log_groups > self.shards {
+            return Err(Error::Config(format!(
+                "log_groups must be from 1 to the shard count ({}); got {}",
+                self.shards, self.log_groups
+            )));
+        }
+        let per_shard_cache = self.cache_bytes / usize::from(self.shards);
+        Ok(Plan {
+            storage,
+            workers,
+            shards: self.shards,
+            log_groups: self.log_groups,
+            core: CoreConfig {
+                shards: self.shards,
+                cache_bytes: per_shard_cache,
+                idempotency_retention: self.idempotency_retention,
+                checkpoint_dirty_bytes: (per_shard_cache / 2).max(1 << 20),
+                checkpoint_interval: self.checkpoint_interval,
+                retry: self.retry,
+            },
+            checkpoint_log_bytes: self.checkpoint_log_bytes,
+            wal_options: WalOptions {
+                segment_bytes: self.segment_bytes,
+            },
+            egress_retention: self.egress_retention,
+            mailbox_capacity: self.mailbox_capacity,
+            file_system: self.file_system,
+            registry: self.registry,
+        })
+    }
+}
+
+/// Where state lives.
+#[derive(Debug, Clone)]
+pub(super) enum StorageChoice {
+    InMemory,
+    Disk { path: PathBuf, mode: Durability },
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(super) storage: StorageChoice,
+    pub(super) workers: usize,
+    pub(super) shards: u16,
+    pub(super) log_groups: u16,
+    pub(super) core: CoreConfig,
+    pub(super) checkpoint_log_bytes: u64,
+    pub(super) wal_options: WalOptions,
+    pub(super) egress_retention: Duration,
+    pub(super) mailbox_capacity: usize,
+    pub(super) file_system: Arc<dyn FileSystem>,
+    pub(super) registry: Registry,
+}

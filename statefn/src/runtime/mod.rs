@@ -1,0 +1,373 @@
+//! The runtime: [`Runtime`], the handle applications hold, and the shared
+//! core behind it, split by role:
+//!
+//! | file | what |
+//! | --- | --- |
+//! | [`builder`] | configuration and its validation |
+//! | [`open`] | opening storage, recovering every log group, starting the services |
+//! | [`router`] | mail to shards: client calls (with backpressure), messages, timers |
+//! | [`release`] | a committed batch's effects leave, in order; acks are published |
+//! | [`resend`] | after a recovery: re-send the outbox, re-arm timers, resume |
+//! | [`lifecycle`] | in-flight work, shutdown, stop and join |
+//! | [`admin`] | operators: shard status, dead letters, functions |
+//!
+//! The public API of the runtime for egress consumers is in
+//! [`crate::egress`]'s reader.
+
+pub(crate) mod admin;
+pub(crate) mod builder;
+mod lifecycle;
+pub(crate) mod open;
+mod release;
+mod resend;
+mod router;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+pub use self::admin::{DeadLetter, DeadLetterId, ShardStatus};
+pub use self::builder::{
+    Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
+    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
+};
+use self::lifecycle::{Owner, Threads};
+use crate::{
+    Address, Error, Handle, JsonReply, StatefulFunction,
+    clock::Clock,
+    commit::Commit,
+    egress::Egress,
+    protocol::{acks::AckMatrix, ids::ShardId},
+    registry::Registry,
+    scheduler::{RunShard, Scheduler},
+    shard::{Shard, effects::RunEnv},
+    timers::Timers,
+};
+
+/// A running statefn runtime: cheap to clone, `Send + Sync + 'static`.
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use statefn::prelude::*;
+///
+/// #[stateful_function]
+/// #[derive(Default, Serialize, Deserialize)]
+/// pub struct Counter { n: u64 }
+///
+/// #[stateful_function]
+/// impl Counter {
+///     #[handler]
+///     pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), statefn::Error> {
+/// let dir = tempfile::tempdir().expect("temp dir");
+/// let runtime = Runtime::builder().data_dir(dir.path()).register::<Counter>().open().await?;
+/// assert_eq!(runtime.handle::<Counter>("a").add(2).await?, 2); // on disk when it returns
+/// runtime.shutdown().await?;
+///
+/// let runtime = Runtime::builder().data_dir(dir.path()).register::<Counter>().open().await?;
+/// assert_eq!(runtime.handle::<Counter>("a").add(1).await?, 3); // recovered
+/// # runtime.shutdown().await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    owner: Arc<Owner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("functions", &self.owner.inner.registry)
+            .field("shards", &self.owner.inner.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Starts configuring a runtime.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A typed handle to instance `id` of `T`. Instances are virtual: this
+    /// never fails and creates nothing; the first call creates the instance
+    /// with `Default` state. An invalid id (empty, over 1 KiB) makes every
+    /// call fail with [`Error::InvalidAddress`].
+    pub fn handle<T: StatefulFunction>(&self, id: impl AsRef<str>) -> Handle<T> {
+        Handle::new(self.clone(), id.as_ref())
+    }
+
+    /// The number of shards.
+    pub fn shards(&self) -> u16 {
+        self.owner.inner.shard_count()
+    }
+
+    /// How many times a log group was recovered after a failure since open.
+    pub fn recoveries(&self) -> u64 {
+        self.owner.inner.recoveries.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting calls, finishes the work in flight (including the
+    /// messages it sends), then stops the threads and, in durable mode,
+    /// releases the data directory. Pending timers stay stored and fire after
+    /// the next open. Calling it again does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Thread`] if a thread could not be stopped cleanly;
+    /// [`Error::Config`] for the runtime of a `statefn::testing::TestRuntime`.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        let inner = Arc::clone(&self.owner.inner);
+        if inner.manual {
+            // Nothing runs a manual runtime while this waits.
+            return Err(Error::Config(
+                "this runtime is driven by a `statefn::testing::TestRuntime`: shut it down with \
+                 `TestRuntime::shutdown`"
+                    .into(),
+            ));
+        }
+        inner.closing.store(true, Ordering::SeqCst);
+        inner.wait_idle().await;
+        if inner.commit.is_some() && !inner.stopped.load(Ordering::SeqCst) {
+            // A final checkpoint of every shard, so the next open replays
+            // (almost) nothing.
+            for shard in inner.shard_ids() {
+                inner.request_checkpoint(shard);
+            }
+            inner.wait_idle().await;
+        }
+        tokio::task::spawn_blocking(move || inner.stop_and_join())
+            .await
+            .map_err(|e| Error::Thread {
+                what: format!("a runtime thread failed to stop: {e}"),
+                source: None,
+            })
+    }
+
+    pub(crate) fn inner(&self) -> &RuntimeInner {
+        &self.owner.inner
+    }
+
+    /// Calls `handler` of instance `id` of the function type named
+    /// `type_name`, with its arguments as a JSON object (`{"amount": 5}`;
+    /// `null` for none), and returns the reply as JSON. This is what HTTP
+    /// ingress uses; typed code should use [`Handle`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownFunction`] / [`Error::UnknownHandler`] (listing the
+    /// known ones), [`Error::InvalidArguments`] (naming the field and the
+    /// expected type), and the errors of a typed call. A handler's own `Err`
+    /// is `Ok(JsonReply::Err { .. })`.
+    ///
+    /// # Durability
+    ///
+    /// As for a typed [`Call`](crate::Call): the reply is released once the
+    /// invocation is committed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// # let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
+    /// use statefn::JsonReply;
+    /// let reply = runtime
+    ///     .call_json("Counter", "c", "add", serde_json::json!({"by": 3}), None)
+    ///     .await?;
+    /// assert_eq!(reply, JsonReply::Ok(serde_json::json!(3)));
+    /// let err = runtime.call_json("Counter", "c", "add", serde_json::json!({"by": "x"}), None).await;
+    /// assert!(matches!(err, Err(statefn::Error::InvalidArguments { field: Some(f), .. }) if f == "by"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn call_json(
+        &self,
+        type_name: &str,
+        id: &str,
+        handler: &str,
+        args: serde_json::Value,
+        idempotency_key: Option<String>,
+    ) -> Result<JsonReply, Error> {
+        let inner = self.inner();
+        let function = Arc::clone(inner.registry.get(type_name)?);
+        let target = Address::new(type_name, id)?;
+        let message = function.message_from_json(handler, args)?;
+        let rx = inner.submit(target, message, idempotency_key, None)?;
+        let reply = rx.await.map_err(|_| Error::ShuttingDown)??;
+        function.reply_to_json(handler, &reply)
+    }
+
+    /// Durably enqueues a call of `handler` (arguments as for
+    /// [`call_json`](Self::call_json)) to run after `delay` (zero: as soon as
+    /// possible), and returns once the message is committed, before the
+    /// handler runs. With an idempotency key, enqueueing again does nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`call_json`](Self::call_json), before anything is enqueued.
+    ///
+    /// # Durability
+    ///
+    /// When this returns `Ok`, the message is committed: it will be delivered
+    /// exactly once, across crashes (a delayed one as a durable timer).
+    pub async fn enqueue_json(
+        &self,
+        type_name: &str,
+        id: &str,
+        handler: &str,
+        args: serde_json::Value,
+        delay: Duration,
+        idempotency_key: Option<String>,
+    ) -> Result<(), Error> {
+        let inner = self.inner();
+        let function = Arc::clone(inner.registry.get(type_name)?);
+        let target = Address::new(type_name, id)?;
+        let message = function.message_from_json(handler, args)?;
+        let rx = inner.submit(target, message, idempotency_key, Some(delay))?;
+        rx.await.map_err(|_| Error::ShuttingDown)?.map(|_| ())
+    }
+}
+
+/// The shared core of a runtime.
+#[derive(Debug)]
+pub(crate) struct RuntimeInner {
+    pub(crate) registry: Registry,
+    shards: Vec<Shard>,
+    pub(crate) scheduler: Arc<Scheduler>,
+    /// Armed timers (the timer service fires them).
+    pub(crate) timers: Arc<Timers>,
+    /// Mail queued or being processed: shutdown waits for zero.
+    in_flight: AtomicUsize,
+    idle: Notify,
+    closing: AtomicBool,
+    stopped: AtomicBool,
+    /// The services' threads, joined in dependency order.
+    threads: Mutex<Threads>,
+    /// Which messages each receiver has durably applied.
+    acks: AckMatrix,
+    recoveries: AtomicU64,
+    /// Client calls a shard queues at most before refusing with `Overloaded`.
+    mailbox_capacity: usize,
+    /// The commit path (durable mode).
+    pub(crate) commit: Option<Commit>,
+    pub(crate) egress: Arc<Egress>,
+    /// Now: the system clock, or a test's virtual clock.
+    pub(crate) clock: Clock,
+    /// Driven by the test kit: no service runs on its own.
+    manual: bool,
+}
+
+impl RunShard for RuntimeInner {
+    fn run_shard(&self, shard: ShardId) -> bool {
+        let acked = |dest: ShardId| self.acks.acked(shard, dest);
+        let env = RunEnv {
+            registry: &self.registry,
+            now_ms: self.clock.now_ms(),
+            acked: &acked,
+            egress_appended: self.egress.appended(shard),
+        };
+        let Some(target) = self.shard(shard) else {
+            return false;
+        };
+        target.run(&env, |batch| match &self.commit {
+            None => self.release(batch.effects),
+            Some(commit) => {
+                if let Err(batch) = commit.submit(batch) {
+                    self.refuse(batch.effects, batch.shard, "the runtime is stopping");
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+#[expect(
+    unreachable_pub,
+    reason = "handlers must be `pub`, even in a test module"
+)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use crate::{Address, Error, Runtime, stateful_function};
+
+    #[stateful_function]
+    #[derive(Default, Serialize, Deserialize)]
+    pub struct Counter {
+        n: u64,
+    }
+
+    #[stateful_function]
+    impl Counter {
+        #[handler]
+        pub fn add(&mut self, by: u64) -> u64 {
+            self.n += by;
+            self.n
+        }
+    }
+
+    async fn counter_runtime() -> Runtime {
+        Runtime::builder()
+            .in_memory()
+            .register::<Counter>()
+            .open()
+            .await
+            .expect("opens")
+    }
+
+    #[tokio::test]
+    async fn undecodable_message_is_a_typed_error_and_changes_nothing() {
+        let runtime = counter_runtime().await;
+        let target = Address::new("Counter", "x").expect("valid");
+        for garbage in [vec![], vec![0xff; 3], vec![7, 1, 2]] {
+            let rx = runtime
+                .inner()
+                .submit_call(target.clone(), garbage, None)
+                .expect("accepted");
+            let err = rx.await.expect("answered").expect_err("undecodable");
+            assert!(
+                matches!(&err, Error::Decode { function, .. } if function == "Counter"),
+                "{err:?}"
+            );
+        }
+        assert_eq!(runtime.handle::<Counter>("x").add(1).await.expect("ok"), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_function_is_refused_before_queueing() {
+        let runtime = counter_runtime().await;
+        let target = Address::new("Nope", "x").expect("valid");
+        let err = runtime
+            .inner()
+            .submit_call(target, vec![0], None)
+            .expect_err("unknown type");
+        assert!(matches!(err, Error::UnknownFunction { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_handle_stops_the_workers() {
+        let runtime = counter_runtime().await;
+        let inner = std::sync::Arc::clone(&runtime.owner.inner);
+        drop(runtime);
+        assert!(inner.stopped.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}

@@ -1,0 +1,108 @@
+//! Mail to shards. A client call is refused at once when its shard is
+//! recovering (`Unavailable`) or its mailbox is full (`Overloaded`): the
+//! caller retries. Mail from functions, timers and the runtime itself is
+//! already committed by its sender and always queues.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use tokio::sync::oneshot;
+
+use super::RuntimeInner;
+use crate::{
+    Address, Error,
+    protocol::{
+        envelope::{Envelope, Mail, Origin},
+        ids::ShardId,
+    },
+    shard::Shard,
+};
+
+impl RuntimeInner {
+    /// Queues a client call; the receiver resolves to the encoded reply.
+    pub(crate) fn submit_call(
+        &self,
+        target: Address,
+        message: Vec<u8>,
+        key: Option<String>,
+    ) -> Result<oneshot::Receiver<Result<Vec<u8>, Error>>, Error> {
+        self.submit(target, message, key, None)
+    }
+
+    /// Queues a client call, or (with `enqueue`) a durable send.
+    pub(crate) fn submit(
+        &self,
+        target: Address,
+        message: Vec<u8>,
+        key: Option<String>,
+        enqueue: Option<Duration>,
+    ) -> Result<oneshot::Receiver<Result<Vec<u8>, Error>>, Error> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        self.registry.get(target.type_name())?;
+        let (tx, rx) = oneshot::channel();
+        let shard = target.shard_id(self.shard_count());
+        self.enqueue_call(
+            shard,
+            Mail::Invoke(Envelope {
+                target,
+                message,
+                origin: Origin::Client {
+                    key,
+                    reply: Some(tx),
+                    enqueue,
+                },
+                reply_to: None,
+            }),
+        )?;
+        Ok(rx)
+    }
+
+    fn enqueue_call(&self, shard: ShardId, mail: Mail) -> Result<(), Error> {
+        let Some(target) = self.shard(shard) else {
+            return Err(Error::ShuttingDown);
+        };
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        match target.try_enqueue_call(mail, self.mailbox_capacity) {
+            Ok(schedule) => {
+                if schedule {
+                    self.scheduler.push(shard);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.finished(1);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn shard_count(&self) -> u16 {
+        u16::try_from(self.shards.len()).unwrap_or(u16::MAX)
+    }
+
+    /// Every shard's id.
+    pub(crate) fn shard_ids(&self) -> impl Iterator<Item = ShardId> + use<> {
+        (0..self.shard_count()).map(ShardId)
+    }
+
+    pub(crate) fn shard(&self, shard: ShardId) -> Option<&Shard> {
+        self.shards.get(shard.index())
+    }
+
+    /// Queues mail that is already committed (from a function, a timer, the
+    /// runtime): it always queues.
+    pub(crate) fn enqueue(&self, shard: ShardId, mail: Mail) {
+        let Some(target) = self.shard(shard) else {
+            return;
+        };
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if target.enqueue(mail) {
+            self.scheduler.push(shard);
+        }
+    }
+
+    pub(crate) fn request_checkpoint(&self, shard: ShardId) {
+        self.enqueue(shard, Mail::Checkpoint);
+    }
+}

@@ -1,0 +1,204 @@
+//! Failed messages from functions: retried with backoff ([`RetryPolicy`]),
+//! then kept as dead letters until an operator replays or drops them.
+//!
+//! A failed message has consumed its sequence number (durably), so the
+//! messages behind it on its channel go on; a retry is a new message (a
+//! durable timer), and a replayed dead letter arrives after the later ones.
+
+use std::time::Duration;
+
+use super::{effects::Batch, state_machine::ShardCore, tracked::Tracked};
+use crate::{
+    Error,
+    protocol::{
+        envelope::{Outgoing, ReplyRoute, ReplySender},
+        ids::DeadLetterSeq,
+        record::{DeadLetterEntry, Entry, InvocationRecord},
+    },
+    shard::effects::RunEnv,
+};
+
+/// How messages from functions that fail are retried before they become
+/// dead letters.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use statefn::RetryPolicy;
+///
+/// let policy = RetryPolicy { max_attempts: 5, ..RetryPolicy::default() };
+/// assert_eq!(policy.initial_backoff, Duration::from_millis(100));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Deliveries in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// The wait before the first retry; it doubles on each one.
+    pub initial_backoff: Duration,
+    /// The longest wait between two attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self, failed_attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failed_attempts.saturating_sub(1).min(20));
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// A message that failed and may be retried: its bytes, its reply route and
+/// the attempts it had.
+pub(super) type Undelivered = (Vec<u8>, Option<ReplyRoute>, u32);
+
+/// Dead letters by number, with the next number to give.
+#[derive(Debug)]
+pub(crate) struct DeadLetterTable {
+    letters: Tracked<DeadLetterSeq, DeadLetterEntry>,
+    next: DeadLetterSeq,
+}
+
+impl DeadLetterTable {
+    pub(crate) fn new(durable: bool) -> Self {
+        DeadLetterTable {
+            letters: Tracked::new(durable),
+            next: DeadLetterSeq(1),
+        }
+    }
+
+    /// Letters restored from a checkpoint, numbering on from `next`.
+    pub(crate) fn restore(&mut self, next: DeadLetterSeq, letters: Vec<DeadLetterEntry>) {
+        self.next = next.max(DeadLetterSeq(1));
+        self.letters.restore(letters.into_iter().map(|l| (l.id, l)));
+    }
+
+    /// Replay: a letter kept by a committed record.
+    pub(crate) fn replay_kept(&mut self, letter: DeadLetterEntry) {
+        self.next = self.next.max(letter.id.next());
+        self.letters.insert(letter.id, letter);
+    }
+
+    /// Replay: a letter replayed or dropped.
+    pub(crate) fn replay_resolved(&mut self, id: DeadLetterSeq) {
+        self.letters.forget(id);
+    }
+
+    /// The letters, oldest first.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &DeadLetterEntry> {
+        self.letters.values()
+    }
+
+    /// The next number (for a checkpoint).
+    pub(crate) fn next(&self) -> DeadLetterSeq {
+        self.next
+    }
+
+    pub(crate) fn take_removed(&mut self) -> Vec<DeadLetterSeq> {
+        self.letters.take_removed()
+    }
+}
+
+impl ShardCore {
+    /// A failed invocation commits nothing. A client gets the error. A
+    /// message from a function has its sequence number consumed (durably)
+    /// and is retried later as a timer, or after its last attempt becomes a
+    /// dead letter: either way the messages behind it go on.
+    pub(super) fn fail(
+        &mut self,
+        env: &RunEnv<'_>,
+        batch: &mut Batch,
+        reply: Option<ReplySender>,
+        mut record: InvocationRecord,
+        error: Error,
+        undelivered: Option<Undelivered>,
+    ) {
+        let target = record.target.clone();
+        batch.stats.failed += 1;
+        if let Some(tx) = reply {
+            batch.effects.replies.push((tx, Err(error)));
+            return;
+        }
+        let Some((message, reply_to, attempt)) = undelivered else {
+            return;
+        };
+        let attempts = attempt + 1;
+        let policy = self.config.retry;
+        if attempts < policy.max_attempts {
+            let delay = policy.backoff(attempts);
+            tracing::warn!(%target, %error, attempts, ?delay, "a message from another function failed; retrying");
+            let retry = Outgoing {
+                target: target.clone(),
+                message,
+                delay: Some(delay),
+                reply_to,
+                attempt: attempts,
+            };
+            self.send(env.now_ms, retry, &mut batch.effects, &mut record);
+        } else {
+            tracing::error!(%target, %error, attempts, "a message from another function failed every attempt; it is now a dead letter");
+            let letter = DeadLetterEntry {
+                id: self.dead_letters.next,
+                target,
+                message,
+                reply_to,
+                error: error.to_string(),
+                attempts,
+                at_ms: env.now_ms,
+            };
+            self.dead_letters.next = letter.id.next();
+            if self.durable {
+                record.dead_letter = Some(Box::new(letter.clone()));
+            }
+            self.dead_letters.letters.insert(letter.id, letter);
+        }
+        self.push_record(batch, Entry::Invocation(record));
+    }
+
+    /// Delivers dead letter `id` again (`replay`: as a new message, with a
+    /// fresh set of attempts) or drops it, durably either way.
+    pub(super) fn resolve_dead_letter(
+        &mut self,
+        id: DeadLetterSeq,
+        replay: bool,
+        reply: ReplySender,
+        batch: &mut Batch,
+    ) {
+        let Some(letter) = self.dead_letters.letters.remove(id) else {
+            let error = Error::UnknownDeadLetter {
+                id: format!("{}-{id}", self.id),
+            };
+            batch.effects.replies.push((reply, Err(error)));
+            return;
+        };
+        let resent = replay.then(|| {
+            let outgoing = Outgoing {
+                target: letter.target,
+                message: letter.message,
+                delay: None,
+                reply_to: letter.reply_to,
+                attempt: 0,
+            };
+            self.deliver(outgoing, &mut batch.effects)
+        });
+        batch.effects.replies.push((reply, Ok(Vec::new())));
+        self.push_record(
+            batch,
+            Entry::DeadLetterResolved {
+                id,
+                resent: resent.flatten(),
+            },
+        );
+    }
+}

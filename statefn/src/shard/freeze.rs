@@ -1,0 +1,152 @@
+//! Checkpoints, the shard's side: when to freeze one, freezing the dirty
+//! sets and metadata into a [`CheckpointJob`] at the end of a batch (the
+//! shard goes on processing while the checkpointer writes it), and taking
+//! the result back.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{state_machine::ShardCore, state_table::Frozen};
+use crate::{
+    Address,
+    protocol::{
+        ids::{DeadLetterSeq, EgressSeq, Epoch, Lsn, Seq, ShardId, TimerId},
+        record::{DeadLetterEntry, Emitted, Sent, StoredReply, TimerEntry},
+    },
+};
+
+/// A shard's metadata as of a checkpoint (the `meta` table's value).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ShardMeta {
+    /// Every record of this shard up to this position is reflected in the
+    /// store.
+    pub(crate) checkpoint_lsn: Lsn,
+    pub(crate) next_timer: TimerId,
+    /// The last sequence sent on each outgoing channel.
+    pub(crate) next_seq: Vec<(ShardId, Seq)>,
+    /// The last sequence applied from each incoming channel.
+    pub(crate) watermarks: Vec<(ShardId, Seq)>,
+    pub(crate) next_egress: EgressSeq,
+    // Not a compatibility mechanism: postcard is not self-describing, so a
+    // missing field fails to decode whatever serde says (issue 11).
+    #[serde(default)]
+    pub(crate) next_dead_letter: DeadLetterSeq,
+}
+
+/// A checkpoint frozen by a shard, for the checkpointer to write. No other
+/// shard takes part.
+#[derive(Debug)]
+pub(crate) struct CheckpointJob {
+    pub(crate) shard: ShardId,
+    pub(crate) epoch: Epoch,
+    /// Set by the log group once the batch that froze it is durable: the
+    /// last position this checkpoint covers.
+    pub(crate) lsn: Lsn,
+    pub(crate) states: Frozen<Address, Option<Vec<u8>>>,
+    pub(crate) idempotency: Frozen<(Address, String), StoredReply>,
+    pub(crate) meta: ShardMeta,
+    pub(crate) timers: Vec<TimerEntry>,
+    pub(crate) timers_removed: Vec<TimerId>,
+    pub(crate) outbox: Vec<Sent>,
+    pub(crate) outbox_removed: Vec<(ShardId, Seq)>,
+    pub(crate) egress: Vec<Emitted>,
+    pub(crate) egress_removed: Vec<EgressSeq>,
+    pub(crate) dead_letters: Vec<DeadLetterEntry>,
+    pub(crate) dead_letters_removed: Vec<DeadLetterSeq>,
+    pub(crate) idempotency_retention_ms: u64,
+}
+
+/// Where a shard's checkpoints stand.
+#[derive(Debug, Default)]
+pub(crate) struct CheckpointState {
+    /// A frozen checkpoint is being written.
+    pub(crate) in_flight: bool,
+    /// Freeze one at the end of the next batch.
+    pub(crate) requested: bool,
+    /// The last written checkpoint covers the shard's records up to here.
+    pub(crate) lsn: Lsn,
+    /// When the last checkpoint was frozen, on the runtime's clock (set at
+    /// the first batch).
+    last_ms: Option<u64>,
+}
+
+impl ShardCore {
+    /// Whether to freeze a checkpoint at the end of this batch. (It starts
+    /// the interval at the first batch.)
+    pub(crate) fn wants_checkpoint(&mut self, now_ms: u64) -> bool {
+        let last_ms = *self.checkpoint.last_ms.get_or_insert(now_ms);
+        if !self.durable || self.checkpoint.in_flight {
+            return false;
+        }
+        self.checkpoint.requested
+            || self.states.dirty_bytes() >= self.config.checkpoint_dirty_bytes
+            || (self.states.dirty_bytes() > 0
+                && Duration::from_millis(now_ms.saturating_sub(last_ms))
+                    >= self.config.checkpoint_interval)
+    }
+
+    /// Freezes the dirty sets and metadata into a checkpoint job; the shard
+    /// goes on processing while it is written. `acked` prunes the outbox,
+    /// `egress_appended` the pending egress records.
+    pub(crate) fn freeze(
+        &mut self,
+        acked: &dyn Fn(ShardId) -> Seq,
+        egress_appended: EgressSeq,
+        now_ms: u64,
+    ) -> CheckpointJob {
+        self.outbox.prune(acked, true);
+        self.emitted.appended(egress_appended);
+        self.checkpoint.in_flight = true;
+        self.checkpoint.requested = false;
+        self.checkpoint.last_ms = Some(now_ms);
+        CheckpointJob {
+            shard: self.id,
+            epoch: self.epoch,
+            lsn: Lsn(0),
+            states: self.states.freeze(),
+            idempotency: self.idempotency.freeze(),
+            meta: ShardMeta {
+                checkpoint_lsn: Lsn(0),
+                next_timer: self.timers.next(),
+                next_seq: self.channels.sent(),
+                watermarks: self.channels.watermarks(),
+                next_egress: self.emitted.next(),
+                next_dead_letter: self.dead_letters.next(),
+            },
+            dead_letters: self.dead_letters.entries().cloned().collect(),
+            dead_letters_removed: self.dead_letters.take_removed(),
+            egress: self.emitted.pending().cloned().collect(),
+            egress_removed: self.emitted.take_removed(),
+            timers: self.timers.entries().cloned().collect(),
+            timers_removed: self.timers.take_removed(),
+            outbox: self.outbox.entries().cloned().collect(),
+            outbox_removed: self.outbox.take_removed(),
+            idempotency_retention_ms: self.idempotency.retention_ms(),
+        }
+    }
+
+    /// The checkpoint frozen last has been written (`Some(lsn)`) or failed.
+    ///
+    /// On failure the frozen states and idempotency entries become dirty
+    /// again; the job's removal lists are not merged back (exactly-once
+    /// review #8, issue 11).
+    pub(crate) fn checkpoint_finished(&mut self, epoch: Epoch, lsn: Option<Lsn>) {
+        if epoch != self.epoch || !self.checkpoint.in_flight {
+            return;
+        }
+        self.checkpoint.in_flight = false;
+        match lsn {
+            Some(lsn) => {
+                self.checkpoint.lsn = lsn;
+                self.states.checkpointed();
+                self.idempotency.checkpointed();
+            }
+            None => {
+                self.states.unfreeze();
+                self.idempotency.unfreeze();
+                self.checkpoint.requested = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The state table: the instance states of one shard.
+//!
+//! Reads look in the dirty set (changed since the last checkpoint), then the
+//! frozen set (being written by a checkpoint), then the cache, then the
+//! store. Only the cache is bounded and evicts; dirty and frozen entries are
+//! the only copy of state not yet checkpointed, so they stay until it is.
+
+use std::{collections::HashMap, sync::Arc};
+
+use lru::LruCache;
+use statefn_store::ShardTables;
+
+use crate::{Address, Error, error::StorageError};
+
+/// A set handed to a checkpoint: shared with the checkpointer, read by the
+/// shard until the checkpoint is written.
+pub(crate) type Frozen<K, V> = Arc<HashMap<K, V>>;
+
+/// Instance states.
+#[derive(Debug)]
+pub(crate) struct StateTable {
+    /// `None` is a deletion (an expired instance) not yet checkpointed.
+    dirty: HashMap<Address, Option<Vec<u8>>>,
+    dirty_bytes: usize,
+    frozen: Option<Frozen<Address, Option<Vec<u8>>>>,
+    cache: LruCache<Address, Vec<u8>>,
+    cache_bytes: usize,
+    cache_limit: usize,
+    /// Where states are persisted (absent in memory mode).
+    persisted: Option<ShardTables>,
+    hits: u64,
+    misses: u64,
+}
+
+impl StateTable {
+    pub(crate) fn new(persisted: Option<ShardTables>, cache_limit: usize) -> Self {
+        StateTable {
+            dirty: HashMap::new(),
+            dirty_bytes: 0,
+            frozen: None,
+            cache: LruCache::unbounded(),
+            cache_bytes: 0,
+            cache_limit,
+            persisted,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// The state of `address`, `None` for an instance never written.
+    pub(crate) fn get(&mut self, address: &Address) -> Result<Option<&[u8]>, Error> {
+        if self.dirty.contains_key(address) {
+            return Ok(self.dirty.get(address).and_then(Option::as_deref));
+        }
+        if self
+            .frozen
+            .as_ref()
+            .is_some_and(|f| f.contains_key(address))
+        {
+            return Ok(self
+                .frozen
+                .as_ref()
+                .and_then(|f| f.get(address))
+                .and_then(Option::as_deref));
+        }
+        if self.cache.contains(address) {
+            self.hits += 1;
+            return Ok(self.cache.get(address).map(Vec::as_slice));
+        }
+        let Some(persisted) = &self.persisted else {
+            return Ok(None);
+        };
+        self.misses += 1;
+        let stored =
+            persisted
+                .state(address.type_name(), address.id())
+                .map_err(StorageError::store(format!(
+                    "reading a state of shard {}",
+                    persisted.shard()
+                )))?;
+        let Some(bytes) = stored else {
+            return Ok(None);
+        };
+        self.cache_bytes += entry_bytes(address, &bytes);
+        self.cache.put(address.clone(), bytes);
+        self.evict();
+        Ok(self.cache.peek(address).map(Vec::as_slice))
+    }
+
+    /// Records a new state (part of the current batch).
+    pub(crate) fn put(&mut self, address: Address, state: Vec<u8>) {
+        if let Some(old) = self.cache.pop(&address) {
+            self.cache_bytes -= entry_bytes(&address, &old);
+        }
+        self.dirty_bytes += entry_bytes(&address, &state);
+        if let Some(Some(old)) = self.dirty.insert(address.clone(), Some(state)) {
+            self.dirty_bytes -= entry_bytes(&address, &old);
+        }
+    }
+
+    /// Records that the instance is gone (part of the current batch).
+    pub(crate) fn delete(&mut self, address: Address) {
+        if let Some(old) = self.cache.pop(&address) {
+            self.cache_bytes -= entry_bytes(&address, &old);
+        }
+        self.dirty_bytes += entry_bytes(&address, &[]);
+        if let Some(Some(old)) = self.dirty.insert(address.clone(), None) {
+            self.dirty_bytes -= entry_bytes(&address, &old);
+        }
+    }
+
+    /// Bytes changed since the last freeze (a checkpoint trigger).
+    pub(crate) fn dirty_bytes(&self) -> usize {
+        self.dirty_bytes
+    }
+
+    /// Hands the dirty set to a checkpoint; reads still see it.
+    pub(crate) fn freeze(&mut self) -> Frozen<Address, Option<Vec<u8>>> {
+        let frozen = Arc::new(std::mem::take(&mut self.dirty));
+        self.dirty_bytes = 0;
+        self.frozen = Some(Arc::clone(&frozen));
+        frozen
+    }
+
+    /// The frozen set is in fjall: its entries become clean cache entries.
+    pub(crate) fn checkpointed(&mut self) {
+        let Some(frozen) = self.frozen.take() else {
+            return;
+        };
+        let entries = Arc::try_unwrap(frozen).unwrap_or_else(|shared| (*shared).clone());
+        for (address, state) in entries {
+            if let Some(state) = state
+                && !self.dirty.contains_key(&address)
+            {
+                self.cache_bytes += entry_bytes(&address, &state);
+                if let Some(old) = self.cache.put(address.clone(), state) {
+                    self.cache_bytes -= entry_bytes(&address, &old);
+                }
+            }
+        }
+        self.evict();
+    }
+
+    /// The checkpoint failed: its entries are dirty again (unless newer).
+    pub(crate) fn unfreeze(&mut self) {
+        let Some(frozen) = self.frozen.take() else {
+            return;
+        };
+        let entries = Arc::try_unwrap(frozen).unwrap_or_else(|shared| (*shared).clone());
+        for (address, state) in entries {
+            if !self.dirty.contains_key(&address) {
+                self.dirty_bytes += entry_bytes(&address, state.as_deref().unwrap_or_default());
+                self.dirty.insert(address, state);
+            }
+        }
+    }
+
+    /// Cache (hits, misses) since the last call.
+    pub(crate) fn take_cache_stats(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.hits),
+            std::mem::take(&mut self.misses),
+        )
+    }
+
+    /// Evicts least recently used entries down to the limit, but never the
+    /// most recent one: a state larger than the whole cache must still be
+    /// readable right after it was loaded.
+    fn evict(&mut self) {
+        while self.cache_bytes > self.cache_limit && self.cache.len() > 1 {
+            match self.cache.pop_lru() {
+                Some((address, state)) => self.cache_bytes -= entry_bytes(&address, &state),
+                None => break,
+            }
+        }
+    }
+}
+
+fn entry_bytes(address: &Address, state: &[u8]) -> usize {
+    // Key, value and roughly the map's own overhead per entry.
+    address.type_name().len() + address.id().len() + state.len() + 64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(id: &str) -> Address {
+        Address::new("T", id).expect("valid")
+    }
+
+    #[test]
+    fn cache_is_bounded_but_dirty_and_frozen_are_not() {
+        let mut table = StateTable::new(None, 1_000);
+        for i in 0..100 {
+            table.put(addr(&format!("{i}")), vec![0; 100]);
+        }
+        // In memory mode everything is dirty: nothing may be evicted.
+        for i in 0..100 {
+            assert!(table.get(&addr(&format!("{i}"))).expect("ok").is_some());
+        }
+        table.freeze();
+        table.checkpointed();
+        assert!(table.cache_bytes <= 1_000, "cache over its limit");
+        assert!(table.cache.len() < 100);
+    }
+
+    #[test]
+    fn a_state_larger_than_the_cache_is_still_read() {
+        let mut table = StateTable::new(None, 10);
+        table.put(addr("big"), vec![7; 1_000]);
+        table.freeze();
+        table.checkpointed();
+        assert_eq!(
+            table.get(&addr("big")).expect("ok").map(<[u8]>::len),
+            Some(1_000)
+        );
+    }
+
+    #[test]
+    fn unfreeze_keeps_newer_writes() {
+        let mut table = StateTable::new(None, 1_000);
+        table.put(addr("a"), vec![1]);
+        table.freeze();
+        table.put(addr("a"), vec![2]);
+        table.unfreeze();
+        assert_eq!(table.get(&addr("a")).expect("ok"), Some(&[2][..]));
+    }
+}

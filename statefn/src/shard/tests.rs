@@ -1,0 +1,405 @@
+//! The shard state machine alone: no runtime, no threads, no log. Mail goes
+//! in through [`ShardCore::handle`], records and effects come out; records
+//! go back in through [`ShardCore::replay`].
+
+#![expect(
+    unreachable_pub,
+    reason = "handlers must be `pub`, even in a test module"
+)]
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use statefn_store::StateStore;
+use tokio::sync::oneshot;
+
+use super::{
+    CoreConfig, RetryPolicy, ShardCore,
+    effects::{Batch, RunEnv},
+};
+use crate::{
+    Address, Context, Error,
+    protocol::{
+        envelope::{Envelope, Mail, Origin},
+        ids::{EgressSeq, Epoch, Lsn, Seq, ShardId},
+        record::{ShardRecord, decode, encode},
+    },
+    registry::Registry,
+    stateful_function,
+};
+
+#[stateful_function]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Acct {
+    balance: i64,
+}
+
+#[stateful_function]
+impl Acct {
+    #[handler]
+    pub fn deposit(&mut self, amount: i64) -> i64 {
+        self.balance += amount;
+        self.balance
+    }
+
+    /// Sends, emits and arms a timer: everything a record can hold.
+    #[handler]
+    pub fn transfer(&mut self, ctx: &mut Context, to: String, amount: i64) -> i64 {
+        self.balance -= amount;
+        ctx.send::<Acct>(&to).deposit(amount);
+        ctx.send_after::<Acct>(Duration::from_secs(5), &to)
+            .deposit(1);
+        ctx.emit("transfers", &amount);
+        self.balance
+    }
+
+    #[handler]
+    pub fn boom(&mut self) {
+        panic!("boom");
+    }
+
+    #[handler]
+    pub fn balance(&self) -> i64 {
+        self.balance
+    }
+}
+
+const NOW_MS: u64 = 1_000_000;
+/// This core's shard among `SHARDS`.
+const SHARD: ShardId = ShardId(0);
+const SHARDS: u16 = 4;
+
+fn config() -> CoreConfig {
+    CoreConfig {
+        shards: SHARDS,
+        cache_bytes: 1 << 20,
+        idempotency_retention: Duration::from_secs(3600),
+        checkpoint_dirty_bytes: 1 << 20,
+        checkpoint_interval: Duration::from_secs(60),
+        retry: RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        },
+    }
+}
+
+/// A durable core (it builds records) over an empty store of its own.
+fn durable_core() -> (ShardCore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = StateStore::open(dir.path()).expect("store");
+    let core = ShardCore::new(SHARD, Epoch(1), config(), Some(store.shard(SHARD)));
+    (core, dir)
+}
+
+fn registry() -> Registry {
+    let mut registry = Registry::default();
+    registry.register::<Acct>().expect("registers");
+    registry
+}
+
+fn message(registry: &Registry, handler: &str, args: serde_json::Value) -> Vec<u8> {
+    registry
+        .get("Acct")
+        .and_then(|f| f.message_from_json(handler, args))
+        .expect("a valid message")
+}
+
+fn addr(id: &str) -> Address {
+    Address::new("Acct", id).expect("valid")
+}
+
+/// An id of an `Acct` on this core's shard.
+fn local(n: usize) -> String {
+    (0..)
+        .map(|i| format!("local-{n}-{i}"))
+        .find(|id| addr(id).shard_id(SHARDS) == SHARD)
+        .expect("some id lands on the shard")
+}
+
+fn client(target: &str, message: Vec<u8>, key: Option<&str>) -> Mail {
+    let (reply, _rx) = oneshot::channel();
+    Mail::Invoke(Envelope {
+        target: addr(target),
+        message,
+        origin: Origin::Client {
+            key: key.map(str::to_owned),
+            reply: Some(reply),
+            enqueue: None,
+        },
+        reply_to: None,
+    })
+}
+
+fn from_function(target: &str, message: Vec<u8>, source: u16, seq: u64) -> Mail {
+    Mail::Invoke(Envelope {
+        target: addr(target),
+        message,
+        origin: Origin::Function {
+            source: ShardId(source),
+            seq: Seq(seq),
+            attempt: 0,
+        },
+        reply_to: None,
+    })
+}
+
+/// Runs one batch of `mails` through `core`.
+fn run(core: &mut ShardCore, registry: &Registry, mails: Vec<Mail>) -> Batch {
+    let acked = |_: ShardId| Seq(0);
+    let env = RunEnv {
+        registry,
+        now_ms: NOW_MS,
+        acked: &acked,
+        egress_appended: EgressSeq(0),
+    };
+    let mut batch = Batch::new(core.id, core.epoch);
+    for mail in mails {
+        core.handle(&env, mail, &mut batch);
+    }
+    batch
+}
+
+/// The replies of a batch, decoded as `i64` (`None`: an error).
+fn replies(batch: &Batch) -> Vec<Option<i64>> {
+    batch
+        .effects
+        .replies
+        .iter()
+        .map(|(_, r)| {
+            r.as_ref()
+                .ok()
+                .map(|b| postcard::from_bytes(b).expect("an i64"))
+        })
+        .collect()
+}
+
+fn balance(core: &mut ShardCore, id: &str) -> Option<i64> {
+    core.states.get(&addr(id)).expect("readable").map(|b| {
+        crate::function::decode_state_of::<Acct>(id, b)
+            .expect("decodes")
+            .balance
+    })
+}
+
+/// Everything the core would checkpoint, as bytes: equal bytes, equal state.
+fn snapshot(core: &mut ShardCore, ids: &[String]) -> Vec<u8> {
+    let states: Vec<Option<i64>> = ids.iter().map(|id| balance(core, id)).collect();
+    let acked = |_: ShardId| Seq(0);
+    let job = core.freeze(&acked, EgressSeq(0), NOW_MS);
+    let mut idempotency: Vec<_> = job.idempotency.values().cloned().collect();
+    idempotency.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut expiry: Vec<_> = core.expiry_armed.iter().cloned().collect();
+    expiry.sort();
+    encode(&(
+        states,
+        &job.meta,
+        &job.timers,
+        &job.outbox,
+        &job.egress,
+        &job.dead_letters,
+        idempotency,
+        expiry,
+    ))
+    .expect("encodes")
+}
+
+#[test]
+fn replaying_an_invocations_records_rebuilds_the_same_core() {
+    let registry = registry();
+    let (mut live, _dir) = durable_core();
+    let ids: Vec<String> = (0..3).map(local).collect();
+    let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
+    let mut records = Vec::new();
+    let batches = vec![
+        vec![
+            client(
+                a,
+                message(&registry, "deposit", serde_json::json!({"amount": 100})),
+                Some("k1"),
+            ),
+            client(
+                b,
+                message(&registry, "deposit", serde_json::json!({"amount": 7})),
+                None,
+            ),
+        ],
+        vec![
+            client(
+                a,
+                message(
+                    &registry,
+                    "transfer",
+                    serde_json::json!({"to": c, "amount": 30}),
+                ),
+                Some("k2"),
+            ),
+            from_function(
+                b,
+                message(&registry, "deposit", serde_json::json!({"amount": 2})),
+                3,
+                1,
+            ),
+            from_function(c, message(&registry, "boom", serde_json::json!({})), 3, 2),
+            client(
+                b,
+                message(&registry, "balance", serde_json::json!({})),
+                None,
+            ),
+        ],
+    ];
+    for mails in batches {
+        let batch = run(&mut live, &registry, mails);
+        records.extend(batch.records);
+    }
+    // The timer `transfer` armed fires: its removal and its send are one record.
+    let timer = live.timers.entries().next().map(|t| t.id).expect("a timer");
+    let batch = run(&mut live, &registry, vec![Mail::TimerDue { timer }]);
+    assert_eq!(batch.records.len(), 1);
+    records.extend(batch.records);
+    assert_eq!(
+        live.dead_letters.entries().count(),
+        1,
+        "boom is a dead letter"
+    );
+    assert!(
+        live.outbox.len() >= 2,
+        "the transfer's deposit and the timer's"
+    );
+
+    let (mut replayed, _dir2) = durable_core();
+    for bytes in &records {
+        let record: ShardRecord = decode(bytes, "a test record").expect("decodes");
+        assert_eq!(record.shard, SHARD);
+        replayed.replay(record.entry, NOW_MS);
+    }
+    assert_eq!(balance(&mut replayed, a), Some(70));
+    assert_eq!(balance(&mut replayed, b), Some(9));
+    assert_eq!(
+        snapshot(&mut live, &ids),
+        snapshot(&mut replayed, &ids),
+        "replay must leave the core as the invocations did"
+    );
+}
+
+#[test]
+fn a_gap_on_a_channel_waits_and_a_duplicate_is_dropped_by_the_watermark() {
+    let registry = registry();
+    let (mut core, _dir) = durable_core();
+    let id = local(0);
+    let deposit = |n: i64| message(&registry, "deposit", serde_json::json!({"amount": n}));
+    // Sequence 2 before 1: a gap. Nothing applied, nothing acked, no record.
+    let batch = run(
+        &mut core,
+        &registry,
+        vec![from_function(&id, deposit(2), 1, 2)],
+    );
+    assert!(batch.records.is_empty() && batch.effects.acks.is_empty());
+    assert_eq!(balance(&mut core, &id), None);
+    // 1 then the re-sent 2 apply in order, each acked once.
+    let batch = run(
+        &mut core,
+        &registry,
+        vec![
+            from_function(&id, deposit(1), 1, 1),
+            from_function(&id, deposit(2), 1, 2),
+        ],
+    );
+    assert_eq!(
+        batch.effects.acks,
+        vec![(ShardId(1), Seq(1)), (ShardId(1), Seq(2))]
+    );
+    assert_eq!(batch.records.len(), 2);
+    assert_eq!(balance(&mut core, &id), Some(3));
+    // At or below the watermark: a duplicate, dropped.
+    let batch = run(
+        &mut core,
+        &registry,
+        vec![from_function(&id, deposit(2), 1, 2)],
+    );
+    assert_eq!(batch.stats.duplicate, 1);
+    assert!(batch.records.is_empty() && batch.effects.acks.is_empty());
+    assert_eq!(balance(&mut core, &id), Some(3));
+    // Another source has its own channel.
+    let batch = run(
+        &mut core,
+        &registry,
+        vec![from_function(&id, deposit(5), 2, 1)],
+    );
+    assert_eq!(batch.effects.acks, vec![(ShardId(2), Seq(1))]);
+    assert_eq!(balance(&mut core, &id), Some(8));
+}
+
+#[test]
+fn a_retried_client_call_is_answered_from_its_stored_reply() {
+    let registry = registry();
+    let (mut core, _dir) = durable_core();
+    let id = local(0);
+    let deposit = |n: i64| message(&registry, "deposit", serde_json::json!({"amount": n}));
+    let first = run(
+        &mut core,
+        &registry,
+        vec![client(&id, deposit(10), Some("k"))],
+    );
+    assert_eq!(replies(&first), vec![Some(10)]);
+    assert_eq!(first.records.len(), 1);
+    // Same key, even with other arguments: the stored reply, nothing applied.
+    let retry = run(
+        &mut core,
+        &registry,
+        vec![client(&id, deposit(99), Some("k"))],
+    );
+    assert_eq!(replies(&retry), vec![Some(10)]);
+    assert!(retry.records.is_empty());
+    assert_eq!(retry.stats.duplicate, 1);
+    assert_eq!(balance(&mut core, &id), Some(10));
+    // Same key, another handler: refused.
+    let reused = run(
+        &mut core,
+        &registry,
+        vec![client(
+            &id,
+            message(&registry, "balance", serde_json::json!({})),
+            Some("k"),
+        )],
+    );
+    assert!(matches!(
+        reused.effects.replies.first(),
+        Some((_, Err(Error::IdempotencyKeyReused { .. })))
+    ));
+    // Without a key a retry is a new call.
+    run(&mut core, &registry, vec![client(&id, deposit(1), None)]);
+    run(&mut core, &registry, vec![client(&id, deposit(1), None)]);
+    assert_eq!(balance(&mut core, &id), Some(12));
+}
+
+#[test]
+fn a_failed_checkpoint_gives_back_its_states_and_stored_replies() {
+    let registry = registry();
+    let (mut core, _dir) = durable_core();
+    let id = local(0);
+    let deposit = |n: i64| message(&registry, "deposit", serde_json::json!({"amount": n}));
+    run(
+        &mut core,
+        &registry,
+        vec![client(&id, deposit(4), Some("k"))],
+    );
+    let acked = |_: ShardId| Seq(0);
+    let failed = core.freeze(&acked, EgressSeq(0), NOW_MS);
+    assert_eq!((failed.states.len(), failed.idempotency.len()), (1, 1));
+    assert!(core.checkpoint.in_flight);
+    drop(failed);
+    core.checkpoint_finished(Epoch(1), None);
+    assert!(!core.checkpoint.in_flight && core.checkpoint.requested);
+    // The next checkpoint carries them again: they were not lost with the
+    // failed one, and they are still read.
+    assert_eq!(balance(&mut core, &id), Some(4));
+    let again = core.freeze(&acked, EgressSeq(0), NOW_MS);
+    assert_eq!((again.states.len(), again.idempotency.len()), (1, 1));
+    drop(again);
+    core.checkpoint_finished(Epoch(1), Some(Lsn(9)));
+    assert_eq!(core.checkpoint.lsn, Lsn(9));
+    // A result for a core of another epoch is ignored.
+    core.checkpoint.in_flight = true;
+    core.checkpoint_finished(Epoch(2), Some(Lsn(20)));
+    assert_eq!(core.checkpoint.lsn, Lsn(9));
+}
