@@ -189,6 +189,15 @@ pub struct HandlerInfo {
     pub renamed_from: &'static [&'static str],
 }
 
+impl HandlerInfo {
+    /// Whether `name`, stored by this or an earlier build (a message, a
+    /// reply route, the handler of a stored idempotent reply), means this
+    /// handler: its name, or one in `renamed_from`.
+    pub(crate) fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.renamed_from.contains(&name)
+    }
+}
+
 /// A stateful function type: implemented by `#[stateful_function]` on the
 /// struct's impl block; not meant to be implemented by hand.
 ///
