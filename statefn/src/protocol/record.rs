@@ -61,7 +61,6 @@ pub(crate) struct InvocationRecord {
     /// Records for egress logs.
     pub(crate) egress: Vec<Emitted>,
     /// A message from a function that failed its last allowed attempt.
-    #[serde(default)]
     pub(crate) dead_letter: Option<Box<DeadLetterEntry>>,
 }
 
@@ -106,7 +105,6 @@ pub(crate) struct Sent {
     pub(crate) target: Address,
     pub(crate) message: Vec<u8>,
     pub(crate) reply_to: Option<ReplyRoute>,
-    #[serde(default)]
     pub(crate) attempt: u32,
 }
 
@@ -117,7 +115,6 @@ pub(crate) struct TimerEntry {
     pub(crate) due_ms: u64,
     pub(crate) outgoing: Outgoing,
     /// An expiry check of `outgoing.target` rather than a message.
-    #[serde(default)]
     pub(crate) expiry: bool,
 }
 
