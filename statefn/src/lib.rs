@@ -218,6 +218,8 @@ mod commit;
 mod context;
 mod egress;
 mod error;
+#[cfg(feature = "testing")]
+mod fixtures;
 #[allow(
     clippy::allow_attributes_without_reason,
     reason = "owned by the API work (issue 13): its one bare `allow` is theirs to justify"
@@ -273,6 +275,14 @@ pub mod prelude {
     pub use crate::{
         Context, Error, Handle, Runtime, StatefulFunction, handler, stateful_function,
     };
+}
+
+/// What a data directory holds, for the tests of checked-in fixtures; not
+/// a public API.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod __fixtures {
+    pub use crate::fixtures::*;
 }
 
 /// Entry points for the fuzz targets; not a public API.
