@@ -90,7 +90,8 @@ pub fn decode_state<Old: DeserializeOwned>(bytes: &[u8]) -> Result<Old, String> 
 }
 
 /// Stored state: the encoding version, the time it was written (unix ms,
-/// for expiry), then the postcard bytes.
+/// for expiry), then the postcard bytes. The header's layout is part of the
+/// data directory format (`docs/formats.md`): changing it is a format change.
 pub(crate) fn encode_state<T: StatefulFunction>(state: &T, now_ms: u64) -> Result<Vec<u8>, Error> {
     let mut out = postcard::to_stdvec(&(T::VERSION, now_ms)).map_err(|e| Error::Encode {
         what: "the state header".into(),

@@ -6,8 +6,10 @@
 //! deterministic whatever the handler code does today.
 //!
 //! These types are the on-disk format: a field added, removed or reordered
-//! changes what older records mean (postcard is not self-describing), so any
-//! change bumps [`RECORD_VERSION`] and keeps a reader of the old one.
+//! changes what older records mean (postcard is not self-describing, and
+//! `#[serde(default)]` does nothing for it), so any change bumps
+//! [`RECORD_VERSION`] and keeps a reader of the old one. The golden bytes in
+//! `protocol/golden.rs` fail first; `docs/formats.md` keeps the history.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,10 @@ pub(crate) use crate::egress::Emitted;
 use crate::{Address, Error, error::StorageError};
 
 /// The record format this build writes; a newer one is refused on replay.
+///
+/// 1. The types of this module as they are (every data directory format so
+///    far). The message bytes they hold are opaque here: what they mean is
+///    the data directory format's (positional in format 1, named in 2).
 pub(crate) const RECORD_VERSION: u8 = 1;
 
 /// One shard's record in a (shared) log group.
