@@ -214,7 +214,8 @@
 //!    duplicates by its watermark (`protocol/channel.rs`).
 //! 4. **Commit.** The shard's log group's syncer appends the records of
 //!    every waiting batch to the log, flushes once and waits until it is
-//!    durable (`commit/syncer.rs`), through the log trait of
+//!    durable (`commit/syncer.rs`; two committers per group write the next
+//!    batches while a flush syncs, `commit/in_flight.rs`), through the log trait of
 //!    `statefn-store` (the local write-ahead log, or a replicated one).
 //!    Batches of a core from before a recovery are refused
 //!    (`protocol/epoch.rs`).

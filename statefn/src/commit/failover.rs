@@ -21,8 +21,10 @@ impl Syncer {
     }
 
     /// Marks the group's shards as recovering and refuses the client calls
-    /// waiting for them.
-    fn take_down(&self, reason: &str) {
+    /// waiting for them. Flushes still in flight will be refused too.
+    pub(super) fn take_down(&self, reason: &str) {
+        self.failovers
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         for shard in self.epochs.shards() {
             let refused = self.parts.host.take_down(shard);
             let count = refused.len();

@@ -12,6 +12,7 @@
 //! | --- | --- |
 //! | a batch reaches its group | [`log_group`] |
 //! | append, flush, wait until durable, then release | [`syncer`] |
+//! | write the next batches while the previous flush syncs | [`in_flight`] |
 //! | the log failed: refuse, take down, recover, resume | [`failover`] |
 //! | write frozen checkpoints, then let the log truncate | [`checkpointer`] |
 //! | rebuild a group's shards from checkpoint and log | [`recovery`] |
@@ -23,6 +24,7 @@
 
 pub(crate) mod checkpointer;
 mod failover;
+pub(crate) mod in_flight;
 pub(crate) mod log_group;
 pub(crate) mod recovery;
 pub(crate) mod stored_messages;
@@ -35,6 +37,7 @@ use statefn_store::CommitLog;
 pub(crate) use self::log_group::LogGroup;
 use self::{
     checkpointer::{CheckpointQueue, Checkpointer},
+    in_flight::Committer,
     recovery::Storage,
     syncer::Syncer,
 };
@@ -173,14 +176,16 @@ impl Commit {
         }
     }
 
-    /// The background services of the commit path: one syncer per opened
-    /// group, and the checkpointer.
+    /// The background services of the commit path: the committers of each
+    /// opened group's syncer (two when `pipelined` and `Durability::Fsync`,
+    /// see [`in_flight`]), and the checkpointer.
     pub(crate) fn services(
         &self,
         host: &Arc<dyn CommitHost>,
         opened: Vec<OpenedGroup>,
         clock: &Clock,
         observer: Option<&CommitObserver>,
+        pipelined: bool,
     ) -> CommitServices {
         let mut syncers: Vec<Box<dyn Service>> = Vec::new();
         for group in opened {
@@ -190,7 +195,7 @@ impl Commit {
             let Some(rx) = handle.take_receiver() else {
                 continue;
             };
-            syncers.push(Box::new(Syncer::new(
+            let syncer = Syncer::new(
                 syncer::Parts {
                     host: Arc::clone(host),
                     storage: Arc::clone(&self.storage),
@@ -202,7 +207,11 @@ impl Commit {
                     rx,
                 },
                 group,
-            )));
+                pipelined,
+            );
+            for committer in Committer::for_group(syncer) {
+                syncers.push(Box::new(committer));
+            }
         }
         let checkpointer = Checkpointer::new(
             Arc::clone(host),

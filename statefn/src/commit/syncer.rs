@@ -4,12 +4,19 @@
 //! every waiting batch, flushes once and waits once for the flush to be
 //! durable, then releases their effects: replies, outgoing messages, acks,
 //! timers and egress leave only when durable. Workers go on with their next
-//! batches meanwhile (pipelining). When the log fails it hands over to
-//! [`failover`](super::failover); other groups go on.
+//! batches meanwhile (pipelining). With `Builder::pipelined_commits` (and
+//! `Durability::Fsync`), two committers share the syncer so that the next
+//! batches are written while the previous flush is synced
+//! ([`in_flight`](super::in_flight)). When the
+//! log fails it hands over to [`failover`](super::failover); other groups go
+//! on.
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -19,6 +26,7 @@ use statefn_store::{CommitLog, LogError, Lsn, PendingFlush};
 use super::{
     CommitConfig, CommitHost, CommitObserver, Durability, OpenedGroup,
     checkpointer::CheckpointQueue,
+    in_flight::InFlight,
     log_group::{GroupCommand, GroupStats},
     recovery::Storage,
 };
@@ -28,13 +36,13 @@ use crate::{
         epoch::ShardEpochs,
         ids::{LogGroupId, ShardId},
     },
-    service::{Service, Step},
+    service::Step,
     shard::effects::Batch,
 };
 
 /// How often the syncer looks at timers (periodic sync, checkpoint triggers)
 /// when idle.
-const TICK: Duration = Duration::from_millis(50);
+pub(super) const TICK: Duration = Duration::from_millis(50);
 
 /// What a syncer is built from, besides its opened group.
 pub(crate) struct Parts {
@@ -48,7 +56,8 @@ pub(crate) struct Parts {
     pub(crate) rx: Receiver<GroupCommand>,
 }
 
-/// Commits one log group's batches: a [`Service`].
+/// Commits one log group's batches; run by one or two
+/// [`Committer`](super::in_flight::Committer)s.
 pub(crate) struct Syncer {
     pub(super) parts: Parts,
     pub(super) group: LogGroupId,
@@ -72,6 +81,18 @@ pub(crate) struct Syncer {
     last_checkpoint_request: Instant,
     /// The runtime's clock (virtual in tests), as the checkpoint interval is.
     last_checkpoint_request_ms: u64,
+    /// Flushes are handed to the committer to wait for outside the lock
+    /// (`Durability::Fsync` with two committers), rather than waited for here.
+    pub(super) pipelined: bool,
+    /// Failovers so far: a flush in flight when the log failed is refused,
+    /// whatever its own wait returned.
+    pub(super) failovers: Arc<AtomicU64>,
+    /// The ticket of the next flush handed out: flushes are released in
+    /// this order.
+    next_ticket: u64,
+    /// A committer saw `Stop` (or stopped during a recovery): every
+    /// committer of the group is done.
+    pub(super) finished: bool,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -84,7 +105,7 @@ impl std::fmt::Debug for Syncer {
 }
 
 impl Syncer {
-    pub(crate) fn new(parts: Parts, opened: OpenedGroup) -> Self {
+    pub(crate) fn new(parts: Parts, opened: OpenedGroup, pipelined: bool) -> Self {
         let mut epochs = ShardEpochs::default();
         let mut checkpointed = BTreeMap::new();
         for (shard, epoch, lsn) in opened.shards {
@@ -92,6 +113,7 @@ impl Syncer {
             checkpointed.insert(shard, lsn);
         }
         let now_ms = parts.clock.now_ms();
+        let fsync = parts.config.mode == Durability::Fsync;
         Syncer {
             parts,
             group: opened.group,
@@ -104,6 +126,10 @@ impl Syncer {
             last_sync: Instant::now(),
             last_checkpoint_request: Instant::now(),
             last_checkpoint_request_ms: now_ms,
+            pipelined: pipelined && fsync,
+            failovers: Arc::default(),
+            next_ticket: 0,
+            finished: false,
         }
     }
 
@@ -119,8 +145,9 @@ impl Syncer {
     }
 
     /// Handles the commands that arrived together: one group commit for all
-    /// their batches. Returns whether the syncer is done.
-    fn handle(&mut self, commands: Vec<GroupCommand>) -> bool {
+    /// their batches. Returns whether the syncer is done, and the flush to
+    /// wait for when pipelined.
+    fn handle(&mut self, commands: Vec<GroupCommand>) -> (bool, Option<InFlight>) {
         let mut batches = Vec::new();
         let mut stop = false;
         for command in commands {
@@ -130,11 +157,13 @@ impl Syncer {
                 GroupCommand::Stop => stop = true,
             }
         }
-        if !batches.is_empty() {
-            self.commit(batches);
-        }
+        let flight = if batches.is_empty() {
+            None
+        } else {
+            self.commit(batches)
+        };
         if self.stopping {
-            return true;
+            return (true, flight);
         }
         self.periodic_sync();
         self.maybe_request_checkpoints();
@@ -142,10 +171,13 @@ impl Syncer {
         if stop {
             self.periodic_sync_now();
         }
-        stop
+        (stop, flight)
     }
 
-    fn commit(&mut self, batches: Vec<Batch>) {
+    /// Appends and flushes `batches`; unless pipelined, also waits until
+    /// durable and releases them. Pipelined, returns the flush for a
+    /// committer to wait for and release outside the lock.
+    fn commit(&mut self, batches: Vec<Batch>) -> Option<InFlight> {
         let mut accepted = Vec::with_capacity(batches.len());
         let mut refused: Option<(String, Vec<Batch>)> = None;
         {
@@ -157,7 +189,7 @@ impl Syncer {
                         "its log group is recovering",
                     );
                 }
-                return;
+                return None;
             };
             let mut batches = batches.into_iter();
             while let Some(batch) = batches.next() {
@@ -185,30 +217,49 @@ impl Syncer {
         if let Some((reason, rest)) = refused {
             let mut all: Vec<Batch> = accepted.into_iter().map(|(b, _)| b).collect();
             all.extend(rest);
-            return self.fail(all, &reason);
+            self.fail(all, &reason);
+            return None;
         }
         if accepted.is_empty() {
-            return;
+            return None;
         }
         let invocations: usize = accepted.iter().map(|(b, _)| b.records.len()).sum();
         metrics::histogram!(crate::metrics::COMMIT_BATCH).record(invocations as f64);
+        if self.pipelined {
+            return match self.log.as_mut().map(|log| log.flush()) {
+                Some(Ok(pending)) => {
+                    let ticket = self.next_ticket;
+                    self.next_ticket += 1;
+                    Some(InFlight {
+                        pending,
+                        batches: accepted,
+                        ticket,
+                        failovers: self.failovers.load(Ordering::Acquire),
+                    })
+                }
+                Some(Err(e)) => {
+                    let batches = accepted.into_iter().map(|(b, _)| b).collect();
+                    self.fail(batches, &format!("the log failed: {e}"));
+                    None
+                }
+                None => None,
+            };
+        }
         if let Err(e) = self.flush(accepted.iter().any(|(b, _)| b.checkpoint.is_some())) {
             let batches = accepted.into_iter().map(|(b, _)| b).collect();
-            return self.fail(batches, &format!("the log failed: {e}"));
+            self.fail(batches, &format!("the log failed: {e}"));
+            return None;
         }
         for (batch, lsn) in accepted {
-            if let Some(observe) = &self.parts.observer {
-                observe(&batch.records);
-            }
-            self.parts
-                .host
-                .publish_acks(batch.shard, &batch.effects.acks);
-            if let Some(mut job) = batch.checkpoint {
-                job.lsn = lsn;
-                self.parts.checkpoints.submit(job);
-            }
-            self.parts.host.release(batch.effects);
+            release_one(
+                self.parts.host.as_ref(),
+                &self.parts.checkpoints,
+                self.parts.observer.as_ref(),
+                batch,
+                lsn,
+            );
         }
+        None
     }
 
     /// Flushes what was appended and, unless `Periodic` mode may wait (no
@@ -302,16 +353,14 @@ impl Syncer {
     }
 }
 
-impl Service for Syncer {
-    fn name(&self) -> String {
-        format!("statefn-log-{}", self.group)
-    }
-
-    fn tick(&self) -> Duration {
-        TICK
-    }
-
-    fn step(&mut self, wait: Duration) -> Step {
+impl Syncer {
+    /// One step of a committer, under the syncer's lock: waits up to `wait`
+    /// for commands and handles every one that arrived. Returns the flush to
+    /// wait for outside the lock, if pipelined.
+    pub(super) fn step_locked(&mut self, wait: Duration) -> (Step, Option<InFlight>) {
+        if self.finished {
+            return (Step::Done, None);
+        }
         let rx = self.parts.rx.clone();
         let first = if wait.is_zero() {
             None
@@ -319,17 +368,42 @@ impl Service for Syncer {
             match rx.recv_timeout(self.tick(wait)) {
                 Ok(command) => Some(command),
                 Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return Step::Done,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.finished = true;
+                    return (Step::Done, None);
+                }
             }
         };
         let commands: Vec<GroupCommand> = first.into_iter().chain(rx.try_iter()).collect();
         let worked = !commands.is_empty();
-        if self.handle(commands) {
-            Step::Done
+        let (done, flight) = self.handle(commands);
+        if done {
+            self.finished = true;
+            (Step::Done, flight)
         } else if worked {
-            Step::Worked
+            (Step::Worked, flight)
         } else {
-            Step::Idle
+            (Step::Idle, flight)
         }
     }
+}
+
+/// Releases one durable batch: acks, its checkpoint (at its last record's
+/// position), then its effects.
+pub(super) fn release_one(
+    host: &dyn CommitHost,
+    checkpoints: &CheckpointQueue,
+    observer: Option<&CommitObserver>,
+    batch: Batch,
+    lsn: Lsn,
+) {
+    if let Some(observe) = observer {
+        observe(&batch.records);
+    }
+    host.publish_acks(batch.shard, &batch.effects.acks);
+    if let Some(mut job) = batch.checkpoint {
+        job.lsn = lsn;
+        checkpoints.submit(job);
+    }
+    host.release(batch.effects);
 }

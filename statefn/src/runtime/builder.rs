@@ -70,6 +70,7 @@ pub struct Builder {
     mailbox_capacity: usize,
     retry: RetryPolicy,
     file_system: Arc<dyn FileSystem>,
+    pipelined_commits: bool,
     registry: Registry,
     error: Option<Error>,
 }
@@ -91,6 +92,7 @@ impl Default for Builder {
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             retry: RetryPolicy::default(),
             file_system: Arc::new(StdFs),
+            pipelined_commits: false,
             registry: Registry::default(),
             error: None,
         }
@@ -211,6 +213,35 @@ impl Builder {
         self
     }
 
+    /// Whether each log group writes its next batches while the previous
+    /// flush is being synced, on two threads (only with
+    /// [`Durability::Fsync`]). Default `false`: one thread per group, one
+    /// flush at a time, which measured faster on a loaded 2-core machine
+    /// (`BENCHMARKS.md`, "Durable calls and the fsync"); `true` is kept to
+    /// measure the two again elsewhere. A reply waits for its record's
+    /// `fdatasync` either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// let dir = tempfile::tempdir().map_err(|e| statefn::Error::Config(e.to_string()))?;
+    /// let runtime = statefn::Runtime::builder()
+    ///     .data_dir(dir.path())
+    ///     .pipelined_commits(false)
+    ///     .open()
+    ///     .await?;
+    /// runtime.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[doc(hidden)]
+    pub fn pipelined_commits(mut self, on: bool) -> Self {
+        self.pipelined_commits = on;
+        self
+    }
+
     /// Registers a function type so that it can be called.
     pub fn register<T: StatefulFunction>(mut self) -> Self {
         if let Err(e) = self.registry.register::<T>() {
@@ -311,6 +342,7 @@ impl Builder {
             egress_retention: self.egress_retention,
             mailbox_capacity: self.mailbox_capacity,
             file_system: self.file_system,
+            pipelined_commits: self.pipelined_commits,
             registry: self.registry,
         })
     }
@@ -336,5 +368,7 @@ pub(crate) struct Plan {
     pub(super) egress_retention: Duration,
     pub(super) mailbox_capacity: usize,
     pub(super) file_system: Arc<dyn FileSystem>,
+    /// Two committers per log group (see `commit/in_flight.rs`).
+    pub(super) pipelined_commits: bool,
     pub(super) registry: Registry,
 }

@@ -273,7 +273,16 @@ pub(super) fn assemble(
     });
     let host: Arc<dyn CommitHost> = Arc::clone(&inner) as Arc<dyn CommitHost>;
     let commit = match &inner.commit {
-        Some(commit) => commit.services(&host, groups, &clock, observer.as_ref()),
+        // Flushes pipelined on two threads per group only when asked for;
+        // the test kit steps one syncer per group, which waits for its own
+        // flushes.
+        Some(commit) => commit.services(
+            &host,
+            groups,
+            &clock,
+            observer.as_ref(),
+            drive == Drive::Threads && plan.pipelined_commits,
+        ),
         None => CommitServices {
             syncers: Vec::new(),
             checkpointer: None,
