@@ -40,22 +40,42 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
-/// Reads the inputs and writes `throughput_vs_concurrency.svg` and
-/// `latency_cdf.svg`.
+/// Reads the inputs and writes `throughput_vs_concurrency.svg`,
+/// `latency_cdf.svg` and, when the inputs hold `embedded` runs,
+/// `latency_vs_callers.svg`.
 ///
 /// # Errors
 ///
 /// An unreadable input, no data for a chart, or a drawing error.
 pub fn run(args: &PlotArgs) -> Result<(), BoxError> {
     let mut results = Vec::new();
+    let mut labelled = Vec::new();
     for path in &args.input {
+        let label = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         for line in std::fs::read_to_string(path)?.lines() {
             if line.starts_with('{') {
-                results.push(serde_json::from_str::<Value>(line)?);
+                let value = serde_json::from_str::<Value>(line)?;
+                labelled.push((label.clone(), value.clone()));
+                results.push(value);
             }
         }
     }
     std::fs::create_dir_all(&args.out)?;
+    let latency = latency_series(&labelled, args.input.len() > 1);
+    if !latency.is_empty() {
+        let path = args.out.join("latency_vs_callers.svg");
+        draw(
+            &path,
+            "Embedded call latency vs callers (1k keys) and the fsync floor",
+            ("concurrent callers", "latency, ms"),
+            &latency,
+            true,
+        )?;
+        println!("wrote {}", path.display());
+    }
     let throughput = throughput_series(&results);
     let path = args.out.join("throughput_vs_concurrency.svg");
     draw(
@@ -123,6 +143,67 @@ fn throughput_series(results: &[Value]) -> Vec<Series> {
         })
         .filter(|s| !s.points.is_empty())
         .collect()
+}
+
+/// Embedded at 1,000 keys by callers: durable p50 and p99 (one flush at a
+/// time), durable p50 with pipelined commits when measured, in-memory p50,
+/// and the p50 of raw append+fdatasync measured right before each durable
+/// run (the floor). Repeated runs of a cell are drawn as their median. With
+/// several inputs, each series is named after its file.
+fn latency_series(results: &[(String, Value)], by_input: bool) -> Vec<Series> {
+    // (variant, pipelined commits, field, name)
+    let wanted: [(&str, bool, &str, &str); 5] = [
+        ("durable", false, "p50_ms", "durable p50"),
+        ("durable", false, "p99_ms", "durable p99"),
+        ("durable", true, "p50_ms", "durable p50, pipelined commits"),
+        ("in-memory", false, "p50_ms", "in-memory p50"),
+        (
+            "floor: append+fdatasync 256B",
+            false,
+            "p50_ms",
+            "fdatasync p50 (floor)",
+        ),
+    ];
+    let mut inputs: Vec<&str> = results.iter().map(|(l, _)| l.as_str()).collect();
+    inputs.dedup();
+    let mut series = Vec::new();
+    for input in inputs {
+        for &(variant, pipelined, field, name) in &wanted {
+            let mut by_callers: Vec<(f64, Vec<f64>)> = Vec::new();
+            for (_, r) in results.iter().filter(|(l, r)| {
+                l == input
+                    && matches(r, "embedded", variant)
+                    && r["params"]["keys"] == 1000
+                    && (r["params"]["pipelined"] == true) == pipelined
+            }) {
+                let (Some(callers), Some(value)) =
+                    (number(&r["params"]["callers"]), number(&r[field]))
+                else {
+                    continue;
+                };
+                match by_callers.iter_mut().find(|(c, _)| *c == callers) {
+                    Some((_, values)) => values.push(value),
+                    None => by_callers.push((callers, vec![value])),
+                }
+            }
+            let mut points: Vec<(f64, f64)> = by_callers
+                .into_iter()
+                .map(|(c, mut values)| {
+                    values.sort_by(f64::total_cmp);
+                    (c, values.get(values.len() / 2).copied().unwrap_or(0.0))
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let name = if by_input {
+                format!("{input}: {name}")
+            } else {
+                name.to_owned()
+            };
+            series.push(Series { name, points });
+        }
+    }
+    series.retain(|s| !s.points.is_empty());
+    series
 }
 
 /// CDFs of the HTTP bank at each concurrency and of embedded durable calls

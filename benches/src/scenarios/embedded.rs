@@ -5,8 +5,12 @@
 //! loop of callers picking keys uniformly at random, and shuts it down. In
 //! each (keys, callers) cell in-memory runs first, so the durable row can
 //! carry the durable/in-memory ratio: the price of one fsynced commit.
+//! Right before each durable run, raw `append + fdatasync` of 256 B on the
+//! same disk is measured for `--fsync-floor` seconds, so the durable row
+//! carries its latency in units of the disk's fsync measured seconds apart
+//! (`p50_vs_fsync_p50`, `p99_vs_fsync_p50`).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use statefn::{Durability, Runtime};
 use statefn_store::Faults;
@@ -15,7 +19,8 @@ use super::{Common, Mode};
 use crate::{
     counter::{Counter, CounterKeys},
     diagnose::{ThreadTimes, counting_fs, format_busy},
-    measure::{BoxError, Record, Summary, closed_loop, ratio},
+    measure::{BoxError, Record, Summary, Window, closed_loop, ratio},
+    scenarios::floor::append_fdatasync,
     scratch::Scratch,
 };
 
@@ -38,6 +43,19 @@ pub struct EmbeddedArgs {
     /// (through a counting file system: a mutex per append and sync).
     #[arg(long)]
     pub diagnose: bool,
+    /// Seconds of raw append+fdatasync (256 B) measured before each durable
+    /// run, its row printed as `floor: append+fdatasync 256B`; 0 skips it.
+    #[arg(long, default_value_t = 1.0)]
+    pub fsync_floor: f64,
+    /// Durable runs with the log groups' flushes pipelined (`true`, the
+    /// default), one flush at a time (`false`), or both (`true,false`).
+    #[arg(long, value_delimiter = ',', default_values_t = [true])]
+    pub pipelined: Vec<bool>,
+    /// Milliseconds added to every log sync (a steady slow disk, through
+    /// the counting file system), so that the commit pipeline's shape shows
+    /// through a noisy machine's disk; 0: none.
+    #[arg(long, default_value_t = 0.0)]
+    pub sync_delay_ms: f64,
 }
 
 /// Runs the grid.
@@ -54,13 +72,33 @@ pub async fn run(args: &EmbeddedArgs) -> Result<(), BoxError> {
     for &keys in &args.keys {
         for &callers in &args.callers {
             let mut in_memory_per_s = None;
-            for &mode in &modes {
+            let runs = modes.iter().flat_map(|&mode| match mode {
+                Mode::InMemory => vec![(mode, true)],
+                Mode::Durable => args.pipelined.iter().map(|&p| (mode, p)).collect(),
+            });
+            for (mode, pipelined) in runs {
+                let floor_p50 = if mode == Mode::Durable && args.fsync_floor > 0.0 {
+                    Some(fsync_floor(&args.common, args.fsync_floor, keys, callers)?)
+                } else {
+                    None
+                };
+                let options = RunOptions {
+                    diagnose: args.diagnose,
+                    pipelined,
+                    sync_delay: Duration::from_secs_f64(args.sync_delay_ms.max(0.0) / 1000.0),
+                };
                 let (summary, prebuilt, diagnosis) =
-                    run_one(&args.common, mode, keys, callers, args.diagnose).await?;
+                    run_one(&args.common, mode, keys, callers, options).await?;
                 let mut record = Record::new("embedded", mode.name(), &summary)
                     .param("keys", keys)
                     .param("callers", callers)
                     .param("handles", if prebuilt { "prebuilt" } else { "per-call" });
+                if mode == Mode::Durable {
+                    record = record.param("pipelined", pipelined);
+                    if args.sync_delay_ms > 0.0 {
+                        record = record.param("sync_delay_ms", args.sync_delay_ms);
+                    }
+                }
                 match (mode, in_memory_per_s) {
                     (Mode::InMemory, _) => in_memory_per_s = Some(record.throughput_per_s()),
                     (Mode::Durable, Some(base)) => {
@@ -68,6 +106,13 @@ pub async fn run(args: &EmbeddedArgs) -> Result<(), BoxError> {
                         record = record.field("throughput_ratio_vs_in_memory", durable_vs_memory);
                     }
                     (Mode::Durable, None) => {}
+                }
+                if let Some(floor_p50) = floor_p50 {
+                    let (p50, p99) = (record.p50_ms(), record.p99_ms());
+                    record = record
+                        .field("fsync_p50_ms", floor_p50)
+                        .field("p50_vs_fsync_p50", ratio(p50, floor_p50))
+                        .field("p99_vs_fsync_p50", ratio(p99, floor_p50));
                 }
                 if let Some(diagnosis) = diagnosis {
                     record = diagnosis.annotate(record, &summary);
@@ -77,6 +122,23 @@ pub async fn run(args: &EmbeddedArgs) -> Result<(), BoxError> {
         }
     }
     Ok(())
+}
+
+/// Measures raw append+fdatasync on the data directory's disk for
+/// `seconds`, prints its row, and returns its p50 in milliseconds.
+fn fsync_floor(common: &Common, seconds: f64, keys: u64, callers: usize) -> Result<f64, BoxError> {
+    let scratch = Scratch::new(&common.data_dir, "embedded-floor")?;
+    let window = Window {
+        warmup: Duration::from_millis(200),
+        duration: Duration::from_secs_f64(seconds),
+    };
+    let summary = append_fdatasync(&scratch.path().join("append-256"), 256, window)?;
+    let record = Record::new("embedded", "floor: append+fdatasync 256B", &summary)
+        .param("keys", keys)
+        .param("callers", callers)
+        .param("bytes", 256);
+    record.emit();
+    Ok(record.p50_ms())
 }
 
 /// What `--diagnose` saw during one run.
@@ -104,17 +166,32 @@ impl Diagnosis {
     }
 }
 
+/// How one durable run is set up.
+#[derive(Debug, Clone, Copy)]
+struct RunOptions {
+    diagnose: bool,
+    pipelined: bool,
+    sync_delay: Duration,
+}
+
 /// One run: open, drive, shut down. Returns whether handles were prebuilt.
 async fn run_one(
     common: &Common,
     mode: Mode,
     keys: u64,
     callers: usize,
-    diagnose: bool,
+    options: RunOptions,
 ) -> Result<(Summary, bool, Option<Diagnosis>), BoxError> {
-    let builder = Runtime::builder().register::<Counter>();
-    let (builder, counting) = if diagnose && mode == Mode::Durable {
+    let diagnose = options.diagnose;
+    let builder = Runtime::builder()
+        .register::<Counter>()
+        .pipelined_commits(options.pipelined);
+    let delayed = !options.sync_delay.is_zero();
+    let (builder, counting) = if (diagnose || delayed) && mode == Mode::Durable {
         let (fs, faults) = counting_fs();
+        if delayed {
+            faults.sync_delay(options.sync_delay);
+        }
         (builder.file_system(fs), Some(faults))
     } else {
         (builder, None)
