@@ -173,7 +173,7 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
     let mut cores: Vec<ShardCore> = Vec::new();
     let mut groups = Vec::new();
     for group in (0..plan.log_groups).map(statefn_store::LogGroupId) {
-        let recovered = storage.recover(group, Epoch(1))?;
+        let recovered = storage.recover(group, Epoch(1), None)?;
         groups.push(OpenedGroup {
             group,
             log: recovered.log,
