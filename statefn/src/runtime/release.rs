@@ -20,7 +20,9 @@ impl RuntimeInner {
     /// timers.
     pub(crate) fn release(&self, effects: Effects) {
         // Deliveries first: a caller who has seen a transfer's reply and then
-        // calls the receiver finds the deposit already queued ahead of it.
+        // calls the receiver finds the deposit already queued ahead of it
+        // (in `Periodic` mode, a message to another log group waits for the
+        // sync, after the reply).
         let shards = self.shard_count();
         for envelope in effects.deliveries {
             let shard = envelope.target.shard_id(shards);
@@ -35,6 +37,15 @@ impl RuntimeInner {
         }
         for timer in effects.timers {
             self.timers.arm(timer);
+        }
+        for (shard, change) in effects.dead_letters {
+            if let Some(target) = self.shard(shard) {
+                target.dead_letter_committed(change);
+            }
+        }
+        // A receiver saw a gap: its sender re-sends what it holds for it.
+        for (source, dest) in effects.resend_requests {
+            self.enqueue(source, Mail::Resend { dest });
         }
         self.finished(effects.finished);
     }
