@@ -159,8 +159,8 @@ fn injected_fault(storage: &Storage) -> Result<(), Error> {
 }
 
 /// Writes a checkpoint atomically and durably, then sweeps expired
-/// idempotency entries.
-fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> Result<(), Error> {
+/// idempotency entries. (Also used at open, before this service runs.)
+pub(crate) fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> Result<(), Error> {
     let mut batch = tables.batch();
     writes(job, &mut batch)?;
     batch.commit().map_err(StorageError::store(format!(
