@@ -275,6 +275,10 @@ pub(crate) struct RuntimeInner {
     pub(crate) clock: Clock,
     /// Driven by the test kit: no service runs on its own.
     manual: bool,
+    /// Test hook: this many of the next committed messages between
+    /// functions are lost on their way to the receiver's mailbox.
+    #[cfg(test)]
+    pub(crate) lose_messages: std::sync::atomic::AtomicUsize,
 }
 
 impl RunShard for RuntimeInner {

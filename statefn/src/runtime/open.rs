@@ -264,6 +264,8 @@ pub(super) fn assemble(
         egress: Arc::new(egress),
         clock: clock.clone(),
         manual: drive != Drive::Threads,
+        #[cfg(test)]
+        lose_messages: std::sync::atomic::AtomicUsize::new(0),
     });
     let weak: Weak<RuntimeInner> = Arc::downgrade(&inner);
     let timers = TimerService::new(Arc::clone(&inner.timers), clock.clone(), move |t| {

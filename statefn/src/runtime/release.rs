@@ -16,6 +16,19 @@ use crate::{
 };
 
 impl RuntimeInner {
+    /// The test hook of [`RuntimeInner::lose_messages`]: whether to lose
+    /// this delivery.
+    #[cfg(test)]
+    fn lost_in_test(&self, envelope: &crate::protocol::envelope::Envelope) -> bool {
+        matches!(
+            envelope.origin,
+            crate::protocol::envelope::Origin::Function { .. }
+        ) && self
+            .lose_messages
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
     /// Releases a committed batch's effects: deliveries, egress, replies,
     /// timers.
     pub(crate) fn release(&self, effects: Effects) {
@@ -25,6 +38,10 @@ impl RuntimeInner {
         // sync, after the reply).
         let shards = self.shard_count();
         for envelope in effects.deliveries {
+            #[cfg(test)]
+            if self.lost_in_test(&envelope) {
+                continue;
+            }
             let shard = envelope.target.shard_id(shards);
             self.enqueue(shard, Mail::Invoke(envelope));
         }
