@@ -224,14 +224,24 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), statefn::Error> {
     /// let dir = tempfile::tempdir().map_err(|e| statefn::Error::Config(e.to_string()))?;
-    /// let runtime = statefn::Runtime::builder()
+    /// let runtime = Runtime::builder()
     ///     .data_dir(dir.path())
-    ///     .pipelined_commits(false)
+    ///     .pipelined_commits(true)
+    ///     .register::<Counter>()
     ///     .open()
     ///     .await?;
+    /// // Durable once answered, pipelined or not.
+    /// assert_eq!(runtime.handle::<Counter>("c").add(2).await?, 2);
     /// runtime.shutdown().await?;
     /// # Ok(())
     /// # }
