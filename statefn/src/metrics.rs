@@ -34,6 +34,8 @@ pub const FSYNC_DURATION: &str = "statefn_fsync_duration_seconds";
 pub const MAILBOX_DEPTH: &str = "statefn_mailbox_depth";
 /// Time to write one shard checkpoint, in seconds.
 pub const CHECKPOINT_DURATION: &str = "statefn_checkpoint_duration_seconds";
+/// Bytes (keys and values) one shard checkpoint writes to the state store.
+pub const CHECKPOINT_BYTES: &str = "statefn_checkpoint_bytes";
 /// Log-group recoveries after a failure.
 pub const RECOVERIES: &str = "statefn_recoveries_total";
 /// Time to recover one log group (open or after a failure), in seconds.
@@ -114,6 +116,13 @@ pub const METRICS: &[Metric] = &[
         kind: MetricKind::Histogram,
         unit: Unit::Seconds,
         help: "Time to write one shard checkpoint to the state store, in seconds.",
+    },
+    Metric {
+        name: CHECKPOINT_BYTES,
+        kind: MetricKind::Histogram,
+        unit: Unit::Bytes,
+        help: "Bytes (keys and values, deletes included) one shard checkpoint writes to the \
+               state store.",
     },
     Metric {
         name: RECOVERIES,

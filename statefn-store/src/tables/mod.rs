@@ -110,6 +110,15 @@ impl ShardBatch {
         self.writes.len()
     }
 
+    /// How many bytes the batch writes: keys and values, a delete counting
+    /// its key.
+    pub fn bytes(&self) -> usize {
+        self.writes
+            .iter()
+            .map(|(_, key, value)| key.len() + value.as_ref().map_or(0, Vec::len))
+            .sum()
+    }
+
     /// Whether the batch writes nothing.
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()

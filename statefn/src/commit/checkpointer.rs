@@ -148,6 +148,7 @@ impl Service for Checkpointer {
 fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> Result<(), Error> {
     let mut batch = tables.batch();
     writes(job, &mut batch)?;
+    metrics::histogram!(crate::metrics::CHECKPOINT_BYTES).record(batch.bytes() as f64);
     batch.commit().map_err(StorageError::store(format!(
         "writing a checkpoint of shard {}",
         job.shard
