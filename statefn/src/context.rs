@@ -1,6 +1,10 @@
 //! `Context`: what a handler can do besides changing its own state.
 
-use std::{cell::RefCell, marker::PhantomData, time::Duration};
+use std::{
+    cell::RefCell,
+    marker::PhantomData,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use serde::Serialize;
 
@@ -11,16 +15,19 @@ use crate::{
     wire::WireMessage,
 };
 
-/// A handler's view of the runtime: its own address, and messages to send.
+/// A handler's view of the runtime: its own address, the time, messages to
+/// send and timers to set.
 ///
-/// Everything sent through a `Context` leaves only when the invocation
-/// commits: if the handler returns `Err` or panics, nothing is sent.
+/// Everything sent or set through a `Context` takes effect only when the
+/// invocation commits: if the handler returns `Err` or panics, nothing is
+/// sent and no timer changes.
 ///
 /// # Durability
 ///
 /// Sent messages are part of the sending invocation's commit; once that
 /// commit is durable they are delivered exactly once, across crashes of
-/// sender or receiver. Delayed messages are durable timers.
+/// sender or receiver. Delayed messages and [timers](Self::timer) are
+/// durable timers: stored with the commit that set them, fired once.
 ///
 /// # Examples
 ///
@@ -54,8 +61,27 @@ pub struct Context {
     // borrow the context too (`ctx.send::<T>(&to).hello(ctx.id().into())`).
     outgoing: RefCell<Vec<Outgoing>>,
     emitted: RefCell<Vec<(String, Vec<u8>)>>,
+    timer_ops: RefCell<Vec<TimerOp>>,
     failure: RefCell<Option<Error>>,
 }
+
+/// A change to one of the instance's keyed timers, applied in order when
+/// the invocation commits.
+#[derive(Debug)]
+pub(crate) enum TimerOp {
+    /// Arm the timer `key` (replacing the one under it) to run `message`.
+    Set {
+        key: String,
+        due_ms: u64,
+        every_ms: Option<u64>,
+        message: Vec<u8>,
+    },
+    /// Remove the timer `key`, if there is one.
+    Cancel { key: String },
+}
+
+/// The longest timer key, in bytes.
+pub const MAX_TIMER_KEY: usize = 256;
 
 impl Context {
     pub(crate) fn new(address: Address, now_ms: u64) -> Self {
@@ -64,6 +90,7 @@ impl Context {
             now_ms,
             outgoing: RefCell::new(Vec::new()),
             emitted: RefCell::new(Vec::new()),
+            timer_ops: RefCell::new(Vec::new()),
             failure: RefCell::new(None),
         }
     }
@@ -76,6 +103,13 @@ impl Context {
     /// The time of this invocation's batch (unix milliseconds).
     pub(crate) fn now_ms(&self) -> u64 {
         self.now_ms
+    }
+
+    /// The time of this invocation on the runtime's clock: the system clock,
+    /// or the test kit's virtual clock (`statefn::testing`). Timers are due
+    /// by the same clock, so compute [`at`](TimerBuilder::at) times from it.
+    pub fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.now_ms)
     }
 
     /// This instance's full address (type name and id).
@@ -104,6 +138,145 @@ impl Context {
             id.as_ref(),
             Some(delay),
         ))
+    }
+
+    /// Like [`send`](Self::send), delivered at `at` on the runtime's clock
+    /// ([`now`](Self::now)); a time already past sends it at once. A
+    /// durable timer, like [`send_after`](Self::send_after).
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # use std::time::Duration;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Invoice { reminded: bool }
+    /// # #[stateful_function]
+    /// # impl Invoice {
+    /// #[handler]
+    /// pub fn issue(&mut self, ctx: &mut Context, due_in_days: u64) {
+    ///     let due = ctx.now() + Duration::from_secs(due_in_days * 86_400);
+    ///     ctx.send_at::<Invoice>(due, ctx.id()).remind();
+    /// }
+    /// #[handler]
+    /// pub fn remind(&mut self) { self.reminded = true; }
+    /// # }
+    /// ```
+    pub fn send_at<T: StatefulFunction>(
+        &self,
+        at: SystemTime,
+        id: impl AsRef<str>,
+    ) -> T::Sender<'_> {
+        let delay = at.duration_since(self.now()).unwrap_or(Duration::ZERO);
+        self.send_after::<T>(delay, id)
+    }
+
+    /// This instance's timer `key`: at most one per key and instance.
+    /// Setting it replaces the timer it had under `key`, and the one
+    /// replaced never runs, even if it was already due and its wake-up
+    /// queued. When due, the timer runs the handler of this instance that
+    /// its typed sender names, as an invocation of its own.
+    ///
+    /// - `.after(delay)`, `.at(time)`: once.
+    /// - `.every(period)`: first after `period`, then every `period` until
+    ///   cancelled or replaced (a run missed while the runtime was down is
+    ///   not repeated: it runs once, then keeps the schedule). A periodic
+    ///   run that fails is not retried; the next one comes on time.
+    ///
+    /// `T` must be this function's own type (a timer belongs to its
+    /// instance and runs there), and `key` 1 to [`MAX_TIMER_KEY`] bytes;
+    /// otherwise the invocation fails with [`Error::InvalidTimer`]. A
+    /// one-time timer whose handler fails is retried like a message from a
+    /// function ([`RetryPolicy`](crate::RetryPolicy)), under the same key.
+    ///
+    /// # Durability
+    ///
+    /// The timer is set when this invocation commits: it then survives
+    /// crashes and runs once. Its run, its removal (or, periodic, its next
+    /// due time) and what its handler changes commit together.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use serde::{Deserialize, Serialize};
+    /// use statefn::prelude::*;
+    /// use statefn::testing::TestRuntime;
+    ///
+    /// #[stateful_function]
+    /// #[derive(Debug, Default, Serialize, Deserialize)]
+    /// pub struct Session { open: bool, ticks: u32 }
+    ///
+    /// #[stateful_function]
+    /// impl Session {
+    ///     #[handler]
+    ///     fn touch(&mut self, ctx: &mut Context) {
+    ///         self.open = true;
+    ///         // Each touch pushes the idle timeout back: the timer it
+    ///         // replaces never runs.
+    ///         ctx.timer::<Session>("idle").after(Duration::from_secs(60)).close();
+    ///         ctx.timer::<Session>("tick").every(Duration::from_secs(10)).tick();
+    ///     }
+    ///     #[handler(internal)]
+    ///     fn close(&mut self, ctx: &mut Context) {
+    ///         self.open = false;
+    ///         ctx.cancel_timer("tick");
+    ///     }
+    ///     #[handler(internal)]
+    ///     fn tick(&mut self) { self.ticks += 1; }
+    ///     #[handler]
+    ///     fn state(&self) -> (bool, u32) { (self.open, self.ticks) }
+    /// }
+    ///
+    /// # fn main() -> Result<(), statefn::Error> {
+    /// let mut rt = TestRuntime::builder().register::<Session>().start()?;
+    /// let session = rt.handle::<Session>("s");
+    /// rt.call(session.touch())?;
+    /// rt.advance(Duration::from_secs(50));
+    /// rt.call(rt.handle::<Session>("s").touch())?; // idle again from here
+    /// rt.advance(Duration::from_secs(59));
+    /// assert_eq!(rt.call(rt.handle::<Session>("s").state())?, (true, 10));
+    /// rt.crash()?; // timers are durable
+    /// rt.advance(Duration::from_secs(100));
+    /// // Closed at 110 s: the tick stopped with it.
+    /// assert_eq!(rt.call(rt.handle::<Session>("s").state())?, (false, 11));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn timer<T: StatefulFunction>(&self, key: &str) -> TimerBuilder<'_, T> {
+        let checked = if T::type_name() != self.address.type_name() {
+            Err(Error::InvalidTimer {
+                reason: format!(
+                    "`{}` set a timer of `{}`: a timer runs a handler of its own instance, so name its own type (`ctx.timer::<Self>(..)`)",
+                    self.address.type_name(),
+                    T::type_name()
+                ),
+            })
+        } else {
+            check_timer_key(key).map(|()| key.to_owned())
+        };
+        TimerBuilder {
+            ctx: self,
+            key: checked,
+            _function: PhantomData,
+        }
+    }
+
+    /// Removes this instance's timer `key`, if it has one: it will not run,
+    /// even if it is already due and its wake-up queued. A periodic timer
+    /// stops. Cancelling a key without a timer does nothing.
+    ///
+    /// # Durability
+    ///
+    /// As for [`timer`](Self::timer): the removal commits with this
+    /// invocation; if the invocation fails, the timer stays.
+    pub fn cancel_timer(&self, key: &str) {
+        match check_timer_key(key) {
+            Ok(()) => self.timer_ops.borrow_mut().push(TimerOp::Cancel {
+                key: key.to_owned(),
+            }),
+            Err(e) => self.fail(e),
+        }
     }
 
     /// Asks instance `id` of `T`; the reply comes back later as a message to
@@ -158,6 +331,85 @@ impl Context {
     pub(crate) fn take_emitted(&mut self) -> Vec<(String, Vec<u8>)> {
         std::mem::take(self.emitted.get_mut())
     }
+
+    pub(crate) fn take_timer_ops(&mut self) -> Vec<TimerOp> {
+        std::mem::take(self.timer_ops.get_mut())
+    }
+}
+
+fn check_timer_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.len() > MAX_TIMER_KEY {
+        return Err(Error::InvalidTimer {
+            reason: format!(
+                "a timer key is 1 to {MAX_TIMER_KEY} bytes, `{}` has {}",
+                key.chars().take(40).collect::<String>(),
+                key.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// One of an instance's timers, by key: choose when with
+/// [`after`](Self::after), [`at`](Self::at) or [`every`](Self::every), then
+/// the handler it runs by calling it on the typed sender they return. Made
+/// by [`Context::timer`].
+#[must_use = "a timer is set only once its handler is called on the sender `after`, `at` or `every` returns"]
+#[derive(Debug)]
+pub struct TimerBuilder<'c, T> {
+    ctx: &'c Context,
+    key: Result<String, Error>,
+    _function: PhantomData<fn() -> T>,
+}
+
+impl<'c, T: StatefulFunction> TimerBuilder<'c, T> {
+    /// Runs once, `delay` from now.
+    pub fn after(self, delay: Duration) -> T::Sender<'c> {
+        let due_ms = self.ctx.now_ms.saturating_add(millis(delay));
+        self.sender(due_ms, None)
+    }
+
+    /// Runs once, at `at` on the runtime's clock ([`Context::now`]); a time
+    /// already past runs it as soon as possible.
+    pub fn at(self, at: SystemTime) -> T::Sender<'c> {
+        let due_ms = millis(at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO));
+        let now_ms = self.ctx.now_ms;
+        self.sender(due_ms.max(now_ms), None)
+    }
+
+    /// Runs every `period` (at least a millisecond), first `period` from
+    /// now, until cancelled or replaced.
+    pub fn every(self, period: Duration) -> T::Sender<'c> {
+        let period_ms = millis(period);
+        if period_ms == 0 {
+            let e = Error::InvalidTimer {
+                reason: format!("a periodic timer needs a period of at least 1 ms, not {period:?}"),
+            };
+            return T::Sender::from_raw(RawSender::failed(self.ctx, e));
+        }
+        let due_ms = self.ctx.now_ms.saturating_add(period_ms);
+        self.sender(due_ms, Some(period_ms))
+    }
+
+    fn sender(self, due_ms: u64, every_ms: Option<u64>) -> T::Sender<'c> {
+        let raw = match self.key {
+            Ok(key) => RawSender {
+                ctx: self.ctx,
+                target: Ok(self.ctx.address.clone()),
+                mode: Mode::Timer {
+                    key,
+                    due_ms,
+                    every_ms,
+                },
+            },
+            Err(e) => RawSender::failed(self.ctx, e),
+        };
+        T::Sender::from_raw(raw)
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Builds generated senders; implemented by `#[stateful_function]`.
@@ -172,7 +424,20 @@ pub trait FromRawSender<'c> {
 pub struct RawSender<'c> {
     ctx: &'c Context,
     target: Result<Address, Error>,
-    delay: Option<Duration>,
+    mode: Mode,
+}
+
+/// What a sender's message becomes.
+#[derive(Debug)]
+enum Mode {
+    /// A message, now or after a delay.
+    Message { delay: Option<Duration> },
+    /// The instance's own timer `key`.
+    Timer {
+        key: String,
+        due_ms: u64,
+        every_ms: Option<u64>,
+    },
 }
 
 impl<'c> RawSender<'c> {
@@ -180,7 +445,16 @@ impl<'c> RawSender<'c> {
         RawSender {
             ctx,
             target: Address::new(type_name, id),
-            delay,
+            mode: Mode::Message { delay },
+        }
+    }
+
+    /// A sender whose message fails the invocation with `error`.
+    fn failed(ctx: &'c Context, error: Error) -> Self {
+        RawSender {
+            ctx,
+            target: Err(error),
+            mode: Mode::Message { delay: None },
         }
     }
 
@@ -199,15 +473,31 @@ impl<'c> RawSender<'c> {
     }
 
     fn push_encoded(self, message: Result<Vec<u8>, Error>, reply_to: Option<ReplyRoute>) {
-        match (self.target, message) {
-            (Ok(target), Ok(message)) => self.ctx.outgoing.borrow_mut().push(Outgoing {
-                target,
+        match (self.target, message, self.mode) {
+            (Ok(target), Ok(message), Mode::Message { delay }) => {
+                self.ctx.outgoing.borrow_mut().push(Outgoing {
+                    target,
+                    message,
+                    delay,
+                    reply_to,
+                    attempt: 0,
+                });
+            }
+            (
+                Ok(_),
+                Ok(message),
+                Mode::Timer {
+                    key,
+                    due_ms,
+                    every_ms,
+                },
+            ) => self.ctx.timer_ops.borrow_mut().push(TimerOp::Set {
+                key,
+                due_ms,
+                every_ms,
                 message,
-                delay: self.delay,
-                reply_to,
-                attempt: 0,
             }),
-            (Err(e), _) | (_, Err(e)) => self.ctx.fail(e),
+            (Err(e), _, _) | (_, Err(e), _) => self.ctx.fail(e),
         }
     }
 }

@@ -133,6 +133,24 @@ pub enum Error {
         /// The handler given to `reply_to`.
         handler: String,
     },
+    /// A handler set a timer that cannot be: of another function type, with
+    /// a key that is empty or too long, or periodic with a zero period. The
+    /// invocation changed nothing.
+    #[error("invalid timer: {reason}")]
+    InvalidTimer {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No delayed invocation with that id is pending: it never existed, has
+    /// run already, or was cancelled.
+    #[error(
+        "no pending invocation `{id}`: it ran already, was cancelled, or never existed; only a \
+         delayed invocation (`/send?delay=`) can be cancelled before it runs"
+    )]
+    UnknownInvocation {
+        /// The invocation id asked for.
+        id: String,
+    },
     /// The address is not valid (empty id, id too long).
     #[error("invalid address: {reason}")]
     InvalidAddress {

@@ -153,6 +153,9 @@ impl Storage {
                 }
             }
         }
+        for core in &mut cores {
+            core.open_timers(now_ms)?;
+        }
         metrics::histogram!(crate::metrics::RECOVERY_DURATION)
             .record(started.elapsed().as_secs_f64());
         tracing::info!(
@@ -176,18 +179,14 @@ impl Storage {
             Some(bytes) => decode(&bytes, &format!("the checkpoint of shard {shard}"))?,
             None => ShardMeta::default(),
         };
-        let timers = decode_all(tables.timers(), doing(), "a timer")?;
         let outbox = decode_all(tables.outbox(), doing(), "an outbox entry")?;
         let egress = decode_all(tables.pending_egress(), doing(), "a pending egress record")?;
         let dead_letters = decode_all(tables.dead_letters(), doing(), "a dead letter")?;
-        Ok(
-            ShardCore::new(shard, epoch, self.core.clone(), Some(tables)).restored(
-                meta,
-                timers,
-                outbox,
-                egress,
-                dead_letters,
-            ),
+        ShardCore::new(shard, epoch, self.core.clone(), Some(tables)).restored(
+            meta,
+            outbox,
+            egress,
+            dead_letters,
         )
     }
 }

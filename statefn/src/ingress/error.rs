@@ -193,6 +193,13 @@ impl ApiError {
                 "unknown_dead_letter",
                 format!("no dead letter `{id}`"),
             ),
+            Error::UnknownInvocation { ref id } => Self::new(
+                StatusCode::NOT_FOUND,
+                "unknown_invocation",
+                format!(
+                    "no pending invocation `{id}`: it ran already, was cancelled, or never existed"
+                ),
+            ),
             Error::ShuttingDown => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

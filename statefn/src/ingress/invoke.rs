@@ -1,6 +1,8 @@
 //! `POST /v1/{type}/{id}/{handler}` and `.../send`: HTTP requests become
 //! [`Runtime::call_json`](crate::Runtime::call_json) and
-//! [`Runtime::enqueue_json`](crate::Runtime::enqueue_json).
+//! [`Runtime::enqueue_json`](crate::Runtime::enqueue_json);
+//! `DELETE /v1/invocations/{id}` becomes
+//! [`Runtime::cancel_invocation`](crate::Runtime::cancel_invocation).
 //!
 //! Everything a request can be rejected for (path, headers, body, delay) is
 //! checked before the call is submitted, so a rejected request changes nothing.
@@ -70,7 +72,8 @@ pub(super) async fn call(
 }
 
 /// `POST /v1/{type}/{id}/{handler}/send[?delay=5s]`: 202 once the message is
-/// committed, with its invocation id (the idempotency key).
+/// committed, with its invocation id (naming the instance and the
+/// idempotency key).
 pub(super) async fn send(
     State(state): State<Arc<AppState>>,
     target: Result<Path<Target>, PathRejection>,
@@ -84,12 +87,11 @@ pub(super) async fn send(
         None => Duration::ZERO,
         Some(text) => parse_delay(text).map_err(|m| ApiError::bad_request("invalid_delay", m))?,
     };
-    // Enqueueing is always keyed, so that the id returned names exactly one
-    // message; without a client key a fresh random one is used.
-    let key = idempotency_key(&headers)?
-        .unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
+    // Enqueueing is always keyed (the runtime generates a key when the
+    // client gave none), so that the id returned names exactly one message.
+    let key = idempotency_key(&headers)?;
     let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
-    state
+    let id = state
         .runtime
         .enqueue_json(
             &target.type_name,
@@ -97,11 +99,33 @@ pub(super) async fn send(
             &target.handler,
             args,
             delay,
-            Some(key.clone()),
+            key,
         )
         .await
         .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "invocation_id": key }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(json!({ "invocation_id": id }))).into_response())
+}
+
+/// `DELETE /v1/invocations/{id}`: cancels a delayed invocation before it
+/// runs; 200 once the cancellation is committed, 404 if none is pending.
+pub(super) async fn cancel(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(bad_path)?;
+    let id: crate::InvocationId = id
+        .parse()
+        .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
+    state
+        .runtime
+        .cancel_invocation(&id)
+        .await
+        .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "invocation_id": id, "status": "cancelled" })),
+    )
+        .into_response())
 }
 
 fn bad_path(rejection: PathRejection) -> ApiError {

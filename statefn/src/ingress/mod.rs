@@ -9,7 +9,8 @@
 //! | route | what |
 //! | --- | --- |
 //! | `POST /v1/{type}/{id}/{handler}` | calls the handler with the body as its arguments (`{"amount": 5}`; no body or `{}` for none), sent with `Content-Type: application/json` even when empty; 200 with the reply as JSON |
-//! | `POST /v1/{type}/{id}/{handler}/send[?delay=5s]` | enqueues the call durably; 202 with `{"invocation_id": "..."}` |
+//! | `POST /v1/{type}/{id}/{handler}/send[?delay=5s]` | enqueues the call durably; 202 with `{"invocation_id": "..."}` (an [`InvocationId`](crate::InvocationId)) |
+//! | `DELETE /v1/invocations/{id}` | cancels a delayed invocation before it runs: 200 with `{"invocation_id": "...", "status": "cancelled"}` once that is committed, 404 `unknown_invocation` if none is pending (it ran, was cancelled, or never existed) |
 //! | `GET /v1/egress/{name}?from=N&limit=M[&wait=10s]` | egress records from offset `N` (long-polls up to `wait` for the first); 200 with `{"records": [...], "next": N}`; with an [egress token](IngressConfig::egress_token), only for `Authorization: Bearer <token>` |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /admin/functions` | the registered types and handlers, with `"internal": true` for internal ones (only with an admin token, as `Authorization: Bearer <token>`) |
@@ -17,8 +18,9 @@
 //! | `GET /admin/dead-letters`, `POST /admin/dead-letters/{id}/replay`, `DELETE /admin/dead-letters/{id}` | messages from functions that failed every attempt: list, deliver again, drop (admin) |
 //!
 //! Header `Idempotency-Key` makes a call exactly-once across client retries:
-//! a retry gets the stored reply. On `/send` the key is the invocation id (one
-//! is generated without it), and a retry enqueues nothing new.
+//! a retry gets the stored reply. On `/send` the key is part of the
+//! invocation id (one is generated without it), and a retry enqueues nothing
+//! new and gets the same id.
 //!
 //! # Errors
 //!
@@ -29,7 +31,7 @@
 //! | 400 | `invalid_json`, `invalid_utf8`, `json_too_deep`, `invalid_arguments`, `invalid_address`, `invalid_delay`, `invalid_idempotency_key`, `invalid_path` | the request cannot be a call |
 //! | 401 | `unauthorized` | an admin route or (with an egress token) an egress read without the right bearer token; with `WWW-Authenticate: Bearer` |
 //! | 403 | `origin_not_allowed` | an `Origin` header not in [`IngressConfig::allowed_origins`] |
-//! | 404 | `unknown_function`, `unknown_handler`, `not_found` | without an admin token the message lists the known types or handlers; with one it does not (`GET /admin/functions` does); an `#[handler(internal)]` handler answers exactly as one that does not exist |
+//! | 404 | `unknown_function`, `unknown_handler`, `unknown_invocation`, `not_found` | without an admin token the message lists the known types or handlers; with one it does not (`GET /admin/functions` does); an `#[handler(internal)]` handler answers exactly as one that does not exist |
 //! | 405 | `method_not_allowed` | a known route with another method |
 //! | 408 | `request_timeout` | the body did not arrive within [`IngressConfig::body_read_timeout`]; the connection is closed |
 //! | 409 | `idempotency_key_reused` | the key was used for a different call |
@@ -216,6 +218,10 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
     let mut router = Router::new()
         .route("/v1/{type}/{id}/{handler}", post(invoke::call))
         .route("/v1/{type}/{id}/{handler}/send", post(invoke::send))
+        .route(
+            "/v1/invocations/{id}",
+            axum::routing::delete(invoke::cancel),
+        )
         .route("/v1/egress/{name}", get(egress::read))
         .route("/metrics", get(observe::render_metrics));
     if admin_on {

@@ -8,7 +8,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::ids::{DeadLetterSeq, Seq, ShardId, TimerId};
+use super::{
+    ids::{DeadLetterSeq, Seq, ShardId, TimerSlot},
+    record::TimerKey,
+};
 use crate::{Address, Error};
 
 /// Where a client's reply goes.
@@ -19,8 +22,9 @@ pub(crate) type ReplySender = oneshot::Sender<Result<Vec<u8>, Error>>;
 pub(crate) enum Mail {
     /// Invoke a handler.
     Invoke(Envelope),
-    /// One of this shard's timers is due.
-    TimerDue { timer: TimerId },
+    /// One of this shard's timers is due (or, id 0, the refill wake-up:
+    /// load the timers due next).
+    TimerDue { timer: TimerSlot },
     /// Re-send the outbox entries for shard `dest` (it recovered and may
     /// have lost messages it had not committed).
     Resend { dest: ShardId },
@@ -32,6 +36,13 @@ pub(crate) enum Mail {
     DeadLetter {
         id: DeadLetterSeq,
         replay: bool,
+        reply: ReplySender,
+    },
+    /// Cancel the delayed client invocation `key` of `target` before it
+    /// runs; the reply says whether there was one.
+    CancelInvocation {
+        target: Address,
+        key: String,
         reply: ReplySender,
     },
 }
@@ -64,6 +75,14 @@ pub(crate) enum Origin {
     Function {
         source: ShardId,
         seq: Seq,
+        attempt: u32,
+    },
+    /// A keyed timer of the target fired (it was removed when its due mail
+    /// was taken, so it runs once); `every_ms`: periodic.
+    Timer {
+        timer: TimerSlot,
+        key: TimerKey,
+        every_ms: Option<u64>,
         attempt: u32,
     },
 }

@@ -11,9 +11,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use super::record_v1::{InvocationRecordV1, TimerEntryV1};
 use super::{
     envelope::{Outgoing, ReplyRoute},
-    ids::{DeadLetterSeq, Seq, ShardId, TimerId},
+    ids::{DeadLetterSeq, Seq, ShardId, TimerId, TimerSlot},
 };
 pub(crate) use crate::egress::Emitted;
 use crate::{Address, Error, error::StorageError};
@@ -28,21 +29,36 @@ pub(crate) struct ShardRecord {
     pub(crate) entry: Entry,
 }
 
+/// What a record did. Variants are identified by position on the wire:
+/// new ones go at the end, and the `V1` ones stay where they are so that
+/// logs written before timers had keys still read.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Entry {
-    /// A handler ran (or a message from a function was consumed without effect).
-    Invocation(InvocationRecord),
-    /// A timer fired: it is removed and its message sent, atomically.
-    TimerFired { timer: TimerId, sent: Sent },
+    /// An invocation recorded before timers had keys (older logs only).
+    InvocationV1(InvocationRecordV1),
+    /// A timer fired, recorded by its id only (older logs only).
+    TimerFiredV1 { timer: TimerId, sent: Sent },
     /// A dead letter was dropped, or replayed as `resent`.
     DeadLetterResolved {
         id: DeadLetterSeq,
         resent: Option<Sent>,
     },
+    /// An expiry timer fired, recorded by its id only (older logs only).
+    ExpiredV1 {
+        timer: TimerId,
+        target: Address,
+        rearm: Option<TimerEntryV1>,
+    },
+    /// A handler ran (or a message from a function was consumed without
+    /// effect), or a client cancelled a delayed invocation.
+    Invocation(InvocationRecord),
+    /// A timer without a key fired: it is removed and its message sent,
+    /// atomically.
+    TimerFired { timer: TimerSlot, sent: Sent },
     /// An expiry timer fired: the instance was removed, or (written since)
     /// its timer was armed again as `rearm`.
     Expired {
-        timer: TimerId,
+        timer: TimerSlot,
         target: Address,
         rearm: Option<TimerEntry>,
     },
@@ -55,13 +71,16 @@ pub(crate) struct InvocationRecord {
     /// The new state; `None` when unchanged.
     pub(crate) state: Option<Vec<u8>>,
     pub(crate) sent: Vec<Sent>,
+    /// Timers armed, after the ones in `cancelled` were removed.
     pub(crate) timers: Vec<TimerEntry>,
+    /// Keyed timers of `target` removed (cancelled, or replaced by one in
+    /// `timers`).
+    pub(crate) cancelled: Vec<(TimerKey, TimerSlot)>,
     /// The reply stored for an idempotency key.
     pub(crate) reply: Option<StoredReply>,
     /// Records for egress logs.
     pub(crate) egress: Vec<Emitted>,
     /// A message from a function that failed its last allowed attempt.
-    #[serde(default)]
     pub(crate) dead_letter: Option<Box<DeadLetterEntry>>,
 }
 
@@ -84,6 +103,7 @@ impl InvocationRecord {
             && self.state.is_none()
             && self.sent.is_empty()
             && self.timers.is_empty()
+            && self.cancelled.is_empty()
             && self.reply.is_none()
             && self.egress.is_empty()
             && self.dead_letter.is_none()
@@ -94,7 +114,16 @@ impl InvocationRecord {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Input {
     Client,
-    Function { source: ShardId, seq: Seq },
+    Function {
+        source: ShardId,
+        seq: Seq,
+    },
+    /// The target's timer `key` fired: its removal and its handler's
+    /// effects are one record, so it runs once.
+    Timer {
+        timer: TimerSlot,
+        key: TimerKey,
+    },
 }
 
 /// A message sequenced on a (source shard, destination shard) channel. Kept
@@ -116,9 +145,54 @@ pub(crate) struct TimerEntry {
     pub(crate) id: TimerId,
     pub(crate) due_ms: u64,
     pub(crate) outgoing: Outgoing,
-    /// An expiry check of `outgoing.target` rather than a message.
-    #[serde(default)]
-    pub(crate) expiry: bool,
+    /// The key its instance (`outgoing.target`) holds it under: a keyed
+    /// timer replaces the one it had under that key, and runs its handler
+    /// directly when due (no message in between that a cancel could miss).
+    pub(crate) key: Option<TimerKey>,
+    /// A periodic timer is armed again this long after each due time.
+    pub(crate) every_ms: Option<u64>,
+}
+
+impl TimerEntry {
+    /// Where it sits in its shard.
+    pub(crate) fn slot(&self) -> TimerSlot {
+        TimerSlot {
+            due_ms: self.due_ms,
+            id: self.id,
+        }
+    }
+
+    /// Whether it is an instance's expiry check rather than a message.
+    pub(crate) fn is_expiry(&self) -> bool {
+        self.key == Some(TimerKey::Expiry)
+    }
+}
+
+/// What an instance holds a timer under: at most one timer per key and
+/// instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) enum TimerKey {
+    /// `ctx.timer::<T>(key)`.
+    Named(String),
+    /// A delayed client invocation (`/send?delay=`), by its idempotency key.
+    Invocation(String),
+    /// The instance's expiry check (`expire_after`).
+    Expiry,
+}
+
+impl TimerKey {
+    /// The key's bytes in the store's key index (its kind, then its text).
+    pub(crate) fn stored(&self) -> Vec<u8> {
+        let (kind, text) = match self {
+            TimerKey::Named(key) => (b'n', key.as_str()),
+            TimerKey::Invocation(key) => (b'i', key.as_str()),
+            TimerKey::Expiry => (b'e', ""),
+        };
+        let mut out = Vec::with_capacity(1 + text.len());
+        out.push(kind);
+        out.extend_from_slice(text.as_bytes());
+        out
+    }
 }
 
 /// The reply to an idempotent client call, answered again on a retry.
@@ -173,7 +247,10 @@ mod tests {
         let record = ShardRecord {
             shard: ShardId(3),
             entry: Entry::TimerFired {
-                timer: TimerId(9),
+                timer: TimerSlot {
+                    due_ms: 5,
+                    id: TimerId(9),
+                },
                 sent: Sent {
                     dest: ShardId(1),
                     seq: Seq(2),

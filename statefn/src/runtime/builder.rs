@@ -20,6 +20,10 @@ pub const DEFAULT_SHARDS: u16 = 16;
 /// The default bytes of instance state cached in memory, over all shards.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
+/// The default of [`Builder::timers_in_memory`]: timers per shard held in
+/// memory at most (those due next).
+pub const DEFAULT_TIMERS_IN_MEMORY: usize = 16_384;
+
 /// Client calls a shard queues at most by default.
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 16_384;
 
@@ -69,6 +73,7 @@ pub struct Builder {
     egress_retention: Duration,
     mailbox_capacity: usize,
     retry: RetryPolicy,
+    timers_in_memory: usize,
     file_system: Arc<dyn FileSystem>,
     registry: Registry,
     error: Option<Error>,
@@ -90,6 +95,7 @@ impl Default for Builder {
             egress_retention: DEFAULT_EGRESS_RETENTION,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             retry: RetryPolicy::default(),
+            timers_in_memory: DEFAULT_TIMERS_IN_MEMORY,
             file_system: Arc::new(StdFs),
             registry: Registry::default(),
             error: None,
@@ -204,6 +210,17 @@ impl Builder {
         self
     }
 
+    /// How many timers one shard reads into memory at most, the ones due
+    /// next (default [`DEFAULT_TIMERS_IN_MEMORY`]); the others wait in the
+    /// state store, ordered by due time, and are read as their time comes.
+    /// Timers due within minutes of each other beyond this stay on disk
+    /// until the earlier ones have fired. In memory mode every timer is in
+    /// memory.
+    pub fn timers_in_memory(mut self, timers: usize) -> Self {
+        self.timers_in_memory = timers.max(2);
+        self
+    }
+
     /// The file system under the write-ahead log: a seam for tests that
     /// inject faults (`statefn_store::FaultyFs`, feature `fault-injection`).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
@@ -303,6 +320,7 @@ impl Builder {
                 checkpoint_dirty_bytes: (per_shard_cache / 2).max(1 << 20),
                 checkpoint_interval: self.checkpoint_interval,
                 retry: self.retry,
+                timers_in_memory: self.timers_in_memory,
             },
             checkpoint_log_bytes: self.checkpoint_log_bytes,
             wal_options: WalOptions {

@@ -10,12 +10,14 @@
 //! | [`resend`] | after a recovery: re-send the outbox, re-arm timers, resume |
 //! | [`lifecycle`] | in-flight work, shutdown, stop and join |
 //! | [`admin`] | operators: shard status, dead letters, functions |
+//! | [`invocations`] | enqueued invocations: their ids, cancelling a delayed one |
 //!
 //! The public API of the runtime for egress consumers is in
 //! [`crate::egress`]'s reader.
 
 pub(crate) mod admin;
 pub(crate) mod builder;
+pub(crate) mod invocations;
 mod lifecycle;
 pub(crate) mod open;
 mod release;
@@ -36,8 +38,9 @@ use tokio::sync::Notify;
 pub use self::admin::{DeadLetter, DeadLetterId, ShardStatus};
 pub use self::builder::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
+    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DEFAULT_TIMERS_IN_MEMORY,
 };
+pub use self::invocations::InvocationId;
 use self::lifecycle::{Owner, Threads};
 use crate::{
     Address, Error, Handle, JsonReply, StatefulFunction,
@@ -219,8 +222,11 @@ impl Runtime {
 
     /// Durably enqueues a call of `handler` (arguments as for
     /// [`call_json`](Self::call_json)) to run after `delay` (zero: as soon as
-    /// possible), and returns once the message is committed, before the
-    /// handler runs. With an idempotency key, enqueueing again does nothing.
+    /// possible), and returns its [`InvocationId`] once the message is
+    /// committed, before the handler runs. With an idempotency key,
+    /// enqueueing again does nothing (and returns the same id); without
+    /// one, a random key is generated. A delayed invocation can be
+    /// cancelled until it runs ([`cancel_invocation`](Self::cancel_invocation)).
     ///
     /// # Errors
     ///
@@ -238,13 +244,16 @@ impl Runtime {
         args: serde_json::Value,
         delay: Duration,
         idempotency_key: Option<String>,
-    ) -> Result<(), Error> {
+    ) -> Result<InvocationId, Error> {
         let inner = self.inner();
         let function = Arc::clone(inner.registry.get(type_name)?);
         let target = Address::new(type_name, id)?;
         let message = function.message_from_json(handler, args)?;
-        let rx = inner.submit(target, message, idempotency_key, Some(delay))?;
-        rx.await.map_err(|_| Error::ShuttingDown)?.map(|_| ())
+        // Always keyed, so that the id names exactly one message.
+        let key = idempotency_key.unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
+        let rx = inner.submit(target.clone(), message, Some(key.clone()), Some(delay))?;
+        rx.await.map_err(|_| Error::ShuttingDown)??;
+        Ok(InvocationId::new(target, key))
     }
 }
 

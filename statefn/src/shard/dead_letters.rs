@@ -51,7 +51,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn backoff(&self, failed_attempts: u32) -> Duration {
+    pub(crate) fn backoff(&self, failed_attempts: u32) -> Duration {
         let factor = 2u32.saturating_pow(failed_attempts.saturating_sub(1).min(20));
         self.initial_backoff
             .saturating_mul(factor)
@@ -148,22 +148,35 @@ impl ShardCore {
             self.send(env.now_ms, retry, &mut batch.effects, &mut record);
         } else {
             tracing::error!(%target, %error, attempts, "a message from another function failed every attempt; it is now a dead letter");
-            let letter = DeadLetterEntry {
-                id: self.dead_letters.next,
-                target,
-                message,
-                reply_to,
-                error: error.to_string(),
-                attempts,
-                at_ms: env.now_ms,
-            };
-            self.dead_letters.next = letter.id.next();
-            if self.durable {
-                record.dead_letter = Some(Box::new(letter.clone()));
-            }
-            self.dead_letters.letters.insert(letter.id, letter);
+            self.keep_dead_letter(env, message, reply_to, &error, attempts, &mut record);
         }
         self.push_record(batch, Entry::Invocation(record));
+    }
+
+    /// Keeps the message of the invocation of `record` as a dead letter.
+    pub(super) fn keep_dead_letter(
+        &mut self,
+        env: &RunEnv<'_>,
+        message: Vec<u8>,
+        reply_to: Option<ReplyRoute>,
+        error: &Error,
+        attempts: u32,
+        record: &mut InvocationRecord,
+    ) {
+        let letter = DeadLetterEntry {
+            id: self.dead_letters.next,
+            target: record.target.clone(),
+            message,
+            reply_to,
+            error: error.to_string(),
+            attempts,
+            at_ms: env.now_ms,
+        };
+        self.dead_letters.next = letter.id.next();
+        if self.durable {
+            record.dead_letter = Some(Box::new(letter.clone()));
+        }
+        self.dead_letters.letters.insert(letter.id, letter);
     }
 
     /// Delivers dead letter `id` again (`replay`: as a new message, with a

@@ -73,6 +73,8 @@ pub(crate) struct Effects {
     pub(crate) deliveries: Vec<Envelope>,
     /// Timers to arm.
     pub(crate) timers: Vec<TimerArm>,
+    /// Timers armed before and removed since (cancelled, replaced).
+    pub(crate) timers_cancelled: Vec<TimerArm>,
     /// Function messages applied: (source shard, sequence).
     pub(crate) acks: Vec<(ShardId, Seq)>,
     /// Records for egress logs, appended once durable.

@@ -9,13 +9,14 @@ use super::{
     dead_letters::Undelivered,
     effects::{Batch, RunEnv},
     state_machine::ShardCore,
+    timer_ops::FiredTimer,
 };
 use crate::{
     Context, Error,
     protocol::{
         channel::Admit,
         envelope::{Envelope, Origin, Outgoing, ReplyRoute, ReplySender},
-        record::{Entry, Input, InvocationRecord, StoredReply},
+        record::{Entry, Input, InvocationRecord, StoredReply, TimerEntry, TimerKey},
     },
     registry::{ErasedFunction, Outcome},
 };
@@ -28,12 +29,29 @@ impl ShardCore {
             origin,
             reply_to,
         } = envelope;
+        let mut fired = None;
         let (key, mut reply_tx, input, enqueue, attempt) = match origin {
             Origin::Client {
                 key,
                 reply,
                 enqueue,
             } => (key, reply, Input::Client, enqueue, 0),
+            Origin::Timer {
+                timer,
+                key,
+                every_ms,
+                attempt,
+            } => {
+                // Kept for its next run or a retry (a copy per run).
+                fired = Some(FiredTimer {
+                    slot: timer,
+                    key: key.clone(),
+                    every_ms,
+                    attempt,
+                    message: message.clone(),
+                });
+                (None, None, Input::Timer { timer, key }, None, attempt)
+            }
             Origin::Function {
                 source,
                 seq,
@@ -57,7 +75,8 @@ impl ShardCore {
             },
         };
         // A failed message from a function is retried: its bytes move into
-        // the retry only on that path (nothing is copied on success).
+        // the retry only on that path (nothing is copied on success). A
+        // failed keyed timer is retried under its key (`timer_failed`).
         let retry = matches!(input, Input::Function { .. }).then_some(attempt);
         let undelivered = |message: Vec<u8>, reply_to: Option<ReplyRoute>| -> Option<Undelivered> {
             retry.map(|a| (message, reply_to, a))
@@ -68,16 +87,26 @@ impl ShardCore {
             state: None,
             sent: Vec::new(),
             timers: Vec::new(),
+            cancelled: Vec::new(),
             reply: None,
             egress: Vec::new(),
             dead_letter: None,
         };
+        macro_rules! fail {
+            ($error:expr) => {{
+                let error = $error;
+                return match fired {
+                    Some(fired) => self.timer_failed(env, batch, record, error, fired),
+                    None => {
+                        let undelivered = undelivered(message, reply_to);
+                        self.fail(env, batch, reply_tx, record, error, undelivered)
+                    }
+                };
+            }};
+        }
         let function = match env.registry.get(target.type_name()) {
             Ok(f) => f,
-            Err(e) => {
-                let undelivered = undelivered(message, reply_to);
-                return self.fail(env, batch, reply_tx, record, e, undelivered);
-            }
+            Err(e) => fail!(e),
         };
         if let Some(key) = &key {
             match self.idempotency.get(&target, key, env.now_ms) {
@@ -99,10 +128,7 @@ impl ShardCore {
                     batch.stats.duplicate += 1;
                     return;
                 }
-                Err(e) => {
-                    let undelivered = undelivered(message, reply_to);
-                    return self.fail(env, batch, reply_tx, record, e, undelivered);
-                }
+                Err(e) => fail!(e),
             }
         }
         if let Some(delay) = enqueue {
@@ -126,12 +152,14 @@ impl ShardCore {
             outcome = tracing::field::Empty,
         );
         let _entered = span.enter();
-        let invocation = match self.states.get(&target) {
-            Ok(state) => function.invoke(state, &message, &mut ctx),
+        let (invocation, existed) = match self.states.get(&target) {
+            Ok(state) => {
+                let existed = state.is_some();
+                (function.invoke(state, &message, &mut ctx), existed)
+            }
             Err(e) => {
                 span.record("outcome", "failed");
-                let undelivered = undelivered(message, reply_to);
-                return self.fail(env, batch, reply_tx, record, e, undelivered);
+                fail!(e);
             }
         };
         if let Some(handler) = invocation.handler {
@@ -147,21 +175,35 @@ impl ShardCore {
         );
         let reply = match invocation.outcome {
             Outcome::Applied { reply, new_state } => {
+                let ttl = function.expire_after_ms();
+                // An instance written for the first time has no expiry
+                // timer; an older one is looked up (a type may have gained
+                // `expire_after` since it was written).
+                let expiry = (ttl > 0 && new_state.is_some()).then_some(TimerKey::Expiry);
+                let ops = ctx.take_timer_ops();
+                let look_up = expiry.clone().filter(|_| existed);
+                // Read before anything changes: a failed read fails the
+                // invocation cleanly.
+                let mut slots = match self.key_slots(&target, &ops, look_up) {
+                    Ok(slots) => slots,
+                    Err(e) => fail!(e),
+                };
                 batch.stats.applied += 1;
                 if let Some(state) = new_state {
                     if self.durable {
                         record.state = Some(state.clone());
                     }
                     self.states.put(target.clone(), state);
-                    let ttl = function.expire_after_ms();
-                    if ttl > 0 && !self.expiry_armed.contains(&target) {
-                        self.arm_expiry(
-                            target.clone(),
-                            env.now_ms + ttl,
-                            &mut batch.effects,
-                            &mut record,
-                        );
-                    }
+                }
+                if let Some(expiry) = expiry
+                    && slots.remove(&expiry).flatten().is_none()
+                {
+                    self.arm_expiry(
+                        target.clone(),
+                        env.now_ms.saturating_add(ttl),
+                        &mut batch.effects,
+                        &mut record,
+                    );
                 }
                 for outgoing in ctx.take_outgoing() {
                     self.send(env.now_ms, outgoing, &mut batch.effects, &mut record);
@@ -169,17 +211,22 @@ impl ShardCore {
                 for (log, bytes) in ctx.take_emitted() {
                     self.emit(log, bytes, env.now_ms, &mut batch.effects, &mut record);
                 }
+                self.apply_timer_ops(&target, ops, &mut slots, &mut batch.effects, &mut record);
+                if let Some(fired) = &fired {
+                    self.rearm_periodic(env, fired, &slots, &mut batch.effects, &mut record);
+                }
                 reply
             }
             Outcome::Rejected { reply, error } => {
                 batch.stats.rejected += 1;
                 tracing::debug!(%target, handler = invocation.handler, %error, "handler returned Err");
+                if let Some(fired) = &fired {
+                    let slots = Default::default();
+                    self.rearm_periodic(env, fired, &slots, &mut batch.effects, &mut record);
+                }
                 reply
             }
-            Outcome::Failed(e) => {
-                let undelivered = undelivered(message, reply_to);
-                return self.fail(env, batch, reply_tx, record, e, undelivered);
-            }
+            Outcome::Failed(e) => fail!(e),
         };
         if let Some(route) = reply_to {
             self.route_reply(env, route, &reply, batch, &mut record);
@@ -200,7 +247,8 @@ impl ShardCore {
             batch.effects.replies.push((tx, Ok(reply)));
         }
         // A read, or a keyless call that changed nothing, has nothing to
-        // replay; a function message always has (its sequence number).
+        // replay; a function message or a timer always has (its sequence
+        // number, its removal).
         if !record.is_empty() {
             self.push_record(batch, Entry::Invocation(record));
         }
@@ -260,14 +308,48 @@ impl ShardCore {
             Ok(info) => info,
             Err(e) => return self.fail(env, batch, reply_tx, record, e, None),
         };
-        let outgoing = Outgoing {
-            target: target.clone(),
-            message,
-            delay: Some(delay),
-            reply_to: None,
-            attempt: 0,
-        };
-        self.send(env.now_ms, outgoing, &mut batch.effects, &mut record);
+        match key.clone().filter(|_| !delay.is_zero()) {
+            // A delayed invocation is its target's timer under its key, so
+            // that its id can cancel it (`Runtime::cancel_invocation`).
+            Some(invocation) => {
+                let timer_key = TimerKey::Invocation(invocation);
+                let mut slots = match self.key_slots(&target, &[], Some(timer_key.clone())) {
+                    Ok(slots) => slots,
+                    Err(e) => return self.fail(env, batch, reply_tx, record, e, None),
+                };
+                // Its key outlived the stored reply (retention): the new
+                // invocation takes its place.
+                if let Some(slot) = slots.remove(&timer_key).flatten() {
+                    self.cancel_keyed(&target, &timer_key, slot, &mut batch.effects, &mut record);
+                }
+                let entry = TimerEntry {
+                    id: self.timers.next_id(),
+                    due_ms: env
+                        .now_ms
+                        .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                    outgoing: Outgoing {
+                        target: target.clone(),
+                        message,
+                        delay: None,
+                        reply_to: None,
+                        attempt: 0,
+                    },
+                    key: Some(timer_key),
+                    every_ms: None,
+                };
+                self.arm_timer(entry, &mut batch.effects, &mut record);
+            }
+            None => {
+                let outgoing = Outgoing {
+                    target: target.clone(),
+                    message,
+                    delay: Some(delay),
+                    reply_to: None,
+                    attempt: 0,
+                };
+                self.send(env.now_ms, outgoing, &mut batch.effects, &mut record);
+            }
+        }
         let reply = Vec::new();
         if let Some(key) = key {
             let stored = StoredReply {

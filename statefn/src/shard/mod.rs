@@ -19,6 +19,7 @@ pub(crate) mod state_machine;
 pub(crate) mod state_table;
 #[cfg(test)]
 mod tests;
+mod timer_ops;
 pub(crate) mod timer_table;
 pub(crate) mod tracked;
 

@@ -80,6 +80,7 @@ fn config() -> CoreConfig {
             max_attempts: 1,
             ..RetryPolicy::default()
         },
+        timers_in_memory: 1024,
     }
 }
 
@@ -87,7 +88,9 @@ fn config() -> CoreConfig {
 fn durable_core() -> (ShardCore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = StateStore::open(dir.path()).expect("store");
-    let core = ShardCore::new(SHARD, Epoch(1), config(), Some(store.shard(SHARD)));
+    let mut core = ShardCore::new(SHARD, Epoch(1), config(), Some(store.shard(SHARD)));
+    core.open_timers(NOW_MS)
+        .expect("an empty timer table opens");
     (core, dir)
 }
 
@@ -188,17 +191,19 @@ fn snapshot(core: &mut ShardCore, ids: &[String]) -> Vec<u8> {
     let job = core.freeze(&acked, EgressSeq(0), NOW_MS);
     let mut idempotency: Vec<_> = job.idempotency.values().cloned().collect();
     idempotency.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut expiry: Vec<_> = core.expiry_armed.iter().cloned().collect();
-    expiry.sort();
+    let timers: Vec<_> = job.timers.timers.iter().collect();
+    let keys: std::collections::BTreeMap<_, _> = job.timers.keys.iter().collect();
+    let window: Vec<_> = core.timers.window().cloned().collect();
     encode(&(
         states,
         &job.meta,
-        &job.timers,
+        timers,
+        keys,
+        window,
         &job.outbox,
         &job.egress,
         &job.dead_letters,
         idempotency,
-        expiry,
     ))
     .expect("encodes")
 }
@@ -252,7 +257,12 @@ fn replaying_an_invocations_records_rebuilds_the_same_core() {
         records.extend(batch.records);
     }
     // The timer `transfer` armed fires: its removal and its send are one record.
-    let timer = live.timers.entries().next().map(|t| t.id).expect("a timer");
+    let timer = live
+        .timers
+        .window()
+        .next()
+        .map(|t| t.slot())
+        .expect("a timer");
     let batch = run(&mut live, &registry, vec![Mail::TimerDue { timer }]);
     assert_eq!(batch.records.len(), 1);
     records.extend(batch.records);
