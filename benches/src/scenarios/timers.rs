@@ -151,7 +151,10 @@ pub async fn run(args: &TimersArgs) -> Result<(), BoxError> {
             .arg(scratch.path())
             .args(["--instances", &args.instances.to_string()])
             .args(["--callers", &args.callers.to_string()])
-            .args(["--checkpoint-interval", &args.checkpoint_interval.to_string()])
+            .args([
+                "--checkpoint-interval",
+                &args.checkpoint_interval.to_string(),
+            ])
             .args(["--duration", &args.common.duration.to_string()])
             .args(["--warmup", &args.common.warmup.to_string()])
             .stdout(Stdio::inherit())
@@ -206,9 +209,7 @@ async fn measure(
     let runtime = runtime.clone();
     let instances = instances.max(1);
     closed_loop(callers, common.window(), label, move |random| {
-        let call = runtime
-            .handle::<Session>(key_id(random % instances))
-            .add(1);
+        let call = runtime.handle::<Session>(key_id(random % instances)).add(1);
         async move {
             call.await?;
             Ok(())
