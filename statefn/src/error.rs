@@ -6,6 +6,8 @@ use std::{sync::Arc, time::Duration};
 
 use statefn_store::{DataDirError, LogError, StoreError};
 
+use crate::MessageError;
+
 /// Everything that can go wrong when calling a stateful function.
 ///
 /// A handler's own `Err(E)` is *not* an `Error`: a handler returning
@@ -141,13 +143,24 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// No delayed invocation with that id is pending: it never existed, has
-    /// run already, or was cancelled.
+    /// No invocation with that id is known: it never existed, or it was
+    /// enqueued longer ago than the idempotency retention.
     #[error(
-        "no pending invocation `{id}`: it ran already, was cancelled, or never existed; only a \
-         delayed invocation (`/send?delay=`) can be cancelled before it runs"
+        "no invocation `{id}` is known: check the id `/send` returned (ids are remembered for \
+         the idempotency retention)"
     )]
     UnknownInvocation {
+        /// The invocation id asked for.
+        id: String,
+    },
+    /// The invocation was enqueued but is no longer pending, so it cannot
+    /// be cancelled: it ran already (or is running), was cancelled, or was
+    /// enqueued without a delay (such an invocation runs at once).
+    #[error(
+        "invocation `{id}` is no longer pending: it ran already, was cancelled, or had no delay; \
+         only a delayed invocation can be cancelled, before it runs"
+    )]
+    InvocationNotPending {
         /// The invocation id asked for.
         id: String,
     },
@@ -260,6 +273,25 @@ pub enum StorageError {
         what: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// The data directory is of an older format, and its upgrade found a
+    /// stored message it cannot convert: the open is refused and nothing
+    /// was written.
+    #[error(
+        "cannot upgrade the data directory from format {from}: {what} cannot be converted to a \
+         named message ({source}); the upgrade reads a message's handler by its position, so \
+         register every function type that has stored messages, with its handlers declared in \
+         the order of the build that wrote them, and open again (see the crate docs, \
+         \"Upgrades\"); nothing was changed"
+    )]
+    Upgrade {
+        /// The format version of the directory.
+        from: u32,
+        /// Which stored message.
+        what: String,
+        /// Why it cannot be converted.
+        #[source]
+        source: Arc<MessageError>,
     },
     /// Stored bytes were written by a newer statefn.
     #[error(

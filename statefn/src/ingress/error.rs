@@ -196,8 +196,13 @@ impl ApiError {
             Error::UnknownInvocation { ref id } => Self::new(
                 StatusCode::NOT_FOUND,
                 "unknown_invocation",
+                format!("no invocation `{id}` is known"),
+            ),
+            Error::InvocationNotPending { ref id } => Self::new(
+                StatusCode::CONFLICT,
+                "invocation_not_pending",
                 format!(
-                    "no pending invocation `{id}`: it ran already, was cancelled, or never existed"
+                    "invocation `{id}` is no longer pending: it ran already, was cancelled, or had no delay"
                 ),
             ),
             Error::ShuttingDown => Self::new(

@@ -10,7 +10,7 @@
 //! | --- | --- |
 //! | `POST /v1/{type}/{id}/{handler}` | calls the handler with the body as its arguments (`{"amount": 5}`; no body or `{}` for none), sent with `Content-Type: application/json` even when empty; 200 with the reply as JSON |
 //! | `POST /v1/{type}/{id}/{handler}/send[?delay=5s]` | enqueues the call durably; 202 with `{"invocation_id": "..."}` (an [`InvocationId`](crate::InvocationId)) |
-//! | `DELETE /v1/invocations/{id}` | cancels a delayed invocation before it runs: 200 with `{"invocation_id": "...", "status": "cancelled"}` once that is committed, 404 `unknown_invocation` if none is pending (it ran, was cancelled, or never existed) |
+//! | `DELETE /v1/invocations/{id}` | cancels a delayed invocation before it runs: 200 with `{"invocation_id": "...", "status": "cancelled"}` once that is committed; 409 `invocation_not_pending` if it ran already, was cancelled or had no delay; 404 `unknown_invocation` if the id is unknown |
 //! | `GET /v1/egress/{name}?from=N&limit=M[&wait=10s]` | egress records from offset `N` (long-polls up to `wait` for the first); 200 with `{"records": [...], "next": N}`; with an [egress token](IngressConfig::egress_token), only for `Authorization: Bearer <token>` |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /admin/functions` | the registered types and handlers, with `"internal": true` for internal ones (only with an admin token, as `Authorization: Bearer <token>`) |
@@ -34,7 +34,7 @@
 //! | 404 | `unknown_function`, `unknown_handler`, `unknown_invocation`, `not_found` | without an admin token the message lists the known types or handlers; with one it does not (`GET /admin/functions` does); an `#[handler(internal)]` handler answers exactly as one that does not exist |
 //! | 405 | `method_not_allowed` | a known route with another method |
 //! | 408 | `request_timeout` | the body did not arrive within [`IngressConfig::body_read_timeout`]; the connection is closed |
-//! | 409 | `idempotency_key_reused` | the key was used for a different call |
+//! | 409 | `idempotency_key_reused`, `invocation_not_pending` | the key was used for a different call; the invocation to cancel is no longer pending |
 //! | 413 | `payload_too_large` | the body is over [`IngressConfig::body_limit`] |
 //! | 415 | `unsupported_media_type` | a call without `Content-Type: application/json` (or another `application/*+json`), even with no body |
 //! | 422 | `handler_error` | the handler returned `Err`; `"details"` holds the error value |

@@ -6,12 +6,13 @@
 //! deterministic whatever the handler code does today.
 //!
 //! These types are the on-disk format: a field added, removed or reordered
-//! changes what older records mean (postcard is not self-describing), so any
-//! change bumps [`RECORD_VERSION`] and keeps a reader of the old one.
+//! changes what older records mean (postcard is not self-describing, and
+//! `#[serde(default)]` does nothing for it), so any change bumps
+//! [`RECORD_VERSION`] and keeps a reader of the old one. The golden bytes in
+//! `protocol/golden.rs` fail first; `docs/formats.md` keeps the history.
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use super::record_v1::{InvocationRecordV1, TimerEntryV1};
 use super::{
     envelope::{Outgoing, ReplyRoute},
     ids::{DeadLetterSeq, Seq, ShardId, TimerId, TimerSlot},
@@ -20,7 +21,17 @@ pub(crate) use crate::egress::Emitted;
 use crate::{Address, Error, error::StorageError};
 
 /// The record format this build writes; a newer one is refused on replay.
-pub(crate) const RECORD_VERSION: u8 = 1;
+///
+/// 1. Timers without keys, known by their id (data directory formats 1
+///    and 2 until keyed timers). Read by [`Stored::from_v1`]
+///    (`protocol/record_v1.rs` keeps those types).
+/// 2. Timers have keys (`TimerKey`: a named timer, a delayed invocation,
+///    the expiry check) and periods; records name a timer by its slot
+///    (due time, id), and an invocation lists the keyed timers it removed.
+///
+/// The message bytes the records hold are opaque here: what they mean is
+/// the data directory format's (positional in format 1, named in 2).
+pub(crate) const RECORD_VERSION: u8 = 2;
 
 /// One shard's record in a (shared) log group.
 #[derive(Debug, Serialize, Deserialize)]
@@ -29,36 +40,36 @@ pub(crate) struct ShardRecord {
     pub(crate) entry: Entry,
 }
 
-/// What a record did. Variants are identified by position on the wire:
-/// new ones go at the end, and the `V1` ones stay where they are so that
-/// logs written before timers had keys still read.
+/// What a record did.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Entry {
-    /// An invocation recorded before timers had keys (older logs only).
-    InvocationV1(InvocationRecordV1),
-    /// A timer fired, recorded by its id only (older logs only).
-    TimerFiredV1 { timer: TimerId, sent: Sent },
-    /// A dead letter was dropped, or replayed as `resent`.
-    DeadLetterResolved {
-        id: DeadLetterSeq,
-        resent: Option<Sent>,
-    },
-    /// An expiry timer fired, recorded by its id only (older logs only).
-    ExpiredV1 {
-        timer: TimerId,
-        target: Address,
-        rearm: Option<TimerEntryV1>,
-    },
     /// A handler ran (or a message from a function was consumed without
     /// effect), or a client cancelled a delayed invocation.
     Invocation(InvocationRecord),
     /// A timer without a key fired: it is removed and its message sent,
     /// atomically.
     TimerFired { timer: TimerSlot, sent: Sent },
-    /// An expiry timer fired: the instance was removed, or (written since)
-    /// its timer was armed again as `rearm`.
+    /// A dead letter was dropped, or replayed as `resent`.
+    DeadLetterResolved {
+        id: DeadLetterSeq,
+        resent: Option<Sent>,
+    },
+    /// An expiry timer fired: the instance was removed, or its timer was
+    /// armed again as `rearm`.
     Expired {
         timer: TimerSlot,
+        target: Address,
+        rearm: Option<TimerEntry>,
+    },
+    /// Read from record version 1 only, never written: a timer without a
+    /// key fired, named by its id (replay finds its slot).
+    #[serde(skip)]
+    TimerFiredV1 { timer: TimerId, sent: Sent },
+    /// Read from record version 1 only, never written: an expiry timer
+    /// fired, named by its id.
+    #[serde(skip)]
+    ExpiredV1 {
+        timer: TimerId,
         target: Address,
         rearm: Option<TimerEntry>,
     },
@@ -135,7 +146,6 @@ pub(crate) struct Sent {
     pub(crate) target: Address,
     pub(crate) message: Vec<u8>,
     pub(crate) reply_to: Option<ReplyRoute>,
-    #[serde(default)]
     pub(crate) attempt: u32,
 }
 
@@ -214,16 +224,36 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-/// Decodes `[version][postcard]`; `what` names the value in errors.
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, Error> {
+/// A value stored as `[version][postcard]`: how it reads from each record
+/// version this build supports.
+pub(crate) trait Stored: for<'de> Deserialize<'de> {
+    /// Reads the postcard bytes of a value written as record version 1. The
+    /// default: the type has not changed since.
+    fn from_v1(bytes: &[u8]) -> postcard::Result<Self> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+impl Stored for StoredReply {}
+impl Stored for Sent {}
+impl Stored for DeadLetterEntry {}
+impl Stored for Emitted {}
+impl Stored for u64 {}
+impl Stored for super::ids::EgressSeq {}
+
+/// Decodes `[version][postcard]`, of this version or an older one it
+/// reads; `what` names the value in errors.
+pub(crate) fn decode<T: Stored>(bytes: &[u8], what: &str) -> Result<T, Error> {
+    let corrupt = |e: postcard::Error| -> Error {
+        StorageError::Corrupt {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        }
+        .into()
+    };
     match bytes.split_first() {
-        Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| {
-            StorageError::Corrupt {
-                what: what.to_owned(),
-                reason: e.to_string(),
-            }
-            .into()
-        }),
+        Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(corrupt),
+        Some((1, rest)) => T::from_v1(rest).map_err(corrupt),
         Some((&version, _)) if version > RECORD_VERSION => Err(StorageError::NewerFormat {
             what: what.to_owned(),
             found: version,

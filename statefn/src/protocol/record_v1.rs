@@ -1,22 +1,87 @@
-//! Log records and timers as written before timers had keys and were
-//! stored by due time: frozen here so that older logs and checkpoints still
-//! read, and upgraded to the current shapes as they are replayed.
+//! Record version 1: log records and timers as written before timers had
+//! keys and were stored by due time. Frozen here so that older logs and
+//! checkpoints still read ([`Stored::from_v1`]), upgraded to the current
+//! shapes as they are read.
 //!
-//! Never change these types: their bytes are on disk.
+//! Never change these types: their bytes are on disk (the golden bytes of
+//! version 1 in `protocol/golden.rs` and the fixtures pin them).
 
 use serde::{Deserialize, Serialize};
 
 use super::{
     envelope::Outgoing,
-    ids::TimerId,
+    ids::{DeadLetterSeq, ShardId, TimerId},
     record::{
-        DeadLetterEntry, Emitted, Input, InvocationRecord, Sent, StoredReply, TimerEntry, TimerKey,
+        DeadLetterEntry, Emitted, Entry, Input, InvocationRecord, Sent, ShardRecord, Stored,
+        StoredReply, TimerEntry, TimerKey,
     },
 };
 use crate::Address;
 
-/// An invocation record before timers had keys (the `Entry::InvocationV1`
-/// variant).
+/// A log record of version 1.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ShardRecordV1 {
+    pub(crate) shard: ShardId,
+    pub(crate) entry: EntryV1,
+}
+
+/// What a record of version 1 did.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum EntryV1 {
+    Invocation(InvocationRecordV1),
+    TimerFired {
+        timer: TimerId,
+        sent: Sent,
+    },
+    DeadLetterResolved {
+        id: DeadLetterSeq,
+        resent: Option<Sent>,
+    },
+    Expired {
+        timer: TimerId,
+        target: Address,
+        rearm: Option<TimerEntryV1>,
+    },
+}
+
+impl ShardRecordV1 {
+    /// The same record today; a timer named by its id stays so
+    /// (`Entry::TimerFiredV1`, `Entry::ExpiredV1`): replay finds its slot.
+    pub(crate) fn upgrade(self) -> ShardRecord {
+        let entry = match self.entry {
+            EntryV1::Invocation(r) => Entry::Invocation(r.upgrade()),
+            EntryV1::TimerFired { timer, sent } => Entry::TimerFiredV1 { timer, sent },
+            EntryV1::DeadLetterResolved { id, resent } => Entry::DeadLetterResolved { id, resent },
+            EntryV1::Expired {
+                timer,
+                target,
+                rearm,
+            } => Entry::ExpiredV1 {
+                timer,
+                target,
+                rearm: rearm.map(TimerEntryV1::upgrade),
+            },
+        };
+        ShardRecord {
+            shard: self.shard,
+            entry,
+        }
+    }
+}
+
+impl Stored for ShardRecord {
+    fn from_v1(bytes: &[u8]) -> postcard::Result<Self> {
+        postcard::from_bytes::<ShardRecordV1>(bytes).map(ShardRecordV1::upgrade)
+    }
+}
+
+impl Stored for TimerEntry {
+    fn from_v1(bytes: &[u8]) -> postcard::Result<Self> {
+        postcard::from_bytes::<TimerEntryV1>(bytes).map(TimerEntryV1::upgrade)
+    }
+}
+
+/// An invocation record of version 1: no timer keys, nothing cancelled.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct InvocationRecordV1 {
     pub(crate) target: Address,

@@ -132,9 +132,11 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownInvocation`] if no such invocation is pending: it
-    /// has run (or is running), was cancelled, was enqueued without a delay
-    /// (those run at once), or never existed.
+    /// [`Error::InvocationNotPending`] if it was enqueued but is no longer
+    /// pending: it has run (or is running), was cancelled, or was enqueued
+    /// without a delay (those run at once). [`Error::UnknownInvocation`] if
+    /// no such invocation is known (never enqueued, or longer ago than the
+    /// [idempotency retention](crate::Builder::idempotency_retention)).
     ///
     /// # Durability
     ///
@@ -154,14 +156,17 @@ impl Runtime {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), statefn::Error> {
     /// use std::time::Duration;
+    /// use statefn::{Address, InvocationId};
     ///
     /// let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
     /// let id = runtime
     ///     .enqueue_json("Counter", "c", "add", serde_json::json!({"by": 5}), Duration::from_secs(3600), None)
     ///     .await?;
     /// runtime.cancel_invocation(&id).await?;
-    /// // Cancelled: a second cancel finds nothing, and it never runs.
-    /// assert!(matches!(runtime.cancel_invocation(&id).await, Err(Error::UnknownInvocation { .. })));
+    /// // Cancelled: it never runs, and a second cancel says so.
+    /// assert!(matches!(runtime.cancel_invocation(&id).await, Err(Error::InvocationNotPending { .. })));
+    /// let never = InvocationId::new(Address::new("Counter", "c")?, "no-such-key");
+    /// assert!(matches!(runtime.cancel_invocation(&never).await, Err(Error::UnknownInvocation { .. })));
     /// # Ok(())
     /// # }
     /// ```

@@ -28,11 +28,11 @@ pub(crate) struct ShardMeta {
     /// The last sequence applied from each incoming channel.
     pub(crate) watermarks: Vec<(ShardId, Seq)>,
     pub(crate) next_egress: EgressSeq,
-    // Not a compatibility mechanism: postcard is not self-describing, so a
-    // missing field fails to decode whatever serde says (issue 11).
-    #[serde(default)]
     pub(crate) next_dead_letter: DeadLetterSeq,
 }
+
+/// Unchanged since record version 1.
+impl crate::protocol::record::Stored for ShardMeta {}
 
 /// A checkpoint frozen by a shard, for the checkpointer to write. No other
 /// shard takes part.

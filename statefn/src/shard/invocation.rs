@@ -78,8 +78,16 @@ impl ShardCore {
         // the retry only on that path (nothing is copied on success). A
         // failed keyed timer is retried under its key (`timer_failed`).
         let retry = matches!(input, Input::Function { .. }).then_some(attempt);
-        let undelivered = |message: Vec<u8>, reply_to: Option<ReplyRoute>| -> Option<Undelivered> {
-            retry.map(|a| (message, reply_to, a))
+        let undelivered = |message: Vec<u8>,
+                           reply_to: Option<ReplyRoute>,
+                           retryable: bool|
+         -> Option<Undelivered> {
+            retry.map(|attempt| Undelivered {
+                message,
+                reply_to,
+                attempt,
+                retryable,
+            })
         };
         let mut record = InvocationRecord {
             target: target.clone(),
@@ -92,13 +100,14 @@ impl ShardCore {
             egress: Vec::new(),
             dead_letter: None,
         };
+        // `retryable`: whether another attempt could succeed.
         macro_rules! fail {
-            ($error:expr) => {{
-                let error = $error;
+            ($error:expr, $retryable:expr) => {{
+                let (error, retryable) = ($error, $retryable);
                 return match fired {
-                    Some(fired) => self.timer_failed(env, batch, record, error, fired),
+                    Some(fired) => self.timer_failed(env, batch, record, error, fired, retryable),
                     None => {
-                        let undelivered = undelivered(message, reply_to);
+                        let undelivered = undelivered(message, reply_to, retryable);
                         self.fail(env, batch, reply_tx, record, error, undelivered)
                     }
                 };
@@ -106,14 +115,16 @@ impl ShardCore {
         }
         let function = match env.registry.get(target.type_name()) {
             Ok(f) => f,
-            Err(e) => fail!(e),
+            // The registry is this build's: a retry meets the same one.
+            Err(e) => fail!(e, false),
         };
         if let Some(key) = &key {
             match self.idempotency.get(&target, key, env.now_ms) {
                 Ok(None) => {}
                 Ok(Some(stored)) => {
                     let answer = match function.handler_of(&message) {
-                        Ok(info) if info.name == stored.handler => Ok(stored.reply),
+                        // Under its name, or a name it had (`renamed_from`).
+                        Ok(info) if info.answers_to(&stored.handler) => Ok(stored.reply),
                         Ok(_) => Err(Error::IdempotencyKeyReused {
                             function: target.type_name().to_owned(),
                             id: target.id().to_owned(),
@@ -128,7 +139,7 @@ impl ShardCore {
                     batch.stats.duplicate += 1;
                     return;
                 }
-                Err(e) => fail!(e),
+                Err(e) => fail!(e, true),
             }
         }
         if let Some(delay) = enqueue {
@@ -159,7 +170,7 @@ impl ShardCore {
             }
             Err(e) => {
                 span.record("outcome", "failed");
-                fail!(e);
+                fail!(e, true);
             }
         };
         if let Some(handler) = invocation.handler {
@@ -186,7 +197,7 @@ impl ShardCore {
                 // invocation cleanly.
                 let mut slots = match self.key_slots(&target, &ops, look_up) {
                     Ok(slots) => slots,
-                    Err(e) => fail!(e),
+                    Err(e) => fail!(e, true),
                 };
                 batch.stats.applied += 1;
                 if let Some(state) = new_state {
@@ -226,7 +237,12 @@ impl ShardCore {
                 }
                 reply
             }
-            Outcome::Failed(e) => fail!(e),
+            Outcome::Failed(e) => {
+                // No handler: the message itself does not decode, which no
+                // retry changes.
+                let retryable = invocation.handler.is_some();
+                fail!(e, retryable)
+            }
         };
         if let Some(route) = reply_to {
             self.route_reply(env, route, &reply, batch, &mut record);

@@ -12,7 +12,6 @@ impl ShardCore {
     pub(crate) fn replay(&mut self, entry: Entry, now_ms: u64) {
         match entry {
             Entry::Invocation(r) => self.replay_invocation(r, now_ms),
-            Entry::InvocationV1(r) => self.replay_invocation(r.upgrade(), now_ms),
             Entry::TimerFired { timer, sent } => {
                 self.timers.replay_removed(timer, None);
                 self.replay_sent(sent);
@@ -45,7 +44,7 @@ impl ShardCore {
                         .replay_removed(slot, Some((&target, &TimerKey::Expiry)));
                 }
                 match rearm {
-                    Some(entry) => self.timers.replay_armed(entry.upgrade()),
+                    Some(entry) => self.timers.replay_armed(entry),
                     None => self.states.delete(target),
                 }
             }

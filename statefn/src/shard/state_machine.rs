@@ -122,8 +122,8 @@ impl ShardCore {
 
     /// After replay: reads the timers due next into memory (see
     /// [`timer_arms`](Self::timer_arms) for what to arm).
-    pub(crate) fn open_timers(&mut self, now_ms: u64) -> Result<(), Error> {
-        self.timers.refill(now_ms).map(drop)
+    pub(crate) fn open_timers(&mut self) -> Result<(), Error> {
+        self.timers.refill().map(drop)
     }
 
     /// Applies one mail to the core, adding its records and effects to
@@ -134,7 +134,7 @@ impl ShardCore {
             Mail::Invoke(envelope) => self.invoke(env, envelope, batch),
             Mail::TimerDue { timer } => self.timer_due(env, timer, batch),
             Mail::CancelInvocation { target, key, reply } => {
-                self.cancel_invocation(target, key, reply, batch);
+                self.cancel_invocation(env, target, key, reply, batch);
             }
             Mail::Resend { dest } => self.resend(dest, batch),
             Mail::Checkpoint => self.checkpoint.requested = true,
@@ -143,6 +143,7 @@ impl ShardCore {
                 self.resolve_dead_letter(id, replay, reply, batch);
             }
         }
+        self.refill_if_low(env.now_ms, &mut batch.effects);
     }
 
     /// Adds `entry` to the batch as this shard's log record (durable mode).

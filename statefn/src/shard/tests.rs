@@ -53,6 +53,20 @@ impl Acct {
         self.balance
     }
 
+    /// Sets (or replaces) the keyed timer `r`: deposits `amount` in 5 s.
+    #[handler]
+    pub fn remind(&mut self, ctx: &mut Context, amount: i64) {
+        ctx.timer::<Acct>("r")
+            .after(Duration::from_secs(5))
+            .deposit(amount);
+    }
+
+    /// Cancels the keyed timer `r`.
+    #[handler]
+    pub fn forget(&mut self, ctx: &mut Context) {
+        ctx.cancel_timer("r");
+    }
+
     #[handler]
     pub fn boom(&mut self) {
         panic!("boom");
@@ -89,8 +103,7 @@ fn durable_core() -> (ShardCore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = StateStore::open(dir.path()).expect("store");
     let mut core = ShardCore::new(SHARD, Epoch(1), config(), Some(store.shard(SHARD)));
-    core.open_timers(NOW_MS)
-        .expect("an empty timer table opens");
+    core.open_timers().expect("an empty timer table opens");
     (core, dir)
 }
 
@@ -412,4 +425,76 @@ fn a_failed_checkpoint_gives_back_its_states_and_stored_replies() {
     core.checkpoint.in_flight = true;
     core.checkpoint_finished(Epoch(2), Some(Lsn(20)));
     assert_eq!(core.checkpoint.lsn, Lsn(9));
+}
+
+/// The slots of the timers `core` holds in memory.
+fn timer_slots(core: &ShardCore) -> Vec<crate::protocol::ids::TimerSlot> {
+    core.timers.window().map(|t| t.slot()).collect()
+}
+
+#[test]
+fn a_cancel_or_a_replacement_queued_before_a_due_keyed_timer_wins() {
+    let registry = registry();
+    let (mut live, _dir) = durable_core();
+    let a = &local(0);
+    let remind =
+        |amount: i64| message(&registry, "remind", serde_json::json!({ "amount": amount }));
+    let mut records = Vec::new();
+    let mut go = |core: &mut ShardCore, mails| {
+        let batch = run(core, &registry, mails);
+        records.extend(batch.records.clone());
+        batch
+    };
+
+    go(&mut live, vec![client(a, remind(10), None)]);
+    let first = timer_slots(&live);
+    assert_eq!(first.len(), 1);
+    // The timer is due and its wake-up queued behind a cancel: the cancel
+    // wins, the handler never runs.
+    let forget = message(&registry, "forget", serde_json::json!({}));
+    go(
+        &mut live,
+        vec![client(a, forget, None), Mail::TimerDue { timer: first[0] }],
+    );
+    assert_eq!(balance(&mut live, a), Some(0));
+    assert!(timer_slots(&live).is_empty());
+
+    // Set twice: the first one is replaced, and its queued wake-up finds
+    // nothing; the second fires once.
+    go(&mut live, vec![client(a, remind(10), None)]);
+    let replaced = timer_slots(&live);
+    go(
+        &mut live,
+        vec![
+            client(a, remind(20), None),
+            Mail::TimerDue { timer: replaced[0] },
+        ],
+    );
+    assert_eq!(balance(&mut live, a), Some(0));
+    let latest = timer_slots(&live);
+    assert_eq!(latest.len(), 1);
+    assert_ne!(latest, replaced);
+    let fired = go(
+        &mut live,
+        vec![
+            Mail::TimerDue { timer: latest[0] },
+            Mail::TimerDue { timer: latest[0] },
+        ],
+    );
+    assert_eq!(balance(&mut live, a), Some(20));
+    assert_eq!(
+        fired.records.len(),
+        1,
+        "it ran once: its removal and its run are one record"
+    );
+    assert!(timer_slots(&live).is_empty());
+
+    // The records say the same to a recovering core.
+    let (mut replayed, _dir2) = durable_core();
+    for bytes in &records {
+        let record: ShardRecord = decode(bytes, "a test record").expect("decodes");
+        replayed.replay(record.entry, NOW_MS);
+    }
+    let ids = vec![a.clone()];
+    assert_eq!(snapshot(&mut live, &ids), snapshot(&mut replayed, &ids));
 }

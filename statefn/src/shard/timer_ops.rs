@@ -171,9 +171,6 @@ impl ShardCore {
             // Cancelled or replaced after its wake-up was queued.
             return;
         };
-        if self.timers.wants_refill() {
-            self.refill_timers(env.now_ms, &mut batch.effects);
-        }
         let TimerEntry {
             outgoing,
             key,
@@ -241,9 +238,10 @@ impl ShardCore {
     }
 
     /// A keyed timer's handler failed (panicked, or its message did not
-    /// decode). A one-time timer is retried under its key with backoff,
-    /// then kept as a dead letter; a periodic one goes on with its next
-    /// run. Either way its run is recorded, so it is not repeated.
+    /// decode). A one-time timer is retried under its key with backoff
+    /// (`retryable`: unless no retry could succeed), then kept as a dead
+    /// letter; a periodic one goes on with its next run. Either way its run
+    /// is recorded, so it is not repeated.
     pub(super) fn timer_failed(
         &mut self,
         env: &RunEnv<'_>,
@@ -251,6 +249,7 @@ impl ShardCore {
         mut record: InvocationRecord,
         error: Error,
         fired: FiredTimer,
+        retryable: bool,
     ) {
         batch.stats.failed += 1;
         let target = record.target.clone();
@@ -266,7 +265,7 @@ impl ShardCore {
         } else {
             let attempts = fired.attempt + 1;
             let policy = self.config.retry;
-            if attempts < policy.max_attempts {
+            if retryable && attempts < policy.max_attempts {
                 let delay = policy.backoff(attempts);
                 tracing::warn!(%target, %error, attempts, ?delay, "a timer's handler failed; retrying");
                 let entry = TimerEntry {
@@ -288,9 +287,12 @@ impl ShardCore {
     }
 
     /// A client cancels its delayed invocation `key` of `target`: answered
-    /// `Ok` once the removal is durable, or [`Error::UnknownInvocation`].
+    /// `Ok` once the removal is durable; [`Error::InvocationNotPending`] if
+    /// it was enqueued (its key's stored reply says so) but is no longer
+    /// pending; else [`Error::UnknownInvocation`].
     pub(super) fn cancel_invocation(
         &mut self,
+        env: &RunEnv<'_>,
         target: Address,
         key: String,
         reply: ReplySender,
@@ -300,7 +302,11 @@ impl ShardCore {
         let slot = match self.timers.slot_of_key(&target, &timer_key) {
             Ok(Some(slot)) => slot,
             Ok(None) => {
-                let error = Error::UnknownInvocation { id: key };
+                let error = match self.idempotency.get(&target, &key, env.now_ms) {
+                    Ok(Some(_)) => Error::InvocationNotPending { id: key },
+                    Ok(None) => Error::UnknownInvocation { id: key },
+                    Err(e) => e,
+                };
                 batch.effects.replies.push((reply, Err(error)));
                 return;
             }
@@ -325,9 +331,18 @@ impl ShardCore {
         self.push_record(batch, Entry::Invocation(record));
     }
 
-    /// Moves the window on (the refill wake-up, or the window ran low).
+    /// Reads the timers due next if the window ran low (timers fired or
+    /// were cancelled): after every mail.
+    pub(super) fn refill_if_low(&mut self, now_ms: u64, effects: &mut Effects) {
+        if self.timers.wants_refill() {
+            self.refill_timers(now_ms, effects);
+        }
+    }
+
+    /// Moves the window on (it ran low, or the retry wake-up after a failed
+    /// read).
     fn refill_timers(&mut self, now_ms: u64, effects: &mut Effects) {
-        let refilled = match self.timers.refill(now_ms) {
+        let refilled = match self.timers.refill() {
             Ok(refilled) => refilled,
             Err(e) => {
                 tracing::warn!(shard = %self.id, error = %e, "cannot read the timers due next; retrying in a second");

@@ -6,11 +6,11 @@
 //! Timers scale like states: the store keeps them by due time
 //! (`statefn-store`'s timer table), and memory holds only
 //!
-//! - the **window**: every timer due before the horizon, at most
-//!   [`CoreConfig::timers_in_memory`](super::CoreConfig) of them, which the
-//!   timer service is armed with; the horizon moves on as they fire, and the
-//!   timers due next are read from the store
-//!   ([`refill`](TimerTable::refill));
+//! - the **window**: every timer due before the horizon, the ones due
+//!   next, about [`CoreConfig::timers_in_memory`](super::CoreConfig) of
+//!   them, which the timer service is armed with; when it runs low as they
+//!   fire (or are cancelled), the timers due next are read from the store
+//!   ([`refill`](TimerTable::refill)), and the horizon moves on;
 //! - the **changes** since the last checkpoint (armed, removed, the key
 //!   index), which the next checkpoint writes: a checkpoint writes what
 //!   changed, not every timer;
@@ -30,13 +30,9 @@ use crate::{
     error::StorageError,
     protocol::{
         ids::{TimerId, TimerSlot},
-        record::{TimerEntry, TimerEntryV1, TimerKey, decode},
+        record::{TimerEntry, TimerKey, decode},
     },
 };
-
-/// How far ahead of now the window reaches at most: timers due later are
-/// read from the store as their time comes.
-pub(crate) const WINDOW_MS: u64 = 5 * 60 * 1000;
 
 /// The id of the refill wake-up: never a timer's (ids start at 1).
 pub(crate) const REFILL: TimerId = TimerId(0);
@@ -135,9 +131,9 @@ impl TimerTable {
                 persisted.shard()
             )))?;
         for (id, bytes) in legacy {
-            let timer: TimerEntryV1 = decode(&bytes, "a timer")?;
+            let timer: TimerEntry = decode(&bytes, "a timer")?;
             self.dirty.legacy_removed.push(TimerId(id));
-            self.replay_armed(timer.upgrade());
+            self.replay_armed(timer);
         }
         Ok(())
     }
@@ -269,85 +265,120 @@ impl TimerTable {
             .or_else(|| self.frozen.as_deref().and_then(in_changes))
     }
 
+    /// The live timers held in memory: the window and the changes not yet
+    /// in the store (after [`restore`](Self::restore) and replay, every
+    /// timer of the layout before the due index and every one the replayed
+    /// log armed). Timers only in the store are not read.
+    pub(crate) fn held(&self) -> BTreeMap<TimerSlot, TimerEntry> {
+        let mut held = BTreeMap::new();
+        let changes = self.frozen.iter().map(Arc::as_ref).chain([&self.dirty]);
+        for changes in changes {
+            for (slot, entry) in &changes.timers {
+                match entry {
+                    Some(entry) => held.insert(*slot, entry.clone()),
+                    None => held.remove(slot),
+                };
+            }
+        }
+        for (slot, entry) in &self.window {
+            held.insert(*slot, entry.clone());
+        }
+        held
+    }
+
+    /// Replaces a held timer by `entry` (same slot, same key): its message
+    /// was rewritten.
+    pub(crate) fn replace(&mut self, entry: TimerEntry) {
+        let slot = entry.slot();
+        if let Some(held) = self.window.get_mut(&slot) {
+            *held = entry.clone();
+        }
+        if self.durable() {
+            self.dirty.set_timer(slot, Some(entry));
+        }
+    }
+
+    /// Removes the timer in `slot`, wherever it is, and its key.
+    pub(crate) fn remove(&mut self, entry: &TimerEntry) {
+        let slot = entry.slot();
+        self.window.remove(&slot);
+        if self.durable() {
+            self.dirty.set_timer(slot, None);
+        }
+        if let Some(key) = &entry.key {
+            self.set_key(entry.outgoing.target.clone(), key.clone(), None);
+        }
+    }
+
     /// Whether the window should take the timers due next now: its last
     /// refill ran out of room, and it is less than half full.
     pub(crate) fn wants_refill(&self) -> bool {
         self.limited && self.window.len() < self.window_limit / 2
     }
 
-    /// Moves the horizon on: reads the timers due before `now_ms +
-    /// WINDOW_MS` (at most as many as the window has room for) from the
-    /// store and the changes, and says what to arm.
-    pub(crate) fn refill(&mut self, now_ms: u64) -> Result<Refilled, Error> {
+    /// Moves the horizon on: reads the timers due next from the store and
+    /// the changes, as many as the window has room for, and says which to
+    /// arm. When they all fit, the horizon is the end of time: every timer
+    /// is in memory, and timers armed later join the window (up to twice
+    /// its limit, see [`shrink`](Self::shrink)). Nothing is read on a
+    /// clock: only when the window runs low ([`wants_refill`](Self::wants_refill)).
+    pub(crate) fn refill(&mut self) -> Result<Refilled, Error> {
         let mut refilled = Refilled::default();
         let Some(persisted) = self.persisted.clone() else {
             return Ok(refilled);
         };
-        let target = now_ms.saturating_add(WINDOW_MS);
         let room = self.window_limit.saturating_sub(self.window.len());
-        if room > 0 && self.horizon < target {
-            let from = TimerSlot {
-                due_ms: self.horizon,
-                id: TimerId(0),
-            };
-            let doing = || format!("reading the timers of shard {}", persisted.shard());
-            let mut rows = persisted
-                .timers_due(from.stored(), target, room.saturating_add(1))
-                .map_err(StorageError::store(doing()))?;
-            // More than there is room for: stop before the first one left
-            // out, but always past at least one due time.
-            let mut until = target;
-            if rows.len() > room
-                && let Some(&((first_left_out, _), _)) = rows.get(room)
-            {
-                if first_left_out > self.horizon {
-                    until = first_left_out;
-                    rows.truncate(room);
-                    rows.retain(|((due, _), _)| *due < until);
-                } else {
-                    until = self.horizon.saturating_add(1);
-                    rows = persisted
-                        .timers_due(from.stored(), until, usize::MAX)
-                        .map_err(StorageError::store(doing()))?;
-                }
-            }
-            let end = TimerSlot {
-                due_ms: until,
-                id: TimerId(0),
-            };
-            for (slot, bytes) in rows {
-                let entry: TimerEntry = decode(&bytes, "a timer")?;
-                self.window.insert(TimerSlot::from_stored(slot), entry);
-            }
-            // The changes not yet in the store win over it, newest last.
-            let changes = self.frozen.iter().map(Arc::as_ref).chain([&self.dirty]);
-            for changes in changes {
-                for (slot, entry) in changes.timers.range(from..end) {
-                    match entry {
-                        Some(entry) => self.window.insert(*slot, entry.clone()),
-                        None => self.window.remove(slot),
-                    };
-                }
-            }
-            refilled.armed = self
-                .window
-                .range(from..end)
-                .map(|(slot, _)| *slot)
-                .collect();
-            self.horizon = until;
+        if room == 0 || self.horizon == u64::MAX {
+            return Ok(refilled);
         }
-        self.limited = self.horizon < target;
-        // A window that spans its time is refilled when half of it has
-        // passed; one that ran out of room, as its timers fire.
-        let wake = (!self.limited).then(|| {
-            self.horizon
-                .saturating_sub(WINDOW_MS / 2)
-                .max(now_ms.saturating_add(1))
-        });
-        if self.wake_ms != wake {
-            refilled.old_wake = std::mem::replace(&mut self.wake_ms, wake);
-            refilled.wake = wake;
+        let from = TimerSlot {
+            due_ms: self.horizon,
+            id: TimerId(0),
+        };
+        let doing = || format!("reading the timers of shard {}", persisted.shard());
+        let mut rows = persisted
+            .timers_due(from.stored(), u64::MAX, room.saturating_add(1))
+            .map_err(StorageError::store(doing()))?;
+        // More than there is room for: stop before the first one left out,
+        // but always past at least one due time.
+        let mut until = u64::MAX;
+        if rows.len() > room
+            && let Some(&((first_left_out, _), _)) = rows.get(room)
+        {
+            if first_left_out > self.horizon {
+                until = first_left_out;
+                rows.truncate(room);
+                rows.retain(|((due, _), _)| *due < until);
+            } else {
+                until = self.horizon.saturating_add(1);
+                rows = persisted
+                    .timers_due(from.stored(), until, usize::MAX)
+                    .map_err(StorageError::store(doing()))?;
+            }
         }
+        let end = TimerSlot {
+            due_ms: until,
+            id: TimerId(0),
+        };
+        for (slot, bytes) in rows {
+            let entry: TimerEntry = decode(&bytes, "a timer")?;
+            self.window.insert(TimerSlot::from_stored(slot), entry);
+        }
+        // The changes not yet in the store win over it, newest last.
+        let changes = self.frozen.iter().map(Arc::as_ref).chain([&self.dirty]);
+        for changes in changes {
+            for (slot, entry) in changes.timers.range(from..end) {
+                match entry {
+                    Some(entry) => self.window.insert(*slot, entry.clone()),
+                    None => self.window.remove(slot),
+                };
+            }
+        }
+        self.horizon = until;
+        self.limited = until < u64::MAX;
+        // Changes not yet checkpointed may be many: keep the bound.
+        let _ = self.shrink();
+        refilled.armed = self.window.range(from..).map(|(slot, _)| *slot).collect();
         Ok(refilled)
     }
 
@@ -446,5 +477,106 @@ impl TimerTable {
         let mut legacy = frozen.legacy_removed;
         legacy.append(&mut self.dirty.legacy_removed);
         self.dirty.legacy_removed = legacy;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use statefn_store::StateStore;
+
+    use super::*;
+    use crate::protocol::envelope::Outgoing;
+
+    fn timer(id: u64, due_ms: u64, owner: &str) -> TimerEntry {
+        TimerEntry {
+            id: TimerId(id),
+            due_ms,
+            outgoing: Outgoing {
+                target: Address::new("T", owner).expect("valid"),
+                message: vec![1, 2, 3],
+                delay: None,
+                reply_to: None,
+                attempt: 0,
+            },
+            key: Some(TimerKey::Named("k".into())),
+            every_ms: None,
+        }
+    }
+
+    /// Writes what `table` froze, as the checkpointer does.
+    fn checkpoint(table: &mut TimerTable, tables: &ShardTables) -> usize {
+        let changes = table.freeze();
+        let mut batch = tables.batch();
+        for (slot, timer) in &changes.timers {
+            match timer {
+                Some(t) => batch.put_timer(
+                    slot.due_ms,
+                    slot.id.0,
+                    crate::protocol::record::encode(t).expect("encodes"),
+                ),
+                None => batch.delete_timer(slot.due_ms, slot.id.0),
+            }
+        }
+        for ((owner, key), slot) in &changes.keys {
+            batch.put_timer_slot(
+                owner.type_name(),
+                owner.id(),
+                &key.stored(),
+                slot.map(|s| s.stored()),
+            );
+        }
+        batch.commit().expect("commits");
+        table.checkpointed();
+        changes.timers.len()
+    }
+
+    #[test]
+    fn a_checkpoint_writes_the_timers_that_changed_and_memory_holds_only_the_window() {
+        const N: u64 = 1_000;
+        const LIMIT: usize = 16;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = StateStore::open(dir.path()).expect("store");
+        let tables = store.shard(statefn_store::ShardId(0));
+        let now = 1_000_000;
+        let mut table = TimerTable::new(Some(tables.clone()), LIMIT);
+        table.refill().expect("opens");
+        // Due one a second from now on: most are past the window.
+        for i in 1..=N {
+            table.arm(timer(i, now + i * 1_000, &format!("i{i}")));
+        }
+        assert_eq!(checkpoint(&mut table, &tables), 1_000);
+        table.arm(timer(N + 1, now + 10, "late"));
+        assert_eq!(
+            checkpoint(&mut table, &tables),
+            1,
+            "only the new timer is written"
+        );
+
+        // A table reopened over the store holds at most the window, and
+        // fires every timer once, in due order, as the window moves on.
+        let mut reopened = TimerTable::new(Some(tables), LIMIT);
+        reopened.restore(TimerId(N + 2)).expect("restores");
+        let mut armed: std::collections::BTreeSet<TimerSlot> = reopened
+            .refill()
+            .expect("refills")
+            .armed
+            .into_iter()
+            .collect();
+        let mut fired = Vec::new();
+        let mut most_held = 0;
+        while let Some(slot) = armed.pop_first() {
+            most_held = most_held.max(reopened.window.len());
+            let entry = reopened.take_due(slot).expect("a due timer is there once");
+            fired.push(entry.slot());
+            if reopened.wants_refill() {
+                armed.extend(reopened.refill().expect("refills").armed);
+            }
+        }
+        assert!(most_held <= LIMIT, "held {most_held} timers at once");
+        assert_eq!(fired.len(), 1_001);
+        assert!(
+            fired.windows(2).all(|w| w[0] < w[1]),
+            "due order, no repeat"
+        );
     }
 }
