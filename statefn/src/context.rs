@@ -144,6 +144,13 @@ impl Context {
     /// ([`now`](Self::now)); a time already past sends it at once. A
     /// durable timer, like [`send_after`](Self::send_after).
     ///
+    /// # Durability
+    ///
+    /// The timer is stored with this invocation's commit: once the caller
+    /// that started the invocation got its reply, the message survives
+    /// crashes and is delivered once, at `at` or (after downtime) as soon
+    /// as the runtime runs again.
+    ///
     /// ```
     /// # use serde::{Deserialize, Serialize};
     /// # use statefn::prelude::*;

@@ -7,6 +7,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context as TaskContext, Poll},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::de::DeserializeOwned;
@@ -194,6 +195,80 @@ impl<R> Call<R> {
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.key = Some(key.into());
         self
+    }
+
+    /// Enqueues the call to run `delay` from now instead of awaiting its
+    /// reply (as `POST .../send?delay=` does): returns its
+    /// [`InvocationId`](crate::InvocationId), with which
+    /// [`Runtime::cancel_invocation`] cancels it until it runs. With an
+    /// [`idempotency_key`](Self::idempotency_key), enqueueing again does
+    /// nothing and returns the same id.
+    ///
+    /// # Errors
+    ///
+    /// As awaiting the call would, before anything is enqueued.
+    ///
+    /// # Durability
+    ///
+    /// When this returns `Ok`, the invocation is committed as a durable
+    /// timer: it runs once, at its time (after downtime, as soon as the
+    /// runtime runs again), unless cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
+    /// let counter = runtime.handle::<Counter>("c");
+    /// let later = counter.add(5).send_after(Duration::from_secs(3600)).await?;
+    /// runtime.cancel_invocation(&later).await?; // it will not run
+    /// assert_eq!(counter.add(1).await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_after(self, delay: Duration) -> Result<crate::InvocationId, Error> {
+        let address = self.address?;
+        let message = self.message?;
+        // Always keyed, so that the id names exactly one invocation.
+        let key = self
+            .key
+            .unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
+        let rx = self.runtime.inner().submit(
+            address.clone(),
+            message,
+            Some(key.clone()),
+            Some(delay),
+        )?;
+        rx.await.map_err(|_| Error::ShuttingDown)??;
+        Ok(crate::InvocationId::new(address, key))
+    }
+
+    /// Like [`send_after`](Self::send_after), at `at` on the runtime's
+    /// clock (the system clock, or the test kit's virtual one); a time
+    /// already past runs it as soon as possible.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_after`](Self::send_after).
+    ///
+    /// # Durability
+    ///
+    /// As [`send_after`](Self::send_after).
+    pub async fn send_at(self, at: SystemTime) -> Result<crate::InvocationId, Error> {
+        let now = UNIX_EPOCH + Duration::from_millis(self.runtime.inner().clock.now_ms());
+        let delay = at.duration_since(now).unwrap_or(Duration::ZERO);
+        // A zero delay would run at once and could not be cancelled.
+        self.send_after(delay.max(Duration::from_millis(1))).await
     }
 }
 

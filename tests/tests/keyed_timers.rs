@@ -236,3 +236,23 @@ fn a_timer_of_another_type_or_with_a_bad_key_fails_the_invocation() -> Result<()
     );
     Ok(())
 }
+
+#[test]
+fn a_typed_call_sent_for_later_runs_at_its_time_unless_cancelled() -> Result<(), Error> {
+    let mut rt = kit()?;
+    let at = rt.now() + Duration::from_secs(60);
+    let kept = rt.call(rt.handle::<Clock>("h").add(1).send_at(at))?;
+    let dropped = rt.call(
+        rt.handle::<Clock>("h")
+            .add(10)
+            .send_after(Duration::from_secs(30)),
+    )?;
+    assert_ne!(kept, dropped);
+    let runtime = rt.runtime().clone();
+    rt.call(runtime.cancel_invocation(&dropped))?;
+    rt.advance(Duration::from_secs(59));
+    assert_eq!(rt.state::<Clock>("h")?, None);
+    rt.advance(Duration::from_secs(1));
+    assert_eq!(rt.state::<Clock>("h")?.map(|c| c.ticks), Some(1));
+    Ok(())
+}
