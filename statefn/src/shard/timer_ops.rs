@@ -111,9 +111,9 @@ impl ShardCore {
             })
             .chain(also);
         for key in keys {
-            if !slots.contains_key(&key) {
-                let slot = self.timers.slot_of_key(owner, &key)?;
-                slots.insert(key, slot);
+            if let std::collections::hash_map::Entry::Vacant(vacant) = slots.entry(key) {
+                let slot = self.timers.slot_of_key(owner, vacant.key())?;
+                vacant.insert(slot);
             }
         }
         Ok(slots)
