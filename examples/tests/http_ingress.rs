@@ -211,7 +211,9 @@ async fn send_enqueues_durably_and_a_delay_defers_it() {
     let first = post(&c, &delayed, Some(json!({"amount": 100})), Some("payday")).await;
     let retry = post(&c, &delayed, Some(json!({"amount": 100})), Some("payday")).await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{first:?}");
-    assert_eq!(first.json, json!({"invocation_id": "payday"}));
+    // The id names the instance and the key (`DELETE /v1/invocations/{id}`
+    // finds its shard from it).
+    assert_eq!(first.json, json!({"invocation_id": "Account.dave.payday"}));
     assert_eq!(retry.json, first.json);
     await_balance(&c, &bank, "dave", 110).await;
     // A later timer fires after any duplicate of the first would have.
