@@ -106,6 +106,28 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// User code around the handler panicked: the type's `Default`, its
+    /// state's `Serialize` or `Deserialize`, its `migrate` function, or the
+    /// `Deserialize` of a handler's arguments. The invocation changed
+    /// nothing and sent nothing (a message from another function is retried,
+    /// then kept as a dead letter); fix the code named in `during`.
+    #[error(
+        "`{function}` panicked{} while {during}: {message}; nothing was changed",
+        if id.is_empty() { String::new() } else { format!(" on id `{id}`") }
+    )]
+    Panicked {
+        /// The function type.
+        function: String,
+        /// The instance id (empty when no instance was involved: a message
+        /// or reply decoded for inspection).
+        id: String,
+        /// What was running: "building its `Default` state", "decoding or
+        /// migrating its stored state", "encoding its new state", "decoding
+        /// the message"...
+        during: String,
+        /// The panic message.
+        message: String,
+    },
     /// The same idempotency key was used before for a different call on this instance.
     #[error(
         "idempotency key `{key}` was already used on `{function}/{id}` for a different call \

@@ -4,7 +4,11 @@
 //! checkpoint covers). One thread: fjall batches are written one at a time
 //! anyway, and it never blocks a shard or a tokio thread.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::Arc,
+    time::Duration,
+};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -84,10 +88,23 @@ impl Checkpointer {
     /// Writes one checkpoint and tells its shard and its log group.
     fn write(&self, job: CheckpointJob) {
         let started = std::time::Instant::now();
-        let result = self
-            .storage
-            .store()
-            .and_then(|store| write(&job, &store.shard(job.shard), self.storage.clock().now_ms()));
+        let result = self.storage.store().and_then(|store| {
+            let now_ms = self.storage.clock().now_ms();
+            // A panic (in the store, or a bug here) is a failed checkpoint:
+            // the shard gets its frozen sets back and tries again later.
+            catch_unwind(AssertUnwindSafe(|| {
+                write(&job, &store.shard(job.shard), now_ms)
+            }))
+            .unwrap_or_else(|panic| {
+                Err(Error::Thread {
+                    what: format!(
+                        "writing a checkpoint panicked: {}",
+                        crate::registry::panic_message(&*panic)
+                    ),
+                    source: None,
+                })
+            })
+        });
         let (shard, epoch, lsn) = (job.shard, job.epoch, job.lsn);
         let states = job.states.len();
         // Dropped before the shard hears of it: the shard then takes its

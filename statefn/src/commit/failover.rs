@@ -49,7 +49,20 @@ impl Syncer {
         let epoch = self.epochs.next();
         let mut backoff = Duration::from_millis(20);
         let recovered = loop {
-            match self.parts.storage.recover(self.group, epoch) {
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.parts.storage.recover(self.group, epoch)
+            }))
+            .unwrap_or_else(|panic| {
+                Err(crate::Error::Thread {
+                    what: format!(
+                        "recovering log group {} panicked (a statefn bug, or data it cannot read): {}",
+                        self.group,
+                        crate::registry::panic_message(&*panic)
+                    ),
+                    source: None,
+                })
+            });
+            match attempt {
                 Ok(recovered) => break recovered,
                 Err(e) => {
                     tracing::warn!(group = %self.group, error = %e, ?backoff, "recovery failed; retrying");
@@ -64,7 +77,7 @@ impl Syncer {
                     GroupCommand::Commit(batch) => {
                         self.parts.host.refuse(batch.effects, batch.shard, reason);
                     }
-                    GroupCommand::Checkpointed { .. } => {}
+                    GroupCommand::Checkpointed { .. } | GroupCommand::Fail { .. } => {}
                     GroupCommand::Stop => self.stopping = true,
                 }
             }

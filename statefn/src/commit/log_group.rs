@@ -27,6 +27,11 @@ pub(crate) enum GroupCommand {
         shard: ShardId,
         lsn: Lsn,
     },
+    /// A shard of the group broke (the runtime panicked running it): take
+    /// the group down and recover it, after the batches handed over before.
+    Fail {
+        reason: String,
+    },
     Stop,
 }
 
@@ -82,7 +87,9 @@ impl LogGroup {
             Err(e) => match e.into_inner() {
                 GroupCommand::Commit(batch) => Err(Box::new(batch)),
                 // What was sent is what comes back.
-                GroupCommand::Checkpointed { .. } | GroupCommand::Stop => Ok(()),
+                GroupCommand::Checkpointed { .. }
+                | GroupCommand::Fail { .. }
+                | GroupCommand::Stop => Ok(()),
             },
         }
     }
@@ -91,6 +98,12 @@ impl LogGroup {
     /// (dropped if it has stopped: it would only have truncated the log).
     pub(crate) fn checkpointed(&self, shard: ShardId, lsn: Lsn) {
         let _ = self.tx.send(GroupCommand::Checkpointed { shard, lsn });
+    }
+
+    /// Tells the syncer to recover the group after committing what it was
+    /// given (dropped if it has stopped).
+    pub(crate) fn fail(&self, reason: String) {
+        let _ = self.tx.send(GroupCommand::Fail { reason });
     }
 
     /// Tells the syncer to stop after committing what it was given.

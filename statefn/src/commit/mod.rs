@@ -171,6 +171,15 @@ impl Commit {
         }
     }
 
+    /// Asks `group`'s syncer to take its shards down and rebuild them (a
+    /// shard's core can no longer be trusted), after committing what it
+    /// was given before.
+    pub(crate) fn fail_group(&self, group: LogGroupId, reason: String) {
+        if let Some(group) = self.group(group) {
+            group.fail(reason);
+        }
+    }
+
     /// The background services of the commit path: one syncer per opened
     /// group, and the checkpointer.
     pub(crate) fn services(

@@ -127,6 +127,15 @@ impl Syncer {
             match command {
                 GroupCommand::Commit(batch) => batches.push(batch),
                 GroupCommand::Checkpointed { shard, lsn } => self.checkpointed(shard, lsn),
+                GroupCommand::Fail { reason } => {
+                    // What was handed over before is from sound cores.
+                    if !batches.is_empty() {
+                        self.commit(std::mem::take(&mut batches));
+                    }
+                    if self.log.is_some() && !self.stopping {
+                        self.recover(&reason);
+                    }
+                }
                 GroupCommand::Stop => stop = true,
             }
         }
@@ -309,6 +318,16 @@ impl Service for Syncer {
 
     fn tick(&self) -> Duration {
         TICK
+    }
+
+    fn after_panic(&mut self) -> Step {
+        if self.stopping {
+            return Step::Done;
+        }
+        // What the panicking step held is gone: rebuild the group from what
+        // is durable, as after a log failure.
+        self.recover("the log group's syncer panicked (a statefn bug)");
+        Step::Worked
     }
 
     fn step(&mut self, wait: Duration) -> Step {

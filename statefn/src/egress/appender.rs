@@ -2,7 +2,12 @@
 //! the egress logs, each at the next offset of its log, dropping records it
 //! already has, and sweeps records past their retention now and then.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::Arc,
+    time::Duration,
+};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use statefn_store::EgressTables;
@@ -80,7 +85,17 @@ impl Egress {
             return;
         }
         let mut retry = Duration::from_millis(10);
-        while let Err(e) = self.append_to_store(store, &records) {
+        while let Err(e) = catch_unwind(AssertUnwindSafe(|| self.append_to_store(store, &records)))
+            .unwrap_or_else(|panic| {
+                Err(Error::Thread {
+                    what: format!(
+                        "appending egress records panicked: {}",
+                        crate::registry::panic_message(&*panic)
+                    ),
+                    source: None,
+                })
+            })
+        {
             // The records are safe in the shards' logs and checkpoints;
             // keep trying rather than lose the order.
             tracing::error!(error = %e, ?retry, "cannot append egress records; retrying");

@@ -219,6 +219,18 @@ impl Builder {
         self
     }
 
+    /// Registers an erased function by hand (tests of what the runtime does
+    /// when code it calls misbehaves).
+    #[cfg(test)]
+    pub(crate) fn register_erased(
+        mut self,
+        name: &'static str,
+        f: Arc<dyn crate::registry::ErasedFunction>,
+    ) -> Self {
+        self.registry.register_erased(name, f);
+        self
+    }
+
     /// Opens the runtime: recovers the data directory (durable mode), then
     /// starts the worker threads, the log syncers, the checkpointer and the
     /// timer task on the current tokio runtime.

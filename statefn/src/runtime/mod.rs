@@ -289,14 +289,61 @@ impl RunShard for RuntimeInner {
         let Some(target) = self.shard(shard) else {
             return false;
         };
-        target.run(&env, |batch| match &self.commit {
-            None => self.release(batch.effects),
-            Some(commit) => {
-                if let Err(batch) = commit.submit(batch) {
-                    self.refuse(batch.effects, batch.shard, "the runtime is stopping");
+        target.run(
+            &env,
+            |batch| match &self.commit {
+                None => self.release(batch.effects),
+                Some(commit) => {
+                    if let Err(batch) = commit.submit(batch) {
+                        self.refuse(batch.effects, batch.shard, "the runtime is stopping");
+                    }
                 }
-            }
-        })
+            },
+            |batch, panic| self.shard_panicked(batch, &panic),
+        )
+    }
+}
+
+impl RuntimeInner {
+    /// The runtime's own code panicked while running a batch of
+    /// `batch.shard` (a bug). In memory the core is all there is: what the
+    /// batch finished is released and the shard goes on. In durable mode the
+    /// core may be half-changed: the batch is refused, the shard is taken
+    /// down at once, and its log group rebuilds it from checkpoint and log.
+    fn shard_panicked(&self, batch: crate::shard::effects::Batch, panic: &str) {
+        let shard = batch.shard;
+        metrics::counter!(crate::metrics::PANICS, "where" => "shard").increment(1);
+        let Some(commit) = &self.commit else {
+            tracing::error!(
+                %shard,
+                panic,
+                "statefn bug: the runtime panicked while running a batch; the mail that \
+                 caused it was dropped, the shard goes on"
+            );
+            return self.release(batch.effects);
+        };
+        tracing::error!(
+            %shard,
+            panic,
+            "statefn bug: the runtime panicked while running a batch; the shard's log group \
+             recovers it from its checkpoint and log"
+        );
+        let reason = "its shard failed and is recovering";
+        let waiting = self.shard(shard).map(Shard::take_down).unwrap_or_default();
+        self.refuse(batch.effects, shard, reason);
+        self.refuse(
+            crate::shard::effects::Effects {
+                finished: waiting.len(),
+                replies: waiting.into_iter().map(|tx| (tx, Ok(Vec::new()))).collect(),
+                ..Default::default()
+            },
+            shard,
+            reason,
+        );
+        commit.fail_group(
+            commit.group_of(shard),
+            format!("shard {shard} panicked: {panic}"),
+        );
     }
 }
 
@@ -361,6 +408,52 @@ mod tests {
             .submit_call(target, vec![0], None)
             .expect_err("unknown type");
         assert!(matches!(err, Error::UnknownFunction { .. }), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_the_runtime_s_code_takes_the_shard_s_group_down_and_recovers_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = Runtime::builder()
+            .data_dir(dir.path())
+            .shards(2)
+            .workers(1)
+            .register::<Counter>()
+            .register_erased(
+                "panic_tests.Bomb",
+                std::sync::Arc::new(crate::shard::panic_tests::Bomb),
+            )
+            .open()
+            .await
+            .expect("opens");
+        let counter = runtime.handle::<Counter>("c");
+        assert_eq!(counter.add(1).await.expect("ok"), 1);
+        let bomb = Address::new("panic_tests.Bomb", "x").expect("valid");
+        let rx = runtime
+            .inner()
+            .submit_call(bomb, vec![0], None)
+            .expect("accepted");
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(30), rx)
+            .await
+            .expect("the panicking call is answered, not stranded");
+        assert!(answer.is_err(), "{answer:?}");
+        // The group comes back with what was committed before.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let n = loop {
+            match counter.add(1).await {
+                Ok(n) => break n,
+                Err(Error::Unavailable { .. }) => {
+                    assert!(tokio::time::Instant::now() < deadline, "never recovered");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        };
+        assert_eq!(n, 2);
+        assert_eq!(runtime.recoveries(), 1);
+        tokio::time::timeout(std::time::Duration::from_secs(30), runtime.shutdown())
+            .await
+            .expect("shutdown finishes")
+            .expect("cleanly");
     }
 
     #[tokio::test]

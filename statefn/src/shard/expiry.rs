@@ -81,7 +81,7 @@ impl ShardCore {
         };
         let rearm = match written {
             Some(written) if ttl > 0 && written.saturating_add(ttl) > env.now_ms => {
-                let entry = self.expiry_timer(target.clone(), written + ttl);
+                let entry = self.expiry_timer(target.clone(), written.saturating_add(ttl));
                 batch.effects.timers.push(TimerArm {
                     due_ms: entry.due_ms,
                     shard: self.id,

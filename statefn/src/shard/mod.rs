@@ -14,6 +14,8 @@ mod expiry;
 pub(crate) mod freeze;
 mod invocation;
 mod outgoing;
+#[cfg(test)]
+pub(crate) mod panic_tests;
 mod replay;
 pub(crate) mod state_machine;
 pub(crate) mod state_table;
@@ -22,6 +24,7 @@ mod tests;
 pub(crate) mod timer_table;
 pub(crate) mod tracked;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::{collections::VecDeque, sync::Arc};
 
@@ -98,7 +101,8 @@ impl Shard {
         if !self.is_serving() {
             return Err(Error::Unavailable {
                 shard: self.id.0,
-                reason: "it is recovering from a storage failure".into(),
+                reason: "it is recovering (after a storage failure, or a failure of the shard)"
+                    .into(),
                 retry_after: std::time::Duration::from_millis(200),
             });
         }
@@ -175,7 +179,18 @@ impl Shard {
     /// Runs one batch and hands it to `commit` while still owning the shard.
     /// Returns whether mail remains (the shard then stays marked scheduled
     /// and the caller re-queues it).
-    pub(crate) fn run(&self, env: &RunEnv<'_>, commit: impl FnOnce(Batch)) -> bool {
+    ///
+    /// A panic in the runtime's own code while the batch runs (a bug: user
+    /// code is guarded where it runs, in the registry) does not unwind
+    /// through the worker: the mail not yet handled goes back to the front
+    /// of the mailbox, the panicking mail's partial effects are dropped, and
+    /// `broken` gets the rest of the batch to refuse or release.
+    pub(crate) fn run(
+        &self,
+        env: &RunEnv<'_>,
+        commit: impl FnOnce(Batch),
+        broken: impl FnOnce(Batch, String),
+    ) -> bool {
         if self.is_serving() {
             let mails: Vec<Mail> = {
                 let mut mailbox = self.mailbox.lock();
@@ -183,22 +198,49 @@ impl Shard {
                 mailbox.drain(..n).collect()
             };
             let mut core = self.core.lock();
-            if let Some((epoch, lsn)) = self.checkpoint_done.lock().take() {
-                core.checkpoint_finished(epoch, lsn);
-            }
-            core.outbox.prune(env.acked, false);
             let mut batch = Batch::new(self.id, core.epoch);
-            for mail in mails {
-                core.handle(env, mail, &mut batch);
+            let mut mails = mails.into_iter();
+            // Set while a mail is being handled.
+            let mut handling = None;
+            let ran = catch_unwind(AssertUnwindSafe(|| {
+                if let Some((epoch, lsn)) = self.checkpoint_done.lock().take() {
+                    core.checkpoint_finished(epoch, lsn);
+                }
+                core.outbox.prune(env.acked, false);
+                for mail in mails.by_ref() {
+                    handling = Some(batch.mark());
+                    core.handle(env, mail, &mut batch);
+                    handling = None;
+                }
+                if core.wants_checkpoint(env.now_ms) {
+                    batch.checkpoint =
+                        Some(core.freeze(env.acked, env.egress_appended, env.now_ms));
+                }
+            }));
+            match ran {
+                Ok(()) => {
+                    (batch.stats.cache_hits, batch.stats.cache_misses) =
+                        core.states.take_cache_stats();
+                    batch.stats.record();
+                    metrics::gauge!(crate::metrics::MAILBOX_DEPTH, "shard" => self.label.clone())
+                        .set(self.mailbox.lock().len() as f64);
+                    commit(batch);
+                }
+                Err(panic) => {
+                    drop(core);
+                    {
+                        let mut mailbox = self.mailbox.lock();
+                        for mail in mails.rev() {
+                            mailbox.push_front(mail);
+                        }
+                    }
+                    match handling {
+                        Some(mark) => batch.rollback(mark),
+                        None => batch.checkpoint = None,
+                    }
+                    broken(batch, crate::registry::panic_message(&*panic));
+                }
             }
-            if core.wants_checkpoint(env.now_ms) {
-                batch.checkpoint = Some(core.freeze(env.acked, env.egress_appended, env.now_ms));
-            }
-            (batch.stats.cache_hits, batch.stats.cache_misses) = core.states.take_cache_stats();
-            batch.stats.record();
-            metrics::gauge!(crate::metrics::MAILBOX_DEPTH, "shard" => self.label.clone())
-                .set(self.mailbox.lock().len() as f64);
-            commit(batch);
         }
         self.scheduled.store(false, Ordering::SeqCst);
         let more = self.is_serving() && !self.mailbox.lock().is_empty();
