@@ -214,6 +214,20 @@ pub enum Error {
         #[source]
         source: Option<Arc<std::io::Error>>,
     },
+    /// [`Runtime::shutdown`](crate::Runtime::shutdown) returned without
+    /// finishing everything: a log group could not recover, work was still
+    /// in flight, or a thread did not stop by the deadline
+    /// ([`Builder::shutdown_timeout`](crate::Builder::shutdown_timeout)).
+    /// What was committed is durable; what was not is as after a crash, and
+    /// the next open recovers it. The process may exit.
+    #[error(
+        "shutdown did not finish cleanly: {}; what was committed is durable, the next open recovers the rest",
+        unfinished.join("; ")
+    )]
+    ShutdownIncomplete {
+        /// What did not finish, one item each.
+        unfinished: Vec<String>,
+    },
     /// Storage failed: the data directory, a log, or the state store.
     #[error("storage error: {0}")]
     Storage(#[from] StorageError),

@@ -256,7 +256,8 @@ pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction, decode_
 pub use handle::{Call, CallFuture, Handle};
 pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DeadLetter, DeadLetterId, Runtime, ShardStatus,
+    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DEFAULT_SHUTDOWN_TIMEOUT, DeadLetter, DeadLetterId,
+    Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::{handler, stateful_function};

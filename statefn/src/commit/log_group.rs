@@ -40,6 +40,8 @@ pub(crate) enum GroupCommand {
 pub(crate) struct GroupStats {
     pub(crate) bytes: AtomicU64,
     pub(crate) pieces: AtomicU64,
+    /// Why the group is down, while it is (recovering, or given up).
+    pub(crate) down: Mutex<Option<String>>,
 }
 
 /// The handle to one log group's syncer.
@@ -73,6 +75,11 @@ impl LogGroup {
     /// Bytes in the group's log.
     pub(crate) fn log_bytes(&self) -> u64 {
         self.stats.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Why the group is down, while it is.
+    pub(crate) fn down_reason(&self) -> Option<String> {
+        self.stats.down.lock().clone()
     }
 
     /// Pieces (segment files) of the group's log.

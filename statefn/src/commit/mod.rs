@@ -97,6 +97,12 @@ pub(crate) trait CommitHost: Send + Sync + 'static {
     fn checkpoint_finished(&self, shard: ShardId, epoch: Epoch, lsn: Option<Lsn>);
     /// A log group recovered after a failure.
     fn count_recovery(&self);
+    /// Whether the runtime is shutting down: a group that cannot recover
+    /// then gives up instead of holding shutdown up.
+    fn closing(&self) -> bool;
+    /// Gives `shard` up until the next open (its group could not recover
+    /// and the runtime shuts down): its mail is dropped, its callers told.
+    fn abandon(&self, shard: ShardId);
 }
 
 /// Called with the records of every commit once they are durable (the test
@@ -222,6 +228,19 @@ impl Commit {
             syncers,
             checkpointer,
         }
+    }
+
+    /// The log groups that are down (recovering, or given up at shutdown),
+    /// with why.
+    pub(crate) fn groups_down(&self) -> Vec<(LogGroupId, String)> {
+        self.groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| {
+                let group = LogGroupId(u16::try_from(i).ok()?);
+                g.down_reason().map(|reason| (group, reason))
+            })
+            .collect()
     }
 
     /// Tells the syncers to stop once they have committed what they were

@@ -96,10 +96,20 @@ impl Egress {
                 })
             })
         {
+            metrics::counter!(crate::metrics::EGRESS_APPEND_FAILURES).increment(1);
             // The records are safe in the shards' logs and checkpoints;
-            // keep trying rather than lose the order.
+            // keep trying rather than lose the order, until told to stop:
+            // then they stay with their shards, which submit them again
+            // after the next open.
+            if self.stopping() {
+                tracing::warn!(error = %e, records = records.len(), "stopping with egress records not appended; the next open appends them");
+                return;
+            }
             tracing::error!(error = %e, ?retry, "cannot append egress records; retrying");
-            std::thread::sleep(retry);
+            let until = std::time::Instant::now() + retry;
+            while !self.stopping() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20).min(retry));
+            }
             retry = (retry * 2).min(Duration::from_secs(5));
         }
         for r in &records {

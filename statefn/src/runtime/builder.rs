@@ -26,6 +26,9 @@ pub const DEFAULT_MAILBOX_CAPACITY: usize = 16_384;
 /// How long egress records are kept by default.
 pub const DEFAULT_EGRESS_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
+/// How long [`Runtime::shutdown`] waits at most by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a stored reply answers retries with the same idempotency key.
 pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -69,6 +72,7 @@ pub struct Builder {
     egress_retention: Duration,
     mailbox_capacity: usize,
     retry: RetryPolicy,
+    shutdown_timeout: Duration,
     file_system: Arc<dyn FileSystem>,
     registry: Registry,
     error: Option<Error>,
@@ -90,6 +94,7 @@ impl Default for Builder {
             egress_retention: DEFAULT_EGRESS_RETENTION,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             retry: RetryPolicy::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             file_system: Arc::new(StdFs),
             registry: Registry::default(),
             error: None,
@@ -201,6 +206,16 @@ impl Builder {
             max_attempts: policy.max_attempts.max(1),
             ..policy
         };
+        self
+    }
+
+    /// The longest [`Runtime::shutdown`] waits (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`], 30 s) for the work in flight and the
+    /// threads to finish. Past it, shutdown returns
+    /// [`Error::ShutdownIncomplete`] naming what did not finish, instead of
+    /// waiting for a disk that does not answer.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
         self
     }
 
@@ -322,6 +337,7 @@ impl Builder {
             },
             egress_retention: self.egress_retention,
             mailbox_capacity: self.mailbox_capacity,
+            shutdown_timeout: self.shutdown_timeout,
             file_system: self.file_system,
             registry: self.registry,
         })
@@ -347,6 +363,7 @@ pub(crate) struct Plan {
     pub(super) wal_options: WalOptions,
     pub(super) egress_retention: Duration,
     pub(super) mailbox_capacity: usize,
+    pub(super) shutdown_timeout: Duration,
     pub(super) file_system: Arc<dyn FileSystem>,
     pub(super) registry: Registry,
 }

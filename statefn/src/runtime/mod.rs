@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 pub use self::admin::{DeadLetter, DeadLetterId, ShardStatus};
 pub use self::builder::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
+    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 use self::lifecycle::{Owner, Threads};
 use crate::{
@@ -124,10 +124,24 @@ impl Runtime {
     /// releases the data directory. Pending timers stay stored and fire after
     /// the next open. Calling it again does nothing.
     ///
+    /// It never waits much longer than
+    /// [`Builder::shutdown_timeout`](crate::Builder::shutdown_timeout)
+    /// (30 s by default; stopping the threads may take a second more): a disk that does not answer, a log group that
+    /// cannot recover or a handler that never returns make it return
+    /// [`Error::ShutdownIncomplete`] instead of hanging. Egress long-polls
+    /// return at once.
+    ///
     /// # Errors
     ///
-    /// [`Error::Thread`] if a thread could not be stopped cleanly;
-    /// [`Error::Config`] for the runtime of a `statefn::testing::TestRuntime`.
+    /// [`Error::ShutdownIncomplete`] naming what did not finish (work still
+    /// in flight at the deadline, a log group that stayed down, a thread
+    /// that did not stop); [`Error::Config`] for the runtime of a
+    /// `statefn::testing::TestRuntime`.
+    ///
+    /// # Durability
+    ///
+    /// Whatever happened, what was committed before is durable; what was not
+    /// is as after a crash: the next open recovers it.
     pub async fn shutdown(&self) -> Result<(), Error> {
         let inner = Arc::clone(&self.owner.inner);
         if inner.manual {
@@ -138,22 +152,60 @@ impl Runtime {
                     .into(),
             ));
         }
-        inner.closing.store(true, Ordering::SeqCst);
-        inner.wait_idle().await;
-        if inner.commit.is_some() && !inner.stopped.load(Ordering::SeqCst) {
+        if inner.stopped.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let timeout = inner.shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        inner.begin_closing();
+        let mut idle = tokio::time::timeout_at(deadline, inner.wait_idle())
+            .await
+            .is_ok();
+        if idle && inner.commit.is_some() {
             // A final checkpoint of every shard, so the next open replays
             // (almost) nothing.
             for shard in inner.shard_ids() {
                 inner.request_checkpoint(shard);
             }
-            inner.wait_idle().await;
+            idle = tokio::time::timeout_at(deadline, inner.wait_idle())
+                .await
+                .is_ok();
         }
-        tokio::task::spawn_blocking(move || inner.stop_and_join())
-            .await
-            .map_err(|e| Error::Thread {
-                what: format!("a runtime thread failed to stop: {e}"),
-                source: None,
-            })
+        let mut unfinished = Vec::new();
+        if !idle {
+            unfinished.push(format!(
+                "{} calls, messages or checkpoints were still in flight after {timeout:?}",
+                inner.in_flight()
+            ));
+        }
+        let until = std::time::Instant::now()
+            + deadline.saturating_duration_since(tokio::time::Instant::now());
+        let stopping = Arc::clone(&inner);
+        // The join itself never waits past the deadline; the margin only
+        // covers a blocking pool too busy to start it.
+        let joined = tokio::time::timeout_at(
+            deadline + 5 * lifecycle::STOP_GRACE + Duration::from_secs(1),
+            tokio::task::spawn_blocking(move || stopping.stop_and_join(Some(until))),
+        )
+        .await;
+        match joined {
+            Ok(Ok(stuck)) => unfinished.extend(stuck),
+            Ok(Err(e)) => unfinished.push(format!("stopping the threads failed: {e}")),
+            Err(_) => unfinished.push("the threads could not be stopped in time".to_owned()),
+        }
+        if let Some(commit) = &inner.commit {
+            for (group, reason) in commit.groups_down() {
+                unfinished.push(format!(
+                    "log group {group} could not recover ({reason}); its shards stayed down"
+                ));
+            }
+        }
+        if unfinished.is_empty() {
+            Ok(())
+        } else {
+            tracing::error!(?unfinished, "shutdown did not finish cleanly");
+            Err(Error::ShutdownIncomplete { unfinished })
+        }
     }
 
     pub(crate) fn inner(&self) -> &RuntimeInner {
@@ -268,6 +320,8 @@ pub(crate) struct RuntimeInner {
     recoveries: AtomicU64,
     /// Client calls a shard queues at most before refusing with `Overloaded`.
     mailbox_capacity: usize,
+    /// The longest `shutdown` waits.
+    shutdown_timeout: Duration,
     /// The commit path (durable mode).
     pub(crate) commit: Option<Commit>,
     pub(crate) egress: Arc<Egress>,

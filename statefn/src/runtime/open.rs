@@ -249,6 +249,7 @@ pub(super) fn assemble(
         acks: AckMatrix::new(plan.shards),
         recoveries: AtomicU64::new(0),
         mailbox_capacity: plan.mailbox_capacity,
+        shutdown_timeout: plan.shutdown_timeout,
         commit,
         egress: Arc::new(egress),
         clock: clock.clone(),

@@ -14,7 +14,7 @@ use crate::{
         envelope::{Envelope, Mail, Origin},
         ids::ShardId,
     },
-    shard::Shard,
+    shard::{Queued, Shard},
 };
 
 impl RuntimeInner {
@@ -97,8 +97,10 @@ impl RuntimeInner {
             return;
         };
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if target.enqueue(mail) {
-            self.scheduler.push(shard);
+        match target.enqueue(mail) {
+            Queued::Schedule => self.scheduler.push(shard),
+            Queued::Waiting => {}
+            Queued::Dropped => self.finished(1),
         }
     }
 

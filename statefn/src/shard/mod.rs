@@ -52,6 +52,21 @@ pub(crate) enum Status {
     Serving = 0,
     /// Rebuilding its state from checkpoint and log; its mail waits.
     Recovering = 1,
+    /// Its log group gave up recovering because the runtime shuts down: it
+    /// stays down until the next open, and mail for it is dropped (it is
+    /// committed by its senders, who deliver it again after that open).
+    Abandoned = 2,
+}
+
+/// What [`Shard::enqueue`] did with the mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// Queued; the caller must schedule the shard.
+    Schedule,
+    /// Queued; the shard is scheduled already, or not serving.
+    Waiting,
+    /// Dropped: the shard is abandoned.
+    Dropped,
 }
 
 /// One shard: its mailbox (any thread) and its core (the running worker only).
@@ -86,10 +101,43 @@ impl Shard {
         }
     }
 
-    /// Queues mail; returns whether the caller must schedule the shard.
-    pub(crate) fn enqueue(&self, mail: Mail) -> bool {
-        self.mailbox.lock().push_back(mail);
-        self.is_serving() && !self.scheduled.swap(true, Ordering::AcqRel)
+    /// Queues mail (committed already: it is never refused, but dropped for
+    /// an abandoned shard).
+    pub(crate) fn enqueue(&self, mail: Mail) -> Queued {
+        {
+            let mut mailbox = self.mailbox.lock();
+            if self.status() == Status::Abandoned {
+                return Queued::Dropped;
+            }
+            mailbox.push_back(mail);
+        }
+        if self.is_serving() && !self.scheduled.swap(true, Ordering::AcqRel) {
+            Queued::Schedule
+        } else {
+            Queued::Waiting
+        }
+    }
+
+    /// Gives the shard up until the next open (its log group cannot recover
+    /// and the runtime shuts down): empties its mailbox and returns how many
+    /// mails it held and the client calls among them (to be refused). Mail
+    /// from functions and timers is committed elsewhere and comes back
+    /// after the next open.
+    pub(crate) fn abandon(&self) -> (usize, Vec<ReplySender>) {
+        let mut mailbox = self.mailbox.lock();
+        self.set_status(Status::Abandoned);
+        let count = mailbox.len();
+        let replies = mailbox
+            .drain(..)
+            .filter_map(|mail| match mail {
+                Mail::Invoke(Envelope {
+                    origin: Origin::Client { reply, .. },
+                    ..
+                }) => reply,
+                _ => None,
+            })
+            .collect();
+        (count, replies)
     }
 
     /// Queues a client call unless the shard is recovering or its mailbox
@@ -121,7 +169,15 @@ impl Shard {
     }
 
     pub(crate) fn is_serving(&self) -> bool {
-        self.status.load(Ordering::Acquire) == Status::Serving as u8
+        self.status() == Status::Serving
+    }
+
+    fn status(&self) -> Status {
+        match self.status.load(Ordering::Acquire) {
+            0 => Status::Serving,
+            1 => Status::Recovering,
+            _ => Status::Abandoned,
+        }
     }
 
     pub(crate) fn set_status(&self, status: Status) {
@@ -148,6 +204,7 @@ impl Shard {
     }
 
     /// After recovery: returns whether the caller must schedule the shard.
+    /// (An abandoned shard that recovers after all serves again.)
     pub(crate) fn resume(&self) -> bool {
         self.set_status(Status::Serving);
         !self.mailbox.lock().is_empty() && !self.scheduled.swap(true, Ordering::AcqRel)

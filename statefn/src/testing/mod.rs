@@ -526,7 +526,7 @@ impl Drop for TestRuntime {
         // Release fjall and the directory lock before the temporary directory
         // is deleted.
         if let Some(runtime) = self.runtime.take() {
-            runtime.inner().stop_and_join();
+            runtime.inner().stop_and_join(None);
         }
         self.background = None;
     }
