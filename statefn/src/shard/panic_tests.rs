@@ -69,6 +69,9 @@ impl ErasedFunction for Bomb {
     fn validate(&self, _: &[u8]) -> Result<(), MessageError> {
         panic!("a bug in the runtime");
     }
+    fn upgrade_positional(&self, _: &[u8]) -> Result<Option<Vec<u8>>, MessageError> {
+        panic!("a bug in the runtime");
+    }
 }
 
 fn config() -> CoreConfig {
