@@ -42,6 +42,7 @@ pub struct TestBuilder {
     pub(super) start_ms: u64,
     pub(super) data_dir: Option<PathBuf>,
     pub(super) max_steps: usize,
+    pub(super) fsync: bool,
 }
 
 impl TestBuilder {
@@ -156,6 +157,34 @@ impl TestBuilder {
         self
     }
 
+    /// Fdatasyncs every commit before its effects are released, as the
+    /// real runtime does by default ([`Durability::Fsync`]). Without it the
+    /// test runtime skips those fsyncs (a simulated crash keeps what was
+    /// written, as a killed process does); with it a simulated power cut
+    /// (`statefn_store::Faults::power_cut` in
+    /// [`crash_with`](TestRuntime::crash_with)) keeps every answered call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// use statefn::testing::TestRuntime;
+    ///
+    /// let mut rt = TestRuntime::builder().fsync_every_commit().register::<Counter>().start()?;
+    /// assert_eq!(rt.call(rt.handle::<Counter>("c").add(1))?, 1);
+    /// # Ok::<(), statefn::Error>(())
+    /// ```
+    pub fn fsync_every_commit(mut self) -> Self {
+        self.fsync = true;
+        self
+    }
+
     /// The log's file system, as [`Builder::file_system`]: inject I/O faults
     /// with `statefn_store::FaultyFs` (feature `fault-injection`).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
@@ -183,13 +212,18 @@ impl TestBuilder {
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
+        // A simulated crash keeps what was written to the OS, as a killed
+        // process does: an fsync per commit would only slow tests down
+        // (unless a test asks for them). Checkpoints are still synced.
+        let durability = if self.fsync {
+            Durability::Fsync
+        } else {
+            Durability::Periodic(Duration::from_secs(365 * 24 * 3600))
+        };
         let plan = self
             .builder
             .data_dir(&path)
-            // A simulated crash keeps what was written to the OS, as a killed
-            // process does: an fsync per commit would only slow tests down.
-            // Checkpoints are still synced.
-            .durability(Durability::Periodic(Duration::from_secs(365 * 24 * 3600)))
+            .durability(durability)
             .workers(1)
             .plan()?;
         let mut rt = TestRuntime::new(self.seed, self.start_ms, self.max_steps, plan, path, temp);
