@@ -25,6 +25,7 @@ pub(crate) mod checkpointer;
 mod failover;
 pub(crate) mod log_group;
 pub(crate) mod recovery;
+pub(crate) mod store_faults;
 pub(crate) mod stored_messages;
 pub(crate) mod syncer;
 

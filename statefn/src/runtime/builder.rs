@@ -74,6 +74,7 @@ pub struct Builder {
     retry: RetryPolicy,
     shutdown_timeout: Duration,
     file_system: Arc<dyn FileSystem>,
+    store_faults: crate::commit::store_faults::StoreFaults,
     registry: Registry,
     error: Option<Error>,
 }
@@ -96,6 +97,7 @@ impl Default for Builder {
             retry: RetryPolicy::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             file_system: Arc::new(StdFs),
+            store_faults: Default::default(),
             registry: Registry::default(),
             error: None,
         }
@@ -219,6 +221,25 @@ impl Builder {
         self
     }
 
+    /// Faults to inject into the state store's writes (checkpoints): a seam
+    /// for tests (feature `testing`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use statefn::testing::StoreFaults;
+    ///
+    /// let faults = StoreFaults::default();
+    /// let builder = statefn::Runtime::builder().in_memory().store_faults(faults.clone());
+    /// faults.fail_writes();
+    /// # drop(builder);
+    /// ```
+    #[cfg(feature = "testing")]
+    pub fn store_faults(mut self, faults: crate::testing::StoreFaults) -> Self {
+        self.store_faults = faults;
+        self
+    }
+
     /// The file system under the write-ahead log: a seam for tests that
     /// inject faults (`statefn_store::FaultyFs`, feature `fault-injection`).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
@@ -339,6 +360,7 @@ impl Builder {
             mailbox_capacity: self.mailbox_capacity,
             shutdown_timeout: self.shutdown_timeout,
             file_system: self.file_system,
+            store_faults: self.store_faults,
             registry: self.registry,
         })
     }
@@ -365,5 +387,6 @@ pub(crate) struct Plan {
     pub(super) mailbox_capacity: usize,
     pub(super) shutdown_timeout: Duration,
     pub(super) file_system: Arc<dyn FileSystem>,
+    pub(super) store_faults: crate::commit::store_faults::StoreFaults,
     pub(super) registry: Registry,
 }

@@ -164,6 +164,7 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
         logs,
         plan.core.clone(),
         clock.clone(),
+        plan.store_faults.clone(),
     ));
     let commit = Commit::new(
         Arc::clone(&storage),

@@ -84,6 +84,9 @@ pub(crate) struct Shard {
     checkpoint_done: Mutex<Option<(Epoch, Option<Lsn>)>>,
     /// The last checkpoint's position, for status reports.
     checkpoint_lsn: AtomicU64,
+    /// Checkpoints that failed in a row (0 once one succeeds), for status
+    /// reports.
+    checkpoint_failures: AtomicU64,
     /// The shard id as a metric label.
     label: Arc<str>,
 }
@@ -96,6 +99,7 @@ impl Shard {
             scheduled: AtomicBool::new(false),
             status: AtomicU8::new(Status::Serving as u8),
             checkpoint_lsn: AtomicU64::new(core.checkpoint.lsn.0),
+            checkpoint_failures: AtomicU64::new(0),
             label: core.id.to_string().into(),
             core: Mutex::new(core),
             checkpoint_done: Mutex::new(None),
@@ -213,10 +217,21 @@ impl Shard {
 
     /// Called by the checkpointer: `lsn` is `None` if the checkpoint failed.
     pub(crate) fn checkpoint_finished(&self, epoch: Epoch, lsn: Option<Lsn>) {
-        if let Some(lsn) = lsn {
-            self.checkpoint_lsn.fetch_max(lsn.0, Ordering::AcqRel);
+        match lsn {
+            Some(lsn) => {
+                self.checkpoint_lsn.fetch_max(lsn.0, Ordering::AcqRel);
+                self.checkpoint_failures.store(0, Ordering::Release);
+            }
+            None => {
+                self.checkpoint_failures.fetch_add(1, Ordering::AcqRel);
+            }
         }
         *self.checkpoint_done.lock() = Some((epoch, lsn));
+    }
+
+    /// Checkpoints that failed in a row.
+    pub(crate) fn checkpoint_failures(&self) -> u64 {
+        self.checkpoint_failures.load(Ordering::Acquire)
     }
 
     pub(crate) fn checkpoint_lsn(&self) -> Lsn {

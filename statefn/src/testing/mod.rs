@@ -79,6 +79,7 @@ use rand::{Rng, rngs::StdRng};
 
 pub use self::builder::TestBuilder;
 pub use self::sent::SentMessage;
+pub use crate::commit::store_faults::StoreFaults;
 use crate::{
     Address, DeadLetter, DeadLetterId, EgressRecord, Error, Handle, Runtime, StatefulFunction,
     clock::Clock,
