@@ -42,6 +42,26 @@ pub(crate) struct GroupStats {
     pub(crate) pieces: AtomicU64,
     /// Why the group is down, while it is (recovering, or given up).
     pub(crate) down: Mutex<Option<String>>,
+    /// Bytes of records in batches queued for the syncer and not taken yet.
+    pub(crate) queued: AtomicU64,
+}
+
+impl GroupStats {
+    /// The syncer took `batch` off the queue; returns the bytes still
+    /// queued.
+    pub(crate) fn dequeued(&self, batch: &Batch) -> u64 {
+        let bytes = batch_bytes(batch);
+        self.queued
+            .fetch_sub(bytes, Ordering::AcqRel)
+            .saturating_sub(bytes)
+    }
+}
+
+/// What a batch weighs in the queue: its records' bytes (at least 1, so
+/// that empty batches count too).
+fn batch_bytes(batch: &Batch) -> u64 {
+    let bytes: usize = batch.records.iter().map(Vec::len).sum();
+    u64::try_from(bytes).unwrap_or(u64::MAX).max(1)
 }
 
 /// The handle to one log group's syncer.
@@ -87,12 +107,22 @@ impl LogGroup {
         self.stats.pieces.load(Ordering::Relaxed)
     }
 
+    /// Bytes of batches waiting for the syncer.
+    pub(crate) fn queued_bytes(&self) -> u64 {
+        self.stats.queued.load(Ordering::Acquire)
+    }
+
     /// Hands a batch to the syncer; gives it back if the syncer has stopped.
     pub(crate) fn submit(&self, batch: Batch) -> Result<(), Box<Batch>> {
+        let bytes = batch_bytes(&batch);
+        self.stats.queued.fetch_add(bytes, Ordering::AcqRel);
         match self.tx.send(GroupCommand::Commit(batch)) {
             Ok(()) => Ok(()),
             Err(e) => match e.into_inner() {
-                GroupCommand::Commit(batch) => Err(Box::new(batch)),
+                GroupCommand::Commit(batch) => {
+                    self.stats.queued.fetch_sub(bytes, Ordering::AcqRel);
+                    Err(Box::new(batch))
+                }
                 // What was sent is what comes back.
                 GroupCommand::Checkpointed { .. }
                 | GroupCommand::Fail { .. }

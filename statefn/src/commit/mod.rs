@@ -121,6 +121,9 @@ pub(crate) struct CommitConfig {
     pub(crate) checkpoint_log_bytes: u64,
     /// Ask idle shards for checkpoints this often, so the log can truncate.
     pub(crate) checkpoint_interval: Duration,
+    /// Bytes of batches a log group's queue holds at most before workers
+    /// wait to run more of its shards' batches.
+    pub(crate) queue_bytes: u64,
 }
 
 /// The durable runtime's commit path, as the workers and the runtime see
@@ -169,6 +172,24 @@ impl Commit {
     /// The handle to `group`.
     pub(crate) fn group(&self, group: LogGroupId) -> Option<&LogGroup> {
         self.groups.get(group.index())
+    }
+
+    /// Waits while `shard`'s log group has more than its bound of batches
+    /// queued (a slow disk), or until `give_up` says so: the worker then
+    /// takes no more mail, the mailboxes fill, and new calls are refused
+    /// with `Overloaded` instead of the queue growing in memory. Called
+    /// before the worker takes the shard's core, so that it holds nothing
+    /// the syncer may need.
+    pub(crate) fn wait_for_room(&self, shard: ShardId, give_up: impl Fn() -> bool) {
+        let Some(group) = self.group(self.group_of(shard)) else {
+            return;
+        };
+        while group.queued_bytes() > self.config.queue_bytes
+            && group.down_reason().is_none()
+            && !give_up()
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Hands a batch to its group's syncer; gives it back if the syncer has

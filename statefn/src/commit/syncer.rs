@@ -125,7 +125,13 @@ impl Syncer {
         let mut stop = false;
         for command in commands {
             match command {
-                GroupCommand::Commit(batch) => batches.push(batch),
+                GroupCommand::Commit(batch) => {
+                    let queued = self.parts.stats.dequeued(&batch);
+                    #[expect(clippy::cast_precision_loss, reason = "a gauge")]
+                    metrics::gauge!(crate::metrics::COMMIT_QUEUE_BYTES, "group" => self.group.to_string())
+                        .set(queued as f64);
+                    batches.push(batch);
+                }
                 GroupCommand::Checkpointed { shard, lsn } => self.checkpointed(shard, lsn),
                 GroupCommand::Fail { reason } => {
                     // What was handed over before is from sound cores.

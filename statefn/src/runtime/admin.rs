@@ -48,6 +48,7 @@ impl Runtime {
                     mailbox: shard.mailbox_len(),
                     checkpoint_lsn: shard.checkpoint_lsn().0,
                     checkpoint_failures: shard.checkpoint_failures(),
+                    commit_queue_bytes: log.map_or(0, |l| l.queued_bytes()),
                     log_group: group.map(|g| g.0),
                     log_bytes: log.map_or(0, |l| l.log_bytes()),
                     log_segments: log.map_or(0, |l| l.log_pieces()),
@@ -210,6 +211,11 @@ pub struct ShardStatus {
     /// backoff, and its log group's log is not truncated meanwhile (watch
     /// `log_bytes`; the error log says why).
     pub checkpoint_failures: u64,
+    /// Bytes of log records its log group's disk has not taken yet (0 in
+    /// memory): bounded by
+    /// [`Builder::commit_queue_bytes`](crate::Builder::commit_queue_bytes)
+    /// (plus a batch per worker).
+    pub commit_queue_bytes: u64,
     /// The log group it writes to (`None` in memory).
     pub log_group: Option<u16>,
     /// Bytes in its log group's live log segments.

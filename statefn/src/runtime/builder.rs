@@ -26,6 +26,10 @@ pub const DEFAULT_MAILBOX_CAPACITY: usize = 16_384;
 /// How long egress records are kept by default.
 pub const DEFAULT_EGRESS_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
+/// How many bytes of log records a log group queues at most for its disk by
+/// default (see [`Builder::commit_queue_bytes`]).
+pub const DEFAULT_COMMIT_QUEUE_BYTES: u64 = 64 << 20;
+
 /// How long [`Runtime::shutdown`] waits at most by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -68,6 +72,7 @@ pub struct Builder {
     idempotency_retention: Duration,
     checkpoint_interval: Duration,
     checkpoint_log_bytes: u64,
+    commit_queue_bytes: u64,
     segment_bytes: u64,
     egress_retention: Duration,
     mailbox_capacity: usize,
@@ -91,6 +96,7 @@ impl Default for Builder {
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_log_bytes: 64 << 20,
+            commit_queue_bytes: DEFAULT_COMMIT_QUEUE_BYTES,
             segment_bytes: 64 << 20,
             egress_retention: DEFAULT_EGRESS_RETENTION,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
@@ -211,6 +217,23 @@ impl Builder {
         self
     }
 
+    /// How many bytes of log records may wait for a log group's disk
+    /// (default [`DEFAULT_COMMIT_QUEUE_BYTES`], 64 MiB) before the workers
+    /// stop taking its shards' mail: a slow disk then fills the mailboxes
+    /// and new calls are refused with [`Error::Overloaded`] instead of the
+    /// queue growing in memory. Durable mode only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = statefn::Runtime::builder().commit_queue_bytes(8 << 20);
+    /// # drop(builder);
+    /// ```
+    pub fn commit_queue_bytes(mut self, bytes: u64) -> Self {
+        self.commit_queue_bytes = bytes.max(1);
+        self
+    }
+
     /// The longest [`Runtime::shutdown`] waits (default
     /// [`DEFAULT_SHUTDOWN_TIMEOUT`], 30 s) for the work in flight and the
     /// threads to finish. Past it, shutdown returns
@@ -222,20 +245,19 @@ impl Builder {
     }
 
     /// Faults to inject into the state store's writes (checkpoints): a seam
-    /// for tests (feature `testing`).
+    /// for tests.
     ///
     /// # Examples
     ///
     /// ```
-    /// use statefn::testing::StoreFaults;
+    /// use statefn::StoreFaults;
     ///
     /// let faults = StoreFaults::default();
     /// let builder = statefn::Runtime::builder().in_memory().store_faults(faults.clone());
     /// faults.fail_writes();
     /// # drop(builder);
     /// ```
-    #[cfg(feature = "testing")]
-    pub fn store_faults(mut self, faults: crate::testing::StoreFaults) -> Self {
+    pub fn store_faults(mut self, faults: crate::StoreFaults) -> Self {
         self.store_faults = faults;
         self
     }
@@ -353,6 +375,7 @@ impl Builder {
                 retry: self.retry,
             },
             checkpoint_log_bytes: self.checkpoint_log_bytes,
+            commit_queue_bytes: self.commit_queue_bytes,
             wal_options: WalOptions {
                 segment_bytes: self.segment_bytes,
             },
@@ -382,6 +405,7 @@ pub(crate) struct Plan {
     pub(super) log_groups: u16,
     pub(super) core: CoreConfig,
     pub(super) checkpoint_log_bytes: u64,
+    pub(super) commit_queue_bytes: u64,
     pub(super) wal_options: WalOptions,
     pub(super) egress_retention: Duration,
     pub(super) mailbox_capacity: usize,

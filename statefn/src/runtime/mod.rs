@@ -35,8 +35,9 @@ use tokio::sync::Notify;
 
 pub use self::admin::{DeadLetter, DeadLetterId, ShardStatus};
 pub use self::builder::{
-    Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DEFAULT_SHUTDOWN_TIMEOUT,
+    Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_RETENTION,
+    DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
+    DEFAULT_SHUTDOWN_TIMEOUT,
 };
 use self::lifecycle::{Owner, Threads};
 use crate::{
@@ -343,6 +344,11 @@ impl RunShard for RuntimeInner {
         let Some(target) = self.shard(shard) else {
             return false;
         };
+        if let Some(commit) = &self.commit
+            && !self.manual
+        {
+            commit.wait_for_room(shard, || self.stopped.load(Ordering::SeqCst));
+        }
         target.run(
             &env,
             |batch| match &self.commit {

@@ -172,6 +172,7 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
             mode: *mode,
             checkpoint_log_bytes: plan.checkpoint_log_bytes,
             checkpoint_interval: plan.core.checkpoint_interval,
+            queue_bytes: plan.commit_queue_bytes,
         },
     );
     let mut recovered = (0..plan.log_groups)
