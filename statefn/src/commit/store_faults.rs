@@ -26,6 +26,7 @@ use crate::{Error, error::StorageError};
 ///
 /// let faults = StoreFaults::default();
 /// let mut rt = TestRuntime::builder()
+///     .shards(1)
 ///     .store_faults(faults.clone())
 ///     .register::<Counter>()
 ///     .start()?;
