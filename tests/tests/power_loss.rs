@@ -22,7 +22,7 @@ fn start(seed: u64) -> (TestRuntime, Faults) {
         .seed(seed)
         .shards(3)
         .log_groups(2)
-        .fsync_every_commit()
+        // (Given a file system, the test runtime fsyncs every commit.)
         // No checkpoint during the run: what survives is what the log's
         // fsyncs made durable, nothing else.
         .checkpoint_interval(Duration::from_secs(24 * 60 * 60))

@@ -18,7 +18,7 @@ use super::{CommitHost, LogGroup, recovery::Storage};
 use crate::{
     Error,
     error::StorageError,
-    protocol::record::encode,
+    protocol::record::{StoredReply, decode, encode},
     service::{Service, Step},
     shard::freeze::{CheckpointJob, ShardMeta},
 };
@@ -94,6 +94,8 @@ impl Checkpointer {
             .check("writing a checkpoint")
             .and_then(|()| self.storage.store())
             .and_then(|store| {
+                #[cfg(test)]
+                injected_fault(&self.storage)?;
                 let now_ms = self.storage.clock().now_ms();
                 // A panic (in the store, or a bug here) is a failed checkpoint:
                 // the shard gets its frozen sets back and tries again later.
@@ -178,6 +180,20 @@ impl Service for Checkpointer {
     }
 }
 
+/// The test hook of [`Storage::checkpoint_faults`]: fails this write if
+/// failures are asked for.
+#[cfg(test)]
+fn injected_fault(storage: &Storage) -> Result<(), Error> {
+    use std::sync::atomic::Ordering;
+    let take = storage
+        .checkpoint_faults
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    match take {
+        Ok(_) => Err(Error::Config("injected checkpoint failure".into())),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Writes a checkpoint atomically and durably, then sweeps expired
 /// idempotency entries. (Also used at open, before this service runs.)
 pub(crate) fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> Result<(), Error> {
@@ -189,7 +205,11 @@ pub(crate) fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> R
     )))?;
     let cutoff = now_ms.saturating_sub(job.idempotency_retention_ms);
     tables
-        .sweep_idempotency(cutoff, GC_BATCH)
+        .sweep_idempotency(cutoff, GC_BATCH, |value| {
+            decode::<StoredReply>(value, "an idempotency entry")
+                .ok()
+                .map(|reply| reply.at_ms)
+        })
         .map_err(StorageError::store("sweeping expired idempotency entries"))?;
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! refused (their callers are told to retry), the group's shards are taken
 //! down (their waiting client calls refused too), rebuilt from checkpoint
 //! and log with backoff under a new epoch, and handed back to the runtime
-//! to re-send and serve. Other groups keep serving throughout.
+//! to re-send and serve. Other groups keep serving throughout. The log is
+//! cut at the last position the failed writer knew durable before it is
+//! replayed, so that "not committed" stays true for the refused calls.
 
 use std::time::Duration;
 
@@ -45,13 +47,18 @@ impl Syncer {
         );
         self.take_down(reason);
         *self.parts.stats.down.lock() = Some(reason.to_owned());
-        self.log = None;
+        // What the failed writer knew durable: the rest was refused as not
+        // committed, so the log drops it before it is replayed, even where
+        // it sits whole in the page cache.
+        let durable = self.log.take().map(|log| log.durable_lsn());
         self.unsynced = None;
+        // Held back for a sync that will not come: their batches are cut.
+        self.held.clear();
         let epoch = self.epochs.next();
         let mut backoff = Duration::from_millis(20);
         let recovered = loop {
             let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.parts.storage.recover(self.group, epoch)
+                self.parts.storage.recover(self.group, epoch, durable)
             }))
             .unwrap_or_else(|panic| {
                 Err(crate::Error::Thread {
@@ -77,6 +84,7 @@ impl Syncer {
             for command in self.parts.rx.clone().try_iter() {
                 match command {
                     GroupCommand::Commit(batch) => {
+                        self.parts.stats.dequeued(&batch);
                         self.parts.host.refuse(batch.effects, batch.shard, reason);
                     }
                     GroupCommand::Checkpointed { .. } | GroupCommand::Fail { .. } => {}

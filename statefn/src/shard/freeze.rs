@@ -70,6 +70,18 @@ pub(crate) struct CheckpointState {
     /// [`retry_backoff`] of that many has passed since the last one, so a
     /// state store that cannot write is not retried in a hot loop.
     pub(crate) failures: u32,
+    /// Asked for from outside (shutdown, the log group, an operator): not
+    /// held back by the backoff, since each such request is one attempt,
+    /// not a loop.
+    asked: bool,
+}
+
+impl CheckpointState {
+    /// A checkpoint was asked for from outside the shard.
+    pub(crate) fn asked(&mut self) {
+        self.requested = true;
+        self.asked = true;
+    }
 }
 
 /// How long a shard waits after `failures` failed checkpoints in a row
@@ -92,7 +104,8 @@ impl ShardCore {
             return false;
         }
         let backoff = retry_backoff(self.checkpoint.failures);
-        if Duration::from_millis(now_ms.saturating_sub(last_ms)) < backoff {
+        if !self.checkpoint.asked && Duration::from_millis(now_ms.saturating_sub(last_ms)) < backoff
+        {
             return false;
         }
         self.checkpoint.requested
@@ -115,6 +128,7 @@ impl ShardCore {
         self.emitted.appended(egress_appended);
         self.checkpoint.in_flight = true;
         self.checkpoint.requested = false;
+        self.checkpoint.asked = false;
         self.checkpoint.last_ms = Some(now_ms);
         CheckpointJob {
             shard: self.id,
@@ -145,13 +159,17 @@ impl ShardCore {
     /// The checkpoint frozen last has been written (`Some(lsn)`) or failed.
     ///
     /// On failure the frozen states and idempotency entries become dirty
-    /// again; the job's removal lists are not merged back (exactly-once
-    /// review #8, issue 11).
+    /// again, and the removals it was to delete go into the next one.
     pub(crate) fn checkpoint_finished(&mut self, epoch: Epoch, lsn: Option<Lsn>) {
         if epoch != self.epoch || !self.checkpoint.in_flight {
             return;
         }
         self.checkpoint.in_flight = false;
+        let written = lsn.is_some();
+        self.timers.checkpoint_finished(written);
+        self.outbox.checkpoint_finished(written);
+        self.emitted.checkpoint_finished(written);
+        self.dead_letters.checkpoint_finished(written);
         match lsn {
             Some(lsn) => {
                 self.checkpoint.failures = 0;

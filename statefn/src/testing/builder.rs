@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use super::TestRuntime;
+use super::{TestRuntime, process_crash_fs::ProcessCrashFs};
 use crate::{
     Builder, Durability, Error, RetryPolicy, StatefulFunction, error::StorageError, io::FileSystem,
 };
@@ -42,7 +42,8 @@ pub struct TestBuilder {
     pub(super) start_ms: u64,
     pub(super) data_dir: Option<PathBuf>,
     pub(super) max_steps: usize,
-    pub(super) fsync: bool,
+    /// Whether a test gave the log's file system.
+    pub(super) file_system_given: bool,
 }
 
 impl TestBuilder {
@@ -157,34 +158,6 @@ impl TestBuilder {
         self
     }
 
-    /// Fdatasyncs every commit before its effects are released, as the
-    /// real runtime does by default ([`Durability::Fsync`]). Without it the
-    /// test runtime skips those fsyncs (a simulated crash keeps what was
-    /// written, as a killed process does); with it a simulated power cut
-    /// (`statefn_store::Faults::power_cut` in
-    /// [`crash_with`](TestRuntime::crash_with)) keeps every answered call.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use serde::{Deserialize, Serialize};
-    /// # use statefn::prelude::*;
-    /// # #[stateful_function]
-    /// # #[derive(Default, Serialize, Deserialize)]
-    /// # pub struct Counter { n: u64 }
-    /// # #[stateful_function]
-    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
-    /// use statefn::testing::TestRuntime;
-    ///
-    /// let mut rt = TestRuntime::builder().fsync_every_commit().register::<Counter>().start()?;
-    /// assert_eq!(rt.call(rt.handle::<Counter>("c").add(1))?, 1);
-    /// # Ok::<(), statefn::Error>(())
-    /// ```
-    pub fn fsync_every_commit(mut self) -> Self {
-        self.fsync = true;
-        self
-    }
-
     /// Faults to inject into the state store's writes, as
     /// [`Builder::store_faults`] (see [`StoreFaults`](super::StoreFaults)).
     pub fn store_faults(mut self, faults: super::StoreFaults) -> Self {
@@ -196,6 +169,7 @@ impl TestBuilder {
     /// with `statefn_store::FaultyFs` (feature `fault-injection`).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
         self.builder = self.builder.file_system(fs);
+        self.file_system_given = true;
         self
     }
 
@@ -219,18 +193,18 @@ impl TestBuilder {
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
-        // A simulated crash keeps what was written to the OS, as a killed
-        // process does: an fsync per commit would only slow tests down
-        // (unless a test asks for them). Checkpoints are still synced.
-        let durability = if self.fsync {
-            Durability::Fsync
+        // Every commit is durable before its effects leave, as in
+        // production. A simulated crash keeps what was written to the OS, as
+        // a killed process does, so the log's syncs do nothing, unless the
+        // test gave its own file system (to inject faults into them).
+        let builder = if self.file_system_given {
+            self.builder
         } else {
-            Durability::Periodic(Duration::from_secs(365 * 24 * 3600))
+            self.builder.file_system(Arc::new(ProcessCrashFs))
         };
-        let plan = self
-            .builder
+        let plan = builder
             .data_dir(&path)
-            .durability(durability)
+            .durability(Durability::Fsync)
             .workers(1)
             .plan()?;
         let mut rt = TestRuntime::new(self.seed, self.start_ms, self.max_steps, plan, path, temp);
