@@ -108,6 +108,21 @@ impl CommitHost for RuntimeInner {
         self.enqueue(shard, Mail::Wake);
     }
 
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    fn abandon(&self, shard: ShardId) {
+        let Some(target) = self.shard(shard) else {
+            return;
+        };
+        let (count, waiting) = target.abandon();
+        for tx in waiting {
+            let _ = tx.send(Err(crate::Error::ShuttingDown));
+        }
+        self.finished(count);
+    }
+
     fn count_recovery(&self) {
         self.recoveries.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics::RECOVERIES).increment(1);
