@@ -49,6 +49,16 @@ pub const HTTP_REQUESTS: &str = "statefn_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "statefn_http_request_duration_seconds";
 /// HTTP connections open now (at most `IngressConfig::max_connections`).
 pub const HTTP_CONNECTIONS: &str = "statefn_http_connections";
+/// Cluster mode: log groups this node took over from a node that died.
+pub const CLUSTER_FAILOVERS: &str = "statefn_cluster_failovers_total";
+/// Cluster mode: log groups this node handed off to another (a join, a
+/// graceful shutdown).
+pub const CLUSTER_HANDOFFS: &str = "statefn_cluster_handoffs_total";
+/// Cluster mode: log groups this node stopped serving because another node
+/// took them over (its log was fenced, or the owners table moved on).
+pub const CLUSTER_STEP_DOWNS: &str = "statefn_cluster_step_downs_total";
+/// Cluster mode: calls this node forwarded to the node serving them.
+pub const CLUSTER_FORWARDED: &str = "statefn_cluster_forwarded_calls_total";
 
 /// What kind of metric a [`Metric`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +166,30 @@ pub const METRICS: &[Metric] = &[
         kind: MetricKind::Gauge,
         unit: Unit::Count,
         help: "HTTP connections open now; at the connection limit, new ones wait to be accepted.",
+    },
+    Metric {
+        name: CLUSTER_FAILOVERS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Cluster mode: log groups this node took over from a node that stopped answering.",
+    },
+    Metric {
+        name: CLUSTER_HANDOFFS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Cluster mode: log groups this node handed off to another node (a join or a graceful shutdown).",
+    },
+    Metric {
+        name: CLUSTER_STEP_DOWNS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Cluster mode: log groups this node stopped serving because another node took them over.",
+    },
+    Metric {
+        name: CLUSTER_FORWARDED,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Cluster mode: calls this node forwarded to the node serving their log group.",
     },
 ];
 

@@ -32,6 +32,10 @@ pub(super) struct Threads {
     pub(super) checkpointer: Vec<JoinHandle<()>>,
     pub(super) appender: Vec<JoinHandle<()>>,
     pub(super) timers: Vec<JoinHandle<()>>,
+    /// Cluster mode: the syncers of the log groups served here, started
+    /// and stopped as groups are acquired and given up.
+    #[cfg(feature = "cluster")]
+    pub(super) groups: std::collections::BTreeMap<crate::protocol::ids::LogGroupId, JoinHandle<()>>,
 }
 
 fn join(handles: Vec<JoinHandle<()>>) {
@@ -84,6 +88,11 @@ impl RuntimeInner {
             return;
         }
         self.closing.store(true, Ordering::SeqCst);
+        // First, so that no log group is acquired while the rest stops.
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = self.cluster.get() {
+            cluster.stop();
+        }
         self.scheduler.stop();
         self.timers.stop();
         if let Some(commit) = &self.commit {
@@ -96,6 +105,12 @@ impl RuntimeInner {
     /// Stops the services, waits for their threads, and releases the data
     /// directory.
     pub(crate) fn stop_and_join(&self) {
+        // Before anything else stops: no log group may be acquired or given
+        // up while the threads are joined.
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = self.cluster.get() {
+            cluster.stop_and_wait();
+        }
         let threads = std::mem::take(&mut *self.threads.lock());
         // In dependency order: workers feed the syncers, which feed the
         // checkpointer and the egress appender.
@@ -104,6 +119,8 @@ impl RuntimeInner {
         if let Some(commit) = &self.commit {
             commit.stop_syncers();
             join(threads.syncers);
+            #[cfg(feature = "cluster")]
+            join(threads.groups.into_values().collect());
             commit.stop_checkpointer();
             join(threads.checkpointer);
         }
@@ -113,6 +130,11 @@ impl RuntimeInner {
         self.timers.stop();
         join(threads.timers);
         self.stop();
+        // The syncers and the appender used the node's NATS runtime.
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = self.cluster.get() {
+            cluster.close();
+        }
         if let Some(commit) = &self.commit {
             // Shard cores hold store handles: replace them so fjall closes.
             for shard in &self.shards {

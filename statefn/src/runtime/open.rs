@@ -155,6 +155,12 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
         &data_dir.wal_root(),
         plan.wal_options,
     ));
+    // Cluster mode: each log group's log is a JetStream stream.
+    #[cfg(feature = "cluster")]
+    let logs: Arc<dyn LogBackend> = match &plan.cluster {
+        Some(node) => Arc::new(node.log_backend()),
+        None => logs,
+    };
     let storage = Arc::new(Storage::new(
         data_dir,
         store,
@@ -168,8 +174,29 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
             mode: *mode,
             checkpoint_log_bytes: plan.checkpoint_log_bytes,
             checkpoint_interval: plan.core.checkpoint_interval,
+            #[cfg(feature = "cluster")]
+            read_barrier: plan.cluster.is_some(),
         },
     );
+    // Cluster mode: no group is served until this node acquires it.
+    #[cfg(feature = "cluster")]
+    if let Some(node) = &plan.cluster {
+        let shards = (0..plan.shards)
+            .map(|id| {
+                let core = ShardCore::new(ShardId(id), Epoch(0), plan.core.clone(), None);
+                let shard = Shard::new(core);
+                shard.set_status(crate::shard::Status::Remote);
+                shard
+            })
+            .collect();
+        return Ok(Opened {
+            commit: Some(commit),
+            groups: Vec::new(),
+            shards,
+            recovered: Vec::new(),
+            egress: node.egress(plan.shards, plan.egress_retention, clock.clone()),
+        });
+    }
     let mut cores: Vec<ShardCore> = Vec::new();
     let mut groups = Vec::new();
     for group in (0..plan.log_groups).map(statefn_store::LogGroupId) {
@@ -253,6 +280,8 @@ pub(super) fn assemble(
         egress: Arc::new(egress),
         clock: clock.clone(),
         manual: drive != Drive::Threads,
+        #[cfg(feature = "cluster")]
+        cluster: std::sync::OnceLock::new(),
     });
     let weak: Weak<RuntimeInner> = Arc::downgrade(&inner);
     let timers = TimerService::new(Arc::clone(&inner.timers), clock.clone(), move |t| {

@@ -43,7 +43,11 @@ impl ShardCore {
                     batch.effects.acks.push((source, seq));
                     (None, None, Input::Function { source, seq }, None, attempt)
                 }
-                Admit::Duplicate { .. } => {
+                Admit::Duplicate { watermark } => {
+                    // Acked again: the first ack may have been lost (sent to
+                    // another node, or before a restart), and a sender
+                    // re-sends its outbox until it hears.
+                    batch.effects.acks.push((source, watermark));
                     tracing::trace!(%target, %source, %seq, "dropping a duplicate message");
                     batch.stats.duplicate += 1;
                     return;

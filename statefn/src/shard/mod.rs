@@ -49,6 +49,10 @@ pub(crate) enum Status {
     Serving = 0,
     /// Rebuilding its state from checkpoint and log; its mail waits.
     Recovering = 1,
+    /// Its log group is served by another node (cluster mode): calls and
+    /// mail for it go there, nothing queues here.
+    #[cfg(feature = "cluster")]
+    Remote = 2,
 }
 
 /// One shard: its mailbox (any thread) and its core (the running worker only).
@@ -120,6 +124,12 @@ impl Shard {
         self.status.load(Ordering::Acquire) == Status::Serving as u8
     }
 
+    /// Whether another node serves it (cluster mode).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn is_remote(&self) -> bool {
+        self.status.load(Ordering::Acquire) == Status::Remote as u8
+    }
+
     pub(crate) fn set_status(&self, status: Status) {
         self.status.store(status as u8, Ordering::Release);
     }
@@ -141,6 +151,13 @@ impl Shard {
             _ => true,
         });
         refused
+    }
+
+    /// Takes every queued mail (cluster mode: the shard's log group moved to
+    /// another node, which gets the client calls).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn evict(&self) -> Vec<Mail> {
+        self.mailbox.lock().drain(..).collect()
     }
 
     /// After recovery: returns whether the caller must schedule the shard.
