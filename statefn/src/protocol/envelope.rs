@@ -83,6 +83,5 @@ pub(crate) struct Outgoing {
     pub(crate) delay: Option<Duration>,
     pub(crate) reply_to: Option<ReplyRoute>,
     /// Deliveries of this message that failed before (poison-message retries).
-    #[serde(default)]
     pub(crate) attempt: u32,
 }

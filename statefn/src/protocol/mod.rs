@@ -16,3 +16,6 @@ pub(crate) mod idempotency;
 pub(crate) mod ids;
 pub(crate) mod outbox;
 pub(crate) mod record;
+
+#[cfg(test)]
+mod golden;

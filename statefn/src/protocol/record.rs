@@ -6,8 +6,10 @@
 //! deterministic whatever the handler code does today.
 //!
 //! These types are the on-disk format: a field added, removed or reordered
-//! changes what older records mean (postcard is not self-describing), so any
-//! change bumps [`RECORD_VERSION`] and keeps a reader of the old one.
+//! changes what older records mean (postcard is not self-describing, and
+//! `#[serde(default)]` does nothing for it), so any change bumps
+//! [`RECORD_VERSION`] and keeps a reader of the old one. The golden bytes in
+//! `protocol/golden.rs` fail first; `docs/formats.md` keeps the history.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,10 @@ pub(crate) use crate::egress::Emitted;
 use crate::{Address, Error, error::StorageError};
 
 /// The record format this build writes; a newer one is refused on replay.
+///
+/// 1. The types of this module as they are (every data directory format so
+///    far). The message bytes they hold are opaque here: what they mean is
+///    the data directory format's (positional in format 1, named in 2).
 pub(crate) const RECORD_VERSION: u8 = 1;
 
 /// One shard's record in a (shared) log group.
@@ -61,7 +67,6 @@ pub(crate) struct InvocationRecord {
     /// Records for egress logs.
     pub(crate) egress: Vec<Emitted>,
     /// A message from a function that failed its last allowed attempt.
-    #[serde(default)]
     pub(crate) dead_letter: Option<Box<DeadLetterEntry>>,
 }
 
@@ -106,7 +111,6 @@ pub(crate) struct Sent {
     pub(crate) target: Address,
     pub(crate) message: Vec<u8>,
     pub(crate) reply_to: Option<ReplyRoute>,
-    #[serde(default)]
     pub(crate) attempt: u32,
 }
 
@@ -117,7 +121,6 @@ pub(crate) struct TimerEntry {
     pub(crate) due_ms: u64,
     pub(crate) outgoing: Outgoing,
     /// An expiry check of `outgoing.target` rather than a message.
-    #[serde(default)]
     pub(crate) expiry: bool,
 }
 

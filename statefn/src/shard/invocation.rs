@@ -63,8 +63,16 @@ impl ShardCore {
         // A failed message from a function is retried: its bytes move into
         // the retry only on that path (nothing is copied on success).
         let retry = matches!(input, Input::Function { .. }).then_some(attempt);
-        let undelivered = |message: Vec<u8>, reply_to: Option<ReplyRoute>| -> Option<Undelivered> {
-            retry.map(|a| (message, reply_to, a))
+        let undelivered = |message: Vec<u8>,
+                           reply_to: Option<ReplyRoute>,
+                           retryable: bool|
+         -> Option<Undelivered> {
+            retry.map(|attempt| Undelivered {
+                message,
+                reply_to,
+                attempt,
+                retryable,
+            })
         };
         let mut record = InvocationRecord {
             target: target.clone(),
@@ -79,7 +87,8 @@ impl ShardCore {
         let function = match env.registry.get(target.type_name()) {
             Ok(f) => f,
             Err(e) => {
-                let undelivered = undelivered(message, reply_to);
+                // The registry is this build's: a retry meets the same one.
+                let undelivered = undelivered(message, reply_to, false);
                 return self.fail(env, batch, reply_tx, record, e, undelivered);
             }
         };
@@ -88,7 +97,8 @@ impl ShardCore {
                 Ok(None) => {}
                 Ok(Some(stored)) => {
                     let answer = match function.handler_of(&message) {
-                        Ok(info) if info.name == stored.handler => Ok(stored.reply),
+                        // Under its name, or a name it had (`renamed_from`).
+                        Ok(info) if info.answers_to(&stored.handler) => Ok(stored.reply),
                         Ok(_) => Err(Error::IdempotencyKeyReused {
                             function: target.type_name().to_owned(),
                             id: target.id().to_owned(),
@@ -104,7 +114,7 @@ impl ShardCore {
                     return;
                 }
                 Err(e) => {
-                    let undelivered = undelivered(message, reply_to);
+                    let undelivered = undelivered(message, reply_to, true);
                     return self.fail(env, batch, reply_tx, record, e, undelivered);
                 }
             }
@@ -134,7 +144,7 @@ impl ShardCore {
             Ok(state) => function.invoke(state, &message, &mut ctx),
             Err(e) => {
                 span.record("outcome", "failed");
-                let undelivered = undelivered(message, reply_to);
+                let undelivered = undelivered(message, reply_to, true);
                 return self.fail(env, batch, reply_tx, record, e, undelivered);
             }
         };
@@ -181,7 +191,10 @@ impl ShardCore {
                 reply
             }
             Outcome::Failed(e) => {
-                let undelivered = undelivered(message, reply_to);
+                // No handler: the message itself does not decode, which no
+                // retry changes.
+                let retryable = invocation.handler.is_some();
+                let undelivered = undelivered(message, reply_to, retryable);
                 return self.fail(env, batch, reply_tx, record, e, undelivered);
             }
         };

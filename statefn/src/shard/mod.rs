@@ -17,6 +17,7 @@ mod outgoing;
 mod replay;
 pub(crate) mod state_machine;
 pub(crate) mod state_table;
+pub(crate) mod stored_messages;
 #[cfg(test)]
 mod tests;
 pub(crate) mod timer_table;
