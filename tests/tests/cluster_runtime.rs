@@ -343,6 +343,12 @@ async fn a_node_that_stops_without_shutdown_fails_over_and_loses_nothing_acknowl
         transfers += 1;
     }
 
+    // Reads through every node: in cluster mode each read-only batch
+    // appends a barrier record, which the new owners replay.
+    for (i, account) in accounts.iter().enumerate() {
+        wait_for_balance(cluster.node(i % 3), account, expected[account]).await;
+    }
+
     // The victim stops without a shutdown: no handoff; its heartbeats stop.
     let stopped = Instant::now();
     drop(cluster.nodes[victim].take());
