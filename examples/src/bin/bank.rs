@@ -63,6 +63,11 @@ struct Args {
     /// Cluster mode: replicas of every stream (at most the NATS servers).
     #[arg(long, value_name = "N", default_value_t = 3)]
     replicas: usize,
+    /// Log groups: shards sharing one log (one fsync; in cluster mode one
+    /// stream, the unit of ownership and failover). Default 1 on a single
+    /// node, 8 in cluster mode; every node of a cluster must use the same.
+    #[arg(long, value_name = "N")]
+    log_groups: Option<u16>,
     /// Cluster mode: the cluster's name, when several share NATS servers.
     #[arg(long, value_name = "NAME", default_value = "statefn")]
     cluster: String,
@@ -77,9 +82,23 @@ enum LogFormat {
     Json,
 }
 
+/// Log groups in cluster mode unless `--log-groups` says otherwise: enough
+/// to spread over a few nodes.
+const CLUSTER_LOG_GROUPS: u16 = 8;
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The message, not the debug form: it says what to change.
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -102,7 +121,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut config = ClusterConfig::new(urls, node_id);
         config.replicas = args.replicas;
         config.cluster_name = args.cluster.clone();
-        builder = builder.cluster(config);
+        builder = builder
+            .cluster(config)
+            .log_groups(args.log_groups.unwrap_or(CLUSTER_LOG_GROUPS));
+    } else if let Some(groups) = args.log_groups {
+        builder = builder.log_groups(groups);
     }
     let runtime = builder.open().await?;
     let config = IngressConfig {
