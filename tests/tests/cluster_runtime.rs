@@ -6,7 +6,7 @@
 //! deposed owner cannot commit (nor answer reads), and mismatched settings
 //! are refused.
 //!
-//! (The crash tests with real processes and SIGKILL are in
+//! (The bank as real processes, with a SIGKILLed node, is in
 //! `examples/tests/bank_cluster.rs`.)
 
 use std::{

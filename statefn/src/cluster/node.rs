@@ -221,12 +221,13 @@ impl ClusterNode {
             .spawn(async move { node.load_owners().await })
             .await
             .map_err(|e| ClusterError::nats("reading the owners table")(Box::new(e)))??;
-        let mut tasks = Vec::new();
-        tasks.push(self.handle.spawn(Arc::clone(self).heartbeats()));
-        tasks.push(self.handle.spawn(Arc::clone(self).listen_to_heartbeats()));
-        tasks.push(self.handle.spawn(Arc::clone(self).watch_owners()));
-        tasks.push(self.handle.spawn(Arc::clone(self).manage()));
-        tasks.push(self.handle.spawn(Arc::clone(self).retransmit()));
+        let mut tasks = vec![
+            self.handle.spawn(Arc::clone(self).heartbeats()),
+            self.handle.spawn(Arc::clone(self).listen_to_heartbeats()),
+            self.handle.spawn(Arc::clone(self).watch_owners()),
+            self.handle.spawn(Arc::clone(self).manage()),
+            self.handle.spawn(Arc::clone(self).retransmit()),
+        ];
         if let Some(rx) = self.outbound_rx.lock().take() {
             tasks.push(self.handle.spawn(Arc::clone(self).publish_outbound(rx)));
         }

@@ -73,7 +73,6 @@ fn mix(mut z: u64) -> u64 {
 }
 
 #[cfg(test)]
-#[expect(clippy::indexing_slicing, reason = "test assertions on known lengths")]
 mod tests {
     use super::*;
 

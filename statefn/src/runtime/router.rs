@@ -78,6 +78,10 @@ impl RuntimeInner {
     /// A call another node forwarded here: queued like a local one, or
     /// `None` if this node does not serve its shard (any more).
     #[cfg(feature = "cluster")]
+    #[expect(
+        clippy::type_complexity,
+        reason = "the reply channel of a call, as `submit` has it"
+    )]
     pub(crate) fn submit_forwarded(
         &self,
         target: Address,
