@@ -20,6 +20,9 @@
 //! refused and the writer's log failed; a later pipelined record of its own
 //! may still have landed (it expected the stale record's position), but the
 //! writer never confirmed it (acks are confirmed in order).
+//!
+//! Nor does a record a later fence cuts (after the fence's `cut`, before
+//! the fence): its writer failed before confirming it.
 
 use std::time::Duration;
 
@@ -46,8 +49,8 @@ pub(crate) struct Replay {
     /// The sequence of the last data record to replay.
     last: u64,
     done: bool,
-    /// `(sequence, epoch)` of every fence, in stream order.
-    fences: Vec<(u64, u64)>,
+    /// `(sequence, epoch, cut)` of every fence, in stream order.
+    fences: Vec<(u64, u64, Option<u64>)>,
     /// The sequence of the last fence whose section holds a stale record:
     /// its writer's records after that one do not count.
     broken: Option<u64>,
@@ -58,7 +61,7 @@ async fn fences(
     stream: &Stream,
     subject: String,
     until: u64,
-) -> Result<Vec<(u64, u64)>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Vec<(u64, u64, Option<u64>)>, Box<dyn std::error::Error + Send + Sync>> {
     let consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: subject,
@@ -73,7 +76,7 @@ async fn fences(
             .ok_or("the fence reader ended")??;
         let sequence = message.info()?.stream_sequence;
         let fence: Fence = serde_json::from_slice(&message.payload)?;
-        fences.push((sequence, fence.epoch));
+        fences.push((sequence, fence.epoch, fence.cut));
         if sequence >= until {
             return Ok(fences);
         }
@@ -146,11 +149,21 @@ impl Replay {
 
     /// `(sequence, epoch)` of the last fence before `sequence`.
     fn fence_before(&self, sequence: u64) -> Option<(u64, u64)> {
-        let after = self.fences.partition_point(|&(seq, _)| seq < sequence);
+        let after = self.fences.partition_point(|&(seq, _, _)| seq < sequence);
         after
             .checked_sub(1)
             .and_then(|i| self.fences.get(i))
-            .copied()
+            .map(|&(seq, epoch, _)| (seq, epoch))
+    }
+
+    /// Whether a later fence cuts the record at `sequence`.
+    fn cut(&self, sequence: u64) -> bool {
+        let after = self.fences.partition_point(|&(seq, _, _)| seq < sequence);
+        self.fences
+            .get(after..)
+            .into_iter()
+            .flatten()
+            .any(|&(_, _, cut)| cut.is_some_and(|cut| cut < sequence))
     }
 
     fn fail(&mut self, error: LogError) -> Option<Result<LogRecord, LogError>> {
@@ -230,6 +243,14 @@ impl Iterator for Replay {
                     sequence,
                     epoch,
                     "skipping a record its writer never confirmed (after a stale one)"
+                );
+                continue;
+            }
+            if self.cut(sequence) {
+                tracing::debug!(
+                    sequence,
+                    epoch,
+                    "skipping a record its failed writer never confirmed"
                 );
                 continue;
             }

@@ -2,7 +2,9 @@
 //! refused (their callers are told to retry), the group's shards are taken
 //! down (their waiting client calls refused too), rebuilt from checkpoint
 //! and log with backoff under a new epoch, and handed back to the runtime
-//! to re-send and serve. Other groups keep serving throughout.
+//! to re-send and serve. Other groups keep serving throughout. The log is
+//! cut at the last position the failed writer knew durable before it is
+//! replayed, so that "not committed" stays true for the refused calls.
 
 use std::time::Duration;
 
@@ -18,13 +20,26 @@ impl Syncer {
     /// A flush failed under these batches (each with its last record's
     /// position). A flush is not atomic: the batches whose records the log
     /// made durable (up to its `durable_lsn`) are committed, and leave as
-    /// usual; the others fail.
+    /// usual; a batch only partly durable is committed in part (its
+    /// durable records are replayed), so its callers are told the outcome
+    /// is unknown; the others fail.
     pub(super) fn flush_failed(&mut self, accepted: Vec<(Batch, Lsn)>, error: LogError) {
         let durable = self.log.as_ref().map_or(Lsn(0), |log| log.durable_lsn());
+        let shards = self.parts.storage.shards();
         let mut lost = Vec::new();
         for (batch, lsn) in accepted {
+            let appended = u64::try_from(batch.records.len()).unwrap_or(u64::MAX);
+            let first = lsn.0.saturating_sub(appended.saturating_sub(1));
             if lsn <= durable {
-                self.committed(batch, lsn);
+                self.committed(batch, lsn, true, shards);
+            } else if appended > 1 && first <= durable.0 {
+                let reason = format!(
+                    "the log of log group {} failed part-way through this call's batch: {error}",
+                    self.group
+                );
+                self.parts
+                    .host
+                    .refuse_unknown(batch.effects, batch.shard, &reason);
             } else {
                 lost.push(batch);
             }
@@ -97,8 +112,13 @@ impl Syncer {
             "log group failed; recovering its shards"
         );
         self.take_down(reason);
-        self.log = None;
+        // What the failed writer knew durable: the rest was refused as not
+        // committed, so the log drops it before it is replayed, even where
+        // it sits whole in the page cache.
+        let durable = self.log.take().map(|log| log.durable_lsn());
         self.unsynced = None;
+        // Held back for a sync that will not come: their batches are cut.
+        self.held.clear();
         // Cluster mode: only the node that wins the group's ownership may
         // reopen its log (at the epoch it won); this syncer stops.
         #[cfg(feature = "cluster")]
@@ -110,7 +130,7 @@ impl Syncer {
         let epoch = self.epochs.next();
         let mut backoff = Duration::from_millis(20);
         let recovered = loop {
-            match self.parts.storage.recover(self.group, epoch) {
+            match self.parts.storage.recover(self.group, epoch, durable) {
                 Ok(recovered) => break recovered,
                 Err(e) => {
                     tracing::warn!(group = %self.group, error = %e, ?backoff, "recovery failed; retrying");

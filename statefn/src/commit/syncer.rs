@@ -29,7 +29,7 @@ use crate::{
         ids::{LogGroupId, ShardId},
     },
     service::{Service, Step},
-    shard::effects::Batch,
+    shard::effects::{Batch, Held},
 };
 
 /// How often the syncer looks at timers (periodic sync, checkpoint triggers)
@@ -70,6 +70,9 @@ pub(crate) struct Syncer {
     /// Periodic mode: flushed but not yet known durable (waiting for the
     /// latest flush covers the earlier ones).
     pub(super) unsynced: Option<PendingFlush>,
+    /// Periodic mode: what the unsynced batches let others act on, by
+    /// shard, released once a sync covers them ([`Held`]).
+    pub(super) held: Vec<(ShardId, Held)>,
     last_sync: Instant,
     /// Real time: spaces out requests for I/O reasons (a large log).
     last_checkpoint_request: Instant,
@@ -106,6 +109,7 @@ impl Syncer {
             log: Some(opened.log),
             stopping: false,
             unsynced: None,
+            held: Vec::new(),
             last_sync: Instant::now(),
             last_checkpoint_request: Instant::now(),
             last_checkpoint_request_ms: now_ms,
@@ -173,6 +177,15 @@ impl Syncer {
                         .refuse(batch.effects, batch.shard, "its shard was recovering");
                     continue;
                 }
+                if let Some(e) = &batch.broken {
+                    // Its core holds what the record should have made
+                    // durable: rebuild the group's shards from the log.
+                    let reason = format!("a log record could not be encoded: {e}");
+                    let mut rest = vec![batch];
+                    rest.extend(batches);
+                    refused = Some((reason, rest));
+                    break;
+                }
                 let mut last = self.last_appended;
                 #[cfg(feature = "cluster")]
                 let barrier = (self.parts.config.read_barrier
@@ -209,24 +222,49 @@ impl Syncer {
         if let Err(e) = self.flush(accepted.iter().any(|(b, _)| b.checkpoint.is_some())) {
             return self.flush_failed(accepted, e);
         }
+        // Periodic mode may leave the records unsynced: the replies leave
+        // (its promise is about a machine crash), what others would act on
+        // waits for the sync. Once synced, what earlier batches held goes
+        // first.
+        let synced = self.unsynced.is_none();
+        if synced {
+            self.release_held();
+        }
+        let shards = self.parts.storage.shards();
         for (batch, lsn) in accepted {
-            self.committed(batch, lsn);
+            self.committed(batch, lsn, synced, shards);
+        }
+    }
+
+    /// A sync covered the batches whose effects were held: they leave.
+    fn release_held(&mut self) {
+        for (shard, held) in std::mem::take(&mut self.held) {
+            let (acks, effects) = held.into_effects();
+            self.parts.host.publish_acks(shard, &acks);
+            self.parts.host.release(effects);
         }
     }
 
     /// A batch whose records (up to `lsn`) are durable: its effects leave.
-    pub(super) fn committed(&self, batch: Batch, lsn: Lsn) {
+    /// Unless `synced` (Periodic mode may leave the records unsynced), what
+    /// others would act on is held until the sync.
+    pub(super) fn committed(&mut self, batch: Batch, lsn: Lsn, synced: bool, shards: u16) {
         if let Some(observe) = &self.parts.observer {
             observe(&batch.records);
         }
-        self.parts
-            .host
-            .publish_acks(batch.shard, &batch.effects.acks);
+        let mut effects = batch.effects;
+        if synced {
+            self.parts.host.publish_acks(batch.shard, &effects.acks);
+        } else {
+            let storage = &self.parts.storage;
+            let local = |shard| storage.group_of(shard) == self.group;
+            self.held.push((batch.shard, effects.hold(local, shards)));
+        }
         if let Some(mut job) = batch.checkpoint {
             job.lsn = lsn;
             self.parts.checkpoints.submit(job);
         }
-        self.parts.host.release(batch.effects);
+        self.parts.host.release(effects);
     }
 
     /// Flushes what was appended and, unless `Periodic` mode may wait (no
@@ -274,7 +312,10 @@ impl Syncer {
     fn periodic_sync_now(&mut self) {
         if let Some(pending) = self.unsynced.take() {
             match pending.wait() {
-                Ok(_) => self.last_sync = Instant::now(),
+                Ok(_) => {
+                    self.last_sync = Instant::now();
+                    self.release_held();
+                }
                 Err(e) => {
                     self.fenced = matches!(e, LogError::Fenced { .. });
                     self.recover(&format!("the log failed to sync: {e}"));

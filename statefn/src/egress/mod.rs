@@ -13,6 +13,8 @@
 pub(crate) mod appender;
 mod reader;
 pub(crate) mod sink;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::{BTreeMap, HashMap},

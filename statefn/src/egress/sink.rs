@@ -146,6 +146,7 @@ impl EgressSink for StoreSink {
             .records(log, from, limit.min(there))
             .map_err(StorageError::store(format!("reading egress log `{log}`")))?;
         rows.into_iter()
+            .take_while(|(offset, _)| *offset < next)
             .map(|(offset, value)| {
                 let stored: Stored = decode(&value, "an egress record")?;
                 Ok(EgressRecord {

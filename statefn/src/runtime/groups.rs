@@ -58,7 +58,7 @@ impl RuntimeInner {
         }
         self.sweep_group(group, "its log group is changing owner");
         let started = (|| {
-            let recovered = commit.storage.recover(group, epoch)?;
+            let recovered = commit.storage.recover(group, epoch, None)?;
             for core in &recovered.cores {
                 let logs: BTreeSet<&str> = core.emitted.pending().map(|e| e.log.as_str()).collect();
                 if !logs.is_empty() {
