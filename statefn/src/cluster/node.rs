@@ -6,6 +6,9 @@
 //! ownership manager (`ownership`), forwarding (`forward`), and messages,
 //! acks and re-sends between nodes (`mail`). It is the runtime's
 //! [`ClusterTransport`].
+//!
+//! (Over 500 lines: connecting, the shared configuration check and the
+//! background tasks' wiring; most of it is error mapping.)
 
 use std::{
     collections::BTreeMap,

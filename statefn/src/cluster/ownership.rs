@@ -27,6 +27,9 @@
 //! hands the group back here: a fenced node steps down; otherwise the group
 //! is acquired again at a new epoch (with backoff), if this node still owns
 //! it in the bucket.
+//!
+//! (Over 500 lines: the decision table, the manager loop and the actions
+//! it runs are one state machine; splitting them would scatter it.)
 
 use std::{
     collections::BTreeMap,
