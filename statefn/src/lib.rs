@@ -288,15 +288,18 @@ use protocol::envelope;
 
 pub use address::{Address, MAX_ID_LEN};
 pub use commit::Durability;
+pub use commit::store_faults::StoreFaults;
 pub use context::{Context, MAX_TIMER_KEY, Request, TimerBuilder};
 pub use egress::{EgressRecord, MAX_EGRESS_NAME};
 pub use error::{Error, StorageError};
 pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction, decode_state};
 pub use handle::{Call, CallFuture, Handle};
+pub use protocol::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
 pub use runtime::{
-    Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DEFAULT_TIMERS_IN_MEMORY, DeadLetter, DeadLetterId,
-    InvocationId, Runtime, ShardStatus,
+    Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_RETENTION,
+    DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY, DeadLetter, DeadLetterId, InvocationId,
+    Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::{handler, stateful_function};

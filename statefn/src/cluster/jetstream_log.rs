@@ -18,6 +18,12 @@
 //!   every reader: **a data record counts only if its epoch (in its
 //!   `Nats-Msg-Id`, `epoch:lsn`) is the epoch of the last fence before
 //!   it.** Standbys that follow the stream must apply the same rule.
+//! - **A failed writer's unconfirmed records are cut.**
+//!   [`LogBackend::reopen_after_failure`] writes the failed writer's last
+//!   confirmed position into its fence (`cut`): the data records between it
+//!   and that fence were never confirmed to their callers, who were told
+//!   they were not committed, so no reader counts them (the stream may hold
+//!   them: a lost ack, a retry that landed).
 //!   Epochs must grow: an open at an epoch not above the last fence's fails
 //!   with `Fenced`.
 //! - **Pipelined appends.** A flush publishes its records at once, record `n`
@@ -87,6 +93,11 @@ pub struct JetStreamOptions {
     /// How long a flush keeps re-publishing unconfirmed records (leader
     /// elections take seconds) before it fails with `Unavailable`.
     pub retry_for: Duration,
+    /// Whether [`truncate_before`](CommitLog::truncate_before) purges the
+    /// stream (default true). Cluster mode turns it off: a node taking a
+    /// group over replays from its own checkpoint, which may be older than
+    /// the owner's, until snapshots let streams be trimmed.
+    pub truncate: bool,
 }
 
 impl JetStreamOptions {
@@ -98,6 +109,7 @@ impl JetStreamOptions {
             replicas: 3,
             ack_timeout: Duration::from_secs(5),
             retry_for: Duration::from_secs(20),
+            truncate: true,
         }
     }
 }
@@ -311,6 +323,7 @@ impl JetStreamBackend {
         stream: &mut Stream,
         group: LogGroupId,
         epoch: Epoch,
+        cut: Option<Lsn>,
     ) -> Result<u64, LogError> {
         let fenced = |detail: String| LogError::Fenced {
             group,
@@ -322,6 +335,7 @@ impl JetStreamBackend {
             epoch: epoch.0,
             writer: self.options.writer.clone(),
             nonce,
+            cut: cut.map(|lsn| lsn.0),
         };
         let payload = Bytes::from(serde_json::to_vec(&mine).map_err(|e| LogError::Corrupt {
             detail: format!("cannot encode a fence record: {e}"),
@@ -398,9 +412,10 @@ impl JetStreamBackend {
         group: LogGroupId,
         epoch: Epoch,
         from: Lsn,
+        cut: Option<Lsn>,
     ) -> Result<OpenedLog, LogError> {
         let mut stream = self.ensure_stream(group).await?;
-        let fence_seq = self.fence(&mut stream, group, epoch).await?;
+        let fence_seq = self.fence(&mut stream, group, epoch, cut).await?;
         let state = stream
             .info()
             .await
@@ -448,6 +463,7 @@ impl JetStreamBackend {
             buffer: Vec::new(),
             max_record,
             stats: LogStats::new(state.bytes, state.messages),
+            truncate: self.options.truncate,
         };
         Ok(OpenedLog {
             log: Box::new(log),
@@ -465,7 +481,21 @@ impl LogBackend for JetStreamBackend {
     /// higher; [`LogError::Unavailable`] if NATS cannot be reached, has no
     /// quorum, or has fewer JetStream servers than `replicas`.
     fn open(&self, group: LogGroupId, epoch: Epoch, from: Lsn) -> Result<OpenedLog, LogError> {
-        self.handle.block_on(self.open_async(group, epoch, from))
+        self.handle
+            .block_on(self.open_async(group, epoch, from, None))
+    }
+
+    /// As [`open`](Self::open), with the fence cutting the data records
+    /// after `durable` that come before it (see the module docs).
+    fn reopen_after_failure(
+        &self,
+        group: LogGroupId,
+        epoch: Epoch,
+        from: Lsn,
+        durable: Lsn,
+    ) -> Result<OpenedLog, LogError> {
+        self.handle
+            .block_on(self.open_async(group, epoch, from, Some(durable)))
     }
 }
 
@@ -480,6 +510,10 @@ pub(crate) struct Fence {
     pub(crate) epoch: u64,
     pub(crate) writer: String,
     pub(crate) nonce: u64,
+    /// The data records after this position and before this fence do not
+    /// count: a failed writer never confirmed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cut: Option<u64>,
 }
 
 /// A log group's stream as its single writer sees it.
@@ -494,6 +528,7 @@ struct JetStreamLog {
     buffer: Vec<(Lsn, Bytes)>,
     max_record: usize,
     stats: LogStats,
+    truncate: bool,
 }
 
 impl std::fmt::Debug for JetStreamLog {
@@ -590,6 +625,9 @@ impl CommitLog for JetStreamLog {
     /// Purges the data records below `lsn`. Fences stay (one per open): a
     /// reader needs the fence before each record to tell stale ones.
     fn truncate_before(&mut self, lsn: Lsn) -> Result<(), LogError> {
+        if !self.truncate {
+            return Ok(());
+        }
         let data = self.publisher.subject.clone();
         self.handle.block_on(async {
             self.stream

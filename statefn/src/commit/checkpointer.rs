@@ -4,7 +4,11 @@
 //! checkpoint covers). One thread: fjall batches are written one at a time
 //! anyway, and it never blocks a shard or a tokio thread.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::Arc,
+    time::Duration,
+};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -14,7 +18,7 @@ use super::{CommitHost, LogGroup, recovery::Storage};
 use crate::{
     Error,
     error::StorageError,
-    protocol::record::encode,
+    protocol::record::{StoredReply, decode, encode},
     service::{Service, Step},
     shard::freeze::{CheckpointJob, ShardMeta},
 };
@@ -86,8 +90,28 @@ impl Checkpointer {
         let started = std::time::Instant::now();
         let result = self
             .storage
-            .store()
-            .and_then(|store| write(&job, &store.shard(job.shard), self.storage.clock().now_ms()));
+            .faults()
+            .check("writing a checkpoint")
+            .and_then(|()| self.storage.store())
+            .and_then(|store| {
+                #[cfg(test)]
+                injected_fault(&self.storage)?;
+                let now_ms = self.storage.clock().now_ms();
+                // A panic (in the store, or a bug here) is a failed checkpoint:
+                // the shard gets its frozen sets back and tries again later.
+                catch_unwind(AssertUnwindSafe(|| {
+                    write(&job, &store.shard(job.shard), now_ms)
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(Error::Thread {
+                        what: format!(
+                            "writing a checkpoint panicked: {}",
+                            crate::registry::panic_message(&*panic)
+                        ),
+                        source: None,
+                    })
+                })
+            });
         let (shard, epoch, lsn) = (job.shard, job.epoch, job.lsn);
         let states = job.states.len();
         // Dropped before the shard hears of it: the shard then takes its
@@ -110,7 +134,20 @@ impl Checkpointer {
                 }
             }
             Err(e) => {
-                tracing::error!(%shard, error = %e, "checkpoint failed; will retry");
+                metrics::counter!(crate::metrics::CHECKPOINT_FAILURES, "shard" => shard.to_string())
+                    .increment(1);
+                let log_bytes = self
+                    .groups
+                    .get(self.storage.group_of(shard).index())
+                    .map_or(0, LogGroup::log_bytes);
+                // Loud: until a checkpoint succeeds the log is not truncated
+                // and grows with every commit.
+                tracing::error!(
+                    %shard,
+                    error = %e,
+                    log_bytes,
+                    "checkpoint failed: the state store cannot write; the log grows until a checkpoint succeeds (retried with backoff)"
+                );
                 self.host.checkpoint_finished(shard, epoch, None);
             }
         }
@@ -143,6 +180,20 @@ impl Service for Checkpointer {
     }
 }
 
+/// The test hook of [`Storage::checkpoint_faults`]: fails this write if
+/// failures are asked for.
+#[cfg(test)]
+fn injected_fault(storage: &Storage) -> Result<(), Error> {
+    use std::sync::atomic::Ordering;
+    let take = storage
+        .checkpoint_faults
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    match take {
+        Ok(_) => Err(Error::Config("injected checkpoint failure".into())),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Writes a checkpoint atomically and durably, then sweeps expired
 /// idempotency entries. (Also used at open, before this service runs.)
 pub(crate) fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> Result<(), Error> {
@@ -155,7 +206,11 @@ pub(crate) fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> R
     )))?;
     let cutoff = now_ms.saturating_sub(job.idempotency_retention_ms);
     tables
-        .sweep_idempotency(cutoff, GC_BATCH)
+        .sweep_idempotency(cutoff, GC_BATCH, |value| {
+            decode::<StoredReply>(value, "an idempotency entry")
+                .ok()
+                .map(|reply| reply.at_ms)
+        })
         .map_err(StorageError::store("sweeping expired idempotency entries"))?;
     Ok(())
 }

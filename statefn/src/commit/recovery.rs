@@ -13,7 +13,7 @@ use crate::{
     clock::Clock,
     error::StorageError,
     protocol::{
-        ids::{Epoch, LogGroupId, ShardId},
+        ids::{Epoch, LogGroupId, Lsn, ShardId},
         record::{ShardRecord, decode},
     },
     shard::{CoreConfig, ShardCore, freeze::ShardMeta},
@@ -33,6 +33,11 @@ pub(crate) struct Storage {
     clock: Clock,
     shards: u16,
     log_groups: u16,
+    /// Injected state-store faults (tests).
+    faults: super::store_faults::StoreFaults,
+    /// Test hook: this many checkpoint writes fail from now on.
+    #[cfg(test)]
+    pub(crate) checkpoint_faults: std::sync::atomic::AtomicUsize,
 }
 
 /// A recovered log group: its reopened log and its shards' cores.
@@ -49,8 +54,10 @@ impl Storage {
         logs: Arc<dyn LogBackend>,
         core: CoreConfig,
         clock: Clock,
+        faults: super::store_faults::StoreFaults,
     ) -> Self {
         Storage {
+            faults,
             shards: data_dir.shards(),
             log_groups: data_dir.log_groups(),
             store: Mutex::new(Some(store)),
@@ -58,6 +65,8 @@ impl Storage {
             logs,
             core,
             clock,
+            #[cfg(test)]
+            checkpoint_faults: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -100,6 +109,11 @@ impl Storage {
         &self.clock
     }
 
+    /// Injected state-store faults (tests).
+    pub(crate) fn faults(&self) -> &super::store_faults::StoreFaults {
+        &self.faults
+    }
+
     /// How the shards' cores are configured.
     pub(crate) fn core_config(&self) -> &CoreConfig {
         &self.core
@@ -107,6 +121,10 @@ impl Storage {
 
     pub(crate) fn log_groups(&self) -> u16 {
         self.log_groups
+    }
+
+    pub(crate) fn shards(&self) -> u16 {
+        self.shards
     }
 
     /// The log group of `shard`.
@@ -123,8 +141,16 @@ impl Storage {
     }
 
     /// Rebuilds the cores of `group`'s shards at `epoch` and opens its log
-    /// as its writer at that epoch.
-    pub(crate) fn recover(&self, group: LogGroupId, epoch: Epoch) -> Result<RecoveredGroup, Error> {
+    /// as its writer at that epoch. `after_failure`: this process's writer
+    /// failed, and this was the last position it knew durable; the log drops
+    /// what follows before it is replayed, since the callers of those records
+    /// were told they were not committed.
+    pub(crate) fn recover(
+        &self,
+        group: LogGroupId,
+        epoch: Epoch,
+        after_failure: Option<Lsn>,
+    ) -> Result<RecoveredGroup, Error> {
         let started = Instant::now();
         let store = self.store()?;
         let shards = self.group_shards(group);
@@ -138,10 +164,11 @@ impl Storage {
             .min()
             .unwrap_or_default()
             .next();
-        let opened = self
-            .logs
-            .open(group, epoch, from)
-            .map_err(StorageError::log(group.0))?;
+        let opened = match after_failure {
+            None => self.logs.open(group, epoch, from),
+            Some(durable) => self.logs.reopen_after_failure(group, epoch, from, durable),
+        }
+        .map_err(StorageError::log(group.0))?;
         // The writer's epoch (a replicated log may have fenced at a higher
         // one than asked): the cores' batches carry it.
         let epoch = opened.log.epoch();
@@ -153,6 +180,11 @@ impl Storage {
         for record in opened.records {
             let record = record.map_err(StorageError::log(group.0))?;
             let lsn = record.lsn;
+            // An empty record is a barrier (cluster mode: a read-only batch
+            // proves its writer still owns the log); it carries nothing.
+            if record.payload.is_empty() {
+                continue;
+            }
             replayed += 1;
             let decoded: ShardRecord = decode(
                 &record.payload,

@@ -29,7 +29,7 @@ use crate::{
         ids::{LogGroupId, ShardId},
     },
     service::{Service, Step},
-    shard::effects::Batch,
+    shard::effects::{Batch, Held},
 };
 
 /// How often the syncer looks at timers (periodic sync, checkpoint triggers)
@@ -46,6 +46,9 @@ pub(crate) struct Parts {
     pub(crate) clock: Clock,
     pub(crate) observer: Option<CommitObserver>,
     pub(crate) rx: Receiver<GroupCommand>,
+    /// Cluster mode: stop and hand the group back when the log fails.
+    #[cfg(feature = "cluster")]
+    pub(crate) hand_back: Option<super::HandBack>,
 }
 
 /// Commits one log group's batches: a [`Service`].
@@ -67,11 +70,16 @@ pub(crate) struct Syncer {
     /// Periodic mode: flushed but not yet known durable (waiting for the
     /// latest flush covers the earlier ones).
     pub(super) unsynced: Option<PendingFlush>,
+    /// Periodic mode: what the unsynced batches let others act on, by
+    /// shard, released once a sync covers them ([`Held`]).
+    pub(super) held: Vec<(ShardId, Held)>,
     last_sync: Instant,
     /// Real time: spaces out requests for I/O reasons (a large log).
     last_checkpoint_request: Instant,
     /// The runtime's clock (virtual in tests), as the checkpoint interval is.
     last_checkpoint_request_ms: u64,
+    /// The last log failure was a newer writer fencing the log.
+    pub(super) fenced: bool,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -101,9 +109,11 @@ impl Syncer {
             log: Some(opened.log),
             stopping: false,
             unsynced: None,
+            held: Vec::new(),
             last_sync: Instant::now(),
             last_checkpoint_request: Instant::now(),
             last_checkpoint_request_ms: now_ms,
+            fenced: false,
         }
     }
 
@@ -125,8 +135,23 @@ impl Syncer {
         let mut stop = false;
         for command in commands {
             match command {
-                GroupCommand::Commit(batch) => batches.push(batch),
+                GroupCommand::Commit(batch) => {
+                    let queued = self.parts.stats.dequeued(&batch);
+                    #[expect(clippy::cast_precision_loss, reason = "a gauge")]
+                    metrics::gauge!(crate::metrics::COMMIT_QUEUE_BYTES, "group" => self.group.to_string())
+                        .set(queued as f64);
+                    batches.push(batch);
+                }
                 GroupCommand::Checkpointed { shard, lsn } => self.checkpointed(shard, lsn),
+                GroupCommand::Fail { reason } => {
+                    // What was handed over before is from sound cores.
+                    if !batches.is_empty() {
+                        self.commit(std::mem::take(&mut batches));
+                    }
+                    if self.log.is_some() && !self.stopping {
+                        self.recover(&reason);
+                    }
+                }
                 GroupCommand::Stop => stop = true,
             }
         }
@@ -167,14 +192,31 @@ impl Syncer {
                         .refuse(batch.effects, batch.shard, "its shard was recovering");
                     continue;
                 }
+                if let Some(e) = &batch.broken {
+                    // Its core holds what the record should have made
+                    // durable: rebuild the group's shards from the log.
+                    let reason = format!("a log record could not be encoded: {e}");
+                    let mut rest = vec![batch];
+                    rest.extend(batches);
+                    refused = Some((reason, rest));
+                    break;
+                }
                 let mut last = self.last_appended;
-                let appended = batch.records.iter().try_for_each(|record| {
+                #[cfg(feature = "cluster")]
+                let barrier = (self.parts.config.read_barrier
+                    && batch.records.is_empty()
+                    && !batch.effects.replies.is_empty())
+                .then_some(Vec::new());
+                #[cfg(not(feature = "cluster"))]
+                let barrier: Option<Vec<u8>> = None;
+                let appended = batch.records.iter().chain(&barrier).try_for_each(|record| {
                     last = log.append(record)?;
                     Ok::<(), LogError>(())
                 });
                 if let Err(e) = appended {
                     let mut rest = vec![batch];
                     rest.extend(batches);
+                    self.fenced = matches!(e, LogError::Fenced { .. });
                     refused = Some((format!("the log refused a record: {e}"), rest));
                     break;
                 }
@@ -193,22 +235,51 @@ impl Syncer {
         let invocations: usize = accepted.iter().map(|(b, _)| b.records.len()).sum();
         metrics::histogram!(crate::metrics::COMMIT_BATCH).record(invocations as f64);
         if let Err(e) = self.flush(accepted.iter().any(|(b, _)| b.checkpoint.is_some())) {
-            let batches = accepted.into_iter().map(|(b, _)| b).collect();
-            return self.fail(batches, &format!("the log failed: {e}"));
+            return self.flush_failed(accepted, e);
         }
+        // Periodic mode may leave the records unsynced: the replies leave
+        // (its promise is about a machine crash), what others would act on
+        // waits for the sync. Once synced, what earlier batches held goes
+        // first.
+        let synced = self.unsynced.is_none();
+        if synced {
+            self.release_held();
+        }
+        let shards = self.parts.storage.shards();
         for (batch, lsn) in accepted {
-            if let Some(observe) = &self.parts.observer {
-                observe(&batch.records);
-            }
-            self.parts
-                .host
-                .publish_acks(batch.shard, &batch.effects.acks);
-            if let Some(mut job) = batch.checkpoint {
-                job.lsn = lsn;
-                self.parts.checkpoints.submit(job);
-            }
-            self.parts.host.release(batch.effects);
+            self.committed(batch, lsn, synced, shards);
         }
+    }
+
+    /// A sync covered the batches whose effects were held: they leave.
+    fn release_held(&mut self) {
+        for (shard, held) in std::mem::take(&mut self.held) {
+            let (acks, effects) = held.into_effects();
+            self.parts.host.publish_acks(shard, &acks);
+            self.parts.host.release(effects);
+        }
+    }
+
+    /// A batch whose records (up to `lsn`) are durable: its effects leave.
+    /// Unless `synced` (Periodic mode may leave the records unsynced), what
+    /// others would act on is held until the sync.
+    pub(super) fn committed(&mut self, batch: Batch, lsn: Lsn, synced: bool, shards: u16) {
+        if let Some(observe) = &self.parts.observer {
+            observe(&batch.records);
+        }
+        let mut effects = batch.effects;
+        if synced {
+            self.parts.host.publish_acks(batch.shard, &effects.acks);
+        } else {
+            let storage = &self.parts.storage;
+            let local = |shard| storage.group_of(shard) == self.group;
+            self.held.push((batch.shard, effects.hold(local, shards)));
+        }
+        if let Some(mut job) = batch.checkpoint {
+            job.lsn = lsn;
+            self.parts.checkpoints.submit(job);
+        }
+        self.parts.host.release(effects);
     }
 
     /// Flushes what was appended and, unless `Periodic` mode may wait (no
@@ -256,8 +327,14 @@ impl Syncer {
     fn periodic_sync_now(&mut self) {
         if let Some(pending) = self.unsynced.take() {
             match pending.wait() {
-                Ok(_) => self.last_sync = Instant::now(),
-                Err(e) => self.recover(&format!("the log failed to sync: {e}")),
+                Ok(_) => {
+                    self.last_sync = Instant::now();
+                    self.release_held();
+                }
+                Err(e) => {
+                    self.fenced = matches!(e, LogError::Fenced { .. });
+                    self.recover(&format!("the log failed to sync: {e}"));
+                }
             }
         }
     }
@@ -309,6 +386,16 @@ impl Service for Syncer {
 
     fn tick(&self) -> Duration {
         TICK
+    }
+
+    fn after_panic(&mut self) -> Step {
+        if self.stopping {
+            return Step::Done;
+        }
+        // What the panicking step held is gone: rebuild the group from what
+        // is durable, as after a log failure.
+        self.recover("the log group's syncer panicked (a statefn bug)");
+        Step::Worked
     }
 
     fn step(&mut self, wait: Duration) -> Step {

@@ -9,13 +9,14 @@
 //! | route | what |
 //! | --- | --- |
 //! | `POST /v1/{type}/{id}/{handler}` | calls the handler with the body as its arguments (`{"amount": 5}`; no body or `{}` for none), sent with `Content-Type: application/json` even when empty; 200 with the reply as JSON |
-//! | `POST /v1/{type}/{id}/{handler}/send[?delay=5s]` | enqueues the call durably; 202 with `{"invocation_id": "..."}` (an [`InvocationId`](crate::InvocationId)) |
+//! | `POST /v1/{type}/{id}/{handler}/send[?delay=5s]` | enqueues the call durably; 202 with `{"invocation_id": "..."}` (an [`InvocationId`](crate::InvocationId): the instance and the `Idempotency-Key`, or one generated; a 503 names the invocation of a generated key in `details.invocation_id` and the key in the `Idempotency-Key` header, for the retry) |
 //! | `DELETE /v1/invocations/{id}` | cancels a delayed invocation before it runs: 200 with `{"invocation_id": "...", "status": "cancelled"}` once that is committed; 409 `invocation_not_pending` if it ran already, was cancelled or had no delay; 404 `unknown_invocation` if the id is unknown |
 //! | `GET /v1/egress/{name}?from=N&limit=M[&wait=10s]` | egress records from offset `N` (long-polls up to `wait` for the first); 200 with `{"records": [...], "next": N}`; with an [egress token](IngressConfig::egress_token), only for `Authorization: Bearer <token>` |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /admin/functions` | the registered types and handlers, with `"internal": true` for internal ones (only with an admin token, as `Authorization: Bearer <token>`) |
 //! | `GET /admin/shards` | each shard: serving or recovering, mailbox, checkpoint position, log size (admin) |
 //! | `GET /admin/dead-letters`, `POST /admin/dead-letters/{id}/replay`, `DELETE /admin/dead-letters/{id}` | messages from functions that failed every attempt: list, deliver again, drop (admin) |
+//! | `GET /admin/cluster` | cluster mode (feature `cluster`): the nodes, and per log group its owner, epoch, standbys and lag; 404 `not_clustered` on a single node (admin) |
 //!
 //! Header `Idempotency-Key` makes a call exactly-once across client retries:
 //! a retry gets the stored reply. On `/send` the key is part of the
@@ -137,8 +138,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use crate::metrics::{HTTP_CONNECTIONS, HTTP_REQUEST_DURATION, HTTP_REQUESTS};
 pub use config::{
-    DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN,
-    DEFAULT_MAX_CONNECTIONS, IngressConfig, MAX_JSON_DEPTH,
+    DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, IngressConfig,
+    MAX_JSON_DEPTH,
 };
 pub use egress::MAX_EGRESS_LIMIT;
 pub use error::ServeError;
@@ -239,6 +241,10 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
                 "/admin/dead-letters/{id}",
                 axum::routing::delete(admin::drop_dead_letter),
             );
+        #[cfg(feature = "cluster")]
+        {
+            router = router.route("/admin/cluster", get(admin::cluster));
+        }
     }
     router
         .fallback(error::not_found)

@@ -16,19 +16,45 @@ use crate::{
 };
 
 impl RuntimeInner {
+    /// The test hook of [`RuntimeInner::lose_messages`]: whether to lose
+    /// this delivery.
+    #[cfg(test)]
+    fn lost_in_test(&self, envelope: &crate::protocol::envelope::Envelope) -> bool {
+        matches!(
+            envelope.origin,
+            crate::protocol::envelope::Origin::Function { .. }
+        ) && self
+            .lose_messages
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
     /// Releases a committed batch's effects: deliveries, egress, replies,
     /// timers.
     pub(crate) fn release(&self, effects: Effects) {
         // Deliveries first: a caller who has seen a transfer's reply and then
-        // calls the receiver finds the deposit already queued ahead of it.
+        // calls the receiver finds the deposit already queued ahead of it
+        // (in `Periodic` mode, a message to another log group waits for the
+        // sync, after the reply).
         let shards = self.shard_count();
         for envelope in effects.deliveries {
+            #[cfg(test)]
+            if self.lost_in_test(&envelope) {
+                continue;
+            }
             let shard = envelope.target.shard_id(shards);
             self.enqueue(shard, Mail::Invoke(envelope));
         }
         // Egress before replies too: in memory a caller then reads its own
         // records; durable appends are asynchronous (see `read_egress`).
         self.egress.submit(effects.egress);
+        // The dead-letter listing before replies: a caller told its drop or
+        // replay is done must not list the letter any more.
+        for (shard, change) in effects.dead_letters {
+            if let Some(target) = self.shard(shard) {
+                target.dead_letter_committed(change);
+            }
+        }
         for (tx, reply) in effects.replies {
             // The caller may have stopped waiting; the invocation stands.
             let _ = tx.send(reply);
@@ -38,6 +64,10 @@ impl RuntimeInner {
         }
         for timer in effects.timers {
             self.timers.arm(timer);
+        }
+        // A receiver saw a gap: its sender re-sends what it holds for it.
+        for (source, dest) in effects.resend_requests {
+            self.enqueue(source, Mail::Resend { dest });
         }
         self.finished(effects.finished);
     }
@@ -59,6 +89,17 @@ impl CommitHost for RuntimeInner {
 
     fn publish_acks(&self, dest: ShardId, acks: &[(ShardId, Seq)]) {
         self.acks.publish(dest, acks);
+        #[cfg(feature = "cluster")]
+        if let Some(transport) = self.transport() {
+            let remote: Vec<(ShardId, Seq)> = acks
+                .iter()
+                .filter(|(source, _)| self.is_remote(*source))
+                .copied()
+                .collect();
+            if !remote.is_empty() {
+                transport.send_acks(dest, remote);
+            }
+        }
     }
 
     fn request_checkpoint(&self, shard: ShardId) {
@@ -81,8 +122,27 @@ impl CommitHost for RuntimeInner {
         self.enqueue(shard, Mail::Wake);
     }
 
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    fn abandon(&self, shard: ShardId) {
+        let Some(target) = self.shard(shard) else {
+            return;
+        };
+        let (count, waiting) = target.abandon();
+        for tx in waiting {
+            let _ = tx.send(Err(crate::Error::ShuttingDown));
+        }
+        self.finished(count);
+    }
+
     fn count_recovery(&self) {
         self.recoveries.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics::RECOVERIES).increment(1);
+    }
+
+    fn refuse_unknown(&self, effects: Effects, shard: ShardId, reason: &str) {
+        RuntimeInner::release(self, effects.outcome_unknown(shard, reason));
     }
 }

@@ -7,7 +7,11 @@
 
 use std::time::Duration;
 
-use super::{effects::Batch, state_machine::ShardCore, tracked::Tracked};
+use super::{
+    effects::{Batch, Effects},
+    state_machine::ShardCore,
+    tracked::Tracked,
+};
 use crate::{
     Error,
     protocol::{
@@ -72,6 +76,23 @@ pub(super) struct Undelivered {
     pub(super) retryable: bool,
 }
 
+/// Why a message became a dead letter: its last error, after how many
+/// attempts, and when.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GaveUp<'a> {
+    pub(super) error: &'a Error,
+    pub(super) attempts: u32,
+    pub(super) at_ms: u64,
+}
+
+/// A change to a shard's dead letters, for the listing to apply once the
+/// batch that made it is durable (operators see only durable letters).
+#[derive(Debug)]
+pub(crate) enum DeadLetterChange {
+    Kept(DeadLetterEntry),
+    Resolved(DeadLetterSeq),
+}
+
 /// Dead letters by number, with the next number to give.
 #[derive(Debug)]
 pub(crate) struct DeadLetterTable {
@@ -130,6 +151,11 @@ impl DeadLetterTable {
     pub(crate) fn take_removed(&mut self) -> Vec<DeadLetterSeq> {
         self.letters.take_removed()
     }
+
+    /// The checkpoint that took the removals was written, or failed.
+    pub(crate) fn checkpoint_finished(&mut self, written: bool) {
+        self.letters.checkpoint_finished(written);
+    }
 }
 
 impl ShardCore {
@@ -176,7 +202,12 @@ impl ShardCore {
             self.send(env.now_ms, retry, &mut batch.effects, &mut record);
         } else {
             tracing::error!(%target, %error, attempts, "a message from another function failed every attempt; it is now a dead letter");
-            self.keep_dead_letter(env, message, reply_to, &error, attempts, &mut record);
+            let gave_up = GaveUp {
+                error: &error,
+                attempts,
+                at_ms: env.now_ms,
+            };
+            self.keep_dead_letter(gave_up, message, reply_to, &mut batch.effects, &mut record);
         }
         self.push_record(batch, Entry::Invocation(record));
     }
@@ -184,11 +215,14 @@ impl ShardCore {
     /// Keeps the message of the invocation of `record` as a dead letter.
     pub(super) fn keep_dead_letter(
         &mut self,
-        env: &RunEnv<'_>,
+        GaveUp {
+            error,
+            attempts,
+            at_ms,
+        }: GaveUp<'_>,
         message: Vec<u8>,
         reply_to: Option<ReplyRoute>,
-        error: &Error,
-        attempts: u32,
+        effects: &mut Effects,
         record: &mut InvocationRecord,
     ) {
         let letter = DeadLetterEntry {
@@ -198,11 +232,14 @@ impl ShardCore {
             reply_to,
             error: error.to_string(),
             attempts,
-            at_ms: env.now_ms,
+            at_ms,
         };
         if self.durable {
             record.dead_letter = Some(Box::new(letter.clone()));
         }
+        effects
+            .dead_letters
+            .push((self.id, DeadLetterChange::Kept(letter.clone())));
         self.dead_letters.keep(letter);
     }
 
@@ -233,6 +270,10 @@ impl ShardCore {
             self.deliver(outgoing, &mut batch.effects)
         });
         batch.effects.replies.push((reply, Ok(Vec::new())));
+        batch
+            .effects
+            .dead_letters
+            .push((self.id, DeadLetterChange::Resolved(id)));
         self.push_record(
             batch,
             Entry::DeadLetterResolved {

@@ -13,7 +13,7 @@ use crate::{
         record::Emitted,
     },
     registry::Registry,
-    shard::freeze::CheckpointJob,
+    shard::{dead_letters::DeadLetterChange, freeze::CheckpointJob},
     timers::TimerArm,
 };
 
@@ -48,6 +48,8 @@ pub(crate) struct Batch {
     /// A checkpoint frozen at the end of the batch; its position is the
     /// batch's last record's.
     pub(crate) checkpoint: Option<CheckpointJob>,
+    /// A record of the batch could not be encoded.
+    pub(crate) broken: Option<Error>,
     pub(crate) stats: BatchStats,
 }
 
@@ -60,8 +62,54 @@ impl Batch {
             records: Vec::new(),
             effects: Effects::default(),
             checkpoint: None,
+            broken: None,
             stats: BatchStats::default(),
         }
+    }
+}
+
+/// How far a batch had got before one mail: [`Batch::rollback`] drops what
+/// that mail added.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BatchMark {
+    records: usize,
+    replies: usize,
+    deliveries: usize,
+    timers: usize,
+    timers_cancelled: usize,
+    acks: usize,
+    egress: usize,
+    finished: usize,
+}
+
+impl Batch {
+    /// Where the batch stands now.
+    pub(crate) fn mark(&self) -> BatchMark {
+        BatchMark {
+            records: self.records.len(),
+            replies: self.effects.replies.len(),
+            deliveries: self.effects.deliveries.len(),
+            timers: self.effects.timers.len(),
+            timers_cancelled: self.effects.timers_cancelled.len(),
+            acks: self.effects.acks.len(),
+            egress: self.effects.egress.len(),
+            finished: self.effects.finished,
+        }
+    }
+
+    /// Drops what the mail after `mark` added (it panicked half-way); that
+    /// mail counts as finished: it was taken from the mailbox and is gone.
+    pub(crate) fn rollback(&mut self, mark: BatchMark) {
+        self.records.truncate(mark.records);
+        let effects = &mut self.effects;
+        effects.replies.truncate(mark.replies);
+        effects.deliveries.truncate(mark.deliveries);
+        effects.timers.truncate(mark.timers);
+        effects.timers_cancelled.truncate(mark.timers_cancelled);
+        effects.acks.truncate(mark.acks);
+        effects.egress.truncate(mark.egress);
+        effects.finished = mark.finished + 1;
+        self.checkpoint = None;
     }
 }
 
@@ -79,11 +127,63 @@ pub(crate) struct Effects {
     pub(crate) acks: Vec<(ShardId, Seq)>,
     /// Records for egress logs, appended once durable.
     pub(crate) egress: Vec<Emitted>,
+    /// Channels with a gap: `(sender, receiver)`, the sender to re-send
+    /// what it holds for the receiver.
+    pub(crate) resend_requests: Vec<(ShardId, ShardId)>,
+    /// Dead letters kept or resolved, for the listing (by shard).
+    pub(crate) dead_letters: Vec<(ShardId, DeadLetterChange)>,
     /// How many mails this batch finished (for shutdown's in-flight count).
     pub(crate) finished: usize,
 }
 
+/// What of a committed batch's effects waits, in `Periodic` mode, for the
+/// sync that makes its records durable: what lets another party act on
+/// them. A machine crash would lose the records; what others did on them
+/// must not outlive them.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    /// Messages to shards of other log groups (within the group, the
+    /// receiver's record follows the sender's in the same log).
+    pub(crate) deliveries: Vec<Envelope>,
+    pub(crate) egress: Vec<Emitted>,
+    /// Acks let their senders prune their outboxes.
+    pub(crate) acks: Vec<(ShardId, Seq)>,
+    /// Timer ids are given again after a failed sync cuts the log.
+    pub(crate) timers: Vec<TimerArm>,
+    pub(crate) dead_letters: Vec<(ShardId, DeadLetterChange)>,
+}
+
+impl Held {
+    /// The effects to release once synced (the acks go separately).
+    pub(crate) fn into_effects(self) -> (Vec<(ShardId, Seq)>, Effects) {
+        let effects = Effects {
+            deliveries: self.deliveries,
+            egress: self.egress,
+            timers: self.timers,
+            dead_letters: self.dead_letters,
+            ..Effects::default()
+        };
+        (self.acks, effects)
+    }
+}
+
 impl Effects {
+    /// Takes out what must wait for the sync (see [`Held`]); `local` tells
+    /// the shards of this log group.
+    pub(crate) fn hold(&mut self, local: impl Fn(ShardId) -> bool, shards: u16) -> Held {
+        let (near, far) = std::mem::take(&mut self.deliveries)
+            .into_iter()
+            .partition(|envelope| local(envelope.target.shard_id(shards)));
+        self.deliveries = near;
+        Held {
+            deliveries: far,
+            egress: std::mem::take(&mut self.egress),
+            acks: std::mem::take(&mut self.acks),
+            timers: std::mem::take(&mut self.timers),
+            dead_letters: std::mem::take(&mut self.dead_letters),
+        }
+    }
+
     /// The effects of a batch of `shard` that will not commit: its callers
     /// are told to retry, nothing else leaves.
     pub(crate) fn refused(self, shard: ShardId, reason: &str) -> Effects {
@@ -99,6 +199,35 @@ impl Effects {
                             "{reason}; the call was not committed (retry it with the same idempotency key)"
                         ),
                         retry_after: Duration::from_millis(100),
+                    }),
+                )
+            })
+            .collect();
+        Effects {
+            replies,
+            finished: self.finished,
+            ..Effects::default()
+        }
+    }
+
+    /// The effects of a batch of `shard` whose commit the log could not
+    /// confirm (a replicated log that stopped answering): it may or may not
+    /// be committed, so its callers are told to retry with the same
+    /// idempotency key, which answers without applying it twice.
+    pub(crate) fn outcome_unknown(self, shard: ShardId, reason: &str) -> Effects {
+        let replies = self
+            .replies
+            .into_iter()
+            .map(|(tx, _)| {
+                (
+                    tx,
+                    Err(Error::Unavailable {
+                        shard: shard.0,
+                        reason: format!(
+                            "{reason}; the call may or may not have been committed: retry it with \
+                             the same idempotency key to find out without applying it twice"
+                        ),
+                        retry_after: Duration::from_secs(1),
                     }),
                 )
             })

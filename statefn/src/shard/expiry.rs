@@ -4,8 +4,9 @@
 //! timer under [`TimerKey::Expiry`]), armed when its state is written and
 //! it has none. When it fires, the instance is removed if its state has not
 //! changed for its time to live, or the timer is armed again for the rest.
-//! Like every timer it is stored by due time: instances that expire next
-//! month cost no memory now.
+//! A timer that fires for a type that no longer has a time to live (or is
+//! not registered) is dropped and the state kept. Like every timer it is
+//! stored by due time: instances that expire next month cost no memory now.
 
 use super::{effects::Effects, state_machine::ShardCore};
 use crate::{
@@ -58,13 +59,20 @@ impl ShardCore {
         target: Address,
         batch: &mut Batch,
     ) {
-        // Issue 11 (exactly-once review #5): an unknown type, or one whose
-        // `expire_after` was removed, has ttl 0 and loses its state here.
         let ttl = env
             .registry
             .get(target.type_name())
             .map(|f| f.expire_after_ms())
             .unwrap_or(0);
+        if ttl == 0 {
+            // Armed by a build whose type had `expire_after`, fired in one
+            // without it, or without the type: nothing says the instance
+            // is idle, so it stays. The timer is gone from memory (the next
+            // checkpoint deletes it); no record: after a crash before that,
+            // replay arms it again and it is dropped again.
+            tracing::info!(%target, "dropping an expiry timer of a type without `expire_after`");
+            return;
+        }
         let written = match self.states.get(&target) {
             Ok(Some(bytes)) => crate::function::state_written_ms(bytes),
             Ok(None) => None,
@@ -74,7 +82,7 @@ impl ShardCore {
             }
         };
         let rearm = match written {
-            Some(written) if ttl > 0 && written.saturating_add(ttl) > env.now_ms => {
+            Some(written) if written.saturating_add(ttl) > env.now_ms => {
                 let entry = self.expiry_timer(target.clone(), written.saturating_add(ttl));
                 let slot = entry.slot();
                 if self.timers.arm(entry.clone()) {

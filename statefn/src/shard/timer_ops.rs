@@ -280,7 +280,18 @@ impl ShardCore {
                 self.arm_timer(entry, &mut batch.effects, &mut record);
             } else {
                 tracing::error!(%target, %error, attempts, "a timer's handler failed every attempt; it is now a dead letter");
-                self.keep_dead_letter(env, fired.message, None, &error, attempts, &mut record);
+                let gave_up = super::dead_letters::GaveUp {
+                    error: &error,
+                    attempts,
+                    at_ms: env.now_ms,
+                };
+                self.keep_dead_letter(
+                    gave_up,
+                    fired.message,
+                    None,
+                    &mut batch.effects,
+                    &mut record,
+                );
             }
         }
         self.push_record(batch, Entry::Invocation(record));
