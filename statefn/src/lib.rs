@@ -227,6 +227,7 @@ mod fuzz_api;
 mod handle;
 #[cfg(feature = "http")]
 pub mod ingress;
+mod invocation_id;
 pub mod metrics;
 mod protocol;
 #[allow(
@@ -235,6 +236,8 @@ mod protocol;
               `handler_index`, below `HANDLERS.len()` by construction"
 )]
 mod registry;
+mod resources;
+mod rng;
 mod runtime;
 mod scheduler;
 mod service;
@@ -242,6 +245,7 @@ mod shard;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timers;
+mod trace;
 mod wire;
 
 // `context.rs` names envelopes by their old path.
@@ -249,17 +253,22 @@ use protocol::envelope;
 
 pub use address::{Address, MAX_ID_LEN};
 pub use commit::Durability;
-pub use context::{Context, Request};
+pub use context::{Context, Request, Sent};
 pub use egress::{EgressRecord, MAX_EGRESS_NAME};
 pub use error::{Error, StorageError};
 pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction, decode_state};
 pub use handle::{Call, CallFuture, Handle};
+pub use invocation_id::InvocationId;
+/// The `rand` crate (0.9), for [`rand::Rng`]'s methods on [`Context::rng`].
+pub use rand;
+pub use rng::InvocationRng;
 pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DeadLetter, DeadLetterId, Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::{handler, stateful_function};
+pub use trace::TraceContext;
 pub use wire::{MAX_HANDLER_NAME, MessageError, decode_message, encode_message};
 
 /// The file-system seam under the write-ahead log, for

@@ -9,8 +9,9 @@ use std::{
 };
 
 use crate::{
-    Context, Error, JsonReply, StatefulFunction,
+    Address, Context, Error, JsonReply, StatefulFunction,
     function::HandlerInfo,
+    metrics::UNKNOWN,
     wire::{MessageError, WireMessage},
 };
 
@@ -38,7 +39,17 @@ pub(crate) struct Invocation {
 
 /// One registered function type, erased.
 pub(crate) trait ErasedFunction: Send + Sync + 'static {
+    /// The registered type name.
+    fn type_name(&self) -> &'static str;
     fn handlers(&self) -> &'static [HandlerInfo];
+    /// `handler`'s registered name, for a metric label: [`UNKNOWN`] if it
+    /// has no such handler (so labels stay a bounded set).
+    fn handler_label(&self, handler: &str) -> &'static str {
+        self.handlers()
+            .iter()
+            .find(|h| h.name == handler)
+            .map_or(UNKNOWN, |h| h.name)
+    }
     /// Decodes the state (or starts from `Default`) and the message, runs the
     /// handler, catching panics, and encodes the new state.
     fn invoke(&self, state: Option<&[u8]>, message: &[u8], ctx: &mut Context) -> Invocation;
@@ -77,6 +88,10 @@ impl<T: StatefulFunction> Typed<T> {
 }
 
 impl<T: StatefulFunction> ErasedFunction for Typed<T> {
+    fn type_name(&self) -> &'static str {
+        T::type_name()
+    }
+
     fn handlers(&self) -> &'static [HandlerInfo] {
         T::HANDLERS
     }
@@ -317,6 +332,22 @@ impl Registry {
                 function: type_name.to_owned(),
                 known: self.names(),
             }),
+        }
+    }
+
+    /// The metric labels (function, handler) of a message for `target`,
+    /// [`UNKNOWN`] for what is not registered or does not decode.
+    pub(crate) fn labels_of(
+        &self,
+        target: &Address,
+        message: &[u8],
+    ) -> (&'static str, &'static str) {
+        match self.by_name.get(target.type_name()) {
+            Some(f) => (
+                f.type_name(),
+                f.handler_of(message).map_or(UNKNOWN, |h| h.name),
+            ),
+            None => (UNKNOWN, UNKNOWN),
         }
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::ids::{DeadLetterSeq, Seq, ShardId, TimerId};
-use crate::{Address, Error};
+use crate::{Address, Error, InvocationId, TraceContext};
 
 /// Where a client's reply goes.
 pub(crate) type ReplySender = oneshot::Sender<Result<Vec<u8>, Error>>;
@@ -45,6 +45,8 @@ pub(crate) struct Envelope {
     pub(crate) origin: Origin,
     /// For requests: the caller's handler that receives the reply.
     pub(crate) reply_to: Option<ReplyRoute>,
+    /// Who sent it (a function), the invocation it continues, its trace.
+    pub(crate) provenance: Provenance,
 }
 
 /// Who sent an envelope, which decides how duplicates are recognised.
@@ -85,4 +87,28 @@ pub(crate) struct Outgoing {
     /// Deliveries of this message that failed before (poison-message retries).
     #[serde(default)]
     pub(crate) attempt: u32,
+    /// Record format 2: who sent it, and the invocation it continues.
+    pub(crate) provenance: Provenance,
+}
+
+/// Where a message comes from, beyond its channel position: what the
+/// receiving handler sees as [`Context::caller`](crate::Context::caller),
+/// [`Context::invocation_id`](crate::Context::invocation_id) and its trace
+/// parent.
+///
+/// `caller` and `invocation` are stored with the message (record format 2,
+/// see [`record`](super::record)): a re-delivery after a crash names the
+/// same caller and invocation. `trace` is kept in memory only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Provenance {
+    /// The instance whose handler sent it; `None` for a client's enqueued
+    /// call and for the runtime's own messages.
+    pub(crate) caller: Option<Address>,
+    /// The invocation it continues (a retry, a replayed dead letter, an
+    /// enqueued call's key); `None`: a new invocation, named by the
+    /// message's channel position when it is delivered.
+    pub(crate) invocation: Option<InvocationId>,
+    /// The sending invocation's trace context (not stored).
+    #[serde(skip)]
+    pub(crate) trace: Option<TraceContext>,
 }

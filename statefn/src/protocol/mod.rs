@@ -16,3 +16,4 @@ pub(crate) mod idempotency;
 pub(crate) mod ids;
 pub(crate) mod outbox;
 pub(crate) mod record;
+mod record_v1;

@@ -8,18 +8,29 @@
 //! These types are the on-disk format: a field added, removed or reordered
 //! changes what older records mean (postcard is not self-describing), so any
 //! change bumps [`RECORD_VERSION`] and keeps a reader of the old one.
+//!
+//! | version | change | reader of the old one |
+//! | --- | --- | --- |
+//! | 1 | the first | [`v1`](super::record_v1) |
+//! | 2 | messages (`Outgoing`, `Sent`, dead letters) carry their [`Provenance`]: the sending instance and the invocation they continue (issue 13: `Context::caller`, `Context::invocation_id`) | |
+//!
+//! Every value written through [`encode`] carries the version, also those
+//! whose layout did not change (idempotency entries, checkpoint metadata,
+//! egress rows): [`Stored`] says how each reads an older version.
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use super::envelope::Provenance;
 use super::{
     envelope::{Outgoing, ReplyRoute},
     ids::{DeadLetterSeq, Seq, ShardId, TimerId},
+    record_v1,
 };
 pub(crate) use crate::egress::Emitted;
 use crate::{Address, Error, error::StorageError};
 
 /// The record format this build writes; a newer one is refused on replay.
-pub(crate) const RECORD_VERSION: u8 = 1;
+pub(crate) const RECORD_VERSION: u8 = 2;
 
 /// One shard's record in a (shared) log group.
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,6 +86,8 @@ pub(crate) struct DeadLetterEntry {
     pub(crate) error: String,
     pub(crate) attempts: u32,
     pub(crate) at_ms: u64,
+    /// Since version 2: its sender and invocation, kept for a replay.
+    pub(crate) provenance: Provenance,
 }
 
 impl InvocationRecord {
@@ -108,6 +121,8 @@ pub(crate) struct Sent {
     pub(crate) reply_to: Option<ReplyRoute>,
     #[serde(default)]
     pub(crate) attempt: u32,
+    /// Since version 2.
+    pub(crate) provenance: Provenance,
 }
 
 /// A durable timer: its message is sent once when due.
@@ -140,16 +155,53 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-/// Decodes `[version][postcard]`; `what` names the value in errors.
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, Error> {
+/// A value stored through [`encode`], and how it reads the bytes of an
+/// older [`RECORD_VERSION`].
+pub(crate) trait Stored: for<'de> Deserialize<'de> {
+    /// Decodes the postcard bytes of a version-1 value (the default: the
+    /// layout did not change).
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+impl Stored for u64 {}
+impl Stored for StoredReply {}
+impl Stored for Emitted {}
+impl Stored for ShardRecord {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::ShardRecord>(bytes).map(Into::into)
+    }
+}
+impl Stored for Sent {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::Sent>(bytes).map(Into::into)
+    }
+}
+impl Stored for TimerEntry {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::TimerEntry>(bytes).map(Into::into)
+    }
+}
+impl Stored for DeadLetterEntry {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::DeadLetterEntry>(bytes).map(Into::into)
+    }
+}
+
+/// Decodes `[version][postcard]` (this version or an older one); `what`
+/// names the value in errors.
+pub(crate) fn decode<T: Stored>(bytes: &[u8], what: &str) -> Result<T, Error> {
+    let corrupt = |e: postcard::Error| -> Error {
+        StorageError::Corrupt {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        }
+        .into()
+    };
     match bytes.split_first() {
-        Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| {
-            StorageError::Corrupt {
-                what: what.to_owned(),
-                reason: e.to_string(),
-            }
-            .into()
-        }),
+        Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(corrupt),
+        Some((&1, rest)) => T::from_v1(rest).map_err(corrupt),
         Some((&version, _)) if version > RECORD_VERSION => Err(StorageError::NewerFormat {
             what: what.to_owned(),
             found: version,
@@ -181,6 +233,7 @@ mod tests {
                     message: vec![1, 2],
                     reply_to: None,
                     attempt: 0,
+                    provenance: Provenance::default(),
                 },
             },
         };

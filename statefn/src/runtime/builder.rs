@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     Durability, Error, RetryPolicy, StatefulFunction, clock::Clock, registry::Registry,
-    shard::CoreConfig,
+    resources::Resources, shard::CoreConfig,
 };
 
 /// The default number of shards: enough to spread work over the workers and
@@ -71,6 +71,7 @@ pub struct Builder {
     retry: RetryPolicy,
     file_system: Arc<dyn FileSystem>,
     registry: Registry,
+    resources: Resources,
     error: Option<Error>,
 }
 
@@ -92,6 +93,7 @@ impl Default for Builder {
             retry: RetryPolicy::default(),
             file_system: Arc::new(StdFs),
             registry: Registry::default(),
+            resources: Resources::default(),
             error: None,
         }
     }
@@ -219,6 +221,53 @@ impl Builder {
         self
     }
 
+    /// Gives handlers a read-only resource of type `T` (configuration, a
+    /// price table, a client of another system), read with
+    /// [`Context::resource`](crate::Context::resource). One per type: a
+    /// second `T` replaces the first. Resources are not state: they are not
+    /// stored, and every instance sees the same one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use serde::{Deserialize, Serialize};
+    /// use statefn::prelude::*;
+    ///
+    /// pub struct Prices { cents: std::collections::HashMap<String, u64> }
+    ///
+    /// #[stateful_function]
+    /// #[derive(Default, Serialize, Deserialize)]
+    /// pub struct Cart { total_cents: u64 }
+    ///
+    /// #[stateful_function]
+    /// impl Cart {
+    ///     #[handler]
+    ///     fn add(&mut self, ctx: &Context, sku: String) -> u64 {
+    ///         let prices = ctx.resource::<Prices>().expect("given at build time");
+    ///         self.total_cents += prices.cents.get(&sku).copied().unwrap_or(0);
+    ///         self.total_cents
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// let prices = Prices { cents: [("apple".to_owned(), 40)].into() };
+    /// let runtime = Runtime::builder()
+    ///     .in_memory()
+    ///     .resource(Arc::new(prices))
+    ///     .register::<Cart>()
+    ///     .open()
+    ///     .await?;
+    /// assert_eq!(runtime.handle::<Cart>("c-1").add("apple".into()).await?, 40);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn resource<T: std::any::Any + Send + Sync>(mut self, value: Arc<T>) -> Self {
+        self.resources.insert(value);
+        self
+    }
+
     /// Opens the runtime: recovers the data directory (durable mode), then
     /// starts the worker threads, the log syncers, the checkpointer and the
     /// timer task on the current tokio runtime.
@@ -312,6 +361,7 @@ impl Builder {
             mailbox_capacity: self.mailbox_capacity,
             file_system: self.file_system,
             registry: self.registry,
+            resources: (!self.resources.is_empty()).then(|| Arc::new(self.resources)),
         })
     }
 }
@@ -337,4 +387,5 @@ pub(crate) struct Plan {
     pub(super) mailbox_capacity: usize,
     pub(super) file_system: Arc<dyn FileSystem>,
     pub(super) registry: Registry,
+    pub(super) resources: Option<Arc<Resources>>,
 }

@@ -9,9 +9,9 @@ use tokio::sync::oneshot;
 
 use super::RuntimeInner;
 use crate::{
-    Address, Error,
+    Address, Error, TraceContext,
     protocol::{
-        envelope::{Envelope, Mail, Origin},
+        envelope::{Envelope, Mail, Origin, Provenance},
         ids::ShardId,
     },
     shard::Shard,
@@ -19,13 +19,14 @@ use crate::{
 
 impl RuntimeInner {
     /// Queues a client call; the receiver resolves to the encoded reply.
+    #[cfg(test)]
     pub(crate) fn submit_call(
         &self,
         target: Address,
         message: Vec<u8>,
         key: Option<String>,
     ) -> Result<oneshot::Receiver<Result<Vec<u8>, Error>>, Error> {
-        self.submit(target, message, key, None)
+        self.submit(target, message, key, None, None)
     }
 
     /// Queues a client call, or (with `enqueue`) a durable send.
@@ -35,6 +36,7 @@ impl RuntimeInner {
         message: Vec<u8>,
         key: Option<String>,
         enqueue: Option<Duration>,
+        trace: Option<TraceContext>,
     ) -> Result<oneshot::Receiver<Result<Vec<u8>, Error>>, Error> {
         if self.closing.load(Ordering::SeqCst) {
             return Err(Error::ShuttingDown);
@@ -53,6 +55,10 @@ impl RuntimeInner {
                     enqueue,
                 },
                 reply_to: None,
+                provenance: Provenance {
+                    trace,
+                    ..Provenance::default()
+                },
             }),
         )?;
         Ok(rx)

@@ -11,7 +11,7 @@ use super::{effects::Batch, state_machine::ShardCore, tracked::Tracked};
 use crate::{
     Error,
     protocol::{
-        envelope::{Outgoing, ReplyRoute, ReplySender},
+        envelope::{Outgoing, Provenance, ReplyRoute, ReplySender},
         ids::DeadLetterSeq,
         record::{DeadLetterEntry, Entry, InvocationRecord},
     },
@@ -61,7 +61,7 @@ impl RetryPolicy {
 
 /// A message that failed and may be retried: its bytes, its reply route and
 /// the attempts it had.
-pub(super) type Undelivered = (Vec<u8>, Option<ReplyRoute>, u32);
+pub(super) type Undelivered = (Vec<u8>, Option<ReplyRoute>, u32, Provenance);
 
 /// Dead letters by number, with the next number to give.
 #[derive(Debug)]
@@ -125,12 +125,11 @@ impl ShardCore {
         undelivered: Option<Undelivered>,
     ) {
         let target = record.target.clone();
-        batch.stats.failed += 1;
         if let Some(tx) = reply {
             batch.effects.replies.push((tx, Err(error)));
             return;
         }
-        let Some((message, reply_to, attempt)) = undelivered else {
+        let Some((message, reply_to, attempt, provenance)) = undelivered else {
             return;
         };
         let attempts = attempt + 1;
@@ -144,6 +143,7 @@ impl ShardCore {
                 delay: Some(delay),
                 reply_to,
                 attempt: attempts,
+                provenance,
             };
             self.send(env.now_ms, retry, &mut batch.effects, &mut record);
         } else {
@@ -156,6 +156,7 @@ impl ShardCore {
                 error: error.to_string(),
                 attempts,
                 at_ms: env.now_ms,
+                provenance,
             };
             self.dead_letters.next = letter.id.next();
             if self.durable {
@@ -189,6 +190,7 @@ impl ShardCore {
                 delay: None,
                 reply_to: letter.reply_to,
                 attempt: 0,
+                provenance: letter.provenance,
             };
             self.deliver(outgoing, &mut batch.effects)
         });

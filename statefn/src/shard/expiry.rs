@@ -9,7 +9,7 @@ use super::{effects::Effects, state_machine::ShardCore};
 use crate::{
     Address,
     protocol::{
-        envelope::Outgoing,
+        envelope::{Outgoing, Provenance},
         ids::TimerId,
         record::{Entry, InvocationRecord, TimerEntry},
     },
@@ -49,6 +49,7 @@ impl ShardCore {
                 delay: None,
                 reply_to: None,
                 attempt: 0,
+                provenance: Provenance::default(),
             },
             expiry: true,
         }

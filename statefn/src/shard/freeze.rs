@@ -34,6 +34,8 @@ pub(crate) struct ShardMeta {
     pub(crate) next_dead_letter: DeadLetterSeq,
 }
 
+impl crate::protocol::record::Stored for ShardMeta {}
+
 /// A checkpoint frozen by a shard, for the checkpointer to write. No other
 /// shard takes part.
 #[derive(Debug)]

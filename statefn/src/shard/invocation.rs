@@ -11,10 +11,11 @@ use super::{
     state_machine::ShardCore,
 };
 use crate::{
-    Context, Error,
+    Address, Context, Error, InvocationId, TraceContext,
+    metrics::{Counted, UNKNOWN},
     protocol::{
         channel::Admit,
-        envelope::{Envelope, Origin, Outgoing, ReplyRoute, ReplySender},
+        envelope::{Envelope, Origin, Outgoing, Provenance, ReplyRoute, ReplySender},
         record::{Entry, Input, InvocationRecord, StoredReply},
     },
     registry::{ErasedFunction, Outcome},
@@ -27,6 +28,7 @@ impl ShardCore {
             message,
             origin,
             reply_to,
+            provenance,
         } = envelope;
         let (key, mut reply_tx, input, enqueue, attempt) = match origin {
             Origin::Client {
@@ -45,7 +47,8 @@ impl ShardCore {
                 }
                 Admit::Duplicate { .. } => {
                     tracing::trace!(%target, %source, %seq, "dropping a duplicate message");
-                    batch.stats.duplicate += 1;
+                    let (function, handler) = env.registry.labels_of(&target, &message);
+                    batch.stats.count(function, handler, Counted::Duplicate);
                     return;
                 }
                 Admit::Gap { watermark } => {
@@ -59,8 +62,21 @@ impl ShardCore {
         // A failed message from a function is retried: its bytes move into
         // the retry only on that path (nothing is copied on success).
         let retry = matches!(input, Input::Function { .. }).then_some(attempt);
-        let undelivered = |message: Vec<u8>, reply_to: Option<ReplyRoute>| -> Option<Undelivered> {
-            retry.map(|a| (message, reply_to, a))
+        let invocation_id = self.invocation_id(&input, key.as_deref(), &provenance, env.now_ms);
+        // A retry keeps the message's sender and invocation id.
+        let undelivered = |message: Vec<u8>,
+                           reply_to: Option<ReplyRoute>,
+                           caller: Option<Address>,
+                           invocation: InvocationId|
+         -> Option<Undelivered> {
+            retry.map(|a| {
+                let from = Provenance {
+                    caller,
+                    invocation: Some(invocation),
+                    trace: provenance.trace,
+                };
+                (message, reply_to, a, from)
+            })
         };
         let mut record = InvocationRecord {
             target: target.clone(),
@@ -75,15 +91,20 @@ impl ShardCore {
         let function = match env.registry.get(target.type_name()) {
             Ok(f) => f,
             Err(e) => {
-                let undelivered = undelivered(message, reply_to);
+                batch.stats.count(UNKNOWN, UNKNOWN, Counted::Failed);
+                let undelivered =
+                    undelivered(message, reply_to, provenance.caller.clone(), invocation_id);
                 return self.fail(env, batch, reply_tx, record, e, undelivered);
             }
         };
+        let function_name = function.type_name();
         if let Some(key) = &key {
             match self.idempotency.get(&target, key, env.now_ms) {
                 Ok(None) => {}
                 Ok(Some(stored)) => {
-                    let answer = match function.handler_of(&message) {
+                    let handler = function.handler_of(&message);
+                    let label = handler.as_ref().map_or(UNKNOWN, |h| h.name);
+                    let answer = match handler {
                         Ok(info) if info.name == stored.handler => Ok(stored.reply),
                         Ok(_) => Err(Error::IdempotencyKeyReused {
                             function: target.type_name().to_owned(),
@@ -96,11 +117,13 @@ impl ShardCore {
                     if let Some(tx) = reply_tx.take() {
                         batch.effects.replies.push((tx, answer));
                     }
-                    batch.stats.duplicate += 1;
+                    batch.stats.count(function_name, label, Counted::Duplicate);
                     return;
                 }
                 Err(e) => {
-                    let undelivered = undelivered(message, reply_to);
+                    batch.stats.count(function_name, UNKNOWN, Counted::Failed);
+                    let undelivered =
+                        undelivered(message, reply_to, provenance.caller.clone(), invocation_id);
                     return self.fail(env, batch, reply_tx, record, e, undelivered);
                 }
             }
@@ -112,10 +135,16 @@ impl ShardCore {
                 delay,
                 key,
                 reply_tx,
+                trace: provenance.trace,
             };
             return self.enqueue(env, function.as_ref(), call, record, batch);
         }
+        // The invocation's own span continues the trace its message carries.
+        let trace = provenance
+            .trace
+            .map(|parent| parent.child(span_id_of(&target, &invocation_id)));
         let mut ctx = Context::new(target.clone(), env.now_ms);
+        ctx.set_resources(env.resources.cloned());
         // One span per invocation; cheap when no subscriber listens at debug.
         let span = tracing::debug_span!(
             "invoke",
@@ -124,16 +153,36 @@ impl ShardCore {
             handler = tracing::field::Empty,
             shard = self.id.0,
             outcome = tracing::field::Empty,
+            invocation_id = tracing::field::Empty,
+            caller = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+            parent_span_id = tracing::field::Empty,
         );
+        if !span.is_disabled() {
+            span.record("invocation_id", tracing::field::display(&invocation_id));
+            if let Some(caller) = &provenance.caller {
+                span.record("caller", tracing::field::display(caller));
+            }
+            if let (Some(parent), Some(own)) = (provenance.trace, trace) {
+                span.record("trace_id", own.trace_id_hex());
+                span.record("span_id", own.span_id_hex());
+                span.record("parent_span_id", parent.span_id_hex());
+            }
+        }
         let _entered = span.enter();
+        ctx.set_origin(provenance.caller, invocation_id, trace);
         let invocation = match self.states.get(&target) {
             Ok(state) => function.invoke(state, &message, &mut ctx),
             Err(e) => {
                 span.record("outcome", "failed");
-                let undelivered = undelivered(message, reply_to);
+                batch.stats.count(function_name, UNKNOWN, Counted::Failed);
+                let (caller, id) = ctx.take_origin();
+                let undelivered = undelivered(message, reply_to, caller, id);
                 return self.fail(env, batch, reply_tx, record, e, undelivered);
             }
         };
+        let handler_name = invocation.handler.unwrap_or(UNKNOWN);
         if let Some(handler) = invocation.handler {
             span.record("handler", handler);
         }
@@ -147,7 +196,9 @@ impl ShardCore {
         );
         let reply = match invocation.outcome {
             Outcome::Applied { reply, new_state } => {
-                batch.stats.applied += 1;
+                batch
+                    .stats
+                    .count(function_name, handler_name, Counted::Applied);
                 if let Some(state) = new_state {
                     if self.durable {
                         record.state = Some(state.clone());
@@ -172,17 +223,23 @@ impl ShardCore {
                 reply
             }
             Outcome::Rejected { reply, error } => {
-                batch.stats.rejected += 1;
+                batch
+                    .stats
+                    .count(function_name, handler_name, Counted::Rejected);
                 tracing::debug!(%target, handler = invocation.handler, %error, "handler returned Err");
                 reply
             }
             Outcome::Failed(e) => {
-                let undelivered = undelivered(message, reply_to);
+                batch
+                    .stats
+                    .count(function_name, handler_name, Counted::Failed);
+                let (caller, id) = ctx.take_origin();
+                let undelivered = undelivered(message, reply_to, caller, id);
                 return self.fail(env, batch, reply_tx, record, e, undelivered);
             }
         };
         if let Some(route) = reply_to {
-            self.route_reply(env, route, &reply, batch, &mut record);
+            self.route_reply(env, route, &reply, trace, batch, &mut record);
         }
         if let (Some(key), Some(handler)) = (key, invocation.handler) {
             let stored = StoredReply {
@@ -206,12 +263,37 @@ impl ShardCore {
         }
     }
 
+    /// The invocation's id: carried by the message (a retry, a replayed
+    /// dead letter, an enqueued call), else its channel position for a
+    /// message from a function, its key for a client call with one, or a
+    /// new one made of the shard, the time and a counter.
+    fn invocation_id(
+        &mut self,
+        input: &Input,
+        key: Option<&str>,
+        provenance: &Provenance,
+        now_ms: u64,
+    ) -> InvocationId {
+        if let Some(id) = &provenance.invocation {
+            return id.clone();
+        }
+        match (input, key) {
+            (Input::Function { source, seq }, _) => InvocationId::message(source.0, seq.0),
+            (Input::Client, Some(key)) => InvocationId::from_key(key),
+            (Input::Client, None) => {
+                self.calls = self.calls.wrapping_add(1);
+                InvocationId::call(self.id.0, now_ms, self.calls)
+            }
+        }
+    }
+
     /// A request's reply goes back as a message to the caller's handler.
     fn route_reply(
         &mut self,
         env: &RunEnv<'_>,
         route: ReplyRoute,
         reply: &[u8],
+        trace: Option<TraceContext>,
         batch: &mut Batch,
         record: &mut InvocationRecord,
     ) {
@@ -227,6 +309,12 @@ impl ShardCore {
                     delay: None,
                     reply_to: None,
                     attempt: 0,
+                    // The reply comes from the instance that was asked.
+                    provenance: Provenance {
+                        caller: Some(record.target.clone()),
+                        invocation: None,
+                        trace,
+                    },
                 };
                 if let Some(sent) = self.deliver(outgoing, &mut batch.effects) {
                     record.sent.push(sent);
@@ -255,17 +343,30 @@ impl ShardCore {
             delay,
             key,
             reply_tx,
+            trace,
         } = call;
         let info = match function.handler_of(&message) {
             Ok(info) => info,
-            Err(e) => return self.fail(env, batch, reply_tx, record, e, None),
+            Err(e) => {
+                batch
+                    .stats
+                    .count(function.type_name(), UNKNOWN, Counted::Failed);
+                return self.fail(env, batch, reply_tx, record, e, None);
+            }
         };
+        // The handler runs later as a message from this shard; its
+        // invocation id is the key the client was given.
         let outgoing = Outgoing {
             target: target.clone(),
             message,
             delay: Some(delay),
             reply_to: None,
             attempt: 0,
+            provenance: Provenance {
+                caller: None,
+                invocation: key.as_deref().map(InvocationId::from_key),
+                trace,
+            },
         };
         self.send(env.now_ms, outgoing, &mut batch.effects, &mut record);
         let reply = Vec::new();
@@ -293,4 +394,18 @@ struct Enqueued {
     delay: Duration,
     key: Option<String>,
     reply_tx: Option<ReplySender>,
+    trace: Option<TraceContext>,
+}
+
+/// The span id of an invocation in a trace: derived from its address and
+/// invocation id, so a re-delivery names the same span.
+fn span_id_of(target: &Address, id: &InvocationId) -> u64 {
+    let mut hash: u64 = 0x8422_2325_cbf2_9ce4;
+    for part in [target.type_name().as_bytes(), b"\0", target.id().as_bytes()] {
+        for byte in part {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    id.stable_hash(hash)
 }

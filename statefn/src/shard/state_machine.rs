@@ -70,6 +70,9 @@ pub(crate) struct ShardCore {
     pub(super) expiry_armed: HashSet<Address>,
     pub(crate) dead_letters: DeadLetterTable,
     pub(crate) checkpoint: CheckpointState,
+    /// Client calls without a key invoked since this core was made: part
+    /// of their generated invocation ids.
+    pub(super) calls: u64,
 }
 
 impl ShardCore {
@@ -97,6 +100,7 @@ impl ShardCore {
             expiry_armed: HashSet::new(),
             dead_letters: DeadLetterTable::new(durable),
             checkpoint: CheckpointState::default(),
+            calls: 0,
         }
     }
 

@@ -127,6 +127,7 @@ fn client(target: &str, message: Vec<u8>, key: Option<&str>) -> Mail {
             enqueue: None,
         },
         reply_to: None,
+        provenance: Default::default(),
     })
 }
 
@@ -140,6 +141,7 @@ fn from_function(target: &str, message: Vec<u8>, source: u16, seq: u64) -> Mail 
             attempt: 0,
         },
         reply_to: None,
+        provenance: Default::default(),
     })
 }
 
@@ -148,6 +150,7 @@ fn run(core: &mut ShardCore, registry: &Registry, mails: Vec<Mail>) -> Batch {
     let acked = |_: ShardId| Seq(0);
     let env = RunEnv {
         registry,
+        resources: None,
         now_ms: NOW_MS,
         acked: &acked,
         egress_appended: EgressSeq(0),
