@@ -11,7 +11,15 @@
 //! ```
 //!
 //! The shard count is recorded because keys hash to shards: reopening with a
-//! different count would look for every key in the wrong shard. Shards share a
+//! different count would look for every key in the wrong shard.
+//!
+//! The format version covers what the values in the log and the tables mean
+//! (this crate stores them opaque; `statefn` gives them their meaning). A
+//! directory of an older format that this build can upgrade opens with
+//! [`DataDir::format_version`] telling which; its user converts the values,
+//! makes that durable, and only then calls [`DataDir::finish_upgrade`], so a
+//! crash in between leaves the old version recorded and the conversion runs
+//! again. The history of every format is in `docs/formats.md`. Shards share a
 //! physical log per log group because on one disk every `fdatasync` costs a
 //! device flush: one log per shard would multiply the flushes per commit.
 
@@ -22,7 +30,15 @@ use std::path::{Path, PathBuf};
 use crate::LogGroupId;
 
 /// The data-directory format this build writes and the newest it reads.
-pub const DATA_DIR_FORMAT_VERSION: u32 = 1;
+///
+/// 1. The first format: stored messages name their handler by its position
+///    among the function's handlers.
+/// 2. Stored messages name their handler by name and carry a fingerprint of
+///    its arguments; everything else as in 1.
+pub const DATA_DIR_FORMAT_VERSION: u32 = 2;
+
+/// The oldest data-directory format this build opens (and upgrades).
+pub const OLDEST_DATA_DIR_FORMAT_VERSION: u32 = 1;
 
 const FORMAT_FILE: &str = "FORMAT";
 const LOCK_FILE: &str = "LOCK";
@@ -86,6 +102,21 @@ pub enum DataDirError {
         path: PathBuf,
     },
 
+    /// The directory was written in a format too old for this build to
+    /// upgrade.
+    #[error(
+        "data directory {} has format version {found}, but this build upgrades only from version {oldest}: open it with an older statefn first, which upgrades it",
+        path.display()
+    )]
+    OlderFormat {
+        /// The format file.
+        path: PathBuf,
+        /// The version it records.
+        found: u32,
+        /// The oldest version this build opens.
+        oldest: u32,
+    },
+
     /// The format file exists but cannot be understood.
     #[error(
         "data directory format file {} is invalid: {reason}; restore it or point statefn at the right directory",
@@ -138,6 +169,8 @@ pub struct DataDir {
     path: PathBuf,
     shards: u16,
     log_groups: u16,
+    /// The format recorded on disk.
+    format: u32,
     /// Held for the lifetime of the `DataDir`; the lock goes with the handle.
     _lock: File,
 }
@@ -149,7 +182,8 @@ impl DataDir {
     /// # Errors
     ///
     /// [`DataDirError::Locked`] if another process uses it,
-    /// [`DataDirError::NewerFormat`], [`DataDirError::ShardCountMismatch`] or
+    /// [`DataDirError::NewerFormat`], [`DataDirError::OlderFormat`],
+    /// [`DataDirError::ShardCountMismatch`] or
     /// [`DataDirError::InvalidFormatFile`] if its format file disagrees,
     /// [`DataDirError::Io`] on file-system failures.
     pub fn open(path: impl AsRef<Path>, shards: u16) -> Result<DataDir, DataDirError> {
@@ -175,19 +209,68 @@ impl DataDir {
         fs::create_dir_all(&path).map_err(io_err(&path))?;
         let lock = lock(&path.join(LOCK_FILE))?;
         let format_path = path.join(FORMAT_FILE);
-        match fs::read_to_string(&format_path) {
+        let format = match fs::read_to_string(&format_path) {
             Ok(text) => check_format(&format_path, &text, shards, log_groups)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 write_format(&path, shards, log_groups)?;
+                DATA_DIR_FORMAT_VERSION
             }
             Err(e) => return Err(io_err(&format_path)(e)),
-        }
+        };
         Ok(DataDir {
             path,
             shards,
             log_groups,
+            format,
             _lock: lock,
         })
+    }
+
+    /// The format version recorded in the directory: [`DATA_DIR_FORMAT_VERSION`],
+    /// or an older one (at least [`OLDEST_DATA_DIR_FORMAT_VERSION`]) whose
+    /// values the user of the directory must convert before it calls
+    /// [`finish_upgrade`](Self::finish_upgrade).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use statefn_store::{DATA_DIR_FORMAT_VERSION, DataDir};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::write(dir.path().join("FORMAT"), "format_version = 1\nshards = 2\n")?;
+    /// let mut data = DataDir::open(dir.path(), 2)?;
+    /// assert_eq!(data.format_version(), 1);
+    /// // ... convert every stored value, durably, then:
+    /// data.finish_upgrade()?;
+    /// assert_eq!(data.format_version(), DATA_DIR_FORMAT_VERSION);
+    /// drop(data);
+    /// assert_eq!(DataDir::open(dir.path(), 2)?.format_version(), DATA_DIR_FORMAT_VERSION);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn format_version(&self) -> u32 {
+        self.format
+    }
+
+    /// Records that the directory is in format [`DATA_DIR_FORMAT_VERSION`]
+    /// now: call it only once every value of the older format was converted
+    /// and the conversion is durable.
+    ///
+    /// # Durability
+    ///
+    /// The format file is replaced atomically and synced (file and
+    /// directory) before this returns; a crash before that leaves the older
+    /// version recorded, so the conversion runs again.
+    ///
+    /// # Errors
+    ///
+    /// [`DataDirError::Io`] if the file cannot be written; the older version
+    /// stays recorded.
+    pub fn finish_upgrade(&mut self) -> Result<(), DataDirError> {
+        if self.format != DATA_DIR_FORMAT_VERSION {
+            write_format(&self.path, self.shards, self.log_groups)?;
+            self.format = DATA_DIR_FORMAT_VERSION;
+        }
+        Ok(())
     }
 
     /// The root path.
@@ -267,12 +350,13 @@ fn write_format(dir: &Path, shards: u16, log_groups: u16) -> Result<(), DataDirE
         .map_err(io_err(dir))
 }
 
+/// Checks the format file against the configuration; returns its version.
 fn check_format(
     path: &Path,
     text: &str,
     configured: u16,
     configured_groups: u16,
-) -> Result<(), DataDirError> {
+) -> Result<u32, DataDirError> {
     let invalid = |reason: String| DataDirError::InvalidFormatFile {
         path: path.to_path_buf(),
         reason,
@@ -319,6 +403,13 @@ fn check_format(
             supported: DATA_DIR_FORMAT_VERSION,
         });
     }
+    if version < OLDEST_DATA_DIR_FORMAT_VERSION {
+        return Err(DataDirError::OlderFormat {
+            path: path.to_path_buf(),
+            found: version,
+            oldest: OLDEST_DATA_DIR_FORMAT_VERSION,
+        });
+    }
     let found = shards.ok_or_else(|| invalid("shards is missing".into()))?;
     if found != configured {
         return Err(DataDirError::ShardCountMismatch { found, configured });
@@ -330,5 +421,5 @@ fn check_format(
             configured: configured_groups,
         });
     }
-    Ok(())
+    Ok(version)
 }

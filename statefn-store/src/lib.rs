@@ -72,7 +72,9 @@ mod state;
 mod tables;
 mod wal;
 
-pub use data_dir::{DATA_DIR_FORMAT_VERSION, DataDir, DataDirError};
+pub use data_dir::{
+    DATA_DIR_FORMAT_VERSION, DataDir, DataDirError, OLDEST_DATA_DIR_FORMAT_VERSION,
+};
 pub use ids::{Epoch, LogGroupId, Lsn, ShardId};
 #[cfg(feature = "fault-injection")]
 pub use io::{Faults, FaultyFs};

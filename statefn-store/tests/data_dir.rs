@@ -2,7 +2,9 @@
 //! when they disagree, and is locked against a second user.
 #![allow(clippy::unwrap_used)]
 
-use statefn_store::{DataDir, DataDirError, LogGroupId};
+use statefn_store::{
+    DATA_DIR_FORMAT_VERSION, DataDir, DataDirError, LogGroupId, OLDEST_DATA_DIR_FORMAT_VERSION,
+};
 
 #[test]
 fn first_open_writes_the_format_file() {
@@ -10,9 +12,10 @@ fn first_open_writes_the_format_file() {
     let root = dir.path().join("node");
     let data = DataDir::open(&root, 16).unwrap();
     let text = std::fs::read_to_string(root.join("FORMAT")).unwrap();
-    assert!(text.contains("format_version = 1"), "{text}");
+    assert!(text.contains("format_version = 2"), "{text}");
     assert!(text.contains("shards = 16"), "{text}");
     assert_eq!(data.shards(), 16);
+    assert_eq!(data.format_version(), DATA_DIR_FORMAT_VERSION);
     assert_eq!(data.path(), root);
     assert_eq!(
         data.wal_dir(LogGroupId(7)),
@@ -42,7 +45,7 @@ fn a_newer_format_is_refused() {
     drop(DataDir::open(dir.path(), 4).unwrap());
     std::fs::write(
         dir.path().join("FORMAT"),
-        "format_version = 2\nshards = 4\nfuture_field = yes\n",
+        "format_version = 3\nshards = 4\nfuture_field = yes\n",
     )
     .unwrap();
     match DataDir::open(dir.path(), 4) {
@@ -57,7 +60,7 @@ fn a_newer_format_is_refused() {
                 unreachable!()
             };
             assert_eq!(path, dir.path().join("FORMAT"));
-            assert_eq!((found, supported), (2, 1));
+            assert_eq!((found, supported), (3, 2));
         }
         other => panic!("expected NewerFormat, got {other:?}"),
     }
@@ -117,4 +120,46 @@ fn log_group_count_is_checked() {
         DataDir::open_with_log_groups(dir.path(), 2, 4).is_err(),
         "more groups than shards"
     );
+}
+
+#[test]
+fn a_format_1_directory_opens_for_its_upgrade_and_stays_1_until_it_is_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let format = dir.path().join("FORMAT");
+    let v1 =
+        "# statefn data directory; do not edit\nformat_version = 1\nshards = 4\nlog_groups = 1\n";
+    std::fs::write(&format, v1).unwrap();
+    let data = DataDir::open(dir.path(), 4).unwrap();
+    assert_eq!(data.format_version(), 1);
+    // Opening is not upgrading: a crash before `finish_upgrade` leaves 1.
+    drop(data);
+    assert_eq!(std::fs::read_to_string(&format).unwrap(), v1);
+    let mut data = DataDir::open(dir.path(), 4).unwrap();
+    assert_eq!(data.format_version(), 1);
+    data.finish_upgrade().unwrap();
+    assert_eq!(data.format_version(), 2);
+    drop(data);
+    let text = std::fs::read_to_string(&format).unwrap();
+    assert!(text.contains("format_version = 2"), "{text}");
+    assert!(
+        text.contains("shards = 4") && text.contains("log_groups = 1"),
+        "{text}"
+    );
+    assert_eq!(DataDir::open(dir.path(), 4).unwrap().format_version(), 2);
+}
+
+#[test]
+fn a_format_older_than_the_oldest_upgradable_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("FORMAT"),
+        "format_version = 0\nshards = 4\n",
+    )
+    .unwrap();
+    match DataDir::open(dir.path(), 4) {
+        Err(DataDirError::OlderFormat { found, oldest, .. }) => {
+            assert_eq!((found, oldest), (0, OLDEST_DATA_DIR_FORMAT_VERSION));
+        }
+        other => panic!("expected OlderFormat, got {other:?}"),
+    }
 }

@@ -6,6 +6,8 @@ use std::{sync::Arc, time::Duration};
 
 use statefn_store::{DataDirError, LogError, StoreError};
 
+use crate::MessageError;
+
 /// Everything that can go wrong when calling a stateful function.
 ///
 /// A handler's own `Err(E)` is *not* an `Error`: a handler returning
@@ -242,6 +244,25 @@ pub enum StorageError {
         what: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// The data directory is of an older format, and its upgrade found a
+    /// stored message it cannot convert: the open is refused and nothing
+    /// was written.
+    #[error(
+        "cannot upgrade the data directory from format {from}: {what} cannot be converted to a \
+         named message ({source}); the upgrade reads a message's handler by its position, so \
+         register every function type that has stored messages, with its handlers declared in \
+         the order of the build that wrote them, and open again (see the crate docs, \
+         \"Upgrades\"); nothing was changed"
+    )]
+    Upgrade {
+        /// The format version of the directory.
+        from: u32,
+        /// Which stored message.
+        what: String,
+        /// Why it cannot be converted.
+        #[source]
+        source: Arc<MessageError>,
     },
     /// Stored bytes were written by a newer statefn.
     #[error(

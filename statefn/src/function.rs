@@ -90,7 +90,8 @@ pub fn decode_state<Old: DeserializeOwned>(bytes: &[u8]) -> Result<Old, String> 
 }
 
 /// Stored state: the encoding version, the time it was written (unix ms,
-/// for expiry), then the postcard bytes.
+/// for expiry), then the postcard bytes. The header's layout is part of the
+/// data directory format (`docs/formats.md`): changing it is a format change.
 pub(crate) fn encode_state<T: StatefulFunction>(state: &T, now_ms: u64) -> Result<Vec<u8>, Error> {
     let mut out = postcard::to_stdvec(&(T::VERSION, now_ms)).map_err(|e| Error::Encode {
         what: "the state header".into(),
@@ -187,6 +188,15 @@ pub struct HandlerInfo {
     /// Earlier names of the handler (`#[handler(renamed_from = "...")]`):
     /// stored messages and reply routes under those names reach it.
     pub renamed_from: &'static [&'static str],
+}
+
+impl HandlerInfo {
+    /// Whether `name`, stored by this or an earlier build (a message, a
+    /// reply route, the handler of a stored idempotent reply), means this
+    /// handler: its name, or one in `renamed_from`.
+    pub(crate) fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.renamed_from.contains(&name)
+    }
 }
 
 /// A stateful function type: implemented by `#[stateful_function]` on the

@@ -19,6 +19,17 @@ pub fn decode_log_record(bytes: &[u8]) -> Result<(), Error> {
     .map(|_| ())
 }
 
+/// Decodes a log record as recovery would and describes it (its `Debug`
+/// form): for golden tests of the seed records.
+///
+/// # Errors
+///
+/// Whatever decoding reports.
+pub fn describe_log_record(bytes: &[u8]) -> Result<String, Error> {
+    crate::protocol::record::decode::<crate::protocol::record::ShardRecord>(bytes, "a seed record")
+        .map(|record| format!("{record:?}"))
+}
+
 /// Runs `T`'s handler for `message` against `state`, both arbitrary bytes,
 /// as a shard would. Returns whether the invocation applied.
 ///

@@ -137,23 +137,60 @@
 //!
 //! Messages outlive deploys (a timer may fire a year later), so each stored
 //! message names its handler and carries a fingerprint of the handler's
-//! arguments ([`encode_message`] documents the bytes):
+//! arguments ([`encode_message`] documents the bytes; `docs/formats.md` has
+//! every stored format and its versions).
 //!
-//! - reordering handlers or adding new ones changes nothing;
-//! - renaming a handler keeps its stored messages with
-//!   `#[handler(renamed_from = "old_name")]`, or keep the name on the wire
-//!   with `#[handler(name = "old_name")]`;
-//! - a message for a removed handler, or for a handler whose arguments
-//!   changed (a name, a type as written, their order), does not decode: it is
-//!   refused with a [`MessageError`] naming the function, the handler and
-//!   what differs, never run by another handler. To change a handler's
-//!   arguments, add a handler under a new name and keep the old one until no
-//!   message for it is left.
-//! - The fingerprint covers the handler's signature, not the inside of its
-//!   argument types: postcard, the binary encoding, is not self-describing,
-//!   so changing a struct used as an argument (even adding a
-//!   `#[serde(default)]` field) needs a new handler too, as a changed state
-//!   struct needs a `version` bump.
+//! **Safe in any deploy:**
+//!
+//! - reordering handlers, adding handlers, adding function types;
+//! - changing a handler's body, or whether it is `internal`;
+//! - renaming a handler with `#[handler(renamed_from = "old_name")]`:
+//!   stored messages, reply routes and idempotency keys of the old name
+//!   reach it (a retry with a key first used under the old name is
+//!   answered from its stored reply); or keep the name on the wire with
+//!   `#[handler(name = "old_name")]` and rename only the method;
+//! - changing the state struct together with a `version` bump and a
+//!   `migrate` function ([`decode_state`] reads the old struct).
+//!
+//! **Needs two deploys:** changing a handler's arguments (a name, a type as
+//! written, their order) or its return type (stored idempotent replies and
+//! replies on their way back hold the old type's bytes), or removing a
+//! handler. First add the new handler
+//! under a new name and stop sending to the old one; remove the old one
+//! only once no message for it is left (no timer, no dead letter). The
+//! fingerprint covers the handler's signature, not the inside of its
+//! argument types: postcard, the binary encoding, is not self-describing, so
+//! changing a struct used as an argument (even adding a `#[serde(default)]`
+//! field) needs a new handler too, as a changed state struct needs a
+//! `version` bump.
+//!
+//! **A stored message that no longer decodes** (its handler removed, its
+//! arguments changed, its function no longer registered) is never run by
+//! another handler, nor with misread arguments. It becomes a
+//! [`DeadLetter`] whose error names the function, the handler and what
+//! differs (see [`MessageError`]):
+//!
+//! - a **timer** when the runtime opens the data directory, at the deploy
+//!   rather than when it is due (its due time is in the error);
+//! - a message **in flight** between functions (an outbox entry, a
+//!   replayed dead letter) when it arrives, at once, without retries;
+//! - a dead letter stays one.
+//!
+//! The runtime stays up for everything else. Fix the build (restore the
+//! handler, add `renamed_from`, register the function) and replay the dead
+//! letters ([`Runtime::replay_dead_letter`]), or drop them. This is why
+//! stale messages are dead-lettered rather than refused at open: one stale
+//! timer does not take every other function down.
+//!
+//! **Upgrading from a data directory of format 1** (statefn before messages
+//! named their handlers): the first open converts every stored message from
+//! its position among the handlers to the handler at that position **in
+//! this build's declaration order**, makes that durable, and records format
+//! 2; after that no positional message is ever read. So upgrade statefn in
+//! a deploy that does not reorder, insert or remove handlers, with every
+//! function type that has stored messages registered; a message that cannot
+//! be converted refuses the open ([`StorageError::Upgrade`]) and changes
+//! nothing.
 //!
 //! ## How it works: the exactly-once protocol, file by file
 //!
@@ -218,6 +255,8 @@ mod commit;
 mod context;
 mod egress;
 mod error;
+#[cfg(feature = "testing")]
+mod fixtures;
 #[allow(
     clippy::allow_attributes_without_reason,
     reason = "owned by the API work (issue 13): its one bare `allow` is theirs to justify"
@@ -264,7 +303,8 @@ pub use rand;
 pub use rng::InvocationRng;
 pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DeadLetter, DeadLetterId, Runtime, ShardStatus,
+    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DeadLetter, DeadLetterId, Instances,
+    MAX_INSTANCES_PAGE, PendingTimer, Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::{handler, stateful_function};
@@ -282,6 +322,14 @@ pub mod prelude {
     pub use crate::{
         Context, Error, Handle, Runtime, StatefulFunction, handler, stateful_function,
     };
+}
+
+/// What a data directory holds, for the tests of checked-in fixtures; not
+/// a public API.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod __fixtures {
+    pub use crate::fixtures::*;
 }
 
 /// Entry points for the fuzz targets; not a public API.

@@ -68,15 +68,17 @@ pub(crate) trait ErasedFunction: Send + Sync + 'static {
     fn expire_after_ms(&self) -> u64;
     /// An encoded message as JSON (`{"handler": {"arg": value}}`), for inspection.
     fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error>;
+    /// A stored state (migrated if older) as JSON, for operators.
+    fn state_to_json(&self, id: &str, state: &[u8]) -> Result<serde_json::Value, Error>;
     /// Whether stored message bytes still decode as a message of this build
     /// (its handler exists, under its name or a `renamed_from` one, with the
     /// same arguments): for checking stored messages at open. Not for the
     /// empty message of an expiry timer.
-    #[allow(
-        dead_code,
-        reason = "recovery calls it once it checks stored messages at open"
-    )]
     fn validate(&self, message: &[u8]) -> Result<(), MessageError>;
+    /// A message of data directory format 1 (positional) as a named message
+    /// of this build's handler at that position (`None`: it is a named
+    /// message of this build already, from an upgrade that ran before).
+    fn upgrade_positional(&self, message: &[u8]) -> Result<Option<Vec<u8>>, MessageError>;
 }
 
 struct Typed<T>(PhantomData<fn() -> T>);
@@ -215,6 +217,14 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
         <T as crate::function::FunctionState>::EXPIRE_AFTER_MS
     }
 
+    fn state_to_json(&self, id: &str, state: &[u8]) -> Result<serde_json::Value, Error> {
+        let value: T = crate::function::decode_state_of::<T>(id, state)?;
+        serde_json::to_value(&value).map_err(|e| Error::Encode {
+            what: format!("a state of {} as JSON", T::type_name()),
+            reason: e.to_string(),
+        })
+    }
+
     fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error> {
         let message = Self::decode_message(message)?;
         serde_json::to_value(&message).map_err(|e| Error::Encode {
@@ -225,6 +235,25 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
 
     fn validate(&self, message: &[u8]) -> Result<(), MessageError> {
         T::Message::decode(message).map(drop)
+    }
+
+    fn upgrade_positional(&self, message: &[u8]) -> Result<Option<Vec<u8>>, MessageError> {
+        // A named message cannot be mistaken for a positional one of a
+        // function with fewer than 161 handlers (its tag is not a varint
+        // below that), and a positional one would have to spell a handler's
+        // name and fingerprint to pass for a named one.
+        if T::Message::decode(message).is_ok() {
+            return Ok(None);
+        }
+        let named = crate::wire::named_from_positional(T::HANDLERS, message).map_err(|reason| {
+            MessageError::Malformed {
+                function: T::type_name().to_owned(),
+                handler: None,
+                reason,
+            }
+        })?;
+        T::Message::decode(&named)?;
+        Ok(Some(named))
     }
 }
 
@@ -321,13 +350,24 @@ impl Registry {
 
     /// Whether stored message bytes for an instance of `type_name` still
     /// decode with this build's functions (see `ErasedFunction::validate`).
-    #[allow(
-        dead_code,
-        reason = "recovery calls it once it checks stored messages at open"
-    )]
     pub(crate) fn validate(&self, type_name: &str, message: &[u8]) -> Result<(), MessageError> {
+        self.function_of_message(type_name)?.validate(message)
+    }
+
+    /// A stored message of data directory format 1 for an instance of
+    /// `type_name`, converted (see `ErasedFunction::upgrade_positional`).
+    pub(crate) fn upgrade_positional(
+        &self,
+        type_name: &str,
+        message: &[u8],
+    ) -> Result<Option<Vec<u8>>, MessageError> {
+        self.function_of_message(type_name)?
+            .upgrade_positional(message)
+    }
+
+    fn function_of_message(&self, type_name: &str) -> Result<&dyn ErasedFunction, MessageError> {
         match self.by_name.get(type_name) {
-            Some(function) => function.validate(message),
+            Some(function) => Ok(function.as_ref()),
             None => Err(MessageError::UnknownFunction {
                 function: type_name.to_owned(),
                 known: self.names(),
@@ -452,6 +492,58 @@ mod tests {
                 function: "reg.Gone".into(),
                 known: vec!["reg.Counter".into()],
             }
+        );
+    }
+
+    #[test]
+    fn upgrading_a_positional_message_names_the_handler_at_its_position() {
+        let registry = registry();
+        // `add(by: 3)` and `reset()` of the first format: variant index, args.
+        let add = registry
+            .upgrade_positional("reg.Counter", &[0, 3])
+            .expect("converts")
+            .expect("changed");
+        assert_eq!(
+            add,
+            encode_message::<Counter>(&CounterMessage::Add { by: 3 }).expect("encodes")
+        );
+        let reset = registry
+            .upgrade_positional("reg.Counter", &[1])
+            .expect("converts")
+            .expect("changed");
+        assert_eq!(
+            reset,
+            encode_message::<Counter>(&CounterMessage::Reset {}).expect("encodes")
+        );
+        // Running it again leaves the named message as it is.
+        assert_eq!(registry.upgrade_positional("reg.Counter", &add), Ok(None));
+    }
+
+    #[test]
+    fn a_positional_message_that_does_not_fit_its_handler_is_not_converted() {
+        let registry = registry();
+        for (bytes, why) in [
+            (vec![2, 3], "handler number 2"),
+            // `reset` takes no argument: a byte is left over.
+            (vec![1, 3], "left after the last argument"),
+            // `add` without its argument.
+            (vec![0], "argument `by`"),
+        ] {
+            let err = registry
+                .upgrade_positional("reg.Counter", &bytes)
+                .expect_err("not convertible");
+            assert!(
+                matches!(&err, MessageError::Malformed { function, .. } if function == "reg.Counter")
+                    && err.to_string().contains(why),
+                "{bytes:?}: {err}"
+            );
+        }
+        let err = registry
+            .upgrade_positional("reg.Gone", &[0, 3])
+            .expect_err("not registered");
+        assert!(
+            matches!(err, MessageError::UnknownFunction { .. }),
+            "{err:?}"
         );
     }
 

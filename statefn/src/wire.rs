@@ -19,11 +19,14 @@
 //!
 //! The tag can never start a message of the older, positional encoding (a
 //! postcard variant index below 128 is one byte below 0x80), so such a
-//! message is reported as [`MessageError::Malformed`], never run.
+//! message is reported as [`MessageError::Malformed`], never run. Positional
+//! messages exist only in data directories of format 1; the one-time upgrade
+//! of such a directory converts them with [`named_from_positional`] and the
+//! runtime never reads one otherwise.
 
 use std::marker::PhantomData;
 
-use crate::{Error, StatefulFunction, function::MessageArgument};
+use crate::{Error, HandlerInfo, StatefulFunction, function::MessageArgument};
 
 /// The first byte of every encoded message (format version 1).
 pub(crate) const MESSAGE_TAG: u8 = 0xA1;
@@ -228,12 +231,38 @@ pub fn encode_message<T: StatefulFunction>(message: &T::Message) -> Result<Vec<u
 /// [`MessageError`] when the named handler no longer exists, its arguments
 /// changed, or the bytes are not a message.
 pub fn decode_message<T: StatefulFunction>(bytes: &[u8]) -> Result<T::Message, MessageError> {
-    // Only named messages: the runtime alone reads positional messages of
-    // the first data format, for data directories written before them.
-    if bytes.first() != Some(&MESSAGE_TAG) {
-        return Err(Reader::<T>::malformed_header(bytes));
-    }
     T::Message::decode(bytes)
+}
+
+/// Converts a message of data directory format 1, which named its handler
+/// by **position** (postcard's variant index of the generated enum, then the
+/// arguments), to a named message of `handlers`' handler at that position.
+/// The arguments are laid out alike in both formats and are copied as they
+/// are; the caller checks that they decode.
+///
+/// The position is read in this build's declaration order: that is the
+/// upgrade rule (upgrade statefn without reordering handlers in the same
+/// deploy). Used only by the one-time upgrade of such a directory.
+pub(crate) fn named_from_positional(
+    handlers: &[HandlerInfo],
+    bytes: &[u8],
+) -> Result<Vec<u8>, String> {
+    let (index, args) = postcard::take_from_bytes::<u32>(bytes)
+        .map_err(|e| format!("no handler position at its start: {e}"))?;
+    let info = usize::try_from(index)
+        .ok()
+        .and_then(|i| handlers.get(i))
+        .ok_or_else(|| {
+            format!(
+                "it names handler number {index} by position, but this build declares {} \
+                 handlers",
+                handlers.len()
+            )
+        })?;
+    let mut out = Vec::with_capacity(6 + info.name.len() + args.len());
+    write_header(&mut out, info.name, info.fingerprint);
+    out.extend_from_slice(args);
+    Ok(out)
 }
 
 /// Encodes a message, with room for a small one in the first allocation.
@@ -332,10 +361,7 @@ impl<'b, F: StatefulFunction> Reader<'b, F> {
     /// [`malformed_header`](Self::malformed_header) says why).
     #[inline]
     pub fn new(bytes: &'b [u8]) -> Option<Self> {
-        if bytes.first().is_some_and(|tag| *tag != MESSAGE_TAG) {
-            return Self::legacy(bytes);
-        }
-        let [_tag, len, rest @ ..] = bytes else {
+        let [MESSAGE_TAG, len, rest @ ..] = bytes else {
             return None;
         };
         let len = usize::from(*len);
@@ -354,26 +380,6 @@ impl<'b, F: StatefulFunction> Reader<'b, F> {
     }
 
     /// Why `bytes` have no valid header.
-    /// A message stored before messages named their handlers (statefn's
-    /// first data format): postcard's variant index (a varint) followed by
-    /// the arguments, which are laid out exactly as in a named message. The
-    /// index is read as a position in this build's declaration order, so a
-    /// data directory of that format must first be opened by a build that
-    /// declares the handlers in the same order (see the crate docs,
-    /// "Upgrades").
-    #[cold]
-    #[inline(never)]
-    fn legacy(bytes: &'b [u8]) -> Option<Self> {
-        let (index, rest) = postcard::take_from_bytes::<u32>(bytes).ok()?;
-        let info = F::HANDLERS.get(usize::try_from(index).ok()?)?;
-        Some(Reader {
-            name: info.name.as_bytes(),
-            fingerprint: info.fingerprint,
-            rest,
-            _function: PhantomData,
-        })
-    }
-
     #[cold]
     #[inline(never)]
     pub fn malformed_header(bytes: &[u8]) -> MessageError {
@@ -494,6 +500,44 @@ impl<'b, F: StatefulFunction> Reader<'b, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn handler(name: &'static str, signature: &'static str) -> HandlerInfo {
+        HandlerInfo {
+            name,
+            mutates: true,
+            fallible: false,
+            internal: false,
+            args: &[],
+            signature,
+            fingerprint: fingerprint(signature),
+            renamed_from: &[],
+        }
+    }
+
+    #[test]
+    fn a_positional_message_becomes_the_named_message_of_the_handler_at_its_position() {
+        let handlers = [handler("a", "n:u32"), handler("b", "n:u32,s:String")];
+        // Variant 1 (`b`), n = 5, s = "hi": postcard of the old enum.
+        let positional = [1, 5, 2, b'h', b'i'];
+        let named = named_from_positional(&handlers, &positional).expect("converts");
+        let mut expected = vec![MESSAGE_TAG, 1, b'b'];
+        expected.extend_from_slice(&fingerprint("n:u32,s:String").to_le_bytes());
+        expected.extend_from_slice(&[5, 2, b'h', b'i']);
+        assert_eq!(named, expected);
+    }
+
+    #[test]
+    fn a_position_this_build_lacks_or_no_position_is_an_error_never_a_guess() {
+        let handlers = [handler("a", "n:u32")];
+        let err = named_from_positional(&handlers, &[3, 5]).expect_err("no handler 3");
+        assert!(
+            err.contains("handler number 3") && err.contains("declares 1"),
+            "{err}"
+        );
+        assert!(named_from_positional(&handlers, &[]).is_err());
+        // A varint that never ends.
+        assert!(named_from_positional(&handlers, &[0xFF; 6]).is_err());
+    }
 
     #[test]
     fn fingerprint_is_fnv1a_32() {

@@ -88,7 +88,7 @@ async fn a_data_dir_from_a_newer_version_is_refused_clearly() -> Result<(), Erro
     open(dir.path()).await?.shutdown().await?;
     let format = dir.path().join("FORMAT");
     let text = std::fs::read_to_string(&format).expect("format file");
-    let newer = text.replace("format_version = 1", "format_version = 99");
+    let newer = text.replace("format_version = 2", "format_version = 99");
     std::fs::write(&format, newer).expect("rewrite");
     let err = open(dir.path()).await.expect_err("newer format");
     let message = err.to_string();

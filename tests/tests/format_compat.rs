@@ -16,6 +16,11 @@
 //!
 //! The expected values are what that build itself read back from the
 //! directory.
+//!
+//! That build stored messages in the first format, naming their handler by
+//! position (data directory format 1): the first open converts them to named
+//! messages by position in this `Account`'s declaration order, checkpoints,
+//! and only then records format 2.
 
 use std::{
     path::Path,
@@ -113,9 +118,18 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn open_fixture(dir: &Path) -> Result<TestRuntime, Error> {
+fn copy_fixture(dir: &Path) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/bank-data-v1");
     copy_dir(&fixture, dir);
+}
+
+fn open_fixture(dir: &Path) -> Result<TestRuntime, Error> {
+    copy_fixture(dir);
+    open_copy(dir)
+}
+
+/// Opens the copy in `dir` as it is.
+fn open_copy(dir: &Path) -> Result<TestRuntime, Error> {
     TestRuntime::builder()
         .data_dir(dir)
         .shards(16)
@@ -247,4 +261,148 @@ fn timers_of_an_earlier_build_fire_once_at_their_time() -> Result<(), Error> {
     rt.advance(Duration::from_secs(24 * 3600));
     assert_eq!(rt.call(rt.handle::<Account>("zed").balance())?, 3011);
     Ok(())
+}
+
+/// The `format_version` line of the copy's FORMAT file.
+fn recorded_format(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("FORMAT")).expect("format file");
+    text.lines()
+        .find(|l| l.starts_with("format_version"))
+        .expect("a format_version line")
+        .to_owned()
+}
+
+fn set_recorded_format(dir: &Path, version: u32) {
+    let path = dir.join("FORMAT");
+    let text = std::fs::read_to_string(&path).expect("format file");
+    let line = recorded_format(dir);
+    let text = text.replace(&line, &format!("format_version = {version}"));
+    std::fs::write(path, text).expect("rewrite the format file");
+}
+
+#[test]
+fn the_first_open_upgrades_the_directory_to_format_2() -> Result<(), Error> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_fixture(dir.path());
+    assert_eq!(recorded_format(dir.path()), "format_version = 1");
+    let mut rt = open_copy(dir.path())?;
+    // Recorded before anything runs: the conversion is durable by then.
+    assert_eq!(recorded_format(dir.path()), "format_version = 2");
+    assert!(rt.dead_letters().is_empty(), "{:?}", rt.dead_letters());
+    rt.crash()?;
+    rt.run_until_idle();
+    assert_eq!(rt.call(rt.handle::<Account>("zed").balance())?, 11);
+    assert_eq!(rt.call(rt.handle::<Account>("acct-new").balance())?, 47);
+    rt.advance(Duration::from_secs(7200 * 3600));
+    assert_eq!(rt.call(rt.handle::<Account>("zed").balance())?, 3011);
+    assert!(rt.dead_letters().is_empty(), "{:?}", rt.dead_letters());
+    Ok(())
+}
+
+#[test]
+fn an_upgrade_interrupted_before_it_records_format_2_runs_again() -> Result<(), Error> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_fixture(dir.path());
+    // The conversion is checkpointed, then the process dies before the
+    // format file says 2: the next open converts again (what is named
+    // already stays as it is).
+    drop(open_copy(dir.path())?);
+    set_recorded_format(dir.path(), 1);
+    let mut rt = open_copy(dir.path())?;
+    assert_eq!(recorded_format(dir.path()), "format_version = 2");
+    rt.run_until_idle();
+    assert_eq!(rt.call(rt.handle::<Account>("zed").balance())?, 11);
+    assert_eq!(rt.call(rt.handle::<Account>("acct-0").balance())?, 106);
+    rt.advance(Duration::from_secs(7200 * 3600));
+    assert_eq!(rt.call(rt.handle::<Account>("zed").balance())?, 3011);
+    assert!(rt.dead_letters().is_empty(), "{:?}", rt.dead_letters());
+    Ok(())
+}
+
+#[test]
+fn positional_messages_in_a_format_2_directory_are_dead_letters_never_run() -> Result<(), Error> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_fixture(dir.path());
+    // As if positional messages had reached a directory already upgraded:
+    // none may run, by position or otherwise.
+    set_recorded_format(dir.path(), 2);
+    let mut rt = open_copy(dir.path())?;
+    rt.run_until_idle();
+    rt.advance(Duration::from_secs(7200 * 3600));
+    assert_eq!(rt.call(rt.handle::<Account>("zed").balance())?, 0);
+    let letters = rt.dead_letters();
+    let zed: Vec<_> = letters
+        .iter()
+        .filter(|l| l.target.to_string() == "Account/zed")
+        .collect();
+    assert_eq!(zed.len(), 4, "the four delayed deposits: {letters:?}");
+    for letter in &letters {
+        assert!(
+            letter.error.contains("`Account`") && letter.error.contains("0xa1"),
+            "{}",
+            letter.error
+        );
+        assert_eq!(letter.message, serde_json::Value::Null);
+    }
+    Ok(())
+}
+
+/// The bank's `Account` with its handlers declared in another order: what
+/// the upgrade rule forbids in the deploy that upgrades statefn.
+mod reordered {
+    use super::*;
+
+    #[stateful_function(name = "Account")]
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    pub(crate) struct Account {
+        balance: i64,
+    }
+
+    #[stateful_function]
+    impl Account {
+        #[handler]
+        fn balance(&self) -> i64 {
+            self.balance
+        }
+
+        #[handler]
+        fn deposit(&mut self, amount: i64) -> i64 {
+            self.balance += amount;
+            self.balance
+        }
+    }
+}
+
+#[test]
+fn an_upgrade_that_cannot_convert_a_message_refuses_to_open_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_fixture(dir.path());
+    // Position 0 was `deposit(amount)`; here it is `balance()`, which takes
+    // no argument: the stored deposits do not fit it.
+    let refused = TestRuntime::builder()
+        .data_dir(dir.path())
+        .shards(16)
+        .start_time(UNIX_EPOCH + Duration::from_millis(OPENED_AT_MS))
+        .register::<reordered::Account>()
+        .start()
+        .map(drop)
+        .expect_err("refused");
+    let message = refused.to_string();
+    assert!(
+        matches!(
+            &refused,
+            Error::Storage(statefn::StorageError::Upgrade { from: 1, .. })
+        ) && message.contains("`Account`")
+            && message.contains("order"),
+        "{message}"
+    );
+    assert_eq!(recorded_format(dir.path()), "format_version = 1");
+    // With the build's own declaration order, the same directory upgrades.
+    let mut rt = open_copy(dir.path()).expect("upgrades");
+    rt.run_until_idle();
+    assert_eq!(
+        rt.call(rt.handle::<Account>("zed").balance())
+            .expect("answers"),
+        11
+    );
 }

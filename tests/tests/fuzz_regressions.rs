@@ -48,6 +48,49 @@ fn log_record_decode_inputs() {
     replay("log_record_decode", harness::log_record_decode);
 }
 
+/// Every kept `log_record_decode` input decodes to exactly what
+/// `fuzz_golden/log_record_decode.txt` says (one line per file: the record,
+/// or why it does not decode), so that a change of the record format fails
+/// here, not only a panic.
+///
+/// `v2-record-*` are the records of the format-2 fixture
+/// (`tests/fixtures/data-v2`, written by `write-fixture-v2`): each decodes.
+/// `record-*` were taken from a development build older than format 1
+/// (states without a version header, timers without the expiry flag): those
+/// holding a timer do not decode, which is what a format change without a
+/// version bump does to records on disk.
+#[test]
+fn log_record_inputs_decode_to_their_golden_values() {
+    let got: String = inputs("log_record_decode")
+        .into_iter()
+        .map(|(path, bytes)| {
+            let name = path
+                .file_name()
+                .expect("a file name")
+                .to_string_lossy()
+                .into_owned();
+            match statefn::__fuzz::describe_log_record(&bytes) {
+                Ok(record) => format!("{name}: {record}\n"),
+                Err(e) => format!("{name}: does not decode: {e}\n"),
+            }
+        })
+        .collect();
+    let golden_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_golden/log_record_decode.txt");
+    let golden = std::fs::read_to_string(&golden_path).unwrap_or_default();
+    assert!(
+        got == golden,
+        "the inputs decode otherwise than {} says; this build decodes them as:\n{got}",
+        golden_path.display()
+    );
+    assert!(
+        got.lines()
+            .filter(|l| l.starts_with("v2-record-"))
+            .all(|l| !l.contains("does not decode")),
+        "a record of the format-2 fixture does not decode"
+    );
+}
+
 #[test]
 fn message_decode_inputs() {
     replay("message_decode", harness::message_decode);

@@ -290,3 +290,175 @@ fn a_dead_letter_of_the_old_version_is_replayed_to_the_renamed_handler() {
     let state = rt.state::<renamed::Acct>("x").expect("readable");
     assert_eq!(state.expect("stored").log, ["b2:0"]);
 }
+
+/// Another function type, for a data directory reopened without `Acct`.
+#[stateful_function(name = "Other")]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Other {
+    n: u32,
+}
+
+#[stateful_function]
+impl Other {
+    #[handler]
+    fn set(&mut self, n: u32) {
+        self.n = n;
+    }
+}
+
+/// Opens `dir` with version `T` (and the default retry policy) without
+/// running anything.
+fn open_with<T: StatefulFunction>(dir: &tempfile::TempDir) -> TestRuntime {
+    TestRuntime::builder()
+        .data_dir(dir.path())
+        .register::<T>()
+        .start()
+        .expect("the new version starts")
+}
+
+#[test]
+fn a_stored_timer_for_a_removed_handler_is_a_dead_letter_as_soon_as_the_new_version_opens() {
+    let dir = stored_timer(5);
+    let mut rt = open_with::<replaced::Acct>(&dir);
+    // At open, an hour before the timer is due.
+    let letters = rt.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter.target.to_string(), "Acct/x");
+    assert!(
+        letter.error.contains("`Acct`") && letter.error.contains("names the handler `b`"),
+        "{}",
+        letter.error
+    );
+    assert_eq!(letter.attempts, 0, "never delivered");
+    // The timer is gone: nothing runs at its time, not even after a crash.
+    rt.advance(Duration::from_secs(2 * 3600));
+    assert!(rt.state::<replaced::Acct>("x").expect("readable").is_none());
+    rt.crash().expect("recovers");
+    rt.advance(Duration::from_secs(2 * 3600));
+    assert!(rt.state::<replaced::Acct>("x").expect("readable").is_none());
+    let again = rt.dead_letters();
+    assert_eq!(
+        again.iter().map(|l| l.id).collect::<Vec<_>>(),
+        vec![letter.id],
+        "kept once, durably"
+    );
+    drop(rt);
+
+    // Rolled back to a version with `b`: the letter is replayed into it.
+    let mut rt = open_with::<a::Acct>(&dir);
+    rt.replay_dead_letter(letter.id).expect("replayed");
+    let state = rt.state::<a::Acct>("x").expect("readable");
+    assert_eq!(state.expect("stored").log, ["b:5"]);
+    assert!(rt.dead_letters().is_empty());
+}
+
+#[test]
+fn a_stored_timer_whose_arguments_changed_is_a_dead_letter_at_open_naming_its_arguments() {
+    let dir = stored_timer(5);
+    let rt = open_with::<retyped::Acct>(&dir);
+    let letters = rt.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].error.contains("`b(n:i64)`"),
+        "{}",
+        letters[0].error
+    );
+}
+
+#[test]
+fn a_stored_timer_that_still_decodes_stays_a_timer() {
+    let dir = stored_timer(5);
+    let mut rt = open_with::<renamed::Acct>(&dir);
+    assert!(rt.dead_letters().is_empty());
+    rt.advance(Duration::from_secs(2 * 3600));
+    let state = rt.state::<renamed::Acct>("x").expect("readable");
+    assert_eq!(state.expect("stored").log, ["b2:5"]);
+}
+
+#[test]
+fn a_stored_timer_of_a_type_no_longer_registered_is_a_dead_letter_saying_to_register_it() {
+    let dir = stored_timer(5);
+    let rt = open_with::<Other>(&dir);
+    let letters = rt.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].error.contains("`Acct`") && letters[0].error.contains("register"),
+        "{}",
+        letters[0].error
+    );
+    let id = letters[0].id;
+    drop(rt);
+    // Registered again, the letter is replayed into its handler.
+    let mut rt = open_with::<a::Acct>(&dir);
+    rt.replay_dead_letter(id).expect("replayed");
+    let state = rt.state::<a::Acct>("x").expect("readable");
+    assert_eq!(state.expect("stored").log, ["b:5"]);
+}
+
+#[test]
+fn a_message_in_flight_for_a_removed_handler_is_a_dead_letter_on_arrival_without_retries() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut rt = open_with::<a::Acct>(&dir);
+    let runtime = rt.runtime().clone();
+    let enqueue = runtime.enqueue_json(
+        "Acct",
+        "x",
+        "b",
+        serde_json::json!({ "n": 5 }),
+        Duration::ZERO,
+        None,
+    );
+    // Committed (in the sender's outbox), not yet applied: then a crash.
+    let mut started = rt.start(enqueue);
+    while started.result().is_none() {
+        assert!(rt.step(), "the enqueue commits");
+    }
+    started
+        .take()
+        .expect("finished")
+        .expect("the message is stored");
+    drop(rt);
+
+    // The default policy would retry a failing message; one that cannot
+    // decode is a dead letter on its first delivery, without waiting.
+    let mut rt = open_with::<replaced::Acct>(&dir);
+    rt.run_until_idle();
+    let letters = rt.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].attempts, 1);
+    assert!(
+        letters[0].error.contains("names the handler `b`"),
+        "{}",
+        letters[0].error
+    );
+    assert!(rt.state::<replaced::Acct>("x").expect("readable").is_none());
+}
+
+#[test]
+fn a_retry_after_a_rename_is_answered_from_the_reply_stored_under_the_old_name() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut rt = open_with::<a::Acct>(&dir);
+    rt.call(rt.handle::<a::Acct>("x").b(5).idempotency_key("k"))
+        .expect("applied");
+    rt.shutdown();
+
+    let mut rt = open_with::<renamed::Acct>(&dir);
+    rt.call(rt.handle::<renamed::Acct>("x").b2(5).idempotency_key("k"))
+        .expect("answered from the stored reply, not IdempotencyKeyReused");
+    let state = rt.state::<renamed::Acct>("x").expect("readable");
+    assert_eq!(state.expect("stored").log, ["b:5"], "applied once");
+    // Another handler with the key is still a reuse.
+    let reused = rt.call(rt.handle::<renamed::Acct>("x").a(5).idempotency_key("k"));
+    assert!(
+        matches!(reused, Err(statefn::Error::IdempotencyKeyReused { .. })),
+        "{reused:?}"
+    );
+}
+
+#[test]
+fn the_runtime_never_runs_a_positional_message() {
+    // Version A's `b(5)` in the first format: variant index 1, then n.
+    let applied = statefn::__fuzz::invoke::<a::Acct>(None, &[1, 5]).expect("registers");
+    assert!(!applied, "a positional message ran");
+}

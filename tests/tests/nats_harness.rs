@@ -97,47 +97,17 @@ fn three_servers_elect_a_leader_survive_kill_restart_and_pause() {
     assert!(line.starts_with("INFO "), "{line}");
 }
 
-/// Runs only as the child of `no_server_survives_a_sigkill_of_its_test_process`.
-#[test]
-#[ignore = "the child half of no_server_survives_a_sigkill_of_its_test_process"]
-fn child_holds_a_cluster() {
-    if std::env::var_os("STATEFN_NATS_HARNESS_CHILD").is_none() {
-        return;
-    }
-    let cluster = NatsCluster::start(NatsOptions::three()).expect("start");
-    let pids: Vec<String> = (0..cluster.len())
-        .map(|i| cluster.pid(i).expect("pid").to_string())
-        .collect();
-    let ports: Vec<String> = cluster
-        .client_urls()
-        .iter()
-        .map(|u| client_port(u).to_string())
-        .collect();
-    println!("CLUSTER pids={} ports={}", pids.join(","), ports.join(","));
-    thread::sleep(Duration::from_secs(120));
-    drop(cluster);
-}
-
 #[test]
 fn no_server_survives_a_sigkill_of_its_test_process() {
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "child_holds_a_cluster",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("STATEFN_NATS_HARNESS_CHILD", "1")
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nats-holder"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn the child test");
+        .expect("spawn the process that holds a cluster");
     let stdout = child.stdout.take().expect("stdout");
     let line = BufReader::new(stdout)
         .lines()
         .map(|l| l.expect("read"))
-        // libtest prints the output on the line of "test NAME ... ".
         .find_map(|l| l.split_once("CLUSTER ").map(|(_, rest)| rest.to_owned()))
         .expect("the child started a cluster");
     let field = |name: &str| -> Vec<i64> {

@@ -144,8 +144,8 @@ impl Service for Checkpointer {
 }
 
 /// Writes a checkpoint atomically and durably, then sweeps expired
-/// idempotency entries.
-fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> Result<(), Error> {
+/// idempotency entries. (Also used at open, before this service runs.)
+pub(crate) fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> Result<(), Error> {
     let mut batch = tables.batch();
     writes(job, &mut batch)?;
     batch.commit().map_err(StorageError::store(format!(

@@ -15,6 +15,7 @@
 //! | the log failed: refuse, take down, recover, resume | [`failover`] |
 //! | write frozen checkpoints, then let the log truncate | [`checkpointer`] |
 //! | rebuild a group's shards from checkpoint and log | [`recovery`] |
+//! | at open: upgrade or set aside stored messages this build cannot read | [`stored_messages`] |
 //!
 //! The commit path talks to the log only through
 //! [`CommitLog`](statefn_store::CommitLog), and to the runtime only through
@@ -24,6 +25,7 @@ pub(crate) mod checkpointer;
 mod failover;
 pub(crate) mod log_group;
 pub(crate) mod recovery;
+pub(crate) mod stored_messages;
 pub(crate) mod syncer;
 
 use std::{sync::Arc, time::Duration};

@@ -61,6 +61,27 @@ impl Storage {
         }
     }
 
+    /// The format version recorded in the data directory (older than
+    /// [`DATA_DIR_FORMAT_VERSION`](statefn_store::DATA_DIR_FORMAT_VERSION)
+    /// until its upgrade finished). 0 once it is closed.
+    pub(crate) fn data_format(&self) -> u32 {
+        self.data_dir
+            .lock()
+            .as_ref()
+            .map_or(0, DataDir::format_version)
+    }
+
+    /// Records that the data directory is in this build's format: every
+    /// stored value was converted, durably.
+    pub(crate) fn finish_upgrade(&self) -> Result<(), Error> {
+        match self.data_dir.lock().as_mut() {
+            Some(dir) => dir
+                .finish_upgrade()
+                .map_err(|e| StorageError::from(e).into()),
+            None => Err(StorageError::Closed.into()),
+        }
+    }
+
     /// The state store, until shutdown.
     pub(crate) fn store(&self) -> Result<StateStore, Error> {
         self.store

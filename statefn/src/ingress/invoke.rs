@@ -56,7 +56,14 @@ pub(super) async fn call(
     let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
     let reply = state
         .runtime
-        .call_json(&target.type_name, &target.id, &target.handler, args, key)
+        .call_json_traced(
+            &target.type_name,
+            &target.id,
+            &target.handler,
+            args,
+            key,
+            trace_parent(&headers),
+        )
         .await
         .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
     Ok(match reply {
@@ -91,17 +98,28 @@ pub(super) async fn send(
     let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
     state
         .runtime
-        .enqueue_json(
+        .enqueue_json_traced(
             &target.type_name,
             &target.id,
             &target.handler,
             args,
             delay,
             Some(key.clone()),
+            trace_parent(&headers),
         )
         .await
         .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "invocation_id": key }))).into_response())
+}
+
+/// The W3C `traceparent` header, if present and well-formed: the
+/// invocation's span continues that trace. A malformed one is ignored, as
+/// the W3C specification asks (the call is not refused).
+fn trace_parent(headers: &HeaderMap) -> Option<crate::TraceContext> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::TraceContext::parse)
 }
 
 fn bad_path(rejection: PathRejection) -> ApiError {

@@ -34,6 +34,9 @@ pub(crate) enum Mail {
         replay: bool,
         reply: ReplySender,
     },
+    /// Delete an instance's state and its timers (an operator's request);
+    /// the reply is `[1]` if there was anything to delete, `[0]` if not.
+    Delete { target: Address, reply: ReplySender },
 }
 
 /// A message to one instance, with where it came from.
@@ -85,7 +88,6 @@ pub(crate) struct Outgoing {
     pub(crate) delay: Option<Duration>,
     pub(crate) reply_to: Option<ReplyRoute>,
     /// Deliveries of this message that failed before (poison-message retries).
-    #[serde(default)]
     pub(crate) attempt: u32,
     /// Record format 2: who sent it, and the invocation it continues.
     pub(crate) provenance: Provenance,

@@ -17,3 +17,6 @@ pub(crate) mod ids;
 pub(crate) mod outbox;
 pub(crate) mod record;
 mod record_v1;
+
+#[cfg(test)]
+mod golden;

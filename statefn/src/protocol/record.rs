@@ -6,13 +6,10 @@
 //! deterministic whatever the handler code does today.
 //!
 //! These types are the on-disk format: a field added, removed or reordered
-//! changes what older records mean (postcard is not self-describing), so any
-//! change bumps [`RECORD_VERSION`] and keeps a reader of the old one.
-//!
-//! | version | change | reader of the old one |
-//! | --- | --- | --- |
-//! | 1 | the first | [`v1`](super::record_v1) |
-//! | 2 | messages (`Outgoing`, `Sent`, dead letters) carry their [`Provenance`]: the sending instance and the invocation they continue (issue 13: `Context::caller`, `Context::invocation_id`) | |
+//! changes what older records mean (postcard is not self-describing, and
+//! `#[serde(default)]` does nothing for it), so any change bumps
+//! [`RECORD_VERSION`] and keeps a reader of the old one. The golden bytes in
+//! `protocol/golden.rs` fail first; `docs/formats.md` keeps the history.
 //!
 //! Every value written through [`encode`] carries the version, also those
 //! whose layout did not change (idempotency entries, checkpoint metadata,
@@ -30,6 +27,15 @@ pub(crate) use crate::egress::Emitted;
 use crate::{Address, Error, error::StorageError};
 
 /// The record format this build writes; a newer one is refused on replay.
+///
+/// 1. The types of this module as version 1 wrote them (read by
+///    [`record_v1`](super::record_v1)). The message bytes they hold are
+///    opaque here: what they mean is the data directory format's
+///    (positional in format 1, named in 2).
+/// 2. Messages (`Outgoing`, `Sent`, dead letters) carry their
+///    [`Provenance`]: the sending instance and the invocation they continue
+///    (issue 13: `Context::caller`, `Context::invocation_id`); a new last
+///    entry kind, [`Entry::Deleted`] (`Runtime::delete_instance`).
 pub(crate) const RECORD_VERSION: u8 = 2;
 
 /// One shard's record in a (shared) log group.
@@ -57,6 +63,12 @@ pub(crate) enum Entry {
         target: Address,
         rearm: Option<TimerEntry>,
     },
+    /// Since version 2: an operator deleted the instance (its state and
+    /// its pending timers, expiry included).
+    Deleted {
+        target: Address,
+        timers: Vec<TimerId>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,7 +84,6 @@ pub(crate) struct InvocationRecord {
     /// Records for egress logs.
     pub(crate) egress: Vec<Emitted>,
     /// A message from a function that failed its last allowed attempt.
-    #[serde(default)]
     pub(crate) dead_letter: Option<Box<DeadLetterEntry>>,
 }
 
@@ -119,7 +130,6 @@ pub(crate) struct Sent {
     pub(crate) target: Address,
     pub(crate) message: Vec<u8>,
     pub(crate) reply_to: Option<ReplyRoute>,
-    #[serde(default)]
     pub(crate) attempt: u32,
     /// Since version 2.
     pub(crate) provenance: Provenance,
@@ -132,7 +142,6 @@ pub(crate) struct TimerEntry {
     pub(crate) due_ms: u64,
     pub(crate) outgoing: Outgoing,
     /// An expiry check of `outgoing.target` rather than a message.
-    #[serde(default)]
     pub(crate) expiry: bool,
 }
 

@@ -16,6 +16,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod builder;
+mod inspect;
 mod lifecycle;
 pub(crate) mod open;
 mod release;
@@ -38,6 +39,7 @@ pub use self::builder::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
 };
+pub use self::inspect::{Instances, MAX_INSTANCES_PAGE, PendingTimer};
 use self::lifecycle::{Owner, Threads};
 use crate::{
     Address, Error, Handle, JsonReply, StatefulFunction,

@@ -1,5 +1,8 @@
 //! Opening a runtime: open the data directory and the state store, recover
-//! every log group (checkpoint, then log replay), hand the recovered egress
+//! every log group (checkpoint, then log replay), settle the stored messages
+//! this build cannot read as they are (`commit/stored_messages.rs`: the
+//! format-1 upgrade, dead letters for timers that no longer decode), hand
+//! the recovered egress
 //! records to the appender, then build the services and resume the shards
 //! (each re-sends its outbox and re-arms its timers).
 
@@ -22,7 +25,7 @@ use crate::{
     clock::Clock,
     commit::{
         Commit, CommitConfig, CommitHost, CommitObserver, CommitServices, OpenedGroup,
-        recovery::Storage,
+        recovery::Storage, stored_messages,
     },
     egress::{Egress, appender::Appender},
     error::StorageError,
@@ -170,10 +173,18 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
             checkpoint_interval: plan.core.checkpoint_interval,
         },
     );
+    let mut recovered = (0..plan.log_groups)
+        .map(|group| storage.recover(statefn_store::LogGroupId(group), Epoch(1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Before anything serves: the stored messages must mean to this build
+    // what they meant when stored (and a format-1 directory is upgraded).
+    stored_messages::settle(&storage, &plan.registry, &mut recovered)?;
     let mut cores: Vec<ShardCore> = Vec::new();
     let mut groups = Vec::new();
-    for group in (0..plan.log_groups).map(statefn_store::LogGroupId) {
-        let recovered = storage.recover(group, Epoch(1))?;
+    for (group, recovered) in (0..plan.log_groups)
+        .map(statefn_store::LogGroupId)
+        .zip(recovered)
+    {
         groups.push(OpenedGroup {
             group,
             log: recovered.log,

@@ -59,9 +59,20 @@ impl RetryPolicy {
     }
 }
 
-/// A message that failed and may be retried: its bytes, its reply route and
-/// the attempts it had.
-pub(super) type Undelivered = (Vec<u8>, Option<ReplyRoute>, u32, Provenance);
+/// A message from a function that failed: its bytes, its reply route, the
+/// attempts it had, and whether another attempt could go otherwise.
+#[derive(Debug)]
+pub(super) struct Undelivered {
+    pub(super) message: Vec<u8>,
+    pub(super) reply_to: Option<ReplyRoute>,
+    pub(super) attempt: u32,
+    /// `false` when the message cannot run in this build at all (it does
+    /// not decode, or its function is not registered): it is a dead letter
+    /// at once, since every retry would fail alike.
+    pub(super) retryable: bool,
+    /// Who sent it and the invocation it continues (kept by a retry).
+    pub(super) provenance: Provenance,
+}
 
 /// Dead letters by number, with the next number to give.
 #[derive(Debug)]
@@ -105,6 +116,19 @@ impl DeadLetterTable {
         self.next
     }
 
+    /// Keeps a letter under the next number, which it returns.
+    pub(crate) fn keep(&mut self, mut letter: DeadLetterEntry) -> DeadLetterSeq {
+        letter.id = self.next;
+        self.next = letter.id.next();
+        self.letters.insert(letter.id, letter.clone());
+        letter.id
+    }
+
+    /// Replaces a kept letter (same number).
+    pub(crate) fn replace(&mut self, letter: DeadLetterEntry) {
+        self.letters.insert(letter.id, letter);
+    }
+
     pub(crate) fn take_removed(&mut self) -> Vec<DeadLetterSeq> {
         self.letters.take_removed()
     }
@@ -129,12 +153,19 @@ impl ShardCore {
             batch.effects.replies.push((tx, Err(error)));
             return;
         }
-        let Some((message, reply_to, attempt, provenance)) = undelivered else {
+        let Some(Undelivered {
+            message,
+            reply_to,
+            attempt,
+            retryable,
+            provenance,
+        }) = undelivered
+        else {
             return;
         };
         let attempts = attempt + 1;
         let policy = self.config.retry;
-        if attempts < policy.max_attempts {
+        if retryable && attempts < policy.max_attempts {
             let delay = policy.backoff(attempts);
             tracing::warn!(%target, %error, attempts, ?delay, "a message from another function failed; retrying");
             let retry = Outgoing {
@@ -158,11 +189,10 @@ impl ShardCore {
                 at_ms: env.now_ms,
                 provenance,
             };
-            self.dead_letters.next = letter.id.next();
             if self.durable {
                 record.dead_letter = Some(Box::new(letter.clone()));
             }
-            self.dead_letters.letters.insert(letter.id, letter);
+            self.dead_letters.keep(letter);
         }
         self.push_record(batch, Entry::Invocation(record));
     }

@@ -28,9 +28,6 @@ pub(crate) struct ShardMeta {
     /// The last sequence applied from each incoming channel.
     pub(crate) watermarks: Vec<(ShardId, Seq)>,
     pub(crate) next_egress: EgressSeq,
-    // Not a compatibility mechanism: postcard is not self-describing, so a
-    // missing field fails to decode whatever serde says (issue 11).
-    #[serde(default)]
     pub(crate) next_dead_letter: DeadLetterSeq,
 }
 

@@ -67,15 +67,19 @@ impl ShardCore {
         let undelivered = |message: Vec<u8>,
                            reply_to: Option<ReplyRoute>,
                            caller: Option<Address>,
-                           invocation: InvocationId|
+                           invocation: InvocationId,
+                           retryable: bool|
          -> Option<Undelivered> {
-            retry.map(|a| {
-                let from = Provenance {
+            retry.map(|attempt| Undelivered {
+                message,
+                reply_to,
+                attempt,
+                retryable,
+                provenance: Provenance {
                     caller,
                     invocation: Some(invocation),
                     trace: provenance.trace,
-                };
-                (message, reply_to, a, from)
+                },
             })
         };
         let mut record = InvocationRecord {
@@ -92,8 +96,14 @@ impl ShardCore {
             Ok(f) => f,
             Err(e) => {
                 batch.stats.count(UNKNOWN, UNKNOWN, Counted::Failed);
-                let undelivered =
-                    undelivered(message, reply_to, provenance.caller.clone(), invocation_id);
+                // The registry is this build's: a retry meets the same one.
+                let undelivered = undelivered(
+                    message,
+                    reply_to,
+                    provenance.caller.clone(),
+                    invocation_id,
+                    false,
+                );
                 return self.fail(env, batch, reply_tx, record, e, undelivered);
             }
         };
@@ -105,7 +115,8 @@ impl ShardCore {
                     let handler = function.handler_of(&message);
                     let label = handler.as_ref().map_or(UNKNOWN, |h| h.name);
                     let answer = match handler {
-                        Ok(info) if info.name == stored.handler => Ok(stored.reply),
+                        // Under its name, or a name it had (`renamed_from`).
+                        Ok(info) if info.answers_to(&stored.handler) => Ok(stored.reply),
                         Ok(_) => Err(Error::IdempotencyKeyReused {
                             function: target.type_name().to_owned(),
                             id: target.id().to_owned(),
@@ -122,8 +133,13 @@ impl ShardCore {
                 }
                 Err(e) => {
                     batch.stats.count(function_name, UNKNOWN, Counted::Failed);
-                    let undelivered =
-                        undelivered(message, reply_to, provenance.caller.clone(), invocation_id);
+                    let undelivered = undelivered(
+                        message,
+                        reply_to,
+                        provenance.caller.clone(),
+                        invocation_id,
+                        true,
+                    );
                     return self.fail(env, batch, reply_tx, record, e, undelivered);
                 }
             }
@@ -178,7 +194,7 @@ impl ShardCore {
                 span.record("outcome", "failed");
                 batch.stats.count(function_name, UNKNOWN, Counted::Failed);
                 let (caller, id) = ctx.take_origin();
-                let undelivered = undelivered(message, reply_to, caller, id);
+                let undelivered = undelivered(message, reply_to, caller, id, true);
                 return self.fail(env, batch, reply_tx, record, e, undelivered);
             }
         };
@@ -233,8 +249,11 @@ impl ShardCore {
                 batch
                     .stats
                     .count(function_name, handler_name, Counted::Failed);
+                // No handler: the message itself does not decode, which no
+                // retry changes.
+                let retryable = invocation.handler.is_some();
                 let (caller, id) = ctx.take_origin();
-                let undelivered = undelivered(message, reply_to, caller, id);
+                let undelivered = undelivered(message, reply_to, caller, id, retryable);
                 return self.fail(env, batch, reply_tx, record, e, undelivered);
             }
         };

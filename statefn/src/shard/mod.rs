@@ -8,6 +8,7 @@
 //! while it still owns the shard, so batches of one shard commit in order.
 
 pub(crate) mod dead_letters;
+mod deletion;
 pub(crate) mod effects;
 pub(crate) mod emitted;
 mod expiry;
@@ -17,6 +18,7 @@ mod outgoing;
 mod replay;
 pub(crate) mod state_machine;
 pub(crate) mod state_table;
+pub(crate) mod stored_messages;
 #[cfg(test)]
 mod tests;
 pub(crate) mod timer_table;

@@ -56,6 +56,13 @@ impl ShardCore {
                     None => self.states.delete(target),
                 }
             }
+            Entry::Deleted { target, timers } => {
+                for timer in timers {
+                    self.timers.replay_fired(timer);
+                }
+                self.expiry_armed.remove(&target);
+                self.states.delete(target);
+            }
             Entry::DeadLetterResolved { id, resent } => {
                 self.dead_letters.replay_resolved(id);
                 if let Some(sent) = resent {

@@ -141,6 +141,7 @@ impl ShardCore {
             Mail::DeadLetter { id, replay, reply } => {
                 self.resolve_dead_letter(id, replay, reply, batch);
             }
+            Mail::Delete { target, reply } => self.delete_instance(target, reply, batch),
         }
     }
 

@@ -122,6 +122,40 @@ impl TestBuilder {
         self
     }
 
+    /// How often a shard with changes checkpoints on its own, on the
+    /// virtual clock, as [`Builder::checkpoint_interval`] (default 60 s). A
+    /// long one keeps what a test does after [`TestRuntime::checkpoint`] in
+    /// the log only, also while [`advance`](TestRuntime::advance) moves the
+    /// clock by hours.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// use std::time::Duration;
+    /// use statefn::testing::TestRuntime;
+    ///
+    /// let mut rt = TestRuntime::builder()
+    ///     .checkpoint_interval(Duration::from_secs(365 * 24 * 3600))
+    ///     .register::<Counter>()
+    ///     .start()?;
+    /// rt.call(rt.handle::<Counter>("c").add(1))?;
+    /// rt.advance(Duration::from_secs(3600)); // no checkpoint: it stays in the log
+    /// rt.crash()?;
+    /// assert_eq!(rt.call(rt.handle::<Counter>("c").add(1))?, 2);
+    /// # Ok::<(), statefn::Error>(())
+    /// ```
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.builder = self.builder.checkpoint_interval(interval);
+        self
+    }
+
     /// The log's file system, as [`Builder::file_system`]: inject I/O faults
     /// with `statefn_store::FaultyFs` (feature `fault-injection`).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
