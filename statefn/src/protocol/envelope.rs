@@ -16,6 +16,11 @@ pub(crate) type ReplySender = oneshot::Sender<Result<Vec<u8>, Error>>;
 
 /// One item in a shard's mailbox.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "almost all mail is `Invoke`: boxing it would add an allocation per message \
+              to save space on the rare others"
+)]
 pub(crate) enum Mail {
     /// Invoke a handler.
     Invoke(Envelope),
