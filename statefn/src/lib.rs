@@ -298,6 +298,7 @@ pub use error::{Error, StorageError};
 pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction, decode_state};
 pub use handle::{Call, CallFuture, Handle};
 pub use invocation_id::InvocationId;
+pub use protocol::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
 /// The `rand` crate (0.9), for [`rand::Rng`]'s methods on [`Context::rng`].
 pub use rand;
 pub use rng::InvocationRng;

@@ -12,6 +12,7 @@ use crate::{
     Address, Error, TraceContext,
     protocol::{
         envelope::{Envelope, Mail, Origin, Provenance},
+        idempotency,
         ids::ShardId,
     },
     shard::Shard,
@@ -42,6 +43,9 @@ impl RuntimeInner {
             return Err(Error::ShuttingDown);
         }
         self.registry.get(target.type_name())?;
+        if let Some(key) = &key {
+            idempotency::check_key(key)?;
+        }
         let (tx, rx) = oneshot::channel();
         let shard = target.shard_id(self.shard_count());
         self.enqueue_call(
