@@ -77,6 +77,10 @@ pub(super) struct Undelivered {
 /// A change to a shard's dead letters, for the listing to apply once the
 /// batch that made it is durable (operators see only durable letters).
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per dead letter kept or resolved, which is rare; moved once into the listing"
+)]
 pub(crate) enum DeadLetterChange {
     Kept(DeadLetterEntry),
     Resolved(DeadLetterSeq),
