@@ -292,6 +292,7 @@ use protocol::envelope;
 
 pub use address::{Address, MAX_ID_LEN};
 pub use commit::Durability;
+pub use commit::store_faults::StoreFaults;
 pub use context::{Context, Request, Sent};
 pub use egress::{EgressRecord, MAX_EGRESS_NAME};
 pub use error::{Error, StorageError};
@@ -303,9 +304,10 @@ pub use protocol::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
 pub use rand;
 pub use rng::InvocationRng;
 pub use runtime::{
-    Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DeadLetter, DeadLetterId, Instances,
-    MAX_INSTANCES_PAGE, PendingTimer, Runtime, ShardStatus,
+    Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_RETENTION,
+    DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
+    DEFAULT_SHUTDOWN_TIMEOUT, DeadLetter, DeadLetterId, Instances, MAX_INSTANCES_PAGE,
+    PendingTimer, Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::{handler, stateful_function};

@@ -105,6 +105,24 @@ pub(super) async fn get_state(
     }
 }
 
+/// `GET /admin/cluster`: the nodes and, per log group, its owner and
+/// epoch, from [`Runtime::cluster_status`](crate::Runtime::cluster_status).
+#[cfg(feature = "cluster")]
+pub(super) async fn cluster(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    match state.runtime.cluster_status() {
+        Some(status) => Ok(Json(json!(status))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_clustered",
+            "this node runs in single-node mode (start it with `--nats` for cluster mode)",
+        )),
+    }
+}
+
 /// `DELETE /admin/state/{type}/{id}`: deletes the instance's state and its
 /// pending timers; answers once that is committed (durable under the
 /// runtime's `Durability`): `{"deleted": true}`, or `false` if there was

@@ -18,6 +18,7 @@
 //! | `GET /admin/state/{type}?after=&limit=` | a page of the type's instance ids: `{"ids": [...], "next": cursor or null}` (admin) |
 //! | `GET /admin/timers/{type}/{id}` | the instance's pending timers, soonest first (admin) |
 //! | `GET /admin/dead-letters`, `POST /admin/dead-letters/{id}/replay`, `DELETE /admin/dead-letters/{id}` | messages from functions that failed every attempt: list, deliver again, drop (admin) |
+//! | `GET /admin/cluster` | cluster mode (feature `cluster`): the nodes, and per log group its owner, epoch, standbys and lag; 404 `not_clustered` on a single node (admin) |
 //!
 //! Header `Idempotency-Key` makes a call exactly-once across client retries:
 //! a retry gets the stored reply. On `/send` the key is the invocation id (one
@@ -138,8 +139,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use crate::metrics::{HTTP_CONNECTIONS, HTTP_REQUEST_DURATION, HTTP_REQUESTS};
 pub use config::{
-    DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN,
-    DEFAULT_MAX_CONNECTIONS, IngressConfig, MAX_JSON_DEPTH,
+    DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, IngressConfig,
+    MAX_JSON_DEPTH,
 };
 pub use egress::MAX_EGRESS_LIMIT;
 pub use error::ServeError;
@@ -242,6 +244,10 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
                 "/admin/dead-letters/{id}",
                 axum::routing::delete(admin::drop_dead_letter),
             );
+        #[cfg(feature = "cluster")]
+        {
+            router = router.route("/admin/cluster", get(admin::cluster));
+        }
     }
     router
         .fallback(error::not_found)

@@ -26,6 +26,13 @@ pub const DEFAULT_MAILBOX_CAPACITY: usize = 16_384;
 /// How long egress records are kept by default.
 pub const DEFAULT_EGRESS_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
+/// How many bytes of log records a log group queues at most for its disk by
+/// default (see [`Builder::commit_queue_bytes`]).
+pub const DEFAULT_COMMIT_QUEUE_BYTES: u64 = 64 << 20;
+
+/// How long [`Runtime::shutdown`] waits at most by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a stored reply answers retries with the same idempotency key.
 pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -65,14 +72,19 @@ pub struct Builder {
     idempotency_retention: Duration,
     checkpoint_interval: Duration,
     checkpoint_log_bytes: u64,
+    commit_queue_bytes: u64,
     segment_bytes: u64,
     egress_retention: Duration,
     mailbox_capacity: usize,
     retry: RetryPolicy,
+    shutdown_timeout: Duration,
     file_system: Arc<dyn FileSystem>,
+    store_faults: crate::commit::store_faults::StoreFaults,
     registry: Registry,
     resources: Resources,
     error: Option<Error>,
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Builder {
@@ -87,14 +99,19 @@ impl Default for Builder {
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_log_bytes: 64 << 20,
+            commit_queue_bytes: DEFAULT_COMMIT_QUEUE_BYTES,
             segment_bytes: 64 << 20,
             egress_retention: DEFAULT_EGRESS_RETENTION,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             retry: RetryPolicy::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             file_system: Arc::new(StdFs),
+            store_faults: Default::default(),
             registry: Registry::default(),
             resources: Resources::default(),
             error: None,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 }
@@ -206,10 +223,110 @@ impl Builder {
         self
     }
 
+    /// How many bytes of log records may wait for a log group's disk
+    /// (default [`DEFAULT_COMMIT_QUEUE_BYTES`], 64 MiB) before the workers
+    /// stop taking its shards' mail: a slow disk then fills the mailboxes
+    /// and new calls are refused with [`Error::Overloaded`] instead of the
+    /// queue growing in memory. Durable mode only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = statefn::Runtime::builder().commit_queue_bytes(8 << 20);
+    /// # drop(builder);
+    /// ```
+    pub fn commit_queue_bytes(mut self, bytes: u64) -> Self {
+        self.commit_queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// The longest [`Runtime::shutdown`] waits (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`], 30 s) for the work in flight and the
+    /// threads to finish. Past it, shutdown returns
+    /// [`Error::ShutdownIncomplete`] naming what did not finish, instead of
+    /// waiting for a disk that does not answer.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Faults to inject into the state store's writes (checkpoints): a seam
+    /// for tests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use statefn::StoreFaults;
+    ///
+    /// let faults = StoreFaults::default();
+    /// let builder = statefn::Runtime::builder().in_memory().store_faults(faults.clone());
+    /// faults.fail_writes();
+    /// # drop(builder);
+    /// ```
+    pub fn store_faults(mut self, faults: crate::StoreFaults) -> Self {
+        self.store_faults = faults;
+        self
+    }
+
     /// The file system under the write-ahead log: a seam for tests that
     /// inject faults (`statefn_store::FaultyFs`, feature `fault-injection`).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
         self.file_system = fs;
+        self
+    }
+
+    /// Runs this runtime as one node of a cluster on NATS JetStream (feature
+    /// `cluster`): each log group's log is a replicated stream, the nodes
+    /// share the log groups between them (taking over those of a node that
+    /// dies, handing theirs off when they shut down), and any node answers
+    /// any call. Needs a [`data_dir`](Self::data_dir) of the node's own;
+    /// every node must use the same shards, log groups and replicas.
+    /// `docs/cluster.md` describes the protocol.
+    ///
+    /// # Durability
+    ///
+    /// A reply (or an enqueue's `Ok`) means the invocation's record is on a
+    /// quorum of the NATS servers replicating its log group's stream, in
+    /// their memory or fsynced as the servers' `sync_interval` says (by
+    /// default in memory: it survives the crash of any process and the loss
+    /// of a minority of machines; with `sync_interval: always` also a power
+    /// loss of all of them).
+    ///
+    /// # Errors
+    ///
+    /// [`open`](Self::open) fails with [`Error::Cluster`] when no NATS
+    /// server answers, when this node's settings differ from the cluster's,
+    /// or when `replicas` exceeds the JetStream servers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// use statefn::cluster::{ClusterConfig, ClusterError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let mut config = ClusterConfig::new("nats://127.0.0.1:1", "node-a"); // nothing listens there
+    /// config.replicas = 1;
+    /// let opened = Runtime::builder()
+    ///     .data_dir(dir.path())
+    ///     .cluster(config)
+    ///     .register::<Counter>()
+    ///     .open()
+    ///     .await;
+    /// assert!(matches!(opened, Err(statefn::Error::Cluster(ClusterError::Connect { .. }))));
+    /// # }
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
+        self.cluster = Some(config);
         self
     }
 
@@ -268,6 +385,18 @@ impl Builder {
         self
     }
 
+    /// Registers an erased function by hand (tests of what the runtime does
+    /// when code it calls misbehaves).
+    #[cfg(test)]
+    pub(crate) fn register_erased(
+        mut self,
+        name: &'static str,
+        f: Arc<dyn crate::registry::ErasedFunction>,
+    ) -> Self {
+        self.registry.register_erased(name, f);
+        self
+    }
+
     /// Opens the runtime: recovers the data directory (durable mode), then
     /// starts the worker threads, the log syncers, the checkpointer and the
     /// timer task on the current tokio runtime.
@@ -280,7 +409,16 @@ impl Builder {
     /// another process, written by a newer version, a different shard count,
     /// corrupt log data: the message names the file and offset).
     pub async fn open(self) -> Result<Runtime, Error> {
-        let plan = self.plan()?;
+        #[allow(unused_mut, reason = "assigned in cluster mode only")]
+        let mut plan = self.plan()?;
+        #[cfg(feature = "cluster")]
+        if let Some(config) = plan.cluster_config.clone() {
+            plan.cluster = Some(
+                crate::cluster::ClusterNode::connect(config, plan.shards, plan.log_groups).await?,
+            );
+        }
+        #[cfg(feature = "cluster")]
+        let cluster = plan.cluster.clone();
         let opened = if matches!(plan.storage, StorageChoice::Disk { .. }) {
             let config = plan.clone();
             tokio::task::spawn_blocking(move || open_storage(&config, &Clock::System))
@@ -294,6 +432,12 @@ impl Builder {
         };
         let (runtime, background) = assemble(plan, opened, Clock::System, Drive::Threads, None)?;
         background.spawn(&runtime.owner.inner)?;
+        #[cfg(feature = "cluster")]
+        if let Some(node) = cluster {
+            let inner = &runtime.owner.inner;
+            let _ = inner.cluster.set(std::sync::Arc::clone(&node));
+            node.start(inner).await?;
+        }
         Ok(runtime)
     }
 
@@ -339,6 +483,27 @@ impl Builder {
                 self.shards, self.log_groups
             )));
         }
+        #[cfg(feature = "cluster")]
+        if self.cluster.is_some() {
+            match &storage {
+                StorageChoice::Disk {
+                    mode: Durability::Fsync,
+                    ..
+                } => {}
+                StorageChoice::Disk { .. } => {
+                    return Err(Error::Config(
+                        "cluster mode acknowledges once a quorum of NATS servers has a record: \
+                         leave `.durability(..)` at its default"
+                            .into(),
+                    ));
+                }
+                StorageChoice::InMemory => {
+                    return Err(Error::Config(
+                        "cluster mode needs a `.data_dir(path)` of the node's own".into(),
+                    ));
+                }
+            }
+        }
         let per_shard_cache = self.cache_bytes / usize::from(self.shards);
         Ok(Plan {
             storage,
@@ -354,14 +519,21 @@ impl Builder {
                 retry: self.retry,
             },
             checkpoint_log_bytes: self.checkpoint_log_bytes,
+            commit_queue_bytes: self.commit_queue_bytes,
             wal_options: WalOptions {
                 segment_bytes: self.segment_bytes,
             },
             egress_retention: self.egress_retention,
             mailbox_capacity: self.mailbox_capacity,
+            shutdown_timeout: self.shutdown_timeout,
             file_system: self.file_system,
+            store_faults: self.store_faults,
             registry: self.registry,
             resources: (!self.resources.is_empty()).then(|| Arc::new(self.resources)),
+            #[cfg(feature = "cluster")]
+            cluster_config: self.cluster,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         })
     }
 }
@@ -382,10 +554,19 @@ pub(crate) struct Plan {
     pub(super) log_groups: u16,
     pub(super) core: CoreConfig,
     pub(super) checkpoint_log_bytes: u64,
+    pub(super) commit_queue_bytes: u64,
     pub(super) wal_options: WalOptions,
     pub(super) egress_retention: Duration,
     pub(super) mailbox_capacity: usize,
+    pub(super) shutdown_timeout: Duration,
     pub(super) file_system: Arc<dyn FileSystem>,
+    pub(super) store_faults: crate::commit::store_faults::StoreFaults,
     pub(super) registry: Registry,
     pub(super) resources: Option<Arc<Resources>>,
+    /// Cluster mode: how to join the cluster...
+    #[cfg(feature = "cluster")]
+    pub(super) cluster_config: Option<crate::cluster::ClusterConfig>,
+    /// ...and the node, once connected.
+    #[cfg(feature = "cluster")]
+    pub(super) cluster: Option<Arc<crate::cluster::ClusterNode>>,
 }
