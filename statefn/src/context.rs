@@ -1,17 +1,25 @@
-//! `Context`: what a handler can do besides changing its own state.
+//! `Context`: what a handler can do besides changing its own state, and
+//! what it may know about its invocation (time, caller, id, randomness,
+//! resources). `for_test` builds one without a runtime.
+
+mod for_test;
 
 use std::{
-    cell::RefCell,
+    any::Any,
+    cell::{Cell, RefCell},
     marker::PhantomData,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    sync::Arc,
+    time::{Duration, SystemTime},
 };
 
 use serde::Serialize;
 
+pub use self::for_test::Sent;
 use crate::{
-    Address, Error, StatefulFunction,
-    envelope::{Outgoing, ReplyRoute},
+    Address, Error, InvocationId, InvocationRng, StatefulFunction, TraceContext,
+    envelope::{Outgoing, Provenance, ReplyRoute},
     function::HandlerRef,
+    resources::Resources,
     wire::WireMessage,
 };
 
@@ -57,6 +65,16 @@ use crate::{
 pub struct Context {
     address: Address,
     now_ms: u64,
+    /// The instance whose handler sent the message (`None` for clients).
+    caller: Option<Address>,
+    invocation: InvocationId,
+    /// This invocation's own trace context: the trace it continues, with
+    /// this invocation's span id (the parent of what it sends).
+    trace: Option<TraceContext>,
+    /// `None` when the runtime has none (nothing to clone per invocation).
+    resources: Option<Arc<Resources>>,
+    /// How many generators [`rng`](Self::rng) gave out.
+    rng_streams: Cell<u64>,
     // Behind a RefCell so that sending takes `&self`: arguments may then
     // borrow the context too (`ctx.send::<T>(&to).hello(ctx.id().into())`).
     outgoing: RefCell<Vec<Outgoing>>,
@@ -88,6 +106,11 @@ impl Context {
         Context {
             address,
             now_ms,
+            caller: None,
+            invocation: InvocationId::call(0, now_ms, 0),
+            trace: None,
+            resources: None,
+            rng_streams: Cell::new(0),
             outgoing: RefCell::new(Vec::new()),
             emitted: RefCell::new(Vec::new()),
             timer_ops: RefCell::new(Vec::new()),
@@ -100,16 +123,139 @@ impl Context {
         self.address.id()
     }
 
-    /// The time of this invocation's batch (unix milliseconds).
-    pub(crate) fn now_ms(&self) -> u64 {
+    /// Sets where the message came from (the runtime, before the handler
+    /// runs).
+    pub(crate) fn set_origin(
+        &mut self,
+        caller: Option<Address>,
+        invocation: InvocationId,
+        trace: Option<TraceContext>,
+    ) {
+        self.caller = caller;
+        self.invocation = invocation;
+        self.trace = trace;
+    }
+
+    pub(crate) fn set_resources(&mut self, resources: Option<Arc<Resources>>) {
+        self.resources = resources;
+    }
+
+    /// The time of this invocation (unix milliseconds): the runtime's clock
+    /// when its batch started, virtual in `statefn::testing`.
+    pub fn now_ms(&self) -> u64 {
         self.now_ms
     }
 
-    /// The time of this invocation on the runtime's clock: the system clock,
-    /// or the test kit's virtual clock (`statefn::testing`). Timers are due
-    /// by the same clock, so compute [`at`](TimerBuilder::at) times from it.
+    /// The time of this invocation, on the runtime's clock: the system
+    /// clock when its batch started, or the test kit's virtual clock. Use
+    /// it instead of `SystemTime::now()` so that tests control time. Timers
+    /// are due by the same clock, so compute [`at`](TimerBuilder::at) times
+    /// from it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use statefn::{Address, Context};
+    ///
+    /// let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// let ctx = Context::for_test(Address::new("Loan", "l-1")?).at(at);
+    /// assert_eq!(ctx.now(), at);
+    /// # Ok::<(), statefn::Error>(())
+    /// ```
     pub fn now(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.now_ms)
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.now_ms)
+    }
+
+    /// The instance whose handler sent this message (`ctx.send`,
+    /// `ctx.request`, a reply, a timer it set, a retry of its message);
+    /// `None` for a call or enqueued call from a client (HTTP, a
+    /// [`Handle`](crate::Handle)) and for messages from before record
+    /// format 2.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use statefn::{Address, Context};
+    ///
+    /// let bob = Address::new("Account", "bob")?;
+    /// let ctx = Context::for_test(Address::new("Account", "alice")?).with_caller(bob.clone());
+    /// assert_eq!(ctx.caller(), Some(&bob));
+    /// # Ok::<(), statefn::Error>(())
+    /// ```
+    pub fn caller(&self) -> Option<&Address> {
+        self.caller.as_ref()
+    }
+
+    /// This invocation's id: the same for every delivery and retry of the
+    /// same message (see [`InvocationId`] for where it comes from).
+    pub fn invocation_id(&self) -> &InvocationId {
+        &self.invocation
+    }
+
+    /// A random number generator seeded by this instance's address and the
+    /// invocation id: a re-delivered or retried message draws the same
+    /// numbers, and so does a test with a fixed id. Each call gives a new
+    /// generator, the n-th of the invocation (so two calls differ, and the
+    /// same sequence of calls repeats). Not for secrets.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use statefn::{Address, Context, InvocationId, rand::Rng};
+    ///
+    /// let ctx = Context::for_test(Address::new("Lottery", "weekly")?)
+    ///     .with_invocation_id(InvocationId::from_key("draw-52"));
+    /// let first: u32 = ctx.rng().random();
+    /// let second: u32 = ctx.rng().random();
+    /// assert_ne!(first, second);
+    /// let again = Context::for_test(Address::new("Lottery", "weekly")?)
+    ///     .with_invocation_id(InvocationId::from_key("draw-52"));
+    /// assert_eq!(again.rng().random::<u32>(), first);
+    /// # Ok::<(), statefn::Error>(())
+    /// ```
+    pub fn rng(&self) -> InvocationRng {
+        let stream = self.rng_streams.get();
+        self.rng_streams.set(stream + 1);
+        InvocationRng::new(&self.address, &self.invocation, stream)
+    }
+
+    /// The resource of type `T` given to the runtime at build time
+    /// ([`Builder::resource`](crate::Builder::resource)), or `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use statefn::{Address, Context};
+    ///
+    /// struct Prices { apple_cents: u64 }
+    ///
+    /// let ctx = Context::for_test(Address::new("Cart", "c-1")?)
+    ///     .with_resource(Arc::new(Prices { apple_cents: 40 }));
+    /// assert_eq!(ctx.resource::<Prices>().map(|p| p.apple_cents), Some(40));
+    /// assert!(ctx.resource::<String>().is_none());
+    /// # Ok::<(), statefn::Error>(())
+    /// ```
+    pub fn resource<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.resources.as_deref().and_then(Resources::get::<T>)
+    }
+
+    /// This invocation's W3C trace context, when its message carried one
+    /// (an HTTP `traceparent`, or a message sent by a traced invocation):
+    /// the trace it continues and this invocation's own span id.
+    pub fn trace_context(&self) -> Option<TraceContext> {
+        self.trace
+    }
+
+    /// What a message sent now carries: this instance as its caller, and
+    /// this invocation's trace.
+    fn provenance(&self) -> Provenance {
+        Provenance {
+            caller: Some(self.address.clone()),
+            invocation: None,
+            trace: self.trace,
+        }
     }
 
     /// This instance's full address (type name and id).
@@ -381,7 +527,10 @@ impl<'c, T: StatefulFunction> TimerBuilder<'c, T> {
     /// Runs once, at `at` on the runtime's clock ([`Context::now`]); a time
     /// already past runs it as soon as possible.
     pub fn at(self, at: SystemTime) -> T::Sender<'c> {
-        let due_ms = millis(at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO));
+        let due_ms = millis(
+            at.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO),
+        );
         let now_ms = self.ctx.now_ms;
         self.sender(due_ms.max(now_ms), None)
     }
@@ -490,6 +639,7 @@ impl<'c> RawSender<'c> {
                     delay,
                     reply_to,
                     attempt: 0,
+                    provenance: self.ctx.provenance(),
                 });
             }
             (

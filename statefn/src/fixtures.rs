@@ -136,6 +136,7 @@ pub fn inventory(
                     },
                     1,
                 ),
+                Entry::Deleted { .. } => count("log.Deleted", 1),
             }
         }
     }

@@ -10,8 +10,9 @@ use std::{
 };
 
 use crate::{
-    Context, Error, JsonReply, StatefulFunction,
+    Address, Context, Error, JsonReply, StatefulFunction,
     function::HandlerInfo,
+    metrics::UNKNOWN,
     wire::{MessageError, WireMessage},
 };
 
@@ -39,7 +40,17 @@ pub(crate) struct Invocation {
 
 /// One registered function type, erased.
 pub(crate) trait ErasedFunction: Send + Sync + 'static {
+    /// The registered type name.
+    fn type_name(&self) -> &'static str;
     fn handlers(&self) -> &'static [HandlerInfo];
+    /// `handler`'s registered name, for a metric label: [`UNKNOWN`] if it
+    /// has no such handler (so labels stay a bounded set).
+    fn handler_label(&self, handler: &str) -> &'static str {
+        self.handlers()
+            .iter()
+            .find(|h| h.name == handler)
+            .map_or(UNKNOWN, |h| h.name)
+    }
     /// Decodes the state (or starts from `Default`) and the message, runs the
     /// handler, catching panics, and encodes the new state.
     fn invoke(&self, state: Option<&[u8]>, message: &[u8], ctx: &mut Context) -> Invocation;
@@ -58,6 +69,8 @@ pub(crate) trait ErasedFunction: Send + Sync + 'static {
     fn expire_after_ms(&self) -> u64;
     /// An encoded message as JSON (`{"handler": {"arg": value}}`), for inspection.
     fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error>;
+    /// A stored state (migrated if older) as JSON, for operators.
+    fn state_to_json(&self, id: &str, state: &[u8]) -> Result<serde_json::Value, Error>;
     /// Whether stored message bytes still decode as a message of this build
     /// (its handler exists, under its name or a `renamed_from` one, with the
     /// same arguments): for checking stored messages at open. Not for the
@@ -95,6 +108,10 @@ impl<T: StatefulFunction> Typed<T> {
 }
 
 impl<T: StatefulFunction> ErasedFunction for Typed<T> {
+    fn type_name(&self) -> &'static str {
+        T::type_name()
+    }
+
     fn handlers(&self) -> &'static [HandlerInfo] {
         T::HANDLERS
     }
@@ -150,6 +167,16 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
     fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error> {
         let index = Self::handler_index(handler)?;
         Self::guard("decoding a reply", || T::reply_to_json(index, reply))
+    }
+
+    fn state_to_json(&self, id: &str, state: &[u8]) -> Result<serde_json::Value, Error> {
+        Self::guard("showing a state as JSON", || {
+            let value: T = crate::function::decode_state_of::<T>(id, state)?;
+            serde_json::to_value(&value).map_err(|e| Error::Encode {
+                what: format!("a state of {} as JSON", T::type_name()),
+                reason: e.to_string(),
+            })
+        })
     }
 
     fn expire_after_ms(&self) -> u64 {
@@ -470,6 +497,22 @@ impl Registry {
                 function: type_name.to_owned(),
                 known: self.names(),
             }),
+        }
+    }
+
+    /// The metric labels (function, handler) of a message for `target`,
+    /// [`UNKNOWN`] for what is not registered or does not decode.
+    pub(crate) fn labels_of(
+        &self,
+        target: &Address,
+        message: &[u8],
+    ) -> (&'static str, &'static str) {
+        match self.by_name.get(target.type_name()) {
+            Some(f) => (
+                f.type_name(),
+                f.handler_of(message).map_or(UNKNOWN, |h| h.name),
+            ),
+            None => (UNKNOWN, UNKNOWN),
         }
     }
 

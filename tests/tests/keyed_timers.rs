@@ -65,6 +65,12 @@ impl Clock {
         self.ticks += 1;
     }
 
+    /// Notes the id of its own invocation.
+    #[handler]
+    pub fn note_id(&mut self, ctx: &mut Context) {
+        self.runs.push(ctx.invocation_id().to_string());
+    }
+
     #[handler]
     pub fn runs(&self) -> Vec<String> {
         self.runs.clone()
@@ -189,7 +195,7 @@ fn a_delayed_invocation_is_cancelled_by_its_id_and_answers_for_its_state() -> Re
         }
     };
     let cancelled = rt.call(enqueue(Some("payday")))?;
-    assert_eq!(cancelled.key(), "payday");
+    assert_eq!(cancelled.key(), Some("payday"));
     let ran = rt.call(enqueue(None))?;
     let runtime = rt.runtime().clone();
     rt.call(runtime.cancel_invocation(&cancelled))?;
@@ -205,7 +211,7 @@ fn a_delayed_invocation_is_cancelled_by_its_id_and_answers_for_its_state() -> Re
             "{again:?}"
         );
     }
-    let unknown = InvocationId::new(Address::new("t.Clock", "d")?, "never");
+    let unknown = InvocationId::enqueued(Address::new("t.Clock", "d")?, "never");
     let answer = rt.call(runtime.cancel_invocation(&unknown));
     assert!(
         matches!(answer, Err(Error::UnknownInvocation { .. })),
@@ -254,5 +260,84 @@ fn a_typed_call_sent_for_later_runs_at_its_time_unless_cancelled() -> Result<(),
     assert_eq!(rt.state::<Clock>("h")?, None);
     rt.advance(Duration::from_secs(1));
     assert_eq!(rt.state::<Clock>("h")?.map(|c| c.ticks), Some(1));
+    Ok(())
+}
+
+/// One invocation id from enqueueing to running: the id a delayed
+/// invocation's client gets is the one its handler sees, and a keyed
+/// timer's run has an id of its own.
+#[test]
+fn a_delayed_invocation_runs_under_the_id_its_client_was_given() -> Result<(), Error> {
+    let mut rt = kit()?;
+    let runtime = rt.runtime().clone();
+    let id = rt.call(async move {
+        runtime
+            .enqueue_json(
+                "t.Clock",
+                "e",
+                "note_id",
+                serde_json::json!({}),
+                Duration::from_secs(60),
+                Some("nightly".into()),
+            )
+            .await
+    })?;
+    assert_eq!(id.to_string(), "t~2EClock.e.nightly");
+    rt.crash()?;
+    rt.advance(Duration::from_secs(61));
+    assert_eq!(runs(&rt, "e")?, vec![id.to_string()]);
+    Ok(())
+}
+
+/// An operator's delete takes the instance's keyed timers with its state,
+/// durably: none runs, also after a crash.
+#[test]
+fn deleting_an_instance_deletes_its_keyed_timers() -> Result<(), Error> {
+    let mut rt = kit()?;
+    rt.call(
+        rt.handle::<Clock>("f")
+            .set("wake".into(), 60, "woke".into()),
+    )?;
+    rt.call(rt.handle::<Clock>("f").start_ticking(10))?;
+    let runtime = rt.runtime().clone();
+    assert!(rt.call(async move { runtime.delete_instance("t.Clock", "f").await })?);
+    rt.crash()?;
+    rt.advance(Duration::from_secs(120));
+    assert_eq!(
+        rt.state::<Clock>("f")?,
+        None,
+        "nothing ran after the delete"
+    );
+    Ok(())
+}
+
+/// `timers_of` lists an instance's keyed timers, from memory and from the
+/// store (after a restart), and lists none once the instance is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instances_keyed_timers_are_listed_until_it_is_deleted()
+-> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let open = || {
+        statefn::Runtime::builder()
+            .data_dir(dir.path())
+            .register::<Clock>()
+            .open()
+    };
+    let runtime = open().await?;
+    let clock = runtime.handle::<Clock>("g");
+    clock.set("wake".into(), 3_600, "woke".into()).await?;
+    clock.start_ticking(3_600).await?;
+    assert_eq!(runtime.timers_of("t.Clock", "g").await?.len(), 2);
+    runtime.shutdown().await?;
+    let runtime = open().await?;
+    let listed = runtime.timers_of("t.Clock", "g").await?;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(runtime.delete_instance("t.Clock", "g").await?);
+    assert!(runtime.timers_of("t.Clock", "g").await?.is_empty());
+    runtime.shutdown().await?;
+    let runtime = open().await?;
+    assert!(runtime.timers_of("t.Clock", "g").await?.is_empty());
+    assert!(!runtime.delete_instance("t.Clock", "g").await?);
+    runtime.shutdown().await?;
     Ok(())
 }

@@ -112,6 +112,50 @@ impl ShardTables {
         Ok(Some((u64::from_be_bytes(*due), u64::from_be_bytes(id))))
     }
 
+    /// The timer stored in `slot` of the due index, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fjall`] on a read failure.
+    pub fn timer_at(&self, (due_ms, id): DueSlot) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(Table::Timer, &due_key(due_ms, id))
+    }
+
+    /// Every key instance `id` of `type_name` holds a timer under, with the
+    /// timer's slot: `(timer key, slot)`, in key order. Timer keys never
+    /// start with `0xff`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fjall`] on a read failure; [`StoreError::KeyTooLong`];
+    /// [`StoreError::Corrupt`] if a stored slot is not 16 bytes.
+    pub fn timer_keys(
+        &self,
+        type_name: &str,
+        id: &str,
+    ) -> Result<Vec<(Vec<u8>, DueSlot)>, StoreError> {
+        let from = keyed_key(type_name, id, &[]);
+        let until = keyed_key(type_name, id, &[0xff]);
+        let rows = self
+            .store
+            .scan_range(self.shard.0, Table::Timer, &from, &until, usize::MAX)?;
+        rows.into_iter()
+            .map(|(key, value)| {
+                let timer_key = key.get(from.len()..).unwrap_or_default().to_vec();
+                let corrupt = || StoreError::Corrupt {
+                    what: format!("the slot of timer key {timer_key:?} of `{type_name}/{id}`"),
+                    reason: format!("it is {} bytes, not 16", value.len()),
+                };
+                let (due, rest) = value.split_first_chunk::<8>().ok_or_else(corrupt)?;
+                let slot_id = <[u8; 8]>::try_from(rest).map_err(|_| corrupt())?;
+                Ok((
+                    timer_key,
+                    (u64::from_be_bytes(*due), u64::from_be_bytes(slot_id)),
+                ))
+            })
+            .collect()
+    }
+
     /// Every timer stored by id, the layout before the due index:
     /// `(id, timer)`.
     ///
@@ -177,6 +221,29 @@ mod tests {
         assert_eq!(parse_due_key(&due_key(7, 3)), Some((7, 3)));
         assert_eq!(parse_due_key(&keyed_key("T", "a", b"k")), None);
         assert_eq!(keyed_key("T", "a", b"k"), b"\x02T\0a\xffk");
+    }
+
+    #[test]
+    fn an_instances_timer_keys_are_listed_and_only_its_own()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = StateStore::open(dir.path())?;
+        let shard = store.shard(ShardId(1));
+        let mut batch = shard.batch();
+        batch.put_timer(20, 4, vec![4]);
+        batch.put_timer_slot("T", "a", b"nidle", Some((20, 4)));
+        batch.put_timer_slot("T", "a", b"e", Some((30, 5)));
+        // Neighbours: a longer id, another type.
+        batch.put_timer_slot("T", "ab", b"nidle", Some((40, 6)));
+        batch.put_timer_slot("U", "a", b"nidle", Some((50, 7)));
+        batch.commit()?;
+        assert_eq!(
+            shard.timer_keys("T", "a")?,
+            vec![(b"e".to_vec(), (30, 5)), (b"nidle".to_vec(), (20, 4))]
+        );
+        assert_eq!(shard.timer_at((20, 4))?, Some(vec![4]));
+        assert_eq!(shard.timer_at((20, 5))?, None);
+        Ok(())
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::ClusterError;
 use crate::{
     Address, Error,
     protocol::{
-        envelope::{Envelope, Origin, ReplyRoute},
+        envelope::{Envelope, Origin, Provenance, ReplyRoute},
         ids::{Seq, ShardId},
     },
 };
@@ -48,6 +48,9 @@ pub(crate) struct MailMessage {
     pub(crate) seq: Seq,
     pub(crate) attempt: u32,
     pub(crate) reply_to: Option<ReplyRoute>,
+    /// Its caller and the invocation it continues (the trace context stays
+    /// on the sending node).
+    pub(crate) provenance: Provenance,
 }
 
 impl MailMessage {
@@ -68,6 +71,7 @@ impl MailMessage {
             seq,
             attempt,
             reply_to: envelope.reply_to,
+            provenance: envelope.provenance,
         })
     }
 
@@ -81,6 +85,7 @@ impl MailMessage {
                 attempt: self.attempt,
             },
             reply_to: self.reply_to,
+            provenance: self.provenance,
         };
         (self.dest, envelope)
     }

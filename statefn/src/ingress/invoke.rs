@@ -55,7 +55,14 @@ pub(super) async fn call(
     let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
     let reply = state
         .runtime
-        .call_json(&target.type_name, &target.id, &target.handler, args, key)
+        .call_json_traced(
+            &target.type_name,
+            &target.id,
+            &target.handler,
+            args,
+            key,
+            trace_parent(&headers),
+        )
         .await
         .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
     Ok(match reply {
@@ -93,28 +100,35 @@ pub(super) async fn send(
     let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
     let id = state
         .runtime
-        .enqueue_json(
+        .enqueue_json_traced(
             &target.type_name,
             &target.id,
             &target.handler,
             args,
             delay,
             Some(key.clone()),
+            trace_parent(&headers),
         )
         .await
         .map_err(|e| {
             let refused = ApiError::from_runtime(e, state.list_api_in_errors);
             if generated {
                 match crate::Address::new(target.type_name.as_str(), target.id.as_str()) {
-                    Ok(address) => refused
-                        .with_invocation_id(&crate::InvocationId::new(address, key.clone()), &key),
+                    Ok(address) => refused.with_invocation_id(
+                        &crate::InvocationId::enqueued(address, key.clone()),
+                        &key,
+                    ),
                     Err(_) => refused,
                 }
             } else {
                 refused
             }
         })?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "invocation_id": id }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "invocation_id": id.to_string() })),
+    )
+        .into_response())
 }
 
 /// `DELETE /v1/invocations/{id}`: cancels a delayed invocation before it
@@ -134,9 +148,19 @@ pub(super) async fn cancel(
         .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
     Ok((
         StatusCode::OK,
-        Json(json!({ "invocation_id": id, "status": "cancelled" })),
+        Json(json!({ "invocation_id": id.to_string(), "status": "cancelled" })),
     )
         .into_response())
+}
+
+/// The W3C `traceparent` header, if present and well-formed: the
+/// invocation's span continues that trace. A malformed one is ignored, as
+/// the W3C specification asks (the call is not refused).
+fn trace_parent(headers: &HeaderMap) -> Option<crate::TraceContext> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::TraceContext::parse)
 }
 
 fn bad_path(rejection: PathRejection) -> ApiError {

@@ -15,6 +15,9 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /admin/functions` | the registered types and handlers, with `"internal": true` for internal ones (only with an admin token, as `Authorization: Bearer <token>`) |
 //! | `GET /admin/shards` | each shard: serving or recovering, mailbox, checkpoint position, log size (admin) |
+//! | `GET /admin/state/{type}/{id}`, `DELETE /admin/state/{type}/{id}` | an instance's state as JSON (`{"state": ...}`, 404 if none); its deletion with its timers, answered once committed (admin) |
+//! | `GET /admin/state/{type}?after=&limit=` | a page of the type's instance ids: `{"ids": [...], "next": cursor or null}` (admin) |
+//! | `GET /admin/timers/{type}/{id}` | the instance's pending timers, soonest first (admin) |
 //! | `GET /admin/dead-letters`, `POST /admin/dead-letters/{id}/replay`, `DELETE /admin/dead-letters/{id}` | messages from functions that failed every attempt: list, deliver again, drop (admin) |
 //! | `GET /admin/cluster` | cluster mode (feature `cluster`): the nodes, and per log group its owner, epoch, standbys and lag; 404 `not_clustered` on a single node (admin) |
 //!
@@ -237,6 +240,12 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
                 "/admin/dead-letters/{id}/replay",
                 post(admin::replay_dead_letter),
             )
+            .route("/admin/state/{type}", get(admin::list_instances))
+            .route(
+                "/admin/state/{type}/{id}",
+                get(admin::get_state).delete(admin::delete_state),
+            )
+            .route("/admin/timers/{type}/{id}", get(admin::instance_timers))
             .route(
                 "/admin/dead-letters/{id}",
                 axum::routing::delete(admin::drop_dead_letter),

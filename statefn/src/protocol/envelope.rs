@@ -12,13 +12,18 @@ use super::{
     ids::{DeadLetterSeq, Seq, ShardId, TimerSlot},
     record::TimerKey,
 };
-use crate::{Address, Error};
+use crate::{Address, Error, InvocationId, TraceContext};
 
 /// Where a client's reply goes.
 pub(crate) type ReplySender = oneshot::Sender<Result<Vec<u8>, Error>>;
 
 /// One item in a shard's mailbox.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "almost all mail is `Invoke`: boxing it would add an allocation per message \
+              to save space on the rare others"
+)]
 pub(crate) enum Mail {
     /// Invoke a handler.
     Invoke(Envelope),
@@ -46,6 +51,9 @@ pub(crate) enum Mail {
         key: String,
         reply: ReplySender,
     },
+    /// Delete an instance's state and its timers (an operator's request);
+    /// the reply is `[1]` if there was anything to delete, `[0]` if not.
+    Delete { target: Address, reply: ReplySender },
 }
 
 /// A message to one instance, with where it came from.
@@ -57,6 +65,8 @@ pub(crate) struct Envelope {
     pub(crate) origin: Origin,
     /// For requests: the caller's handler that receives the reply.
     pub(crate) reply_to: Option<ReplyRoute>,
+    /// Who sent it (a function), the invocation it continues, its trace.
+    pub(crate) provenance: Provenance,
 }
 
 /// Who sent an envelope, which decides how duplicates are recognised.
@@ -104,4 +114,28 @@ pub(crate) struct Outgoing {
     pub(crate) reply_to: Option<ReplyRoute>,
     /// Deliveries of this message that failed before (poison-message retries).
     pub(crate) attempt: u32,
+    /// Record format 2: who sent it, and the invocation it continues.
+    pub(crate) provenance: Provenance,
+}
+
+/// Where a message comes from, beyond its channel position: what the
+/// receiving handler sees as [`Context::caller`](crate::Context::caller),
+/// [`Context::invocation_id`](crate::Context::invocation_id) and its trace
+/// parent.
+///
+/// `caller` and `invocation` are stored with the message (record format 2,
+/// see [`record`](super::record)): a re-delivery after a crash names the
+/// same caller and invocation. `trace` is kept in memory only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Provenance {
+    /// The instance whose handler sent it; `None` for a client's enqueued
+    /// call and for the runtime's own messages.
+    pub(crate) caller: Option<Address>,
+    /// The invocation it continues (a retry, a replayed dead letter, an
+    /// enqueued call's key); `None`: a new invocation, named by the
+    /// message's channel position when it is delivered.
+    pub(crate) invocation: Option<InvocationId>,
+    /// The sending invocation's trace context (not stored).
+    #[serde(skip)]
+    pub(crate) trace: Option<TraceContext>,
 }

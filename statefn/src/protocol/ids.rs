@@ -28,6 +28,8 @@ macro_rules! id {
             }
         }
 
+        impl crate::protocol::record::Stored for $name {}
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.fmt(f)

@@ -10,24 +10,35 @@
 //! `#[serde(default)]` does nothing for it), so any change bumps
 //! [`RECORD_VERSION`] and keeps a reader of the old one. The golden bytes in
 //! `protocol/golden.rs` fail first; `docs/formats.md` keeps the history.
+//!
+//! Every value written through [`encode`] carries the version, also those
+//! whose layout did not change (idempotency entries, checkpoint metadata,
+//! egress rows): [`Stored`] says how each reads an older version.
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use super::envelope::Provenance;
 use super::{
     envelope::{Outgoing, ReplyRoute},
     ids::{DeadLetterSeq, Seq, ShardId, TimerId, TimerSlot},
+    record_v1,
 };
 pub(crate) use crate::egress::Emitted;
 use crate::{Address, Error, error::StorageError};
 
 /// The record format this build writes; a newer one is refused on replay.
 ///
-/// 1. Timers without keys, known by their id (data directory formats 1
-///    and 2 until keyed timers). Read by [`Stored::from_v1`]
-///    (`protocol/record_v1.rs` keeps those types).
+/// 1. Timers without keys, known by their id; messages without their
+///    provenance (data directory formats 1 and 2 until keyed timers and
+///    `Context::caller`). Read by [`Stored::from_v1`]
+///    (`protocol/record_v1.rs` keeps those types, frozen).
 /// 2. Timers have keys (`TimerKey`: a named timer, a delayed invocation,
 ///    the expiry check) and periods; records name a timer by its slot
 ///    (due time, id), and an invocation lists the keyed timers it removed.
+///    Messages (`Outgoing`, `Sent`, dead letters) carry their
+///    [`Provenance`]: the sending instance and the invocation they continue
+///    (issue 13: `Context::caller`, `Context::invocation_id`). A new entry
+///    kind, [`Entry::Deleted`] (`Runtime::delete_instance`).
 ///
 /// The message bytes the records hold are opaque here: what they mean is
 /// the data directory format's (positional in format 1, named in 2).
@@ -61,6 +72,15 @@ pub(crate) enum Entry {
         target: Address,
         rearm: Option<TimerEntry>,
     },
+    /// Since version 2: an operator deleted the instance: its state and
+    /// its timers (`(key, slot)`: named timers, delayed invocations, its
+    /// expiry check).
+    Deleted {
+        target: Address,
+        timers: Vec<(TimerKey, TimerSlot)>,
+    },
+    // The variants read from version 1 stay last: `serde(skip)` variants
+    // must not shift the index of a written one.
     /// Read from record version 1 only, never written: a timer without a
     /// key fired, named by its id (replay finds its slot).
     #[serde(skip)]
@@ -105,6 +125,8 @@ pub(crate) struct DeadLetterEntry {
     pub(crate) error: String,
     pub(crate) attempts: u32,
     pub(crate) at_ms: u64,
+    /// Since version 2: its sender and invocation, kept for a replay.
+    pub(crate) provenance: Provenance,
 }
 
 impl InvocationRecord {
@@ -147,6 +169,8 @@ pub(crate) struct Sent {
     pub(crate) message: Vec<u8>,
     pub(crate) reply_to: Option<ReplyRoute>,
     pub(crate) attempt: u32,
+    /// Since version 2.
+    pub(crate) provenance: Provenance,
 }
 
 /// A durable timer: its message is sent once when due.
@@ -203,6 +227,19 @@ impl TimerKey {
         out.extend_from_slice(text.as_bytes());
         out
     }
+
+    /// The key of bytes [`stored`](Self::stored) wrote; `None` if they are
+    /// not such a key.
+    pub(crate) fn from_stored(bytes: &[u8]) -> Option<Self> {
+        let (&kind, text) = bytes.split_first()?;
+        let text = std::str::from_utf8(text).ok()?;
+        match kind {
+            b'n' => Some(TimerKey::Named(text.to_owned())),
+            b'i' => Some(TimerKey::Invocation(text.to_owned())),
+            b'e' if text.is_empty() => Some(TimerKey::Expiry),
+            _ => None,
+        }
+    }
 }
 
 /// The reply to an idempotent client call, answered again on a retry.
@@ -224,25 +261,42 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-/// A value stored as `[version][postcard]`: how it reads from each record
-/// version this build supports.
+/// A value stored through [`encode`], and how it reads the bytes of an
+/// older [`RECORD_VERSION`].
 pub(crate) trait Stored: for<'de> Deserialize<'de> {
-    /// Reads the postcard bytes of a value written as record version 1. The
-    /// default: the type has not changed since.
-    fn from_v1(bytes: &[u8]) -> postcard::Result<Self> {
+    /// Decodes the postcard bytes of a version-1 value (the default: the
+    /// layout did not change).
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
         postcard::from_bytes(bytes)
     }
 }
 
-impl Stored for StoredReply {}
-impl Stored for Sent {}
-impl Stored for DeadLetterEntry {}
-impl Stored for Emitted {}
 impl Stored for u64 {}
-impl Stored for super::ids::EgressSeq {}
+impl Stored for StoredReply {}
+impl Stored for Emitted {}
+impl Stored for ShardRecord {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::ShardRecord>(bytes).map(record_v1::ShardRecord::upgrade)
+    }
+}
+impl Stored for Sent {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::Sent>(bytes).map(Into::into)
+    }
+}
+impl Stored for TimerEntry {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::TimerEntry>(bytes).map(record_v1::TimerEntry::upgrade)
+    }
+}
+impl Stored for DeadLetterEntry {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::DeadLetterEntry>(bytes).map(Into::into)
+    }
+}
 
-/// Decodes `[version][postcard]`, of this version or an older one it
-/// reads; `what` names the value in errors.
+/// Decodes `[version][postcard]` (this version or an older one it reads);
+/// `what` names the value in errors.
 pub(crate) fn decode<T: Stored>(bytes: &[u8], what: &str) -> Result<T, Error> {
     let corrupt = |e: postcard::Error| -> Error {
         StorageError::Corrupt {
@@ -253,7 +307,7 @@ pub(crate) fn decode<T: Stored>(bytes: &[u8], what: &str) -> Result<T, Error> {
     };
     match bytes.split_first() {
         Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(corrupt),
-        Some((1, rest)) => T::from_v1(rest).map_err(corrupt),
+        Some((&1, rest)) => T::from_v1(rest).map_err(corrupt),
         Some((&version, _)) if version > RECORD_VERSION => Err(StorageError::NewerFormat {
             what: what.to_owned(),
             found: version,
@@ -288,6 +342,7 @@ mod tests {
                     message: vec![1, 2],
                     reply_to: None,
                     attempt: 0,
+                    provenance: Provenance::default(),
                 },
             },
         };

@@ -1,34 +1,41 @@
-//! Record version 1: log records and timers as written before timers had
-//! keys and were stored by due time. Frozen here so that older logs and
-//! checkpoints still read ([`Stored::from_v1`]), upgraded to the current
-//! shapes as they are read.
+//! The reader of record format 1: the types whose layout version 2 changed,
+//! frozen as version 1 wrote them (field for field, in order), and their
+//! upgrade to today's as they are read ([`Stored::from_v1`]).
 //!
-//! Never change these types: their bytes are on disk (the golden bytes of
-//! version 1 in `protocol/golden.rs` and the fixtures pin them).
+//! Version 1 timers had no keys and were known by their id: an expiry flag
+//! becomes the expiry key, and a record that names a timer by its id
+//! (`TimerFired`, `Expired`) reads as `Entry::TimerFiredV1` /
+//! `Entry::ExpiredV1`, whose slot replay finds. Version 1 messages had no
+//! [`Provenance`]: they read as sent by no instance (`Context::caller` is
+//! `None`) and start a new invocation when delivered (their id is their
+//! channel position).
+//!
+//! Never change these types: their bytes are on disk (the golden bytes
+//! `RECORDS_V1` in `protocol/golden.rs`, `tests/fixtures/bank-data-v1` and
+//! `tests/fixtures/data-v2` pin them).
+//!
+//! [`Stored::from_v1`]: super::record::Stored::from_v1
 
-use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use serde::Deserialize;
 
 use super::{
-    envelope::Outgoing,
-    ids::{DeadLetterSeq, ShardId, TimerId},
-    record::{
-        DeadLetterEntry, Emitted, Entry, Input, InvocationRecord, Sent, ShardRecord, Stored,
-        StoredReply, TimerEntry, TimerKey,
-    },
+    envelope::{Outgoing as OutgoingV2, Provenance, ReplyRoute},
+    ids::{DeadLetterSeq, Seq, ShardId, TimerId},
+    record::{self as v2, Emitted, Input, StoredReply, TimerKey},
 };
 use crate::Address;
 
-/// A log record of version 1.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct ShardRecordV1 {
-    pub(crate) shard: ShardId,
-    pub(crate) entry: EntryV1,
+#[derive(Deserialize)]
+pub(super) struct ShardRecord {
+    shard: ShardId,
+    entry: Entry,
 }
 
-/// What a record of version 1 did.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum EntryV1 {
-    Invocation(InvocationRecordV1),
+#[derive(Deserialize)]
+enum Entry {
+    Invocation(InvocationRecord),
     TimerFired {
         timer: TimerId,
         sent: Sent,
@@ -40,97 +47,149 @@ pub(crate) enum EntryV1 {
     Expired {
         timer: TimerId,
         target: Address,
-        rearm: Option<TimerEntryV1>,
+        rearm: Option<TimerEntry>,
     },
 }
 
-impl ShardRecordV1 {
+#[derive(Deserialize)]
+struct InvocationRecord {
+    target: Address,
+    input: Input,
+    state: Option<Vec<u8>>,
+    sent: Vec<Sent>,
+    timers: Vec<TimerEntry>,
+    reply: Option<StoredReply>,
+    egress: Vec<Emitted>,
+    dead_letter: Option<Box<DeadLetterEntry>>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct DeadLetterEntry {
+    id: DeadLetterSeq,
+    target: Address,
+    message: Vec<u8>,
+    reply_to: Option<ReplyRoute>,
+    error: String,
+    attempts: u32,
+    at_ms: u64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Sent {
+    dest: ShardId,
+    seq: Seq,
+    target: Address,
+    message: Vec<u8>,
+    reply_to: Option<ReplyRoute>,
+    attempt: u32,
+}
+
+/// A durable timer before timers had keys: a message, or (`expiry`) an
+/// instance's expiry check.
+#[derive(Deserialize)]
+pub(super) struct TimerEntry {
+    id: TimerId,
+    due_ms: u64,
+    outgoing: Outgoing,
+    expiry: bool,
+}
+
+#[derive(Deserialize)]
+struct Outgoing {
+    target: Address,
+    message: Vec<u8>,
+    delay: Option<Duration>,
+    reply_to: Option<ReplyRoute>,
+    attempt: u32,
+}
+
+impl ShardRecord {
     /// The same record today; a timer named by its id stays so
     /// (`Entry::TimerFiredV1`, `Entry::ExpiredV1`): replay finds its slot.
-    pub(crate) fn upgrade(self) -> ShardRecord {
+    pub(super) fn upgrade(self) -> v2::ShardRecord {
         let entry = match self.entry {
-            EntryV1::Invocation(r) => Entry::Invocation(r.upgrade()),
-            EntryV1::TimerFired { timer, sent } => Entry::TimerFiredV1 { timer, sent },
-            EntryV1::DeadLetterResolved { id, resent } => Entry::DeadLetterResolved { id, resent },
-            EntryV1::Expired {
+            Entry::Invocation(i) => v2::Entry::Invocation(v2::InvocationRecord {
+                target: i.target,
+                input: i.input,
+                state: i.state,
+                sent: i.sent.into_iter().map(Into::into).collect(),
+                timers: i.timers.into_iter().map(TimerEntry::upgrade).collect(),
+                cancelled: Vec::new(),
+                reply: i.reply,
+                egress: i.egress,
+                dead_letter: i.dead_letter.map(|l| Box::new((*l).into())),
+            }),
+            Entry::TimerFired { timer, sent } => v2::Entry::TimerFiredV1 {
+                timer,
+                sent: sent.into(),
+            },
+            Entry::DeadLetterResolved { id, resent } => v2::Entry::DeadLetterResolved {
+                id,
+                resent: resent.map(Into::into),
+            },
+            Entry::Expired {
                 timer,
                 target,
                 rearm,
-            } => Entry::ExpiredV1 {
+            } => v2::Entry::ExpiredV1 {
                 timer,
                 target,
-                rearm: rearm.map(TimerEntryV1::upgrade),
+                rearm: rearm.map(TimerEntry::upgrade),
             },
         };
-        ShardRecord {
+        v2::ShardRecord {
             shard: self.shard,
             entry,
         }
     }
 }
 
-impl Stored for ShardRecord {
-    fn from_v1(bytes: &[u8]) -> postcard::Result<Self> {
-        postcard::from_bytes::<ShardRecordV1>(bytes).map(ShardRecordV1::upgrade)
-    }
-}
-
-impl Stored for TimerEntry {
-    fn from_v1(bytes: &[u8]) -> postcard::Result<Self> {
-        postcard::from_bytes::<TimerEntryV1>(bytes).map(TimerEntryV1::upgrade)
-    }
-}
-
-/// An invocation record of version 1: no timer keys, nothing cancelled.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct InvocationRecordV1 {
-    pub(crate) target: Address,
-    pub(crate) input: Input,
-    pub(crate) state: Option<Vec<u8>>,
-    pub(crate) sent: Vec<Sent>,
-    pub(crate) timers: Vec<TimerEntryV1>,
-    pub(crate) reply: Option<StoredReply>,
-    pub(crate) egress: Vec<Emitted>,
-    pub(crate) dead_letter: Option<Box<DeadLetterEntry>>,
-}
-
-/// A durable timer before timers had keys: a message, or (`expiry`) an
-/// instance's expiry check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct TimerEntryV1 {
-    pub(crate) id: TimerId,
-    pub(crate) due_ms: u64,
-    pub(crate) outgoing: Outgoing,
-    pub(crate) expiry: bool,
-}
-
-impl TimerEntryV1 {
-    /// The same timer today: an expiry check is the instance's timer under
-    /// [`TimerKey::Expiry`].
-    pub(crate) fn upgrade(self) -> TimerEntry {
-        TimerEntry {
-            id: self.id,
-            due_ms: self.due_ms,
-            outgoing: self.outgoing,
-            key: self.expiry.then_some(TimerKey::Expiry),
-            every_ms: None,
+impl From<DeadLetterEntry> for v2::DeadLetterEntry {
+    fn from(l: DeadLetterEntry) -> Self {
+        v2::DeadLetterEntry {
+            id: l.id,
+            target: l.target,
+            message: l.message,
+            reply_to: l.reply_to,
+            error: l.error,
+            attempts: l.attempts,
+            at_ms: l.at_ms,
+            provenance: Provenance::default(),
         }
     }
 }
 
-impl InvocationRecordV1 {
-    /// The same record today: it cancelled nothing.
-    pub(crate) fn upgrade(self) -> InvocationRecord {
-        InvocationRecord {
-            target: self.target,
-            input: self.input,
-            state: self.state,
-            sent: self.sent,
-            timers: self.timers.into_iter().map(TimerEntryV1::upgrade).collect(),
-            cancelled: Vec::new(),
-            reply: self.reply,
-            egress: self.egress,
-            dead_letter: self.dead_letter,
+impl From<Sent> for v2::Sent {
+    fn from(s: Sent) -> Self {
+        v2::Sent {
+            dest: s.dest,
+            seq: s.seq,
+            target: s.target,
+            message: s.message,
+            reply_to: s.reply_to,
+            attempt: s.attempt,
+            provenance: Provenance::default(),
+        }
+    }
+}
+
+impl TimerEntry {
+    /// The same timer today: an expiry check is the instance's timer under
+    /// [`TimerKey::Expiry`]; a message has no key.
+    pub(super) fn upgrade(self) -> v2::TimerEntry {
+        v2::TimerEntry {
+            id: self.id,
+            due_ms: self.due_ms,
+            outgoing: OutgoingV2 {
+                target: self.outgoing.target,
+                message: self.outgoing.message,
+                delay: self.outgoing.delay,
+                reply_to: self.outgoing.reply_to,
+                attempt: self.outgoing.attempt,
+                provenance: Provenance::default(),
+            },
+            key: self.expiry.then_some(TimerKey::Expiry),
+            every_ms: None,
         }
     }
 }

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     Durability, Error, RetryPolicy, StatefulFunction, clock::Clock, registry::Registry,
-    shard::CoreConfig,
+    resources::Resources, shard::CoreConfig,
 };
 
 /// The default number of shards: enough to spread work over the workers and
@@ -86,6 +86,7 @@ pub struct Builder {
     file_system: Arc<dyn FileSystem>,
     store_faults: crate::commit::store_faults::StoreFaults,
     registry: Registry,
+    resources: Resources,
     error: Option<Error>,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::cluster::ClusterConfig>,
@@ -113,6 +114,7 @@ impl Default for Builder {
             file_system: Arc::new(StdFs),
             store_faults: Default::default(),
             registry: Registry::default(),
+            resources: Resources::default(),
             error: None,
             #[cfg(feature = "cluster")]
             cluster: None,
@@ -353,6 +355,53 @@ impl Builder {
         self
     }
 
+    /// Gives handlers a read-only resource of type `T` (configuration, a
+    /// price table, a client of another system), read with
+    /// [`Context::resource`](crate::Context::resource). One per type: a
+    /// second `T` replaces the first. Resources are not state: they are not
+    /// stored, and every instance sees the same one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use serde::{Deserialize, Serialize};
+    /// use statefn::prelude::*;
+    ///
+    /// pub struct Prices { cents: std::collections::HashMap<String, u64> }
+    ///
+    /// #[stateful_function]
+    /// #[derive(Default, Serialize, Deserialize)]
+    /// pub struct Cart { total_cents: u64 }
+    ///
+    /// #[stateful_function]
+    /// impl Cart {
+    ///     #[handler]
+    ///     fn add(&mut self, ctx: &Context, sku: String) -> u64 {
+    ///         let prices = ctx.resource::<Prices>().expect("given at build time");
+    ///         self.total_cents += prices.cents.get(&sku).copied().unwrap_or(0);
+    ///         self.total_cents
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// let prices = Prices { cents: [("apple".to_owned(), 40)].into() };
+    /// let runtime = Runtime::builder()
+    ///     .in_memory()
+    ///     .resource(Arc::new(prices))
+    ///     .register::<Cart>()
+    ///     .open()
+    ///     .await?;
+    /// assert_eq!(runtime.handle::<Cart>("c-1").add("apple".into()).await?, 40);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn resource<T: std::any::Any + Send + Sync>(mut self, value: Arc<T>) -> Self {
+        self.resources.insert(value);
+        self
+    }
+
     /// Registers an erased function by hand (tests of what the runtime does
     /// when code it calls misbehaves).
     #[cfg(test)]
@@ -498,6 +547,7 @@ impl Builder {
             file_system: self.file_system,
             store_faults: self.store_faults,
             registry: self.registry,
+            resources: (!self.resources.is_empty()).then(|| Arc::new(self.resources)),
             #[cfg(feature = "cluster")]
             cluster_config: self.cluster,
             #[cfg(feature = "cluster")]
@@ -530,6 +580,7 @@ pub(crate) struct Plan {
     pub(super) file_system: Arc<dyn FileSystem>,
     pub(super) store_faults: crate::commit::store_faults::StoreFaults,
     pub(super) registry: Registry,
+    pub(super) resources: Option<Arc<Resources>>,
     /// Cluster mode: how to join the cluster...
     #[cfg(feature = "cluster")]
     pub(super) cluster_config: Option<crate::cluster::ClusterConfig>,

@@ -21,6 +21,7 @@ pub(crate) mod admin;
 pub(crate) mod builder;
 #[cfg(feature = "cluster")]
 mod groups;
+mod inspect;
 pub(crate) mod invocations;
 mod lifecycle;
 pub(crate) mod open;
@@ -47,15 +48,16 @@ pub use self::builder::{
     DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY,
 };
-pub use self::invocations::InvocationId;
+pub use self::inspect::{Instances, MAX_INSTANCES_PAGE, PendingTimer};
 use self::lifecycle::{Owner, Threads};
 use crate::{
-    Address, Error, Handle, JsonReply, StatefulFunction,
+    Address, Error, Handle, InvocationId, JsonReply, StatefulFunction,
     clock::Clock,
     commit::Commit,
     egress::Egress,
     protocol::{acks::AckMatrix, ids::ShardId},
     registry::Registry,
+    resources::Resources,
     scheduler::{RunShard, Scheduler},
     shard::{Shard, effects::RunEnv},
     timers::Timers,
@@ -305,12 +307,33 @@ impl Runtime {
         args: serde_json::Value,
         idempotency_key: Option<String>,
     ) -> Result<JsonReply, Error> {
+        self.call_json_traced(type_name, id, handler, args, idempotency_key, None)
+            .await
+    }
+
+    /// [`call_json`](Self::call_json) continuing the trace `trace` (the
+    /// HTTP ingress passes a request's `traceparent`).
+    pub(crate) async fn call_json_traced(
+        &self,
+        type_name: &str,
+        id: &str,
+        handler: &str,
+        args: serde_json::Value,
+        idempotency_key: Option<String>,
+        trace: Option<crate::TraceContext>,
+    ) -> Result<JsonReply, Error> {
+        let started = std::time::Instant::now();
         let inner = self.inner();
         let function = Arc::clone(inner.registry.get(type_name)?);
         let target = Address::new(type_name, id)?;
         let message = function.message_from_json(handler, args)?;
-        let rx = inner.submit(target, message, idempotency_key, None)?;
+        let rx = inner.submit(target, message, idempotency_key, None, trace)?;
         let reply = rx.await.map_err(|_| Error::ShuttingDown)??;
+        crate::metrics::record_call(
+            function.type_name(),
+            function.handler_label(handler),
+            started,
+        );
         function.reply_to_json(handler, &reply)
     }
 
@@ -339,15 +362,40 @@ impl Runtime {
         delay: Duration,
         idempotency_key: Option<String>,
     ) -> Result<InvocationId, Error> {
+        self.enqueue_json_traced(type_name, id, handler, args, delay, idempotency_key, None)
+            .await
+    }
+
+    /// [`enqueue_json`](Self::enqueue_json) continuing the trace `trace`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the public `enqueue_json`'s arguments and the trace"
+    )]
+    pub(crate) async fn enqueue_json_traced(
+        &self,
+        type_name: &str,
+        id: &str,
+        handler: &str,
+        args: serde_json::Value,
+        delay: Duration,
+        idempotency_key: Option<String>,
+        trace: Option<crate::TraceContext>,
+    ) -> Result<InvocationId, Error> {
         let inner = self.inner();
         let function = Arc::clone(inner.registry.get(type_name)?);
         let target = Address::new(type_name, id)?;
         let message = function.message_from_json(handler, args)?;
         // Always keyed, so that the id names exactly one message.
         let key = idempotency_key.unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
-        let rx = inner.submit(target.clone(), message, Some(key.clone()), Some(delay))?;
+        let rx = inner.submit(
+            target.clone(),
+            message,
+            Some(key.clone()),
+            Some(delay),
+            trace,
+        )?;
         rx.await.map_err(|_| Error::ShuttingDown)??;
-        Ok(InvocationId::new(target, key))
+        Ok(InvocationId::enqueued(target, key))
     }
 }
 
@@ -355,6 +403,8 @@ impl Runtime {
 #[derive(Debug)]
 pub(crate) struct RuntimeInner {
     pub(crate) registry: Registry,
+    /// What handlers read with `Context::resource`.
+    resources: Option<Arc<Resources>>,
     shards: Vec<Shard>,
     pub(crate) scheduler: Arc<Scheduler>,
     /// Armed timers (the timer service fires them).
@@ -394,6 +444,7 @@ impl RunShard for RuntimeInner {
         let acked = |dest: ShardId| self.acks.acked(shard, dest);
         let env = RunEnv {
             registry: &self.registry,
+            resources: self.resources.as_ref(),
             now_ms: self.clock.now_ms(),
             acked: &acked,
             egress_appended: self.egress.appended(shard),

@@ -278,6 +278,7 @@ pub(super) fn assemble(
     let (scheduler, slots) = Scheduler::new(workers);
     let inner = Arc::new(RuntimeInner {
         registry: plan.registry,
+        resources: plan.resources,
         shards,
         scheduler: Arc::new(scheduler),
         timers: Arc::new(Timers::default()),

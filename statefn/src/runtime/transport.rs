@@ -104,6 +104,13 @@ impl RuntimeInner {
                     retry_after: Duration::from_secs(1),
                 }));
             }
+            Mail::Delete { reply, .. } => {
+                let _ = reply.send(Err(Error::Unavailable {
+                    shard: shard.0,
+                    reason: "another node serves this shard; delete the instance there".into(),
+                    retry_after: Duration::from_secs(1),
+                }));
+            }
             Mail::TimerDue { .. } | Mail::Checkpoint | Mail::Wake => {}
         }
     }

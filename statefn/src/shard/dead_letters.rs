@@ -15,7 +15,7 @@ use super::{
 use crate::{
     Error,
     protocol::{
-        envelope::{Outgoing, ReplyRoute, ReplySender},
+        envelope::{Outgoing, Provenance, ReplyRoute, ReplySender},
         ids::DeadLetterSeq,
         record::{DeadLetterEntry, Entry, InvocationRecord},
     },
@@ -74,20 +74,27 @@ pub(super) struct Undelivered {
     /// not decode, or its function is not registered): it is a dead letter
     /// at once, since every retry would fail alike.
     pub(super) retryable: bool,
+    /// Who sent it and the invocation it continues (kept by a retry).
+    pub(super) provenance: Provenance,
 }
 
 /// Why a message became a dead letter: its last error, after how many
-/// attempts, and when.
-#[derive(Debug, Clone, Copy)]
+/// attempts, and when; and its provenance (kept for a replay).
+#[derive(Debug)]
 pub(super) struct GaveUp<'a> {
     pub(super) error: &'a Error,
     pub(super) attempts: u32,
     pub(super) at_ms: u64,
+    pub(super) provenance: Provenance,
 }
 
 /// A change to a shard's dead letters, for the listing to apply once the
 /// batch that made it is durable (operators see only durable letters).
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per dead letter kept or resolved, which is rare; moved once into the listing"
+)]
 pub(crate) enum DeadLetterChange {
     Kept(DeadLetterEntry),
     Resolved(DeadLetterSeq),
@@ -173,7 +180,6 @@ impl ShardCore {
         undelivered: Option<Undelivered>,
     ) {
         let target = record.target.clone();
-        batch.stats.failed += 1;
         if let Some(tx) = reply {
             batch.effects.replies.push((tx, Err(error)));
             return;
@@ -183,6 +189,7 @@ impl ShardCore {
             reply_to,
             attempt,
             retryable,
+            provenance,
         }) = undelivered
         else {
             return;
@@ -198,6 +205,7 @@ impl ShardCore {
                 delay: Some(delay),
                 reply_to,
                 attempt: attempts,
+                provenance,
             };
             self.send(env.now_ms, retry, &mut batch.effects, &mut record);
         } else {
@@ -206,6 +214,7 @@ impl ShardCore {
                 error: &error,
                 attempts,
                 at_ms: env.now_ms,
+                provenance,
             };
             self.keep_dead_letter(gave_up, message, reply_to, &mut batch.effects, &mut record);
         }
@@ -219,6 +228,7 @@ impl ShardCore {
             error,
             attempts,
             at_ms,
+            provenance,
         }: GaveUp<'_>,
         message: Vec<u8>,
         reply_to: Option<ReplyRoute>,
@@ -233,6 +243,7 @@ impl ShardCore {
             error: error.to_string(),
             attempts,
             at_ms,
+            provenance,
         };
         if self.durable {
             record.dead_letter = Some(Box::new(letter.clone()));
@@ -266,6 +277,7 @@ impl ShardCore {
                 delay: None,
                 reply_to: letter.reply_to,
                 attempt: 0,
+                provenance: letter.provenance,
             };
             self.deliver(outgoing, &mut batch.effects)
         });

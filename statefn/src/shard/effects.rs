@@ -2,7 +2,7 @@
 //! releases once they are durable (and only then: a reply, a message, a
 //! timer or an egress record never leaves before its commit).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use crate::{
     Error,
@@ -13,6 +13,7 @@ use crate::{
         record::Emitted,
     },
     registry::Registry,
+    resources::Resources,
     shard::{dead_letters::DeadLetterChange, freeze::CheckpointJob},
     timers::TimerArm,
 };
@@ -20,6 +21,8 @@ use crate::{
 /// What a worker needs to run a batch.
 pub(crate) struct RunEnv<'a> {
     pub(crate) registry: &'a Registry,
+    /// What `Context::resource` reads; `None` when there is none.
+    pub(crate) resources: Option<&'a Arc<Resources>>,
     pub(crate) now_ms: u64,
     /// Highest sequence from this shard that `dest` has durably applied.
     pub(crate) acked: &'a (dyn Fn(ShardId) -> Seq + Sync),

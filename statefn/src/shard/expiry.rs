@@ -12,7 +12,7 @@ use super::{effects::Effects, state_machine::ShardCore};
 use crate::{
     Address,
     protocol::{
-        envelope::Outgoing,
+        envelope::{Outgoing, Provenance},
         ids::TimerSlot,
         record::{Entry, InvocationRecord, TimerEntry, TimerKey},
     },
@@ -43,6 +43,7 @@ impl ShardCore {
                 delay: None,
                 reply_to: None,
                 attempt: 0,
+                provenance: Provenance::default(),
             },
             key: Some(TimerKey::Expiry),
             every_ms: None,

@@ -8,6 +8,7 @@
 //! while it still owns the shard, so batches of one shard commit in order.
 
 pub(crate) mod dead_letters;
+mod deletion;
 pub(crate) mod effects;
 pub(crate) mod emitted;
 mod expiry;

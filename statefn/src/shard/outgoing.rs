@@ -56,6 +56,7 @@ impl ShardCore {
             message: outgoing.message,
             reply_to: outgoing.reply_to,
             attempt: outgoing.attempt,
+            provenance: outgoing.provenance,
         };
         if self.durable {
             self.outbox.insert(sent.clone());

@@ -48,6 +48,12 @@ impl ShardCore {
                     None => self.states.delete(target),
                 }
             }
+            Entry::Deleted { target, timers } => {
+                for (key, slot) in &timers {
+                    self.timers.replay_removed(*slot, Some((&target, key)));
+                }
+                self.states.delete(target);
+            }
             Entry::DeadLetterResolved { id, resent } => {
                 self.dead_letters.replay_resolved(id);
                 if let Some(sent) = resent {

@@ -76,6 +76,9 @@ pub(crate) struct ShardCore {
     pub(crate) emitted: EmittedTable,
     pub(crate) dead_letters: DeadLetterTable,
     pub(crate) checkpoint: CheckpointState,
+    /// Client calls without a key invoked since this core was made: part
+    /// of their generated invocation ids.
+    pub(super) calls: u64,
 }
 
 impl ShardCore {
@@ -102,6 +105,7 @@ impl ShardCore {
             emitted: EmittedTable::new(durable),
             dead_letters: DeadLetterTable::new(durable),
             checkpoint: CheckpointState::default(),
+            calls: 0,
         }
     }
 
@@ -146,6 +150,7 @@ impl ShardCore {
             Mail::DeadLetter { id, replay, reply } => {
                 self.resolve_dead_letter(id, replay, reply, batch);
             }
+            Mail::Delete { target, reply } => self.delete_instance(target, reply, batch),
         }
         self.refill_if_low(env.now_ms, &mut batch.effects);
     }

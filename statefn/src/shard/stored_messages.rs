@@ -161,6 +161,7 @@ impl ShardCore {
                 error: reason,
                 attempts: timer.outgoing.attempt,
                 at_ms: now_ms,
+                provenance: timer.outgoing.provenance,
             });
             moved.push(id);
         }

@@ -162,6 +162,7 @@ fn client(target: &str, message: Vec<u8>, key: Option<&str>) -> Mail {
             enqueue: None,
         },
         reply_to: None,
+        provenance: Default::default(),
     })
 }
 
@@ -175,6 +176,7 @@ fn from_function(target: &str, message: Vec<u8>, source: u16, seq: u64) -> Mail 
             attempt: 0,
         },
         reply_to: None,
+        provenance: Default::default(),
     })
 }
 
@@ -188,6 +190,7 @@ fn run_at(core: &mut ShardCore, registry: &Registry, mails: Vec<Mail>, now_ms: u
     let acked = |_: ShardId| Seq(0);
     let env = RunEnv {
         registry,
+        resources: None,
         now_ms,
         acked: &acked,
         egress_appended: EgressSeq(0),
@@ -692,6 +695,7 @@ fn a_record_that_cannot_be_encoded_breaks_its_batch() {
                 enqueue: None,
             },
             reply_to: None,
+            provenance: Default::default(),
         })],
     );
     // Its effects must not leave without the record: the batch is broken,

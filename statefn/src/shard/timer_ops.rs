@@ -21,7 +21,7 @@ use crate::{
     Address, Error,
     context::TimerOp,
     protocol::{
-        envelope::{Envelope, Origin, Outgoing, ReplySender},
+        envelope::{Envelope, Origin, Outgoing, Provenance, ReplySender},
         ids::TimerSlot,
         record::{Entry, Input, InvocationRecord, TimerEntry, TimerKey},
     },
@@ -146,7 +146,8 @@ impl ShardCore {
                 let entry = TimerEntry {
                     id: self.timers.next_id(),
                     due_ms,
-                    outgoing: outgoing(owner.clone(), message, 0),
+                    // Set by the instance itself: it is the caller.
+                    outgoing: outgoing(owner.clone(), message, 0, set_by(owner)),
                     key: Some(key.clone()),
                     every_ms,
                 };
@@ -191,6 +192,7 @@ impl ShardCore {
                         attempt,
                     },
                     reply_to: outgoing.reply_to,
+                    provenance: outgoing.provenance,
                 };
                 self.invoke(env, envelope, batch);
             }
@@ -230,7 +232,13 @@ impl ShardCore {
         let entry = TimerEntry {
             id: self.timers.next_id(),
             due_ms,
-            outgoing: outgoing(record.target.clone(), fired.message.clone(), 0),
+            // A new run: a new invocation.
+            outgoing: outgoing(
+                record.target.clone(),
+                fired.message.clone(),
+                0,
+                set_by(&record.target),
+            ),
             key: Some(fired.key.clone()),
             every_ms: Some(every_ms),
         };
@@ -251,7 +259,6 @@ impl ShardCore {
         fired: FiredTimer,
         retryable: bool,
     ) {
-        batch.stats.failed += 1;
         let target = record.target.clone();
         if fired.every_ms.is_some() {
             tracing::warn!(%target, %error, "a periodic timer's handler failed; it runs again at its next time");
@@ -273,7 +280,8 @@ impl ShardCore {
                     due_ms: env
                         .now_ms
                         .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
-                    outgoing: outgoing(target, fired.message, attempts),
+                    // A retry: the same invocation.
+                    outgoing: outgoing(target, fired.message, attempts, fired.provenance),
                     key: Some(fired.key),
                     every_ms: None,
                 };
@@ -284,6 +292,7 @@ impl ShardCore {
                     error: &error,
                     attempts,
                     at_ms: env.now_ms,
+                    provenance: fired.provenance,
                 };
                 self.keep_dead_letter(
                     gave_up,
@@ -395,6 +404,8 @@ pub(super) struct FiredTimer {
     pub(super) every_ms: Option<u64>,
     pub(super) attempt: u32,
     pub(super) message: Vec<u8>,
+    /// What a retry of its run carries: its caller and its invocation id.
+    pub(super) provenance: Provenance,
 }
 
 /// The refill wake-up due at `at`.
@@ -406,12 +417,23 @@ fn refill_slot(at: u64) -> TimerSlot {
 }
 
 /// A timer's message to `target`.
-fn outgoing(target: Address, message: Vec<u8>, attempt: u32) -> Outgoing {
+fn outgoing(target: Address, message: Vec<u8>, attempt: u32, provenance: Provenance) -> Outgoing {
     Outgoing {
         target,
         message,
         delay: None,
         reply_to: None,
         attempt,
+        provenance,
+    }
+}
+
+/// The provenance of a keyed timer `owner` set: itself as the caller, and
+/// a new invocation when it runs.
+fn set_by(owner: &Address) -> Provenance {
+    Provenance {
+        caller: Some(owner.clone()),
+        invocation: None,
+        trace: None,
     }
 }

@@ -218,6 +218,62 @@ impl TimerTable {
         Ok(stored.map(TimerSlot::from_stored))
     }
 
+    /// Every key `owner` holds a timer under, with the timer's slot: the
+    /// store's key index, overlaid by the changes not yet in it.
+    pub(crate) fn keys_of(&self, owner: &Address) -> Result<Vec<(TimerKey, TimerSlot)>, Error> {
+        let mut keys = std::collections::BTreeMap::new();
+        if let Some(persisted) = &self.persisted {
+            let stored = persisted
+                .timer_keys(owner.type_name(), owner.id())
+                .map_err(StorageError::store(format!(
+                    "reading the timer keys of shard {}",
+                    persisted.shard()
+                )))?;
+            for (bytes, slot) in stored {
+                let key = TimerKey::from_stored(&bytes).ok_or_else(|| StorageError::Corrupt {
+                    what: format!("a timer key of `{owner}`"),
+                    reason: format!("{bytes:?} is not a timer key"),
+                })?;
+                keys.insert(key, Some(TimerSlot::from_stored(slot)));
+            }
+        }
+        let changes = self.frozen.iter().map(Arc::as_ref).chain([&self.dirty]);
+        for changes in changes {
+            for ((held_by, key), slot) in &changes.keys {
+                if held_by == owner {
+                    keys.insert(key.clone(), *slot);
+                }
+            }
+        }
+        Ok(keys
+            .into_iter()
+            .filter_map(|(key, slot)| Some((key, slot?)))
+            .collect())
+    }
+
+    /// The live timer in `slot`, wherever it is (`None`: there is none).
+    pub(crate) fn entry_at(&self, slot: TimerSlot) -> Result<Option<TimerEntry>, Error> {
+        if let Some(entry) = self.window.get(&slot) {
+            return Ok(Some(entry.clone()));
+        }
+        if let Some(change) = self.dirty.timers.get(&slot) {
+            return Ok(change.clone());
+        }
+        if let Some(change) = self.frozen.as_ref().and_then(|f| f.timers.get(&slot)) {
+            return Ok(change.clone());
+        }
+        let Some(persisted) = &self.persisted else {
+            return Ok(None);
+        };
+        let bytes = persisted
+            .timer_at(slot.stored())
+            .map_err(StorageError::store(format!(
+                "reading a timer of shard {}",
+                persisted.shard()
+            )))?;
+        bytes.map(|b| decode(&b, "a timer")).transpose()
+    }
+
     fn set_key(&mut self, owner: Address, key: TimerKey, slot: Option<TimerSlot>) {
         if self.durable() {
             self.dirty.set_key(owner, key, slot);
@@ -497,6 +553,7 @@ mod tests {
                 delay: None,
                 reply_to: None,
                 attempt: 0,
+                provenance: Default::default(),
             },
             key: Some(TimerKey::Named("k".into())),
             every_ms: None,
