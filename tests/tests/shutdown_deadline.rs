@@ -206,3 +206,49 @@ async fn the_http_drain_closes_a_request_stuck_in_the_disk() -> Result<(), Error
     .expect("reads");
     Ok(())
 }
+
+/// A group still retrying its recovery when the disk comes back and the
+/// shutdown begins at once tries once more before giving up: a healed disk
+/// gives a clean shutdown (model_bank found the group abandoned while its
+/// retry slept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_disk_healed_recovers_at_shutdown_instead_of_giving_up() -> Result<(), Error>
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
+    let faults = fs.faults();
+    let runtime = Runtime::builder()
+        .data_dir(dir.path())
+        .shards(2)
+        .log_groups(2)
+        .file_system(fs)
+        .register::<Account>()
+        .open()
+        .await?;
+    let victim = runtime.handle::<Account>(id_on_shard(1, "victim"));
+    guarded("deposit", victim.deposit(100))
+        .await?
+        .expect("positive");
+    faults.only_paths_containing("group-0001");
+    faults.fail_syncs();
+    let err = guarded("a deposit on the failing disk", victim.deposit(5))
+        .await
+        .expect_err("its log cannot sync");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    // Let the recovery fail a few times: its retry now sleeps for longer
+    // than the shutdown below takes to begin.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    faults.heal();
+    guarded("shutdown", runtime.shutdown()).await?;
+
+    let runtime = Runtime::builder()
+        .data_dir(dir.path())
+        .shards(2)
+        .log_groups(2)
+        .register::<Account>()
+        .open()
+        .await?;
+    let victim = runtime.handle::<Account>(id_on_shard(1, "victim"));
+    assert_eq!(guarded("balance", victim.balance()).await?, 100);
+    runtime.shutdown().await
+}
