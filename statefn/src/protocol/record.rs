@@ -251,9 +251,14 @@ pub(crate) struct StoredReply {
     pub(crate) at_ms: u64,
 }
 
+/// Room for a typical invocation record, so that encoding one allocates
+/// once rather than regrowing the buffer as postcard writes into it.
+const RECORD_CAPACITY: usize = 128;
+
 /// `[version][postcard]`.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
-    let mut out = vec![RECORD_VERSION];
+    let mut out = Vec::with_capacity(RECORD_CAPACITY);
+    out.push(RECORD_VERSION);
     postcard::to_io(value, &mut out).map_err(|e| Error::Encode {
         what: "a log record".into(),
         reason: e.to_string(),
