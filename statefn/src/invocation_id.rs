@@ -94,8 +94,8 @@ impl InvocationId {
         }
     }
 
-    /// The id of a call made with idempotency key `key` (also the id of an
-    /// enqueued call, whose key it is).
+    /// The id of a call made with idempotency key `key` (an enqueued
+    /// call's is [`enqueued`](Self::enqueued): it names its instance too).
     pub fn from_key(key: impl Into<String>) -> Self {
         InvocationId(Repr::Key(key.into()))
     }

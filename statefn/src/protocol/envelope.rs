@@ -132,8 +132,9 @@ pub(crate) struct Provenance {
     /// call and for the runtime's own messages.
     pub(crate) caller: Option<Address>,
     /// The invocation it continues (a retry, a replayed dead letter, an
-    /// enqueued call's key); `None`: a new invocation, named by the
-    /// message's channel position when it is delivered.
+    /// enqueued call: the id its client was given); `None`: a new
+    /// invocation, named by the message's channel position (or a keyed
+    /// timer's slot) when it is delivered.
     pub(crate) invocation: Option<InvocationId>,
     /// The sending invocation's trace context (not stored).
     #[serde(skip)]
