@@ -98,19 +98,27 @@ async fn shutdown_returns_while_a_log_group_cannot_recover() -> Result<(), Error
     guarded("shutdown", runtime.shutdown()).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_gives_up_at_its_deadline_and_names_what_is_stuck() -> Result<(), Error> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
-    let faults = fs.faults();
-    let runtime = Runtime::builder()
-        .data_dir(dir.path())
+/// A runtime of one shard on `fs` whose shutdown deadline is 300 ms.
+async fn open_with_short_deadline(
+    dir: &std::path::Path,
+    fs: Arc<FaultyFs>,
+) -> Result<Runtime, Error> {
+    Runtime::builder()
+        .data_dir(dir)
         .shards(1)
         .file_system(fs)
         .shutdown_timeout(Duration::from_millis(300))
         .register::<Account>()
         .open()
-        .await?;
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_up_at_its_deadline_and_names_what_is_stuck() -> Result<(), Error> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
+    let faults = fs.faults();
+    let runtime = open_with_short_deadline(dir.path(), fs).await?;
     let account = runtime.handle::<Account>("a");
     guarded("deposit", account.deposit(1))
         .await?
@@ -150,14 +158,7 @@ async fn the_http_drain_closes_a_request_stuck_in_the_disk() -> Result<(), Error
     let dir = tempfile::tempdir().expect("temp dir");
     let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
     let faults = fs.faults();
-    let runtime = Runtime::builder()
-        .data_dir(dir.path())
-        .shards(1)
-        .file_system(fs)
-        .shutdown_timeout(Duration::from_millis(300))
-        .register::<Account>()
-        .open()
-        .await?;
+    let runtime = open_with_short_deadline(dir.path(), fs).await?;
     guarded("deposit", runtime.handle::<Account>("a").deposit(1))
         .await?
         .expect("positive");
