@@ -145,21 +145,18 @@ fn throughput_series(results: &[Value]) -> Vec<Series> {
         .collect()
 }
 
-/// Embedded at 1,000 keys by callers: durable p50 and p99 (one flush at a
-/// time), durable p50 with pipelined commits when measured, in-memory p50,
+/// Embedded at 1,000 keys by callers: durable p50 and p99, in-memory p50,
 /// and the p50 of raw append+fdatasync measured right before each durable
 /// run (the floor). Repeated runs of a cell are drawn as their median. With
 /// several inputs, each series is named after its file.
 fn latency_series(results: &[(String, Value)], by_input: bool) -> Vec<Series> {
-    // (variant, pipelined commits, field, name)
-    let wanted: [(&str, bool, &str, &str); 5] = [
-        ("durable", false, "p50_ms", "durable p50"),
-        ("durable", false, "p99_ms", "durable p99"),
-        ("durable", true, "p50_ms", "durable p50, pipelined commits"),
-        ("in-memory", false, "p50_ms", "in-memory p50"),
+    // (variant, field, name)
+    let wanted: [(&str, &str, &str); 4] = [
+        ("durable", "p50_ms", "durable p50"),
+        ("durable", "p99_ms", "durable p99"),
+        ("in-memory", "p50_ms", "in-memory p50"),
         (
             "floor: append+fdatasync 256B",
-            false,
             "p50_ms",
             "fdatasync p50 (floor)",
         ),
@@ -168,13 +165,12 @@ fn latency_series(results: &[(String, Value)], by_input: bool) -> Vec<Series> {
     inputs.dedup();
     let mut series = Vec::new();
     for input in inputs {
-        for &(variant, pipelined, field, name) in &wanted {
+        for &(variant, field, name) in &wanted {
             let mut by_callers: Vec<(f64, Vec<f64>)> = Vec::new();
             for (_, r) in results.iter().filter(|(l, r)| {
                 l == input
                     && matches(r, "embedded", variant)
                     && r["params"]["keys"] == 1000
-                    && (r["params"]["pipelined"] == true) == pipelined
             }) {
                 let (Some(callers), Some(value)) =
                     (number(&r["params"]["callers"]), number(&r[field]))

@@ -108,6 +108,28 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// User code around the handler panicked: the type's `Default`, its
+    /// state's `Serialize` or `Deserialize`, its `migrate` function, or the
+    /// `Deserialize` of a handler's arguments. The invocation changed
+    /// nothing and sent nothing (a message from another function is retried,
+    /// then kept as a dead letter); fix the code named in `during`.
+    #[error(
+        "`{function}` panicked{} while {during}: {message}; nothing was changed",
+        if id.is_empty() { String::new() } else { format!(" on id `{id}`") }
+    )]
+    Panicked {
+        /// The function type.
+        function: String,
+        /// The instance id (empty when no instance was involved: a message
+        /// or reply decoded for inspection).
+        id: String,
+        /// What was running: "building its `Default` state", "decoding or
+        /// migrating its stored state", "encoding its new state", "decoding
+        /// the message"...
+        during: String,
+        /// The panic message.
+        message: String,
+    },
     /// The same idempotency key was used before for a different call on this instance.
     #[error(
         "idempotency key `{key}` was already used on `{function}/{id}` for a different call \
@@ -145,6 +167,35 @@ pub enum Error {
         target: String,
         /// The handler given to `reply_to`.
         handler: String,
+    },
+    /// A handler set a timer that cannot be: of another function type, with
+    /// a key that is empty or too long, or periodic with a zero period. The
+    /// invocation changed nothing.
+    #[error("invalid timer: {reason}")]
+    InvalidTimer {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No invocation with that id is known: it never existed, or it was
+    /// enqueued longer ago than the idempotency retention.
+    #[error(
+        "no invocation `{id}` is known: check the id `/send` returned (ids are remembered for \
+         the idempotency retention)"
+    )]
+    UnknownInvocation {
+        /// The invocation id asked for.
+        id: String,
+    },
+    /// The invocation was enqueued but is no longer pending, so it cannot
+    /// be cancelled: it ran already (or is running), was cancelled, or was
+    /// enqueued without a delay (such an invocation runs at once).
+    #[error(
+        "invocation `{id}` is no longer pending: it ran already, was cancelled, or had no delay; \
+         only a delayed invocation can be cancelled, before it runs"
+    )]
+    InvocationNotPending {
+        /// The invocation id asked for.
+        id: String,
     },
     /// The address is not valid (empty id, id too long).
     #[error("invalid address: {reason}")]
@@ -205,9 +256,28 @@ pub enum Error {
         #[source]
         source: Option<Arc<std::io::Error>>,
     },
+    /// [`Runtime::shutdown`](crate::Runtime::shutdown) returned without
+    /// finishing everything: a log group could not recover, work was still
+    /// in flight, or a thread did not stop by the deadline
+    /// ([`Builder::shutdown_timeout`](crate::Builder::shutdown_timeout)).
+    /// What was committed is durable; what was not is as after a crash, and
+    /// the next open recovers it. The process may exit.
+    #[error(
+        "shutdown did not finish cleanly: {}; what was committed is durable, the next open recovers the rest",
+        unfinished.join("; ")
+    )]
+    ShutdownIncomplete {
+        /// What did not finish, one item each.
+        unfinished: Vec<String>,
+    },
     /// Storage failed: the data directory, a log, or the state store.
     #[error("storage error: {0}")]
     Storage(#[from] StorageError),
+    /// Cluster mode: the node could not join its cluster, or the node
+    /// serving an instance failed a forwarded call.
+    #[cfg(feature = "cluster")]
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A storage failure, with the store's or the log's own error as its source.

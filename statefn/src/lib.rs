@@ -214,8 +214,7 @@
 //!    duplicates by its watermark (`protocol/channel.rs`).
 //! 4. **Commit.** The shard's log group's syncer appends the records of
 //!    every waiting batch to the log, flushes once and waits until it is
-//!    durable (`commit/syncer.rs`; two committers per group write the next
-//!    batches while a flush syncs, `commit/in_flight.rs`), through the log trait of
+//!    durable (`commit/syncer.rs`), through the log trait of
 //!    `statefn-store` (the local write-ahead log, or a replicated one).
 //!    Batches of a core from before a recovery are refused
 //!    (`protocol/epoch.rs`).
@@ -267,6 +266,7 @@ mod fuzz_api;
 mod handle;
 #[cfg(feature = "http")]
 pub mod ingress;
+mod invocation_id;
 pub mod metrics;
 mod protocol;
 #[allow(
@@ -275,6 +275,8 @@ mod protocol;
               `handler_index`, below `HANDLERS.len()` by construction"
 )]
 mod registry;
+mod resources;
+mod rng;
 mod runtime;
 mod scheduler;
 mod service;
@@ -282,6 +284,7 @@ mod shard;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timers;
+mod trace;
 mod wire;
 
 // `context.rs` names envelopes by their old path.
@@ -289,18 +292,26 @@ use protocol::envelope;
 
 pub use address::{Address, MAX_ID_LEN};
 pub use commit::Durability;
-pub use context::{Context, Request};
+pub use commit::store_faults::StoreFaults;
+pub use context::{Context, MAX_TIMER_KEY, Request, Sent, TimerBuilder};
 pub use egress::{EgressRecord, MAX_EGRESS_NAME};
 pub use error::{Error, StorageError};
 pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction, decode_state};
 pub use handle::{Call, CallFuture, Handle};
+pub use invocation_id::InvocationId;
 pub use protocol::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
+/// The `rand` crate (0.9), for [`rand::Rng`]'s methods on [`Context::rng`].
+pub use rand;
+pub use rng::InvocationRng;
 pub use runtime::{
-    Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DeadLetter, DeadLetterId, Runtime, ShardStatus,
+    Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_RETENTION,
+    DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY, DeadLetter, DeadLetterId, Instances,
+    MAX_INSTANCES_PAGE, PendingTimer, Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::{handler, stateful_function};
+pub use trace::TraceContext;
 pub use wire::{MAX_HANDLER_NAME, MessageError, decode_message, encode_message};
 
 /// The file-system seam under the write-ahead log, for

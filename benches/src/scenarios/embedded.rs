@@ -47,10 +47,6 @@ pub struct EmbeddedArgs {
     /// run, its row printed as `floor: append+fdatasync 256B`; 0 skips it.
     #[arg(long, default_value_t = 1.0)]
     pub fsync_floor: f64,
-    /// Durable runs with the log groups' flushes pipelined (`true`, the
-    /// default), one flush at a time (`false`), or both (`true,false`).
-    #[arg(long, value_delimiter = ',', default_values_t = [true])]
-    pub pipelined: Vec<bool>,
     /// Milliseconds added to every log sync (a steady slow disk, through
     /// the counting file system), so that the commit pipeline's shape shows
     /// through a noisy machine's disk; 0: none.
@@ -72,11 +68,7 @@ pub async fn run(args: &EmbeddedArgs) -> Result<(), BoxError> {
     for &keys in &args.keys {
         for &callers in &args.callers {
             let mut in_memory_per_s = None;
-            let runs = modes.iter().flat_map(|&mode| match mode {
-                Mode::InMemory => vec![(mode, true)],
-                Mode::Durable => args.pipelined.iter().map(|&p| (mode, p)).collect(),
-            });
-            for (mode, pipelined) in runs {
+            for &mode in &modes {
                 let floor_p50 = if mode == Mode::Durable && args.fsync_floor > 0.0 {
                     Some(fsync_floor(&args.common, args.fsync_floor, keys, callers)?)
                 } else {
@@ -84,7 +76,6 @@ pub async fn run(args: &EmbeddedArgs) -> Result<(), BoxError> {
                 };
                 let options = RunOptions {
                     diagnose: args.diagnose,
-                    pipelined,
                     sync_delay: Duration::from_secs_f64(args.sync_delay_ms.max(0.0) / 1000.0),
                 };
                 let (summary, prebuilt, diagnosis) =
@@ -93,11 +84,8 @@ pub async fn run(args: &EmbeddedArgs) -> Result<(), BoxError> {
                     .param("keys", keys)
                     .param("callers", callers)
                     .param("handles", if prebuilt { "prebuilt" } else { "per-call" });
-                if mode == Mode::Durable {
-                    record = record.param("pipelined", pipelined);
-                    if args.sync_delay_ms > 0.0 {
-                        record = record.param("sync_delay_ms", args.sync_delay_ms);
-                    }
+                if mode == Mode::Durable && args.sync_delay_ms > 0.0 {
+                    record = record.param("sync_delay_ms", args.sync_delay_ms);
                 }
                 match (mode, in_memory_per_s) {
                     (Mode::InMemory, _) => in_memory_per_s = Some(record.throughput_per_s()),
@@ -170,7 +158,6 @@ impl Diagnosis {
 #[derive(Debug, Clone, Copy)]
 struct RunOptions {
     diagnose: bool,
-    pipelined: bool,
     sync_delay: Duration,
 }
 
@@ -183,9 +170,7 @@ async fn run_one(
     options: RunOptions,
 ) -> Result<(Summary, bool, Option<Diagnosis>), BoxError> {
     let diagnose = options.diagnose;
-    let builder = Runtime::builder()
-        .register::<Counter>()
-        .pipelined_commits(options.pipelined);
+    let builder = Runtime::builder().register::<Counter>();
     let delayed = !options.sync_delay.is_zero();
     let (builder, counting) = if (diagnose || delayed) && mode == Mode::Durable {
         let (fs, faults) = counting_fs();

@@ -93,6 +93,11 @@ pub struct JetStreamOptions {
     /// How long a flush keeps re-publishing unconfirmed records (leader
     /// elections take seconds) before it fails with `Unavailable`.
     pub retry_for: Duration,
+    /// Whether [`truncate_before`](CommitLog::truncate_before) purges the
+    /// stream (default true). Cluster mode turns it off: a node taking a
+    /// group over replays from its own checkpoint, which may be older than
+    /// the owner's, until snapshots let streams be trimmed.
+    pub truncate: bool,
 }
 
 impl JetStreamOptions {
@@ -104,6 +109,7 @@ impl JetStreamOptions {
             replicas: 3,
             ack_timeout: Duration::from_secs(5),
             retry_for: Duration::from_secs(20),
+            truncate: true,
         }
     }
 }
@@ -272,16 +278,29 @@ impl JetStreamBackend {
             allow_direct: true,
             ..Config::default()
         };
-        self.js.get_or_create_stream(config).await.map_err(|e| {
-            let hint = match e.kind() {
-                CreateStreamErrorKind::JetStream(_) => format!(
-                    "; a stream with {} replicas needs a NATS cluster of at least {} JetStream servers (see --replicas)",
-                    self.options.replicas, self.options.replicas
-                ),
-                _ => String::new(),
-            };
-            unavailable(format!("creating stream {name}{hint}"), e)
-        })
+        // A replicated stream's creation can time out while JetStream elects
+        // its leaders (a cluster just started or recovering); creating it
+        // again with the same configuration is idempotent.
+        let mut timeouts = 0;
+        loop {
+            match self.js.get_or_create_stream(config.clone()).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) if matches!(e.kind(), CreateStreamErrorKind::TimedOut) && timeouts < 3 => {
+                    timeouts += 1;
+                    tracing::warn!(stream = %name, timeouts, "creating the stream timed out; trying again");
+                }
+                Err(e) => {
+                    let hint = match e.kind() {
+                        CreateStreamErrorKind::JetStream(_) => format!(
+                            "; a stream with {} replicas needs a NATS cluster of at least {} JetStream servers (see --replicas)",
+                            self.options.replicas, self.options.replicas
+                        ),
+                        _ => String::new(),
+                    };
+                    return Err(unavailable(format!("creating stream {name}{hint}"), e));
+                }
+            }
+        }
     }
 
     /// The last fence in the stream, if any.
@@ -457,6 +476,7 @@ impl JetStreamBackend {
             buffer: Vec::new(),
             max_record,
             stats: LogStats::new(state.bytes, state.messages),
+            truncate: self.options.truncate,
         };
         Ok(OpenedLog {
             log: Box::new(log),
@@ -521,6 +541,7 @@ struct JetStreamLog {
     buffer: Vec<(Lsn, Bytes)>,
     max_record: usize,
     stats: LogStats,
+    truncate: bool,
 }
 
 impl std::fmt::Debug for JetStreamLog {
@@ -617,6 +638,9 @@ impl CommitLog for JetStreamLog {
     /// Purges the data records below `lsn`. Fences stay (one per open): a
     /// reader needs the fence before each record to tell stale ones.
     fn truncate_before(&mut self, lsn: Lsn) -> Result<(), LogError> {
+        if !self.truncate {
+            return Ok(());
+        }
         let data = self.publisher.subject.clone();
         self.handle.block_on(async {
             self.stream

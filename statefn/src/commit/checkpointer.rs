@@ -4,7 +4,11 @@
 //! checkpoint covers). One thread: fjall batches are written one at a time
 //! anyway, and it never blocks a shard or a tokio thread.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::Arc,
+    time::Duration,
+};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -84,11 +88,30 @@ impl Checkpointer {
     /// Writes one checkpoint and tells its shard and its log group.
     fn write(&self, job: CheckpointJob) {
         let started = std::time::Instant::now();
-        let result = self.storage.store().and_then(|store| {
-            #[cfg(test)]
-            injected_fault(&self.storage)?;
-            write(&job, &store.shard(job.shard), self.storage.clock().now_ms())
-        });
+        let result = self
+            .storage
+            .faults()
+            .check("writing a checkpoint")
+            .and_then(|()| self.storage.store())
+            .and_then(|store| {
+                #[cfg(test)]
+                injected_fault(&self.storage)?;
+                let now_ms = self.storage.clock().now_ms();
+                // A panic (in the store, or a bug here) is a failed checkpoint:
+                // the shard gets its frozen sets back and tries again later.
+                catch_unwind(AssertUnwindSafe(|| {
+                    write(&job, &store.shard(job.shard), now_ms)
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(Error::Thread {
+                        what: format!(
+                            "writing a checkpoint panicked: {}",
+                            crate::registry::panic_message(&*panic)
+                        ),
+                        source: None,
+                    })
+                })
+            });
         let (shard, epoch, lsn) = (job.shard, job.epoch, job.lsn);
         let states = job.states.len();
         // Dropped before the shard hears of it: the shard then takes its
@@ -111,7 +134,20 @@ impl Checkpointer {
                 }
             }
             Err(e) => {
-                tracing::error!(%shard, error = %e, "checkpoint failed; will retry");
+                metrics::counter!(crate::metrics::CHECKPOINT_FAILURES, "shard" => shard.to_string())
+                    .increment(1);
+                let log_bytes = self
+                    .groups
+                    .get(self.storage.group_of(shard).index())
+                    .map_or(0, LogGroup::log_bytes);
+                // Loud: until a checkpoint succeeds the log is not truncated
+                // and grows with every commit.
+                tracing::error!(
+                    %shard,
+                    error = %e,
+                    log_bytes,
+                    "checkpoint failed: the state store cannot write; the log grows until a checkpoint succeeds (retried with backoff)"
+                );
                 self.host.checkpoint_finished(shard, epoch, None);
             }
         }
@@ -163,6 +199,7 @@ fn injected_fault(storage: &Storage) -> Result<(), Error> {
 pub(crate) fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> Result<(), Error> {
     let mut batch = tables.batch();
     writes(job, &mut batch)?;
+    metrics::histogram!(crate::metrics::CHECKPOINT_BYTES).record(batch.bytes() as f64);
     batch.commit().map_err(StorageError::store(format!(
         "writing a checkpoint of shard {}",
         job.shard
@@ -192,11 +229,22 @@ fn writes(job: &CheckpointJob, batch: &mut ShardBatch) -> Result<(), Error> {
             encode(reply)?,
         );
     }
-    for id in &job.timers_removed {
-        batch.delete_timer(id.0);
+    for (slot, timer) in &job.timers.timers {
+        match timer {
+            Some(timer) => batch.put_timer(slot.due_ms, slot.id.0, encode(timer)?),
+            None => batch.delete_timer(slot.due_ms, slot.id.0),
+        }
     }
-    for timer in &job.timers {
-        batch.put_timer(timer.id.0, encode(timer)?);
+    for ((owner, key), slot) in &job.timers.keys {
+        batch.put_timer_slot(
+            owner.type_name(),
+            owner.id(),
+            &key.stored(),
+            slot.map(|s| s.stored()),
+        );
+    }
+    for id in &job.timers.legacy_removed {
+        batch.delete_legacy_timer(id.0);
     }
     for (dest, seq) in &job.outbox_removed {
         batch.delete_outbox(*dest, seq.0);

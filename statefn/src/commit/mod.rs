@@ -12,7 +12,6 @@
 //! | --- | --- |
 //! | a batch reaches its group | [`log_group`] |
 //! | append, flush, wait until durable, then release | [`syncer`] |
-//! | write the next batches while the previous flush syncs | [`in_flight`] |
 //! | the log failed: refuse, take down, recover, resume | [`failover`] |
 //! | write frozen checkpoints, then let the log truncate | [`checkpointer`] |
 //! | rebuild a group's shards from checkpoint and log | [`recovery`] |
@@ -24,9 +23,9 @@
 
 pub(crate) mod checkpointer;
 mod failover;
-pub(crate) mod in_flight;
 pub(crate) mod log_group;
 pub(crate) mod recovery;
+pub(crate) mod store_faults;
 pub(crate) mod stored_messages;
 pub(crate) mod syncer;
 #[cfg(test)]
@@ -39,7 +38,6 @@ use statefn_store::CommitLog;
 pub(crate) use self::log_group::LogGroup;
 use self::{
     checkpointer::{CheckpointQueue, Checkpointer},
-    in_flight::Committer,
     recovery::Storage,
     syncer::Syncer,
 };
@@ -108,7 +106,23 @@ pub(crate) trait CommitHost: Send + Sync + 'static {
     fn checkpoint_finished(&self, shard: ShardId, epoch: Epoch, lsn: Option<Lsn>);
     /// A log group recovered after a failure.
     fn count_recovery(&self);
+    /// Whether the runtime is shutting down: a group that cannot recover
+    /// then gives up instead of holding shutdown up.
+    fn closing(&self) -> bool;
+    /// Gives `shard` up until the next open (its group could not recover
+    /// and the runtime shuts down): its mail is dropped, its callers told.
+    fn abandon(&self, shard: ShardId);
+    /// Answers a batch of `shard` whose commit the log could not confirm:
+    /// its callers are told the outcome is unknown.
+    fn refuse_unknown(&self, effects: Effects, shard: ShardId, reason: &str);
 }
+
+/// Cluster mode: what a group's syncer does when its log fails. It does not
+/// reopen the log itself (only a node that won the group's ownership may
+/// open it, at the epoch it won): it takes the group's shards down, calls
+/// this with whether a newer writer fenced the log, and stops.
+#[cfg(feature = "cluster")]
+pub(crate) type HandBack = Arc<dyn Fn(LogGroupId, bool) + Send + Sync>;
 
 /// Called with the records of every commit once they are durable (the test
 /// kit reads the messages handlers sent from them). Costs nothing when
@@ -123,6 +137,14 @@ pub(crate) struct CommitConfig {
     pub(crate) checkpoint_log_bytes: u64,
     /// Ask idle shards for checkpoints this often, so the log can truncate.
     pub(crate) checkpoint_interval: Duration,
+    /// Bytes of batches a log group's queue holds at most before workers
+    /// wait to run more of its shards' batches.
+    pub(crate) queue_bytes: u64,
+    /// Cluster mode: a batch with replies but no records appends an empty
+    /// record (a barrier) before its replies leave, so that a deposed owner
+    /// cannot answer a read from state a newer owner has changed.
+    #[cfg(feature = "cluster")]
+    pub(crate) read_barrier: bool,
 }
 
 /// The durable runtime's commit path, as the workers and the runtime see
@@ -173,6 +195,24 @@ impl Commit {
         self.groups.get(group.index())
     }
 
+    /// Waits while `shard`'s log group has more than its bound of batches
+    /// queued (a slow disk), or until `give_up` says so: the worker then
+    /// takes no more mail, the mailboxes fill, and new calls are refused
+    /// with `Overloaded` instead of the queue growing in memory. Called
+    /// before the worker takes the shard's core, so that it holds nothing
+    /// the syncer may need.
+    pub(crate) fn wait_for_room(&self, shard: ShardId, give_up: impl Fn() -> bool) {
+        let Some(group) = self.group(self.group_of(shard)) else {
+            return;
+        };
+        while group.queued_bytes() > self.config.queue_bytes
+            && group.down_reason().is_none()
+            && !give_up()
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Hands a batch to its group's syncer; gives it back if the syncer has
     /// stopped.
     pub(crate) fn submit(&self, batch: Batch) -> Result<(), Box<Batch>> {
@@ -182,16 +222,23 @@ impl Commit {
         }
     }
 
-    /// The background services of the commit path: the committers of each
-    /// opened group's syncer (two when `pipelined` and `Durability::Fsync`,
-    /// see [`in_flight`]), and the checkpointer.
+    /// Asks `group`'s syncer to take its shards down and rebuild them (a
+    /// shard's core can no longer be trusted), after committing what it
+    /// was given before.
+    pub(crate) fn fail_group(&self, group: LogGroupId, reason: String) {
+        if let Some(group) = self.group(group) {
+            group.fail(reason);
+        }
+    }
+
+    /// The background services of the commit path: one syncer per opened
+    /// group, and the checkpointer.
     pub(crate) fn services(
         &self,
         host: &Arc<dyn CommitHost>,
         opened: Vec<OpenedGroup>,
         clock: &Clock,
         observer: Option<&CommitObserver>,
-        pipelined: bool,
     ) -> CommitServices {
         let mut syncers: Vec<Box<dyn Service>> = Vec::new();
         for group in opened {
@@ -201,7 +248,7 @@ impl Commit {
             let Some(rx) = handle.take_receiver() else {
                 continue;
             };
-            let syncer = Syncer::new(
+            syncers.push(Box::new(Syncer::new(
                 syncer::Parts {
                     host: Arc::clone(host),
                     storage: Arc::clone(&self.storage),
@@ -211,13 +258,11 @@ impl Commit {
                     clock: clock.clone(),
                     observer: observer.cloned(),
                     rx,
+                    #[cfg(feature = "cluster")]
+                    hand_back: None,
                 },
                 group,
-                pipelined,
-            );
-            for committer in Committer::for_group(syncer) {
-                syncers.push(Box::new(committer));
-            }
+            )));
         }
         let checkpointer = Checkpointer::new(
             Arc::clone(host),
@@ -230,6 +275,70 @@ impl Commit {
             syncers,
             checkpointer,
         }
+    }
+
+    /// The log groups that are down (recovering, or given up at shutdown),
+    /// with why.
+    pub(crate) fn groups_down(&self) -> Vec<(LogGroupId, String)> {
+        self.groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| {
+                let group = LogGroupId(u16::try_from(i).ok()?);
+                g.down_reason().map(|reason| (group, reason))
+            })
+            .collect()
+    }
+
+    /// Cluster mode: starts the syncer of a group acquired at runtime on a
+    /// thread of its own. When it stops, the group's queue goes back to its
+    /// handle for the next syncer.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn start_syncer(
+        &self,
+        host: &Arc<dyn CommitHost>,
+        opened: OpenedGroup,
+        clock: &Clock,
+        hand_back: HandBack,
+    ) -> Result<std::thread::JoinHandle<()>, crate::Error> {
+        let group = opened.group;
+        let handle = self
+            .group(group)
+            .ok_or_else(|| crate::Error::Config(format!("log group {group} does not exist")))?;
+        let rx = handle.take_receiver().ok_or_else(|| crate::Error::Thread {
+            what: format!("log group {group} already has a syncer"),
+            source: None,
+        })?;
+        let groups = Arc::clone(&self.groups);
+        let keep = rx.clone();
+        let mut syncer = Syncer::new(
+            syncer::Parts {
+                host: Arc::clone(host),
+                storage: Arc::clone(&self.storage),
+                checkpoints: Arc::clone(&self.checkpoints),
+                stats: handle.stats(),
+                config: self.config,
+                clock: clock.clone(),
+                observer: None,
+                rx,
+                hand_back: Some(hand_back),
+            },
+            opened,
+        );
+        let tick = Service::tick(&syncer);
+        std::thread::Builder::new()
+            .name(Service::name(&syncer))
+            .spawn(move || {
+                while syncer.step(tick) != crate::service::Step::Done {}
+                drop(syncer);
+                if let Some(handle) = groups.get(group.index()) {
+                    handle.put_back_receiver(keep);
+                }
+            })
+            .map_err(|e| crate::Error::Thread {
+                what: format!("cannot start the syncer of log group {group}"),
+                source: Some(Arc::new(e)),
+            })
     }
 
     /// Tells the syncers to stop once they have committed what they were

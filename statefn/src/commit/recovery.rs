@@ -33,6 +33,8 @@ pub(crate) struct Storage {
     clock: Clock,
     shards: u16,
     log_groups: u16,
+    /// Injected state-store faults (tests).
+    faults: super::store_faults::StoreFaults,
     /// Test hook: this many checkpoint writes fail from now on.
     #[cfg(test)]
     pub(crate) checkpoint_faults: std::sync::atomic::AtomicUsize,
@@ -52,8 +54,10 @@ impl Storage {
         logs: Arc<dyn LogBackend>,
         core: CoreConfig,
         clock: Clock,
+        faults: super::store_faults::StoreFaults,
     ) -> Self {
         Storage {
+            faults,
             shards: data_dir.shards(),
             log_groups: data_dir.log_groups(),
             store: Mutex::new(Some(store)),
@@ -103,6 +107,11 @@ impl Storage {
 
     pub(crate) fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// Injected state-store faults (tests).
+    pub(crate) fn faults(&self) -> &super::store_faults::StoreFaults {
+        &self.faults
     }
 
     /// How the shards' cores are configured.
@@ -171,6 +180,11 @@ impl Storage {
         for record in opened.records {
             let record = record.map_err(StorageError::log(group.0))?;
             let lsn = record.lsn;
+            // An empty record is a barrier (cluster mode: a read-only batch
+            // proves its writer still owns the log); it carries nothing.
+            if record.payload.is_empty() {
+                continue;
+            }
             replayed += 1;
             let decoded: ShardRecord = decode(
                 &record.payload,
@@ -191,6 +205,9 @@ impl Storage {
                     .into());
                 }
             }
+        }
+        for core in &mut cores {
+            core.open_timers()?;
         }
         metrics::histogram!(crate::metrics::RECOVERY_DURATION)
             .record(started.elapsed().as_secs_f64());
@@ -215,24 +232,20 @@ impl Storage {
             Some(bytes) => decode(&bytes, &format!("the checkpoint of shard {shard}"))?,
             None => ShardMeta::default(),
         };
-        let timers = decode_all(tables.timers(), doing(), "a timer")?;
         let outbox = decode_all(tables.outbox(), doing(), "an outbox entry")?;
         let egress = decode_all(tables.pending_egress(), doing(), "a pending egress record")?;
         let dead_letters = decode_all(tables.dead_letters(), doing(), "a dead letter")?;
-        Ok(
-            ShardCore::new(shard, epoch, self.core.clone(), Some(tables)).restored(
-                meta,
-                timers,
-                outbox,
-                egress,
-                dead_letters,
-            ),
+        ShardCore::new(shard, epoch, self.core.clone(), Some(tables)).restored(
+            meta,
+            outbox,
+            egress,
+            dead_letters,
         )
     }
 }
 
 /// Every value of one of a shard's tables, decoded.
-fn decode_all<T: serde::de::DeserializeOwned>(
+fn decode_all<T: crate::protocol::record::Stored>(
     rows: Result<Vec<Vec<u8>>, statefn_store::StoreError>,
     doing: String,
     what: &str,

@@ -4,19 +4,12 @@
 //! every waiting batch, flushes once and waits once for the flush to be
 //! durable, then releases their effects: replies, outgoing messages, acks,
 //! timers and egress leave only when durable. Workers go on with their next
-//! batches meanwhile (pipelining). With `Builder::pipelined_commits` (and
-//! `Durability::Fsync`), two committers share the syncer so that the next
-//! batches are written while the previous flush is synced
-//! ([`in_flight`](super::in_flight)). When the
-//! log fails it hands over to [`failover`](super::failover); other groups go
-//! on.
+//! batches meanwhile (pipelining). When the log fails it hands over to
+//! [`failover`](super::failover); other groups go on.
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -26,7 +19,6 @@ use statefn_store::{CommitLog, LogError, Lsn, PendingFlush};
 use super::{
     CommitConfig, CommitHost, CommitObserver, Durability, OpenedGroup,
     checkpointer::CheckpointQueue,
-    in_flight::InFlight,
     log_group::{GroupCommand, GroupStats},
     recovery::Storage,
 };
@@ -36,13 +28,13 @@ use crate::{
         epoch::ShardEpochs,
         ids::{LogGroupId, ShardId},
     },
-    service::Step,
+    service::{Service, Step},
     shard::effects::{Batch, Held},
 };
 
 /// How often the syncer looks at timers (periodic sync, checkpoint triggers)
 /// when idle.
-pub(super) const TICK: Duration = Duration::from_millis(50);
+const TICK: Duration = Duration::from_millis(50);
 
 /// What a syncer is built from, besides its opened group.
 pub(crate) struct Parts {
@@ -54,10 +46,12 @@ pub(crate) struct Parts {
     pub(crate) clock: Clock,
     pub(crate) observer: Option<CommitObserver>,
     pub(crate) rx: Receiver<GroupCommand>,
+    /// Cluster mode: stop and hand the group back when the log fails.
+    #[cfg(feature = "cluster")]
+    pub(crate) hand_back: Option<super::HandBack>,
 }
 
-/// Commits one log group's batches; run by one or two
-/// [`Committer`](super::in_flight::Committer)s.
+/// Commits one log group's batches: a [`Service`].
 pub(crate) struct Syncer {
     pub(super) parts: Parts,
     pub(super) group: LogGroupId,
@@ -84,18 +78,8 @@ pub(crate) struct Syncer {
     last_checkpoint_request: Instant,
     /// The runtime's clock (virtual in tests), as the checkpoint interval is.
     last_checkpoint_request_ms: u64,
-    /// Flushes are handed to the committer to wait for outside the lock
-    /// (`Durability::Fsync` with two committers), rather than waited for here.
-    pub(super) pipelined: bool,
-    /// Failovers so far: a flush in flight when the log failed is refused,
-    /// whatever its own wait returned.
-    pub(super) failovers: Arc<AtomicU64>,
-    /// The ticket of the next flush handed out: flushes are released in
-    /// this order.
-    next_ticket: u64,
-    /// A committer saw `Stop` (or stopped during a recovery): every
-    /// committer of the group is done.
-    pub(super) finished: bool,
+    /// The last log failure was a newer writer fencing the log.
+    pub(super) fenced: bool,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -108,7 +92,7 @@ impl std::fmt::Debug for Syncer {
 }
 
 impl Syncer {
-    pub(crate) fn new(parts: Parts, opened: OpenedGroup, pipelined: bool) -> Self {
+    pub(crate) fn new(parts: Parts, opened: OpenedGroup) -> Self {
         let mut epochs = ShardEpochs::default();
         let mut checkpointed = BTreeMap::new();
         for (shard, epoch, lsn) in opened.shards {
@@ -116,7 +100,6 @@ impl Syncer {
             checkpointed.insert(shard, lsn);
         }
         let now_ms = parts.clock.now_ms();
-        let fsync = parts.config.mode == Durability::Fsync;
         Syncer {
             parts,
             group: opened.group,
@@ -130,10 +113,7 @@ impl Syncer {
             last_sync: Instant::now(),
             last_checkpoint_request: Instant::now(),
             last_checkpoint_request_ms: now_ms,
-            pipelined: pipelined && fsync,
-            failovers: Arc::default(),
-            next_ticket: 0,
-            finished: false,
+            fenced: false,
         }
     }
 
@@ -149,25 +129,37 @@ impl Syncer {
     }
 
     /// Handles the commands that arrived together: one group commit for all
-    /// their batches. Returns whether the syncer is done, and the flush to
-    /// wait for when pipelined.
-    fn handle(&mut self, commands: Vec<GroupCommand>) -> (bool, Option<InFlight>) {
+    /// their batches. Returns whether the syncer is done.
+    fn handle(&mut self, commands: Vec<GroupCommand>) -> bool {
         let mut batches = Vec::new();
         let mut stop = false;
         for command in commands {
             match command {
-                GroupCommand::Commit(batch) => batches.push(batch),
+                GroupCommand::Commit(batch) => {
+                    let queued = self.parts.stats.dequeued(&batch);
+                    #[expect(clippy::cast_precision_loss, reason = "a gauge")]
+                    metrics::gauge!(crate::metrics::COMMIT_QUEUE_BYTES, "group" => self.group.to_string())
+                        .set(queued as f64);
+                    batches.push(batch);
+                }
                 GroupCommand::Checkpointed { shard, lsn } => self.checkpointed(shard, lsn),
+                GroupCommand::Fail { reason } => {
+                    // What was handed over before is from sound cores.
+                    if !batches.is_empty() {
+                        self.commit(std::mem::take(&mut batches));
+                    }
+                    if self.log.is_some() && !self.stopping {
+                        self.recover(&reason);
+                    }
+                }
                 GroupCommand::Stop => stop = true,
             }
         }
-        let flight = if batches.is_empty() {
-            None
-        } else {
-            self.commit(batches)
-        };
+        if !batches.is_empty() {
+            self.commit(batches);
+        }
         if self.stopping {
-            return (true, flight);
+            return true;
         }
         self.periodic_sync();
         self.maybe_request_checkpoints();
@@ -175,13 +167,10 @@ impl Syncer {
         if stop {
             self.periodic_sync_now();
         }
-        (stop, flight)
+        stop
     }
 
-    /// Appends and flushes `batches`; unless pipelined, also waits until
-    /// durable and releases them. Pipelined, returns the flush for a
-    /// committer to wait for and release outside the lock.
-    fn commit(&mut self, batches: Vec<Batch>) -> Option<InFlight> {
+    fn commit(&mut self, batches: Vec<Batch>) {
         let mut accepted = Vec::with_capacity(batches.len());
         let mut refused: Option<(String, Vec<Batch>)> = None;
         {
@@ -193,7 +182,7 @@ impl Syncer {
                         "its log group is recovering",
                     );
                 }
-                return None;
+                return;
             };
             let mut batches = batches.into_iter();
             while let Some(batch) = batches.next() {
@@ -213,13 +202,21 @@ impl Syncer {
                     break;
                 }
                 let mut last = self.last_appended;
-                let appended = batch.records.iter().try_for_each(|record| {
+                #[cfg(feature = "cluster")]
+                let barrier = (self.parts.config.read_barrier
+                    && batch.records.is_empty()
+                    && !batch.effects.replies.is_empty())
+                .then_some(Vec::new());
+                #[cfg(not(feature = "cluster"))]
+                let barrier: Option<Vec<u8>> = None;
+                let appended = batch.records.iter().chain(&barrier).try_for_each(|record| {
                     last = log.append(record)?;
                     Ok::<(), LogError>(())
                 });
                 if let Err(e) = appended {
                     let mut rest = vec![batch];
                     rest.extend(batches);
+                    self.fenced = matches!(e, LogError::Fenced { .. });
                     refused = Some((format!("the log refused a record: {e}"), rest));
                     break;
                 }
@@ -230,38 +227,15 @@ impl Syncer {
         if let Some((reason, rest)) = refused {
             let mut all: Vec<Batch> = accepted.into_iter().map(|(b, _)| b).collect();
             all.extend(rest);
-            self.fail(all, &reason);
-            return None;
+            return self.fail(all, &reason);
         }
         if accepted.is_empty() {
-            return None;
+            return;
         }
         let invocations: usize = accepted.iter().map(|(b, _)| b.records.len()).sum();
         metrics::histogram!(crate::metrics::COMMIT_BATCH).record(invocations as f64);
-        if self.pipelined {
-            return match self.log.as_mut().map(|log| log.flush()) {
-                Some(Ok(pending)) => {
-                    let ticket = self.next_ticket;
-                    self.next_ticket += 1;
-                    Some(InFlight {
-                        pending,
-                        batches: accepted,
-                        ticket,
-                        failovers: self.failovers.load(Ordering::Acquire),
-                    })
-                }
-                Some(Err(e)) => {
-                    let batches = accepted.into_iter().map(|(b, _)| b).collect();
-                    self.fail(batches, &format!("the log failed: {e}"));
-                    None
-                }
-                None => None,
-            };
-        }
         if let Err(e) = self.flush(accepted.iter().any(|(b, _)| b.checkpoint.is_some())) {
-            let batches = accepted.into_iter().map(|(b, _)| b).collect();
-            self.fail(batches, &format!("the log failed: {e}"));
-            return None;
+            return self.flush_failed(accepted, e);
         }
         // Periodic mode may leave the records unsynced: the replies leave
         // (its promise is about a machine crash), what others would act on
@@ -273,24 +247,8 @@ impl Syncer {
         }
         let shards = self.parts.storage.shards();
         for (batch, lsn) in accepted {
-            if let Some(observe) = &self.parts.observer {
-                observe(&batch.records);
-            }
-            let mut effects = batch.effects;
-            if synced {
-                self.parts.host.publish_acks(batch.shard, &effects.acks);
-            } else {
-                let storage = &self.parts.storage;
-                let local = |shard| storage.group_of(shard) == self.group;
-                self.held.push((batch.shard, effects.hold(local, shards)));
-            }
-            if let Some(mut job) = batch.checkpoint {
-                job.lsn = lsn;
-                self.parts.checkpoints.submit(job);
-            }
-            self.parts.host.release(effects);
+            self.committed(batch, lsn, synced, shards);
         }
-        None
     }
 
     /// A sync covered the batches whose effects were held: they leave.
@@ -300,6 +258,28 @@ impl Syncer {
             self.parts.host.publish_acks(shard, &acks);
             self.parts.host.release(effects);
         }
+    }
+
+    /// A batch whose records (up to `lsn`) are durable: its effects leave.
+    /// Unless `synced` (Periodic mode may leave the records unsynced), what
+    /// others would act on is held until the sync.
+    pub(super) fn committed(&mut self, batch: Batch, lsn: Lsn, synced: bool, shards: u16) {
+        if let Some(observe) = &self.parts.observer {
+            observe(&batch.records);
+        }
+        let mut effects = batch.effects;
+        if synced {
+            self.parts.host.publish_acks(batch.shard, &effects.acks);
+        } else {
+            let storage = &self.parts.storage;
+            let local = |shard| storage.group_of(shard) == self.group;
+            self.held.push((batch.shard, effects.hold(local, shards)));
+        }
+        if let Some(mut job) = batch.checkpoint {
+            job.lsn = lsn;
+            self.parts.checkpoints.submit(job);
+        }
+        self.parts.host.release(effects);
     }
 
     /// Flushes what was appended and, unless `Periodic` mode may wait (no
@@ -351,7 +331,10 @@ impl Syncer {
                     self.last_sync = Instant::now();
                     self.release_held();
                 }
-                Err(e) => self.recover(&format!("the log failed to sync: {e}")),
+                Err(e) => {
+                    self.fenced = matches!(e, LogError::Fenced { .. });
+                    self.recover(&format!("the log failed to sync: {e}"));
+                }
             }
         }
     }
@@ -396,14 +379,26 @@ impl Syncer {
     }
 }
 
-impl Syncer {
-    /// One step of a committer, under the syncer's lock: waits up to `wait`
-    /// for commands and handles every one that arrived. Returns the flush to
-    /// wait for outside the lock, if pipelined.
-    pub(super) fn step_locked(&mut self, wait: Duration) -> (Step, Option<InFlight>) {
-        if self.finished {
-            return (Step::Done, None);
+impl Service for Syncer {
+    fn name(&self) -> String {
+        format!("statefn-log-{}", self.group)
+    }
+
+    fn tick(&self) -> Duration {
+        TICK
+    }
+
+    fn after_panic(&mut self) -> Step {
+        if self.stopping {
+            return Step::Done;
         }
+        // What the panicking step held is gone: rebuild the group from what
+        // is durable, as after a log failure.
+        self.recover("the log group's syncer panicked (a statefn bug)");
+        Step::Worked
+    }
+
+    fn step(&mut self, wait: Duration) -> Step {
         let rx = self.parts.rx.clone();
         let first = if wait.is_zero() {
             None
@@ -411,42 +406,17 @@ impl Syncer {
             match rx.recv_timeout(self.tick(wait)) {
                 Ok(command) => Some(command),
                 Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.finished = true;
-                    return (Step::Done, None);
-                }
+                Err(RecvTimeoutError::Disconnected) => return Step::Done,
             }
         };
         let commands: Vec<GroupCommand> = first.into_iter().chain(rx.try_iter()).collect();
         let worked = !commands.is_empty();
-        let (done, flight) = self.handle(commands);
-        if done {
-            self.finished = true;
-            (Step::Done, flight)
+        if self.handle(commands) {
+            Step::Done
         } else if worked {
-            (Step::Worked, flight)
+            Step::Worked
         } else {
-            (Step::Idle, flight)
+            Step::Idle
         }
     }
-}
-
-/// Releases one durable batch: acks, its checkpoint (at its last record's
-/// position), then its effects.
-pub(super) fn release_one(
-    host: &dyn CommitHost,
-    checkpoints: &CheckpointQueue,
-    observer: Option<&CommitObserver>,
-    batch: Batch,
-    lsn: Lsn,
-) {
-    if let Some(observe) = observer {
-        observe(&batch.records);
-    }
-    host.publish_acks(batch.shard, &batch.effects.acks);
-    if let Some(mut job) = batch.checkpoint {
-        job.lsn = lsn;
-        checkpoints.submit(job);
-    }
-    host.release(batch.effects);
 }

@@ -1,6 +1,8 @@
 //! `POST /v1/{type}/{id}/{handler}` and `.../send`: HTTP requests become
 //! [`Runtime::call_json`](crate::Runtime::call_json) and
-//! [`Runtime::enqueue_json`](crate::Runtime::enqueue_json).
+//! [`Runtime::enqueue_json`](crate::Runtime::enqueue_json);
+//! `DELETE /v1/invocations/{id}` becomes
+//! [`Runtime::cancel_invocation`](crate::Runtime::cancel_invocation).
 //!
 //! Everything a request can be rejected for (path, headers, body, delay) is
 //! checked before the call is submitted, so a rejected request changes nothing.
@@ -53,7 +55,14 @@ pub(super) async fn call(
     let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
     let reply = state
         .runtime
-        .call_json(&target.type_name, &target.id, &target.handler, args, key)
+        .call_json_traced(
+            &target.type_name,
+            &target.id,
+            &target.handler,
+            args,
+            key,
+            trace_parent(&headers),
+        )
         .await
         .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
     Ok(match reply {
@@ -67,7 +76,8 @@ pub(super) async fn call(
 }
 
 /// `POST /v1/{type}/{id}/{handler}/send[?delay=5s]`: 202 once the message is
-/// committed, with its invocation id (the idempotency key).
+/// committed, with its invocation id (naming the instance and the
+/// idempotency key).
 pub(super) async fn send(
     State(state): State<Arc<AppState>>,
     target: Result<Path<Target>, PathRejection>,
@@ -88,26 +98,69 @@ pub(super) async fn send(
     let generated = given.is_none();
     let key = given.unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
     let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
-    state
+    let id = state
         .runtime
-        .enqueue_json(
+        .enqueue_json_traced(
             &target.type_name,
             &target.id,
             &target.handler,
             args,
             delay,
             Some(key.clone()),
+            trace_parent(&headers),
         )
         .await
         .map_err(|e| {
             let refused = ApiError::from_runtime(e, state.list_api_in_errors);
             if generated {
-                refused.with_invocation_id(&key)
+                match crate::Address::new(target.type_name.as_str(), target.id.as_str()) {
+                    Ok(address) => refused.with_invocation_id(
+                        &crate::InvocationId::enqueued(address, key.clone()),
+                        &key,
+                    ),
+                    Err(_) => refused,
+                }
             } else {
                 refused
             }
         })?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "invocation_id": key }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "invocation_id": id.to_string() })),
+    )
+        .into_response())
+}
+
+/// `DELETE /v1/invocations/{id}`: cancels a delayed invocation before it
+/// runs; 200 once the cancellation is committed, 404 if none is pending.
+pub(super) async fn cancel(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(bad_path)?;
+    let id: crate::InvocationId = id
+        .parse()
+        .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
+    state
+        .runtime
+        .cancel_invocation(&id)
+        .await
+        .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "invocation_id": id.to_string(), "status": "cancelled" })),
+    )
+        .into_response())
+}
+
+/// The W3C `traceparent` header, if present and well-formed: the
+/// invocation's span continues that trace. A malformed one is ignored, as
+/// the W3C specification asks (the call is not refused).
+fn trace_parent(headers: &HeaderMap) -> Option<crate::TraceContext> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::TraceContext::parse)
 }
 
 fn bad_path(rejection: PathRejection) -> ApiError {

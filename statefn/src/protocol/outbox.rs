@@ -100,5 +100,6 @@ pub(crate) fn envelope_of(sent: Sent, source: ShardId) -> Envelope {
             attempt: sent.attempt,
         },
         reply_to: sent.reply_to,
+        provenance: sent.provenance,
     }
 }

@@ -10,22 +10,39 @@
 //! `#[serde(default)]` does nothing for it), so any change bumps
 //! [`RECORD_VERSION`] and keeps a reader of the old one. The golden bytes in
 //! `protocol/golden.rs` fail first; `docs/formats.md` keeps the history.
+//!
+//! Every value written through [`encode`] carries the version, also those
+//! whose layout did not change (idempotency entries, checkpoint metadata,
+//! egress rows): [`Stored`] says how each reads an older version.
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use super::envelope::Provenance;
 use super::{
     envelope::{Outgoing, ReplyRoute},
-    ids::{DeadLetterSeq, Seq, ShardId, TimerId},
+    ids::{DeadLetterSeq, Seq, ShardId, TimerId, TimerSlot},
+    record_v1,
 };
 pub(crate) use crate::egress::Emitted;
 use crate::{Address, Error, error::StorageError};
 
 /// The record format this build writes; a newer one is refused on replay.
 ///
-/// 1. The types of this module as they are (every data directory format so
-///    far). The message bytes they hold are opaque here: what they mean is
-///    the data directory format's (positional in format 1, named in 2).
-pub(crate) const RECORD_VERSION: u8 = 1;
+/// 1. Timers without keys, known by their id; messages without their
+///    provenance (data directory formats 1 and 2 until keyed timers and
+///    `Context::caller`). Read by [`Stored::from_v1`]
+///    (`protocol/record_v1.rs` keeps those types, frozen).
+/// 2. Timers have keys (`TimerKey`: a named timer, a delayed invocation,
+///    the expiry check) and periods; records name a timer by its slot
+///    (due time, id), and an invocation lists the keyed timers it removed.
+///    Messages (`Outgoing`, `Sent`, dead letters) carry their
+///    [`Provenance`]: the sending instance and the invocation they continue
+///    (issue 13: `Context::caller`, `Context::invocation_id`). A new entry
+///    kind, [`Entry::Deleted`] (`Runtime::delete_instance`).
+///
+/// The message bytes the records hold are opaque here: what they mean is
+/// the data directory format's (positional in format 1, named in 2).
+pub(crate) const RECORD_VERSION: u8 = 2;
 
 /// One shard's record in a (shared) log group.
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,20 +51,44 @@ pub(crate) struct ShardRecord {
     pub(crate) entry: Entry,
 }
 
+/// What a record did.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Entry {
-    /// A handler ran (or a message from a function was consumed without effect).
+    /// A handler ran (or a message from a function was consumed without
+    /// effect), or a client cancelled a delayed invocation.
     Invocation(InvocationRecord),
-    /// A timer fired: it is removed and its message sent, atomically.
-    TimerFired { timer: TimerId, sent: Sent },
+    /// A timer without a key fired: it is removed and its message sent,
+    /// atomically.
+    TimerFired { timer: TimerSlot, sent: Sent },
     /// A dead letter was dropped, or replayed as `resent`.
     DeadLetterResolved {
         id: DeadLetterSeq,
         resent: Option<Sent>,
     },
-    /// An expiry timer fired: the instance was removed, or (written since)
-    /// its timer was armed again as `rearm`.
+    /// An expiry timer fired: the instance was removed, or its timer was
+    /// armed again as `rearm`.
     Expired {
+        timer: TimerSlot,
+        target: Address,
+        rearm: Option<TimerEntry>,
+    },
+    /// Since version 2: an operator deleted the instance: its state and
+    /// its timers (`(key, slot)`: named timers, delayed invocations, its
+    /// expiry check).
+    Deleted {
+        target: Address,
+        timers: Vec<(TimerKey, TimerSlot)>,
+    },
+    // The variants read from version 1 stay last: `serde(skip)` variants
+    // must not shift the index of a written one.
+    /// Read from record version 1 only, never written: a timer without a
+    /// key fired, named by its id (replay finds its slot).
+    #[serde(skip)]
+    TimerFiredV1 { timer: TimerId, sent: Sent },
+    /// Read from record version 1 only, never written: an expiry timer
+    /// fired, named by its id.
+    #[serde(skip)]
+    ExpiredV1 {
         timer: TimerId,
         target: Address,
         rearm: Option<TimerEntry>,
@@ -61,7 +102,11 @@ pub(crate) struct InvocationRecord {
     /// The new state; `None` when unchanged.
     pub(crate) state: Option<Vec<u8>>,
     pub(crate) sent: Vec<Sent>,
+    /// Timers armed, after the ones in `cancelled` were removed.
     pub(crate) timers: Vec<TimerEntry>,
+    /// Keyed timers of `target` removed (cancelled, or replaced by one in
+    /// `timers`).
+    pub(crate) cancelled: Vec<(TimerKey, TimerSlot)>,
     /// The reply stored for an idempotency key.
     pub(crate) reply: Option<StoredReply>,
     /// Records for egress logs.
@@ -80,6 +125,8 @@ pub(crate) struct DeadLetterEntry {
     pub(crate) error: String,
     pub(crate) attempts: u32,
     pub(crate) at_ms: u64,
+    /// Since version 2: its sender and invocation, kept for a replay.
+    pub(crate) provenance: Provenance,
 }
 
 impl InvocationRecord {
@@ -89,6 +136,7 @@ impl InvocationRecord {
             && self.state.is_none()
             && self.sent.is_empty()
             && self.timers.is_empty()
+            && self.cancelled.is_empty()
             && self.reply.is_none()
             && self.egress.is_empty()
             && self.dead_letter.is_none()
@@ -99,7 +147,16 @@ impl InvocationRecord {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Input {
     Client,
-    Function { source: ShardId, seq: Seq },
+    Function {
+        source: ShardId,
+        seq: Seq,
+    },
+    /// The target's timer `key` fired: its removal and its handler's
+    /// effects are one record, so it runs once.
+    Timer {
+        timer: TimerSlot,
+        key: TimerKey,
+    },
 }
 
 /// A message sequenced on a (source shard, destination shard) channel. Kept
@@ -112,6 +169,8 @@ pub(crate) struct Sent {
     pub(crate) message: Vec<u8>,
     pub(crate) reply_to: Option<ReplyRoute>,
     pub(crate) attempt: u32,
+    /// Since version 2.
+    pub(crate) provenance: Provenance,
 }
 
 /// A durable timer: its message is sent once when due.
@@ -120,8 +179,67 @@ pub(crate) struct TimerEntry {
     pub(crate) id: TimerId,
     pub(crate) due_ms: u64,
     pub(crate) outgoing: Outgoing,
-    /// An expiry check of `outgoing.target` rather than a message.
-    pub(crate) expiry: bool,
+    /// The key its instance (`outgoing.target`) holds it under: a keyed
+    /// timer replaces the one it had under that key, and runs its handler
+    /// directly when due (no message in between that a cancel could miss).
+    pub(crate) key: Option<TimerKey>,
+    /// A periodic timer is armed again this long after each due time.
+    pub(crate) every_ms: Option<u64>,
+}
+
+impl TimerEntry {
+    /// Where it sits in its shard.
+    pub(crate) fn slot(&self) -> TimerSlot {
+        TimerSlot {
+            due_ms: self.due_ms,
+            id: self.id,
+        }
+    }
+
+    /// Whether it is an instance's expiry check rather than a message.
+    pub(crate) fn is_expiry(&self) -> bool {
+        self.key == Some(TimerKey::Expiry)
+    }
+}
+
+/// What an instance holds a timer under: at most one timer per key and
+/// instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) enum TimerKey {
+    /// `ctx.timer::<T>(key)`.
+    Named(String),
+    /// A delayed client invocation (`/send?delay=`), by its idempotency key.
+    Invocation(String),
+    /// The instance's expiry check (`expire_after`).
+    Expiry,
+}
+
+impl TimerKey {
+    /// The key's bytes in the store's key index (its kind, then its text).
+    pub(crate) fn stored(&self) -> Vec<u8> {
+        let (kind, text) = match self {
+            TimerKey::Named(key) => (b'n', key.as_str()),
+            TimerKey::Invocation(key) => (b'i', key.as_str()),
+            TimerKey::Expiry => (b'e', ""),
+        };
+        let mut out = Vec::with_capacity(1 + text.len());
+        out.push(kind);
+        out.extend_from_slice(text.as_bytes());
+        out
+    }
+
+    /// The key of bytes [`stored`](Self::stored) wrote; `None` if they are
+    /// not such a key.
+    pub(crate) fn from_stored(bytes: &[u8]) -> Option<Self> {
+        let (&kind, text) = bytes.split_first()?;
+        let text = std::str::from_utf8(text).ok()?;
+        match kind {
+            b'n' => Some(TimerKey::Named(text.to_owned())),
+            b'i' => Some(TimerKey::Invocation(text.to_owned())),
+            b'e' if text.is_empty() => Some(TimerKey::Expiry),
+            _ => None,
+        }
+    }
 }
 
 /// The reply to an idempotent client call, answered again on a retry.
@@ -148,16 +266,53 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-/// Decodes `[version][postcard]`; `what` names the value in errors.
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, Error> {
+/// A value stored through [`encode`], and how it reads the bytes of an
+/// older [`RECORD_VERSION`].
+pub(crate) trait Stored: for<'de> Deserialize<'de> {
+    /// Decodes the postcard bytes of a version-1 value (the default: the
+    /// layout did not change).
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+impl Stored for u64 {}
+impl Stored for StoredReply {}
+impl Stored for Emitted {}
+impl Stored for ShardRecord {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::ShardRecord>(bytes).map(record_v1::ShardRecord::upgrade)
+    }
+}
+impl Stored for Sent {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::Sent>(bytes).map(Into::into)
+    }
+}
+impl Stored for TimerEntry {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::TimerEntry>(bytes).map(record_v1::TimerEntry::upgrade)
+    }
+}
+impl Stored for DeadLetterEntry {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::DeadLetterEntry>(bytes).map(Into::into)
+    }
+}
+
+/// Decodes `[version][postcard]` (this version or an older one it reads);
+/// `what` names the value in errors.
+pub(crate) fn decode<T: Stored>(bytes: &[u8], what: &str) -> Result<T, Error> {
+    let corrupt = |e: postcard::Error| -> Error {
+        StorageError::Corrupt {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        }
+        .into()
+    };
     match bytes.split_first() {
-        Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| {
-            StorageError::Corrupt {
-                what: what.to_owned(),
-                reason: e.to_string(),
-            }
-            .into()
-        }),
+        Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(corrupt),
+        Some((&1, rest)) => T::from_v1(rest).map_err(corrupt),
         Some((&version, _)) if version > RECORD_VERSION => Err(StorageError::NewerFormat {
             what: what.to_owned(),
             found: version,
@@ -181,7 +336,10 @@ mod tests {
         let record = ShardRecord {
             shard: ShardId(3),
             entry: Entry::TimerFired {
-                timer: TimerId(9),
+                timer: TimerSlot {
+                    due_ms: 5,
+                    id: TimerId(9),
+                },
                 sent: Sent {
                     dest: ShardId(1),
                     seq: Seq(2),
@@ -189,6 +347,7 @@ mod tests {
                     message: vec![1, 2],
                     reply_to: None,
                     attempt: 0,
+                    provenance: Provenance::default(),
                 },
             },
         };

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     Durability, Error, RetryPolicy, StatefulFunction, clock::Clock, registry::Registry,
-    shard::CoreConfig,
+    resources::Resources, shard::CoreConfig,
 };
 
 /// The default number of shards: enough to spread work over the workers and
@@ -20,11 +20,22 @@ pub const DEFAULT_SHARDS: u16 = 16;
 /// The default bytes of instance state cached in memory, over all shards.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
+/// The default of [`Builder::timers_in_memory`]: timers per shard held in
+/// memory at most (those due next).
+pub const DEFAULT_TIMERS_IN_MEMORY: usize = 16_384;
+
 /// Client calls a shard queues at most by default.
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 16_384;
 
 /// How long egress records are kept by default.
 pub const DEFAULT_EGRESS_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// How many bytes of log records a log group queues at most for its disk by
+/// default (see [`Builder::commit_queue_bytes`]).
+pub const DEFAULT_COMMIT_QUEUE_BYTES: u64 = 64 << 20;
+
+/// How long [`Runtime::shutdown`] waits at most by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a stored reply answers retries with the same idempotency key.
 pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -65,14 +76,20 @@ pub struct Builder {
     idempotency_retention: Duration,
     checkpoint_interval: Duration,
     checkpoint_log_bytes: u64,
+    commit_queue_bytes: u64,
     segment_bytes: u64,
     egress_retention: Duration,
     mailbox_capacity: usize,
     retry: RetryPolicy,
+    timers_in_memory: usize,
+    shutdown_timeout: Duration,
     file_system: Arc<dyn FileSystem>,
-    pipelined_commits: bool,
+    store_faults: crate::commit::store_faults::StoreFaults,
     registry: Registry,
+    resources: Resources,
     error: Option<Error>,
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Builder {
@@ -87,14 +104,20 @@ impl Default for Builder {
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_log_bytes: 64 << 20,
+            commit_queue_bytes: DEFAULT_COMMIT_QUEUE_BYTES,
             segment_bytes: 64 << 20,
             egress_retention: DEFAULT_EGRESS_RETENTION,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             retry: RetryPolicy::default(),
+            timers_in_memory: DEFAULT_TIMERS_IN_MEMORY,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             file_system: Arc::new(StdFs),
-            pipelined_commits: false,
+            store_faults: Default::default(),
             registry: Registry::default(),
+            resources: Resources::default(),
             error: None,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 }
@@ -206,6 +229,62 @@ impl Builder {
         self
     }
 
+    /// How many timers one shard reads into memory at most, the ones due
+    /// next (default [`DEFAULT_TIMERS_IN_MEMORY`]); the others wait in the
+    /// state store, ordered by due time, and are read as their time comes.
+    /// Timers due within minutes of each other beyond this stay on disk
+    /// until the earlier ones have fired. In memory mode every timer is in
+    /// memory.
+    pub fn timers_in_memory(mut self, timers: usize) -> Self {
+        self.timers_in_memory = timers.max(2);
+        self
+    }
+
+    /// How many bytes of log records may wait for a log group's disk
+    /// (default [`DEFAULT_COMMIT_QUEUE_BYTES`], 64 MiB) before the workers
+    /// stop taking its shards' mail: a slow disk then fills the mailboxes
+    /// and new calls are refused with [`Error::Overloaded`] instead of the
+    /// queue growing in memory. Durable mode only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = statefn::Runtime::builder().commit_queue_bytes(8 << 20);
+    /// # drop(builder);
+    /// ```
+    pub fn commit_queue_bytes(mut self, bytes: u64) -> Self {
+        self.commit_queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// The longest [`Runtime::shutdown`] waits (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`], 30 s) for the work in flight and the
+    /// threads to finish. Past it, shutdown returns
+    /// [`Error::ShutdownIncomplete`] naming what did not finish, instead of
+    /// waiting for a disk that does not answer.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Faults to inject into the state store's writes (checkpoints): a seam
+    /// for tests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use statefn::StoreFaults;
+    ///
+    /// let faults = StoreFaults::default();
+    /// let builder = statefn::Runtime::builder().in_memory().store_faults(faults.clone());
+    /// faults.fail_writes();
+    /// # drop(builder);
+    /// ```
+    pub fn store_faults(mut self, faults: crate::StoreFaults) -> Self {
+        self.store_faults = faults;
+        self
+    }
+
     /// The file system under the write-ahead log: a seam for tests that
     /// inject faults (`statefn_store::FaultyFs`, feature `fault-injection`).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
@@ -213,13 +292,28 @@ impl Builder {
         self
     }
 
-    /// Whether each log group writes its next batches while the previous
-    /// flush is being synced, on two threads (only with
-    /// [`Durability::Fsync`]). Default `false`: one thread per group, one
-    /// flush at a time, which measured faster on a loaded 2-core machine
-    /// (`BENCHMARKS.md`, "Durable calls and the fsync"); `true` is kept to
-    /// measure the two again elsewhere. A reply waits for its record's
-    /// `fdatasync` either way.
+    /// Runs this runtime as one node of a cluster on NATS JetStream (feature
+    /// `cluster`): each log group's log is a replicated stream, the nodes
+    /// share the log groups between them (taking over those of a node that
+    /// dies, handing theirs off when they shut down), and any node answers
+    /// any call. Needs a [`data_dir`](Self::data_dir) of the node's own;
+    /// every node must use the same shards, log groups and replicas.
+    /// `docs/cluster.md` describes the protocol.
+    ///
+    /// # Durability
+    ///
+    /// A reply (or an enqueue's `Ok`) means the invocation's record is on a
+    /// quorum of the NATS servers replicating its log group's stream, in
+    /// their memory or fsynced as the servers' `sync_interval` says (by
+    /// default in memory: it survives the crash of any process and the loss
+    /// of a minority of machines; with `sync_interval: always` also a power
+    /// loss of all of them).
+    ///
+    /// # Errors
+    ///
+    /// [`open`](Self::open) fails with [`Error::Cluster`] when no NATS
+    /// server answers, when this node's settings differ from the cluster's,
+    /// or when `replicas` exceeds the JetStream servers.
     ///
     /// # Examples
     ///
@@ -231,24 +325,25 @@ impl Builder {
     /// # pub struct Counter { n: u64 }
     /// # #[stateful_function]
     /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// use statefn::cluster::{ClusterConfig, ClusterError};
+    ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), statefn::Error> {
-    /// let dir = tempfile::tempdir().map_err(|e| statefn::Error::Config(e.to_string()))?;
-    /// let runtime = Runtime::builder()
+    /// # async fn main() {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let mut config = ClusterConfig::new("nats://127.0.0.1:1", "node-a"); // nothing listens there
+    /// config.replicas = 1;
+    /// let opened = Runtime::builder()
     ///     .data_dir(dir.path())
-    ///     .pipelined_commits(true)
+    ///     .cluster(config)
     ///     .register::<Counter>()
     ///     .open()
-    ///     .await?;
-    /// // Durable once answered, pipelined or not.
-    /// assert_eq!(runtime.handle::<Counter>("c").add(2).await?, 2);
-    /// runtime.shutdown().await?;
-    /// # Ok(())
+    ///     .await;
+    /// assert!(matches!(opened, Err(statefn::Error::Cluster(ClusterError::Connect { .. }))));
     /// # }
     /// ```
-    #[doc(hidden)]
-    pub fn pipelined_commits(mut self, on: bool) -> Self {
-        self.pipelined_commits = on;
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
+        self.cluster = Some(config);
         self
     }
 
@@ -257,6 +352,65 @@ impl Builder {
         if let Err(e) = self.registry.register::<T>() {
             self.error.get_or_insert(e);
         }
+        self
+    }
+
+    /// Gives handlers a read-only resource of type `T` (configuration, a
+    /// price table, a client of another system), read with
+    /// [`Context::resource`](crate::Context::resource). One per type: a
+    /// second `T` replaces the first. Resources are not state: they are not
+    /// stored, and every instance sees the same one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use serde::{Deserialize, Serialize};
+    /// use statefn::prelude::*;
+    ///
+    /// pub struct Prices { cents: std::collections::HashMap<String, u64> }
+    ///
+    /// #[stateful_function]
+    /// #[derive(Default, Serialize, Deserialize)]
+    /// pub struct Cart { total_cents: u64 }
+    ///
+    /// #[stateful_function]
+    /// impl Cart {
+    ///     #[handler]
+    ///     fn add(&mut self, ctx: &Context, sku: String) -> u64 {
+    ///         let prices = ctx.resource::<Prices>().expect("given at build time");
+    ///         self.total_cents += prices.cents.get(&sku).copied().unwrap_or(0);
+    ///         self.total_cents
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// let prices = Prices { cents: [("apple".to_owned(), 40)].into() };
+    /// let runtime = Runtime::builder()
+    ///     .in_memory()
+    ///     .resource(Arc::new(prices))
+    ///     .register::<Cart>()
+    ///     .open()
+    ///     .await?;
+    /// assert_eq!(runtime.handle::<Cart>("c-1").add("apple".into()).await?, 40);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn resource<T: std::any::Any + Send + Sync>(mut self, value: Arc<T>) -> Self {
+        self.resources.insert(value);
+        self
+    }
+
+    /// Registers an erased function by hand (tests of what the runtime does
+    /// when code it calls misbehaves).
+    #[cfg(test)]
+    pub(crate) fn register_erased(
+        mut self,
+        name: &'static str,
+        f: Arc<dyn crate::registry::ErasedFunction>,
+    ) -> Self {
+        self.registry.register_erased(name, f);
         self
     }
 
@@ -272,7 +426,16 @@ impl Builder {
     /// another process, written by a newer version, a different shard count,
     /// corrupt log data: the message names the file and offset).
     pub async fn open(self) -> Result<Runtime, Error> {
-        let plan = self.plan()?;
+        #[allow(unused_mut, reason = "assigned in cluster mode only")]
+        let mut plan = self.plan()?;
+        #[cfg(feature = "cluster")]
+        if let Some(config) = plan.cluster_config.clone() {
+            plan.cluster = Some(
+                crate::cluster::ClusterNode::connect(config, plan.shards, plan.log_groups).await?,
+            );
+        }
+        #[cfg(feature = "cluster")]
+        let cluster = plan.cluster.clone();
         let opened = if matches!(plan.storage, StorageChoice::Disk { .. }) {
             let config = plan.clone();
             tokio::task::spawn_blocking(move || open_storage(&config, &Clock::System))
@@ -286,6 +449,12 @@ impl Builder {
         };
         let (runtime, background) = assemble(plan, opened, Clock::System, Drive::Threads, None)?;
         background.spawn(&runtime.owner.inner)?;
+        #[cfg(feature = "cluster")]
+        if let Some(node) = cluster {
+            let inner = &runtime.owner.inner;
+            let _ = inner.cluster.set(std::sync::Arc::clone(&node));
+            node.start(inner).await?;
+        }
         Ok(runtime)
     }
 
@@ -331,6 +500,27 @@ impl Builder {
                 self.shards, self.log_groups
             )));
         }
+        #[cfg(feature = "cluster")]
+        if self.cluster.is_some() {
+            match &storage {
+                StorageChoice::Disk {
+                    mode: Durability::Fsync,
+                    ..
+                } => {}
+                StorageChoice::Disk { .. } => {
+                    return Err(Error::Config(
+                        "cluster mode acknowledges once a quorum of NATS servers has a record: \
+                         leave `.durability(..)` at its default"
+                            .into(),
+                    ));
+                }
+                StorageChoice::InMemory => {
+                    return Err(Error::Config(
+                        "cluster mode needs a `.data_dir(path)` of the node's own".into(),
+                    ));
+                }
+            }
+        }
         let per_shard_cache = self.cache_bytes / usize::from(self.shards);
         Ok(Plan {
             storage,
@@ -344,16 +534,24 @@ impl Builder {
                 checkpoint_dirty_bytes: (per_shard_cache / 2).max(1 << 20),
                 checkpoint_interval: self.checkpoint_interval,
                 retry: self.retry,
+                timers_in_memory: self.timers_in_memory,
             },
             checkpoint_log_bytes: self.checkpoint_log_bytes,
+            commit_queue_bytes: self.commit_queue_bytes,
             wal_options: WalOptions {
                 segment_bytes: self.segment_bytes,
             },
             egress_retention: self.egress_retention,
             mailbox_capacity: self.mailbox_capacity,
+            shutdown_timeout: self.shutdown_timeout,
             file_system: self.file_system,
-            pipelined_commits: self.pipelined_commits,
+            store_faults: self.store_faults,
             registry: self.registry,
+            resources: (!self.resources.is_empty()).then(|| Arc::new(self.resources)),
+            #[cfg(feature = "cluster")]
+            cluster_config: self.cluster,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         })
     }
 }
@@ -374,11 +572,19 @@ pub(crate) struct Plan {
     pub(super) log_groups: u16,
     pub(super) core: CoreConfig,
     pub(super) checkpoint_log_bytes: u64,
+    pub(super) commit_queue_bytes: u64,
     pub(super) wal_options: WalOptions,
     pub(super) egress_retention: Duration,
     pub(super) mailbox_capacity: usize,
+    pub(super) shutdown_timeout: Duration,
     pub(super) file_system: Arc<dyn FileSystem>,
-    /// Two committers per log group (see `commit/in_flight.rs`).
-    pub(super) pipelined_commits: bool,
+    pub(super) store_faults: crate::commit::store_faults::StoreFaults,
     pub(super) registry: Registry,
+    pub(super) resources: Option<Arc<Resources>>,
+    /// Cluster mode: how to join the cluster...
+    #[cfg(feature = "cluster")]
+    pub(super) cluster_config: Option<crate::cluster::ClusterConfig>,
+    /// ...and the node, once connected.
+    #[cfg(feature = "cluster")]
+    pub(super) cluster: Option<Arc<crate::cluster::ClusterNode>>,
 }

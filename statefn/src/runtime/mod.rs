@@ -8,19 +8,28 @@
 //! | [`router`] | mail to shards: client calls (with backpressure), messages, timers |
 //! | [`release`] | a committed batch's effects leave, in order; acks are published |
 //! | [`resend`] | after a recovery: re-send the outbox, re-arm timers, resume |
+//! | `transport` | cluster mode: calls and mail for shards another node serves |
+//! | `groups` | cluster mode: acquiring and giving up log groups at runtime |
 //! | [`lifecycle`] | in-flight work, shutdown, stop and join |
 //! | [`admin`] | operators: shard status, dead letters, functions |
+//! | [`invocations`] | enqueued invocations: their ids, cancelling a delayed one |
 //!
 //! The public API of the runtime for egress consumers is in
 //! [`crate::egress`]'s reader.
 
 pub(crate) mod admin;
 pub(crate) mod builder;
+#[cfg(feature = "cluster")]
+mod groups;
+mod inspect;
+pub(crate) mod invocations;
 mod lifecycle;
 pub(crate) mod open;
 mod release;
 mod resend;
 mod router;
+#[cfg(feature = "cluster")]
+pub(crate) mod transport;
 
 use std::{
     sync::{
@@ -35,17 +44,20 @@ use tokio::sync::Notify;
 
 pub use self::admin::{DeadLetter, DeadLetterId, ShardStatus};
 pub use self::builder::{
-    Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
+    Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_RETENTION,
+    DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY,
 };
+pub use self::inspect::{Instances, MAX_INSTANCES_PAGE, PendingTimer};
 use self::lifecycle::{Owner, Threads};
 use crate::{
-    Address, Error, Handle, JsonReply, StatefulFunction,
+    Address, Error, Handle, InvocationId, JsonReply, StatefulFunction,
     clock::Clock,
     commit::Commit,
     egress::Egress,
     protocol::{acks::AckMatrix, ids::ShardId},
     registry::Registry,
+    resources::Resources,
     scheduler::{RunShard, Scheduler},
     shard::{Shard, effects::RunEnv},
     timers::Timers,
@@ -122,12 +134,28 @@ impl Runtime {
     /// Stops accepting calls, finishes the work in flight (including the
     /// messages it sends), then stops the threads and, in durable mode,
     /// releases the data directory. Pending timers stay stored and fire after
-    /// the next open. Calling it again does nothing.
+    /// the next open. Calling it again does nothing. In cluster mode it
+    /// first hands the log groups this node serves off to the other nodes
+    /// (up to 30 s; calls go on meanwhile).
+    ///
+    /// It never waits much longer than
+    /// [`Builder::shutdown_timeout`](crate::Builder::shutdown_timeout)
+    /// (30 s by default; stopping the threads may take a second more): a disk that does not answer, a log group that
+    /// cannot recover or a handler that never returns make it return
+    /// [`Error::ShutdownIncomplete`] instead of hanging. Egress long-polls
+    /// return at once.
     ///
     /// # Errors
     ///
-    /// [`Error::Thread`] if a thread could not be stopped cleanly;
-    /// [`Error::Config`] for the runtime of a `statefn::testing::TestRuntime`.
+    /// [`Error::ShutdownIncomplete`] naming what did not finish (work still
+    /// in flight at the deadline, a log group that stayed down, a thread
+    /// that did not stop); [`Error::Config`] for the runtime of a
+    /// `statefn::testing::TestRuntime`.
+    ///
+    /// # Durability
+    ///
+    /// Whatever happened, what was committed before is durable; what was not
+    /// is as after a crash: the next open recovers it.
     pub async fn shutdown(&self) -> Result<(), Error> {
         let inner = Arc::clone(&self.owner.inner);
         if inner.manual {
@@ -138,26 +166,97 @@ impl Runtime {
                     .into(),
             ));
         }
-        inner.closing.store(true, Ordering::SeqCst);
-        inner.wait_idle().await;
-        if inner.commit.is_some() && !inner.stopped.load(Ordering::SeqCst) {
+        if inner.stopped.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let timeout = inner.shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Cluster mode: hand the groups served here to the other nodes
+        // first, while calls are still taken (and forwarded); half the
+        // deadline at most, the rest is for the local shutdown.
+        #[cfg(feature = "cluster")]
+        if let Some(node) = inner.cluster.get() {
+            node.drain(timeout / 2).await;
+        }
+        inner.begin_closing();
+        let mut idle = tokio::time::timeout_at(deadline, inner.wait_idle())
+            .await
+            .is_ok();
+        if idle && inner.commit.is_some() {
             // A final checkpoint of every shard, so the next open replays
             // (almost) nothing.
             for shard in inner.shard_ids() {
                 inner.request_checkpoint(shard);
             }
-            inner.wait_idle().await;
+            idle = tokio::time::timeout_at(deadline, inner.wait_idle())
+                .await
+                .is_ok();
         }
-        tokio::task::spawn_blocking(move || inner.stop_and_join())
-            .await
-            .map_err(|e| Error::Thread {
-                what: format!("a runtime thread failed to stop: {e}"),
-                source: None,
-            })
+        let mut unfinished = Vec::new();
+        if !idle {
+            unfinished.push(format!(
+                "{} calls, messages or checkpoints were still in flight after {timeout:?}",
+                inner.in_flight()
+            ));
+        }
+        let until = std::time::Instant::now()
+            + deadline.saturating_duration_since(tokio::time::Instant::now());
+        let stopping = Arc::clone(&inner);
+        // The join itself never waits past the deadline; the margin only
+        // covers a blocking pool too busy to start it.
+        let joined = tokio::time::timeout_at(
+            deadline + 5 * lifecycle::STOP_GRACE + Duration::from_secs(1),
+            tokio::task::spawn_blocking(move || stopping.stop_and_join(Some(until))),
+        )
+        .await;
+        match joined {
+            Ok(Ok(stuck)) => unfinished.extend(stuck),
+            Ok(Err(e)) => unfinished.push(format!("stopping the threads failed: {e}")),
+            Err(_) => unfinished.push("the threads could not be stopped in time".to_owned()),
+        }
+        if let Some(commit) = &inner.commit {
+            for (group, reason) in commit.groups_down() {
+                unfinished.push(format!(
+                    "log group {group} could not recover ({reason}); its shards stayed down"
+                ));
+            }
+        }
+        if unfinished.is_empty() {
+            Ok(())
+        } else {
+            tracing::error!(?unfinished, "shutdown did not finish cleanly");
+            Err(Error::ShutdownIncomplete { unfinished })
+        }
     }
 
     pub(crate) fn inner(&self) -> &RuntimeInner {
         &self.owner.inner
+    }
+
+    /// Cluster mode: the nodes, and each log group's owner and epoch, as
+    /// this node sees them (`None` in single-node mode). `GET
+    /// /admin/cluster` serves it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
+    /// assert!(runtime.cluster_status().is_none(), "a single node");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn cluster_status(&self) -> Option<crate::cluster::ClusterStatus> {
+        self.owner.inner.cluster.get().map(|node| node.status())
     }
 
     /// Calls `handler` of instance `id` of the function type named
@@ -208,19 +307,43 @@ impl Runtime {
         args: serde_json::Value,
         idempotency_key: Option<String>,
     ) -> Result<JsonReply, Error> {
+        self.call_json_traced(type_name, id, handler, args, idempotency_key, None)
+            .await
+    }
+
+    /// [`call_json`](Self::call_json) continuing the trace `trace` (the
+    /// HTTP ingress passes a request's `traceparent`).
+    pub(crate) async fn call_json_traced(
+        &self,
+        type_name: &str,
+        id: &str,
+        handler: &str,
+        args: serde_json::Value,
+        idempotency_key: Option<String>,
+        trace: Option<crate::TraceContext>,
+    ) -> Result<JsonReply, Error> {
+        let started = std::time::Instant::now();
         let inner = self.inner();
         let function = Arc::clone(inner.registry.get(type_name)?);
         let target = Address::new(type_name, id)?;
         let message = function.message_from_json(handler, args)?;
-        let rx = inner.submit(target, message, idempotency_key, None)?;
+        let rx = inner.submit(target, message, idempotency_key, None, trace)?;
         let reply = rx.await.map_err(|_| Error::ShuttingDown)??;
+        crate::metrics::record_call(
+            function.type_name(),
+            function.handler_label(handler),
+            started,
+        );
         function.reply_to_json(handler, &reply)
     }
 
     /// Durably enqueues a call of `handler` (arguments as for
     /// [`call_json`](Self::call_json)) to run after `delay` (zero: as soon as
-    /// possible), and returns once the message is committed, before the
-    /// handler runs. With an idempotency key, enqueueing again does nothing.
+    /// possible), and returns its [`InvocationId`] once the message is
+    /// committed, before the handler runs. With an idempotency key,
+    /// enqueueing again does nothing (and returns the same id); without
+    /// one, a random key is generated. A delayed invocation can be
+    /// cancelled until it runs ([`cancel_invocation`](Self::cancel_invocation)).
     ///
     /// # Errors
     ///
@@ -238,13 +361,41 @@ impl Runtime {
         args: serde_json::Value,
         delay: Duration,
         idempotency_key: Option<String>,
-    ) -> Result<(), Error> {
+    ) -> Result<InvocationId, Error> {
+        self.enqueue_json_traced(type_name, id, handler, args, delay, idempotency_key, None)
+            .await
+    }
+
+    /// [`enqueue_json`](Self::enqueue_json) continuing the trace `trace`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the public `enqueue_json`'s arguments and the trace"
+    )]
+    pub(crate) async fn enqueue_json_traced(
+        &self,
+        type_name: &str,
+        id: &str,
+        handler: &str,
+        args: serde_json::Value,
+        delay: Duration,
+        idempotency_key: Option<String>,
+        trace: Option<crate::TraceContext>,
+    ) -> Result<InvocationId, Error> {
         let inner = self.inner();
         let function = Arc::clone(inner.registry.get(type_name)?);
         let target = Address::new(type_name, id)?;
         let message = function.message_from_json(handler, args)?;
-        let rx = inner.submit(target, message, idempotency_key, Some(delay))?;
-        rx.await.map_err(|_| Error::ShuttingDown)?.map(|_| ())
+        // Always keyed, so that the id names exactly one message.
+        let key = idempotency_key.unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
+        let rx = inner.submit(
+            target.clone(),
+            message,
+            Some(key.clone()),
+            Some(delay),
+            trace,
+        )?;
+        rx.await.map_err(|_| Error::ShuttingDown)??;
+        Ok(InvocationId::enqueued(target, key))
     }
 }
 
@@ -252,6 +403,8 @@ impl Runtime {
 #[derive(Debug)]
 pub(crate) struct RuntimeInner {
     pub(crate) registry: Registry,
+    /// What handlers read with `Context::resource`.
+    resources: Option<Arc<Resources>>,
     shards: Vec<Shard>,
     pub(crate) scheduler: Arc<Scheduler>,
     /// Armed timers (the timer service fires them).
@@ -268,6 +421,8 @@ pub(crate) struct RuntimeInner {
     recoveries: AtomicU64,
     /// Client calls a shard queues at most before refusing with `Overloaded`.
     mailbox_capacity: usize,
+    /// The longest `shutdown` waits.
+    shutdown_timeout: Duration,
     /// The commit path (durable mode).
     pub(crate) commit: Option<Commit>,
     pub(crate) egress: Arc<Egress>,
@@ -275,6 +430,9 @@ pub(crate) struct RuntimeInner {
     pub(crate) clock: Clock,
     /// Driven by the test kit: no service runs on its own.
     manual: bool,
+    /// Cluster mode: this node's membership, ownership and transport.
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterNode>>,
     /// Test hook: this many of the next committed messages between
     /// functions are lost on their way to the receiver's mailbox.
     #[cfg(test)]
@@ -286,6 +444,7 @@ impl RunShard for RuntimeInner {
         let acked = |dest: ShardId| self.acks.acked(shard, dest);
         let env = RunEnv {
             registry: &self.registry,
+            resources: self.resources.as_ref(),
             now_ms: self.clock.now_ms(),
             acked: &acked,
             egress_appended: self.egress.appended(shard),
@@ -293,14 +452,66 @@ impl RunShard for RuntimeInner {
         let Some(target) = self.shard(shard) else {
             return false;
         };
-        target.run(&env, |batch| match &self.commit {
-            None => self.release(batch.effects),
-            Some(commit) => {
-                if let Err(batch) = commit.submit(batch) {
-                    self.refuse(batch.effects, batch.shard, "the runtime is stopping");
+        if let Some(commit) = &self.commit
+            && !self.manual
+        {
+            commit.wait_for_room(shard, || self.stopped.load(Ordering::SeqCst));
+        }
+        target.run(
+            &env,
+            |batch| match &self.commit {
+                None => self.release(batch.effects),
+                Some(commit) => {
+                    if let Err(batch) = commit.submit(batch) {
+                        self.refuse(batch.effects, batch.shard, "the runtime is stopping");
+                    }
                 }
-            }
-        })
+            },
+            |batch, panic| self.shard_panicked(batch, &panic),
+        )
+    }
+}
+
+impl RuntimeInner {
+    /// The runtime's own code panicked while running a batch of
+    /// `batch.shard` (a bug). In memory the core is all there is: what the
+    /// batch finished is released and the shard goes on. In durable mode the
+    /// core may be half-changed: the batch is refused, the shard is taken
+    /// down at once, and its log group rebuilds it from checkpoint and log.
+    fn shard_panicked(&self, batch: crate::shard::effects::Batch, panic: &str) {
+        let shard = batch.shard;
+        metrics::counter!(crate::metrics::PANICS, "where" => "shard").increment(1);
+        let Some(commit) = &self.commit else {
+            tracing::error!(
+                %shard,
+                panic,
+                "statefn bug: the runtime panicked while running a batch; the mail that \
+                 caused it was dropped, the shard goes on"
+            );
+            return self.release(batch.effects);
+        };
+        tracing::error!(
+            %shard,
+            panic,
+            "statefn bug: the runtime panicked while running a batch; the shard's log group \
+             recovers it from its checkpoint and log"
+        );
+        let reason = "its shard failed and is recovering";
+        let waiting = self.shard(shard).map(Shard::take_down).unwrap_or_default();
+        self.refuse(batch.effects, shard, reason);
+        self.refuse(
+            crate::shard::effects::Effects {
+                finished: waiting.len(),
+                replies: waiting.into_iter().map(|tx| (tx, Ok(Vec::new()))).collect(),
+                ..Default::default()
+            },
+            shard,
+            reason,
+        );
+        commit.fail_group(
+            commit.group_of(shard),
+            format!("shard {shard} panicked: {panic}"),
+        );
     }
 }
 
@@ -365,6 +576,52 @@ mod tests {
             .submit_call(target, vec![0], None)
             .expect_err("unknown type");
         assert!(matches!(err, Error::UnknownFunction { .. }), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_the_runtime_s_code_takes_the_shard_s_group_down_and_recovers_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = Runtime::builder()
+            .data_dir(dir.path())
+            .shards(2)
+            .workers(1)
+            .register::<Counter>()
+            .register_erased(
+                "panic_tests.Bomb",
+                std::sync::Arc::new(crate::shard::panic_tests::Bomb),
+            )
+            .open()
+            .await
+            .expect("opens");
+        let counter = runtime.handle::<Counter>("c");
+        assert_eq!(counter.add(1).await.expect("ok"), 1);
+        let bomb = Address::new("panic_tests.Bomb", "x").expect("valid");
+        let rx = runtime
+            .inner()
+            .submit_call(bomb, vec![0], None)
+            .expect("accepted");
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(30), rx)
+            .await
+            .expect("the panicking call is answered, not stranded");
+        assert!(answer.is_err(), "{answer:?}");
+        // The group comes back with what was committed before.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let n = loop {
+            match counter.add(1).await {
+                Ok(n) => break n,
+                Err(Error::Unavailable { .. }) => {
+                    assert!(tokio::time::Instant::now() < deadline, "never recovered");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        };
+        assert_eq!(n, 2);
+        assert_eq!(runtime.recoveries(), 1);
+        tokio::time::timeout(std::time::Duration::from_secs(30), runtime.shutdown())
+            .await
+            .expect("shutdown finishes")
+            .expect("cleanly");
     }
 
     /// A key is stored with its reply and written into every checkpoint of

@@ -32,7 +32,7 @@ use crate::{
     protocol::{
         acks::AckMatrix,
         envelope::Mail,
-        ids::{Epoch, ShardId},
+        ids::{Epoch, ShardId, TimerSlot},
         record::{Emitted, Sent},
     },
     scheduler::{Scheduler, Worker, WorkerSlot},
@@ -65,7 +65,7 @@ impl Recovered {
         Recovered {
             shard: core.id,
             outbox: core.outbox.entries().cloned().collect(),
-            timers: core.timers.arms(core.id),
+            timers: core.timer_arms(),
             egress: core.emitted.pending().cloned().collect(),
         }
     }
@@ -158,12 +158,19 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
         &data_dir.wal_root(),
         plan.wal_options,
     ));
+    // Cluster mode: each log group's log is a JetStream stream.
+    #[cfg(feature = "cluster")]
+    let logs: Arc<dyn LogBackend> = match &plan.cluster {
+        Some(node) => Arc::new(node.log_backend()),
+        None => logs,
+    };
     let storage = Arc::new(Storage::new(
         data_dir,
         store,
         logs,
         plan.core.clone(),
         clock.clone(),
+        plan.store_faults.clone(),
     ));
     let commit = Commit::new(
         Arc::clone(&storage),
@@ -171,8 +178,30 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
             mode: *mode,
             checkpoint_log_bytes: plan.checkpoint_log_bytes,
             checkpoint_interval: plan.core.checkpoint_interval,
+            queue_bytes: plan.commit_queue_bytes,
+            #[cfg(feature = "cluster")]
+            read_barrier: plan.cluster.is_some(),
         },
     );
+    // Cluster mode: no group is served until this node acquires it.
+    #[cfg(feature = "cluster")]
+    if let Some(node) = &plan.cluster {
+        let shards = (0..plan.shards)
+            .map(|id| {
+                let core = ShardCore::new(ShardId(id), Epoch(0), plan.core.clone(), None);
+                let shard = Shard::new(core);
+                shard.set_status(crate::shard::Status::Remote);
+                shard
+            })
+            .collect();
+        return Ok(Opened {
+            commit: Some(commit),
+            groups: Vec::new(),
+            shards,
+            recovered: Vec::new(),
+            egress: node.egress(plan.shards, plan.egress_retention, clock.clone()),
+        });
+    }
     let mut recovered = (0..plan.log_groups)
         .map(|group| storage.recover(statefn_store::LogGroupId(group), Epoch(1), None))
         .collect::<Result<Vec<_>, _>>()?;
@@ -249,6 +278,7 @@ pub(super) fn assemble(
     let (scheduler, slots) = Scheduler::new(workers);
     let inner = Arc::new(RuntimeInner {
         registry: plan.registry,
+        resources: plan.resources,
         shards,
         scheduler: Arc::new(scheduler),
         timers: Arc::new(Timers::default()),
@@ -260,31 +290,29 @@ pub(super) fn assemble(
         acks: AckMatrix::new(plan.shards),
         recoveries: AtomicU64::new(0),
         mailbox_capacity: plan.mailbox_capacity,
+        shutdown_timeout: plan.shutdown_timeout,
         commit,
         egress: Arc::new(egress),
         clock: clock.clone(),
         manual: drive != Drive::Threads,
+        #[cfg(feature = "cluster")]
+        cluster: std::sync::OnceLock::new(),
         #[cfg(test)]
         lose_messages: std::sync::atomic::AtomicUsize::new(0),
     });
     let weak: Weak<RuntimeInner> = Arc::downgrade(&inner);
     let timers = TimerService::new(Arc::clone(&inner.timers), clock.clone(), move |t| {
         if let Some(inner) = weak.upgrade() {
-            inner.enqueue(t.shard, Mail::TimerDue { timer: t.timer });
+            let timer = TimerSlot {
+                due_ms: t.due_ms,
+                id: t.timer,
+            };
+            inner.enqueue(t.shard, Mail::TimerDue { timer });
         }
     });
     let host: Arc<dyn CommitHost> = Arc::clone(&inner) as Arc<dyn CommitHost>;
     let commit = match &inner.commit {
-        // Flushes pipelined on two threads per group only when asked for;
-        // the test kit steps one syncer per group, which waits for its own
-        // flushes.
-        Some(commit) => commit.services(
-            &host,
-            groups,
-            &clock,
-            observer.as_ref(),
-            drive == Drive::Threads && plan.pipelined_commits,
-        ),
+        Some(commit) => commit.services(&host, groups, &clock, observer.as_ref()),
         None => CommitServices {
             syncers: Vec::new(),
             checkpointer: None,

@@ -48,17 +48,22 @@ impl RuntimeInner {
         // Egress before replies too: in memory a caller then reads its own
         // records; durable appends are asynchronous (see `read_egress`).
         self.egress.submit(effects.egress);
-        for (tx, reply) in effects.replies {
-            // The caller may have stopped waiting; the invocation stands.
-            let _ = tx.send(reply);
-        }
-        for timer in effects.timers {
-            self.timers.arm(timer);
-        }
+        // The dead-letter listing before replies: a caller told its drop or
+        // replay is done must not list the letter any more.
         for (shard, change) in effects.dead_letters {
             if let Some(target) = self.shard(shard) {
                 target.dead_letter_committed(change);
             }
+        }
+        for (tx, reply) in effects.replies {
+            // The caller may have stopped waiting; the invocation stands.
+            let _ = tx.send(reply);
+        }
+        for timer in effects.timers_cancelled {
+            self.timers.cancel(timer);
+        }
+        for timer in effects.timers {
+            self.timers.arm(timer);
         }
         // A receiver saw a gap: its sender re-sends what it holds for it.
         for (source, dest) in effects.resend_requests {
@@ -84,6 +89,17 @@ impl CommitHost for RuntimeInner {
 
     fn publish_acks(&self, dest: ShardId, acks: &[(ShardId, Seq)]) {
         self.acks.publish(dest, acks);
+        #[cfg(feature = "cluster")]
+        if let Some(transport) = self.transport() {
+            let remote: Vec<(ShardId, Seq)> = acks
+                .iter()
+                .filter(|(source, _)| self.is_remote(*source))
+                .copied()
+                .collect();
+            if !remote.is_empty() {
+                transport.send_acks(dest, remote);
+            }
+        }
     }
 
     fn request_checkpoint(&self, shard: ShardId) {
@@ -106,8 +122,27 @@ impl CommitHost for RuntimeInner {
         self.enqueue(shard, Mail::Wake);
     }
 
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    fn abandon(&self, shard: ShardId) {
+        let Some(target) = self.shard(shard) else {
+            return;
+        };
+        let (count, waiting) = target.abandon();
+        for tx in waiting {
+            let _ = tx.send(Err(crate::Error::ShuttingDown));
+        }
+        self.finished(count);
+    }
+
     fn count_recovery(&self) {
         self.recoveries.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics::RECOVERIES).increment(1);
+    }
+
+    fn refuse_unknown(&self, effects: Effects, shard: ShardId, reason: &str) {
+        RuntimeInner::release(self, effects.outcome_unknown(shard, reason));
     }
 }

@@ -2,7 +2,7 @@
 //! releases once they are durable (and only then: a reply, a message, a
 //! timer or an egress record never leaves before its commit).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use crate::{
     Error,
@@ -13,6 +13,7 @@ use crate::{
         record::Emitted,
     },
     registry::Registry,
+    resources::Resources,
     shard::{dead_letters::DeadLetterChange, freeze::CheckpointJob},
     timers::TimerArm,
 };
@@ -20,6 +21,8 @@ use crate::{
 /// What a worker needs to run a batch.
 pub(crate) struct RunEnv<'a> {
     pub(crate) registry: &'a Registry,
+    /// What `Context::resource` reads; `None` when there is none.
+    pub(crate) resources: Option<&'a Arc<Resources>>,
     pub(crate) now_ms: u64,
     /// Highest sequence from this shard that `dest` has durably applied.
     pub(crate) acked: &'a (dyn Fn(ShardId) -> Seq + Sync),
@@ -68,6 +71,51 @@ impl Batch {
     }
 }
 
+/// How far a batch had got before one mail: [`Batch::rollback`] drops what
+/// that mail added.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BatchMark {
+    records: usize,
+    replies: usize,
+    deliveries: usize,
+    timers: usize,
+    timers_cancelled: usize,
+    acks: usize,
+    egress: usize,
+    finished: usize,
+}
+
+impl Batch {
+    /// Where the batch stands now.
+    pub(crate) fn mark(&self) -> BatchMark {
+        BatchMark {
+            records: self.records.len(),
+            replies: self.effects.replies.len(),
+            deliveries: self.effects.deliveries.len(),
+            timers: self.effects.timers.len(),
+            timers_cancelled: self.effects.timers_cancelled.len(),
+            acks: self.effects.acks.len(),
+            egress: self.effects.egress.len(),
+            finished: self.effects.finished,
+        }
+    }
+
+    /// Drops what the mail after `mark` added (it panicked half-way); that
+    /// mail counts as finished: it was taken from the mailbox and is gone.
+    pub(crate) fn rollback(&mut self, mark: BatchMark) {
+        self.records.truncate(mark.records);
+        let effects = &mut self.effects;
+        effects.replies.truncate(mark.replies);
+        effects.deliveries.truncate(mark.deliveries);
+        effects.timers.truncate(mark.timers);
+        effects.timers_cancelled.truncate(mark.timers_cancelled);
+        effects.acks.truncate(mark.acks);
+        effects.egress.truncate(mark.egress);
+        effects.finished = mark.finished + 1;
+        self.checkpoint = None;
+    }
+}
+
 /// What a batch releases once committed.
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
@@ -76,6 +124,8 @@ pub(crate) struct Effects {
     pub(crate) deliveries: Vec<Envelope>,
     /// Timers to arm.
     pub(crate) timers: Vec<TimerArm>,
+    /// Timers armed before and removed since (cancelled, replaced).
+    pub(crate) timers_cancelled: Vec<TimerArm>,
     /// Function messages applied: (source shard, sequence).
     pub(crate) acks: Vec<(ShardId, Seq)>,
     /// Records for egress logs, appended once durable.
@@ -152,6 +202,35 @@ impl Effects {
                             "{reason}; the call was not committed (retry it with the same idempotency key)"
                         ),
                         retry_after: Duration::from_millis(100),
+                    }),
+                )
+            })
+            .collect();
+        Effects {
+            replies,
+            finished: self.finished,
+            ..Effects::default()
+        }
+    }
+
+    /// The effects of a batch of `shard` whose commit the log could not
+    /// confirm (a replicated log that stopped answering): it may or may not
+    /// be committed, so its callers are told to retry with the same
+    /// idempotency key, which answers without applying it twice.
+    pub(crate) fn outcome_unknown(self, shard: ShardId, reason: &str) -> Effects {
+        let replies = self
+            .replies
+            .into_iter()
+            .map(|(tx, _)| {
+                (
+                    tx,
+                    Err(Error::Unavailable {
+                        shard: shard.0,
+                        reason: format!(
+                            "{reason}; the call may or may not have been committed: retry it with \
+                             the same idempotency key to find out without applying it twice"
+                        ),
+                        retry_after: Duration::from_secs(1),
                     }),
                 )
             })

@@ -3,16 +3,16 @@
 //! shard goes on processing while the checkpointer writes it), and taking
 //! the result back.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::{state_machine::ShardCore, state_table::Frozen};
+use super::{state_machine::ShardCore, state_table::Frozen, timer_table::TimerChanges};
 use crate::{
     Address,
     protocol::{
         ids::{DeadLetterSeq, EgressSeq, Epoch, Lsn, Seq, ShardId, TimerId},
-        record::{DeadLetterEntry, Emitted, Sent, StoredReply, TimerEntry},
+        record::{DeadLetterEntry, Emitted, Sent, StoredReply},
     },
 };
 
@@ -31,6 +31,9 @@ pub(crate) struct ShardMeta {
     pub(crate) next_dead_letter: DeadLetterSeq,
 }
 
+/// Unchanged since record version 1.
+impl crate::protocol::record::Stored for ShardMeta {}
+
 /// A checkpoint frozen by a shard, for the checkpointer to write. No other
 /// shard takes part.
 #[derive(Debug)]
@@ -43,8 +46,9 @@ pub(crate) struct CheckpointJob {
     pub(crate) states: Frozen<Address, Option<Vec<u8>>>,
     pub(crate) idempotency: Frozen<(Address, String), StoredReply>,
     pub(crate) meta: ShardMeta,
-    pub(crate) timers: Vec<TimerEntry>,
-    pub(crate) timers_removed: Vec<TimerId>,
+    /// The timers armed and removed since the last checkpoint (not all
+    /// timers: the store keeps those).
+    pub(crate) timers: Arc<TimerChanges>,
     pub(crate) outbox: Vec<Sent>,
     pub(crate) outbox_removed: Vec<(ShardId, Seq)>,
     pub(crate) egress: Vec<Emitted>,
@@ -66,6 +70,33 @@ pub(crate) struct CheckpointState {
     /// When the last checkpoint was frozen, on the runtime's clock (set at
     /// the first batch).
     last_ms: Option<u64>,
+    /// Checkpoints that failed in a row: the next is not frozen before
+    /// [`retry_backoff`] of that many has passed since the last one, so a
+    /// state store that cannot write is not retried in a hot loop.
+    pub(crate) failures: u32,
+    /// Asked for from outside (shutdown, the log group, an operator): not
+    /// held back by the backoff, since each such request is one attempt,
+    /// not a loop.
+    asked: bool,
+}
+
+impl CheckpointState {
+    /// A checkpoint was asked for from outside the shard.
+    pub(crate) fn asked(&mut self) {
+        self.requested = true;
+        self.asked = true;
+    }
+}
+
+/// How long a shard waits after `failures` failed checkpoints in a row
+/// before it freezes the next: 100 ms, doubling, at most 30 s.
+pub(crate) fn retry_backoff(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(100)
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(Duration::from_secs(30))
 }
 
 impl ShardCore {
@@ -76,9 +107,15 @@ impl ShardCore {
         if !self.durable || self.checkpoint.in_flight {
             return false;
         }
+        let backoff = retry_backoff(self.checkpoint.failures);
+        if !self.checkpoint.asked && Duration::from_millis(now_ms.saturating_sub(last_ms)) < backoff
+        {
+            return false;
+        }
+        let dirty = self.states.dirty_bytes() + self.timers.dirty_bytes();
         self.checkpoint.requested
-            || self.states.dirty_bytes() >= self.config.checkpoint_dirty_bytes
-            || (self.states.dirty_bytes() > 0
+            || dirty >= self.config.checkpoint_dirty_bytes
+            || (dirty > 0
                 && Duration::from_millis(now_ms.saturating_sub(last_ms))
                     >= self.config.checkpoint_interval)
     }
@@ -96,6 +133,7 @@ impl ShardCore {
         self.emitted.appended(egress_appended);
         self.checkpoint.in_flight = true;
         self.checkpoint.requested = false;
+        self.checkpoint.asked = false;
         self.checkpoint.last_ms = Some(now_ms);
         CheckpointJob {
             shard: self.id,
@@ -115,8 +153,7 @@ impl ShardCore {
             dead_letters_removed: self.dead_letters.take_removed(),
             egress: self.emitted.pending().cloned().collect(),
             egress_removed: self.emitted.take_removed(),
-            timers: self.timers.entries().cloned().collect(),
-            timers_removed: self.timers.take_removed(),
+            timers: self.timers.freeze(),
             outbox: self.outbox.entries().cloned().collect(),
             outbox_removed: self.outbox.take_removed(),
             idempotency_retention_ms: self.idempotency.retention_ms(),
@@ -125,27 +162,31 @@ impl ShardCore {
 
     /// The checkpoint frozen last has been written (`Some(lsn)`) or failed.
     ///
-    /// On failure the frozen states and idempotency entries become dirty
-    /// again, and the removals it was to delete go into the next one.
+    /// On failure the frozen states, idempotency entries and timer changes
+    /// (removals included) become dirty again, and the other removals it
+    /// was to delete go into the next one.
     pub(crate) fn checkpoint_finished(&mut self, epoch: Epoch, lsn: Option<Lsn>) {
         if epoch != self.epoch || !self.checkpoint.in_flight {
             return;
         }
         self.checkpoint.in_flight = false;
         let written = lsn.is_some();
-        self.timers.checkpoint_finished(written);
         self.outbox.checkpoint_finished(written);
         self.emitted.checkpoint_finished(written);
         self.dead_letters.checkpoint_finished(written);
         match lsn {
             Some(lsn) => {
+                self.checkpoint.failures = 0;
                 self.checkpoint.lsn = lsn;
                 self.states.checkpointed();
                 self.idempotency.checkpointed();
+                self.timers.checkpointed();
             }
             None => {
+                self.checkpoint.failures = self.checkpoint.failures.saturating_add(1);
                 self.states.unfreeze();
                 self.idempotency.unfreeze();
+                self.timers.unfreeze();
                 self.checkpoint.requested = true;
             }
         }

@@ -10,7 +10,6 @@ use crate::{
         record::{InvocationRecord, Sent, TimerEntry},
     },
     shard::effects::Batch,
-    timers::TimerArm,
 };
 
 impl ShardCore {
@@ -24,27 +23,19 @@ impl ShardCore {
     ) {
         match outgoing.delay {
             Some(delay) if !delay.is_zero() => {
-                let id = self.timers.next_id();
                 let due_ms =
                     now_ms.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
                 let entry = TimerEntry {
-                    id,
+                    id: self.timers.next_id(),
                     due_ms,
                     outgoing: Outgoing {
                         delay: None,
                         ..outgoing
                     },
-                    expiry: false,
+                    key: None,
+                    every_ms: None,
                 };
-                effects.timers.push(TimerArm {
-                    due_ms,
-                    shard: self.id,
-                    timer: id,
-                });
-                if self.durable {
-                    record.timers.push(entry.clone());
-                }
-                self.timers.insert(entry);
+                self.arm_timer(entry, effects, record);
             }
             _ => {
                 if let Some(sent) = self.deliver(outgoing, effects) {
@@ -65,6 +56,7 @@ impl ShardCore {
             message: outgoing.message,
             reply_to: outgoing.reply_to,
             attempt: outgoing.attempt,
+            provenance: outgoing.provenance,
         };
         if self.durable {
             self.outbox.insert(sent.clone());

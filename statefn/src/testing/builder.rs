@@ -112,6 +112,12 @@ impl TestBuilder {
         self
     }
 
+    /// A read-only resource for handlers, as [`Builder::resource`].
+    pub fn resource<T: std::any::Any + Send + Sync>(mut self, value: Arc<T>) -> Self {
+        self.builder = self.builder.resource(value);
+        self
+    }
+
     /// Mailbox bound, as [`Builder::mailbox_capacity`].
     pub fn mailbox_capacity(mut self, calls: usize) -> Self {
         self.builder = self.builder.mailbox_capacity(calls);
@@ -155,6 +161,13 @@ impl TestBuilder {
     /// ```
     pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
         self.builder = self.builder.checkpoint_interval(interval);
+        self
+    }
+
+    /// Faults to inject into the state store's writes, as
+    /// [`Builder::store_faults`] (see [`StoreFaults`](super::StoreFaults)).
+    pub fn store_faults(mut self, faults: super::StoreFaults) -> Self {
+        self.builder = self.builder.store_faults(faults);
         self
     }
 

@@ -2,6 +2,7 @@
 //! shard can run any of them from bytes.
 
 use std::{
+    cell::Cell,
     collections::HashMap,
     marker::PhantomData,
     panic::{AssertUnwindSafe, catch_unwind},
@@ -9,8 +10,9 @@ use std::{
 };
 
 use crate::{
-    Context, Error, JsonReply, StatefulFunction,
+    Address, Context, Error, JsonReply, StatefulFunction,
     function::HandlerInfo,
+    metrics::UNKNOWN,
     wire::{MessageError, WireMessage},
 };
 
@@ -38,7 +40,17 @@ pub(crate) struct Invocation {
 
 /// One registered function type, erased.
 pub(crate) trait ErasedFunction: Send + Sync + 'static {
+    /// The registered type name.
+    fn type_name(&self) -> &'static str;
     fn handlers(&self) -> &'static [HandlerInfo];
+    /// `handler`'s registered name, for a metric label: [`UNKNOWN`] if it
+    /// has no such handler (so labels stay a bounded set).
+    fn handler_label(&self, handler: &str) -> &'static str {
+        self.handlers()
+            .iter()
+            .find(|h| h.name == handler)
+            .map_or(UNKNOWN, |h| h.name)
+    }
     /// Decodes the state (or starts from `Default`) and the message, runs the
     /// handler, catching panics, and encodes the new state.
     fn invoke(&self, state: Option<&[u8]>, message: &[u8], ctx: &mut Context) -> Invocation;
@@ -57,6 +69,8 @@ pub(crate) trait ErasedFunction: Send + Sync + 'static {
     fn expire_after_ms(&self) -> u64;
     /// An encoded message as JSON (`{"handler": {"arg": value}}`), for inspection.
     fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error>;
+    /// A stored state (migrated if older) as JSON, for operators.
+    fn state_to_json(&self, id: &str, state: &[u8]) -> Result<serde_json::Value, Error>;
     /// Whether stored message bytes still decode as a message of this build
     /// (its handler exists, under its name or a `renamed_from` one, with the
     /// same arguments): for checking stored messages at open. Not for the
@@ -70,6 +84,23 @@ pub(crate) trait ErasedFunction: Send + Sync + 'static {
 
 struct Typed<T>(PhantomData<fn() -> T>);
 
+/// Where an invocation is, for the error when user code outside the
+/// handler panics.
+#[derive(Debug, Clone, Copy)]
+struct Stage {
+    handler: Option<&'static str>,
+    during: &'static str,
+}
+
+impl Stage {
+    fn of(info: &'static HandlerInfo, during: &'static str) -> Self {
+        Stage {
+            handler: Some(info.name),
+            during,
+        }
+    }
+}
+
 impl<T: StatefulFunction> Typed<T> {
     fn decode_message(message: &[u8]) -> Result<T::Message, Error> {
         T::Message::decode(message).map_err(Error::from)
@@ -77,11 +108,147 @@ impl<T: StatefulFunction> Typed<T> {
 }
 
 impl<T: StatefulFunction> ErasedFunction for Typed<T> {
+    fn type_name(&self) -> &'static str {
+        T::type_name()
+    }
+
     fn handlers(&self) -> &'static [HandlerInfo] {
         T::HANDLERS
     }
 
     fn invoke(&self, state: Option<&[u8]>, message: &[u8], ctx: &mut Context) -> Invocation {
+        // User code runs before and after the handler too (`Deserialize` of
+        // the message and the state, `migrate`, `Default`, `Serialize`): a
+        // panic there fails this invocation like a handler's, instead of
+        // unwinding through the worker and stranding its shard.
+        let stage = Cell::new(Stage {
+            handler: None,
+            during: "decoding the message",
+        });
+        match catch_unwind(AssertUnwindSafe(|| {
+            Self::invoke_staged(state, message, ctx, &stage)
+        })) {
+            Ok(invocation) => invocation,
+            Err(panic) => {
+                let Stage { handler, during } = stage.get();
+                Invocation {
+                    handler,
+                    outcome: Outcome::Failed(Error::Panicked {
+                        function: T::type_name().to_owned(),
+                        id: ctx.id().to_owned(),
+                        during: during.to_owned(),
+                        message: panic_message(&*panic),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn handler_of(&self, message: &[u8]) -> Result<&'static HandlerInfo, Error> {
+        Self::guard("decoding a message", || {
+            let message = Self::decode_message(message)?;
+            Ok(&T::HANDLERS[T::handler_index(&message)])
+        })
+    }
+
+    fn reply_message(&self, handler: &str, reply: &[u8]) -> Result<Vec<u8>, Error> {
+        Self::guard("turning a reply into a message", || {
+            let message = T::reply_message(handler, reply)?;
+            crate::wire::encode(&message)
+        })
+    }
+
+    fn message_from_json(&self, handler: &str, args: serde_json::Value) -> Result<Vec<u8>, Error> {
+        Self::guard("building a message from JSON", || {
+            Self::message_from_json_unguarded(handler, args)
+        })
+    }
+
+    fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error> {
+        let index = Self::handler_index(handler)?;
+        Self::guard("decoding a reply", || T::reply_to_json(index, reply))
+    }
+
+    fn state_to_json(&self, id: &str, state: &[u8]) -> Result<serde_json::Value, Error> {
+        Self::guard("showing a state as JSON", || {
+            let value: T = crate::function::decode_state_of::<T>(id, state)?;
+            serde_json::to_value(&value).map_err(|e| Error::Encode {
+                what: format!("a state of {} as JSON", T::type_name()),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    fn expire_after_ms(&self) -> u64 {
+        <T as crate::function::FunctionState>::EXPIRE_AFTER_MS
+    }
+
+    fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error> {
+        Self::guard("showing a message as JSON", || {
+            let message = Self::decode_message(message)?;
+            serde_json::to_value(&message).map_err(|e| Error::Encode {
+                what: "a message as JSON".into(),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    fn validate(&self, message: &[u8]) -> Result<(), MessageError> {
+        // A panicking decoder is as undecodable as a failing one.
+        catch_unwind(AssertUnwindSafe(|| T::Message::decode(message).map(drop))).unwrap_or_else(
+            |panic| {
+                Err(MessageError::Malformed {
+                    function: T::type_name().to_owned(),
+                    handler: None,
+                    reason: format!("decoding it panicked: {}", panic_message(&*panic)),
+                })
+            },
+        )
+    }
+
+    fn upgrade_positional(&self, message: &[u8]) -> Result<Option<Vec<u8>>, MessageError> {
+        // A panicking decoder is as undecodable as a failing one.
+        catch_unwind(AssertUnwindSafe(|| {
+            Self::upgrade_positional_unguarded(message)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(MessageError::Malformed {
+                function: T::type_name().to_owned(),
+                handler: None,
+                reason: format!("decoding it panicked: {}", panic_message(&*panic)),
+            })
+        })
+    }
+}
+
+impl<T: StatefulFunction> Typed<T> {
+    fn upgrade_positional_unguarded(message: &[u8]) -> Result<Option<Vec<u8>>, MessageError> {
+        // A named message cannot be mistaken for a positional one of a
+        // function with fewer than 161 handlers (its tag is not a varint
+        // below that), and a positional one would have to spell a handler's
+        // name and fingerprint to pass for a named one.
+        if T::Message::decode(message).is_ok() {
+            return Ok(None);
+        }
+        let named = crate::wire::named_from_positional(T::HANDLERS, message).map_err(|reason| {
+            MessageError::Malformed {
+                function: T::type_name().to_owned(),
+                handler: None,
+                reason,
+            }
+        })?;
+        T::Message::decode(&named)?;
+        Ok(Some(named))
+    }
+
+    /// [`ErasedFunction::invoke`] without its outer guard: `stage` says
+    /// what runs, for the error if user code outside the handler panics.
+    fn invoke_staged(
+        state: Option<&[u8]>,
+        message: &[u8],
+        ctx: &mut Context,
+        stage: &Cell<Stage>,
+    ) -> Invocation {
         let message = match Self::decode_message(message) {
             Ok(m) => m,
             Err(e) => {
@@ -97,11 +264,20 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
             outcome: Outcome::Failed(e),
         };
         let mut value: T = match state {
-            None => T::default(),
-            Some(bytes) => match crate::function::decode_state_of::<T>(ctx.id(), bytes) {
-                Ok(v) => v,
-                Err(e) => return failed(e),
-            },
+            None => {
+                stage.set(Stage::of(info, "building its `Default` state"));
+                T::default()
+            }
+            Some(bytes) => {
+                stage.set(Stage::of(
+                    info,
+                    "decoding or migrating its stored state (`Deserialize` or `migrate`)",
+                ));
+                match crate::function::decode_state_of::<T>(ctx.id(), bytes) {
+                    Ok(v) => v,
+                    Err(e) => return failed(e),
+                }
+            }
         };
         // A panic leaves `value` and `ctx` half-changed; both are discarded,
         // which is what makes the invocation atomic.
@@ -123,6 +299,7 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
             Ok(b) => b,
             Err(e) => return failed(e),
         };
+        stage.set(Stage::of(info, "encoding its new state (`Serialize`)"));
         let outcome = match reply.rejected {
             Some(error) => Outcome::Rejected {
                 reply: bytes,
@@ -146,17 +323,23 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
         }
     }
 
-    fn handler_of(&self, message: &[u8]) -> Result<&'static HandlerInfo, Error> {
-        let message = Self::decode_message(message)?;
-        Ok(&T::HANDLERS[T::handler_index(&message)])
+    /// Runs `f`, turning a panic of the user code it calls (the serde
+    /// implementations of messages and replies) into [`Error::Panicked`].
+    fn guard<R>(during: &str, f: impl FnOnce() -> Result<R, Error>) -> Result<R, Error> {
+        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+            Err(Error::Panicked {
+                function: T::type_name().to_owned(),
+                id: String::new(),
+                during: during.to_owned(),
+                message: panic_message(&*panic),
+            })
+        })
     }
 
-    fn reply_message(&self, handler: &str, reply: &[u8]) -> Result<Vec<u8>, Error> {
-        let message = T::reply_message(handler, reply)?;
-        crate::wire::encode(&message)
-    }
-
-    fn message_from_json(&self, handler: &str, args: serde_json::Value) -> Result<Vec<u8>, Error> {
+    fn message_from_json_unguarded(
+        handler: &str,
+        args: serde_json::Value,
+    ) -> Result<Vec<u8>, Error> {
         Self::public_handler(handler)?;
         let invalid = |field: Option<String>, reason: String| Error::InvalidArguments {
             function: T::type_name().to_owned(),
@@ -192,47 +375,6 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
         crate::wire::encode(&message)
     }
 
-    fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error> {
-        T::reply_to_json(Self::handler_index(handler)?, reply)
-    }
-
-    fn expire_after_ms(&self) -> u64 {
-        <T as crate::function::FunctionState>::EXPIRE_AFTER_MS
-    }
-
-    fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error> {
-        let message = Self::decode_message(message)?;
-        serde_json::to_value(&message).map_err(|e| Error::Encode {
-            what: "a message as JSON".into(),
-            reason: e.to_string(),
-        })
-    }
-
-    fn validate(&self, message: &[u8]) -> Result<(), MessageError> {
-        T::Message::decode(message).map(drop)
-    }
-
-    fn upgrade_positional(&self, message: &[u8]) -> Result<Option<Vec<u8>>, MessageError> {
-        // A named message cannot be mistaken for a positional one of a
-        // function with fewer than 161 handlers (its tag is not a varint
-        // below that), and a positional one would have to spell a handler's
-        // name and fingerprint to pass for a named one.
-        if T::Message::decode(message).is_ok() {
-            return Ok(None);
-        }
-        let named = crate::wire::named_from_positional(T::HANDLERS, message).map_err(|reason| {
-            MessageError::Malformed {
-                function: T::type_name().to_owned(),
-                handler: None,
-                reason,
-            }
-        })?;
-        T::Message::decode(&named)?;
-        Ok(Some(named))
-    }
-}
-
-impl<T: StatefulFunction> Typed<T> {
     fn handler_index(handler: &str) -> Result<usize, Error> {
         T::HANDLERS
             .iter()
@@ -263,7 +405,8 @@ impl<T: StatefulFunction> Typed<T> {
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {
@@ -301,6 +444,13 @@ impl Registry {
         }
         self.by_name.insert(name, Arc::new(Typed::<T>(PhantomData)));
         Ok(())
+    }
+
+    /// Registers an erased function by hand (tests of what the runtime
+    /// does when code it calls misbehaves).
+    #[cfg(test)]
+    pub(crate) fn register_erased(&mut self, name: &'static str, f: Arc<dyn ErasedFunction>) {
+        self.by_name.insert(name, f);
     }
 
     pub(crate) fn get(&self, name: &str) -> Result<&Arc<dyn ErasedFunction>, Error> {
@@ -350,6 +500,22 @@ impl Registry {
         }
     }
 
+    /// The metric labels (function, handler) of a message for `target`,
+    /// [`UNKNOWN`] for what is not registered or does not decode.
+    pub(crate) fn labels_of(
+        &self,
+        target: &Address,
+        message: &[u8],
+    ) -> (&'static str, &'static str) {
+        match self.by_name.get(target.type_name()) {
+            Some(f) => (
+                f.type_name(),
+                f.handler_of(message).map_or(UNKNOWN, |h| h.name),
+            ),
+            None => (UNKNOWN, UNKNOWN),
+        }
+    }
+
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.by_name.keys().map(|n| (*n).to_owned()).collect();
         names.sort();
@@ -362,190 +528,4 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde::{Deserialize, Serialize};
-
-    use super::*;
-    use crate::{encode_message, stateful_function};
-
-    #[stateful_function(name = "reg.Counter")]
-    #[derive(Debug, Default, Serialize, Deserialize)]
-    pub(crate) struct Counter {
-        n: u64,
-    }
-
-    #[stateful_function]
-    impl Counter {
-        #[handler]
-        fn add(&mut self, by: u64) -> u64 {
-            self.n += by;
-            self.n
-        }
-
-        #[handler(internal)]
-        fn reset(&mut self) {
-            self.n = 0;
-        }
-    }
-
-    fn registry() -> Registry {
-        let mut registry = Registry::default();
-        registry.register::<Counter>().expect("registers");
-        registry
-    }
-
-    /// A message naming `handler`, with `fingerprint`, and no arguments.
-    fn named(handler: &str, fingerprint: u32) -> Vec<u8> {
-        let mut bytes = vec![0xA1, u8::try_from(handler.len()).expect("short")];
-        bytes.extend_from_slice(handler.as_bytes());
-        bytes.extend_from_slice(&fingerprint.to_le_bytes());
-        bytes
-    }
-
-    #[test]
-    fn validate_accepts_the_messages_of_this_build() {
-        let registry = registry();
-        for message in [CounterMessage::Add { by: 3 }, CounterMessage::Reset {}] {
-            let bytes = encode_message::<Counter>(&message).expect("encodes");
-            registry.validate("reg.Counter", &bytes).expect("valid");
-        }
-    }
-
-    #[test]
-    fn validate_names_the_handler_a_stored_message_wants_and_this_build_lacks() {
-        let err = registry()
-            .validate("reg.Counter", &named("gone", 0))
-            .expect_err("no handler `gone`");
-        assert_eq!(
-            err,
-            MessageError::UnknownHandler {
-                function: "reg.Counter".into(),
-                handler: "gone".into(),
-                known: vec!["add".into(), "reset".into()],
-            }
-        );
-    }
-
-    #[test]
-    fn validate_refuses_a_message_for_changed_arguments() {
-        let mut bytes = named("add", crate::wire::fingerprint("by:u32"));
-        bytes.push(3);
-        let err = registry()
-            .validate("reg.Counter", &bytes)
-            .expect_err("`add` takes a u64 now");
-        assert!(
-            matches!(&err, MessageError::ArgumentsChanged { handler, signature, .. }
-                if handler == "add" && signature == "by:u64"),
-            "{err:?}"
-        );
-    }
-
-    #[test]
-    fn validate_refuses_a_message_for_a_type_that_is_not_registered() {
-        let err = registry()
-            .validate("reg.Gone", &named("add", 0))
-            .expect_err("not registered");
-        assert_eq!(
-            err,
-            MessageError::UnknownFunction {
-                function: "reg.Gone".into(),
-                known: vec!["reg.Counter".into()],
-            }
-        );
-    }
-
-    #[test]
-    fn upgrading_a_positional_message_names_the_handler_at_its_position() {
-        let registry = registry();
-        // `add(by: 3)` and `reset()` of the first format: variant index, args.
-        let add = registry
-            .upgrade_positional("reg.Counter", &[0, 3])
-            .expect("converts")
-            .expect("changed");
-        assert_eq!(
-            add,
-            encode_message::<Counter>(&CounterMessage::Add { by: 3 }).expect("encodes")
-        );
-        let reset = registry
-            .upgrade_positional("reg.Counter", &[1])
-            .expect("converts")
-            .expect("changed");
-        assert_eq!(
-            reset,
-            encode_message::<Counter>(&CounterMessage::Reset {}).expect("encodes")
-        );
-        // Running it again leaves the named message as it is.
-        assert_eq!(registry.upgrade_positional("reg.Counter", &add), Ok(None));
-    }
-
-    #[test]
-    fn a_positional_message_that_does_not_fit_its_handler_is_not_converted() {
-        let registry = registry();
-        for (bytes, why) in [
-            (vec![2, 3], "handler number 2"),
-            // `reset` takes no argument: a byte is left over.
-            (vec![1, 3], "left after the last argument"),
-            // `add` without its argument.
-            (vec![0], "argument `by`"),
-        ] {
-            let err = registry
-                .upgrade_positional("reg.Counter", &bytes)
-                .expect_err("not convertible");
-            assert!(
-                matches!(&err, MessageError::Malformed { function, .. } if function == "reg.Counter")
-                    && err.to_string().contains(why),
-                "{bytes:?}: {err}"
-            );
-        }
-        let err = registry
-            .upgrade_positional("reg.Gone", &[0, 3])
-            .expect_err("not registered");
-        assert!(
-            matches!(err, MessageError::UnknownFunction { .. }),
-            "{err:?}"
-        );
-    }
-
-    #[test]
-    fn a_message_that_does_not_decode_fails_its_invocation_with_the_reason() {
-        let registry = registry();
-        let function = registry.get("reg.Counter").expect("registered");
-        let mut ctx = Context::new(crate::Address::new("reg.Counter", "x").expect("valid"), 0);
-        let invocation = function.invoke(None, &named("gone", 0), &mut ctx);
-        assert!(invocation.handler.is_none());
-        match invocation.outcome {
-            Outcome::Failed(Error::Decode {
-                function, reason, ..
-            }) => {
-                assert_eq!(function, "reg.Counter");
-                assert!(reason.contains("names the handler `gone`"), "{reason}");
-            }
-            other => panic!("expected a decode failure, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn json_callers_cannot_tell_an_internal_handler_from_a_missing_one() {
-        let registry = registry();
-        let function = registry.get("reg.Counter").expect("registered");
-        let internal = function
-            .message_from_json("reset", serde_json::Value::Null)
-            .expect_err("internal");
-        let missing = function
-            .message_from_json("nope", serde_json::Value::Null)
-            .expect_err("missing");
-        let (Error::UnknownHandler { known: a, .. }, Error::UnknownHandler { known: b, .. }) =
-            (&internal, &missing)
-        else {
-            panic!("{internal:?} / {missing:?}");
-        };
-        assert_eq!((a, b), (&vec!["add".to_owned()], &vec!["add".to_owned()]));
-        assert_eq!(
-            internal.to_string().replace("reset", "nope"),
-            missing.to_string()
-        );
-        function
-            .message_from_json("add", serde_json::json!({"by": 1}))
-            .expect("public handlers are callable by name");
-    }
-}
+mod tests;
