@@ -81,6 +81,11 @@ impl Latencies {
         self.0.is_empty()
     }
 
+    /// The mean latency, in milliseconds.
+    pub fn mean_ms(&self) -> f64 {
+        self.0.mean() / 1e6
+    }
+
     /// The latency at quantile `q` (0..=1), in milliseconds.
     pub fn quantile_ms(&self, q: f64) -> f64 {
         self.0.value_at_quantile(q) as f64 / 1e6

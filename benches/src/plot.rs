@@ -168,9 +168,7 @@ fn latency_series(results: &[(String, Value)], by_input: bool) -> Vec<Series> {
         for &(variant, field, name) in &wanted {
             let mut by_callers: Vec<(f64, Vec<f64>)> = Vec::new();
             for (_, r) in results.iter().filter(|(l, r)| {
-                l == input
-                    && matches(r, "embedded", variant)
-                    && r["params"]["keys"] == 1000
+                l == input && matches(r, "embedded", variant) && r["params"]["keys"] == 1000
             }) {
                 let (Some(callers), Some(value)) =
                     (number(&r["params"]["callers"]), number(&r[field]))

@@ -303,6 +303,8 @@ pub use protocol::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
 /// The `rand` crate (0.9), for [`rand::Rng`]'s methods on [`Context::rng`].
 pub use rand;
 pub use rng::InvocationRng;
+#[doc(hidden)]
+pub use runtime::commit_phases::CommitPhases;
 pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_RETENTION,
     DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,

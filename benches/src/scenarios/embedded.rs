@@ -12,7 +12,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use statefn::{Durability, Runtime};
+use statefn::{CommitPhases, Durability, Runtime};
 use statefn_store::Faults;
 
 use super::{Common, Mode};
@@ -135,6 +135,8 @@ struct Diagnosis {
     busy: Vec<(String, f64)>,
     syncs: Option<u64>,
     elapsed_s: f64,
+    /// The syncers' phase sums over the run (warm-up included).
+    phases: CommitPhases,
 }
 
 impl Diagnosis {
@@ -149,6 +151,45 @@ impl Diagnosis {
             record = record
                 .field("fsyncs_per_s", per_s)
                 .field("invocations_per_fsync", ratio(summary.ops_per_s(), per_s));
+        }
+        let p = self.phases;
+        if p.commits > 0 {
+            // Means in ms: per batch for the queueing, per group commit for
+            // the rest; a call's mean latency against the commit cycle.
+            let commits = p.commits as f64;
+            let per_commit = |d: Duration| d.as_secs_f64() * 1e3 / commits;
+            let queued = p.queued.as_secs_f64() * 1e3 / (p.batches.max(1) as f64);
+            let (append, write, sync, release) = (
+                per_commit(p.append),
+                per_commit(p.write),
+                per_commit(p.sync),
+                per_commit(p.release),
+            );
+            let cycle_ms = self.elapsed_s * 1e3 / commits;
+            let busy = append + write + sync + release;
+            let mean_call_ms = summary.latencies.mean_ms();
+            let rest = (mean_call_ms - queued - busy).max(0.0);
+            println!(
+                "diagnose: per group commit ({:.1} invocations, {:.1} batches; {:.3} ms apart): \
+                 append {append:.4} ms, write {write:.4} ms, sync {sync:.4} ms, release {release:.4} ms, \
+                 syncer idle {:.4} ms; a batch waited {queued:.4} ms for its commit; \
+                 mean call {mean_call_ms:.4} ms = {:.2} commit cycles, of which {rest:.4} ms \
+                 outside the syncer (mailbox, handler, hand-over, caller wake-up)",
+                p.invocations as f64 / commits,
+                p.batches as f64 / commits,
+                cycle_ms,
+                (cycle_ms - busy).max(0.0),
+                mean_call_ms / cycle_ms.max(1e-9),
+            );
+            record = record
+                .field("commit_cycle_ms", cycle_ms)
+                .field("commit_append_ms", append)
+                .field("commit_write_ms", write)
+                .field("commit_sync_ms", sync)
+                .field("commit_release_ms", release)
+                .field("batch_queued_ms", queued)
+                .field("mean_call_ms", mean_call_ms)
+                .field("call_outside_syncer_ms", rest);
         }
         record
     }
@@ -198,6 +239,7 @@ async fn run_one(
     let before = (
         ThreadTimes::now(),
         counting.as_ref().map(Faults::sync_count),
+        runtime.commit_phases(),
     );
     let summary = closed_loop(callers, common.window(), &label, move |random| {
         let call = space.add_one(random);
@@ -216,9 +258,24 @@ async fn run_one(
                 .map(|f| f.sync_count() - before.1.unwrap_or(0)),
             elapsed_s: common.window().warmup.as_secs_f64()
                 + summary.as_ref().map_or(0.0, |s| s.elapsed.as_secs_f64()),
+            phases: minus(runtime.commit_phases(), before.2),
         }
     });
     runtime.shutdown().await?;
     drop(scratch);
     Ok((summary?, prebuilt, diagnosis))
+}
+
+/// What the syncers did between two readings.
+fn minus(after: CommitPhases, before: CommitPhases) -> CommitPhases {
+    CommitPhases {
+        commits: after.commits - before.commits,
+        batches: after.batches - before.batches,
+        invocations: after.invocations - before.invocations,
+        queued: after.queued.saturating_sub(before.queued),
+        append: after.append.saturating_sub(before.append),
+        write: after.write.saturating_sub(before.write),
+        sync: after.sync.saturating_sub(before.sync),
+        release: after.release.saturating_sub(before.release),
+    }
 }

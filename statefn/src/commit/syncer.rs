@@ -133,9 +133,11 @@ impl Syncer {
     fn handle(&mut self, commands: Vec<GroupCommand>) -> bool {
         let mut batches = Vec::new();
         let mut stop = false;
+        let now = Instant::now();
         for command in commands {
             match command {
                 GroupCommand::Commit(batch) => {
+                    self.parts.stats.phases.taken(batch.handed_over, now);
                     let queued = self.parts.stats.dequeued(&batch);
                     #[expect(clippy::cast_precision_loss, reason = "a gauge")]
                     metrics::gauge!(crate::metrics::COMMIT_QUEUE_BYTES, "group" => self.group.to_string())
@@ -171,6 +173,7 @@ impl Syncer {
     }
 
     fn commit(&mut self, batches: Vec<Batch>) {
+        let started = Instant::now();
         let mut accepted = Vec::with_capacity(batches.len());
         let mut refused: Option<(String, Vec<Batch>)> = None;
         {
@@ -234,9 +237,12 @@ impl Syncer {
         }
         let invocations: usize = accepted.iter().map(|(b, _)| b.records.len()).sum();
         metrics::histogram!(crate::metrics::COMMIT_BATCH).record(invocations as f64);
-        if let Err(e) = self.flush(accepted.iter().any(|(b, _)| b.checkpoint.is_some())) {
-            return self.flush_failed(accepted, e);
-        }
+        let appended = Instant::now();
+        let (write, sync) = match self.flush(accepted.iter().any(|(b, _)| b.checkpoint.is_some())) {
+            Ok(times) => times,
+            Err(e) => return self.flush_failed(accepted, e),
+        };
+        let releasing = Instant::now();
         // Periodic mode may leave the records unsynced: the replies leave
         // (its promise is about a machine crash), what others would act on
         // waits for the sync. Once synced, what earlier batches held goes
@@ -249,6 +255,15 @@ impl Syncer {
         for (batch, lsn) in accepted {
             self.committed(batch, lsn, synced, shards);
         }
+        self.parts.stats.phases.committed(
+            invocations,
+            [
+                appended.duration_since(started),
+                write,
+                sync,
+                releasing.elapsed(),
+            ],
+        );
     }
 
     /// A sync covered the batches whose effects were held: they leave.
@@ -283,24 +298,30 @@ impl Syncer {
     }
 
     /// Flushes what was appended and, unless `Periodic` mode may wait (no
-    /// checkpoint rides on it), waits until it is durable.
-    fn flush(&mut self, checkpoint: bool) -> Result<(), LogError> {
+    /// checkpoint rides on it), waits until it is durable. Returns how long
+    /// the flush's write and the wait took.
+    fn flush(&mut self, checkpoint: bool) -> Result<(Duration, Duration), LogError> {
         let Some(log) = self.log.as_mut() else {
-            return Ok(());
+            return Ok((Duration::ZERO, Duration::ZERO));
         };
+        let started = Instant::now();
         let pending = log.flush()?;
+        let written = Instant::now();
+        let write = written.duration_since(started);
         match self.parts.config.mode {
             Durability::Periodic(_) if !checkpoint => {
                 self.unsynced = Some(pending);
-                Ok(())
+                Ok((write, Duration::ZERO))
             }
             _ => {
                 self.unsynced = None;
-                let started = Instant::now();
                 let durable = pending.wait();
-                metrics::histogram!(crate::metrics::FSYNC_DURATION)
-                    .record(started.elapsed().as_secs_f64());
-                durable.map(|_| self.last_sync = Instant::now())
+                let sync = written.elapsed();
+                metrics::histogram!(crate::metrics::FSYNC_DURATION).record(sync.as_secs_f64());
+                durable.map(|_| {
+                    self.last_sync = Instant::now();
+                    (write, sync)
+                })
             }
         }
     }

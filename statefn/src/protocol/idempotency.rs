@@ -7,7 +7,9 @@
 //! entries go to the store with the shard's checkpoints, and the store's
 //! expiry index lets checkpoints sweep old ones in bounded steps.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use statefn_store::ShardTables;
 
@@ -58,7 +60,7 @@ const MEMORY_GC_EVERY: usize = 4096;
 impl IdempotencyTable {
     pub(crate) fn new(persisted: Option<ShardTables>, retention_ms: u64) -> Self {
         IdempotencyTable {
-            dirty: HashMap::new(),
+            dirty: HashMap::default(),
             frozen: None,
             persisted,
             retention_ms,

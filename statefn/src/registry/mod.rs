@@ -3,7 +3,6 @@
 
 use std::{
     cell::Cell,
-    collections::HashMap,
     marker::PhantomData,
     panic::{AssertUnwindSafe, catch_unwind},
     sync::Arc,
@@ -419,7 +418,8 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// The registered function types by name.
 #[derive(Clone, Default)]
 pub(crate) struct Registry {
-    by_name: HashMap<&'static str, Arc<dyn ErasedFunction>>,
+    /// Looked up twice per call: foldhash rather than SipHash.
+    by_name: foldhash::HashMap<&'static str, Arc<dyn ErasedFunction>>,
 }
 
 impl std::fmt::Debug for Registry {

@@ -13,12 +13,14 @@
 //! | [`lifecycle`] | in-flight work, shutdown, stop and join |
 //! | [`admin`] | operators: shard status, dead letters, functions |
 //! | [`invocations`] | enqueued invocations: their ids, cancelling a delayed one |
+//! | [`commit_phases`] | benchmarks: where the log groups' commits spend their time |
 //!
 //! The public API of the runtime for egress consumers is in
 //! [`crate::egress`]'s reader.
 
 pub(crate) mod admin;
 pub(crate) mod builder;
+pub(crate) mod commit_phases;
 #[cfg(feature = "cluster")]
 mod groups;
 mod inspect;

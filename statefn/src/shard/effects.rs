@@ -54,6 +54,8 @@ pub(crate) struct Batch {
     /// A record of the batch could not be encoded.
     pub(crate) broken: Option<Error>,
     pub(crate) stats: BatchStats,
+    /// When it was handed to the syncer (its queueing time is measured).
+    pub(crate) handed_over: Option<std::time::Instant>,
 }
 
 impl Batch {
@@ -67,6 +69,7 @@ impl Batch {
             checkpoint: None,
             broken: None,
             stats: BatchStats::default(),
+            handed_over: None,
         }
     }
 }
