@@ -48,7 +48,7 @@ pub(crate) struct RecoveredGroup {
 }
 
 /// Records replayed between two yields of the CPU (about a millisecond of
-/// work): a group replaying a long log while others serve (a failover)
+/// work) after a failure: a group replaying a long log while others serve
 /// must not hold a core for the whole replay, or the healthy shards' calls
 /// wait behind it (issue 14: their p99 was 2.78x normal during a replay).
 const REPLAY_CHUNK: usize = 1024;
@@ -183,6 +183,9 @@ impl Storage {
         }
         let now_ms = self.clock.now_ms();
         let mut replayed = 0usize;
+        // After a failure the other groups are serving; at open nothing is
+        // yet, and yielding to other processes would only slow the open.
+        let yielding = after_failure.is_some();
         for record in opened.records {
             let record = record.map_err(StorageError::log(group.0))?;
             let lsn = record.lsn;
@@ -192,7 +195,7 @@ impl Storage {
                 continue;
             }
             replayed += 1;
-            if replayed % REPLAY_CHUNK == 0 {
+            if yielding && replayed % REPLAY_CHUNK == 0 {
                 // Other groups' shards serve meanwhile, on the same cores:
                 // let the threads that are waiting run first.
                 std::thread::yield_now();
