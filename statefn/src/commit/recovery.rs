@@ -195,7 +195,7 @@ impl Storage {
                 continue;
             }
             replayed += 1;
-            if yielding && replayed % REPLAY_CHUNK == 0 {
+            if yielding && replayed.is_multiple_of(REPLAY_CHUNK) {
                 // Other groups' shards serve meanwhile, on the same cores:
                 // let the threads that are waiting run first.
                 std::thread::yield_now();
