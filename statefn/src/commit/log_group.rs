@@ -75,18 +75,23 @@ impl PhaseTimes {
         }
     }
 
-    /// One group commit of `invocations` records: appending them, the
-    /// flush's write, its sync, and releasing the batches' effects.
-    pub(crate) fn committed(&self, invocations: usize, times: [Duration; 4]) {
+    /// One group commit of `invocations` records is durable: appending
+    /// them, the flush's write and its sync took `times`. Counted before
+    /// the release, so that a caller who got its reply sees its commit.
+    pub(crate) fn committed(&self, invocations: usize, times: [Duration; 3]) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.invocations.fetch_add(
             u64::try_from(invocations).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        let [append, write, sync, release] = times;
+        let [append, write, sync] = times;
         add(&self.append_ns, append);
         add(&self.write_ns, write);
         add(&self.sync_ns, sync);
+    }
+
+    /// Releasing the committed batches' effects took `release`.
+    pub(crate) fn released(&self, release: Duration) {
         add(&self.release_ns, release);
     }
 

@@ -243,6 +243,10 @@ impl Syncer {
             Err(e) => return self.flush_failed(accepted, e),
         };
         let releasing = Instant::now();
+        self.parts
+            .stats
+            .phases
+            .committed(invocations, [appended.duration_since(started), write, sync]);
         // Periodic mode may leave the records unsynced: the replies leave
         // (its promise is about a machine crash), what others would act on
         // waits for the sync. Once synced, what earlier batches held goes
@@ -255,15 +259,7 @@ impl Syncer {
         for (batch, lsn) in accepted {
             self.committed(batch, lsn, synced, shards);
         }
-        self.parts.stats.phases.committed(
-            invocations,
-            [
-                appended.duration_since(started),
-                write,
-                sync,
-                releasing.elapsed(),
-            ],
-        );
+        self.parts.stats.phases.released(releasing.elapsed());
     }
 
     /// A sync covered the batches whose effects were held: they leave.

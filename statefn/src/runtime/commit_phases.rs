@@ -40,11 +40,24 @@ impl Runtime {
     /// # Examples
     ///
     /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), statefn::Error> {
-    /// let runtime = statefn::Runtime::builder().in_memory().open().await?;
-    /// assert_eq!(runtime.commit_phases().commits, 0);
-    /// # Ok(())
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let runtime = Runtime::builder().data_dir(dir.path()).register::<Counter>().open().await?;
+    /// let before = runtime.commit_phases();
+    /// runtime.handle::<Counter>("a").add(1).await?;
+    /// let after = runtime.commit_phases();
+    /// // The call's record was committed: at least one group commit with it.
+    /// assert!(after.invocations > before.invocations);
+    /// assert!(after.commits > before.commits && after.batches > before.batches);
+    /// # runtime.shutdown().await
     /// # }
     /// ```
     #[doc(hidden)]
