@@ -279,6 +279,7 @@ mod resources;
 mod rng;
 mod runtime;
 mod scheduler;
+mod schema;
 mod service;
 mod shard;
 #[cfg(feature = "testing")]
@@ -351,6 +352,9 @@ pub mod __private {
         not_a_reply_handler,
     };
     pub use crate::handle::{FromRawHandle, RawHandle};
+    pub use crate::schema::{
+        ArgSchema, HandlerSchema, SchemaOf, Schemas, ViaAnyValue, ViaJsonSchema,
+    };
     pub use crate::wire::{Reader, WireMessage, fingerprint, write_arg, write_header};
     pub use serde;
 }

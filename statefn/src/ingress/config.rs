@@ -122,6 +122,12 @@ pub struct IngressConfig {
     /// they install the process-wide recorder with
     /// [`install_prometheus_recorder`](super::install_prometheus_recorder).
     pub prometheus: Option<PrometheusHandle>,
+    /// Whether `GET /v1/openapi.json` serves the API's OpenAPI document
+    /// (default `true`): every public handler with its argument and reply
+    /// schemas, internal handlers left out. Turn it off to keep the shape of
+    /// the API to yourself; the document is still had from Rust with
+    /// [`openapi`](super::openapi).
+    pub serve_openapi: bool,
 }
 
 impl Default for IngressConfig {
@@ -137,6 +143,7 @@ impl Default for IngressConfig {
             admin_token: None,
             egress_token: None,
             prometheus: None,
+            serve_openapi: true,
         }
     }
 }
@@ -155,6 +162,7 @@ impl std::fmt::Debug for IngressConfig {
             .field("admin_token", &redacted(&self.admin_token))
             .field("egress_token", &redacted(&self.egress_token))
             .field("prometheus", &self.prometheus.is_some())
+            .field("serve_openapi", &self.serve_openapi)
             .finish()
     }
 }
