@@ -69,10 +69,13 @@ pub(super) fn document(runtime: &Runtime) -> Value {
     paths.insert("/v1/invocations/{invocation_id}".into(), cancel_operation());
     let mut component_schemas = components;
     component_schemas.insert("Error".into(), error_schema());
-    let tags: Vec<Value> = functions
+    let mut tags: Vec<Value> = functions
         .iter()
         .map(|(name, _)| json!({ "name": name, "description": format!("The `{name}` function's handlers.") }))
         .collect();
+    tags.push(
+        json!({ "name": "invocations", "description": "Invocations enqueued with `/send`." }),
+    );
     let body = json!({
         "paths": paths,
         "components": {
