@@ -646,7 +646,7 @@ async fn bad_input_gets_a_clear_error_the_server_stays_up_and_nothing_is_lost() 
     let status_line = raw_request(
         &bank,
         &format!(
-            "POST /v1/Account/{}/deposit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+            "POST /v1/Account/{}/deposit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
              Content-Length: 13\r\nConnection: close\r\n\r\n{{\"amount\": 1}}",
             "x".repeat(100 << 10)
         ),

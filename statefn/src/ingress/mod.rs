@@ -35,7 +35,7 @@
 //! | --- | --- | --- |
 //! | 400 | `invalid_json`, `invalid_utf8`, `json_too_deep`, `invalid_arguments`, `invalid_address`, `invalid_delay`, `invalid_idempotency_key`, `invalid_path` | the request cannot be a call |
 //! | 401 | `unauthorized` | an admin route or (with an egress token) an egress read without the right bearer token; with `WWW-Authenticate: Bearer` |
-//! | 403 | `origin_not_allowed` | an `Origin` header not in [`IngressConfig::allowed_origins`] |
+//! | 403 | `origin_not_allowed`, `host_not_allowed` | an `Origin` header not in [`IngressConfig::allowed_origins`]; a `Host` not in [`IngressConfig::allowed_hosts`] (by default, on a loopback address, a name other than this machine's) |
 //! | 404 | `unknown_function`, `unknown_handler`, `unknown_invocation`, `not_found` | without an admin token the message lists the known types or handlers; with one it does not (`GET /admin/functions` does); an `#[handler(internal)]` handler answers exactly as one that does not exist |
 //! | 405 | `method_not_allowed` | a known route with another method |
 //! | 408 | `request_timeout` | the body did not arrive within [`IngressConfig::body_read_timeout`]; the connection is closed |
@@ -71,6 +71,11 @@
 //!   request whose `Origin` header is not in
 //!   [`allowed_origins`](IngressConfig::allowed_origins) (empty by default)
 //!   is refused with 403; requests without `Origin` (curl, servers) pass.
+//!   A page whose name is rebound to `127.0.0.1` is the server's own origin
+//!   to the browser, and its GETs carry no `Origin`: a [`Server`] on a
+//!   loopback address therefore serves only requests addressed to this
+//!   machine's names (`Host: localhost`, `127.0.0.1`, `[::1]`), unless
+//!   [`allowed_hosts`](IngressConfig::allowed_hosts) says otherwise.
 //! - **Readers.** With an [`egress_token`](IngressConfig::egress_token),
 //!   egress logs are served only to holders of it; with an
 //!   [`admin_token`](IngressConfig::admin_token), 404s stop listing the API.
@@ -145,7 +150,7 @@ pub use crate::metrics::{HTTP_CONNECTIONS, HTTP_REQUEST_DURATION, HTTP_REQUESTS}
 pub use config::{
     DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, IngressConfig,
-    MAX_JSON_DEPTH,
+    LOOPBACK_HOSTS, MAX_JSON_DEPTH,
 };
 pub use egress::MAX_EGRESS_LIMIT;
 pub use error::ServeError;
@@ -229,6 +234,8 @@ struct AppState {
     body_read_timeout: std::time::Duration,
     /// Normalized by [`auth::normalize_origins`].
     allowed_origins: Vec<String>,
+    /// Normalized by [`auth::normalize_hosts`]; empty: any host.
+    allowed_hosts: Vec<String>,
     admin_token: Option<String>,
     egress_token: Option<String>,
     /// Whether 404s for unknown types and handlers list the known ones:
@@ -288,6 +295,7 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
         body_limit: config.body_limit,
         body_read_timeout: config.body_read_timeout,
         allowed_origins: auth::normalize_origins(&config.allowed_origins),
+        allowed_hosts: auth::normalize_hosts(&config.allowed_hosts),
         list_api_in_errors: !admin_on,
         admin_token: config.admin_token,
         egress_token: config.egress_token,
