@@ -135,7 +135,7 @@ fn operations(
         "additionalProperties": false,
     });
     if !required.is_empty() {
-        arguments["required"] = json!(required);
+        set(&mut arguments, "required", json!(required));
     }
     let request_body = json!({
         "required": !required.is_empty(),
@@ -162,22 +162,26 @@ fn operations(
         "503": { "$ref": "#/components/responses/Unavailable" },
     });
     if let Some(error) = &schema.error {
-        responses["422"] = json!({
-            "description": "The handler returned `Err`: nothing changed. `details` is the error value, `message` its text.",
-            "content": { "application/json": { "schema": {
-                "type": "object",
-                "required": ["error"],
-                "properties": { "error": {
+        set(
+            &mut responses,
+            "422",
+            json!({
+                "description": "The handler returned `Err`: nothing changed. `details` is the error value, `message` its text.",
+                "content": { "application/json": { "schema": {
                     "type": "object",
-                    "required": ["code", "message", "details"],
-                    "properties": {
-                        "code": { "type": "string", "enum": ["handler_error"] },
-                        "message": { "type": "string" },
-                        "details": error,
-                    },
-                } },
-            } } },
-        });
+                    "required": ["error"],
+                    "properties": { "error": {
+                        "type": "object",
+                        "required": ["code", "message", "details"],
+                        "properties": {
+                            "code": { "type": "string", "enum": ["handler_error"] },
+                            "message": { "type": "string" },
+                            "details": error,
+                        },
+                    } },
+                } } },
+            }),
+        );
     }
     let base = operation_id(type_name, info.name);
     let call = json!({ "post": {
@@ -274,6 +278,13 @@ fn unique(taken: &mut std::collections::BTreeSet<String>, id: String) -> String 
     candidate
 }
 
+/// Sets `key` of a JSON object (built by `json!` here, so always one).
+fn set(object: &mut Value, key: &str, value: Value) {
+    if let Some(object) = object.as_object_mut() {
+        object.insert(key.to_owned(), value);
+    }
+}
+
 /// `DELETE /v1/invocations/{invocation_id}`.
 fn cancel_operation() -> Value {
     json!({ "delete": {
@@ -366,8 +377,11 @@ fn responses() -> Value {
     };
     let retry = |description: &str| {
         let mut response = error(description);
-        response["headers"] =
-            json!({ "Retry-After": { "$ref": "#/components/headers/Retry-After" } });
+        set(
+            &mut response,
+            "headers",
+            json!({ "Retry-After": { "$ref": "#/components/headers/Retry-After" } }),
+        );
         response
     };
     let mut send_unavailable = retry(
@@ -376,10 +390,16 @@ fn responses() -> Value {
          `Idempotency-Key` header and the invocation id in `details.invocation_id`: retry \
          with that key.",
     );
-    send_unavailable["headers"]["Idempotency-Key"] = json!({
-        "description": "The key generated for this call: send it on the retry.",
-        "schema": { "type": "string" },
-    });
+    if let Some(headers) = send_unavailable.get_mut("headers") {
+        set(
+            headers,
+            "Idempotency-Key",
+            json!({
+                "description": "The key generated for this call: send it on the retry.",
+                "schema": { "type": "string" },
+            }),
+        );
+    }
     json!({
         "BadRequest": error(
             "`invalid_json`, `invalid_utf8`, `json_too_deep`, `invalid_arguments` (with \

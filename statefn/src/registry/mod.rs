@@ -81,6 +81,10 @@ pub(crate) trait ErasedFunction: Send + Sync + 'static {
     /// message of this build already, from an upgrade that ran before).
     fn upgrade_positional(&self, message: &[u8]) -> Result<Option<Vec<u8>>, MessageError>;
     /// The JSON Schemas of handler number `handler`, for the OpenAPI document.
+    #[cfg_attr(
+        not(feature = "http"),
+        allow(dead_code, reason = "the OpenAPI document is the ingress's")
+    )]
     fn handler_schema(
         &self,
         handler: usize,
@@ -493,6 +497,10 @@ impl Registry {
     /// Every registered type, sorted by name, with its public handlers (not
     /// the internal ones, which callers by name cannot reach) and their
     /// JSON Schemas: what the ingress's OpenAPI document describes.
+    #[cfg_attr(
+        not(feature = "http"),
+        allow(dead_code, reason = "the OpenAPI document is the ingress's")
+    )]
     pub(crate) fn public_schemas(
         &self,
         schemas: &mut crate::schema::Schemas,
