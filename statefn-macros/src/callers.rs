@@ -100,15 +100,24 @@ pub(crate) fn senders(names: &Names, self_ident: &Ident, handlers: &[Handler]) -
     let request_methods = handlers.iter().map(|h| {
         let method = &h.method;
         let params = params(h);
-        let reply = &h.reply;
+        // The reply handler gets `Result<T, RequestFailed<E>>`: `E` is the
+        // callee's error type, or `NoError` for a plain reply.
+        let (ok, err) = match &h.result_types {
+            Some((ok, err)) => (quote! { #ok }, quote! { #err }),
+            None => {
+                let reply = &h.reply;
+                (quote! { #reply }, quote! { ::statefn::NoError })
+            }
+        };
         let construct = construct(message, h);
         let doc = format!(
             "Asks [`{self_ident}::{method}`]; choose the handler that receives the reply with \
-             [`Request::reply_to`](::statefn::Request::reply_to)."
+             [`Request::reply_to`](::statefn::Request::reply_to) or \
+             [`Request::reply_to_with`](::statefn::Request::reply_to_with)."
         );
         quote! {
             #[doc = #doc]
-            pub fn #method(self, #params) -> ::statefn::Request<'c, #reply> {
+            pub fn #method(self, #params) -> ::statefn::Request<'c, #ok, #err> {
                 self.raw.request(&#construct)
             }
         }

@@ -319,24 +319,44 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
     }
 }
 
-/// `AccountMessage::deposit()`: a typed reference to a one-argument handler,
-/// for `Request::reply_to`.
+/// `CartMessage::reserved()`: a typed reference to a handler of one argument
+/// (the reply) or two (a correlation value, then the reply), for
+/// `Request::reply_to` and `Request::reply_to_with`.
 fn reply_refs(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenStream {
     let message = &names.message;
-    let refs = handlers.iter().filter(|h| h.args.len() == 1).map(|h| {
-        let method = &h.method;
-        let wire = h.wire_name();
-        let ty = &h.args[0].ty;
-        let doc = format!(
-            "The `{wire}` handler as a reply target: `ctx.request::<F>(id).call(..).reply_to({message}::{method}())`."
-        );
-        quote! {
-            #[doc = #doc]
-            pub fn #method() -> ::statefn::HandlerRef<#self_ty, #ty> {
-                ::statefn::HandlerRef::new(#wire)
-            }
-        }
-    });
+    let refs = handlers.iter().filter_map(|h| {
+            let method = &h.method;
+            let wire = h.wire_name();
+            let (ty, doc) = match h.args.as_slice() {
+                [reply] => {
+                    let ty = &reply.ty;
+                    (
+                        quote! { ::statefn::HandlerRef<#self_ty, #ty> },
+                        format!(
+                            "The `{wire}` handler as a reply target: \
+                             `ctx.request::<F>(id).call(..).reply_to({message}::{method}())`."
+                        ),
+                    )
+                }
+                [correlation, reply] => {
+                    let (c, ty) = (&correlation.ty, &reply.ty);
+                    (
+                        quote! { ::statefn::HandlerRef<#self_ty, #ty, #c> },
+                        format!(
+                            "The `{wire}` handler as a reply target with a correlation value: \
+                             `ctx.request::<F>(id).call(..).reply_to_with({message}::{method}(), value)`."
+                        ),
+                    )
+                }
+                _ => return None,
+            };
+            Some(quote! {
+                #[doc = #doc]
+                pub fn #method() -> #ty {
+                    ::statefn::HandlerRef::new(#wire)
+                }
+            })
+        });
     quote! {
         impl #message {
             #(#refs)*

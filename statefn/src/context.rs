@@ -5,10 +5,10 @@ use std::{cell::RefCell, marker::PhantomData, time::Duration};
 use serde::Serialize;
 
 use crate::{
-    Address, Error, StatefulFunction,
+    Address, Error, NoError, RequestFailed, StatefulFunction,
     envelope::{Outgoing, ReplyRoute},
-    function::HandlerRef,
-    wire::WireMessage,
+    function::{HandlerRef, MessageArgument},
+    wire::{WireMessage, write_arg, write_header},
 };
 
 /// A handler's view of the runtime: its own address, and messages to send.
@@ -107,14 +107,19 @@ impl Context {
     }
 
     /// Asks instance `id` of `T`; the reply comes back later as a message to
-    /// one of this function's own one-argument handlers:
+    /// one of this function's own handlers, with a correlation value of the
+    /// caller's choosing:
     ///
     /// ```text
-    /// ctx.request::<Inventory>(&sku).reserve(2).reply_to(CartMessage::reserved());
+    /// ctx.request::<Inventory>(&sku).reserve(2)
+    ///     .timeout(Duration::from_secs(5))
+    ///     .reply_to_with(CartMessage::reserved(), sku.clone());
     /// ```
     ///
-    /// The reply is the callee handler's return value, `Err` included; if the
-    /// callee panics, no reply comes.
+    /// The reply handler's last argument is `Result<T, RequestFailed<E>>`:
+    /// the callee's value, or why there is none ([`RequestFailed`]: it
+    /// returned `Err`, it failed and its request is a dead letter, or no
+    /// reply came in time). Exactly one of them arrives, once.
     pub fn request<T: StatefulFunction>(&self, id: impl AsRef<str>) -> T::Requester<'_> {
         T::Requester::from_raw(RawSender::new(self, T::type_name(), id.as_ref(), None))
     }
@@ -190,10 +195,11 @@ impl<'c> RawSender<'c> {
     }
 
     /// Starts a request; [`Request::reply_to`] queues it.
-    pub fn request<R, M: WireMessage>(self, message: &M) -> Request<'c, R> {
+    pub fn request<T, E, M: WireMessage>(self, message: &M) -> Request<'c, T, E> {
         Request {
             sender: self,
             message: crate::wire::encode(message),
+            timeout: None,
             _reply: PhantomData,
         }
     }
@@ -205,6 +211,7 @@ impl<'c> RawSender<'c> {
                 message,
                 delay: self.delay,
                 reply_to,
+                guard: None,
                 attempt: 0,
             }),
             (Err(e), _) | (_, Err(e)) => self.ctx.fail(e),
@@ -213,38 +220,87 @@ impl<'c> RawSender<'c> {
 }
 
 /// A request whose reply goes to one of the caller's own handlers; made by
-/// the generated methods of `ctx.request::<T>(id)`.
-#[must_use = "a request is sent only once `reply_to` names the handler for its reply"]
+/// the generated methods of `ctx.request::<T>(id)`. `T` is the callee's
+/// reply value, `E` its error type ([`NoError`] for a handler that cannot
+/// fail).
+#[must_use = "a request is sent only once `reply_to` or `reply_to_with` names the handler for its reply"]
 #[derive(Debug)]
-pub struct Request<'c, R> {
+pub struct Request<'c, T, E = NoError> {
     sender: RawSender<'c>,
     message: Result<Vec<u8>, Error>,
-    _reply: PhantomData<fn() -> R>,
+    timeout: Option<Duration>,
+    _reply: PhantomData<fn() -> (T, E)>,
 }
 
-impl<R> Request<'_, R> {
-    /// Sends the request when this invocation commits; its reply (of type
-    /// `R`, the callee handler's return type) arrives later as a message to
-    /// `handler`, a one-argument handler of the calling function.
+impl<T, E> Request<'_, T, E> {
+    /// Gives up after `after`: unless the reply arrived first, the reply
+    /// handler then gets `Err(RequestFailed::Timeout)`, and a reply that
+    /// arrives later is dropped (the callee's effects stay applied). The
+    /// timeout is a durable timer of the caller: it fires once, also across
+    /// restarts.
+    pub fn timeout(mut self, after: Duration) -> Self {
+        self.timeout = Some(after);
+        self
+    }
+
+    /// Sends the request when this invocation commits; its outcome arrives
+    /// later as a message to `handler`, a one-argument handler of the
+    /// calling function taking `Result<T, RequestFailed<E>>`.
     ///
     /// Making a `HandlerRef` of another function type is a programming error:
     /// the invocation fails with [`Error::ReplyTargetMismatch`].
-    pub fn reply_to<F: StatefulFunction>(self, handler: HandlerRef<F, R>) {
+    pub fn reply_to<F: StatefulFunction>(
+        self,
+        handler: HandlerRef<F, Result<T, RequestFailed<E>>>,
+    ) {
+        self.route::<F>(handler.name(), None);
+    }
+
+    /// Like [`reply_to`](Self::reply_to), for a two-argument handler that
+    /// first receives `correlation` (which item, which step: whatever the
+    /// caller needs to know what the reply is about).
+    pub fn reply_to_with<F: StatefulFunction, C: MessageArgument>(
+        self,
+        handler: HandlerRef<F, Result<T, RequestFailed<E>>, C>,
+        correlation: C,
+    ) {
+        let name = handler.name();
+        let mut prefix = Vec::new();
+        match write_arg(&mut prefix, &correlation, name, "correlation") {
+            Ok(()) => self.route::<F>(name, Some(prefix)),
+            Err(e) => self.sender.ctx.fail(e),
+        }
+    }
+
+    /// Queues the request with its reply route: the reply handler's message
+    /// up to its last argument (`correlation`: that argument's bytes, if any).
+    fn route<F: StatefulFunction>(self, handler: &'static str, correlation: Option<Vec<u8>>) {
         let caller = self.sender.ctx.address.clone();
         if caller.type_name() != F::type_name() {
             let e = Error::ReplyTargetMismatch {
                 caller: caller.type_name().to_owned(),
                 target: F::type_name().to_owned(),
-                handler: handler.name().to_owned(),
+                handler: handler.to_owned(),
             };
             self.sender.ctx.fail(e);
             return;
         }
+        // The generated `HandlerRef` names a handler of `F`.
+        let fingerprint = F::HANDLERS
+            .iter()
+            .find(|h| h.name == handler)
+            .map_or(0, |h| h.fingerprint);
+        let mut prefix = Vec::new();
+        write_header(&mut prefix, handler, fingerprint);
+        prefix.extend(correlation.unwrap_or_default());
         self.sender.push_encoded(
             self.message,
             Some(ReplyRoute {
                 to: caller,
-                handler: handler.name().to_owned(),
+                handler: handler.to_owned(),
+                prefix: Some(prefix),
+                guard: None,
+                timeout: self.timeout,
             }),
         );
     }

@@ -171,7 +171,7 @@ fn read<T>(tables: &ShardTables, get: Read<T>) -> Result<T, Error> {
     get(tables).map_err(|e| StorageError::store("reading a table")(e).into())
 }
 
-fn rows<T: serde::de::DeserializeOwned>(
+fn rows<T: crate::protocol::record::Versioned>(
     tables: &ShardTables,
     get: Read<Vec<Vec<u8>>>,
 ) -> Result<Vec<T>, Error> {

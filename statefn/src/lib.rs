@@ -274,6 +274,7 @@ mod protocol;
               `handler_index`, below `HANDLERS.len()` by construction"
 )]
 mod registry;
+mod request;
 mod runtime;
 mod scheduler;
 mod service;
@@ -293,6 +294,7 @@ pub use egress::{EgressRecord, MAX_EGRESS_NAME};
 pub use error::{Error, StorageError};
 pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction, decode_state};
 pub use handle::{Call, CallFuture, Handle};
+pub use request::{NoError, RequestFailed};
 pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DeadLetter, DeadLetterId, Runtime, ShardStatus,
@@ -310,7 +312,8 @@ pub mod io {
 /// Everything a typical program needs: `use statefn::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Context, Error, Handle, Runtime, StatefulFunction, handler, stateful_function,
+        Context, Error, Handle, RequestFailed, Runtime, StatefulFunction, handler,
+        stateful_function,
     };
 }
 

@@ -214,7 +214,7 @@ impl Storage {
 }
 
 /// Every value of one of a shard's tables, decoded.
-fn decode_all<T: serde::de::DeserializeOwned>(
+fn decode_all<T: crate::protocol::record::Versioned>(
     rows: Result<Vec<Vec<u8>>, statefn_store::StoreError>,
     doing: String,
     what: &str,

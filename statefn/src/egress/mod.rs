@@ -118,6 +118,8 @@ struct Stored {
     record: Vec<u8>,
 }
 
+impl crate::protocol::record::Versioned for Stored {}
+
 /// Where appended records go: the store, or memory.
 #[derive(Debug)]
 enum Sink {

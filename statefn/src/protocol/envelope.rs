@@ -43,8 +43,13 @@ pub(crate) struct Envelope {
     /// The encoded message enum of the target's function type.
     pub(crate) message: Vec<u8>,
     pub(crate) origin: Origin,
-    /// For requests: the caller's handler that receives the reply.
-    pub(crate) reply_to: Option<ReplyRoute>,
+    /// For requests: the caller's handler that receives the reply (boxed:
+    /// most messages have none, and mail stays small).
+    pub(crate) reply_to: Option<Box<ReplyRoute>>,
+    /// For a reply to a request with a timeout: the caller's timeout timer.
+    /// The reply runs only if that timer is still pending (and disarms it);
+    /// otherwise the timeout won and the reply is dropped.
+    pub(crate) guard: Option<TimerId>,
 }
 
 /// Who sent an envelope, which decides how duplicates are recognised.
@@ -73,6 +78,19 @@ pub(crate) enum Origin {
 pub(crate) struct ReplyRoute {
     pub(crate) to: Address,
     pub(crate) handler: String,
+    /// The reply message up to its last argument (its header, then the
+    /// correlation value if any): the callee appends the outcome's bytes
+    /// (`Result<T, RequestFailed<E>>`, see `request.rs`). `None` in a route
+    /// of record version 1, whose reply is the callee's plain return value,
+    /// decoded as the handler's only argument.
+    pub(crate) prefix: Option<Vec<u8>>,
+    /// The caller's timeout timer, set when the request is sent (see
+    /// [`Envelope::guard`]).
+    pub(crate) guard: Option<TimerId>,
+    /// Not stored: the request's timeout, from `Context` to the caller's
+    /// shard, which turns it into `guard` when it sends the request.
+    #[serde(skip)]
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// A message a handler sent through its `Context`, released on commit.
@@ -82,6 +100,8 @@ pub(crate) struct Outgoing {
     pub(crate) message: Vec<u8>,
     pub(crate) delay: Option<Duration>,
     pub(crate) reply_to: Option<ReplyRoute>,
+    /// For a reply: the timer it races (see [`Envelope::guard`]).
+    pub(crate) guard: Option<TimerId>,
     /// Deliveries of this message that failed before (poison-message retries).
     pub(crate) attempt: u32,
 }

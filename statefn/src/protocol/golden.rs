@@ -63,7 +63,15 @@ fn message(by: u64) -> Vec<u8> {
     .expect("encodes")
 }
 
-fn sent(seq: u64) -> Sent {
+/// Which record version's values to build: version 1 has no reply prefix,
+/// no guards and nothing disarmed (what its reader gives those fields).
+#[derive(Clone, Copy, PartialEq)]
+enum V {
+    One,
+    Two,
+}
+
+fn sent(seq: u64, v: V) -> Sent {
     Sent {
         dest: ShardId(1),
         seq: Seq(seq),
@@ -72,12 +80,17 @@ fn sent(seq: u64) -> Sent {
         reply_to: Some(ReplyRoute {
             to: address("x"),
             handler: "add".into(),
+            // The reply message up to its last argument.
+            prefix: (v == V::Two).then(|| message(1)[..9].to_vec()),
+            guard: (v == V::Two).then_some(TimerId(8)),
+            timeout: None,
         }),
+        guard: (v == V::Two).then_some(TimerId(2)),
         attempt: 1,
     }
 }
 
-fn timer(id: u64, expiry: bool) -> TimerEntry {
+fn timer(id: u64, expiry: bool, v: V) -> TimerEntry {
     TimerEntry {
         id: TimerId(id),
         due_ms: AT_MS + 60_000,
@@ -86,6 +99,7 @@ fn timer(id: u64, expiry: bool) -> TimerEntry {
             message: if expiry { Vec::new() } else { message(3) },
             delay: None,
             reply_to: None,
+            guard: (v == V::Two && !expiry).then_some(TimerId(5)),
             attempt: 0,
         },
         expiry,
@@ -93,7 +107,7 @@ fn timer(id: u64, expiry: bool) -> TimerEntry {
 }
 
 /// One record of every kind (and both forms of the optional parts).
-fn records() -> Vec<ShardRecord> {
+fn records(v: V) -> Vec<ShardRecord> {
     let invocation = InvocationRecord {
         target: address("x"),
         input: Input::Function {
@@ -101,8 +115,8 @@ fn records() -> Vec<ShardRecord> {
             seq: Seq(7),
         },
         state: Some(vec![3, 0x80, 0x01, 5]),
-        sent: vec![sent(4)],
-        timers: vec![timer(9, false), timer(10, true)],
+        sent: vec![sent(4, v)],
+        timers: vec![timer(9, false, v), timer(10, true, v)],
         reply: Some(StoredReply {
             key: "k".into(),
             handler: "add".into(),
@@ -125,6 +139,7 @@ fn records() -> Vec<ShardRecord> {
             attempts: 3,
             at_ms: AT_MS,
         })),
+        disarmed: (v == V::Two).then_some(TimerId(8)),
     };
     let client = InvocationRecord {
         target: address("z"),
@@ -135,17 +150,18 @@ fn records() -> Vec<ShardRecord> {
         reply: None,
         egress: Vec::new(),
         dead_letter: None,
+        disarmed: None,
     };
     let entries = vec![
         Entry::Invocation(invocation),
         Entry::Invocation(client),
         Entry::TimerFired {
             timer: TimerId(9),
-            sent: sent(5),
+            sent: sent(5, v),
         },
         Entry::DeadLetterResolved {
             id: DeadLetterSeq(1),
-            resent: Some(sent(6)),
+            resent: Some(sent(6, v)),
         },
         Entry::DeadLetterResolved {
             id: DeadLetterSeq(2),
@@ -154,7 +170,7 @@ fn records() -> Vec<ShardRecord> {
         Entry::Expired {
             timer: TimerId(10),
             target: address("x"),
-            rearm: Some(timer(11, true)),
+            rearm: Some(timer(11, true, v)),
         },
         Entry::Expired {
             timer: TimerId(11),
@@ -171,8 +187,39 @@ fn records() -> Vec<ShardRecord> {
         .collect()
 }
 
-/// `records()`, encoded by this build (record version 1; named messages).
+/// `records(V::Two)`, encoded by this build (record version 2; named messages).
 const RECORDS: [&str; 7] = [
+    "02 03 00 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 01 02 07 01 \
+     04 03 80 01 05 01 01 04 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 \
+     79 0c a1 03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f 6c 64 65 6e 2e 43 \
+     6f 75 6e 74 65 72 01 78 03 61 64 64 01 09 a1 03 61 64 64 8c b8 09 9b 01 \
+     08 01 02 01 02 09 e0 a4 ee b6 b7 33 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e \
+     74 65 72 01 78 0c a1 03 61 64 64 8c b8 09 9b 03 01 6e 00 00 01 05 00 00 \
+     0a e0 a4 ee b6 b7 33 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 \
+     00 00 00 00 00 01 01 01 6b 03 61 64 64 01 00 80 d0 ea b6 b7 33 01 00 03 \
+     03 6c 6f 67 01 35 80 d0 ea b6 b7 33 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f \
+     75 6e 74 65 72 01 78 0c a1 03 61 64 64 8c b8 09 9b 04 01 6e 00 04 62 6f \
+     6f 6d 03 80 d0 ea b6 b7 33 01 08",
+    "02 03 00 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 7a 00 00 00 00 \
+     00 00 00 00",
+    "02 03 01 09 01 05 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 79 0c \
+     a1 03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 \
+     6e 74 65 72 01 78 03 61 64 64 01 09 a1 03 61 64 64 8c b8 09 9b 01 08 01 \
+     02 01",
+    "02 03 02 01 01 01 06 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 79 \
+     0c a1 03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f 6c 64 65 6e 2e 43 6f \
+     75 6e 74 65 72 01 78 03 61 64 64 01 09 a1 03 61 64 64 8c b8 09 9b 01 08 \
+     01 02 01",
+    "02 03 02 02 00",
+    "02 03 03 0a 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 01 0b e0 \
+     a4 ee b6 b7 33 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 00 00 \
+     00 00 00 01",
+    "02 03 03 0b 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 00",
+];
+
+/// `records(V::One)` as record version 1 wrote it (statefn until requests
+/// carried a correlation and a timeout): read by the version-1 reader.
+const RECORDS_V1: [&str; 7] = [
     "01 03 00 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 01 02 07 01 \
      04 03 80 01 05 01 01 04 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 \
      79 0c a1 03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f 6c 64 65 6e 2e 43 \
@@ -200,7 +247,7 @@ const RECORDS: [&str; 7] = [
 
 #[test]
 fn log_records_of_every_kind_encode_to_their_golden_bytes_and_back() {
-    let records = records();
+    let records = records(V::Two);
     let encoded: Vec<String> = records
         .iter()
         .map(|r| hex(&encode(r).expect("encodes")))
@@ -208,6 +255,14 @@ fn log_records_of_every_kind_encode_to_their_golden_bytes_and_back() {
     let golden: Vec<String> = RECORDS.iter().map(|g| hex(&unhex(g))).collect();
     assert_eq!(encoded, golden, "this build's bytes, then the golden ones");
     for (record, golden) in records.iter().zip(RECORDS) {
+        let back: ShardRecord = decode(&unhex(golden), "a golden record").expect("decodes");
+        assert_eq!(format!("{back:?}"), format!("{record:?}"));
+    }
+}
+
+#[test]
+fn log_records_of_version_1_are_still_read() {
+    for (record, golden) in records(V::One).iter().zip(RECORDS_V1) {
         let back: ShardRecord = decode(&unhex(golden), "a golden record").expect("decodes");
         assert_eq!(format!("{back:?}"), format!("{record:?}"));
     }
@@ -223,10 +278,13 @@ fn a_checkpoint_meta_encodes_to_its_golden_bytes_and_back() {
         next_egress: EgressSeq(4),
         next_dead_letter: DeadLetterSeq(3),
     };
-    let golden = "01 2a 0c 01 01 06 01 02 07 04 03";
+    let golden = "02 2a 0c 01 01 06 01 02 07 04 03";
     assert_eq!(hex(&encode(&meta).expect("encodes")), hex(&unhex(golden)));
-    let back: ShardMeta = decode(&unhex(golden), "a golden meta").expect("decodes");
-    assert_eq!(format!("{back:?}"), format!("{meta:?}"));
+    // Version 1 wrote the same bytes after its version byte.
+    for golden in [golden, "01 2a 0c 01 01 06 01 02 07 04 03"] {
+        let back: ShardMeta = decode(&unhex(golden), "a golden meta").expect("decodes");
+        assert_eq!(format!("{back:?}"), format!("{meta:?}"));
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! ([`envelope`]), how it is identified ([`ids`]), how duplicates are
 //! recognised ([`idempotency`] for client calls, [`channel`] between
 //! functions), what a sender keeps until the receiver has it ([`outbox`],
-//! [`acks`]), what a commit writes ([`record`]), and how a stale writer is
+//! [`acks`]), what a commit writes ([`record`], whose older versions `record_v1` reads), and how a stale writer is
 //! refused ([`epoch`]).
 //!
 //! The steps that use them, in protocol order, are listed with their files
@@ -16,6 +16,7 @@ pub(crate) mod idempotency;
 pub(crate) mod ids;
 pub(crate) mod outbox;
 pub(crate) mod record;
+mod record_v1;
 
 #[cfg(test)]
 mod golden;

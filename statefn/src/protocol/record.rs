@@ -16,16 +16,22 @@ use serde::{Deserialize, Serialize};
 use super::{
     envelope::{Outgoing, ReplyRoute},
     ids::{DeadLetterSeq, Seq, ShardId, TimerId},
+    record_v1 as v1,
 };
 pub(crate) use crate::egress::Emitted;
 use crate::{Address, Error, error::StorageError};
 
 /// The record format this build writes; a newer one is refused on replay.
 ///
-/// 1. The types of this module as they are (every data directory format so
-///    far). The message bytes they hold are opaque here: what they mean is
-///    the data directory format's (positional in format 1, named in 2).
-pub(crate) const RECORD_VERSION: u8 = 1;
+/// 1. Every data directory format until request/reply could fail (the
+///    types of `record_v1.rs`, read into these). The message bytes they
+///    hold are opaque here: what they mean is the data directory format's
+///    (positional in format 1, named in 2).
+/// 2. Requests carry a correlation and a timeout: a reply route has the
+///    reply message's prefix and the caller's timeout timer (`guard`), a
+///    message (`Sent`, a timer's `Outgoing`) the timer its reply races,
+///    and an invocation record the timer its reply disarmed.
+pub(crate) const RECORD_VERSION: u8 = 2;
 
 /// One shard's record in a (shared) log group.
 #[derive(Debug, Serialize, Deserialize)]
@@ -68,6 +74,9 @@ pub(crate) struct InvocationRecord {
     pub(crate) egress: Vec<Emitted>,
     /// A message from a function that failed its last allowed attempt.
     pub(crate) dead_letter: Option<Box<DeadLetterEntry>>,
+    /// The timeout timer of the request this reply answers, removed because
+    /// the reply came first (since record version 2).
+    pub(crate) disarmed: Option<TimerId>,
 }
 
 /// A message that failed every allowed attempt, kept until replayed or dropped.
@@ -82,6 +91,36 @@ pub(crate) struct DeadLetterEntry {
     pub(crate) at_ms: u64,
 }
 
+impl Versioned for ShardRecord {
+    fn from_v1(bytes: &[u8]) -> postcard::Result<Self> {
+        postcard::from_bytes::<v1::ShardRecord>(bytes).map(Into::into)
+    }
+}
+
+impl Versioned for Sent {
+    fn from_v1(bytes: &[u8]) -> postcard::Result<Self> {
+        postcard::from_bytes::<v1::Sent>(bytes).map(Into::into)
+    }
+}
+
+impl Versioned for TimerEntry {
+    fn from_v1(bytes: &[u8]) -> postcard::Result<Self> {
+        postcard::from_bytes::<v1::TimerEntry>(bytes).map(Into::into)
+    }
+}
+
+impl Versioned for DeadLetterEntry {
+    fn from_v1(bytes: &[u8]) -> postcard::Result<Self> {
+        postcard::from_bytes::<v1::DeadLetterEntry>(bytes).map(Into::into)
+    }
+}
+
+impl Versioned for StoredReply {}
+impl Versioned for Emitted {}
+impl Versioned for crate::shard::freeze::ShardMeta {}
+impl Versioned for super::ids::EgressSeq {}
+impl Versioned for u64 {}
+
 impl InvocationRecord {
     /// Whether replaying it would change nothing.
     pub(crate) fn is_empty(&self) -> bool {
@@ -92,6 +131,7 @@ impl InvocationRecord {
             && self.reply.is_none()
             && self.egress.is_empty()
             && self.dead_letter.is_none()
+            && self.disarmed.is_none()
     }
 }
 
@@ -111,6 +151,8 @@ pub(crate) struct Sent {
     pub(crate) target: Address,
     pub(crate) message: Vec<u8>,
     pub(crate) reply_to: Option<ReplyRoute>,
+    /// For a reply: the timer it races (since record version 2).
+    pub(crate) guard: Option<TimerId>,
     pub(crate) attempt: u32,
 }
 
@@ -143,16 +185,27 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
+/// A stored value: readable in every record version this build knows.
+pub(crate) trait Versioned: for<'de> Deserialize<'de> {
+    /// Reads the postcard bytes of record version 1 (the same as version
+    /// 2's unless the type changed).
+    fn from_v1(bytes: &[u8]) -> postcard::Result<Self> {
+        postcard::from_bytes(bytes)
+    }
+}
+
 /// Decodes `[version][postcard]`; `what` names the value in errors.
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, Error> {
+pub(crate) fn decode<T: Versioned>(bytes: &[u8], what: &str) -> Result<T, Error> {
+    let corrupt = |e: postcard::Error| -> Error {
+        StorageError::Corrupt {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        }
+        .into()
+    };
     match bytes.split_first() {
-        Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| {
-            StorageError::Corrupt {
-                what: what.to_owned(),
-                reason: e.to_string(),
-            }
-            .into()
-        }),
+        Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(corrupt),
+        Some((1, rest)) => T::from_v1(rest).map_err(corrupt),
         Some((&version, _)) if version > RECORD_VERSION => Err(StorageError::NewerFormat {
             what: what.to_owned(),
             found: version,
@@ -183,6 +236,7 @@ mod tests {
                     target: Address::new("A", "x").expect("valid"),
                     message: vec![1, 2],
                     reply_to: None,
+                    guard: None,
                     attempt: 0,
                 },
             },

@@ -53,6 +53,7 @@ impl RuntimeInner {
                     enqueue,
                 },
                 reply_to: None,
+                guard: None,
             }),
         )?;
         Ok(rx)

@@ -171,11 +171,22 @@ impl ShardCore {
                 message,
                 delay: Some(delay),
                 reply_to,
+                guard: None,
                 attempt: attempts,
             };
             self.send(env.now_ms, retry, &mut batch.effects, &mut record);
         } else {
             tracing::error!(%target, %error, attempts, "a message from another function failed every attempt; it is now a dead letter");
+            // A request's caller hears of it, once: the letter keeps no
+            // route, so replaying it sends no second answer.
+            let reply_to = match reply_to {
+                Some(route) if route.prefix.is_some() => {
+                    let outcome = crate::request::outcome_callee_failed(&error.to_string());
+                    self.route_reply(env, route, &outcome, batch, &mut record);
+                    None
+                }
+                other => other,
+            };
             let letter = DeadLetterEntry {
                 id: self.dead_letters.next,
                 target,
@@ -215,6 +226,7 @@ impl ShardCore {
                 message: letter.message,
                 delay: None,
                 reply_to: letter.reply_to,
+                guard: None,
                 attempt: 0,
             };
             self.deliver(outgoing, &mut batch.effects)

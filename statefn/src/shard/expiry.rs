@@ -48,6 +48,7 @@ impl ShardCore {
                 message: Vec::new(),
                 delay: None,
                 reply_to: None,
+                guard: None,
                 attempt: 0,
             },
             expiry: true,

@@ -27,7 +27,9 @@ impl ShardCore {
             message,
             origin,
             reply_to,
+            guard,
         } = envelope;
+        let reply_to = reply_to.map(|route| *route);
         let (key, mut reply_tx, input, enqueue, attempt) = match origin {
             Origin::Client {
                 key,
@@ -79,7 +81,21 @@ impl ShardCore {
             reply: None,
             egress: Vec::new(),
             dead_letter: None,
+            disarmed: None,
         };
+        // A reply that races its request's timeout runs only while the
+        // timeout is pending, and disarms it; once the timeout has fired
+        // (the handler got `Err(Timeout)`), the reply is dropped. Either way
+        // its sequence number is consumed.
+        if let Some(timer) = guard {
+            if self.timers.remove(timer).is_none() {
+                tracing::debug!(%target, %timer, "dropping a reply that came after its request's timeout");
+                batch.stats.duplicate += 1;
+                self.push_record(batch, Entry::Invocation(record));
+                return;
+            }
+            record.disarmed = Some(timer);
+        }
         let function = match env.registry.get(target.type_name()) {
             Ok(f) => f,
             Err(e) => {
@@ -155,6 +171,7 @@ impl ShardCore {
                 Outcome::Failed(_) => "failed",
             },
         );
+        let mut rejected = false;
         let reply = match invocation.outcome {
             Outcome::Applied { reply, new_state } => {
                 batch.stats.applied += 1;
@@ -183,6 +200,7 @@ impl ShardCore {
             }
             Outcome::Rejected { reply, error } => {
                 batch.stats.rejected += 1;
+                rejected = true;
                 tracing::debug!(%target, handler = invocation.handler, %error, "handler returned Err");
                 reply
             }
@@ -195,7 +213,20 @@ impl ShardCore {
             }
         };
         if let Some(route) = reply_to {
-            self.route_reply(env, route, &reply, batch, &mut record);
+            let fallible = function
+                .handler_of(&message)
+                .is_ok_and(|info| info.fallible);
+            let outcome = route
+                .prefix
+                .is_some()
+                .then(|| crate::request::outcome_of_reply(&reply, fallible, rejected));
+            self.route_reply(
+                env,
+                route,
+                outcome.as_deref().unwrap_or(&reply),
+                batch,
+                &mut record,
+            );
         }
         if let (Some(key), Some(handler)) = (key, invocation.handler) {
             let stored = StoredReply {
@@ -219,8 +250,11 @@ impl ShardCore {
         }
     }
 
-    /// A request's reply goes back as a message to the caller's handler.
-    fn route_reply(
+    /// A request's reply goes back as a message to the caller's handler:
+    /// `reply` is the outcome's bytes (see `request.rs`) appended to the
+    /// route's prefix, or for a route of record version 1 the callee's
+    /// plain return value.
+    pub(super) fn route_reply(
         &mut self,
         env: &RunEnv<'_>,
         route: ReplyRoute,
@@ -228,17 +262,21 @@ impl ShardCore {
         batch: &mut Batch,
         record: &mut InvocationRecord,
     ) {
-        match env
-            .registry
-            .get(route.to.type_name())
-            .and_then(|f| f.reply_message(&route.handler, reply))
-        {
+        let message = match &route.prefix {
+            Some(prefix) => Ok([prefix.as_slice(), reply].concat()),
+            None => env
+                .registry
+                .get(route.to.type_name())
+                .and_then(|f| f.reply_message(&route.handler, reply)),
+        };
+        match message {
             Ok(message) => {
                 let outgoing = Outgoing {
                     target: route.to,
                     message,
                     delay: None,
                     reply_to: None,
+                    guard: route.guard,
                     attempt: 0,
                 };
                 if let Some(sent) = self.deliver(outgoing, &mut batch.effects) {
@@ -278,6 +316,7 @@ impl ShardCore {
             message,
             delay: Some(delay),
             reply_to: None,
+            guard: None,
             attempt: 0,
         };
         self.send(env.now_ms, outgoing, &mut batch.effects, &mut record);

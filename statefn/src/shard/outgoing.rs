@@ -5,7 +5,7 @@ use super::{effects::Effects, state_machine::ShardCore};
 use crate::{
     protocol::{
         envelope::Outgoing,
-        ids::ShardId,
+        ids::{ShardId, TimerId},
         outbox::envelope_of,
         record::{InvocationRecord, Sent, TimerEntry},
     },
@@ -14,37 +14,34 @@ use crate::{
 };
 
 impl ShardCore {
-    /// A message sent by a handler: now, or as a durable timer.
+    /// A message sent by a handler: now, or as a durable timer. A request
+    /// with a timeout also arms the timer that answers it with
+    /// `Err(RequestFailed::Timeout)`; its reply will race that timer.
     pub(super) fn send(
         &mut self,
         now_ms: u64,
-        outgoing: Outgoing,
+        mut outgoing: Outgoing,
         effects: &mut Effects,
         record: &mut InvocationRecord,
     ) {
+        if let Some(route) = &mut outgoing.reply_to
+            && let (Some(timeout), Some(prefix)) = (route.timeout.take(), &route.prefix)
+        {
+            let mut message = prefix.clone();
+            message.extend_from_slice(&crate::request::outcome_timeout());
+            let answer = Outgoing {
+                target: route.to.clone(),
+                message,
+                delay: None,
+                reply_to: None,
+                guard: None,
+                attempt: 0,
+            };
+            route.guard = Some(self.arm_timer(now_ms, timeout, answer, effects, record));
+        }
         match outgoing.delay {
             Some(delay) if !delay.is_zero() => {
-                let id = self.timers.next_id();
-                let due_ms =
-                    now_ms.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
-                let entry = TimerEntry {
-                    id,
-                    due_ms,
-                    outgoing: Outgoing {
-                        delay: None,
-                        ..outgoing
-                    },
-                    expiry: false,
-                };
-                effects.timers.push(TimerArm {
-                    due_ms,
-                    shard: self.id,
-                    timer: id,
-                });
-                if self.durable {
-                    record.timers.push(entry.clone());
-                }
-                self.timers.insert(entry);
+                self.arm_timer(now_ms, delay, outgoing, effects, record);
             }
             _ => {
                 if let Some(sent) = self.deliver(outgoing, effects) {
@@ -52,6 +49,38 @@ impl ShardCore {
                 }
             }
         }
+    }
+
+    /// Keeps `outgoing` as a durable timer due after `delay`; returns its id.
+    fn arm_timer(
+        &mut self,
+        now_ms: u64,
+        delay: std::time::Duration,
+        outgoing: Outgoing,
+        effects: &mut Effects,
+        record: &mut InvocationRecord,
+    ) -> TimerId {
+        let id = self.timers.next_id();
+        let due_ms = now_ms.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        let entry = TimerEntry {
+            id,
+            due_ms,
+            outgoing: Outgoing {
+                delay: None,
+                ..outgoing
+            },
+            expiry: false,
+        };
+        effects.timers.push(TimerArm {
+            due_ms,
+            shard: self.id,
+            timer: id,
+        });
+        if self.durable {
+            record.timers.push(entry.clone());
+        }
+        self.timers.insert(entry);
+        id
     }
 
     /// Sequences a message on its (this shard, destination shard) channel
@@ -64,6 +93,7 @@ impl ShardCore {
             target: outgoing.target,
             message: outgoing.message,
             reply_to: outgoing.reply_to,
+            guard: outgoing.guard,
             attempt: outgoing.attempt,
         };
         if self.durable {

@@ -36,6 +36,10 @@ impl ShardCore {
                 if let Some(letter) = r.dead_letter.map(|l| *l) {
                     self.dead_letters.replay_kept(letter);
                 }
+                // The reply came before its timeout, which it disarmed.
+                if let Some(timer) = r.disarmed {
+                    self.timers.replay_fired(timer);
+                }
             }
             Entry::TimerFired { timer, sent } => {
                 self.timers.replay_fired(timer);

@@ -127,6 +127,7 @@ fn client(target: &str, message: Vec<u8>, key: Option<&str>) -> Mail {
             enqueue: None,
         },
         reply_to: None,
+        guard: None,
     })
 }
 
@@ -140,6 +141,7 @@ fn from_function(target: &str, message: Vec<u8>, source: u16, seq: u64) -> Mail 
             attempt: 0,
         },
         reply_to: None,
+        guard: None,
     })
 }
 
