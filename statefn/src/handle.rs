@@ -7,6 +7,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context as TaskContext, Poll},
+    time::Duration,
 };
 
 use serde::de::DeserializeOwned;
@@ -194,6 +195,74 @@ impl<R> Call<R> {
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.key = Some(key.into());
         self
+    }
+
+    /// Durably enqueues the call instead of waiting for its reply: the
+    /// handler runs later (like a message from another function: a panic is
+    /// retried, then kept as a dead letter), and this returns the
+    /// invocation id once the message is committed. The id is the
+    /// idempotency key: the one given, or a new random one. As over HTTP
+    /// (`POST .../send`), enqueueing again with the same key does nothing.
+    ///
+    /// # Errors
+    ///
+    /// As awaiting the call, before anything is enqueued.
+    ///
+    /// # Durability
+    ///
+    /// When this returns `Ok`, the message is committed: it will be
+    /// delivered exactly once, across crashes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter {
+    /// #     #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n }
+    /// #     #[handler] pub fn get(&self) -> u64 { self.n }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// # let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
+    /// let counter = runtime.handle::<Counter>("c");
+    /// let id = counter.add(5).idempotency_key("order-1").send().await?;
+    /// assert_eq!(id, "order-1");
+    /// assert_eq!(counter.add(5).idempotency_key("order-1").send().await?, "order-1"); // once
+    /// let later = counter.add(1).send_after(std::time::Duration::from_secs(3600)).await?;
+    /// assert!(later.starts_with("inv-"));
+    /// # while counter.get().await? != 5 { tokio::task::yield_now().await; }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send(self) -> Result<String, Error> {
+        self.send_after(Duration::ZERO).await
+    }
+
+    /// Like [`send`](Self::send), the handler running after `delay` (a
+    /// durable timer: it fires once, also across restarts).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    ///
+    /// # Durability
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_after(self, delay: Duration) -> Result<String, Error> {
+        let key = self
+            .key
+            .unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
+        let rx = self
+            .runtime
+            .inner()
+            .submit(self.address?, self.message?, Some(key.clone()), Some(delay))?;
+        rx.await.map_err(|_| Error::ShuttingDown)??;
+        Ok(key)
     }
 }
 

@@ -86,9 +86,14 @@
 //!   and releases its messages; `Err` or a panic applies nothing and sends
 //!   nothing (a panic becomes [`Error::HandlerPanicked`]).
 //! - **Request/reply between functions**: `ctx.request::<T>(id).handler(args)`
-//!   `.reply_to(MyMessage::my_handler())` sends a request whose reply arrives
-//!   later as an ordinary message to `my_handler`, a one-argument handler of
-//!   the caller taking the callee's return type. Handlers never wait.
+//!   `.timeout(d).reply_to_with(MyMessage::my_handler(), correlation)` sends
+//!   a request whose outcome arrives later as an ordinary message to
+//!   `my_handler(correlation, Result<T, RequestFailed<E>>)`, a handler of
+//!   the caller: the callee's value, or [`RequestFailed`] (it returned
+//!   `Err`, it failed and became a dead letter, or the timeout fired first).
+//!   Exactly one of them arrives, once; a reply after the timeout is dropped.
+//!   `reply_to(MyMessage::my_handler())` is the same for a one-argument
+//!   handler, without correlation. Handlers never wait.
 //!
 //! ## Durability and failures
 //!
