@@ -117,7 +117,7 @@ pub(crate) fn senders(names: &Names, self_ident: &Ident, handlers: &[Handler]) -
         );
         quote! {
             #[doc = #doc]
-            pub fn #method(self, #params) -> ::statefn::Request<'c, #ok, #err> {
+            pub fn #method(self, #params) -> ::statefn::Request<'c, #ok, #err, Caller> {
                 self.raw.request(&#construct)
             }
         }
@@ -144,18 +144,19 @@ pub(crate) fn senders(names: &Names, self_ident: &Ident, handlers: &[Handler]) -
         #[doc = #requester_doc]
         #[derive(Debug)]
         #[must_use = "a requester does nothing until one of its handler methods is called"]
-        pub struct #requester<'c> {
+        pub struct #requester<'c, Caller = ::statefn::__private::Unchecked> {
             raw: ::statefn::__private::RawSender<'c>,
+            _caller: ::std::marker::PhantomData<fn() -> Caller>,
         }
 
-        impl<'c> ::statefn::__private::FromRawSender<'c> for #requester<'c> {
+        impl<'c, Caller> ::statefn::__private::FromRawSender<'c> for #requester<'c, Caller> {
             fn from_raw(raw: ::statefn::__private::RawSender<'c>) -> Self {
-                Self { raw }
+                Self { raw, _caller: ::std::marker::PhantomData }
             }
         }
 
         #[allow(clippy::too_many_arguments)]
-        impl<'c> #requester<'c> {
+        impl<'c, Caller> #requester<'c, Caller> {
             #(#request_methods)*
         }
     }

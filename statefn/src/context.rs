@@ -195,7 +195,7 @@ impl<'c> RawSender<'c> {
     }
 
     /// Starts a request; [`Request::reply_to`] queues it.
-    pub fn request<T, E, M: WireMessage>(self, message: &M) -> Request<'c, T, E> {
+    pub fn request<T, E, Caller, M: WireMessage>(self, message: &M) -> Request<'c, T, E, Caller> {
         Request {
             sender: self,
             message: crate::wire::encode(message),
@@ -224,15 +224,24 @@ impl<'c> RawSender<'c> {
 /// reply value, `E` its error type ([`NoError`] for a handler that cannot
 /// fail).
 #[must_use = "a request is sent only once `reply_to` or `reply_to_with` names the handler for its reply"]
+///
+/// Made inside a handler (`ctx` being the handler's own context argument),
+/// a request knows its caller's type, and a reply target of another
+/// function type does not compile; made through a `&Context` passed to a
+/// helper, that is checked when the handler runs
+/// ([`Error::ReplyTargetMismatch`]).
 #[derive(Debug)]
-pub struct Request<'c, T, E = NoError> {
+pub struct Request<'c, T, E = NoError, Caller = Unchecked> {
     sender: RawSender<'c>,
     message: Result<Vec<u8>, Error>,
     timeout: Option<Duration>,
-    _reply: PhantomData<fn() -> (T, E)>,
+    _reply: PhantomData<RequestTypes<T, E, Caller>>,
 }
 
-impl<T, E> Request<'_, T, E> {
+/// `Request`'s type parameters, without owning any of them.
+type RequestTypes<T, E, Caller> = fn() -> (T, E, Caller);
+
+impl<T, E, Caller> Request<'_, T, E, Caller> {
     /// Gives up after `after`: unless the reply arrived first, the reply
     /// handler then gets `Err(RequestFailed::Timeout)`, and a reply that
     /// arrives later is dropped (the callee's effects stay applied). The
@@ -249,10 +258,10 @@ impl<T, E> Request<'_, T, E> {
     ///
     /// Making a `HandlerRef` of another function type is a programming error:
     /// the invocation fails with [`Error::ReplyTargetMismatch`].
-    pub fn reply_to<F: StatefulFunction>(
-        self,
-        handler: HandlerRef<F, Result<T, RequestFailed<E>>>,
-    ) {
+    pub fn reply_to<F: StatefulFunction>(self, handler: HandlerRef<F, Result<T, RequestFailed<E>>>)
+    where
+        Caller: ReplyTarget<F>,
+    {
         self.route::<F>(handler.name(), None);
     }
 
@@ -263,7 +272,9 @@ impl<T, E> Request<'_, T, E> {
         self,
         handler: HandlerRef<F, Result<T, RequestFailed<E>>, C>,
         correlation: C,
-    ) {
+    ) where
+        Caller: ReplyTarget<F>,
+    {
         let name = handler.name();
         let mut prefix = Vec::new();
         match write_arg(&mut prefix, &correlation, name, "correlation") {
@@ -303,5 +314,75 @@ impl<T, E> Request<'_, T, E> {
                 timeout: self.timeout,
             }),
         );
+    }
+}
+
+/// The caller of a request made through a plain `&Context` (in a helper):
+/// its reply target is checked when the handler runs.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Unchecked {}
+
+/// The caller of a request made inside a handler of `F`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Checked<F>(PhantomData<fn() -> F>);
+
+/// Whether a request made by `Self` (`Unchecked` or `Checked<Caller>`) may
+/// name a handler of `F` as its reply target.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "the reply to this request goes to a handler of `{F}`, which is not the function making the request",
+    label = "a handler of another function type",
+    note = "a reply comes back to the instance that asked: name one of the calling function's own handlers (`CallerMessage::handler()`)"
+)]
+pub trait ReplyTarget<F> {}
+
+impl<F> ReplyTarget<F> for Unchecked {}
+impl<F> ReplyTarget<F> for Checked<F> {}
+
+/// A handler's own context argument, as the handler's body sees it: the
+/// context of a handler of `F`. `#[stateful_function]` wraps the argument
+/// in it; it dereferences to [`Context`], so it passes where a `&Context`
+/// or `&mut Context` is expected, and only `request` differs.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct HandlerContext<F, R> {
+    ctx: R,
+    _caller: PhantomData<fn() -> F>,
+}
+
+impl<F, R> HandlerContext<F, R> {
+    /// Wraps a handler's context argument.
+    pub fn new(ctx: R) -> Self {
+        HandlerContext {
+            ctx,
+            _caller: PhantomData,
+        }
+    }
+}
+
+impl<F, R: std::ops::Deref<Target = Context>> std::ops::Deref for HandlerContext<F, R> {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+impl<F, R: std::ops::DerefMut<Target = Context>> std::ops::DerefMut for HandlerContext<F, R> {
+    fn deref_mut(&mut self) -> &mut Context {
+        &mut self.ctx
+    }
+}
+
+impl<F: StatefulFunction, R: std::ops::Deref<Target = Context>> HandlerContext<F, R> {
+    /// As [`Context::request`], with the reply target checked at compile
+    /// time: it must be a handler of `F`.
+    pub fn request<T: StatefulFunction>(
+        &self,
+        id: impl AsRef<str>,
+    ) -> T::CheckedRequester<'_, Checked<F>> {
+        T::CheckedRequester::from_raw(RawSender::new(&self.ctx, T::type_name(), id.as_ref(), None))
     }
 }

@@ -249,6 +249,10 @@ pub trait StatefulFunction:
     type Sender<'c>: FromRawSender<'c>;
     /// The generated requester (`ctx.request::<Self>(id)`).
     type Requester<'c>: FromRawSender<'c>;
+    /// The generated requester of a request made inside a handler of the
+    /// function `Caller` names: its reply target is checked at compile time.
+    #[doc(hidden)]
+    type CheckedRequester<'c, Caller: 'static>: FromRawSender<'c>;
 
     /// The handlers, in declaration order (which does not matter to stored
     /// messages: they name their handler).

@@ -257,10 +257,12 @@ impl<R> Call<R> {
         let key = self
             .key
             .unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
-        let rx = self
-            .runtime
-            .inner()
-            .submit(self.address?, self.message?, Some(key.clone()), Some(delay))?;
+        let rx = self.runtime.inner().submit(
+            self.address?,
+            self.message?,
+            Some(key.clone()),
+            Some(delay),
+        )?;
         rx.await.map_err(|_| Error::ShuttingDown)??;
         Ok(key)
     }

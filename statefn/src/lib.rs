@@ -339,7 +339,9 @@ pub mod __fuzz {
 /// Used by the code `#[stateful_function]` generates; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::context::{FromRawSender, RawSender};
+    pub use crate::context::{
+        Checked, FromRawSender, HandlerContext, RawSender, ReplyTarget, Unchecked,
+    };
     pub use crate::function::{
         CheckArgument, FunctionState, HandlerImpl, MessageArgument, NotAHandler, Reply, ReplyValue,
         decode_reply_arg, json_reply, json_result_reply, no_such_handler_index,

@@ -83,6 +83,38 @@ impl Caller {
     fn outcomes(&self) -> Vec<(String, String)> {
         self.outcomes.clone()
     }
+
+    /// Passes its context to a helper that names another type's handler.
+    #[handler]
+    fn misdirect(&mut self, ctx: &mut Context) {
+        self.outcomes.push(("misdirect".into(), "ran".into()));
+        ask_for_someone_else(ctx);
+    }
+}
+
+/// A helper sees a plain `&Context`, which does not know its caller's
+/// type: a reply target of another type is refused when the handler runs
+/// (inside a handler it does not compile: see the macros' UI tests).
+fn ask_for_someone_else(ctx: &Context) {
+    ctx.request::<Callee>("x")
+        .answer(1)
+        .reply_to_with(OtherMessage::answered(), "t".to_owned());
+}
+
+/// Has a reply handler of the right shape, but asked nothing.
+#[stateful_function(name = "rr.Other")]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Other {
+    answers: u32,
+}
+
+#[stateful_function]
+impl Other {
+    #[handler(internal)]
+    fn answered(&mut self, tag: String, reply: Result<u32, RequestFailed<Refused>>) {
+        let _ = (tag, reply);
+        self.answers += 1;
+    }
 }
 
 fn kit(retry: RetryPolicy) -> Result<TestRuntime, Error> {
@@ -171,6 +203,29 @@ fn a_request_that_times_out_answers_timeout_and_its_late_reply_is_dropped()
     rt.advance(Duration::from_secs(60));
     assert_eq!(rt.call(callee.calls())?, 1, "the retry ran");
     assert_eq!(pairs(&rt.call(caller.outcomes())?), [("t", "timeout")]);
+    Ok(())
+}
+
+#[test]
+fn a_reply_target_of_another_type_named_in_a_helper_fails_the_invocation()
+-> Result<(), Box<dyn std::error::Error>> {
+    let mut rt = kit(RetryPolicy::default())?;
+    let caller = rt.handle::<Caller>("c");
+    let err = rt.call(caller.misdirect()).expect_err("refused");
+    assert!(
+        matches!(&err, Error::ReplyTargetMismatch { caller, target, handler }
+            if caller == "rr.Caller" && target == "rr.Other" && handler == "answered"),
+        "{err:?}"
+    );
+    assert!(
+        rt.call(caller.outcomes())?.is_empty(),
+        "nothing was applied"
+    );
+    assert_eq!(
+        rt.call(rt.handle::<Callee>("x").calls())?,
+        0,
+        "nothing was sent"
+    );
     Ok(())
 }
 
