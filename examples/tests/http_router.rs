@@ -121,6 +121,77 @@ async fn calls_while_the_runtime_shuts_down_get_503_with_retry_after() {
     }
 }
 
+/// A `/send` without an `Idempotency-Key` runs under a generated one: a 503
+/// must give it back, or the client cannot retry without risking a second
+/// message (exactly-once review #2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_refused_with_503_returns_its_generated_key_for_the_retry() {
+    use statefn_store::{FaultyFs, StdFs};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
+    let faults = fs.faults();
+    let runtime = Runtime::builder()
+        .data_dir(dir.path())
+        .shards(2)
+        .file_system(fs)
+        .register::<Fragile>()
+        .open()
+        .await
+        .unwrap();
+    let base = serve(runtime.clone(), IngressConfig::default()).await;
+    let c = reqwest::Client::new();
+    let send = format!("{base}/v1/Fragile/s/bump/send");
+
+    faults.fail_syncs();
+    let refused = post(&c, &send, None, None).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{refused:?}"
+    );
+    let key = refused.json["error"]["details"]["invocation_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no invocation id in {refused:?}"))
+        .to_owned();
+    assert_eq!(refused.headers["idempotency-key"].to_str().unwrap(), key);
+    faults.heal();
+
+    // The retry with that key, once the shard is back: accepted once.
+    let mut accepted = None;
+    for _ in 0..2_000 {
+        let reply = post(&c, &send, None, Some(&key)).await;
+        if reply.status == StatusCode::ACCEPTED {
+            accepted = Some(reply);
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let accepted = accepted.expect("the shard came back");
+    assert_eq!(accepted.json["invocation_id"], key.as_str());
+    assert_eq!(
+        post(&c, &send, None, Some(&key)).await.status,
+        StatusCode::ACCEPTED
+    );
+    let count = format!("{base}/v1/Fragile/s/count");
+    let mut seen = 0;
+    for _ in 0..2_000 {
+        seen = post(&c, &count, None, None)
+            .await
+            .json
+            .as_u64()
+            .unwrap_or(0);
+        if seen > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, 1, "the message ran once");
+    runtime.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn metrics_answer_404_without_a_handle_and_render_the_given_one() {
     let runtime = fragile_runtime().await;

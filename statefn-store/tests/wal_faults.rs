@@ -197,3 +197,158 @@ fn slow_syncs_overlap_with_writes() {
     let (_, recovered) = open(dir.path(), opts, 1);
     assert_eq!(recovered, expected(1..=60));
 }
+
+/// A segment whose removal fails stays in the log's list: the next
+/// truncation removes it first, so the log never has a hole that stops the
+/// next open (exactly-once review #10).
+#[test]
+fn a_failed_segment_delete_leaves_no_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fs, faults) = faulty();
+    let opts = small_segments(120);
+    let mut wal = open_on(&fs, dir.path(), opts);
+    commit(&mut wal, &(1..=40).map(payload).collect::<Vec<_>>());
+    let before = segments(dir.path());
+    assert!(before.len() >= 5, "{before:?}");
+    let third = first_lsn(&before[2]);
+
+    faults.fail_removes();
+    assert!(matches!(
+        wal.truncate_before(Lsn(third)),
+        Err(WalError::Io { .. })
+    ));
+    assert_eq!(segments(dir.path()), before, "nothing was removed");
+    faults.heal();
+    // A later checkpoint truncates further: the segment that could not be
+    // removed goes first, then its successors.
+    let fifth = first_lsn(&before[4]);
+    wal.truncate_before(Lsn(fifth)).unwrap();
+    assert_eq!(segments(dir.path()), before[4..].to_vec());
+    drop(wal);
+    let (_, recovered) = open(dir.path(), opts, fifth);
+    assert_eq!(recovered, expected(fifth..=40));
+}
+
+/// A log left with a hole below the replay start by an older build opens
+/// (the records missing are checkpointed), and the segment before the hole
+/// goes with the next truncation.
+#[test]
+fn a_hole_below_the_replay_start_does_not_stop_an_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small_segments(120);
+    let (mut wal, _) = open(dir.path(), opts, 1);
+    commit(&mut wal, &(1..=40).map(payload).collect::<Vec<_>>());
+    drop(wal);
+    let before = segments(dir.path());
+    // The first segment stays, its successors up to the fourth are gone.
+    for path in &before[1..4] {
+        std::fs::remove_file(path).unwrap();
+    }
+    let from = first_lsn(&before[4]);
+    let (mut wal, recovered) = open(dir.path(), opts, from);
+    assert_eq!(recovered, expected(from..=40));
+    wal.truncate_before(Lsn(from)).unwrap();
+    assert_eq!(segments(dir.path()), before[4..].to_vec());
+    assert_eq!(wal.append(b"more"), Lsn(41));
+    // A hole above the replay start is still corruption.
+    drop(wal);
+    let later = segments(dir.path());
+    std::fs::remove_file(&later[1]).unwrap();
+    assert!(matches!(
+        Wal::open(std_fs(), dir.path(), opts, Lsn(from)),
+        Err(WalError::Corrupt { .. })
+    ));
+}
+
+/// After a failed fsync, reopening with the last position known durable
+/// drops the records written after it, though they are intact in the page
+/// cache: their callers were told they were not committed.
+#[test]
+fn reopening_after_a_failed_sync_drops_what_was_not_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fs, faults) = faulty();
+    let mut wal = open_on(&fs, dir.path(), WalOptions::default());
+    let durable = commit(&mut wal, &(1..=10).map(payload).collect::<Vec<_>>());
+    faults.fail_syncs();
+    for i in 11..=15 {
+        wal.append(&payload(i));
+    }
+    assert!(wal.write().unwrap().sync().is_err());
+    drop(wal);
+    faults.heal();
+
+    let (mut wal, recovered) = Wal::reopen_after_failure(
+        Arc::clone(&fs),
+        dir.path(),
+        WalOptions::default(),
+        Lsn(1),
+        durable,
+    )
+    .unwrap();
+    assert_eq!(recovered, expected(1..=10));
+    assert_eq!(wal.append(&payload(11)), Lsn(11));
+    commit(&mut wal, &[]);
+    drop(wal);
+    // The cut is on disk: a plain open sees it too.
+    let (_, recovered) = open(dir.path(), WalOptions::default(), 1);
+    assert_eq!(recovered, expected(1..=11));
+}
+
+/// A short write leaves complete records of the first batches in the
+/// chunk: reopening after the failure drops them too.
+#[test]
+fn reopening_after_a_short_write_drops_the_complete_records_it_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fs, faults) = faulty();
+    let mut wal = open_on(&fs, dir.path(), WalOptions::default());
+    let durable = commit(&mut wal, &(1..=8).map(payload).collect::<Vec<_>>());
+    // Records 9 and 10 complete, 11 torn.
+    let offsets = record_offsets(9, 3);
+    faults.short_write((offsets[2] - offsets[0] + 3) as usize);
+    for i in 9..=12 {
+        wal.append(&payload(i));
+    }
+    assert!(wal.write().is_err());
+    drop(wal);
+    faults.heal();
+    // A plain open keeps 9 and 10: what the page cache holds.
+    let copy = tempfile::tempdir().unwrap();
+    for path in segments(dir.path()) {
+        std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+    }
+    assert_eq!(
+        open(copy.path(), WalOptions::default(), 1).1,
+        expected(1..=10)
+    );
+
+    let (_, recovered) =
+        Wal::reopen_after_failure(fs, dir.path(), WalOptions::default(), Lsn(1), durable).unwrap();
+    assert_eq!(recovered, expected(1..=8));
+}
+
+/// The cut can fall in an earlier segment than the last: the segments after
+/// it go, the one holding it is cut and becomes the active one.
+#[test]
+fn reopening_after_a_failure_cuts_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fs, faults) = faulty();
+    let opts = small_segments(120);
+    let mut wal = open_on(&fs, dir.path(), opts);
+    let durable = commit(&mut wal, &(1..=3).map(payload).collect::<Vec<_>>());
+    faults.fail_syncs();
+    for i in 4..=30 {
+        wal.append(&payload(i));
+    }
+    assert!(wal.write().unwrap().sync().is_err());
+    drop(wal);
+    faults.heal();
+    assert!(segments(dir.path()).len() > 2);
+
+    let (mut wal, recovered) =
+        Wal::reopen_after_failure(Arc::clone(&fs), dir.path(), opts, Lsn(1), durable).unwrap();
+    assert_eq!(recovered, expected(1..=3));
+    assert_eq!(segments(dir.path()).len(), 1);
+    commit(&mut wal, &(4..=30).map(payload).collect::<Vec<_>>());
+    drop(wal);
+    assert_eq!(open(dir.path(), opts, 1).1, expected(1..=30));
+}

@@ -123,6 +123,17 @@ pub enum Error {
         /// The handler the key was first used with.
         previous_handler: String,
     },
+    /// An idempotency key that cannot be stored with its reply: 1 to
+    /// [`MAX_IDEMPOTENCY_KEY_LEN`](crate::MAX_IDEMPOTENCY_KEY_LEN) printable
+    /// ASCII characters (no spaces). Nothing was submitted.
+    #[error(
+        "invalid idempotency key: {reason}; use 1 to {} printable ASCII characters (no spaces)",
+        crate::MAX_IDEMPOTENCY_KEY_LEN
+    )]
+    InvalidIdempotencyKey {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A request's reply was routed to a handler of another function type.
     #[error(
         "`{caller}` asked for a reply to `{target}::{handler}`; replies can only go to the caller's own handlers"

@@ -3,7 +3,7 @@
 //! functions that wrote it, so never change them; a new format gets a new
 //! fixture).
 //!
-//! [`write`] made it, run by `cargo run -p statefn-tests --bin
+//! [`write()`] made it, run by `cargo run -p statefn-tests --bin
 //! write-fixture-v2` at the commit that added it. It holds log records of
 //! every kind and checkpoint rows of every table, `tests/format_v2.rs` reads
 //! it back, and every later build must read it the same way.

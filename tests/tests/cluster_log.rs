@@ -296,6 +296,33 @@ fn stale_records_are_skipped(options: NatsOptions) {
     assert_eq!(payloads(&all), expected);
 }
 
+/// After its writer failed, the log is reopened with the last position the
+/// writer knew durable: records after it were refused as not committed,
+/// and no reader counts them even where the stream stored them.
+#[test]
+fn reopening_after_a_failure_cuts_what_the_failed_writer_never_confirmed() {
+    let env = Env::start(NatsOptions::single());
+    let backend = env.backend("a");
+    let (mut log, _) = open(&backend, 1, 0);
+    let durable = append_and_flush(log.as_mut(), &numbered("kept", 0..3)).expect("durable");
+    // Stored by the stream, but (say) the writer's wait failed: it knows
+    // only `durable`.
+    append_and_flush(log.as_mut(), &numbered("refused", 0..2)).expect("stored");
+    drop(log);
+    let OpenedLog { mut log, records } = backend
+        .reopen_after_failure(GROUP, Epoch(2), Lsn(0), durable)
+        .expect("reopen");
+    let records = records.collect::<Result<Vec<_>, _>>().expect("read back");
+    assert_eq!(payloads(&records), numbered("kept", 0..3));
+    append_and_flush(log.as_mut(), &numbered("after", 0..2)).expect("durable");
+    drop(log);
+    // The cut stays: every later reader skips the refused records.
+    let (_log, records) = open(&backend, 3, 0);
+    let mut expected = numbered("kept", 0..3);
+    expected.extend(numbered("after", 0..2));
+    assert_eq!(payloads(&records), expected);
+}
+
 #[test]
 fn an_open_at_or_below_the_last_fence_fails() {
     let env = Env::start(NatsOptions::single());

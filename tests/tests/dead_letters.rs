@@ -140,3 +140,77 @@ async fn a_poison_message_becomes_a_dead_letter_that_can_be_replayed_or_dropped(
     assert!(runtime.handle::<Inbox>("box2").items().await?.is_empty());
     runtime.shutdown().await
 }
+
+/// `(inbox id, postman id)` on shards 1 and 0 of 2, so that with two log
+/// groups they are in different groups.
+fn ids_on_two_groups() -> (String, String) {
+    let on = |type_name: &str, shard: u16, tag: &str| {
+        (0..)
+            .map(|i| format!("{tag}-{i}"))
+            .find(|id| {
+                statefn::Address::new(type_name, id)
+                    .expect("valid")
+                    .shard(2)
+                    == shard
+            })
+            .expect("some id lands on the shard")
+    };
+    (on("test.Inbox", 1, "box"), on("test.Postman", 0, "p"))
+}
+
+/// The listing shows only dead letters whose record is durable: not one
+/// made by a batch whose commit failed (exactly-once review #12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_whose_commit_failed_is_never_listed() -> Result<(), Error> {
+    use statefn_store::{FaultyFs, StdFs};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
+    let faults = fs.faults();
+    let runtime = Runtime::builder()
+        .data_dir(dir.path())
+        .shards(2)
+        .log_groups(2)
+        .file_system(fs)
+        .retry_policy(RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        })
+        .register::<Inbox>()
+        .register::<Postman>()
+        .open()
+        .await?;
+    let (inbox, postman) = ids_on_two_groups();
+    // The inbox's log cannot sync: the batch that makes the dead letter
+    // fails, and its group stays down while the disk fails.
+    faults.only_paths_containing("group-0001");
+    faults.fail_syncs();
+    runtime
+        .handle::<Postman>(&postman)
+        .deliver(inbox.clone(), vec!["poison".into()])
+        .await?;
+    eventually(20, || async {
+        runtime
+            .shard_status()
+            .iter()
+            .any(|s| s.shard == 1 && !s.serving)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        runtime.dead_letters().await.is_empty(),
+        "a dead letter that was never committed is listed"
+    );
+    // Healed: the postman re-sends, the message fails again, and this
+    // time its dead letter is durable and listed once.
+    faults.heal();
+    let letters = eventually(20, || async {
+        let letters = runtime.dead_letters().await;
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].target.id(), inbox);
+    runtime.shutdown().await
+}

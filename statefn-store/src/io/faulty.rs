@@ -12,9 +12,10 @@ use super::{FileSystem, LogFile};
 /// Wraps another [`FileSystem`] and injects faults configured at run time
 /// through a [`Faults`] handle.
 ///
-/// Faults apply to file operations (`append`, `sync_data`) and to
-/// [`FileSystem::sync_dir`]; reads, opens and removals always pass through so
-/// that a test can inspect what reached the disk.
+/// Faults apply to file operations (`append`, `sync_data`), to
+/// [`FileSystem::sync_dir`] and, when asked, to [`FileSystem::remove_file`];
+/// reads and opens always pass through so that a test can inspect what
+/// reached the disk.
 ///
 /// # Examples
 ///
@@ -75,6 +76,7 @@ impl FileSystem for FaultyFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.faults.before_remove(path)?;
         self.inner.remove_file(path)
     }
 
@@ -101,6 +103,7 @@ struct FaultState {
     /// Write only this many bytes of the next append, then fail.
     short_write: Option<usize>,
     fail_syncs: bool,
+    fail_removes: bool,
     sync_delay: Option<Duration>,
     appends: u64,
     syncs: u64,
@@ -138,6 +141,12 @@ impl Faults {
     /// [`Faults::heal`].
     pub fn fail_syncs(&self) {
         self.state.lock().fail_syncs = true;
+    }
+
+    /// Makes every file removal fail from now on (nothing is removed), until
+    /// [`Faults::heal`].
+    pub fn fail_removes(&self) {
+        self.state.lock().fail_removes = true;
     }
 
     /// Sleeps this long in every sync, to widen race windows in tests.
@@ -192,6 +201,14 @@ impl Faults {
             }
             None => AppendFault::None,
         }
+    }
+
+    fn before_remove(&self, path: &Path) -> io::Result<()> {
+        let state = self.state.lock();
+        if state.applies_to(path) && state.fail_removes {
+            return Err(injected("remove", path));
+        }
+        Ok(())
     }
 
     fn before_sync(&self, path: &Path) -> io::Result<()> {

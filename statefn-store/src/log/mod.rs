@@ -163,6 +163,26 @@ pub trait LogBackend: Send + Sync + fmt::Debug {
     /// When the log cannot be opened or read ([`LogError::Corrupt`] for
     /// damage, with where it is), or a newer writer holds it.
     fn open(&self, group: LogGroupId, epoch: Epoch, from: Lsn) -> Result<OpenedLog, LogError>;
+
+    /// Opens `group`'s log again after this process's writer of it failed
+    /// (a flush or its wait returned an error), as [`open`](Self::open), but
+    /// first drops every record after `durable`, the failed writer's last
+    /// [`durable_lsn`](CommitLog::durable_lsn), for every later reader: the
+    /// writer's caller told the callers of those records that they were not
+    /// committed, so they must never be replayed, even where the log holds
+    /// them (a page cache after a failed `fdatasync`, a record the stream
+    /// stored but never confirmed).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    fn reopen_after_failure(
+        &self,
+        group: LogGroupId,
+        epoch: Epoch,
+        from: Lsn,
+        durable: Lsn,
+    ) -> Result<OpenedLog, LogError>;
 }
 
 /// A log opened for writing, with the records to replay.

@@ -56,7 +56,28 @@ impl WalBackend {
 impl LogBackend for WalBackend {
     fn open(&self, group: LogGroupId, epoch: Epoch, from: Lsn) -> Result<OpenedLog, LogError> {
         let dir = group_dir(&self.root, group);
-        let (wal, records) = Wal::open(Arc::clone(&self.fs), &dir, self.options, from)?;
+        let opened = Wal::open(Arc::clone(&self.fs), &dir, self.options, from)?;
+        Ok(Self::opened(opened, epoch))
+    }
+
+    /// Cuts the segment files after `durable` (see
+    /// [`Wal::reopen_after_failure`]).
+    fn reopen_after_failure(
+        &self,
+        group: LogGroupId,
+        epoch: Epoch,
+        from: Lsn,
+        durable: Lsn,
+    ) -> Result<OpenedLog, LogError> {
+        let dir = group_dir(&self.root, group);
+        let opened =
+            Wal::reopen_after_failure(Arc::clone(&self.fs), &dir, self.options, from, durable)?;
+        Ok(Self::opened(opened, epoch))
+    }
+}
+
+impl WalBackend {
+    fn opened((wal, records): (Wal, Vec<crate::LogRecord>), epoch: Epoch) -> OpenedLog {
         // Opening synced everything it found: the last record is durable.
         let durable = Arc::new(AtomicU64::new(wal.next_lsn().0.saturating_sub(1)));
         let log = WalLog {
@@ -65,10 +86,10 @@ impl LogBackend for WalBackend {
             durable,
         };
         let records = records.into_iter().map(Ok);
-        Ok(OpenedLog {
+        OpenedLog {
             log: Box::new(log),
             records: Box::new(records),
-        })
+        }
     }
 }
 
@@ -187,5 +208,28 @@ mod tests {
             records.first().map(|r| r.payload.as_slice()),
             Some(&b"durable"[..])
         );
+    }
+
+    #[test]
+    fn reopening_after_a_failure_keeps_only_what_was_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
+        let backend = WalBackend::new(fs.clone(), dir.path(), WalOptions::default());
+        let mut log = backend.open(LogGroupId(1), Epoch(1), Lsn(1)).unwrap().log;
+        log.append(b"durable").unwrap();
+        log.flush().unwrap().wait().unwrap();
+        log.append(b"refused").unwrap();
+        fs.faults().fail_syncs();
+        assert!(log.flush().unwrap().wait().is_err());
+        fs.faults().heal();
+        let durable = log.durable_lsn();
+        drop(log);
+        let reopened = backend
+            .reopen_after_failure(LogGroupId(1), Epoch(2), Lsn(1), durable)
+            .unwrap();
+        assert_eq!(reopened.log.durable_lsn(), durable);
+        let records: Vec<crate::LogRecord> = reopened.records.collect::<Result<_, _>>().unwrap();
+        let payloads: Vec<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
+        assert_eq!(payloads, vec![&b"durable"[..]]);
     }
 }

@@ -54,7 +54,10 @@ impl ShardTables {
 
     /// Deletes up to `limit` entries stored before `cutoff_ms`, oldest
     /// first, with their index entries; returns how many. A sweep is spread
-    /// over calls rather than done at once.
+    /// over calls rather than done at once. `stored_at` reads the time a
+    /// stored value was stored (the caller owns the value's format): a key
+    /// stored again after its old entry expired keeps its newer reply, and
+    /// only the stale index entry goes.
     ///
     /// # Durability
     ///
@@ -64,11 +67,17 @@ impl ShardTables {
     /// # Errors
     ///
     /// [`StoreError::Fjall`] on a read or write failure.
-    pub fn sweep_idempotency(&self, cutoff_ms: u64, limit: usize) -> Result<usize, StoreError> {
+    pub fn sweep_idempotency(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+        stored_at: impl Fn(&[u8]) -> Option<u64>,
+    ) -> Result<usize, StoreError> {
         let index = self
             .store
             .scan_from(self.shard.0, Table::Idempotency, &[1], limit)?;
         let mut deletes: Vec<TableWrite> = Vec::new();
+        let mut swept = 0;
         for (key, _) in index {
             let Some((at_ms, primary)) = parse_index_key(&key) else {
                 continue;
@@ -76,10 +85,20 @@ impl ShardTables {
             if at_ms >= cutoff_ms {
                 break;
             }
-            deletes.push((Table::Idempotency, primary.to_vec(), None));
+            // The key may have been used again since (after its retention):
+            // its primary then holds a newer reply, under a newer index
+            // entry. Only this index entry is stale.
+            let current = self.get(Table::Idempotency, primary)?;
+            let newer = current
+                .as_deref()
+                .and_then(&stored_at)
+                .is_some_and(|stored| stored >= cutoff_ms);
+            if current.is_some() && !newer {
+                deletes.push((Table::Idempotency, primary.to_vec(), None));
+                swept += 1;
+            }
             deletes.push((Table::Idempotency, key, None));
         }
-        let swept = deletes.len() / 2;
         if !deletes.is_empty() {
             self.store.apply(self.shard.0, deletes, false)?;
         }
@@ -121,5 +140,47 @@ mod tests {
         assert!(early < late);
         assert_eq!(parse_index_key(&late), Some((300, primary.as_slice())));
         assert_eq!(parse_index_key(&primary), None);
+    }
+
+    /// The stored time of a test value: its first 8 bytes.
+    fn stored_at(value: &[u8]) -> Option<u64> {
+        Some(u64::from_be_bytes(value.get(..8)?.try_into().ok()?))
+    }
+
+    fn value(at_ms: u64, reply: &[u8]) -> Vec<u8> {
+        let mut out = at_ms.to_be_bytes().to_vec();
+        out.extend_from_slice(reply);
+        out
+    }
+
+    /// A key used again after its retention stores a newer reply: the sweep
+    /// of the old entry's index must not delete it (exactly-once review #7).
+    #[test]
+    fn the_sweep_keeps_a_reply_stored_again_after_its_old_entry_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let tables = crate::StateStore::open(dir.path())
+            .unwrap()
+            .shard(crate::ShardId(2));
+        for (at_ms, reply) in [(100, b"old"), (5_000, b"new")] {
+            let mut batch = tables.batch();
+            batch.put_idempotency("T", "a", "k", at_ms, value(at_ms, reply));
+            batch.commit().unwrap();
+        }
+        let mut batch = tables.batch();
+        batch.put_idempotency("T", "a", "gone", 200, value(200, b"x"));
+        batch.commit().unwrap();
+
+        let swept = tables.sweep_idempotency(1_000, 100, stored_at).unwrap();
+        assert_eq!(swept, 1, "only `gone` expired");
+        assert_eq!(
+            tables.idempotency("T", "a", "k").unwrap(),
+            Some(value(5_000, b"new"))
+        );
+        assert_eq!(tables.idempotency("T", "a", "gone").unwrap(), None);
+        // Its stale index entry is gone too: a later sweep finds nothing
+        // before the newer entry's time.
+        assert_eq!(tables.sweep_idempotency(1_000, 100, stored_at).unwrap(), 0);
+        assert_eq!(tables.sweep_idempotency(6_000, 100, stored_at).unwrap(), 1);
+        assert_eq!(tables.idempotency("T", "a", "k").unwrap(), None);
     }
 }

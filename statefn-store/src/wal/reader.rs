@@ -20,10 +20,13 @@ pub(crate) struct Scan {
     /// The header itself is torn (only possible in the last segment, right
     /// after it was created): the file must be rewritten from scratch.
     pub(crate) header_torn: bool,
+    /// Records after the cut follow: the file must be cut at `valid_len`.
+    pub(crate) cut: bool,
 }
 
 /// Scans `data`, the content of the segment at `path` whose name says it
-/// starts at `first`, and pushes the records with `lsn >= from` onto `out`.
+/// starts at `first`, and pushes the records with `from <= lsn <= until`
+/// onto `out` (what follows `until` is not read: it is to be cut).
 ///
 /// A damaged tail is accepted as torn only in the last segment and only if
 /// no valid record follows it; everything else is [`WalError::Corrupt`].
@@ -33,6 +36,7 @@ pub(crate) fn scan_segment(
     first: Lsn,
     is_last: bool,
     from: Lsn,
+    until: Option<Lsn>,
     out: &mut Vec<Record>,
 ) -> Result<Scan, WalError> {
     let torn_header = Scan {
@@ -40,6 +44,7 @@ pub(crate) fn scan_segment(
         valid_len: 0,
         torn: None,
         header_torn: true,
+        cut: false,
     };
     let Some(parsed) = parse_header(data) else {
         // A crash right after creating the file: what is there must be a
@@ -96,6 +101,15 @@ pub(crate) fn scan_segment(
     let mut offset = HEADER_LEN;
     let mut expected = first;
     while let Some(rest) = data.get(offset..).filter(|rest| !rest.is_empty()) {
+        if until.is_some_and(|until| expected > until) {
+            return Ok(Scan {
+                next: expected,
+                valid_len: offset as u64,
+                torn: None,
+                header_torn: false,
+                cut: true,
+            });
+        }
         let problem = match decode(rest) {
             Decoded::Record {
                 lsn,
@@ -158,6 +172,7 @@ pub(crate) fn scan_segment(
             valid_len: offset as u64,
             torn: Some(problem),
             header_torn: false,
+            cut: false,
         });
     }
     Ok(Scan {
@@ -165,6 +180,7 @@ pub(crate) fn scan_segment(
         valid_len: offset as u64,
         torn: None,
         header_torn: false,
+        cut: false,
     })
 }
 

@@ -36,7 +36,14 @@ pub(crate) struct Recovered {
 }
 
 /// Opens or creates the log in `dir`; see [`Wal::open`](super::Wal::open).
-pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, from: Lsn) -> Result<Recovered, WalError> {
+/// With `cut`, every record after it is dropped first (see
+/// [`Wal::reopen_after_failure`](super::Wal::reopen_after_failure)).
+pub(crate) fn recover(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    from: Lsn,
+    cut: Option<Lsn>,
+) -> Result<Recovered, WalError> {
     let from = from.max(Lsn::FIRST);
     fs.create_dir_all(dir).map_err(WalError::io(dir))?;
     let mut names = Vec::new();
@@ -48,6 +55,9 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, from: Lsn) -> Result<Reco
         }
     }
     names.sort_by_key(|(first, _)| *first);
+    if let Some(cut) = cut {
+        drop_after(fs, dir, &mut names, cut)?;
+    }
 
     let Some((oldest, oldest_path)) = names.first() else {
         let segment = create_segment(fs, dir, from)?;
@@ -76,19 +86,43 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, from: Lsn) -> Result<Reco
         if let Some(expected) = expected
             && expected != first
         {
-            return Err(WalError::corrupt(
-                path,
-                0,
-                format!(
-                    "the segment starts at lsn {first} but the previous one ends before lsn {expected}: a segment is missing or was renamed"
-                ),
-            ));
+            // Records missing below the replay start are covered by a
+            // checkpoint: an older build could leave such a hole when it
+            // failed to remove a segment (the segment before the hole goes
+            // with the next truncation).
+            if expected < first && first <= from {
+                tracing::warn!(
+                    path = %path.display(),
+                    missing_from = %expected,
+                    %from,
+                    "segments are missing below the replay start; they were checkpointed"
+                );
+            } else {
+                return Err(WalError::corrupt(
+                    path,
+                    0,
+                    format!(
+                        "the segment starts at lsn {first} but the previous one ends before lsn {expected}: a segment is missing or was renamed"
+                    ),
+                ));
+            }
         }
         let file = fs.open_file(&path, false).map_err(WalError::io(&path))?;
         let data = file.read_all().map_err(WalError::io(&path))?;
-        let scan = scan_segment(&path, &data, first, is_last, from, &mut records)?;
+        let until = cut.filter(|_| is_last);
+        let scan = scan_segment(&path, &data, first, is_last, from, until, &mut records)?;
         let mut len = scan.valid_len;
-        if scan.header_torn {
+        if scan.cut {
+            tracing::warn!(
+                path = %path.display(),
+                offset = scan.valid_len,
+                bytes_dropped = data.len() as u64 - scan.valid_len,
+                durable = %cut.unwrap_or_default(),
+                "dropping the records written after the last durable position: their \
+                 callers were told they were not committed"
+            );
+            file.truncate(scan.valid_len).map_err(WalError::io(&path))?;
+        } else if scan.header_torn {
             tracing::warn!(
                 path = %path.display(),
                 offset = 0,
@@ -145,6 +179,31 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, from: Lsn) -> Result<Reco
         next,
         records,
     })
+}
+
+/// Removes the segments holding only records after `cut`, newest first (a
+/// crash in between leaves a prefix of the log); the last one left may hold
+/// some, which the scan cuts.
+fn drop_after(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    names: &mut Vec<(Lsn, PathBuf)>,
+    cut: Lsn,
+) -> Result<(), WalError> {
+    while names.len() > 1
+        && let Some((first, path)) = names.last()
+        && *first > cut
+    {
+        tracing::warn!(
+            path = %path.display(),
+            durable = %cut,
+            "removing a log segment written after the last durable position"
+        );
+        fs.remove_file(path).map_err(WalError::io(path))?;
+        fs.sync_dir(dir).map_err(WalError::io(dir))?;
+        names.pop();
+    }
+    Ok(())
 }
 
 /// Creates the first segment of a new log, durably.

@@ -125,7 +125,62 @@ impl Wal {
         opts: WalOptions,
         from: Lsn,
     ) -> Result<(Wal, Vec<LogRecord>), WalError> {
-        let recovered = recover(fs.as_ref(), dir, from)?;
+        Self::open_at(fs, dir, opts, from, None)
+    }
+
+    /// Reopens the log after this process's writer failed (a write or a
+    /// sync), as [`open`](Self::open), but first drops every record after
+    /// `durable`, the last position a sync made durable: the records written
+    /// after it may sit whole in the page cache (a failed `fdatasync`, the
+    /// first records of a short write), yet their callers were told they
+    /// were not committed, and the disk may never have had them (after a
+    /// failed `fdatasync` the kernel may mark their pages clean unwritten).
+    ///
+    /// # Durability
+    ///
+    /// As [`open`](Self::open); the cut is durable when this returns.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use statefn_store::{Lsn, StdFs, Wal, WalOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (mut wal, _) = Wal::open(Arc::new(StdFs), dir.path(), WalOptions::default(), Lsn(1))?;
+    /// wal.append(b"synced");
+    /// let durable = wal.write()?.sync()?;
+    /// wal.append(b"written, never synced");
+    /// let _unsynced = wal.write()?;
+    /// drop(wal);
+    ///
+    /// let (_, records) =
+    ///     Wal::reopen_after_failure(Arc::new(StdFs), dir.path(), WalOptions::default(), Lsn(1), durable)?;
+    /// assert_eq!(records.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reopen_after_failure(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        opts: WalOptions,
+        from: Lsn,
+        durable: Lsn,
+    ) -> Result<(Wal, Vec<LogRecord>), WalError> {
+        Self::open_at(fs, dir, opts, from, Some(durable))
+    }
+
+    fn open_at(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        opts: WalOptions,
+        from: Lsn,
+        cut: Option<Lsn>,
+    ) -> Result<(Wal, Vec<LogRecord>), WalError> {
+        let recovered = recover(fs.as_ref(), dir, from, cut)?;
         let wal = Wal {
             fs,
             dir: dir.to_path_buf(),
@@ -305,16 +360,22 @@ impl Wal {
     /// # Errors
     ///
     /// [`WalError::Io`] if a removal or directory sync fails (a failed sync
-    /// also poisons the log); [`WalError::Poisoned`] if the log is poisoned.
+    /// also poisons the log; a failed removal leaves the segment in place,
+    /// for the next call to remove); [`WalError::Poisoned`] if the log is
+    /// poisoned.
     pub fn truncate_before(&mut self, lsn: Lsn) -> Result<(), WalError> {
         if self.shared.is_poisoned() {
             return Err(WalError::Poisoned);
         }
         while self.segments.get(1).is_some_and(|next| next.first <= lsn) {
-            let oldest = self.segments.remove(0);
-            self.fs
-                .remove_file(&oldest.path)
-                .map_err(WalError::io(&oldest.path))?;
+            // Forgotten only once removed: a segment whose removal failed is
+            // removed first by the next call, so the log never has a hole.
+            if let Some(oldest) = self.segments.first() {
+                self.fs
+                    .remove_file(&oldest.path)
+                    .map_err(WalError::io(&oldest.path))?;
+            }
+            self.segments.remove(0);
             self.fs.sync_dir(&self.dir).map_err(|source| {
                 self.shared.poison();
                 WalError::Io {

@@ -18,6 +18,12 @@
 //!   every reader: **a data record counts only if its epoch (in its
 //!   `Nats-Msg-Id`, `epoch:lsn`) is the epoch of the last fence before
 //!   it.** Standbys that follow the stream must apply the same rule.
+//! - **A failed writer's unconfirmed records are cut.**
+//!   [`LogBackend::reopen_after_failure`] writes the failed writer's last
+//!   confirmed position into its fence (`cut`): the data records between it
+//!   and that fence were never confirmed to their callers, who were told
+//!   they were not committed, so no reader counts them (the stream may hold
+//!   them: a lost ack, a retry that landed).
 //!   Epochs must grow: an open at an epoch not above the last fence's fails
 //!   with `Fenced`.
 //! - **Pipelined appends.** A flush publishes its records at once, record `n`
@@ -311,6 +317,7 @@ impl JetStreamBackend {
         stream: &mut Stream,
         group: LogGroupId,
         epoch: Epoch,
+        cut: Option<Lsn>,
     ) -> Result<u64, LogError> {
         let fenced = |detail: String| LogError::Fenced {
             group,
@@ -322,6 +329,7 @@ impl JetStreamBackend {
             epoch: epoch.0,
             writer: self.options.writer.clone(),
             nonce,
+            cut: cut.map(|lsn| lsn.0),
         };
         let payload = Bytes::from(serde_json::to_vec(&mine).map_err(|e| LogError::Corrupt {
             detail: format!("cannot encode a fence record: {e}"),
@@ -398,9 +406,10 @@ impl JetStreamBackend {
         group: LogGroupId,
         epoch: Epoch,
         from: Lsn,
+        cut: Option<Lsn>,
     ) -> Result<OpenedLog, LogError> {
         let mut stream = self.ensure_stream(group).await?;
-        let fence_seq = self.fence(&mut stream, group, epoch).await?;
+        let fence_seq = self.fence(&mut stream, group, epoch, cut).await?;
         let state = stream
             .info()
             .await
@@ -465,7 +474,21 @@ impl LogBackend for JetStreamBackend {
     /// higher; [`LogError::Unavailable`] if NATS cannot be reached, has no
     /// quorum, or has fewer JetStream servers than `replicas`.
     fn open(&self, group: LogGroupId, epoch: Epoch, from: Lsn) -> Result<OpenedLog, LogError> {
-        self.handle.block_on(self.open_async(group, epoch, from))
+        self.handle
+            .block_on(self.open_async(group, epoch, from, None))
+    }
+
+    /// As [`open`](Self::open), with the fence cutting the data records
+    /// after `durable` that come before it (see the module docs).
+    fn reopen_after_failure(
+        &self,
+        group: LogGroupId,
+        epoch: Epoch,
+        from: Lsn,
+        durable: Lsn,
+    ) -> Result<OpenedLog, LogError> {
+        self.handle
+            .block_on(self.open_async(group, epoch, from, Some(durable)))
     }
 }
 
@@ -480,6 +503,10 @@ pub(crate) struct Fence {
     pub(crate) epoch: u64,
     pub(crate) writer: String,
     pub(crate) nonce: u64,
+    /// The data records after this position and before this fence do not
+    /// count: a failed writer never confirmed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cut: Option<u64>,
 }
 
 /// A log group's stream as its single writer sees it.

@@ -12,6 +12,8 @@
 //! fenced writer's pipelined record can land after the fence when it happens
 //! to expect the position the stream has reached (see `acker`); its writer
 //! never confirmed it, and its predecessor is missing, so it must not count.
+//! Nor does a record a later fence cuts (after the fence's `cut`, before
+//! the fence): its writer failed before confirming it.
 
 use std::time::Duration;
 
@@ -38,8 +40,8 @@ pub(crate) struct Replay {
     /// The sequence of the last data record to replay.
     last: u64,
     done: bool,
-    /// `(sequence, epoch)` of every fence, in stream order.
-    fences: Vec<(u64, u64)>,
+    /// `(sequence, epoch, cut)` of every fence, in stream order.
+    fences: Vec<(u64, u64, Option<u64>)>,
 }
 
 /// Reads every fence up to `until` (fences are few: one per open).
@@ -47,7 +49,7 @@ async fn fences(
     stream: &Stream,
     subject: String,
     until: u64,
-) -> Result<Vec<(u64, u64)>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Vec<(u64, u64, Option<u64>)>, Box<dyn std::error::Error + Send + Sync>> {
     let consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: subject,
@@ -62,7 +64,7 @@ async fn fences(
             .ok_or("the fence reader ended")??;
         let sequence = message.info()?.stream_sequence;
         let fence: Fence = serde_json::from_slice(&message.payload)?;
-        fences.push((sequence, fence.epoch));
+        fences.push((sequence, fence.epoch, fence.cut));
         if sequence >= until {
             return Ok(fences);
         }
@@ -133,11 +135,21 @@ impl Replay {
 
     /// The epoch of the last fence before `sequence`.
     fn fence_epoch_before(&self, sequence: u64) -> Option<u64> {
-        let after = self.fences.partition_point(|&(seq, _)| seq < sequence);
+        let after = self.fences.partition_point(|&(seq, _, _)| seq < sequence);
         after
             .checked_sub(1)
             .and_then(|i| self.fences.get(i))
-            .map(|&(_, epoch)| epoch)
+            .map(|&(_, epoch, _)| epoch)
+    }
+
+    /// Whether a later fence cuts the record at `sequence`.
+    fn cut(&self, sequence: u64) -> bool {
+        let after = self.fences.partition_point(|&(seq, _, _)| seq < sequence);
+        self.fences
+            .get(after..)
+            .into_iter()
+            .flatten()
+            .any(|&(_, _, cut)| cut.is_some_and(|cut| cut < sequence))
     }
 
     fn fail(&mut self, error: LogError) -> Option<Result<LogRecord, LogError>> {
@@ -207,6 +219,14 @@ impl Iterator for Replay {
                     sequence,
                     epoch,
                     "skipping a stale record of a fenced writer"
+                );
+                continue;
+            }
+            if self.cut(sequence) {
+                tracing::debug!(
+                    sequence,
+                    epoch,
+                    "skipping a record its failed writer never confirmed"
                 );
                 continue;
             }

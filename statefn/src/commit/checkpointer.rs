@@ -14,7 +14,7 @@ use super::{CommitHost, LogGroup, recovery::Storage};
 use crate::{
     Error,
     error::StorageError,
-    protocol::record::encode,
+    protocol::record::{StoredReply, decode, encode},
     service::{Service, Step},
     shard::freeze::{CheckpointJob, ShardMeta},
 };
@@ -84,10 +84,11 @@ impl Checkpointer {
     /// Writes one checkpoint and tells its shard and its log group.
     fn write(&self, job: CheckpointJob) {
         let started = std::time::Instant::now();
-        let result = self
-            .storage
-            .store()
-            .and_then(|store| write(&job, &store.shard(job.shard), self.storage.clock().now_ms()));
+        let result = self.storage.store().and_then(|store| {
+            #[cfg(test)]
+            injected_fault(&self.storage)?;
+            write(&job, &store.shard(job.shard), self.storage.clock().now_ms())
+        });
         let (shard, epoch, lsn) = (job.shard, job.epoch, job.lsn);
         let states = job.states.len();
         // Dropped before the shard hears of it: the shard then takes its
@@ -143,6 +144,20 @@ impl Service for Checkpointer {
     }
 }
 
+/// The test hook of [`Storage::checkpoint_faults`]: fails this write if
+/// failures are asked for.
+#[cfg(test)]
+fn injected_fault(storage: &Storage) -> Result<(), Error> {
+    use std::sync::atomic::Ordering;
+    let take = storage
+        .checkpoint_faults
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    match take {
+        Ok(_) => Err(Error::Config("injected checkpoint failure".into())),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Writes a checkpoint atomically and durably, then sweeps expired
 /// idempotency entries. (Also used at open, before this service runs.)
 pub(crate) fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> Result<(), Error> {
@@ -154,7 +169,11 @@ pub(crate) fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> R
     )))?;
     let cutoff = now_ms.saturating_sub(job.idempotency_retention_ms);
     tables
-        .sweep_idempotency(cutoff, GC_BATCH)
+        .sweep_idempotency(cutoff, GC_BATCH, |value| {
+            decode::<StoredReply>(value, "an idempotency entry")
+                .ok()
+                .map(|reply| reply.at_ms)
+        })
         .map_err(StorageError::store("sweeping expired idempotency entries"))?;
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! refused (their callers are told to retry), the group's shards are taken
 //! down (their waiting client calls refused too), rebuilt from checkpoint
 //! and log with backoff under a new epoch, and handed back to the runtime
-//! to re-send and serve. Other groups keep serving throughout.
+//! to re-send and serve. Other groups keep serving throughout. The log is
+//! cut at the last position the failed writer knew durable before it is
+//! replayed, so that "not committed" stays true for the refused calls.
 
 use std::time::Duration;
 
@@ -44,12 +46,17 @@ impl Syncer {
             "log group failed; recovering its shards"
         );
         self.take_down(reason);
-        self.log = None;
+        // What the failed writer knew durable: the rest was refused as not
+        // committed, so the log drops it before it is replayed, even where
+        // it sits whole in the page cache.
+        let durable = self.log.take().map(|log| log.durable_lsn());
         self.unsynced = None;
+        // Held back for a sync that will not come: their batches are cut.
+        self.held.clear();
         let epoch = self.epochs.next();
         let mut backoff = Duration::from_millis(20);
         let recovered = loop {
-            match self.parts.storage.recover(self.group, epoch) {
+            match self.parts.storage.recover(self.group, epoch, durable) {
                 Ok(recovered) => break recovered,
                 Err(e) => {
                     tracing::warn!(group = %self.group, error = %e, ?backoff, "recovery failed; retrying");

@@ -27,6 +27,8 @@ pub(crate) mod log_group;
 pub(crate) mod recovery;
 pub(crate) mod stored_messages;
 pub(crate) mod syncer;
+#[cfg(test)]
+mod tests;
 
 use std::{sync::Arc, time::Duration};
 
@@ -70,7 +72,11 @@ pub enum Durability {
     Fsync,
     /// Replies are released once the record is written to the OS, and the
     /// log is synced at least every interval: a process crash loses nothing,
-    /// a machine crash loses at most the last interval.
+    /// a machine crash (or a failed sync) loses at most the last interval.
+    /// What lets another party act on a commit waits for the sync that
+    /// covers it: messages to shards of other log groups, egress records,
+    /// acks, timers and the dead-letter listing; so a lost interval takes
+    /// nothing with it that others had seen.
     Periodic(Duration),
     /// Nothing survives the process: for tests and caches.
     InMemory,

@@ -13,7 +13,7 @@ use crate::{
     clock::Clock,
     error::StorageError,
     protocol::{
-        ids::{Epoch, LogGroupId, ShardId},
+        ids::{Epoch, LogGroupId, Lsn, ShardId},
         record::{ShardRecord, decode},
     },
     shard::{CoreConfig, ShardCore, freeze::ShardMeta},
@@ -33,6 +33,9 @@ pub(crate) struct Storage {
     clock: Clock,
     shards: u16,
     log_groups: u16,
+    /// Test hook: this many checkpoint writes fail from now on.
+    #[cfg(test)]
+    pub(crate) checkpoint_faults: std::sync::atomic::AtomicUsize,
 }
 
 /// A recovered log group: its reopened log and its shards' cores.
@@ -58,6 +61,8 @@ impl Storage {
             logs,
             core,
             clock,
+            #[cfg(test)]
+            checkpoint_faults: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -109,6 +114,10 @@ impl Storage {
         self.log_groups
     }
 
+    pub(crate) fn shards(&self) -> u16 {
+        self.shards
+    }
+
     /// The log group of `shard`.
     pub(crate) fn group_of(&self, shard: ShardId) -> LogGroupId {
         LogGroupId::of(shard, self.log_groups)
@@ -123,8 +132,16 @@ impl Storage {
     }
 
     /// Rebuilds the cores of `group`'s shards at `epoch` and opens its log
-    /// as its writer at that epoch.
-    pub(crate) fn recover(&self, group: LogGroupId, epoch: Epoch) -> Result<RecoveredGroup, Error> {
+    /// as its writer at that epoch. `after_failure`: this process's writer
+    /// failed, and this was the last position it knew durable; the log drops
+    /// what follows before it is replayed, since the callers of those records
+    /// were told they were not committed.
+    pub(crate) fn recover(
+        &self,
+        group: LogGroupId,
+        epoch: Epoch,
+        after_failure: Option<Lsn>,
+    ) -> Result<RecoveredGroup, Error> {
         let started = Instant::now();
         let store = self.store()?;
         let shards = self.group_shards(group);
@@ -138,10 +155,11 @@ impl Storage {
             .min()
             .unwrap_or_default()
             .next();
-        let opened = self
-            .logs
-            .open(group, epoch, from)
-            .map_err(StorageError::log(group.0))?;
+        let opened = match after_failure {
+            None => self.logs.open(group, epoch, from),
+            Some(durable) => self.logs.reopen_after_failure(group, epoch, from, durable),
+        }
+        .map_err(StorageError::log(group.0))?;
         // The writer's epoch (a replicated log may have fenced at a higher
         // one than asked): the cores' batches carry it.
         let epoch = opened.log.epoch();

@@ -29,7 +29,7 @@ use crate::{
         ids::{LogGroupId, ShardId},
     },
     service::{Service, Step},
-    shard::effects::Batch,
+    shard::effects::{Batch, Held},
 };
 
 /// How often the syncer looks at timers (periodic sync, checkpoint triggers)
@@ -67,6 +67,9 @@ pub(crate) struct Syncer {
     /// Periodic mode: flushed but not yet known durable (waiting for the
     /// latest flush covers the earlier ones).
     pub(super) unsynced: Option<PendingFlush>,
+    /// Periodic mode: what the unsynced batches let others act on, by
+    /// shard, released once a sync covers them ([`Held`]).
+    pub(super) held: Vec<(ShardId, Held)>,
     last_sync: Instant,
     /// Real time: spaces out requests for I/O reasons (a large log).
     last_checkpoint_request: Instant,
@@ -101,6 +104,7 @@ impl Syncer {
             log: Some(opened.log),
             stopping: false,
             unsynced: None,
+            held: Vec::new(),
             last_sync: Instant::now(),
             last_checkpoint_request: Instant::now(),
             last_checkpoint_request_ms: now_ms,
@@ -167,6 +171,15 @@ impl Syncer {
                         .refuse(batch.effects, batch.shard, "its shard was recovering");
                     continue;
                 }
+                if let Some(e) = &batch.broken {
+                    // Its core holds what the record should have made
+                    // durable: rebuild the group's shards from the log.
+                    let reason = format!("a log record could not be encoded: {e}");
+                    let mut rest = vec![batch];
+                    rest.extend(batches);
+                    refused = Some((reason, rest));
+                    break;
+                }
                 let mut last = self.last_appended;
                 let appended = batch.records.iter().try_for_each(|record| {
                     last = log.append(record)?;
@@ -196,18 +209,41 @@ impl Syncer {
             let batches = accepted.into_iter().map(|(b, _)| b).collect();
             return self.fail(batches, &format!("the log failed: {e}"));
         }
+        // Periodic mode may leave the records unsynced: the replies leave
+        // (its promise is about a machine crash), what others would act on
+        // waits for the sync. Once synced, what earlier batches held goes
+        // first.
+        let synced = self.unsynced.is_none();
+        if synced {
+            self.release_held();
+        }
+        let shards = self.parts.storage.shards();
         for (batch, lsn) in accepted {
             if let Some(observe) = &self.parts.observer {
                 observe(&batch.records);
             }
-            self.parts
-                .host
-                .publish_acks(batch.shard, &batch.effects.acks);
+            let mut effects = batch.effects;
+            if synced {
+                self.parts.host.publish_acks(batch.shard, &effects.acks);
+            } else {
+                let storage = &self.parts.storage;
+                let local = |shard| storage.group_of(shard) == self.group;
+                self.held.push((batch.shard, effects.hold(local, shards)));
+            }
             if let Some(mut job) = batch.checkpoint {
                 job.lsn = lsn;
                 self.parts.checkpoints.submit(job);
             }
-            self.parts.host.release(batch.effects);
+            self.parts.host.release(effects);
+        }
+    }
+
+    /// A sync covered the batches whose effects were held: they leave.
+    fn release_held(&mut self) {
+        for (shard, held) in std::mem::take(&mut self.held) {
+            let (acks, effects) = held.into_effects();
+            self.parts.host.publish_acks(shard, &acks);
+            self.parts.host.release(effects);
         }
     }
 
@@ -256,7 +292,10 @@ impl Syncer {
     fn periodic_sync_now(&mut self) {
         if let Some(pending) = self.unsynced.take() {
             match pending.wait() {
-                Ok(_) => self.last_sync = Instant::now(),
+                Ok(_) => {
+                    self.last_sync = Instant::now();
+                    self.release_held();
+                }
                 Err(e) => self.recover(&format!("the log failed to sync: {e}")),
             }
         }

@@ -12,6 +12,8 @@
 
 pub(crate) mod appender;
 mod reader;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -134,7 +136,8 @@ pub(crate) struct Egress {
     sink: Sink,
     /// Per shard, the highest sequence appended (shards prune with it).
     appended: Vec<AtomicU64>,
-    /// Next offset per log.
+    /// Next offset per log, and each log's readable end: moved only once
+    /// the appender's batch is persisted, and readers read below it.
     next: Mutex<HashMap<String, u64>>,
     retention_ms: u64,
     /// Woken on every append, for long-polling readers.

@@ -31,10 +31,14 @@ impl Egress {
                     .unwrap_or_default())
             }
             Sink::Store(_) => {
-                // At most `next - from` records are there. A caught-up
-                // reader (a long-poll's usual state, woken by every append
-                // to any log) costs no scan, and a scan stops at the end of
-                // this log instead of copying rows of the logs after it.
+                // `next` is the log's readable end: the appender moves it
+                // only once its batch is persisted. A record the store holds
+                // at or beyond it may still be lost in a crash, and its
+                // offset given to another record: it is not read. At most
+                // `next - from` records are there, so a caught-up reader (a
+                // long-poll's usual state, woken by every append to any log)
+                // costs no scan, and a scan stops at the end of this log
+                // instead of copying rows of the logs after it.
                 let next = self.next.lock().get(log).copied().unwrap_or(0);
                 let there = usize::try_from(next.saturating_sub(from)).unwrap_or(usize::MAX);
                 if there == 0 {
@@ -45,6 +49,7 @@ impl Egress {
                     .records(log, from, limit.min(there))
                     .map_err(StorageError::store(format!("reading egress log `{log}`")))?;
                 rows.into_iter()
+                    .take_while(|(offset, _)| *offset < next)
                     .map(|(offset, value)| {
                         let stored: Stored = decode(&value, "an egress record")?;
                         Ok(EgressRecord {

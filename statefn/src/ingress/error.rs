@@ -47,8 +47,9 @@ pub(super) struct ApiError {
     message: String,
     details: Option<Value>,
     retry_after: Option<Duration>,
-    /// Headers added to the answer (`WWW-Authenticate`, `Connection`).
-    headers: Vec<(header::HeaderName, &'static str)>,
+    /// Headers added to the answer (`WWW-Authenticate`, `Connection`,
+    /// `Idempotency-Key`).
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -64,7 +65,26 @@ impl ApiError {
     }
 
     pub(super) fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Self {
-        self.headers.push((name, value));
+        self.headers.push((name, HeaderValue::from_static(value)));
+        self
+    }
+
+    /// For a `/send` under a generated key: a 503 names the key (in
+    /// `details.invocation_id` and the `Idempotency-Key` header), so that
+    /// the client can retry without risking a second message.
+    pub(super) fn with_invocation_id(mut self, key: &str) -> Self {
+        if self.status != StatusCode::SERVICE_UNAVAILABLE {
+            return self;
+        }
+        if let Ok(value) = HeaderValue::from_str(key) {
+            self.headers
+                .push((header::HeaderName::from_static("idempotency-key"), value));
+        }
+        let mut details = self.details.take().unwrap_or_else(|| json!({}));
+        if let Some(object) = details.as_object_mut() {
+            object.insert("invocation_id".to_owned(), json!(key));
+        }
+        self.details = Some(details);
         self
     }
 
@@ -144,6 +164,9 @@ impl ApiError {
                 }
             }
             Error::InvalidAddress { .. } => Self::bad_request("invalid_address", error.to_string()),
+            Error::InvalidIdempotencyKey { .. } => {
+                Self::bad_request("invalid_idempotency_key", error.to_string())
+            }
             Error::IdempotencyKeyReused { .. } => Self::new(
                 StatusCode::CONFLICT,
                 "idempotency_key_reused",
@@ -225,9 +248,7 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status, Json(json!({ "error": error }))).into_response();
         for (name, value) in self.headers {
-            response
-                .headers_mut()
-                .insert(name, HeaderValue::from_static(value));
+            response.headers_mut().insert(name, value);
         }
         if let Some(after) = self.retry_after {
             // Whole seconds, rounded up, at least 1: `Retry-After: 0` invites a busy loop.

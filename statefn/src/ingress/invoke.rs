@@ -21,13 +21,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{AppState, body::read_args, delay::parse_delay, error::ApiError};
-use crate::JsonReply;
+use crate::{JsonReply, protocol::idempotency};
 
 /// The header that makes a call exactly-once across client retries.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// The longest idempotency key accepted: keys are stored with each reply.
-const MAX_KEY_LEN: usize = 256;
 
 /// The path of a call.
 #[derive(Debug, Deserialize)]
@@ -85,9 +82,11 @@ pub(super) async fn send(
         Some(text) => parse_delay(text).map_err(|m| ApiError::bad_request("invalid_delay", m))?,
     };
     // Enqueueing is always keyed, so that the id returned names exactly one
-    // message; without a client key a fresh random one is used.
-    let key = idempotency_key(&headers)?
-        .unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
+    // message; without a client key a fresh random one is used, and a 503
+    // gives it back, so that the client can retry under it.
+    let given = idempotency_key(&headers)?;
+    let generated = given.is_none();
+    let key = given.unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
     let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
     state
         .runtime
@@ -100,7 +99,14 @@ pub(super) async fn send(
             Some(key.clone()),
         )
         .await
-        .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
+        .map_err(|e| {
+            let refused = ApiError::from_runtime(e, state.list_api_in_errors);
+            if generated {
+                refused.with_invocation_id(&key)
+            } else {
+                refused
+            }
+        })?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "invocation_id": key }))).into_response())
 }
 
@@ -111,20 +117,18 @@ fn bad_path(rejection: PathRejection) -> ApiError {
     )
 }
 
-/// The `Idempotency-Key` header, checked: printable ASCII, 1 to 256 bytes.
+/// The `Idempotency-Key` header, checked as every key is
+/// ([`MAX_IDEMPOTENCY_KEY_LEN`](crate::MAX_IDEMPOTENCY_KEY_LEN) printable
+/// ASCII characters at most).
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    let invalid = || {
-        ApiError::bad_request(
-            "invalid_idempotency_key",
-            format!("the Idempotency-Key must be 1 to {MAX_KEY_LEN} printable ASCII characters"),
-        )
-    };
-    let key = value.to_str().map_err(|_| invalid())?;
-    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid());
-    }
+    let key = value.to_str().map_err(|_| {
+        ApiError::from(crate::Error::InvalidIdempotencyKey {
+            reason: "it holds a space, a control or a non-ASCII character".into(),
+        })
+    })?;
+    idempotency::check_key(key)?;
     Ok(Some(key.to_owned()))
 }

@@ -4,14 +4,21 @@
 //! The sender numbers each message on its channel ([`Seq`] 1, 2, 3...) in
 //! the commit that sends it. The receiver keeps a watermark per source, the
 //! highest sequence it has applied, in its own commits, and applies only the
-//! next one: at or below the watermark is a duplicate (dropped), beyond the
-//! next is a gap (an earlier message was lost with a failed batch; it and
-//! everything after it come again with the sender's re-send). So a
-//! watermark per source is all the dedup state a receiver needs.
+//! next one: at or below the watermark is a duplicate (dropped, and acked
+//! with the watermark so that a re-sent outbox is pruned), beyond the next
+//! is a gap (an earlier message has not arrived yet: it was lost with a
+//! failed batch, or a recovery re-sends it behind newer ones). A gap heals
+//! itself: the receiver asks the sender to re-send what it holds for it
+//! ([`Mail::Resend`](super::envelope::Mail::Resend)), at most once per
+//! [`RESEND_REQUEST_INTERVAL`] per channel. So a watermark per source is all
+//! the dedup state a receiver needs.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use super::ids::{Seq, ShardId};
+
+/// A receiver asks a sender to re-send at most this often per channel.
+pub(crate) const RESEND_REQUEST_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What a receiver does with a message from a function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +39,8 @@ pub(crate) struct Channels {
     sent: BTreeMap<ShardId, Seq>,
     /// The last sequence applied from each source.
     watermarks: BTreeMap<ShardId, Seq>,
+    /// When each source was last asked to re-send (ms, the runtime's clock).
+    resend_asked: BTreeMap<ShardId, u64>,
 }
 
 impl Channels {
@@ -40,7 +49,23 @@ impl Channels {
         Channels {
             sent: sent.into_iter().collect(),
             watermarks: watermarks.into_iter().collect(),
+            resend_asked: BTreeMap::new(),
         }
+    }
+
+    /// A gap on the channel from `source` at `now_ms`: whether to ask it to
+    /// re-send (not if it was asked less than [`RESEND_REQUEST_INTERVAL`]
+    /// ago: one re-send brings everything it holds).
+    pub(crate) fn ask_resend(&mut self, source: ShardId, now_ms: u64) -> bool {
+        let interval = u64::try_from(RESEND_REQUEST_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        let recently = self
+            .resend_asked
+            .get(&source)
+            .is_some_and(|&asked| (asked..asked.saturating_add(interval)).contains(&now_ms));
+        if !recently {
+            self.resend_asked.insert(source, now_ms);
+        }
+        !recently
     }
 
     /// Numbers the next message to `dest`.

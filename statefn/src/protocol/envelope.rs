@@ -22,7 +22,8 @@ pub(crate) enum Mail {
     /// One of this shard's timers is due.
     TimerDue { timer: TimerId },
     /// Re-send the outbox entries for shard `dest` (it recovered and may
-    /// have lost messages it had not committed).
+    /// have lost messages it had not committed, or it saw a gap on the
+    /// channel from this shard).
     Resend { dest: ShardId },
     /// Freeze a checkpoint at the end of this batch.
     Checkpoint,

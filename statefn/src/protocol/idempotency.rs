@@ -14,6 +14,34 @@ use statefn_store::ShardTables;
 use super::record::{StoredReply, decode};
 use crate::{Address, Error, error::StorageError, shard::state_table::Frozen};
 
+/// The longest idempotency key, in bytes. A key is stored with its reply
+/// and written into every checkpoint of its shard until it expires, and the
+/// store limits the size of a key: HTTP's `Idempotency-Key` header and the
+/// Rust API are held to this one limit.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(statefn::MAX_IDEMPOTENCY_KEY_LEN, 256);
+/// ```
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+
+/// Checks a client's idempotency key: 1 to [`MAX_IDEMPOTENCY_KEY_LEN`]
+/// printable ASCII characters, no spaces (what an HTTP header carries as
+/// is). Every way in (the Rust API, HTTP) checks with this.
+pub(crate) fn check_key(key: &str) -> Result<(), Error> {
+    let reason = if key.is_empty() {
+        "it is empty".to_owned()
+    } else if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        format!("it is {} bytes long", key.len())
+    } else if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        "it holds a space, a control or a non-ASCII character".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidIdempotencyKey { reason })
+}
+
 /// Idempotency entries: `(address, key) -> stored reply`.
 #[derive(Debug)]
 pub(crate) struct IdempotencyTable {

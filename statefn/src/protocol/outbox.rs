@@ -82,6 +82,11 @@ impl Outbox {
     pub(crate) fn take_removed(&mut self) -> Vec<(ShardId, Seq)> {
         self.entries.take_removed()
     }
+
+    /// The checkpoint that took the removals was written, or failed.
+    pub(crate) fn checkpoint_finished(&mut self, written: bool) {
+        self.entries.checkpoint_finished(written);
+    }
 }
 
 /// The envelope that delivers an outbox entry from `source`.

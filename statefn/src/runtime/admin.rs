@@ -60,6 +60,11 @@ impl Runtime {
     ///
     /// A dead letter does not block its sender's later messages: they are
     /// applied, and a replayed dead letter arrives after them.
+    ///
+    /// # Durability
+    ///
+    /// Only durable dead letters are listed: one appears once the commit
+    /// that made it is durable, and goes once its replay or drop is.
     pub async fn dead_letters(&self) -> Vec<DeadLetter> {
         let runtime = self.clone();
         tokio::task::spawn_blocking(move || runtime.dead_letters_now())
@@ -67,13 +72,12 @@ impl Runtime {
             .unwrap_or_default()
     }
 
-    /// [`dead_letters`](Self::dead_letters) on the calling thread (it may
-    /// wait for a shard to finish its batch).
+    /// [`dead_letters`](Self::dead_letters) on the calling thread.
     pub(crate) fn dead_letters_now(&self) -> Vec<DeadLetter> {
         let inner = self.inner();
         let mut out = Vec::new();
         for shard in &inner.shards {
-            let letters: Vec<_> = shard.core.lock().dead_letters.entries().cloned().collect();
+            let letters = shard.dead_letters();
             for letter in letters {
                 let message = inner
                     .registry

@@ -275,6 +275,10 @@ pub(crate) struct RuntimeInner {
     pub(crate) clock: Clock,
     /// Driven by the test kit: no service runs on its own.
     manual: bool,
+    /// Test hook: this many of the next committed messages between
+    /// functions are lost on their way to the receiver's mailbox.
+    #[cfg(test)]
+    pub(crate) lose_messages: std::sync::atomic::AtomicUsize,
 }
 
 impl RunShard for RuntimeInner {
@@ -361,6 +365,55 @@ mod tests {
             .submit_call(target, vec![0], None)
             .expect_err("unknown type");
         assert!(matches!(err, Error::UnknownFunction { .. }), "{err:?}");
+    }
+
+    /// A key is stored with its reply and written into every checkpoint of
+    /// its shard: one too long for the store would break them all
+    /// (exactly-once review #9). The Rust API checks as HTTP does.
+    #[tokio::test]
+    async fn an_overlong_or_unprintable_idempotency_key_is_refused_at_submit() {
+        let runtime = counter_runtime().await;
+        let counter = runtime.handle::<Counter>("keyed");
+        let longest = "k".repeat(crate::MAX_IDEMPOTENCY_KEY_LEN);
+        assert_eq!(
+            counter
+                .add(1)
+                .idempotency_key(longest)
+                .await
+                .expect("a valid key"),
+            1
+        );
+        let too_long = "k".repeat(crate::MAX_IDEMPOTENCY_KEY_LEN + 1);
+        for bad in [too_long, String::new(), "a b".into(), "caf\u{e9}".into()] {
+            let err = counter
+                .add(1)
+                .idempotency_key(bad.clone())
+                .await
+                .expect_err("refused");
+            assert!(
+                matches!(err, Error::InvalidIdempotencyKey { .. }),
+                "{err:?}"
+            );
+            let err = runtime
+                .call_json(
+                    "Counter",
+                    "keyed",
+                    "add",
+                    serde_json::json!({"by": 1}),
+                    Some(bad),
+                )
+                .await
+                .expect_err("refused");
+            assert!(
+                matches!(err, Error::InvalidIdempotencyKey { .. }),
+                "{err:?}"
+            );
+        }
+        assert_eq!(
+            counter.add(0).await.expect("ok"),
+            1,
+            "nothing refused was applied"
+        );
     }
 
     #[tokio::test]

@@ -174,7 +174,7 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
         },
     );
     let mut recovered = (0..plan.log_groups)
-        .map(|group| storage.recover(statefn_store::LogGroupId(group), Epoch(1)))
+        .map(|group| storage.recover(statefn_store::LogGroupId(group), Epoch(1), None))
         .collect::<Result<Vec<_>, _>>()?;
     // Before anything serves: the stored messages must mean to this build
     // what they meant when stored (and a format-1 directory is upgraded).
@@ -264,6 +264,8 @@ pub(super) fn assemble(
         egress: Arc::new(egress),
         clock: clock.clone(),
         manual: drive != Drive::Threads,
+        #[cfg(test)]
+        lose_messages: std::sync::atomic::AtomicUsize::new(0),
     });
     let weak: Weak<RuntimeInner> = Arc::downgrade(&inner);
     let timers = TimerService::new(Arc::clone(&inner.timers), clock.clone(), move |t| {

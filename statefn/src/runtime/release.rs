@@ -16,13 +16,32 @@ use crate::{
 };
 
 impl RuntimeInner {
+    /// The test hook of [`RuntimeInner::lose_messages`]: whether to lose
+    /// this delivery.
+    #[cfg(test)]
+    fn lost_in_test(&self, envelope: &crate::protocol::envelope::Envelope) -> bool {
+        matches!(
+            envelope.origin,
+            crate::protocol::envelope::Origin::Function { .. }
+        ) && self
+            .lose_messages
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
     /// Releases a committed batch's effects: deliveries, egress, replies,
     /// timers.
     pub(crate) fn release(&self, effects: Effects) {
         // Deliveries first: a caller who has seen a transfer's reply and then
-        // calls the receiver finds the deposit already queued ahead of it.
+        // calls the receiver finds the deposit already queued ahead of it
+        // (in `Periodic` mode, a message to another log group waits for the
+        // sync, after the reply).
         let shards = self.shard_count();
         for envelope in effects.deliveries {
+            #[cfg(test)]
+            if self.lost_in_test(&envelope) {
+                continue;
+            }
             let shard = envelope.target.shard_id(shards);
             self.enqueue(shard, Mail::Invoke(envelope));
         }
@@ -35,6 +54,15 @@ impl RuntimeInner {
         }
         for timer in effects.timers {
             self.timers.arm(timer);
+        }
+        for (shard, change) in effects.dead_letters {
+            if let Some(target) = self.shard(shard) {
+                target.dead_letter_committed(change);
+            }
+        }
+        // A receiver saw a gap: its sender re-sends what it holds for it.
+        for (source, dest) in effects.resend_requests {
+            self.enqueue(source, Mail::Resend { dest });
         }
         self.finished(effects.finished);
     }

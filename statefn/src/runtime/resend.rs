@@ -18,7 +18,7 @@ impl RuntimeInner {
         let timers = core.timers.arms(shard);
         let egress = core.emitted.pending().cloned().collect();
         if let Some(target) = self.shard(shard) {
-            *target.core.lock() = core;
+            target.install(core);
         }
         self.egress.submit(egress);
         self.after_recovery(shard, outbox, timers, true);

@@ -12,6 +12,7 @@ use crate::{
     Address, Error,
     protocol::{
         envelope::{Envelope, Mail, Origin},
+        idempotency,
         ids::ShardId,
     },
     shard::Shard,
@@ -40,6 +41,9 @@ impl RuntimeInner {
             return Err(Error::ShuttingDown);
         }
         self.registry.get(target.type_name())?;
+        if let Some(key) = &key {
+            idempotency::check_key(key)?;
+        }
         let (tx, rx) = oneshot::channel();
         let shard = target.shard_id(self.shard_count());
         self.enqueue_call(

@@ -72,6 +72,14 @@ pub(super) struct Undelivered {
     pub(super) retryable: bool,
 }
 
+/// A change to a shard's dead letters, for the listing to apply once the
+/// batch that made it is durable (operators see only durable letters).
+#[derive(Debug)]
+pub(crate) enum DeadLetterChange {
+    Kept(Box<DeadLetterEntry>),
+    Resolved(DeadLetterSeq),
+}
+
 /// Dead letters by number, with the next number to give.
 #[derive(Debug)]
 pub(crate) struct DeadLetterTable {
@@ -129,6 +137,11 @@ impl DeadLetterTable {
 
     pub(crate) fn take_removed(&mut self) -> Vec<DeadLetterSeq> {
         self.letters.take_removed()
+    }
+
+    /// The checkpoint that took the removals was written, or failed.
+    pub(crate) fn checkpoint_finished(&mut self, written: bool) {
+        self.letters.checkpoint_finished(written);
     }
 }
 
@@ -199,6 +212,10 @@ impl ShardCore {
             if self.durable {
                 record.dead_letter = Some(Box::new(letter.clone()));
             }
+            batch
+                .effects
+                .dead_letters
+                .push((self.id, DeadLetterChange::Kept(Box::new(letter.clone()))));
             self.dead_letters.keep(letter);
         }
         self.push_record(batch, Entry::Invocation(record));
@@ -232,6 +249,10 @@ impl ShardCore {
             self.deliver(outgoing, &mut batch.effects)
         });
         batch.effects.replies.push((reply, Ok(Vec::new())));
+        batch
+            .effects
+            .dead_letters
+            .push((self.id, DeadLetterChange::Resolved(id)));
         self.push_record(
             batch,
             Entry::DeadLetterResolved {

@@ -13,7 +13,7 @@ use crate::{
         record::Emitted,
     },
     registry::Registry,
-    shard::freeze::CheckpointJob,
+    shard::{dead_letters::DeadLetterChange, freeze::CheckpointJob},
     timers::TimerArm,
 };
 
@@ -48,6 +48,8 @@ pub(crate) struct Batch {
     /// A checkpoint frozen at the end of the batch; its position is the
     /// batch's last record's.
     pub(crate) checkpoint: Option<CheckpointJob>,
+    /// A record of the batch could not be encoded.
+    pub(crate) broken: Option<Error>,
     pub(crate) stats: BatchStats,
 }
 
@@ -60,6 +62,7 @@ impl Batch {
             records: Vec::new(),
             effects: Effects::default(),
             checkpoint: None,
+            broken: None,
             stats: BatchStats::default(),
         }
     }
@@ -77,11 +80,63 @@ pub(crate) struct Effects {
     pub(crate) acks: Vec<(ShardId, Seq)>,
     /// Records for egress logs, appended once durable.
     pub(crate) egress: Vec<Emitted>,
+    /// Channels with a gap: `(sender, receiver)`, the sender to re-send
+    /// what it holds for the receiver.
+    pub(crate) resend_requests: Vec<(ShardId, ShardId)>,
+    /// Dead letters kept or resolved, for the listing (by shard).
+    pub(crate) dead_letters: Vec<(ShardId, DeadLetterChange)>,
     /// How many mails this batch finished (for shutdown's in-flight count).
     pub(crate) finished: usize,
 }
 
+/// What of a committed batch's effects waits, in `Periodic` mode, for the
+/// sync that makes its records durable: what lets another party act on
+/// them. A machine crash would lose the records; what others did on them
+/// must not outlive them.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    /// Messages to shards of other log groups (within the group, the
+    /// receiver's record follows the sender's in the same log).
+    pub(crate) deliveries: Vec<Envelope>,
+    pub(crate) egress: Vec<Emitted>,
+    /// Acks let their senders prune their outboxes.
+    pub(crate) acks: Vec<(ShardId, Seq)>,
+    /// Timer ids are given again after a failed sync cuts the log.
+    pub(crate) timers: Vec<TimerArm>,
+    pub(crate) dead_letters: Vec<(ShardId, DeadLetterChange)>,
+}
+
+impl Held {
+    /// The effects to release once synced (the acks go separately).
+    pub(crate) fn into_effects(self) -> (Vec<(ShardId, Seq)>, Effects) {
+        let effects = Effects {
+            deliveries: self.deliveries,
+            egress: self.egress,
+            timers: self.timers,
+            dead_letters: self.dead_letters,
+            ..Effects::default()
+        };
+        (self.acks, effects)
+    }
+}
+
 impl Effects {
+    /// Takes out what must wait for the sync (see [`Held`]); `local` tells
+    /// the shards of this log group.
+    pub(crate) fn hold(&mut self, local: impl Fn(ShardId) -> bool, shards: u16) -> Held {
+        let (near, far) = std::mem::take(&mut self.deliveries)
+            .into_iter()
+            .partition(|envelope| local(envelope.target.shard_id(shards)));
+        self.deliveries = near;
+        Held {
+            deliveries: far,
+            egress: std::mem::take(&mut self.egress),
+            acks: std::mem::take(&mut self.acks),
+            timers: std::mem::take(&mut self.timers),
+            dead_letters: std::mem::take(&mut self.dead_letters),
+        }
+    }
+
     /// The effects of a batch of `shard` that will not commit: its callers
     /// are told to retry, nothing else leaves.
     pub(crate) fn refused(self, shard: ShardId, reason: &str) -> Effects {

@@ -62,6 +62,11 @@ impl EmittedTable {
     pub(crate) fn take_removed(&mut self) -> Vec<EgressSeq> {
         self.pending.take_removed()
     }
+
+    /// The checkpoint that took the removals was written, or failed.
+    pub(crate) fn checkpoint_finished(&mut self, written: bool) {
+        self.pending.checkpoint_finished(written);
+    }
 }
 
 impl ShardCore {

@@ -3,7 +3,8 @@
 //! Instances are never scanned: each has at most one expiry timer, armed
 //! when its state is first written. When it fires, the instance is removed
 //! if its state has not changed for its time to live, or the timer is armed
-//! again for the rest.
+//! again for the rest. A timer that fires for a type that no longer has a
+//! time to live (or is not registered) is dropped and the state kept.
 
 use super::{effects::Effects, state_machine::ShardCore};
 use crate::{
@@ -65,13 +66,20 @@ impl ShardCore {
         batch: &mut Batch,
     ) {
         self.expiry_armed.remove(&target);
-        // Issue 11 (exactly-once review #5): an unknown type, or one whose
-        // `expire_after` was removed, has ttl 0 and loses its state here.
         let ttl = env
             .registry
             .get(target.type_name())
             .map(|f| f.expire_after_ms())
             .unwrap_or(0);
+        if ttl == 0 {
+            // Armed by a build whose type had `expire_after`, fired in one
+            // without it, or without the type: nothing says the instance
+            // is idle, so it stays. The timer is gone from memory (the next
+            // checkpoint deletes it); no record: after a crash before that,
+            // replay arms it again and it is dropped again.
+            tracing::info!(%target, "dropping an expiry timer of a type without `expire_after`");
+            return;
+        }
         let written = match self.states.get(&target) {
             Ok(Some(bytes)) => crate::function::state_written_ms(bytes),
             Ok(None) => None,
@@ -81,8 +89,8 @@ impl ShardCore {
             }
         };
         let rearm = match written {
-            Some(written) if ttl > 0 && written.saturating_add(ttl) > env.now_ms => {
-                let entry = self.expiry_timer(target.clone(), written + ttl);
+            Some(written) if written.saturating_add(ttl) > env.now_ms => {
+                let entry = self.expiry_timer(target.clone(), written.saturating_add(ttl));
                 batch.effects.timers.push(TimerArm {
                     due_ms: entry.due_ms,
                     shard: self.id,

@@ -126,13 +126,17 @@ impl ShardCore {
     /// The checkpoint frozen last has been written (`Some(lsn)`) or failed.
     ///
     /// On failure the frozen states and idempotency entries become dirty
-    /// again; the job's removal lists are not merged back (exactly-once
-    /// review #8, issue 11).
+    /// again, and the removals it was to delete go into the next one.
     pub(crate) fn checkpoint_finished(&mut self, epoch: Epoch, lsn: Option<Lsn>) {
         if epoch != self.epoch || !self.checkpoint.in_flight {
             return;
         }
         self.checkpoint.in_flight = false;
+        let written = lsn.is_some();
+        self.timers.checkpoint_finished(written);
+        self.outbox.checkpoint_finished(written);
+        self.emitted.checkpoint_finished(written);
+        self.dead_letters.checkpoint_finished(written);
         match lsn {
             Some(lsn) => {
                 self.checkpoint.lsn = lsn;

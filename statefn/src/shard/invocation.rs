@@ -45,15 +45,22 @@ impl ShardCore {
                     batch.effects.acks.push((source, seq));
                     (None, None, Input::Function { source, seq }, None, attempt)
                 }
-                Admit::Duplicate { .. } => {
+                Admit::Duplicate { watermark } => {
                     tracing::trace!(%target, %source, %seq, "dropping a duplicate message");
                     batch.stats.duplicate += 1;
+                    // Applied before (the watermark is durable once this
+                    // batch is): acked again, so the sender prunes a re-sent
+                    // outbox instead of re-sending it at every recovery.
+                    batch.effects.acks.push((source, watermark));
                     return;
                 }
                 Admit::Gap { watermark } => {
-                    // An earlier message on this channel was lost with a failed
-                    // batch; the sender re-sends everything after the watermark.
-                    tracing::debug!(%target, %source, %seq, %watermark, "gap: waiting for a re-send");
+                    // An earlier message on this channel has not arrived: the
+                    // sender re-sends everything it holds for this shard.
+                    tracing::debug!(%target, %source, %seq, %watermark, "gap: asking for a re-send");
+                    if self.channels.ask_resend(source, env.now_ms) {
+                        batch.effects.resend_requests.push((source, self.id));
+                    }
                     return;
                 }
             },

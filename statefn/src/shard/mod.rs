@@ -24,10 +24,14 @@ pub(crate) mod timer_table;
 pub(crate) mod tracked;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::{collections::VecDeque, sync::Arc};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+};
 
 use parking_lot::Mutex;
 
+use self::dead_letters::DeadLetterChange;
 pub use self::dead_letters::RetryPolicy;
 use self::effects::{Batch, RunEnv};
 pub(crate) use self::state_machine::{CoreConfig, ShardCore};
@@ -35,7 +39,8 @@ use crate::{
     Error,
     protocol::{
         envelope::{Envelope, Mail, Origin, ReplySender},
-        ids::{Epoch, Lsn, ShardId},
+        ids::{DeadLetterSeq, Epoch, Lsn, ShardId},
+        record::DeadLetterEntry,
     },
 };
 
@@ -66,6 +71,9 @@ pub(crate) struct Shard {
     checkpoint_done: Mutex<Option<(Epoch, Option<Lsn>)>>,
     /// The last checkpoint's position, for status reports.
     checkpoint_lsn: AtomicU64,
+    /// The dead letters whose records are durable, for the listing (the
+    /// core's table also holds letters of batches not yet committed).
+    durable_dead_letters: Mutex<BTreeMap<DeadLetterSeq, DeadLetterEntry>>,
     /// The shard id as a metric label.
     label: Arc<str>,
 }
@@ -78,10 +86,35 @@ impl Shard {
             scheduled: AtomicBool::new(false),
             status: AtomicU8::new(Status::Serving as u8),
             checkpoint_lsn: AtomicU64::new(core.checkpoint.lsn.0),
+            durable_dead_letters: Mutex::new(durable_letters(&core)),
             label: core.id.to_string().into(),
             core: Mutex::new(core),
             checkpoint_done: Mutex::new(None),
         }
+    }
+
+    /// The dead letters whose records are durable, oldest first.
+    pub(crate) fn dead_letters(&self) -> Vec<DeadLetterEntry> {
+        self.durable_dead_letters.lock().values().cloned().collect()
+    }
+
+    /// A committed batch kept or resolved a dead letter.
+    pub(crate) fn dead_letter_committed(&self, change: DeadLetterChange) {
+        let mut letters = self.durable_dead_letters.lock();
+        match change {
+            DeadLetterChange::Kept(letter) => {
+                letters.insert(letter.id, *letter);
+            }
+            DeadLetterChange::Resolved(id) => {
+                letters.remove(&id);
+            }
+        }
+    }
+
+    /// Installs a core rebuilt from checkpoint and log (all of it durable).
+    pub(crate) fn install(&self, core: ShardCore) {
+        *self.durable_dead_letters.lock() = durable_letters(&core);
+        *self.core.lock() = core;
     }
 
     /// Queues mail; returns whether the caller must schedule the shard.
@@ -205,4 +238,12 @@ impl Shard {
         let more = self.is_serving() && !self.mailbox.lock().is_empty();
         more && !self.scheduled.swap(true, Ordering::AcqRel)
     }
+}
+
+/// A recovered core's dead letters: durable, they come from checkpoint and log.
+fn durable_letters(core: &ShardCore) -> BTreeMap<DeadLetterSeq, DeadLetterEntry> {
+    core.dead_letters
+        .entries()
+        .map(|l| (l.id, l.clone()))
+        .collect()
 }

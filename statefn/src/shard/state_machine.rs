@@ -37,6 +37,10 @@ use crate::{
     },
 };
 
+/// Test hook: the log records of instances of this type fail to encode.
+#[cfg(test)]
+pub(crate) const UNENCODABLE_TYPE: &str = "test.UnencodableRecord";
+
 /// How a shard core is configured.
 #[derive(Debug, Clone)]
 pub(crate) struct CoreConfig {
@@ -50,7 +54,7 @@ pub(crate) struct CoreConfig {
 }
 
 /// A shard's state machine. The worker running the shard holds its lock;
-/// so do its recovery, the admin listing of dead letters, and the test kit.
+/// so do its recovery and the test kit.
 #[derive(Debug)]
 pub(crate) struct ShardCore {
     pub(crate) id: ShardId,
@@ -140,19 +144,40 @@ impl ShardCore {
         }
     }
 
-    /// Adds `entry` to the batch as this shard's log record (durable mode).
+    /// Adds `entry` to the batch as this shard's log record (durable mode);
+    /// if it cannot be encoded, marks the batch broken.
     pub(super) fn push_record(&self, batch: &mut Batch, entry: Entry) {
         if !self.durable {
             return;
         }
-        match encode(&ShardRecord {
+        #[cfg(test)]
+        let unencodable =
+            matches!(&entry, Entry::Invocation(r) if r.target.type_name() == UNENCODABLE_TYPE);
+        let encoded = encode(&ShardRecord {
             shard: self.id,
             entry,
-        }) {
+        });
+        #[cfg(test)]
+        let encoded = encoded.and_then(|bytes| {
+            if unencodable {
+                Err(crate::Error::Encode {
+                    what: "a log record".into(),
+                    reason: "a test hook refused it".into(),
+                })
+            } else {
+                Ok(bytes)
+            }
+        });
+        match encoded {
             Ok(bytes) => batch.records.push(bytes),
-            // Issue 11 (exactly-once review #13): the invocation's effects
-            // still leave; it should fail instead.
-            Err(e) => tracing::error!(error = %e, "cannot encode a log record"),
+            // The core already holds what the record would have made
+            // durable: the batch must not commit, and the shard is rebuilt
+            // from the log (the commit path refuses the batch and recovers
+            // its log group), so nothing of it stays.
+            Err(e) => {
+                tracing::error!(shard = %self.id, error = %e, "cannot encode a log record; its batch fails");
+                batch.broken.get_or_insert(e);
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ use super::{
     CoreConfig, RetryPolicy, ShardCore,
     effects::{Batch, RunEnv},
 };
+use crate::protocol::channel::RESEND_REQUEST_INTERVAL;
 use crate::{
     Address, Context, Error,
     protocol::{
@@ -91,9 +92,27 @@ fn durable_core() -> (ShardCore, tempfile::TempDir) {
     (core, dir)
 }
 
+/// Its log records fail to encode (a test hook of `push_record`).
+#[stateful_function(name = "test.UnencodableRecord")]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Unencodable {
+    n: u64,
+}
+
+#[stateful_function]
+impl Unencodable {
+    #[handler]
+    pub fn bump(&mut self, ctx: &mut Context) -> u64 {
+        self.n += 1;
+        ctx.emit("bumps", &self.n);
+        self.n
+    }
+}
+
 fn registry() -> Registry {
     let mut registry = Registry::default();
     registry.register::<Acct>().expect("registers");
+    registry.register::<Unencodable>().expect("registers");
     registry
 }
 
@@ -147,10 +166,15 @@ fn from_function(target: &str, message: Vec<u8>, source: u16, seq: u64) -> Mail 
 
 /// Runs one batch of `mails` through `core`.
 fn run(core: &mut ShardCore, registry: &Registry, mails: Vec<Mail>) -> Batch {
+    run_at(core, registry, mails, NOW_MS)
+}
+
+/// Runs one batch of `mails` through `core` at `now_ms`.
+fn run_at(core: &mut ShardCore, registry: &Registry, mails: Vec<Mail>, now_ms: u64) -> Batch {
     let acked = |_: ShardId| Seq(0);
     let env = RunEnv {
         registry,
-        now_ms: NOW_MS,
+        now_ms,
         acked: &acked,
         egress_appended: EgressSeq(0),
     };
@@ -312,14 +336,17 @@ fn a_gap_on_a_channel_waits_and_a_duplicate_is_dropped_by_the_watermark() {
     );
     assert_eq!(batch.records.len(), 2);
     assert_eq!(balance(&mut core, &id), Some(3));
-    // At or below the watermark: a duplicate, dropped.
+    // At or below the watermark: a duplicate, dropped, and acked with the
+    // watermark once the batch is durable, so that a re-sent outbox is
+    // pruned (exactly-once review note 14).
     let batch = run(
         &mut core,
         &registry,
-        vec![from_function(&id, deposit(2), 1, 2)],
+        vec![from_function(&id, deposit(1), 1, 1)],
     );
     assert_eq!(batch.stats.duplicate, 1);
-    assert!(batch.records.is_empty() && batch.effects.acks.is_empty());
+    assert!(batch.records.is_empty());
+    assert_eq!(batch.effects.acks, vec![(ShardId(1), Seq(2))]);
     assert_eq!(balance(&mut core, &id), Some(3));
     // Another source has its own channel.
     let batch = run(
@@ -404,4 +431,178 @@ fn a_failed_checkpoint_gives_back_its_states_and_stored_replies() {
     core.checkpoint.in_flight = true;
     core.checkpoint_finished(Epoch(2), Some(Lsn(20)));
     assert_eq!(core.checkpoint.lsn, Lsn(9));
+}
+
+#[test]
+fn a_gap_asks_its_sender_to_resend_at_most_once_per_interval() {
+    let registry = registry();
+    let (mut core, _dir) = durable_core();
+    let id = local(0);
+    let deposit = |n: i64| message(&registry, "deposit", serde_json::json!({"amount": n}));
+    let interval = u64::try_from(RESEND_REQUEST_INTERVAL.as_millis()).expect("small");
+    // Sequences 3 and 4 with nothing applied from shard 1: one request to
+    // shard 1 to re-send what it holds for this shard.
+    let batch = run(
+        &mut core,
+        &registry,
+        vec![
+            from_function(&id, deposit(3), 1, 3),
+            from_function(&id, deposit(4), 1, 4),
+        ],
+    );
+    assert_eq!(batch.effects.resend_requests, vec![(ShardId(1), SHARD)]);
+    assert!(batch.records.is_empty() && batch.effects.acks.is_empty());
+    // Within the interval the channel is not asked again...
+    let batch = run_at(
+        &mut core,
+        &registry,
+        vec![from_function(&id, deposit(5), 1, 5)],
+        NOW_MS + interval - 1,
+    );
+    assert!(batch.effects.resend_requests.is_empty());
+    // ...another channel is asked on its own...
+    let batch = run_at(
+        &mut core,
+        &registry,
+        vec![from_function(&id, deposit(2), 2, 2)],
+        NOW_MS + 1,
+    );
+    assert_eq!(batch.effects.resend_requests, vec![(ShardId(2), SHARD)]);
+    // ...and after the interval, a gap that is still there asks again.
+    let batch = run_at(
+        &mut core,
+        &registry,
+        vec![from_function(&id, deposit(5), 1, 5)],
+        NOW_MS + interval,
+    );
+    assert_eq!(batch.effects.resend_requests, vec![(ShardId(1), SHARD)]);
+    assert_eq!(
+        balance(&mut core, &id),
+        None,
+        "nothing applied out of order"
+    );
+}
+
+#[test]
+fn a_failed_checkpoint_gives_back_its_removal_lists() {
+    let registry = registry();
+    let (mut core, _dir) = durable_core();
+    let (a, c) = (local(0), local(1));
+    // A send (outbox), a timer and an egress record...
+    run(
+        &mut core,
+        &registry,
+        vec![client(
+            &a,
+            message(
+                &registry,
+                "transfer",
+                serde_json::json!({"to": c, "amount": 5}),
+            ),
+            None,
+        )],
+    );
+    // ...the timer fires, a message becomes a dead letter and is dropped.
+    let timer = core.timers.entries().next().map(|t| t.id).expect("a timer");
+    run(&mut core, &registry, vec![Mail::TimerDue { timer }]);
+    run(
+        &mut core,
+        &registry,
+        vec![from_function(
+            &c,
+            message(&registry, "boom", serde_json::json!({})),
+            3,
+            1,
+        )],
+    );
+    let letter = core
+        .dead_letters
+        .entries()
+        .next()
+        .map(|l| l.id)
+        .expect("a dead letter");
+    let (reply, _rx) = oneshot::channel();
+    run(
+        &mut core,
+        &registry,
+        vec![Mail::DeadLetter {
+            id: letter,
+            replay: false,
+            reply,
+        }],
+    );
+    // Everything sent is acknowledged, every egress record appended.
+    let acked = |_: ShardId| Seq(u64::MAX);
+    let removals = |job: &super::freeze::CheckpointJob| {
+        (
+            job.timers_removed.clone(),
+            job.outbox_removed.len(),
+            job.egress_removed.clone(),
+            job.dead_letters_removed.clone(),
+        )
+    };
+    let failed = core.freeze(&acked, EgressSeq(u64::MAX), NOW_MS);
+    let expected = removals(&failed);
+    assert_eq!(expected.0, vec![timer]);
+    assert_eq!(expected.1, 2, "the deposit and the timer's message");
+    assert_eq!(expected.2.len(), 1);
+    assert_eq!(expected.3, vec![letter]);
+    drop(failed);
+    core.checkpoint_finished(Epoch(1), None);
+    // The next checkpoint deletes them: otherwise the store would keep the
+    // fired timer and the dropped letter past a checkpoint that covers
+    // their removal, and bring them back at the next recovery.
+    let again = core.freeze(&acked, EgressSeq(u64::MAX), NOW_MS);
+    assert_eq!(removals(&again), expected);
+    drop(again);
+    core.checkpoint_finished(Epoch(1), Some(Lsn(9)));
+    let after = core.freeze(&acked, EgressSeq(u64::MAX), NOW_MS);
+    assert_eq!(
+        removals(&after),
+        (vec![], 0, vec![], vec![]),
+        "written once"
+    );
+}
+
+#[test]
+fn a_record_that_cannot_be_encoded_breaks_its_batch() {
+    let registry = registry();
+    let (mut core, _dir) = durable_core();
+    let id = (0..)
+        .map(|i| format!("u-{i}"))
+        .find(|id| {
+            Address::new("test.UnencodableRecord", id)
+                .expect("valid")
+                .shard_id(SHARDS)
+                == SHARD
+        })
+        .expect("some id lands on the shard");
+    let bump = registry
+        .get("test.UnencodableRecord")
+        .and_then(|f| f.message_from_json("bump", serde_json::json!({})))
+        .expect("a message");
+    let (reply, _rx) = oneshot::channel();
+    let batch = run(
+        &mut core,
+        &registry,
+        vec![Mail::Invoke(Envelope {
+            target: Address::new("test.UnencodableRecord", &id).expect("valid"),
+            message: bump,
+            origin: Origin::Client {
+                key: None,
+                reply: Some(reply),
+                enqueue: None,
+            },
+            reply_to: None,
+            guard: None,
+        })],
+    );
+    // Its effects must not leave without the record: the batch is broken,
+    // so the commit path refuses it and rebuilds the shard from the log.
+    assert!(batch.records.is_empty());
+    assert!(
+        matches!(&batch.broken, Some(Error::Encode { .. })),
+        "{:?}",
+        batch.broken
+    );
 }

@@ -84,6 +84,11 @@ impl TimerTable {
     pub(crate) fn take_removed(&mut self) -> Vec<TimerId> {
         self.timers.take_removed()
     }
+
+    /// The checkpoint that took the removals was written, or failed.
+    pub(crate) fn checkpoint_finished(&mut self, written: bool) {
+        self.timers.checkpoint_finished(written);
+    }
 }
 
 impl ShardCore {

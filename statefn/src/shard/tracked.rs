@@ -3,7 +3,10 @@
 //!
 //! Timers, the outbox, pending egress records and dead letters are such
 //! tables: small, written whole at each checkpoint, with the keys removed
-//! since the last one deleted in the same store batch.
+//! since the last one deleted in the same store batch. A checkpoint's
+//! removals are kept until it is written: if it fails, the next one deletes
+//! them, or the store would keep a fired timer or a dropped dead letter
+//! past a checkpoint whose position covers their removal.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +15,8 @@ use std::collections::BTreeMap;
 pub(crate) struct Tracked<K, V> {
     entries: BTreeMap<K, V>,
     removed: Vec<K>,
+    /// The removals a checkpoint being written deletes.
+    checkpointing: Vec<K>,
     /// Whether removals are remembered: only a durable shard checkpoints, so
     /// in memory they would only pile up.
     track: bool,
@@ -23,6 +28,7 @@ impl<K: Ord + Copy, V> Tracked<K, V> {
         Tracked {
             entries: BTreeMap::new(),
             removed: Vec::new(),
+            checkpointing: Vec::new(),
             track: durable,
         }
     }
@@ -73,9 +79,21 @@ impl<K: Ord + Copy, V> Tracked<K, V> {
         self.entries.range(range)
     }
 
-    /// The removals since the last call, for a checkpoint to delete.
+    /// The removals since the last call, for a checkpoint to delete; kept
+    /// until [`checkpoint_finished`](Self::checkpoint_finished).
     pub(crate) fn take_removed(&mut self) -> Vec<K> {
-        std::mem::take(&mut self.removed)
+        let removed = std::mem::take(&mut self.removed);
+        self.checkpointing.extend_from_slice(&removed);
+        removed
+    }
+
+    /// The checkpoint that took the removals was written, or (`!written`)
+    /// failed: then the next one takes them again.
+    pub(crate) fn checkpoint_finished(&mut self, written: bool) {
+        let taken = std::mem::take(&mut self.checkpointing);
+        if !written {
+            self.removed.splice(..0, taken);
+        }
     }
 }
 
@@ -92,6 +110,17 @@ mod tests {
         assert_eq!(table.remove(9), None);
         table.forget(7);
         assert_eq!(table.take_removed(), vec![1, 7]);
+        assert!(table.take_removed().is_empty());
+        table.checkpoint_finished(true);
+        // Taken by a checkpoint that fails: the next one takes them again,
+        // before the newer removals.
+        table.remove(2);
+        assert_eq!(table.take_removed(), vec![2]);
+        table.insert(3, "c");
+        table.remove(3);
+        table.checkpoint_finished(false);
+        assert_eq!(table.take_removed(), vec![2, 3]);
+        table.checkpoint_finished(true);
         assert!(table.take_removed().is_empty());
         let mut memory = Tracked::new(false);
         memory.insert(1, "a");

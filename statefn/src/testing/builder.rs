@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use super::TestRuntime;
+use super::{TestRuntime, process_crash_fs::ProcessCrashFs};
 use crate::{
     Builder, Durability, Error, RetryPolicy, StatefulFunction, error::StorageError, io::FileSystem,
 };
@@ -42,6 +42,8 @@ pub struct TestBuilder {
     pub(super) start_ms: u64,
     pub(super) data_dir: Option<PathBuf>,
     pub(super) max_steps: usize,
+    /// Whether a test gave the log's file system.
+    pub(super) file_system_given: bool,
 }
 
 impl TestBuilder {
@@ -160,6 +162,7 @@ impl TestBuilder {
     /// with `statefn_store::FaultyFs` (feature `fault-injection`).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
         self.builder = self.builder.file_system(fs);
+        self.file_system_given = true;
         self
     }
 
@@ -183,13 +186,18 @@ impl TestBuilder {
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
-        let plan = self
-            .builder
+        // Every commit is durable before its effects leave, as in
+        // production. A simulated crash keeps what was written to the OS, as
+        // a killed process does, so the log's syncs do nothing, unless the
+        // test gave its own file system (to inject faults into them).
+        let builder = if self.file_system_given {
+            self.builder
+        } else {
+            self.builder.file_system(Arc::new(ProcessCrashFs))
+        };
+        let plan = builder
             .data_dir(&path)
-            // A simulated crash keeps what was written to the OS, as a killed
-            // process does: an fsync per commit would only slow tests down.
-            // Checkpoints are still synced.
-            .durability(Durability::Periodic(Duration::from_secs(365 * 24 * 3600)))
+            .durability(Durability::Fsync)
             .workers(1)
             .plan()?;
         let mut rt = TestRuntime::new(self.seed, self.start_ms, self.max_steps, plan, path, temp);

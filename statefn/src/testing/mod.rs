@@ -72,6 +72,7 @@ use std::{
 
 mod builder;
 mod driver;
+mod process_crash_fs;
 mod sent;
 
 use parking_lot::Mutex;
@@ -196,6 +197,7 @@ impl TestRuntime {
             start_ms: DEFAULT_START_MS,
             data_dir: None,
             max_steps: DEFAULT_MAX_STEPS,
+            file_system_given: false,
         }
     }
 
