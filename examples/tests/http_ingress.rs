@@ -697,7 +697,10 @@ async fn sigterm_finishes_in_flight_requests_exits_0_and_a_restart_sees_the_data
         .collect();
     drop(answered_tx);
     for _ in 0..4 {
-        answered_rx.recv().await.expect("a client got an answer");
+        tokio::time::timeout(common::EXIT_DEADLINE, answered_rx.recv())
+            .await
+            .expect("no answer within the deadline: the bank hangs")
+            .expect("a client got an answer");
     }
     let status = tokio::task::spawn_blocking(move || bank.terminate())
         .await
@@ -706,12 +709,61 @@ async fn sigterm_finishes_in_flight_requests_exits_0_and_a_restart_sees_the_data
     assert_eq!(status.code(), Some(0));
     let mut acked = 0;
     for client in clients {
-        acked += client.await.unwrap();
+        acked += tokio::time::timeout(common::EXIT_DEADLINE, client)
+            .await
+            .expect("a client still waits after the bank exited")
+            .unwrap();
     }
     assert!(acked >= 4);
 
     let bank = Bank::start(dir.path(), &[]);
     assert_eq!(balance(&c, &bank, "hank").await, 1000 + acked);
+}
+
+#[tokio::test]
+async fn sigterm_does_not_wait_for_an_egress_long_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let bank = Bank::start(dir.path(), &[]);
+    let c = client();
+    // A consumer waits up to 60 s for a record that never comes.
+    let url = bank.url("/v1/egress/transfers?from=0&wait=60s");
+    let poll = tokio::spawn({
+        let c = c.clone();
+        async move { c.get(url).send().await.map(|r| r.status()) }
+    });
+    // Wait until the server holds the long-poll's connection (and this
+    // one's): the shutdown below must meet it in flight.
+    let started = Instant::now();
+    loop {
+        let metrics = c.get(bank.url("/metrics")).send().await.unwrap();
+        let text = metrics.text().await.unwrap();
+        let open = text
+            .lines()
+            .find_map(|l| l.strip_prefix("statefn_http_connections "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if open >= 2.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < POLL_DEADLINE,
+            "the long-poll never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The guard is shorter than the long-poll: a shutdown that waited for
+    // it would fail here.
+    let status =
+        tokio::task::spawn_blocking(move || bank.terminate_within(Duration::from_secs(30)))
+            .await
+            .unwrap();
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    let answered = tokio::time::timeout(Duration::from_secs(30), poll)
+        .await
+        .expect("the long-poll ended with the server")
+        .unwrap();
+    // Answered (empty) when the shutdown began, not cut off.
+    assert_eq!(answered.expect("answered"), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -142,11 +142,21 @@ mod tests {
 
     #[test]
     fn key_group_is_stable() {
-        // A change here would move existing state to other shards on disk.
-        let a = Address::new("Account", "alice").expect("valid");
-        assert_eq!(
-            a.key_group(),
-            Address::new("Account", "alice").expect("valid").key_group()
-        );
+        // Pinned values, computed outside this code (FNV-1a over
+        // `type \0 id`, high half folded in, modulo 4096): a change to the
+        // hash would move existing state to other shards on disk and must
+        // fail here, not pass silently.
+        let pinned = [
+            ("Account", "alice", 2991, 11, 2),
+            ("Account", "bob", 921, 3, 0),
+            ("Cart", "c-1", 1119, 4, 0),
+            ("test.Session", "s", 1092, 4, 0),
+        ];
+        for (type_name, id, group, of_16, of_3) in pinned {
+            let a = Address::new(type_name, id).expect("valid");
+            assert_eq!(a.key_group(), group, "{type_name}/{id}");
+            assert_eq!(a.shard(16), of_16, "{type_name}/{id} of 16 shards");
+            assert_eq!(a.shard(3), of_3, "{type_name}/{id} of 3 shards");
+        }
     }
 }

@@ -108,6 +108,28 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// User code around the handler panicked: the type's `Default`, its
+    /// state's `Serialize` or `Deserialize`, its `migrate` function, or the
+    /// `Deserialize` of a handler's arguments. The invocation changed
+    /// nothing and sent nothing (a message from another function is retried,
+    /// then kept as a dead letter); fix the code named in `during`.
+    #[error(
+        "`{function}` panicked{} while {during}: {message}; nothing was changed",
+        if id.is_empty() { String::new() } else { format!(" on id `{id}`") }
+    )]
+    Panicked {
+        /// The function type.
+        function: String,
+        /// The instance id (empty when no instance was involved: a message
+        /// or reply decoded for inspection).
+        id: String,
+        /// What was running: "building its `Default` state", "decoding or
+        /// migrating its stored state", "encoding its new state", "decoding
+        /// the message"...
+        during: String,
+        /// The panic message.
+        message: String,
+    },
     /// The same idempotency key was used before for a different call on this instance.
     #[error(
         "idempotency key `{key}` was already used on `{function}/{id}` for a different call \
@@ -204,6 +226,20 @@ pub enum Error {
         /// The operating system's error, if one was given.
         #[source]
         source: Option<Arc<std::io::Error>>,
+    },
+    /// [`Runtime::shutdown`](crate::Runtime::shutdown) returned without
+    /// finishing everything: a log group could not recover, work was still
+    /// in flight, or a thread did not stop by the deadline
+    /// ([`Builder::shutdown_timeout`](crate::Builder::shutdown_timeout)).
+    /// What was committed is durable; what was not is as after a crash, and
+    /// the next open recovers it. The process may exit.
+    #[error(
+        "shutdown did not finish cleanly: {}; what was committed is durable, the next open recovers the rest",
+        unfinished.join("; ")
+    )]
+    ShutdownIncomplete {
+        /// What did not finish, one item each.
+        unfinished: Vec<String>,
     },
     /// Storage failed: the data directory, a log, or the state store.
     #[error("storage error: {0}")]

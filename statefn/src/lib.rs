@@ -294,6 +294,7 @@ use protocol::envelope;
 
 pub use address::{Address, MAX_ID_LEN};
 pub use commit::Durability;
+pub use commit::store_faults::StoreFaults;
 pub use context::{Context, Request};
 pub use egress::{EgressRecord, MAX_EGRESS_NAME};
 pub use error::{Error, StorageError};
@@ -302,8 +303,9 @@ pub use handle::{Call, CallFuture, Handle};
 pub use protocol::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
 pub use request::{NoError, RequestFailed};
 pub use runtime::{
-    Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DeadLetter, DeadLetterId, Runtime, ShardStatus,
+    Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_RETENTION,
+    DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
+    DEFAULT_SHUTDOWN_TIMEOUT, DeadLetter, DeadLetterId, Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::{handler, stateful_function};

@@ -50,6 +50,19 @@ pub const HTTP_REQUEST_DURATION: &str = "statefn_http_request_duration_seconds";
 /// HTTP connections open now (at most `IngressConfig::max_connections`).
 pub const HTTP_CONNECTIONS: &str = "statefn_http_connections";
 
+/// Panics in the runtime's own code that it survived (a statefn bug), by
+/// `where`: `shard` or the name of a background thread.
+pub const PANICS: &str = "statefn_panics_total";
+/// Checkpoints that failed to be written to the state store (label `shard`).
+pub const CHECKPOINT_FAILURES: &str = "statefn_checkpoint_failures_total";
+/// Failed attempts to append egress records to the state store.
+pub const EGRESS_APPEND_FAILURES: &str = "statefn_egress_append_failures_total";
+/// Bytes in a log group's log (label `group`): checkpoints let it shrink.
+pub const LOG_BYTES: &str = "statefn_log_bytes";
+/// Bytes of batches handed to a log group and not yet committed or refused
+/// (label `group`): what a slow disk makes wait in memory.
+pub const COMMIT_QUEUE_BYTES: &str = "statefn_commit_queue_bytes";
+
 /// What kind of metric a [`Metric`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -156,6 +169,40 @@ pub const METRICS: &[Metric] = &[
         kind: MetricKind::Gauge,
         unit: Unit::Count,
         help: "HTTP connections open now; at the connection limit, new ones wait to be accepted.",
+    },
+    Metric {
+        name: PANICS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Panics in statefn's own code that the runtime survived (a bug: please report it), \
+               by where: shard, or the background thread.",
+    },
+    Metric {
+        name: CHECKPOINT_FAILURES,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Shard checkpoints the state store failed to write, by shard; the log cannot \
+               shrink past a shard until its checkpoint succeeds.",
+    },
+    Metric {
+        name: EGRESS_APPEND_FAILURES,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Failed attempts to store committed egress records in the state store (retried \
+               with backoff).",
+    },
+    Metric {
+        name: LOG_BYTES,
+        kind: MetricKind::Gauge,
+        unit: Unit::Bytes,
+        help: "Bytes in a log group's log, by group; it grows while checkpoints fail.",
+    },
+    Metric {
+        name: COMMIT_QUEUE_BYTES,
+        kind: MetricKind::Gauge,
+        unit: Unit::Bytes,
+        help: "Bytes of batches handed to a log group and not yet committed, by group; bounded \
+               by the commit queue limit.",
     },
 ];
 

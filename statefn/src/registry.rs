@@ -2,6 +2,7 @@
 //! shard can run any of them from bytes.
 
 use std::{
+    cell::Cell,
     collections::HashMap,
     marker::PhantomData,
     panic::{AssertUnwindSafe, catch_unwind},
@@ -70,6 +71,23 @@ pub(crate) trait ErasedFunction: Send + Sync + 'static {
 
 struct Typed<T>(PhantomData<fn() -> T>);
 
+/// Where an invocation is, for the error when user code outside the
+/// handler panics.
+#[derive(Debug, Clone, Copy)]
+struct Stage {
+    handler: Option<&'static str>,
+    during: &'static str,
+}
+
+impl Stage {
+    fn of(info: &'static HandlerInfo, during: &'static str) -> Self {
+        Stage {
+            handler: Some(info.name),
+            during,
+        }
+    }
+}
+
 impl<T: StatefulFunction> Typed<T> {
     fn decode_message(message: &[u8]) -> Result<T::Message, Error> {
         T::Message::decode(message).map_err(Error::from)
@@ -82,6 +100,128 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
     }
 
     fn invoke(&self, state: Option<&[u8]>, message: &[u8], ctx: &mut Context) -> Invocation {
+        // User code runs before and after the handler too (`Deserialize` of
+        // the message and the state, `migrate`, `Default`, `Serialize`): a
+        // panic there fails this invocation like a handler's, instead of
+        // unwinding through the worker and stranding its shard.
+        let stage = Cell::new(Stage {
+            handler: None,
+            during: "decoding the message",
+        });
+        match catch_unwind(AssertUnwindSafe(|| {
+            Self::invoke_staged(state, message, ctx, &stage)
+        })) {
+            Ok(invocation) => invocation,
+            Err(panic) => {
+                let Stage { handler, during } = stage.get();
+                Invocation {
+                    handler,
+                    outcome: Outcome::Failed(Error::Panicked {
+                        function: T::type_name().to_owned(),
+                        id: ctx.id().to_owned(),
+                        during: during.to_owned(),
+                        message: panic_message(&*panic),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn handler_of(&self, message: &[u8]) -> Result<&'static HandlerInfo, Error> {
+        Self::guard("decoding a message", || {
+            let message = Self::decode_message(message)?;
+            Ok(&T::HANDLERS[T::handler_index(&message)])
+        })
+    }
+
+    fn reply_message(&self, handler: &str, reply: &[u8]) -> Result<Vec<u8>, Error> {
+        Self::guard("turning a reply into a message", || {
+            let message = T::reply_message(handler, reply)?;
+            crate::wire::encode(&message)
+        })
+    }
+
+    fn message_from_json(&self, handler: &str, args: serde_json::Value) -> Result<Vec<u8>, Error> {
+        Self::guard("building a message from JSON", || {
+            Self::message_from_json_unguarded(handler, args)
+        })
+    }
+
+    fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error> {
+        let index = Self::handler_index(handler)?;
+        Self::guard("decoding a reply", || T::reply_to_json(index, reply))
+    }
+
+    fn expire_after_ms(&self) -> u64 {
+        <T as crate::function::FunctionState>::EXPIRE_AFTER_MS
+    }
+
+    fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error> {
+        Self::guard("showing a message as JSON", || {
+            let message = Self::decode_message(message)?;
+            serde_json::to_value(&message).map_err(|e| Error::Encode {
+                what: "a message as JSON".into(),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    fn validate(&self, message: &[u8]) -> Result<(), MessageError> {
+        // A panicking decoder is as undecodable as a failing one.
+        catch_unwind(AssertUnwindSafe(|| T::Message::decode(message).map(drop))).unwrap_or_else(
+            |panic| {
+                Err(MessageError::Malformed {
+                    function: T::type_name().to_owned(),
+                    handler: None,
+                    reason: format!("decoding it panicked: {}", panic_message(&*panic)),
+                })
+            },
+        )
+    }
+
+    fn upgrade_positional(&self, message: &[u8]) -> Result<Option<Vec<u8>>, MessageError> {
+        // A panicking decoder is as undecodable as a failing one.
+        catch_unwind(AssertUnwindSafe(|| {
+            Self::upgrade_positional_unguarded(message)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(MessageError::Malformed {
+                function: T::type_name().to_owned(),
+                handler: None,
+                reason: format!("decoding it panicked: {}", panic_message(&*panic)),
+            })
+        })
+    }
+}
+
+impl<T: StatefulFunction> Typed<T> {
+    fn upgrade_positional_unguarded(message: &[u8]) -> Result<Option<Vec<u8>>, MessageError> {
+        // A named message cannot be mistaken for a positional one of a
+        // function with fewer than 161 handlers (its tag is not a varint
+        // below that), and a positional one would have to spell a handler's
+        // name and fingerprint to pass for a named one.
+        if T::Message::decode(message).is_ok() {
+            return Ok(None);
+        }
+        let named = crate::wire::named_from_positional(T::HANDLERS, message).map_err(|reason| {
+            MessageError::Malformed {
+                function: T::type_name().to_owned(),
+                handler: None,
+                reason,
+            }
+        })?;
+        T::Message::decode(&named)?;
+        Ok(Some(named))
+    }
+
+    /// [`ErasedFunction::invoke`] without its outer guard: `stage` says
+    /// what runs, for the error if user code outside the handler panics.
+    fn invoke_staged(
+        state: Option<&[u8]>,
+        message: &[u8],
+        ctx: &mut Context,
+        stage: &Cell<Stage>,
+    ) -> Invocation {
         let message = match Self::decode_message(message) {
             Ok(m) => m,
             Err(e) => {
@@ -97,11 +237,20 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
             outcome: Outcome::Failed(e),
         };
         let mut value: T = match state {
-            None => T::default(),
-            Some(bytes) => match crate::function::decode_state_of::<T>(ctx.id(), bytes) {
-                Ok(v) => v,
-                Err(e) => return failed(e),
-            },
+            None => {
+                stage.set(Stage::of(info, "building its `Default` state"));
+                T::default()
+            }
+            Some(bytes) => {
+                stage.set(Stage::of(
+                    info,
+                    "decoding or migrating its stored state (`Deserialize` or `migrate`)",
+                ));
+                match crate::function::decode_state_of::<T>(ctx.id(), bytes) {
+                    Ok(v) => v,
+                    Err(e) => return failed(e),
+                }
+            }
         };
         // A panic leaves `value` and `ctx` half-changed; both are discarded,
         // which is what makes the invocation atomic.
@@ -123,6 +272,7 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
             Ok(b) => b,
             Err(e) => return failed(e),
         };
+        stage.set(Stage::of(info, "encoding its new state (`Serialize`)"));
         let outcome = match reply.rejected {
             Some(error) => Outcome::Rejected {
                 reply: bytes,
@@ -146,17 +296,23 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
         }
     }
 
-    fn handler_of(&self, message: &[u8]) -> Result<&'static HandlerInfo, Error> {
-        let message = Self::decode_message(message)?;
-        Ok(&T::HANDLERS[T::handler_index(&message)])
+    /// Runs `f`, turning a panic of the user code it calls (the serde
+    /// implementations of messages and replies) into [`Error::Panicked`].
+    fn guard<R>(during: &str, f: impl FnOnce() -> Result<R, Error>) -> Result<R, Error> {
+        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+            Err(Error::Panicked {
+                function: T::type_name().to_owned(),
+                id: String::new(),
+                during: during.to_owned(),
+                message: panic_message(&*panic),
+            })
+        })
     }
 
-    fn reply_message(&self, handler: &str, reply: &[u8]) -> Result<Vec<u8>, Error> {
-        let message = T::reply_message(handler, reply)?;
-        crate::wire::encode(&message)
-    }
-
-    fn message_from_json(&self, handler: &str, args: serde_json::Value) -> Result<Vec<u8>, Error> {
+    fn message_from_json_unguarded(
+        handler: &str,
+        args: serde_json::Value,
+    ) -> Result<Vec<u8>, Error> {
         Self::public_handler(handler)?;
         let invalid = |field: Option<String>, reason: String| Error::InvalidArguments {
             function: T::type_name().to_owned(),
@@ -192,47 +348,6 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
         crate::wire::encode(&message)
     }
 
-    fn reply_to_json(&self, handler: &str, reply: &[u8]) -> Result<JsonReply, Error> {
-        T::reply_to_json(Self::handler_index(handler)?, reply)
-    }
-
-    fn expire_after_ms(&self) -> u64 {
-        <T as crate::function::FunctionState>::EXPIRE_AFTER_MS
-    }
-
-    fn message_to_json(&self, message: &[u8]) -> Result<serde_json::Value, Error> {
-        let message = Self::decode_message(message)?;
-        serde_json::to_value(&message).map_err(|e| Error::Encode {
-            what: "a message as JSON".into(),
-            reason: e.to_string(),
-        })
-    }
-
-    fn validate(&self, message: &[u8]) -> Result<(), MessageError> {
-        T::Message::decode(message).map(drop)
-    }
-
-    fn upgrade_positional(&self, message: &[u8]) -> Result<Option<Vec<u8>>, MessageError> {
-        // A named message cannot be mistaken for a positional one of a
-        // function with fewer than 161 handlers (its tag is not a varint
-        // below that), and a positional one would have to spell a handler's
-        // name and fingerprint to pass for a named one.
-        if T::Message::decode(message).is_ok() {
-            return Ok(None);
-        }
-        let named = crate::wire::named_from_positional(T::HANDLERS, message).map_err(|reason| {
-            MessageError::Malformed {
-                function: T::type_name().to_owned(),
-                handler: None,
-                reason,
-            }
-        })?;
-        T::Message::decode(&named)?;
-        Ok(Some(named))
-    }
-}
-
-impl<T: StatefulFunction> Typed<T> {
     fn handler_index(handler: &str) -> Result<usize, Error> {
         T::HANDLERS
             .iter()
@@ -263,7 +378,8 @@ impl<T: StatefulFunction> Typed<T> {
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {
@@ -301,6 +417,13 @@ impl Registry {
         }
         self.by_name.insert(name, Arc::new(Typed::<T>(PhantomData)));
         Ok(())
+    }
+
+    /// Registers an erased function by hand (tests of what the runtime
+    /// does when code it calls misbehaves).
+    #[cfg(test)]
+    pub(crate) fn register_erased(&mut self, name: &'static str, f: Arc<dyn ErasedFunction>) {
+        self.by_name.insert(name, f);
     }
 
     pub(crate) fn get(&self, name: &str) -> Result<&Arc<dyn ErasedFunction>, Error> {

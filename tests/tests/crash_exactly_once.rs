@@ -55,6 +55,26 @@ fn spawn(mode: &str, dir: &std::path::Path, seed: u64, input: &[usize]) -> Child
     Child { process, lines }
 }
 
+/// Waits for the child's first `ack i` line (returns `false`), or its end
+/// (`true`); panics at `until`.
+fn first_ack(child: &Child, acked: &mut [bool], until: Instant) -> bool {
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match child.lines.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(i) = line.strip_prefix("ack ") {
+                    acked[i.parse::<usize>().expect("op index")] = true;
+                    return false;
+                } else if line == "done" {
+                    return true;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("the workload acked nothing"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+        }
+    }
+}
+
 /// Collects `ack i` lines until `until` (or the child's exit).
 fn collect(child: &Child, acked: &mut [bool], until: Instant) -> bool {
     loop {
@@ -92,8 +112,19 @@ fn sigkill_at_random_moments_applies_every_call_exactly_once() {
         }
         let mut child = spawn("run", dir.path(), seed, &pending);
         if kills < KILLS {
-            let delay = Duration::from_millis(rng.random_range(5..250));
-            let finished = collect(&child, &mut acked, Instant::now() + delay);
+            // The kill lands at a random moment after the workload acked
+            // its first call of this round (a kill during the open alone
+            // would test recovery, not a crash among acknowledged calls, and
+            // a slow machine would make most kills that).
+            let mut finished = first_ack(
+                &child,
+                &mut acked,
+                Instant::now() + Duration::from_secs(120),
+            );
+            if !finished {
+                let delay = Duration::from_millis(rng.random_range(0..200));
+                finished = collect(&child, &mut acked, Instant::now() + delay);
+            }
             child.process.kill().expect("SIGKILL the workload");
             child.process.wait().expect("reap");
             // Acks printed before the kill still count.

@@ -1,7 +1,10 @@
 //! Misuse gets a typed error that says what to do, never a panic.
 
+use std::{sync::Arc, time::Duration};
+
 use statefn::prelude::*;
 use statefn_examples::bank::Account;
+use statefn_store::{FaultyFs, StdFs};
 use statefn_tests::Recorder;
 
 #[tokio::test]
@@ -85,36 +88,75 @@ async fn opening_without_storage_or_functions_is_a_config_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_calls_and_refuses_new_ones() -> Result<(), Error> {
-    let runtime = Runtime::builder()
-        .in_memory()
-        .register::<Account>()
-        .open()
-        .await?;
-    let calls: Vec<_> = (0..2_000)
+    // The shutdown runs (spawned, not a lazy future) while calls are in
+    // flight: a stalled fsync holds their commit in the disk. Every call is
+    // then either answered and applied, or refused and not applied; the
+    // balances after a reopen tell which.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
+    let faults = fs.faults();
+    let open = |fs: Option<Arc<FaultyFs>>| {
+        let mut builder = Runtime::builder().data_dir(dir.path());
+        if let Some(fs) = fs {
+            builder = builder.file_system(fs);
+        }
+        builder.register::<Account>().open()
+    };
+    let runtime = open(Some(fs)).await?;
+    let ids: Vec<String> = (0..50).map(|i| format!("a{i}")).collect();
+    let synced = faults.sync_count();
+    faults.sync_delay(Duration::from_millis(300));
+    let calls: Vec<_> = (0..500)
         .map(|i| {
-            let account = runtime.handle::<Account>(format!("a{}", i % 50));
+            let account = runtime.handle::<Account>(ids[i % ids.len()].clone());
             tokio::spawn(async move { account.deposit(1).await })
         })
         .collect();
-    // Let every task submit its call before shutting down.
-    tokio::task::yield_now().await;
-    let mut accepted = 0;
-    let shutdown = runtime.shutdown();
-    let results = futures::future::join_all(calls).await;
-    shutdown.await?;
-    for r in results {
+    // A commit is in the (stalled) disk: calls are in flight.
+    while faults.sync_count() == synced {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let shutdown = tokio::spawn({
+        let runtime = runtime.clone();
+        async move { runtime.shutdown().await }
+    });
+    // Calls made while it runs are refused (the arm that the lazy future
+    // of an earlier version of this test never reached).
+    let mut late = 0;
+    let mut accepted: i64 = 0;
+    loop {
+        match runtime.handle::<Account>(&ids[0]).deposit(1).await {
+            Ok(_) => accepted += 1,
+            Err(Error::ShuttingDown) => break,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        late += 1;
+        assert!(late < 20, "a running shutdown never refused a call");
+    }
+    let mut refused = 1;
+    for r in futures::future::join_all(calls).await {
         match r.expect("task") {
             Ok(_) => accepted += 1,
-            Err(Error::ShuttingDown) => {}
+            Err(Error::ShuttingDown) => refused += 1,
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
-    assert!(accepted > 0);
+    shutdown.await.expect("task")?;
+    assert!(accepted > 0, "the calls in flight were answered");
+    faults.heal();
     let err = runtime
         .handle::<Account>("a1")
         .deposit(1)
         .await
         .expect_err("after shutdown");
     assert!(matches!(err, Error::ShuttingDown), "{err:?}");
-    Ok(())
+
+    // Exactly the answered calls were applied.
+    let runtime = open(None).await?;
+    let mut total = 0;
+    for id in &ids {
+        total += runtime.handle::<Account>(id.clone()).balance().await?;
+    }
+    assert_eq!(total, accepted, "{refused} calls were refused");
+    runtime.shutdown().await
 }

@@ -18,6 +18,10 @@ use serde_json::Value;
 /// detector, not a performance bound.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How long a server may take to exit after SIGTERM before the test gives
+/// up: a hang detector, not a performance bound.
+pub(crate) const EXIT_DEADLINE: Duration = Duration::from_secs(60);
+
 /// A running `bank` server.
 pub(crate) struct Bank {
     child: Child,
@@ -90,14 +94,33 @@ impl Bank {
         format!("{}{path}", self.base)
     }
 
-    /// Sends SIGTERM and waits for the exit.
-    pub(crate) fn terminate(mut self) -> ExitStatus {
+    /// Sends SIGTERM and waits for the exit, at most [`EXIT_DEADLINE`]:
+    /// a bank that does not exit by then is killed and the test fails (a
+    /// hang detector, not a performance bound).
+    pub(crate) fn terminate(self) -> ExitStatus {
+        self.terminate_within(EXIT_DEADLINE)
+    }
+
+    /// Sends SIGTERM and waits for the exit at most `deadline`; past it the
+    /// bank is killed and the test fails.
+    pub(crate) fn terminate_within(mut self, deadline: Duration) -> ExitStatus {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -TERM failed");
-        self.child.wait().expect("wait for the bank")
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the bank") {
+                return status;
+            }
+            if std::time::Instant::now() >= until {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the bank did not exit within {deadline:?} of SIGTERM: shutdown hangs");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL: no shutdown at all.

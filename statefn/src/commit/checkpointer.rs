@@ -4,7 +4,11 @@
 //! checkpoint covers). One thread: fjall batches are written one at a time
 //! anyway, and it never blocks a shard or a tokio thread.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::Arc,
+    time::Duration,
+};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -84,11 +88,30 @@ impl Checkpointer {
     /// Writes one checkpoint and tells its shard and its log group.
     fn write(&self, job: CheckpointJob) {
         let started = std::time::Instant::now();
-        let result = self.storage.store().and_then(|store| {
-            #[cfg(test)]
-            injected_fault(&self.storage)?;
-            write(&job, &store.shard(job.shard), self.storage.clock().now_ms())
-        });
+        let result = self
+            .storage
+            .faults()
+            .check("writing a checkpoint")
+            .and_then(|()| self.storage.store())
+            .and_then(|store| {
+                #[cfg(test)]
+                injected_fault(&self.storage)?;
+                let now_ms = self.storage.clock().now_ms();
+                // A panic (in the store, or a bug here) is a failed checkpoint:
+                // the shard gets its frozen sets back and tries again later.
+                catch_unwind(AssertUnwindSafe(|| {
+                    write(&job, &store.shard(job.shard), now_ms)
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(Error::Thread {
+                        what: format!(
+                            "writing a checkpoint panicked: {}",
+                            crate::registry::panic_message(&*panic)
+                        ),
+                        source: None,
+                    })
+                })
+            });
         let (shard, epoch, lsn) = (job.shard, job.epoch, job.lsn);
         let states = job.states.len();
         // Dropped before the shard hears of it: the shard then takes its
@@ -111,7 +134,20 @@ impl Checkpointer {
                 }
             }
             Err(e) => {
-                tracing::error!(%shard, error = %e, "checkpoint failed; will retry");
+                metrics::counter!(crate::metrics::CHECKPOINT_FAILURES, "shard" => shard.to_string())
+                    .increment(1);
+                let log_bytes = self
+                    .groups
+                    .get(self.storage.group_of(shard).index())
+                    .map_or(0, LogGroup::log_bytes);
+                // Loud: until a checkpoint succeeds the log is not truncated
+                // and grows with every commit.
+                tracing::error!(
+                    %shard,
+                    error = %e,
+                    log_bytes,
+                    "checkpoint failed: the state store cannot write; the log grows until a checkpoint succeeds (retried with backoff)"
+                );
                 self.host.checkpoint_finished(shard, epoch, None);
             }
         }

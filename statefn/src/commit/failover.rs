@@ -46,6 +46,7 @@ impl Syncer {
             "log group failed; recovering its shards"
         );
         self.take_down(reason);
+        *self.parts.stats.down.lock() = Some(reason.to_owned());
         // What the failed writer knew durable: the rest was refused as not
         // committed, so the log drops it before it is replayed, even where
         // it sits whole in the page cache.
@@ -56,11 +57,25 @@ impl Syncer {
         let epoch = self.epochs.next();
         let mut backoff = Duration::from_millis(20);
         let recovered = loop {
-            match self.parts.storage.recover(self.group, epoch, durable) {
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.parts.storage.recover(self.group, epoch, durable)
+            }))
+            .unwrap_or_else(|panic| {
+                Err(crate::Error::Thread {
+                    what: format!(
+                        "recovering log group {} panicked (a statefn bug, or data it cannot read): {}",
+                        self.group,
+                        crate::registry::panic_message(&*panic)
+                    ),
+                    source: None,
+                })
+            });
+            match attempt {
                 Ok(recovered) => break recovered,
                 Err(e) => {
                     tracing::warn!(group = %self.group, error = %e, ?backoff, "recovery failed; retrying");
-                    std::thread::sleep(backoff);
+                    *self.parts.stats.down.lock() = Some(format!("{reason}; recovery failed: {e}"));
+                    self.pause(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
@@ -69,20 +84,28 @@ impl Syncer {
             for command in self.parts.rx.clone().try_iter() {
                 match command {
                     GroupCommand::Commit(batch) => {
+                        self.parts.stats.dequeued(&batch);
                         self.parts.host.refuse(batch.effects, batch.shard, reason);
                     }
-                    GroupCommand::Checkpointed { .. } => {}
+                    GroupCommand::Checkpointed { .. } | GroupCommand::Fail { .. } => {}
                     GroupCommand::Stop => self.stopping = true,
                 }
             }
-            if self.stopping {
+            if self.stopping || self.parts.host.closing() {
+                // Shutdown must not wait for a disk that does not come back:
+                // the shards stay down until the next open, which recovers
+                // them from what is durable.
                 tracing::warn!(
                     group = %self.group,
-                    "stopping while recovering; the shards stay down"
+                    "shutting down while recovering; the group's shards stay down until the next open"
                 );
+                for shard in self.epochs.shards() {
+                    self.parts.host.abandon(shard);
+                }
                 return;
             }
         };
+        *self.parts.stats.down.lock() = None;
         for core in recovered.cores {
             self.epochs.set(core.id, core.epoch);
             self.checkpointed.insert(core.id, core.checkpoint.lsn);
@@ -92,5 +115,19 @@ impl Syncer {
         self.log = Some(recovered.log);
         self.parts.host.count_recovery();
         tracing::info!(group = %self.group, "log group recovered; serving again");
+    }
+
+    /// Sleeps `backoff` between recovery attempts, cut short when the
+    /// runtime starts shutting down.
+    fn pause(&self, backoff: Duration) {
+        let slice = Duration::from_millis(20);
+        let until = std::time::Instant::now() + backoff;
+        while !self.parts.host.closing() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(slice));
+        }
     }
 }

@@ -27,6 +27,11 @@ pub(crate) enum GroupCommand {
         shard: ShardId,
         lsn: Lsn,
     },
+    /// A shard of the group broke (the runtime panicked running it): take
+    /// the group down and recover it, after the batches handed over before.
+    Fail {
+        reason: String,
+    },
     Stop,
 }
 
@@ -35,6 +40,28 @@ pub(crate) enum GroupCommand {
 pub(crate) struct GroupStats {
     pub(crate) bytes: AtomicU64,
     pub(crate) pieces: AtomicU64,
+    /// Why the group is down, while it is (recovering, or given up).
+    pub(crate) down: Mutex<Option<String>>,
+    /// Bytes of records in batches queued for the syncer and not taken yet.
+    pub(crate) queued: AtomicU64,
+}
+
+impl GroupStats {
+    /// The syncer took `batch` off the queue; returns the bytes still
+    /// queued.
+    pub(crate) fn dequeued(&self, batch: &Batch) -> u64 {
+        let bytes = batch_bytes(batch);
+        self.queued
+            .fetch_sub(bytes, Ordering::AcqRel)
+            .saturating_sub(bytes)
+    }
+}
+
+/// What a batch weighs in the queue: its records' bytes (at least 1, so
+/// that empty batches count too).
+fn batch_bytes(batch: &Batch) -> u64 {
+    let bytes: usize = batch.records.iter().map(Vec::len).sum();
+    u64::try_from(bytes).unwrap_or(u64::MAX).max(1)
 }
 
 /// The handle to one log group's syncer.
@@ -70,19 +97,36 @@ impl LogGroup {
         self.stats.bytes.load(Ordering::Relaxed)
     }
 
+    /// Why the group is down, while it is.
+    pub(crate) fn down_reason(&self) -> Option<String> {
+        self.stats.down.lock().clone()
+    }
+
     /// Pieces (segment files) of the group's log.
     pub(crate) fn log_pieces(&self) -> u64 {
         self.stats.pieces.load(Ordering::Relaxed)
     }
 
+    /// Bytes of batches waiting for the syncer.
+    pub(crate) fn queued_bytes(&self) -> u64 {
+        self.stats.queued.load(Ordering::Acquire)
+    }
+
     /// Hands a batch to the syncer; gives it back if the syncer has stopped.
     pub(crate) fn submit(&self, batch: Batch) -> Result<(), Box<Batch>> {
+        let bytes = batch_bytes(&batch);
+        self.stats.queued.fetch_add(bytes, Ordering::AcqRel);
         match self.tx.send(GroupCommand::Commit(batch)) {
             Ok(()) => Ok(()),
             Err(e) => match e.into_inner() {
-                GroupCommand::Commit(batch) => Err(Box::new(batch)),
+                GroupCommand::Commit(batch) => {
+                    self.stats.queued.fetch_sub(bytes, Ordering::AcqRel);
+                    Err(Box::new(batch))
+                }
                 // What was sent is what comes back.
-                GroupCommand::Checkpointed { .. } | GroupCommand::Stop => Ok(()),
+                GroupCommand::Checkpointed { .. }
+                | GroupCommand::Fail { .. }
+                | GroupCommand::Stop => Ok(()),
             },
         }
     }
@@ -91,6 +135,12 @@ impl LogGroup {
     /// (dropped if it has stopped: it would only have truncated the log).
     pub(crate) fn checkpointed(&self, shard: ShardId, lsn: Lsn) {
         let _ = self.tx.send(GroupCommand::Checkpointed { shard, lsn });
+    }
+
+    /// Tells the syncer to recover the group after committing what it was
+    /// given (dropped if it has stopped).
+    pub(crate) fn fail(&self, reason: String) {
+        let _ = self.tx.send(GroupCommand::Fail { reason });
     }
 
     /// Tells the syncer to stop after committing what it was given.

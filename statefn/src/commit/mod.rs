@@ -25,6 +25,7 @@ pub(crate) mod checkpointer;
 mod failover;
 pub(crate) mod log_group;
 pub(crate) mod recovery;
+pub(crate) mod store_faults;
 pub(crate) mod stored_messages;
 pub(crate) mod syncer;
 #[cfg(test)]
@@ -105,6 +106,12 @@ pub(crate) trait CommitHost: Send + Sync + 'static {
     fn checkpoint_finished(&self, shard: ShardId, epoch: Epoch, lsn: Option<Lsn>);
     /// A log group recovered after a failure.
     fn count_recovery(&self);
+    /// Whether the runtime is shutting down: a group that cannot recover
+    /// then gives up instead of holding shutdown up.
+    fn closing(&self) -> bool;
+    /// Gives `shard` up until the next open (its group could not recover
+    /// and the runtime shuts down): its mail is dropped, its callers told.
+    fn abandon(&self, shard: ShardId);
 }
 
 /// Called with the records of every commit once they are durable (the test
@@ -120,6 +127,9 @@ pub(crate) struct CommitConfig {
     pub(crate) checkpoint_log_bytes: u64,
     /// Ask idle shards for checkpoints this often, so the log can truncate.
     pub(crate) checkpoint_interval: Duration,
+    /// Bytes of batches a log group's queue holds at most before workers
+    /// wait to run more of its shards' batches.
+    pub(crate) queue_bytes: u64,
 }
 
 /// The durable runtime's commit path, as the workers and the runtime see
@@ -170,12 +180,39 @@ impl Commit {
         self.groups.get(group.index())
     }
 
+    /// Waits while `shard`'s log group has more than its bound of batches
+    /// queued (a slow disk), or until `give_up` says so: the worker then
+    /// takes no more mail, the mailboxes fill, and new calls are refused
+    /// with `Overloaded` instead of the queue growing in memory. Called
+    /// before the worker takes the shard's core, so that it holds nothing
+    /// the syncer may need.
+    pub(crate) fn wait_for_room(&self, shard: ShardId, give_up: impl Fn() -> bool) {
+        let Some(group) = self.group(self.group_of(shard)) else {
+            return;
+        };
+        while group.queued_bytes() > self.config.queue_bytes
+            && group.down_reason().is_none()
+            && !give_up()
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Hands a batch to its group's syncer; gives it back if the syncer has
     /// stopped.
     pub(crate) fn submit(&self, batch: Batch) -> Result<(), Box<Batch>> {
         match self.group(self.group_of(batch.shard)) {
             Some(group) => group.submit(batch),
             None => Err(Box::new(batch)),
+        }
+    }
+
+    /// Asks `group`'s syncer to take its shards down and rebuild them (a
+    /// shard's core can no longer be trusted), after committing what it
+    /// was given before.
+    pub(crate) fn fail_group(&self, group: LogGroupId, reason: String) {
+        if let Some(group) = self.group(group) {
+            group.fail(reason);
         }
     }
 
@@ -221,6 +258,19 @@ impl Commit {
             syncers,
             checkpointer,
         }
+    }
+
+    /// The log groups that are down (recovering, or given up at shutdown),
+    /// with why.
+    pub(crate) fn groups_down(&self) -> Vec<(LogGroupId, String)> {
+        self.groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| {
+                let group = LogGroupId(u16::try_from(i).ok()?);
+                g.down_reason().map(|reason| (group, reason))
+            })
+            .collect()
     }
 
     /// Tells the syncers to stop once they have committed what they were

@@ -33,6 +33,8 @@ pub(crate) struct Storage {
     clock: Clock,
     shards: u16,
     log_groups: u16,
+    /// Injected state-store faults (tests).
+    faults: super::store_faults::StoreFaults,
     /// Test hook: this many checkpoint writes fail from now on.
     #[cfg(test)]
     pub(crate) checkpoint_faults: std::sync::atomic::AtomicUsize,
@@ -52,8 +54,10 @@ impl Storage {
         logs: Arc<dyn LogBackend>,
         core: CoreConfig,
         clock: Clock,
+        faults: super::store_faults::StoreFaults,
     ) -> Self {
         Storage {
+            faults,
             shards: data_dir.shards(),
             log_groups: data_dir.log_groups(),
             store: Mutex::new(Some(store)),
@@ -103,6 +107,11 @@ impl Storage {
 
     pub(crate) fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// Injected state-store faults (tests).
+    pub(crate) fn faults(&self) -> &super::store_faults::StoreFaults {
+        &self.faults
     }
 
     /// How the shards' cores are configured.

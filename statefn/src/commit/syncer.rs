@@ -129,8 +129,23 @@ impl Syncer {
         let mut stop = false;
         for command in commands {
             match command {
-                GroupCommand::Commit(batch) => batches.push(batch),
+                GroupCommand::Commit(batch) => {
+                    let queued = self.parts.stats.dequeued(&batch);
+                    #[expect(clippy::cast_precision_loss, reason = "a gauge")]
+                    metrics::gauge!(crate::metrics::COMMIT_QUEUE_BYTES, "group" => self.group.to_string())
+                        .set(queued as f64);
+                    batches.push(batch);
+                }
                 GroupCommand::Checkpointed { shard, lsn } => self.checkpointed(shard, lsn),
+                GroupCommand::Fail { reason } => {
+                    // What was handed over before is from sound cores.
+                    if !batches.is_empty() {
+                        self.commit(std::mem::take(&mut batches));
+                    }
+                    if self.log.is_some() && !self.stopping {
+                        self.recover(&reason);
+                    }
+                }
                 GroupCommand::Stop => stop = true,
             }
         }
@@ -348,6 +363,16 @@ impl Service for Syncer {
 
     fn tick(&self) -> Duration {
         TICK
+    }
+
+    fn after_panic(&mut self) -> Step {
+        if self.stopping {
+            return Step::Done;
+        }
+        // What the panicking step held is gone: rebuild the group from what
+        // is durable, as after a log failure.
+        self.recover("the log group's syncer panicked (a statefn bug)");
+        Step::Worked
     }
 
     fn step(&mut self, wait: Duration) -> Step {

@@ -2,7 +2,12 @@
 //! the egress logs, each at the next offset of its log, dropping records it
 //! already has, and sweeps records past their retention now and then.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::Arc,
+    time::Duration,
+};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use statefn_store::EgressTables;
@@ -80,11 +85,31 @@ impl Egress {
             return;
         }
         let mut retry = Duration::from_millis(10);
-        while let Err(e) = self.append_to_store(store, &records) {
+        while let Err(e) = catch_unwind(AssertUnwindSafe(|| self.append_to_store(store, &records)))
+            .unwrap_or_else(|panic| {
+                Err(Error::Thread {
+                    what: format!(
+                        "appending egress records panicked: {}",
+                        crate::registry::panic_message(&*panic)
+                    ),
+                    source: None,
+                })
+            })
+        {
+            metrics::counter!(crate::metrics::EGRESS_APPEND_FAILURES).increment(1);
             // The records are safe in the shards' logs and checkpoints;
-            // keep trying rather than lose the order.
+            // keep trying rather than lose the order, until told to stop:
+            // then they stay with their shards, which submit them again
+            // after the next open.
+            if self.stopping() {
+                tracing::warn!(error = %e, records = records.len(), "stopping with egress records not appended; the next open appends them");
+                return;
+            }
             tracing::error!(error = %e, ?retry, "cannot append egress records; retrying");
-            std::thread::sleep(retry);
+            let until = std::time::Instant::now() + retry;
+            while !self.stopping() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20).min(retry));
+            }
             retry = (retry * 2).min(Duration::from_secs(5));
         }
         for r in &records {

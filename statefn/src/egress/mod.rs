@@ -17,7 +17,7 @@ mod tests;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -142,6 +142,11 @@ pub(crate) struct Egress {
     retention_ms: u64,
     /// Woken on every append, for long-polling readers.
     pub(crate) appended_notify: Notify,
+    /// Set when the runtime starts shutting down: long-polls return at once.
+    readers_closed: AtomicBool,
+    /// Set when the appender is told to stop: it gives up retrying a store
+    /// that fails (the records stay with their shards).
+    stopping: AtomicBool,
     /// To the appender (durable mode).
     tx: Mutex<Option<Sender<Vec<Emitted>>>>,
     /// Until the appender is made.
@@ -212,6 +217,8 @@ impl Egress {
             next: Mutex::new(next),
             retention_ms: u64::try_from(retention.as_millis()).unwrap_or(u64::MAX),
             appended_notify: Notify::new(),
+            readers_closed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             tx: Mutex::new(tx),
             rx: Mutex::new(rx),
         }
@@ -221,7 +228,25 @@ impl Egress {
     /// was not given stays with the shards, which submit it again after the
     /// next open).
     pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         self.tx.lock().take();
+    }
+
+    /// Whether the appender was told to stop.
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Makes long-polling readers return what they have at once, now and
+    /// from now on (the runtime shuts down).
+    pub(crate) fn close_readers(&self) {
+        self.readers_closed.store(true, Ordering::SeqCst);
+        self.appended_notify.notify_waiters();
+    }
+
+    /// Whether long-polls should return at once.
+    pub(crate) fn readers_closed(&self) -> bool {
+        self.readers_closed.load(Ordering::SeqCst)
     }
 
     /// Drops the store handle (after the appender stopped).

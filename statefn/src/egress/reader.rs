@@ -68,7 +68,8 @@ impl Egress {
 
 impl Runtime {
     /// Up to `limit` records of egress log `log` from offset `from`. If there
-    /// are none yet, waits up to `wait` for the first (long-poll).
+    /// are none yet, waits up to `wait` for the first (long-poll); once the
+    /// runtime shuts down, it returns what there is at once.
     ///
     /// In durable mode a record is readable shortly after its invocation's
     /// reply: the appender stores it with its own `fdatasync`, so that an
@@ -97,7 +98,10 @@ impl Runtime {
                     what: format!("an egress read did not finish: {e}"),
                     source: None,
                 })??;
-            if !records.is_empty() || tokio::time::Instant::now() >= deadline {
+            if !records.is_empty()
+                || tokio::time::Instant::now() >= deadline
+                || egress.readers_closed()
+            {
                 return Ok(records);
             }
             let _ = tokio::time::timeout_at(deadline, appended).await;

@@ -40,6 +40,12 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// 35 KB/s, while a body trickled a byte at a time is cut off.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The default time [`Server`](super::Server) lets requests in flight
+/// finish after the shutdown signal, 10 s: calls answer in milliseconds and
+/// long-polls return at once on shutdown, so only a stuck request (a disk
+/// that does not answer) is still there; its connection is then closed.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Configuration of the HTTP ingress. Build it with struct update syntax:
 ///
 /// # Examples
@@ -87,6 +93,11 @@ pub struct IngressConfig {
     /// are in (default [`DEFAULT_BODY_READ_TIMEOUT`]). Past it the answer is
     /// 408 `request_timeout` and the connection is closed; nothing was called.
     pub body_read_timeout: Duration,
+    /// How long [`Server`](super::Server) lets the requests in flight finish
+    /// after the shutdown signal before it closes their connections
+    /// (default [`DEFAULT_DRAIN_TIMEOUT`]); then it shuts the runtime down.
+    /// Not used by [`router`](super::router).
+    pub drain_timeout: Duration,
     /// The browser origins (`scheme://host[:port]`, such as
     /// `https://app.example`) whose pages may call the ingress. A request
     /// with an `Origin` header not on this list is refused with 403
@@ -121,6 +132,7 @@ impl Default for IngressConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             allowed_origins: Vec::new(),
             admin_token: None,
             egress_token: None,
@@ -138,6 +150,7 @@ impl std::fmt::Debug for IngressConfig {
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
+            .field("drain_timeout", &self.drain_timeout)
             .field("allowed_origins", &self.allowed_origins)
             .field("admin_token", &redacted(&self.admin_token))
             .field("egress_token", &redacted(&self.egress_token))

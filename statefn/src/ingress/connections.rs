@@ -36,12 +36,14 @@ pub(super) struct Limits {
     pub(super) max_connections: usize,
     /// How long a client has to send a request's headers.
     pub(super) header_read_timeout: Duration,
+    /// How long the requests in flight may take to finish after shutdown.
+    pub(super) drain_timeout: Duration,
 }
 
 /// Accepts and serves connections on `listener` until `shutdown`
 /// completes; then stops accepting, lets every connection finish the
 /// request it is serving (idle ones close at once), and returns when all
-/// are closed.
+/// are closed, or after `drain_timeout`, closing those still busy.
 ///
 /// A connection past the limit is not accepted until a served one closes:
 /// it waits in the kernel's accept queue, and the served ones are not
@@ -55,6 +57,7 @@ pub(super) async fn serve(
     let max = limits.max_connections.clamp(1, MAX_CONNECTIONS_CAP);
     let permits = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(());
+    let (kill_tx, kill_rx) = watch::channel(());
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
@@ -90,6 +93,7 @@ pub(super) async fn serve(
             TowerToHyperService::new(router.clone()),
         );
         let mut stop = stop_rx.clone();
+        let mut kill = kill_rx.clone();
         let open = open.clone();
         open.increment(1.0);
         tokio::spawn(async move {
@@ -98,7 +102,11 @@ pub(super) async fn serve(
                 ended = connection.as_mut() => ended,
                 _ = stop.changed() => {
                     connection.as_mut().graceful_shutdown();
-                    connection.await
+                    tokio::select! {
+                        ended = connection.as_mut() => ended,
+                        // Past the drain deadline: dropped, which closes it.
+                        _ = kill.changed() => Ok(()),
+                    }
                 }
             };
             if let Err(error) = ended {
@@ -114,5 +122,17 @@ pub(super) async fn serve(
     let _ = stop_tx.send(());
     // Every connection holds a permit until it closes.
     let all = u32::try_from(max).unwrap_or(u32::MAX);
-    let _ = permits.acquire_many(all).await;
+    let drained = tokio::time::timeout(limits.drain_timeout, permits.acquire_many(all)).await;
+    if drained.is_err() {
+        let busy = max - permits.available_permits();
+        tracing::warn!(
+            connections = busy,
+            timeout = ?limits.drain_timeout,
+            "requests still in flight after the drain timeout; closing their connections"
+        );
+        let _ = kill_tx.send(());
+        // Closing is immediate; the bound only guards against a task that
+        // is never polled again.
+        let _ = tokio::time::timeout(Duration::from_secs(1), permits.acquire_many(all)).await;
+    }
 }

@@ -187,6 +187,19 @@ impl ApiError {
                     "the handler failed; the invocation changed nothing",
                 )
             }
+            Error::Panicked {
+                function,
+                id,
+                during,
+                message,
+            } => {
+                tracing::error!(%function, %id, %during, panic = %message, "function code panicked");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "handler_panicked",
+                    "the function failed; the invocation changed nothing",
+                )
+            }
             Error::Unavailable {
                 shard,
                 reason,

@@ -84,6 +84,7 @@ impl Server {
         let limits = Limits {
             max_connections: config.max_connections,
             header_read_timeout: config.header_read_timeout,
+            drain_timeout: config.drain_timeout,
         };
         Ok(Server {
             listener,
@@ -117,8 +118,10 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then: stops accepting connections,
-    /// lets the requests in flight finish (idle connections close at once),
-    /// and shuts the runtime down (it finishes its in-flight invocations
+    /// lets the requests in flight finish (idle connections close at once,
+    /// egress long-polls answer at once, and connections still busy after
+    /// [`IngressConfig::drain_timeout`] are closed), and shuts the runtime
+    /// down (within its [`Builder::shutdown_timeout`](crate::Builder::shutdown_timeout)) (it finishes its in-flight invocations
     /// and, in durable mode, closes its data directory). Returns `Ok` when
     /// all of that went cleanly.
     ///
@@ -151,6 +154,12 @@ impl Server {
                 prometheus.run_upkeep();
             }
         });
+        let runtime = self.runtime.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Long-polls answer now, so that the drain does not wait for them.
+            runtime.inner().egress.close_readers();
+        };
         connections::serve(self.listener, self.router, self.limits, shutdown).await;
         upkeep.abort();
         tracing::info!("HTTP server stopped; shutting down the runtime");

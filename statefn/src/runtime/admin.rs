@@ -47,6 +47,8 @@ impl Runtime {
                     serving: shard.is_serving(),
                     mailbox: shard.mailbox_len(),
                     checkpoint_lsn: shard.checkpoint_lsn().0,
+                    checkpoint_failures: shard.checkpoint_failures(),
+                    commit_queue_bytes: log.map_or(0, |l| l.queued_bytes()),
                     log_group: group.map(|g| g.0),
                     log_bytes: log.map_or(0, |l| l.log_bytes()),
                     log_segments: log.map_or(0, |l| l.log_pieces()),
@@ -208,6 +210,16 @@ pub struct ShardStatus {
     pub mailbox: usize,
     /// Its records up to this log position are in its last checkpoint.
     pub checkpoint_lsn: u64,
+    /// Checkpoints that failed in a row (0 when the last one succeeded):
+    /// above 0 the state store cannot write, the shard retries with
+    /// backoff, and its log group's log is not truncated meanwhile (watch
+    /// `log_bytes`; the error log says why).
+    pub checkpoint_failures: u64,
+    /// Bytes of log records its log group's disk has not taken yet (0 in
+    /// memory): bounded by
+    /// [`Builder::commit_queue_bytes`](crate::Builder::commit_queue_bytes)
+    /// (plus a batch per worker).
+    pub commit_queue_bytes: u64,
     /// The log group it writes to (`None` in memory).
     pub log_group: Option<u16>,
     /// Bytes in its log group's live log segments.

@@ -26,6 +26,13 @@ pub const DEFAULT_MAILBOX_CAPACITY: usize = 16_384;
 /// How long egress records are kept by default.
 pub const DEFAULT_EGRESS_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
+/// How many bytes of log records a log group queues at most for its disk by
+/// default (see [`Builder::commit_queue_bytes`]).
+pub const DEFAULT_COMMIT_QUEUE_BYTES: u64 = 64 << 20;
+
+/// How long [`Runtime::shutdown`] waits at most by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a stored reply answers retries with the same idempotency key.
 pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -65,11 +72,14 @@ pub struct Builder {
     idempotency_retention: Duration,
     checkpoint_interval: Duration,
     checkpoint_log_bytes: u64,
+    commit_queue_bytes: u64,
     segment_bytes: u64,
     egress_retention: Duration,
     mailbox_capacity: usize,
     retry: RetryPolicy,
+    shutdown_timeout: Duration,
     file_system: Arc<dyn FileSystem>,
+    store_faults: crate::commit::store_faults::StoreFaults,
     registry: Registry,
     error: Option<Error>,
 }
@@ -86,11 +96,14 @@ impl Default for Builder {
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_log_bytes: 64 << 20,
+            commit_queue_bytes: DEFAULT_COMMIT_QUEUE_BYTES,
             segment_bytes: 64 << 20,
             egress_retention: DEFAULT_EGRESS_RETENTION,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             retry: RetryPolicy::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             file_system: Arc::new(StdFs),
+            store_faults: Default::default(),
             registry: Registry::default(),
             error: None,
         }
@@ -204,6 +217,51 @@ impl Builder {
         self
     }
 
+    /// How many bytes of log records may wait for a log group's disk
+    /// (default [`DEFAULT_COMMIT_QUEUE_BYTES`], 64 MiB) before the workers
+    /// stop taking its shards' mail: a slow disk then fills the mailboxes
+    /// and new calls are refused with [`Error::Overloaded`] instead of the
+    /// queue growing in memory. Durable mode only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = statefn::Runtime::builder().commit_queue_bytes(8 << 20);
+    /// # drop(builder);
+    /// ```
+    pub fn commit_queue_bytes(mut self, bytes: u64) -> Self {
+        self.commit_queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// The longest [`Runtime::shutdown`] waits (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`], 30 s) for the work in flight and the
+    /// threads to finish. Past it, shutdown returns
+    /// [`Error::ShutdownIncomplete`] naming what did not finish, instead of
+    /// waiting for a disk that does not answer.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Faults to inject into the state store's writes (checkpoints): a seam
+    /// for tests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use statefn::StoreFaults;
+    ///
+    /// let faults = StoreFaults::default();
+    /// let builder = statefn::Runtime::builder().in_memory().store_faults(faults.clone());
+    /// faults.fail_writes();
+    /// # drop(builder);
+    /// ```
+    pub fn store_faults(mut self, faults: crate::StoreFaults) -> Self {
+        self.store_faults = faults;
+        self
+    }
+
     /// The file system under the write-ahead log: a seam for tests that
     /// inject faults (`statefn_store::FaultyFs`, feature `fault-injection`).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
@@ -216,6 +274,18 @@ impl Builder {
         if let Err(e) = self.registry.register::<T>() {
             self.error.get_or_insert(e);
         }
+        self
+    }
+
+    /// Registers an erased function by hand (tests of what the runtime does
+    /// when code it calls misbehaves).
+    #[cfg(test)]
+    pub(crate) fn register_erased(
+        mut self,
+        name: &'static str,
+        f: Arc<dyn crate::registry::ErasedFunction>,
+    ) -> Self {
+        self.registry.register_erased(name, f);
         self
     }
 
@@ -305,12 +375,15 @@ impl Builder {
                 retry: self.retry,
             },
             checkpoint_log_bytes: self.checkpoint_log_bytes,
+            commit_queue_bytes: self.commit_queue_bytes,
             wal_options: WalOptions {
                 segment_bytes: self.segment_bytes,
             },
             egress_retention: self.egress_retention,
             mailbox_capacity: self.mailbox_capacity,
+            shutdown_timeout: self.shutdown_timeout,
             file_system: self.file_system,
+            store_faults: self.store_faults,
             registry: self.registry,
         })
     }
@@ -332,9 +405,12 @@ pub(crate) struct Plan {
     pub(super) log_groups: u16,
     pub(super) core: CoreConfig,
     pub(super) checkpoint_log_bytes: u64,
+    pub(super) commit_queue_bytes: u64,
     pub(super) wal_options: WalOptions,
     pub(super) egress_retention: Duration,
     pub(super) mailbox_capacity: usize,
+    pub(super) shutdown_timeout: Duration,
     pub(super) file_system: Arc<dyn FileSystem>,
+    pub(super) store_faults: crate::commit::store_faults::StoreFaults,
     pub(super) registry: Registry,
 }

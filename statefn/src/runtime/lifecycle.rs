@@ -4,11 +4,16 @@
 use std::{
     sync::{Arc, atomic::Ordering},
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use super::RuntimeInner;
 use crate::shard::ShardCore;
+
+/// How long each kind of thread (workers, syncers, checkpointer, egress
+/// appender, timers) is given to stop once told, past the shutdown
+/// deadline: one second for all five.
+pub(super) const STOP_GRACE: Duration = Duration::from_millis(200);
 
 /// Stops the threads when the last `Runtime` clone (or `Handle`) is dropped
 /// without `shutdown`. (The services' threads hold the core too, so its own
@@ -34,9 +39,29 @@ pub(super) struct Threads {
     pub(super) timers: Vec<JoinHandle<()>>,
 }
 
-fn join(handles: Vec<JoinHandle<()>>) {
+/// Joins `handles`, waiting for none past `deadline`: a thread still
+/// running then is left to finish on its own, and named in `unfinished`.
+fn join(handles: Vec<JoinHandle<()>>, deadline: Option<Instant>, unfinished: &mut Vec<String>) {
+    // Threads that are not stuck stop within moments of being told, even
+    // when the work in flight (or a stuck thread before them) used up the
+    // deadline.
+    let deadline = deadline.map(|d| d.max(Instant::now() + STOP_GRACE));
     for handle in handles {
-        let _ = handle.join();
+        if let Some(deadline) = deadline {
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if !handle.is_finished() {
+                unfinished.push(format!(
+                    "thread {} did not stop",
+                    handle.thread().name().unwrap_or("unnamed")
+                ));
+                continue;
+            }
+        }
+        if handle.join().is_err() {
+            unfinished.push("a runtime thread ended with a panic".to_owned());
+        }
     }
 }
 
@@ -46,6 +71,18 @@ impl RuntimeInner {
         if count > 0 && self.in_flight.fetch_sub(count, Ordering::SeqCst) == count {
             self.idle.notify_waiters();
         }
+    }
+
+    /// Mail queued or being processed now.
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The first step of a shutdown: calls are refused from now on, a log
+    /// group that cannot recover gives up, egress long-polls return.
+    pub(super) fn begin_closing(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.egress.close_readers();
     }
 
     /// Resolves when no mail is queued or being processed.
@@ -75,7 +112,7 @@ impl RuntimeInner {
         for shard in &self.shards {
             shard.clear_mailbox();
         }
-        self.stop_and_join();
+        self.stop_and_join(None);
     }
 
     /// Tells every service to stop, without waiting (idempotent).
@@ -93,34 +130,45 @@ impl RuntimeInner {
         self.egress.stop();
     }
 
-    /// Stops the services, waits for their threads, and releases the data
-    /// directory.
-    pub(crate) fn stop_and_join(&self) {
+    /// Stops the services, waits for their threads (none past `deadline`),
+    /// and releases the data directory. Returns what did not finish.
+    pub(crate) fn stop_and_join(&self, deadline: Option<Instant>) -> Vec<String> {
+        let mut unfinished = Vec::new();
         let threads = std::mem::take(&mut *self.threads.lock());
         // In dependency order: workers feed the syncers, which feed the
         // checkpointer and the egress appender.
         self.scheduler.stop();
-        join(threads.workers);
+        join(threads.workers, deadline, &mut unfinished);
         if let Some(commit) = &self.commit {
             commit.stop_syncers();
-            join(threads.syncers);
+            join(threads.syncers, deadline, &mut unfinished);
             commit.stop_checkpointer();
-            join(threads.checkpointer);
+            join(threads.checkpointer, deadline, &mut unfinished);
         }
         self.egress.stop();
-        join(threads.appender);
+        join(threads.appender, deadline, &mut unfinished);
         self.egress.close();
         self.timers.stop();
-        join(threads.timers);
+        join(threads.timers, deadline, &mut unfinished);
         self.stop();
         if let Some(commit) = &self.commit {
             // Shard cores hold store handles: replace them so fjall closes.
+            // (A core still locked at the deadline is a handler that never
+            // returned; its thread keeps its handles.)
+            let wait = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
             for shard in &self.shards {
-                let mut core = shard.core.lock();
-                let config = commit.storage.core_config().clone();
-                *core = ShardCore::new(shard.id, core.epoch, config, None);
+                match shard.core.try_lock_for(wait) {
+                    Some(mut core) => {
+                        let config = commit.storage.core_config().clone();
+                        *core = ShardCore::new(shard.id, core.epoch, config, None);
+                    }
+                    None => unfinished.push(format!("shard {} is still running a batch", shard.id)),
+                }
             }
             commit.storage.close();
         }
+        unfinished
     }
 }

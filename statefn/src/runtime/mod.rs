@@ -35,8 +35,9 @@ use tokio::sync::Notify;
 
 pub use self::admin::{DeadLetter, DeadLetterId, ShardStatus};
 pub use self::builder::{
-    Builder, DEFAULT_CACHE_BYTES, DEFAULT_EGRESS_RETENTION, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
+    Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_RETENTION,
+    DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
+    DEFAULT_SHUTDOWN_TIMEOUT,
 };
 use self::lifecycle::{Owner, Threads};
 use crate::{
@@ -124,10 +125,24 @@ impl Runtime {
     /// releases the data directory. Pending timers stay stored and fire after
     /// the next open. Calling it again does nothing.
     ///
+    /// It never waits much longer than
+    /// [`Builder::shutdown_timeout`](crate::Builder::shutdown_timeout)
+    /// (30 s by default; stopping the threads may take a second more): a disk that does not answer, a log group that
+    /// cannot recover or a handler that never returns make it return
+    /// [`Error::ShutdownIncomplete`] instead of hanging. Egress long-polls
+    /// return at once.
+    ///
     /// # Errors
     ///
-    /// [`Error::Thread`] if a thread could not be stopped cleanly;
-    /// [`Error::Config`] for the runtime of a `statefn::testing::TestRuntime`.
+    /// [`Error::ShutdownIncomplete`] naming what did not finish (work still
+    /// in flight at the deadline, a log group that stayed down, a thread
+    /// that did not stop); [`Error::Config`] for the runtime of a
+    /// `statefn::testing::TestRuntime`.
+    ///
+    /// # Durability
+    ///
+    /// Whatever happened, what was committed before is durable; what was not
+    /// is as after a crash: the next open recovers it.
     pub async fn shutdown(&self) -> Result<(), Error> {
         let inner = Arc::clone(&self.owner.inner);
         if inner.manual {
@@ -138,22 +153,60 @@ impl Runtime {
                     .into(),
             ));
         }
-        inner.closing.store(true, Ordering::SeqCst);
-        inner.wait_idle().await;
-        if inner.commit.is_some() && !inner.stopped.load(Ordering::SeqCst) {
+        if inner.stopped.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let timeout = inner.shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        inner.begin_closing();
+        let mut idle = tokio::time::timeout_at(deadline, inner.wait_idle())
+            .await
+            .is_ok();
+        if idle && inner.commit.is_some() {
             // A final checkpoint of every shard, so the next open replays
             // (almost) nothing.
             for shard in inner.shard_ids() {
                 inner.request_checkpoint(shard);
             }
-            inner.wait_idle().await;
+            idle = tokio::time::timeout_at(deadline, inner.wait_idle())
+                .await
+                .is_ok();
         }
-        tokio::task::spawn_blocking(move || inner.stop_and_join())
-            .await
-            .map_err(|e| Error::Thread {
-                what: format!("a runtime thread failed to stop: {e}"),
-                source: None,
-            })
+        let mut unfinished = Vec::new();
+        if !idle {
+            unfinished.push(format!(
+                "{} calls, messages or checkpoints were still in flight after {timeout:?}",
+                inner.in_flight()
+            ));
+        }
+        let until = std::time::Instant::now()
+            + deadline.saturating_duration_since(tokio::time::Instant::now());
+        let stopping = Arc::clone(&inner);
+        // The join itself never waits past the deadline; the margin only
+        // covers a blocking pool too busy to start it.
+        let joined = tokio::time::timeout_at(
+            deadline + 5 * lifecycle::STOP_GRACE + Duration::from_secs(1),
+            tokio::task::spawn_blocking(move || stopping.stop_and_join(Some(until))),
+        )
+        .await;
+        match joined {
+            Ok(Ok(stuck)) => unfinished.extend(stuck),
+            Ok(Err(e)) => unfinished.push(format!("stopping the threads failed: {e}")),
+            Err(_) => unfinished.push("the threads could not be stopped in time".to_owned()),
+        }
+        if let Some(commit) = &inner.commit {
+            for (group, reason) in commit.groups_down() {
+                unfinished.push(format!(
+                    "log group {group} could not recover ({reason}); its shards stayed down"
+                ));
+            }
+        }
+        if unfinished.is_empty() {
+            Ok(())
+        } else {
+            tracing::error!(?unfinished, "shutdown did not finish cleanly");
+            Err(Error::ShutdownIncomplete { unfinished })
+        }
     }
 
     pub(crate) fn inner(&self) -> &RuntimeInner {
@@ -268,6 +321,8 @@ pub(crate) struct RuntimeInner {
     recoveries: AtomicU64,
     /// Client calls a shard queues at most before refusing with `Overloaded`.
     mailbox_capacity: usize,
+    /// The longest `shutdown` waits.
+    shutdown_timeout: Duration,
     /// The commit path (durable mode).
     pub(crate) commit: Option<Commit>,
     pub(crate) egress: Arc<Egress>,
@@ -293,14 +348,66 @@ impl RunShard for RuntimeInner {
         let Some(target) = self.shard(shard) else {
             return false;
         };
-        target.run(&env, |batch| match &self.commit {
-            None => self.release(batch.effects),
-            Some(commit) => {
-                if let Err(batch) = commit.submit(batch) {
-                    self.refuse(batch.effects, batch.shard, "the runtime is stopping");
+        if let Some(commit) = &self.commit
+            && !self.manual
+        {
+            commit.wait_for_room(shard, || self.stopped.load(Ordering::SeqCst));
+        }
+        target.run(
+            &env,
+            |batch| match &self.commit {
+                None => self.release(batch.effects),
+                Some(commit) => {
+                    if let Err(batch) = commit.submit(batch) {
+                        self.refuse(batch.effects, batch.shard, "the runtime is stopping");
+                    }
                 }
-            }
-        })
+            },
+            |batch, panic| self.shard_panicked(batch, &panic),
+        )
+    }
+}
+
+impl RuntimeInner {
+    /// The runtime's own code panicked while running a batch of
+    /// `batch.shard` (a bug). In memory the core is all there is: what the
+    /// batch finished is released and the shard goes on. In durable mode the
+    /// core may be half-changed: the batch is refused, the shard is taken
+    /// down at once, and its log group rebuilds it from checkpoint and log.
+    fn shard_panicked(&self, batch: crate::shard::effects::Batch, panic: &str) {
+        let shard = batch.shard;
+        metrics::counter!(crate::metrics::PANICS, "where" => "shard").increment(1);
+        let Some(commit) = &self.commit else {
+            tracing::error!(
+                %shard,
+                panic,
+                "statefn bug: the runtime panicked while running a batch; the mail that \
+                 caused it was dropped, the shard goes on"
+            );
+            return self.release(batch.effects);
+        };
+        tracing::error!(
+            %shard,
+            panic,
+            "statefn bug: the runtime panicked while running a batch; the shard's log group \
+             recovers it from its checkpoint and log"
+        );
+        let reason = "its shard failed and is recovering";
+        let waiting = self.shard(shard).map(Shard::take_down).unwrap_or_default();
+        self.refuse(batch.effects, shard, reason);
+        self.refuse(
+            crate::shard::effects::Effects {
+                finished: waiting.len(),
+                replies: waiting.into_iter().map(|tx| (tx, Ok(Vec::new()))).collect(),
+                ..Default::default()
+            },
+            shard,
+            reason,
+        );
+        commit.fail_group(
+            commit.group_of(shard),
+            format!("shard {shard} panicked: {panic}"),
+        );
     }
 }
 
@@ -365,6 +472,52 @@ mod tests {
             .submit_call(target, vec![0], None)
             .expect_err("unknown type");
         assert!(matches!(err, Error::UnknownFunction { .. }), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_the_runtime_s_code_takes_the_shard_s_group_down_and_recovers_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = Runtime::builder()
+            .data_dir(dir.path())
+            .shards(2)
+            .workers(1)
+            .register::<Counter>()
+            .register_erased(
+                "panic_tests.Bomb",
+                std::sync::Arc::new(crate::shard::panic_tests::Bomb),
+            )
+            .open()
+            .await
+            .expect("opens");
+        let counter = runtime.handle::<Counter>("c");
+        assert_eq!(counter.add(1).await.expect("ok"), 1);
+        let bomb = Address::new("panic_tests.Bomb", "x").expect("valid");
+        let rx = runtime
+            .inner()
+            .submit_call(bomb, vec![0], None)
+            .expect("accepted");
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(30), rx)
+            .await
+            .expect("the panicking call is answered, not stranded");
+        assert!(answer.is_err(), "{answer:?}");
+        // The group comes back with what was committed before.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let n = loop {
+            match counter.add(1).await {
+                Ok(n) => break n,
+                Err(Error::Unavailable { .. }) => {
+                    assert!(tokio::time::Instant::now() < deadline, "never recovered");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        };
+        assert_eq!(n, 2);
+        assert_eq!(runtime.recoveries(), 1);
+        tokio::time::timeout(std::time::Duration::from_secs(30), runtime.shutdown())
+            .await
+            .expect("shutdown finishes")
+            .expect("cleanly");
     }
 
     /// A key is stored with its reply and written into every checkpoint of

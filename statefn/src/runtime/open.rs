@@ -164,6 +164,7 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
         logs,
         plan.core.clone(),
         clock.clone(),
+        plan.store_faults.clone(),
     ));
     let commit = Commit::new(
         Arc::clone(&storage),
@@ -171,6 +172,7 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
             mode: *mode,
             checkpoint_log_bytes: plan.checkpoint_log_bytes,
             checkpoint_interval: plan.core.checkpoint_interval,
+            queue_bytes: plan.commit_queue_bytes,
         },
     );
     let mut recovered = (0..plan.log_groups)
@@ -260,6 +262,7 @@ pub(super) fn assemble(
         acks: AckMatrix::new(plan.shards),
         recoveries: AtomicU64::new(0),
         mailbox_capacity: plan.mailbox_capacity,
+        shutdown_timeout: plan.shutdown_timeout,
         commit,
         egress: Arc::new(egress),
         clock: clock.clone(),

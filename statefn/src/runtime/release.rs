@@ -48,17 +48,19 @@ impl RuntimeInner {
         // Egress before replies too: in memory a caller then reads its own
         // records; durable appends are asynchronous (see `read_egress`).
         self.egress.submit(effects.egress);
+        // The dead-letter listing before replies: a caller told its drop or
+        // replay is done must not list the letter any more.
+        for (shard, change) in effects.dead_letters {
+            if let Some(target) = self.shard(shard) {
+                target.dead_letter_committed(change);
+            }
+        }
         for (tx, reply) in effects.replies {
             // The caller may have stopped waiting; the invocation stands.
             let _ = tx.send(reply);
         }
         for timer in effects.timers {
             self.timers.arm(timer);
-        }
-        for (shard, change) in effects.dead_letters {
-            if let Some(target) = self.shard(shard) {
-                target.dead_letter_committed(change);
-            }
         }
         // A receiver saw a gap: its sender re-sends what it holds for it.
         for (source, dest) in effects.resend_requests {
@@ -104,6 +106,21 @@ impl CommitHost for RuntimeInner {
         }
         // The shard takes the result at its next batch.
         self.enqueue(shard, Mail::Wake);
+    }
+
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    fn abandon(&self, shard: ShardId) {
+        let Some(target) = self.shard(shard) else {
+            return;
+        };
+        let (count, waiting) = target.abandon();
+        for tx in waiting {
+            let _ = tx.send(Err(crate::Error::ShuttingDown));
+        }
+        self.finished(count);
     }
 
     fn count_recovery(&self) {

@@ -15,7 +15,7 @@ use crate::{
         idempotency,
         ids::ShardId,
     },
-    shard::Shard,
+    shard::{Queued, Shard},
 };
 
 impl RuntimeInner {
@@ -102,8 +102,10 @@ impl RuntimeInner {
             return;
         };
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if target.enqueue(mail) {
-            self.scheduler.push(shard);
+        match target.enqueue(mail) {
+            Queued::Schedule => self.scheduler.push(shard),
+            Queued::Waiting => {}
+            Queued::Dropped => self.finished(1),
         }
     }
 

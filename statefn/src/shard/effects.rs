@@ -68,6 +68,48 @@ impl Batch {
     }
 }
 
+/// How far a batch had got before one mail: [`Batch::rollback`] drops what
+/// that mail added.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BatchMark {
+    records: usize,
+    replies: usize,
+    deliveries: usize,
+    timers: usize,
+    acks: usize,
+    egress: usize,
+    finished: usize,
+}
+
+impl Batch {
+    /// Where the batch stands now.
+    pub(crate) fn mark(&self) -> BatchMark {
+        BatchMark {
+            records: self.records.len(),
+            replies: self.effects.replies.len(),
+            deliveries: self.effects.deliveries.len(),
+            timers: self.effects.timers.len(),
+            acks: self.effects.acks.len(),
+            egress: self.effects.egress.len(),
+            finished: self.effects.finished,
+        }
+    }
+
+    /// Drops what the mail after `mark` added (it panicked half-way); that
+    /// mail counts as finished: it was taken from the mailbox and is gone.
+    pub(crate) fn rollback(&mut self, mark: BatchMark) {
+        self.records.truncate(mark.records);
+        let effects = &mut self.effects;
+        effects.replies.truncate(mark.replies);
+        effects.deliveries.truncate(mark.deliveries);
+        effects.timers.truncate(mark.timers);
+        effects.acks.truncate(mark.acks);
+        effects.egress.truncate(mark.egress);
+        effects.finished = mark.finished + 1;
+        self.checkpoint = None;
+    }
+}
+
 /// What a batch releases once committed.
 #[derive(Debug, Default)]
 pub(crate) struct Effects {

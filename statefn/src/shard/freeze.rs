@@ -66,6 +66,33 @@ pub(crate) struct CheckpointState {
     /// When the last checkpoint was frozen, on the runtime's clock (set at
     /// the first batch).
     last_ms: Option<u64>,
+    /// Checkpoints that failed in a row: the next is not frozen before
+    /// [`retry_backoff`] of that many has passed since the last one, so a
+    /// state store that cannot write is not retried in a hot loop.
+    pub(crate) failures: u32,
+    /// Asked for from outside (shutdown, the log group, an operator): not
+    /// held back by the backoff, since each such request is one attempt,
+    /// not a loop.
+    asked: bool,
+}
+
+impl CheckpointState {
+    /// A checkpoint was asked for from outside the shard.
+    pub(crate) fn asked(&mut self) {
+        self.requested = true;
+        self.asked = true;
+    }
+}
+
+/// How long a shard waits after `failures` failed checkpoints in a row
+/// before it freezes the next: 100 ms, doubling, at most 30 s.
+pub(crate) fn retry_backoff(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(100)
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(Duration::from_secs(30))
 }
 
 impl ShardCore {
@@ -74,6 +101,11 @@ impl ShardCore {
     pub(crate) fn wants_checkpoint(&mut self, now_ms: u64) -> bool {
         let last_ms = *self.checkpoint.last_ms.get_or_insert(now_ms);
         if !self.durable || self.checkpoint.in_flight {
+            return false;
+        }
+        let backoff = retry_backoff(self.checkpoint.failures);
+        if !self.checkpoint.asked && Duration::from_millis(now_ms.saturating_sub(last_ms)) < backoff
+        {
             return false;
         }
         self.checkpoint.requested
@@ -96,6 +128,7 @@ impl ShardCore {
         self.emitted.appended(egress_appended);
         self.checkpoint.in_flight = true;
         self.checkpoint.requested = false;
+        self.checkpoint.asked = false;
         self.checkpoint.last_ms = Some(now_ms);
         CheckpointJob {
             shard: self.id,
@@ -139,11 +172,13 @@ impl ShardCore {
         self.dead_letters.checkpoint_finished(written);
         match lsn {
             Some(lsn) => {
+                self.checkpoint.failures = 0;
                 self.checkpoint.lsn = lsn;
                 self.states.checkpointed();
                 self.idempotency.checkpointed();
             }
             None => {
+                self.checkpoint.failures = self.checkpoint.failures.saturating_add(1);
                 self.states.unfreeze();
                 self.idempotency.unfreeze();
                 self.checkpoint.requested = true;

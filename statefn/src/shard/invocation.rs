@@ -191,7 +191,7 @@ impl ShardCore {
                     if ttl > 0 && !self.expiry_armed.contains(&target) {
                         self.arm_expiry(
                             target.clone(),
-                            env.now_ms + ttl,
+                            env.now_ms.saturating_add(ttl),
                             &mut batch.effects,
                             &mut record,
                         );

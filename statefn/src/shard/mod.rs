@@ -14,6 +14,8 @@ mod expiry;
 pub(crate) mod freeze;
 mod invocation;
 mod outgoing;
+#[cfg(test)]
+pub(crate) mod panic_tests;
 mod replay;
 pub(crate) mod state_machine;
 pub(crate) mod state_table;
@@ -23,6 +25,7 @@ mod tests;
 pub(crate) mod timer_table;
 pub(crate) mod tracked;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -55,6 +58,21 @@ pub(crate) enum Status {
     Serving = 0,
     /// Rebuilding its state from checkpoint and log; its mail waits.
     Recovering = 1,
+    /// Its log group gave up recovering because the runtime shuts down: it
+    /// stays down until the next open, and mail for it is dropped (it is
+    /// committed by its senders, who deliver it again after that open).
+    Abandoned = 2,
+}
+
+/// What [`Shard::enqueue`] did with the mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// Queued; the caller must schedule the shard.
+    Schedule,
+    /// Queued; the shard is scheduled already, or not serving.
+    Waiting,
+    /// Dropped: the shard is abandoned.
+    Dropped,
 }
 
 /// One shard: its mailbox (any thread) and its core (the running worker only).
@@ -71,6 +89,9 @@ pub(crate) struct Shard {
     checkpoint_done: Mutex<Option<(Epoch, Option<Lsn>)>>,
     /// The last checkpoint's position, for status reports.
     checkpoint_lsn: AtomicU64,
+    /// Checkpoints that failed in a row (0 once one succeeds), for status
+    /// reports.
+    checkpoint_failures: AtomicU64,
     /// The dead letters whose records are durable, for the listing (the
     /// core's table also holds letters of batches not yet committed).
     durable_dead_letters: Mutex<BTreeMap<DeadLetterSeq, DeadLetterEntry>>,
@@ -86,6 +107,7 @@ impl Shard {
             scheduled: AtomicBool::new(false),
             status: AtomicU8::new(Status::Serving as u8),
             checkpoint_lsn: AtomicU64::new(core.checkpoint.lsn.0),
+            checkpoint_failures: AtomicU64::new(0),
             durable_dead_letters: Mutex::new(durable_letters(&core)),
             label: core.id.to_string().into(),
             core: Mutex::new(core),
@@ -117,10 +139,43 @@ impl Shard {
         *self.core.lock() = core;
     }
 
-    /// Queues mail; returns whether the caller must schedule the shard.
-    pub(crate) fn enqueue(&self, mail: Mail) -> bool {
-        self.mailbox.lock().push_back(mail);
-        self.is_serving() && !self.scheduled.swap(true, Ordering::AcqRel)
+    /// Queues mail (committed already: it is never refused, but dropped for
+    /// an abandoned shard).
+    pub(crate) fn enqueue(&self, mail: Mail) -> Queued {
+        {
+            let mut mailbox = self.mailbox.lock();
+            if self.status() == Status::Abandoned {
+                return Queued::Dropped;
+            }
+            mailbox.push_back(mail);
+        }
+        if self.is_serving() && !self.scheduled.swap(true, Ordering::AcqRel) {
+            Queued::Schedule
+        } else {
+            Queued::Waiting
+        }
+    }
+
+    /// Gives the shard up until the next open (its log group cannot recover
+    /// and the runtime shuts down): empties its mailbox and returns how many
+    /// mails it held and the client calls among them (to be refused). Mail
+    /// from functions and timers is committed elsewhere and comes back
+    /// after the next open.
+    pub(crate) fn abandon(&self) -> (usize, Vec<ReplySender>) {
+        let mut mailbox = self.mailbox.lock();
+        self.set_status(Status::Abandoned);
+        let count = mailbox.len();
+        let replies = mailbox
+            .drain(..)
+            .filter_map(|mail| match mail {
+                Mail::Invoke(Envelope {
+                    origin: Origin::Client { reply, .. },
+                    ..
+                }) => reply,
+                _ => None,
+            })
+            .collect();
+        (count, replies)
     }
 
     /// Queues a client call unless the shard is recovering or its mailbox
@@ -132,7 +187,8 @@ impl Shard {
         if !self.is_serving() {
             return Err(Error::Unavailable {
                 shard: self.id.0,
-                reason: "it is recovering from a storage failure".into(),
+                reason: "it is recovering (after a storage failure, or a failure of the shard)"
+                    .into(),
                 retry_after: std::time::Duration::from_millis(200),
             });
         }
@@ -151,7 +207,15 @@ impl Shard {
     }
 
     pub(crate) fn is_serving(&self) -> bool {
-        self.status.load(Ordering::Acquire) == Status::Serving as u8
+        self.status() == Status::Serving
+    }
+
+    fn status(&self) -> Status {
+        match self.status.load(Ordering::Acquire) {
+            0 => Status::Serving,
+            1 => Status::Recovering,
+            _ => Status::Abandoned,
+        }
     }
 
     pub(crate) fn set_status(&self, status: Status) {
@@ -178,6 +242,7 @@ impl Shard {
     }
 
     /// After recovery: returns whether the caller must schedule the shard.
+    /// (An abandoned shard that recovers after all serves again.)
     pub(crate) fn resume(&self) -> bool {
         self.set_status(Status::Serving);
         !self.mailbox.lock().is_empty() && !self.scheduled.swap(true, Ordering::AcqRel)
@@ -185,10 +250,21 @@ impl Shard {
 
     /// Called by the checkpointer: `lsn` is `None` if the checkpoint failed.
     pub(crate) fn checkpoint_finished(&self, epoch: Epoch, lsn: Option<Lsn>) {
-        if let Some(lsn) = lsn {
-            self.checkpoint_lsn.fetch_max(lsn.0, Ordering::AcqRel);
+        match lsn {
+            Some(lsn) => {
+                self.checkpoint_lsn.fetch_max(lsn.0, Ordering::AcqRel);
+                self.checkpoint_failures.store(0, Ordering::Release);
+            }
+            None => {
+                self.checkpoint_failures.fetch_add(1, Ordering::AcqRel);
+            }
         }
         *self.checkpoint_done.lock() = Some((epoch, lsn));
+    }
+
+    /// Checkpoints that failed in a row.
+    pub(crate) fn checkpoint_failures(&self) -> u64 {
+        self.checkpoint_failures.load(Ordering::Acquire)
     }
 
     pub(crate) fn checkpoint_lsn(&self) -> Lsn {
@@ -209,7 +285,18 @@ impl Shard {
     /// Runs one batch and hands it to `commit` while still owning the shard.
     /// Returns whether mail remains (the shard then stays marked scheduled
     /// and the caller re-queues it).
-    pub(crate) fn run(&self, env: &RunEnv<'_>, commit: impl FnOnce(Batch)) -> bool {
+    ///
+    /// A panic in the runtime's own code while the batch runs (a bug: user
+    /// code is guarded where it runs, in the registry) does not unwind
+    /// through the worker: the mail not yet handled goes back to the front
+    /// of the mailbox, the panicking mail's partial effects are dropped, and
+    /// `broken` gets the rest of the batch to refuse or release.
+    pub(crate) fn run(
+        &self,
+        env: &RunEnv<'_>,
+        commit: impl FnOnce(Batch),
+        broken: impl FnOnce(Batch, String),
+    ) -> bool {
         if self.is_serving() {
             let mails: Vec<Mail> = {
                 let mut mailbox = self.mailbox.lock();
@@ -217,22 +304,49 @@ impl Shard {
                 mailbox.drain(..n).collect()
             };
             let mut core = self.core.lock();
-            if let Some((epoch, lsn)) = self.checkpoint_done.lock().take() {
-                core.checkpoint_finished(epoch, lsn);
-            }
-            core.outbox.prune(env.acked, false);
             let mut batch = Batch::new(self.id, core.epoch);
-            for mail in mails {
-                core.handle(env, mail, &mut batch);
+            let mut mails = mails.into_iter();
+            // Set while a mail is being handled.
+            let mut handling = None;
+            let ran = catch_unwind(AssertUnwindSafe(|| {
+                if let Some((epoch, lsn)) = self.checkpoint_done.lock().take() {
+                    core.checkpoint_finished(epoch, lsn);
+                }
+                core.outbox.prune(env.acked, false);
+                for mail in mails.by_ref() {
+                    handling = Some(batch.mark());
+                    core.handle(env, mail, &mut batch);
+                    handling = None;
+                }
+                if core.wants_checkpoint(env.now_ms) {
+                    batch.checkpoint =
+                        Some(core.freeze(env.acked, env.egress_appended, env.now_ms));
+                }
+            }));
+            match ran {
+                Ok(()) => {
+                    (batch.stats.cache_hits, batch.stats.cache_misses) =
+                        core.states.take_cache_stats();
+                    batch.stats.record();
+                    metrics::gauge!(crate::metrics::MAILBOX_DEPTH, "shard" => self.label.clone())
+                        .set(self.mailbox.lock().len() as f64);
+                    commit(batch);
+                }
+                Err(panic) => {
+                    drop(core);
+                    {
+                        let mut mailbox = self.mailbox.lock();
+                        for mail in mails.rev() {
+                            mailbox.push_front(mail);
+                        }
+                    }
+                    match handling {
+                        Some(mark) => batch.rollback(mark),
+                        None => batch.checkpoint = None,
+                    }
+                    broken(batch, crate::registry::panic_message(&*panic));
+                }
             }
-            if core.wants_checkpoint(env.now_ms) {
-                batch.checkpoint = Some(core.freeze(env.acked, env.egress_appended, env.now_ms));
-            }
-            (batch.stats.cache_hits, batch.stats.cache_misses) = core.states.take_cache_stats();
-            batch.stats.record();
-            metrics::gauge!(crate::metrics::MAILBOX_DEPTH, "shard" => self.label.clone())
-                .set(self.mailbox.lock().len() as f64);
-            commit(batch);
         }
         self.scheduled.store(false, Ordering::SeqCst);
         let more = self.is_serving() && !self.mailbox.lock().is_empty();

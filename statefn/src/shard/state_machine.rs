@@ -136,7 +136,7 @@ impl ShardCore {
             Mail::Invoke(envelope) => self.invoke(env, envelope, batch),
             Mail::TimerDue { timer } => self.timer_due(env, timer, batch),
             Mail::Resend { dest } => self.resend(dest, batch),
-            Mail::Checkpoint => self.checkpoint.requested = true,
+            Mail::Checkpoint => self.checkpoint.asked(),
             Mail::Wake => {}
             Mail::DeadLetter { id, replay, reply } => {
                 self.resolve_dead_letter(id, replay, reply, batch);

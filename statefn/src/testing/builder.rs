@@ -158,6 +158,13 @@ impl TestBuilder {
         self
     }
 
+    /// Faults to inject into the state store's writes, as
+    /// [`Builder::store_faults`] (see [`StoreFaults`](super::StoreFaults)).
+    pub fn store_faults(mut self, faults: super::StoreFaults) -> Self {
+        self.builder = self.builder.store_faults(faults);
+        self
+    }
+
     /// The log's file system, as [`Builder::file_system`]: inject I/O faults
     /// with `statefn_store::FaultyFs` (feature `fault-injection`).
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {

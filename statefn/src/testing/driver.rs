@@ -94,7 +94,7 @@ impl TestRuntime {
         }
         self.checkpoint();
         if let Some(runtime) = self.runtime.take() {
-            runtime.inner().stop_and_join();
+            runtime.inner().stop_and_join(None);
         }
         self.background = None;
         self.ready.clear();

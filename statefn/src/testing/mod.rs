@@ -80,6 +80,7 @@ use rand::{Rng, rngs::StdRng};
 
 pub use self::builder::TestBuilder;
 pub use self::sent::SentMessage;
+pub use crate::commit::store_faults::StoreFaults;
 use crate::{
     Address, DeadLetter, DeadLetterId, EgressRecord, Error, Handle, Runtime, StatefulFunction,
     clock::Clock,
@@ -494,6 +495,41 @@ impl TestRuntime {
     ///
     /// As [`Builder::open`](crate::Builder::open), if recovery fails (then the runtime stays down).
     pub fn crash(&mut self) -> Result<(), Error> {
+        self.crash_with(|| {})
+    }
+
+    /// [`crash`](Self::crash), running `at_crash` after everything stopped
+    /// and before the data directory is opened again: the place for a
+    /// simulated power cut (`statefn_store::Faults::power_cut`), which
+    /// drops what no fsync covered.
+    ///
+    /// # Errors
+    ///
+    /// As [`crash`](Self::crash).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// use statefn::testing::TestRuntime;
+    ///
+    /// # fn main() -> Result<(), statefn::Error> {
+    /// let mut rt = TestRuntime::builder().register::<Counter>().start()?;
+    /// rt.call(rt.handle::<Counter>("c").add(2))?;
+    /// let mut stopped = false;
+    /// rt.crash_with(|| stopped = true)?;
+    /// assert!(stopped);
+    /// assert_eq!(rt.state::<Counter>("c")?, Some(Counter { n: 2 }));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn crash_with(&mut self, at_crash: impl FnOnce()) -> Result<(), Error> {
         self.crashes += 1;
         if let Some(runtime) = self.runtime.take() {
             runtime.inner().crash();
@@ -503,6 +539,7 @@ impl TestRuntime {
         self.background = None;
         self.ready.clear();
         self.committed.lock().clear();
+        at_crash();
         self.reopen()
     }
 
@@ -528,7 +565,7 @@ impl Drop for TestRuntime {
         // Release fjall and the directory lock before the temporary directory
         // is deleted.
         if let Some(runtime) = self.runtime.take() {
-            runtime.inner().stop_and_join();
+            runtime.inner().stop_and_join(None);
         }
         self.background = None;
     }
