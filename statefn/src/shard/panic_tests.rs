@@ -109,6 +109,7 @@ pub(crate) fn call(
             enqueue: None,
         },
         reply_to: None,
+        guard: None,
     });
     (mail, rx)
 }
