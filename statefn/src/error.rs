@@ -244,6 +244,11 @@ pub enum Error {
     /// Storage failed: the data directory, a log, or the state store.
     #[error("storage error: {0}")]
     Storage(#[from] StorageError),
+    /// Cluster mode: the node could not join its cluster, or the node
+    /// serving an instance failed a forwarded call.
+    #[cfg(feature = "cluster")]
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A storage failure, with the store's or the log's own error as its source.

@@ -49,6 +49,16 @@ pub const HTTP_REQUESTS: &str = "statefn_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "statefn_http_request_duration_seconds";
 /// HTTP connections open now (at most `IngressConfig::max_connections`).
 pub const HTTP_CONNECTIONS: &str = "statefn_http_connections";
+/// Cluster mode: log groups this node took over from a node that died.
+pub const CLUSTER_FAILOVERS: &str = "statefn_cluster_failovers_total";
+/// Cluster mode: log groups this node handed off to another (a join, a
+/// graceful shutdown).
+pub const CLUSTER_HANDOFFS: &str = "statefn_cluster_handoffs_total";
+/// Cluster mode: log groups this node stopped serving because another node
+/// took them over (its log was fenced, or the owners table moved on).
+pub const CLUSTER_STEP_DOWNS: &str = "statefn_cluster_step_downs_total";
+/// Cluster mode: calls this node forwarded to the node serving them.
+pub const CLUSTER_FORWARDED: &str = "statefn_cluster_forwarded_calls_total";
 
 /// Panics in the runtime's own code that it survived (a statefn bug), by
 /// `where`: `shard` or the name of a background thread.
@@ -203,6 +213,30 @@ pub const METRICS: &[Metric] = &[
         unit: Unit::Bytes,
         help: "Bytes of batches handed to a log group and not yet committed, by group; bounded \
                by the commit queue limit.",
+    },
+    Metric {
+        name: CLUSTER_FAILOVERS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Cluster mode: log groups this node took over from a node that stopped answering.",
+    },
+    Metric {
+        name: CLUSTER_HANDOFFS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Cluster mode: log groups this node handed off to another node (a join or a graceful shutdown).",
+    },
+    Metric {
+        name: CLUSTER_STEP_DOWNS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Cluster mode: log groups this node stopped serving because another node took them over.",
+    },
+    Metric {
+        name: CLUSTER_FORWARDED,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Cluster mode: calls this node forwarded to the node serving their log group.",
     },
 ];
 

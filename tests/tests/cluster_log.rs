@@ -296,6 +296,53 @@ fn stale_records_are_skipped(options: NatsOptions) {
     assert_eq!(payloads(&all), expected);
 }
 
+/// A stale record of a fenced writer can take the position the new
+/// writer's next record expected: that record is refused, but the new
+/// writer's *following* pipelined record expects the position the stale one
+/// took, so it lands. Its writer never confirms it (its predecessor was
+/// refused), so no reader may apply it either: a writer's records count
+/// only while its chain after its fence is unbroken.
+#[test]
+fn a_record_after_a_break_in_its_writers_chain_is_not_replayed() {
+    let env = Env::start(NatsOptions::single());
+    let (mut old, _) = open(&env.backend("old"), 1, 0);
+    append_and_flush(old.as_mut(), &numbered("old", 0..2)).expect("old commits");
+    let backend = env.backend("new");
+    let (mut new, _) = open(&backend, 2, 0);
+    let fence = new.durable_lsn().0;
+    // The old writer's pipelined record, in flight when the fence landed,
+    // expected the fence's position: it lands right after the fence.
+    let js = backend.jetstream().clone();
+    let subject = JetStreamBackend::data_subject("test", GROUP);
+    env.tokio.block_on(async {
+        let stale = jetstream::message::PublishMessage::build()
+            .payload("stale".into())
+            .expected_last_sequence(fence)
+            .message_id(format!("1:{}", fence + 1));
+        let ack = js.send_publish(subject, stale).await.expect("sent").await;
+        assert_eq!(ack.expect("the stale record lands").sequence, fence + 1);
+    });
+    // The new writer's first record expected that position and is refused;
+    // its second expects the stale record's and lands.
+    let broken = append_and_flush(new.as_mut(), &numbered("new", 0..2));
+    assert!(
+        matches!(&broken, Err(LogError::Unavailable { detail, .. }) if detail.contains("reopen")),
+        "{broken:?}"
+    );
+    assert_eq!(
+        new.durable_lsn().0,
+        fence,
+        "nothing of the new writer confirmed"
+    );
+    drop(new);
+    let (_reader, replay) = open(&env.backend("reader"), 3, 0);
+    assert_eq!(
+        payloads(&replay),
+        numbered("old", 0..2),
+        "the new writer's record after the break was never confirmed: not replayed"
+    );
+}
+
 /// After its writer failed, the log is reopened with the last position the
 /// writer knew durable: records after it were refused as not committed,
 /// and no reader counts them even where the stream stored them.

@@ -5,12 +5,21 @@
 //! cargo run --release -p statefn-examples --bin bank -- --data-dir ./data --listen 127.0.0.1:8080
 //! curl --json '{"amount": 100}' http://127.0.0.1:8080/v1/Account/alice/deposit
 //! ```
+//!
+//! Cluster mode (docs/cluster.md): every node gets the NATS servers, an id
+//! and a data directory of its own; any node answers any call.
+//!
+//! ```sh
+//! bank --nats nats://127.0.0.1:4222 --node-id a --data-dir ./a --listen 127.0.0.1:8081
+//! bank --nats nats://127.0.0.1:4222 --node-id b --data-dir ./b --listen 127.0.0.1:8082
+//! ```
 
 use std::{io::IsTerminal, net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, ValueEnum};
 use statefn::{
     Runtime,
+    cluster::ClusterConfig,
     ingress::{self, DEFAULT_MAX_CONNECTIONS, IngressConfig},
 };
 use statefn_examples::bank::Account;
@@ -43,6 +52,25 @@ struct Args {
     /// per line) for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Cluster mode: the NATS servers (`nats://host:4222`, comma-separated).
+    /// Without it the bank runs on one node with its local log.
+    #[arg(long, value_name = "URL[,URL...]")]
+    nats: Option<String>,
+    /// Cluster mode: this node's id, unique in the cluster and the same
+    /// across restarts.
+    #[arg(long, value_name = "NAME", requires = "nats")]
+    node_id: Option<String>,
+    /// Cluster mode: replicas of every stream (at most the NATS servers).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    replicas: usize,
+    /// Log groups: shards sharing one log (one fsync; in cluster mode one
+    /// stream, the unit of ownership and failover). Default 1 on a single
+    /// node, 8 in cluster mode; every node of a cluster must use the same.
+    #[arg(long, value_name = "N")]
+    log_groups: Option<u16>,
+    /// Cluster mode: the cluster's name, when several share NATS servers.
+    #[arg(long, value_name = "NAME", default_value = "statefn")]
+    cluster: String,
 }
 
 /// The format of the logs on stderr.
@@ -54,9 +82,23 @@ enum LogFormat {
     Json,
 }
 
+/// Log groups in cluster mode unless `--log-groups` says otherwise: enough
+/// to spread over a few nodes.
+const CLUSTER_LOG_GROUPS: u16 = 8;
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The message, not the debug form: it says what to change.
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -68,11 +110,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().with_ansi(false).init(),
     }
-    let runtime = Runtime::builder()
+    let mut builder = Runtime::builder()
         .data_dir(&args.data_dir)
-        .register::<Account>()
-        .open()
-        .await?;
+        .register::<Account>();
+    if let Some(urls) = &args.nats {
+        let node_id = args
+            .node_id
+            .clone()
+            .ok_or("cluster mode (--nats) needs --node-id NAME, unique per node")?;
+        let mut config = ClusterConfig::new(urls, node_id);
+        config.replicas = args.replicas;
+        config.cluster_name = args.cluster.clone();
+        builder = builder
+            .cluster(config)
+            .log_groups(args.log_groups.unwrap_or(CLUSTER_LOG_GROUPS));
+    } else if let Some(groups) = args.log_groups {
+        builder = builder.log_groups(groups);
+    }
+    let runtime = builder.open().await?;
     let config = IngressConfig {
         listen: args.listen,
         admin_token: args.admin_token,

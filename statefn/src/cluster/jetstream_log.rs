@@ -93,6 +93,11 @@ pub struct JetStreamOptions {
     /// How long a flush keeps re-publishing unconfirmed records (leader
     /// elections take seconds) before it fails with `Unavailable`.
     pub retry_for: Duration,
+    /// Whether [`truncate_before`](CommitLog::truncate_before) purges the
+    /// stream (default true). Cluster mode turns it off: a node taking a
+    /// group over replays from its own checkpoint, which may be older than
+    /// the owner's, until snapshots let streams be trimmed.
+    pub truncate: bool,
 }
 
 impl JetStreamOptions {
@@ -104,6 +109,7 @@ impl JetStreamOptions {
             replicas: 3,
             ack_timeout: Duration::from_secs(5),
             retry_for: Duration::from_secs(20),
+            truncate: true,
         }
     }
 }
@@ -457,6 +463,7 @@ impl JetStreamBackend {
             buffer: Vec::new(),
             max_record,
             stats: LogStats::new(state.bytes, state.messages),
+            truncate: self.options.truncate,
         };
         Ok(OpenedLog {
             log: Box::new(log),
@@ -521,6 +528,7 @@ struct JetStreamLog {
     buffer: Vec<(Lsn, Bytes)>,
     max_record: usize,
     stats: LogStats,
+    truncate: bool,
 }
 
 impl std::fmt::Debug for JetStreamLog {
@@ -617,6 +625,9 @@ impl CommitLog for JetStreamLog {
     /// Purges the data records below `lsn`. Fences stay (one per open): a
     /// reader needs the fence before each record to tell stale ones.
     fn truncate_before(&mut self, lsn: Lsn) -> Result<(), LogError> {
+        if !self.truncate {
+            return Ok(());
+        }
         let data = self.publisher.subject.clone();
         self.handle.block_on(async {
             self.stream

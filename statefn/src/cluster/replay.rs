@@ -12,6 +12,15 @@
 //! fenced writer's pipelined record can land after the fence when it happens
 //! to expect the position the stream has reached (see `acker`); its writer
 //! never confirmed it, and its predecessor is missing, so it must not count.
+//!
+//! And a writer's records count only while its chain after its fence is
+//! unbroken: once a stale record stands in a fence's section, the section's
+//! writer's later records do not count either. The stale record took the
+//! position one of the writer's records expected, so that record was
+//! refused and the writer's log failed; a later pipelined record of its own
+//! may still have landed (it expected the stale record's position), but the
+//! writer never confirmed it (acks are confirmed in order).
+//!
 //! Nor does a record a later fence cuts (after the fence's `cut`, before
 //! the fence): its writer failed before confirming it.
 
@@ -42,6 +51,9 @@ pub(crate) struct Replay {
     done: bool,
     /// `(sequence, epoch, cut)` of every fence, in stream order.
     fences: Vec<(u64, u64, Option<u64>)>,
+    /// The sequence of the last fence whose section holds a stale record:
+    /// its writer's records after that one do not count.
+    broken: Option<u64>,
 }
 
 /// Reads every fence up to `until` (fences are few: one per open).
@@ -89,6 +101,7 @@ impl Replay {
             last: 0,
             done: true,
             fences: Vec::new(),
+            broken: None,
         };
         let name = stream.cached_info().config.name.clone();
         let unavailable =
@@ -130,16 +143,17 @@ impl Replay {
             last,
             done: false,
             fences,
+            broken: None,
         })
     }
 
-    /// The epoch of the last fence before `sequence`.
-    fn fence_epoch_before(&self, sequence: u64) -> Option<u64> {
+    /// `(sequence, epoch)` of the last fence before `sequence`.
+    fn fence_before(&self, sequence: u64) -> Option<(u64, u64)> {
         let after = self.fences.partition_point(|&(seq, _, _)| seq < sequence);
         after
             .checked_sub(1)
             .and_then(|i| self.fences.get(i))
-            .map(|&(_, epoch, _)| epoch)
+            .map(|&(seq, epoch, _)| (seq, epoch))
     }
 
     /// Whether a later fence cuts the record at `sequence`.
@@ -214,11 +228,21 @@ impl Iterator for Replay {
                     detail: format!("record {sequence} has no epoch:lsn message id"),
                 });
             };
-            if self.fence_epoch_before(sequence) != Some(epoch) {
+            let fence = self.fence_before(sequence);
+            if fence.map(|(_, e)| e) != Some(epoch) {
                 tracing::debug!(
                     sequence,
                     epoch,
                     "skipping a stale record of a fenced writer"
+                );
+                self.broken = fence.map(|(at, _)| at);
+                continue;
+            }
+            if fence.is_some_and(|(at, _)| self.broken == Some(at)) {
+                tracing::debug!(
+                    sequence,
+                    epoch,
+                    "skipping a record its writer never confirmed (after a stale one)"
                 );
                 continue;
             }

@@ -8,10 +8,76 @@
 
 use std::time::Duration;
 
+use statefn_store::LogError;
+
 use super::{log_group::GroupCommand, syncer::Syncer};
-use crate::shard::effects::{Batch, Effects};
+use crate::{
+    protocol::ids::Lsn,
+    shard::effects::{Batch, Effects},
+};
 
 impl Syncer {
+    /// A flush failed under these batches (each with its last record's
+    /// position). A flush is not atomic: the batches whose records the log
+    /// made durable (up to its `durable_lsn`) are committed, and leave as
+    /// usual; a batch only partly durable is committed in part (its
+    /// durable records are replayed), so its callers are told the outcome
+    /// is unknown; the others fail.
+    pub(super) fn flush_failed(&mut self, accepted: Vec<(Batch, Lsn)>, error: LogError) {
+        let durable = self.log.as_ref().map_or(Lsn(0), |log| log.durable_lsn());
+        let shards = self.parts.storage.shards();
+        let mut lost = Vec::new();
+        for (batch, lsn) in accepted {
+            let appended = u64::try_from(batch.records.len()).unwrap_or(u64::MAX);
+            let first = lsn.0.saturating_sub(appended.saturating_sub(1));
+            if lsn <= durable {
+                self.committed(batch, lsn, true, shards);
+            } else if appended > 1 && first <= durable.0 {
+                let reason = format!(
+                    "the log of log group {} failed part-way through this call's batch: {error}",
+                    self.group
+                );
+                self.parts
+                    .host
+                    .refuse_unknown(batch.effects, batch.shard, &reason);
+            } else {
+                lost.push(batch);
+            }
+        }
+        self.fenced = matches!(error, LogError::Fenced { .. });
+        #[cfg(feature = "cluster")]
+        if self.parts.hand_back.is_some() {
+            return self.fail_replicated(lost, &error);
+        }
+        self.fail(lost, &format!("the log failed: {error}"));
+    }
+
+    /// Cluster mode: what a caller is told depends on what the replicated
+    /// log knows. Fenced: a newer owner's fence stands before every record
+    /// not confirmed, and readers never apply a fenced writer's records
+    /// after it, so they are not committed. Unconfirmed for another reason
+    /// (no quorum within the retry time): they may have landed.
+    #[cfg(feature = "cluster")]
+    fn fail_replicated(&mut self, batches: Vec<Batch>, error: &LogError) {
+        let reason = match error {
+            LogError::Fenced { .. } => format!(
+                "this node lost the ownership of log group {} (a newer owner fenced its log)",
+                self.group
+            ),
+            LogError::Unavailable { .. } | LogError::Corrupt { .. } => {
+                let reason = format!("the log of log group {} failed: {error}", self.group);
+                self.take_down(&reason);
+                for batch in batches {
+                    self.parts
+                        .host
+                        .refuse_unknown(batch.effects, batch.shard, &reason);
+                }
+                return self.recover(&reason);
+            }
+            other => format!("the log failed: {other}"),
+        };
+        self.fail(batches, &reason);
+    }
     /// The log failed under these batches: none of them commits.
     pub(super) fn fail(&mut self, batches: Vec<Batch>, reason: &str) {
         // Down first, so that no caller told to retry gets in before.
@@ -54,6 +120,14 @@ impl Syncer {
         self.unsynced = None;
         // Held back for a sync that will not come: their batches are cut.
         self.held.clear();
+        // Cluster mode: only the node that wins the group's ownership may
+        // reopen its log (at the epoch it won); this syncer stops.
+        #[cfg(feature = "cluster")]
+        if let Some(hand_back) = self.parts.hand_back.clone() {
+            self.stopping = true;
+            hand_back(self.group, self.fenced);
+            return;
+        }
         let epoch = self.epochs.next();
         let mut backoff = Duration::from_millis(20);
         let recovered = loop {

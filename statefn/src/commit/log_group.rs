@@ -88,6 +88,35 @@ impl LogGroup {
         self.rx.lock().take()
     }
 
+    /// Cluster mode: the queue back from a syncer that stopped (the group
+    /// was given up), for the next one.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn put_back_receiver(&self, rx: Receiver<GroupCommand>) {
+        *self.rx.lock() = Some(rx);
+    }
+
+    /// Cluster mode: the batches queued while no syncer runs (the group is
+    /// served elsewhere), to be refused; other commands are dropped.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn sweep(&self) -> Vec<Batch> {
+        let rx = self.rx.lock();
+        let Some(rx) = rx.as_ref() else {
+            return Vec::new();
+        };
+        rx.try_iter()
+            .filter_map(|command| match command {
+                GroupCommand::Commit(batch) => {
+                    // Refused, so no longer queued for the commit-queue bound.
+                    self.stats.dequeued(&batch);
+                    Some(batch)
+                }
+                GroupCommand::Checkpointed { .. }
+                | GroupCommand::Fail { .. }
+                | GroupCommand::Stop => None,
+            })
+            .collect()
+    }
+
     pub(crate) fn stats(&self) -> Arc<GroupStats> {
         Arc::clone(&self.stats)
     }

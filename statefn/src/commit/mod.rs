@@ -112,7 +112,17 @@ pub(crate) trait CommitHost: Send + Sync + 'static {
     /// Gives `shard` up until the next open (its group could not recover
     /// and the runtime shuts down): its mail is dropped, its callers told.
     fn abandon(&self, shard: ShardId);
+    /// Answers a batch of `shard` whose commit the log could not confirm:
+    /// its callers are told the outcome is unknown.
+    fn refuse_unknown(&self, effects: Effects, shard: ShardId, reason: &str);
 }
+
+/// Cluster mode: what a group's syncer does when its log fails. It does not
+/// reopen the log itself (only a node that won the group's ownership may
+/// open it, at the epoch it won): it takes the group's shards down, calls
+/// this with whether a newer writer fenced the log, and stops.
+#[cfg(feature = "cluster")]
+pub(crate) type HandBack = Arc<dyn Fn(LogGroupId, bool) + Send + Sync>;
 
 /// Called with the records of every commit once they are durable (the test
 /// kit reads the messages handlers sent from them). Costs nothing when
@@ -130,6 +140,11 @@ pub(crate) struct CommitConfig {
     /// Bytes of batches a log group's queue holds at most before workers
     /// wait to run more of its shards' batches.
     pub(crate) queue_bytes: u64,
+    /// Cluster mode: a batch with replies but no records appends an empty
+    /// record (a barrier) before its replies leave, so that a deposed owner
+    /// cannot answer a read from state a newer owner has changed.
+    #[cfg(feature = "cluster")]
+    pub(crate) read_barrier: bool,
 }
 
 /// The durable runtime's commit path, as the workers and the runtime see
@@ -243,6 +258,8 @@ impl Commit {
                     clock: clock.clone(),
                     observer: observer.cloned(),
                     rx,
+                    #[cfg(feature = "cluster")]
+                    hand_back: None,
                 },
                 group,
             )));
@@ -271,6 +288,57 @@ impl Commit {
                 g.down_reason().map(|reason| (group, reason))
             })
             .collect()
+    }
+
+    /// Cluster mode: starts the syncer of a group acquired at runtime on a
+    /// thread of its own. When it stops, the group's queue goes back to its
+    /// handle for the next syncer.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn start_syncer(
+        &self,
+        host: &Arc<dyn CommitHost>,
+        opened: OpenedGroup,
+        clock: &Clock,
+        hand_back: HandBack,
+    ) -> Result<std::thread::JoinHandle<()>, crate::Error> {
+        let group = opened.group;
+        let handle = self
+            .group(group)
+            .ok_or_else(|| crate::Error::Config(format!("log group {group} does not exist")))?;
+        let rx = handle.take_receiver().ok_or_else(|| crate::Error::Thread {
+            what: format!("log group {group} already has a syncer"),
+            source: None,
+        })?;
+        let groups = Arc::clone(&self.groups);
+        let keep = rx.clone();
+        let mut syncer = Syncer::new(
+            syncer::Parts {
+                host: Arc::clone(host),
+                storage: Arc::clone(&self.storage),
+                checkpoints: Arc::clone(&self.checkpoints),
+                stats: handle.stats(),
+                config: self.config,
+                clock: clock.clone(),
+                observer: None,
+                rx,
+                hand_back: Some(hand_back),
+            },
+            opened,
+        );
+        let tick = Service::tick(&syncer);
+        std::thread::Builder::new()
+            .name(Service::name(&syncer))
+            .spawn(move || {
+                while syncer.step(tick) != crate::service::Step::Done {}
+                drop(syncer);
+                if let Some(handle) = groups.get(group.index()) {
+                    handle.put_back_receiver(keep);
+                }
+            })
+            .map_err(|e| crate::Error::Thread {
+                what: format!("cannot start the syncer of log group {group}"),
+                source: Some(Arc::new(e)),
+            })
     }
 
     /// Tells the syncers to stop once they have committed what they were

@@ -180,6 +180,11 @@ impl Storage {
         for record in opened.records {
             let record = record.map_err(StorageError::log(group.0))?;
             let lsn = record.lsn;
+            // An empty record is a barrier (cluster mode: a read-only batch
+            // proves its writer still owns the log); it carries nothing.
+            if record.payload.is_empty() {
+                continue;
+            }
             replayed += 1;
             let decoded: ShardRecord = decode(
                 &record.payload,

@@ -46,6 +46,9 @@ pub(crate) struct Parts {
     pub(crate) clock: Clock,
     pub(crate) observer: Option<CommitObserver>,
     pub(crate) rx: Receiver<GroupCommand>,
+    /// Cluster mode: stop and hand the group back when the log fails.
+    #[cfg(feature = "cluster")]
+    pub(crate) hand_back: Option<super::HandBack>,
 }
 
 /// Commits one log group's batches: a [`Service`].
@@ -75,6 +78,8 @@ pub(crate) struct Syncer {
     last_checkpoint_request: Instant,
     /// The runtime's clock (virtual in tests), as the checkpoint interval is.
     last_checkpoint_request_ms: u64,
+    /// The last log failure was a newer writer fencing the log.
+    pub(super) fenced: bool,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -108,6 +113,7 @@ impl Syncer {
             last_sync: Instant::now(),
             last_checkpoint_request: Instant::now(),
             last_checkpoint_request_ms: now_ms,
+            fenced: false,
         }
     }
 
@@ -196,13 +202,21 @@ impl Syncer {
                     break;
                 }
                 let mut last = self.last_appended;
-                let appended = batch.records.iter().try_for_each(|record| {
+                #[cfg(feature = "cluster")]
+                let barrier = (self.parts.config.read_barrier
+                    && batch.records.is_empty()
+                    && !batch.effects.replies.is_empty())
+                .then_some(Vec::new());
+                #[cfg(not(feature = "cluster"))]
+                let barrier: Option<Vec<u8>> = None;
+                let appended = batch.records.iter().chain(&barrier).try_for_each(|record| {
                     last = log.append(record)?;
                     Ok::<(), LogError>(())
                 });
                 if let Err(e) = appended {
                     let mut rest = vec![batch];
                     rest.extend(batches);
+                    self.fenced = matches!(e, LogError::Fenced { .. });
                     refused = Some((format!("the log refused a record: {e}"), rest));
                     break;
                 }
@@ -221,8 +235,7 @@ impl Syncer {
         let invocations: usize = accepted.iter().map(|(b, _)| b.records.len()).sum();
         metrics::histogram!(crate::metrics::COMMIT_BATCH).record(invocations as f64);
         if let Err(e) = self.flush(accepted.iter().any(|(b, _)| b.checkpoint.is_some())) {
-            let batches = accepted.into_iter().map(|(b, _)| b).collect();
-            return self.fail(batches, &format!("the log failed: {e}"));
+            return self.flush_failed(accepted, e);
         }
         // Periodic mode may leave the records unsynced: the replies leave
         // (its promise is about a machine crash), what others would act on
@@ -234,22 +247,7 @@ impl Syncer {
         }
         let shards = self.parts.storage.shards();
         for (batch, lsn) in accepted {
-            if let Some(observe) = &self.parts.observer {
-                observe(&batch.records);
-            }
-            let mut effects = batch.effects;
-            if synced {
-                self.parts.host.publish_acks(batch.shard, &effects.acks);
-            } else {
-                let storage = &self.parts.storage;
-                let local = |shard| storage.group_of(shard) == self.group;
-                self.held.push((batch.shard, effects.hold(local, shards)));
-            }
-            if let Some(mut job) = batch.checkpoint {
-                job.lsn = lsn;
-                self.parts.checkpoints.submit(job);
-            }
-            self.parts.host.release(effects);
+            self.committed(batch, lsn, synced, shards);
         }
     }
 
@@ -260,6 +258,28 @@ impl Syncer {
             self.parts.host.publish_acks(shard, &acks);
             self.parts.host.release(effects);
         }
+    }
+
+    /// A batch whose records (up to `lsn`) are durable: its effects leave.
+    /// Unless `synced` (Periodic mode may leave the records unsynced), what
+    /// others would act on is held until the sync.
+    pub(super) fn committed(&mut self, batch: Batch, lsn: Lsn, synced: bool, shards: u16) {
+        if let Some(observe) = &self.parts.observer {
+            observe(&batch.records);
+        }
+        let mut effects = batch.effects;
+        if synced {
+            self.parts.host.publish_acks(batch.shard, &effects.acks);
+        } else {
+            let storage = &self.parts.storage;
+            let local = |shard| storage.group_of(shard) == self.group;
+            self.held.push((batch.shard, effects.hold(local, shards)));
+        }
+        if let Some(mut job) = batch.checkpoint {
+            job.lsn = lsn;
+            self.parts.checkpoints.submit(job);
+        }
+        self.parts.host.release(effects);
     }
 
     /// Flushes what was appended and, unless `Periodic` mode may wait (no
@@ -311,7 +331,10 @@ impl Syncer {
                     self.last_sync = Instant::now();
                     self.release_held();
                 }
-                Err(e) => self.recover(&format!("the log failed to sync: {e}")),
+                Err(e) => {
+                    self.fenced = matches!(e, LogError::Fenced { .. });
+                    self.recover(&format!("the log failed to sync: {e}"));
+                }
             }
         }
     }

@@ -3,25 +3,15 @@
 //! already has, and sweeps records past their retention now and then.
 
 use std::{
-    collections::HashMap,
     panic::{AssertUnwindSafe, catch_unwind},
     sync::Arc,
     time::Duration,
 };
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use statefn_store::EgressTables;
 
-use super::{Egress, Emitted, Stored, record_id};
-use crate::{
-    Error,
-    error::StorageError,
-    protocol::{
-        ids::{EgressSeq, ShardId},
-        record::{decode, encode},
-    },
-    service::{Service, Step},
-};
+use super::{Egress, Emitted, sink::EgressSink};
+use crate::service::{Service, Step};
 
 /// Sweep old records after this many appends.
 const SWEEP_EVERY: usize = 10_000;
@@ -69,8 +59,8 @@ impl Service for Appender {
         if records.is_empty() {
             return Step::Idle;
         }
-        if let Ok(store) = self.egress.store() {
-            self.egress.append(&store, records, &mut self.since_sweep);
+        if let Some(sink) = self.egress.durable_sink() {
+            self.egress.append(sink, records, &mut self.since_sweep);
         }
         Step::Worked
     }
@@ -78,16 +68,16 @@ impl Service for Appender {
 
 impl Egress {
     /// Appends one lot of records (dropping those already appended), retrying
-    /// until the store takes them, and sweeps old ones now and then.
-    fn append(&self, store: &EgressTables, records: Vec<Emitted>, since_sweep: &mut usize) {
+    /// until the sink takes them, and sweeps old ones now and then.
+    fn append(&self, sink: &dyn EgressSink, records: Vec<Emitted>, since_sweep: &mut usize) {
         let records = self.fresh(records);
         if records.is_empty() {
             return;
         }
         let mut retry = Duration::from_millis(10);
-        while let Err(e) = catch_unwind(AssertUnwindSafe(|| self.append_to_store(store, &records)))
-            .unwrap_or_else(|panic| {
-                Err(Error::Thread {
+        while let Err(e) =
+            catch_unwind(AssertUnwindSafe(|| sink.append(&records))).unwrap_or_else(|panic| {
+                Err(crate::Error::Thread {
                     what: format!(
                         "appending egress records panicked: {}",
                         crate::registry::panic_message(&*panic)
@@ -119,59 +109,10 @@ impl Egress {
         *since_sweep += records.len();
         if *since_sweep >= SWEEP_EVERY {
             *since_sweep = 0;
-            if let Err(e) = self.sweep(store) {
+            let cutoff = self.clock.now_ms().saturating_sub(self.retention_ms);
+            if let Err(e) = sink.sweep(cutoff) {
                 tracing::warn!(error = %e, "egress retention sweep failed");
             }
         }
-    }
-
-    fn append_to_store(&self, store: &EgressTables, records: &[Emitted]) -> Result<(), Error> {
-        let mut next = self.next.lock().clone();
-        let mut batch = store.batch();
-        let mut last_seq: HashMap<ShardId, EgressSeq> = HashMap::new();
-        for r in records {
-            let offset = next.entry(r.log.clone()).or_insert(0);
-            let stored = Stored {
-                id: record_id(r),
-                at_ms: r.at_ms,
-                record: r.record.clone(),
-            };
-            batch.put_record(&r.log, *offset, encode(&stored)?);
-            *offset += 1;
-            last_seq.insert(r.shard, r.seq);
-        }
-        for log in records.iter().map(|r| &r.log) {
-            let offset = next.get(log).copied().unwrap_or(0);
-            batch.put_next_offset(log, encode(&offset)?);
-        }
-        for (shard, seq) in &last_seq {
-            batch.put_appended(*shard, encode(seq)?);
-        }
-        batch
-            .commit()
-            .map_err(StorageError::store("appending egress records"))?;
-        *self.next.lock() = next;
-        Ok(())
-    }
-
-    /// Deletes records older than the retention (a bounded amount per call).
-    fn sweep(&self, store: &EgressTables) -> Result<(), Error> {
-        let cutoff = self.clock.now_ms().saturating_sub(self.retention_ms);
-        let logs: Vec<String> = self.next.lock().keys().cloned().collect();
-        let storage = || StorageError::store("sweeping old egress records");
-        for log in logs {
-            let mut deletes = store.batch();
-            for (offset, value) in store.records(&log, 0, 10_000).map_err(storage())? {
-                let stored: Stored = decode(&value, "an egress record")?;
-                if stored.at_ms >= cutoff {
-                    break;
-                }
-                deletes.delete_record(&log, offset);
-            }
-            if !deletes.is_empty() {
-                deletes.commit_buffered().map_err(storage())?;
-            }
-        }
-        Ok(())
     }
 }

@@ -12,6 +12,7 @@
 
 pub(crate) mod appender;
 mod reader;
+pub(crate) mod sink;
 #[cfg(test)]
 mod tests;
 
@@ -27,14 +28,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use statefn_store::EgressTables;
 use tokio::sync::Notify;
 
+use self::sink::{EgressSink, StoreSink};
 use crate::{
     Error,
     clock::Clock,
-    error::StorageError,
-    protocol::{
-        ids::{EgressSeq, ShardId},
-        record::decode,
-    },
+    protocol::ids::{EgressSeq, ShardId},
 };
 
 /// The longest egress log name, in bytes.
@@ -122,12 +120,11 @@ struct Stored {
 
 impl crate::protocol::record::Versioned for Stored {}
 
-/// Where appended records go: the store, or memory.
+/// Where appended records go: memory, or a durable [`EgressSink`].
 #[derive(Debug)]
 enum Sink {
     Memory(Mutex<HashMap<String, BTreeMap<u64, EgressRecord>>>),
-    /// Taken at shutdown so that fjall closes.
-    Store(Mutex<Option<EgressTables>>),
+    Durable(Box<dyn EgressSink>),
 }
 
 /// The egress logs of a runtime.
@@ -136,8 +133,7 @@ pub(crate) struct Egress {
     sink: Sink,
     /// Per shard, the highest sequence appended (shards prune with it).
     appended: Vec<AtomicU64>,
-    /// Next offset per log, and each log's readable end: moved only once
-    /// the appender's batch is persisted, and readers read below it.
+    /// Next offset per log (in memory).
     next: Mutex<HashMap<String, u64>>,
     retention_ms: u64,
     /// Woken on every append, for long-polling readers.
@@ -172,28 +168,30 @@ impl Egress {
         retention: Duration,
         clock: Clock,
     ) -> Result<Self, Error> {
-        let storage = || StorageError::store("opening the egress logs");
-        let appended: Vec<EgressSeq> = (0..shards)
-            .map(|s| {
-                let bytes = store.appended(ShardId(s)).map_err(storage())?;
-                bytes.map_or(Ok(EgressSeq(0)), |b| decode(&b, "an egress position"))
-            })
-            .collect::<Result<_, Error>>()?;
-        let mut next = HashMap::new();
-        for (log, value) in store.next_offsets().map_err(storage())? {
-            next.insert(log, decode::<u64>(&value, "an egress offset")?);
-        }
+        let (sink, appended) = StoreSink::open(store, shards)?;
+        Ok(Self::durable(Box::new(sink), &appended, retention, clock))
+    }
+
+    /// Egress logs kept by `sink`; `appended` is, per shard, the highest
+    /// sequence it holds.
+    pub(crate) fn durable(
+        sink: Box<dyn EgressSink>,
+        appended: &[EgressSeq],
+        retention: Duration,
+        clock: Clock,
+    ) -> Self {
+        let shards = u16::try_from(appended.len()).unwrap_or(u16::MAX);
         let egress = Self::new(
-            Sink::Store(Mutex::new(Some(store))),
+            Sink::Durable(sink),
             shards,
             retention,
-            next,
+            HashMap::new(),
             clock,
         );
         for (cell, seq) in egress.appended.iter().zip(appended) {
             cell.store(seq.0, Ordering::Release);
         }
-        Ok(egress)
+        egress
     }
 
     fn new(
@@ -204,7 +202,7 @@ impl Egress {
         clock: Clock,
     ) -> Self {
         let (tx, rx) = match sink {
-            Sink::Store(_) => {
+            Sink::Durable(_) => {
                 let (tx, rx) = crossbeam_channel::unbounded();
                 (Some(tx), Some(rx))
             }
@@ -249,21 +247,42 @@ impl Egress {
         self.readers_closed.load(Ordering::SeqCst)
     }
 
-    /// Drops the store handle (after the appender stopped).
+    /// Lets go of the durable storage (after the appender stopped).
     pub(crate) fn close(&self) {
-        if let Sink::Store(store) = &self.sink {
-            store.lock().take();
+        if let Sink::Durable(sink) = &self.sink {
+            sink.close();
         }
     }
 
-    fn store(&self) -> Result<EgressTables, Error> {
+    /// The durable sink (`None` in memory).
+    fn durable_sink(&self) -> Option<&dyn EgressSink> {
         match &self.sink {
-            Sink::Store(store) => store
-                .lock()
-                .clone()
-                .ok_or_else(|| StorageError::Closed.into()),
-            Sink::Memory(_) => Err(StorageError::Closed.into()),
+            Sink::Durable(sink) => Some(sink.as_ref()),
+            Sink::Memory(_) => None,
         }
+    }
+
+    /// Cluster mode: after this node took over `shard`'s log group, learns
+    /// from the sink how far another node stored the shard's records in
+    /// `logs`, so that recovered records it already has are not submitted
+    /// (blocking).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn learn_stored(&self, shard: ShardId, logs: &[&str]) -> Result<(), Error> {
+        if let Some(sink) = self.durable_sink()
+            && let Some(seq) = sink.stored_up_to(shard, logs)?
+        {
+            self.mark_appended(shard, seq);
+        }
+        Ok(())
+    }
+
+    /// How often a long-poll looks again (`None`: appends wake it).
+    pub(crate) fn poll_interval(&self) -> Option<Duration> {
+        #[cfg(feature = "cluster")]
+        if let Some(sink) = self.durable_sink() {
+            return sink.poll_interval();
+        }
+        None
     }
 
     /// The highest sequence of `shard` appended so far.
@@ -308,7 +327,7 @@ impl Egress {
                 }
                 self.appended_notify.notify_waiters();
             }
-            Sink::Store(_) => {
+            Sink::Durable(_) => {
                 if let Some(tx) = &*self.tx.lock() {
                     let _ = tx.send(records);
                 }

@@ -3,8 +3,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{Egress, EgressRecord, Sink, Stored, check_name};
-use crate::{Error, Runtime, error::StorageError, protocol::record::decode};
+use super::{Egress, EgressRecord, Sink, check_name};
+use crate::{Error, Runtime};
 
 impl Egress {
     /// Up to `limit` records of `log` from offset `from` (blocking in durable mode).
@@ -30,38 +30,7 @@ impl Egress {
                     })
                     .unwrap_or_default())
             }
-            Sink::Store(_) => {
-                // `next` is the log's readable end: the appender moves it
-                // only once its batch is persisted. A record the store holds
-                // at or beyond it may still be lost in a crash, and its
-                // offset given to another record: it is not read. At most
-                // `next - from` records are there, so a caught-up reader (a
-                // long-poll's usual state, woken by every append to any log)
-                // costs no scan, and a scan stops at the end of this log
-                // instead of copying rows of the logs after it.
-                let next = self.next.lock().get(log).copied().unwrap_or(0);
-                let there = usize::try_from(next.saturating_sub(from)).unwrap_or(usize::MAX);
-                if there == 0 {
-                    return Ok(Vec::new());
-                }
-                let rows = self
-                    .store()?
-                    .records(log, from, limit.min(there))
-                    .map_err(StorageError::store(format!("reading egress log `{log}`")))?;
-                rows.into_iter()
-                    .take_while(|(offset, _)| *offset < next)
-                    .map(|(offset, value)| {
-                        let stored: Stored = decode(&value, "an egress record")?;
-                        Ok(EgressRecord {
-                            offset,
-                            id: stored.id,
-                            at_ms: stored.at_ms,
-                            record: serde_json::from_slice(&stored.record)
-                                .unwrap_or(serde_json::Value::Null),
-                        })
-                    })
-                    .collect()
-            }
+            Sink::Durable(sink) => sink.read(log, from, limit),
         }
     }
 }
@@ -104,7 +73,12 @@ impl Runtime {
             {
                 return Ok(records);
             }
-            let _ = tokio::time::timeout_at(deadline, appended).await;
+            // Appends made by other nodes (cluster mode) wake nobody here.
+            let until = match egress.poll_interval() {
+                Some(poll) => deadline.min(tokio::time::Instant::now() + poll),
+                None => deadline,
+            };
+            let _ = tokio::time::timeout_at(until, appended).await;
         }
     }
 

@@ -86,6 +86,24 @@ pub(super) async fn drop_dead_letter(
     Ok(Json(json!({ "dropped": id })))
 }
 
+/// `GET /admin/cluster`: the nodes and, per log group, its owner and
+/// epoch, from [`Runtime::cluster_status`](crate::Runtime::cluster_status).
+#[cfg(feature = "cluster")]
+pub(super) async fn cluster(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    match state.runtime.cluster_status() {
+        Some(status) => Ok(Json(json!(status))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_clustered",
+            "this node runs in single-node mode (start it with `--nats` for cluster mode)",
+        )),
+    }
+}
+
 /// Accepts the request only with the configured admin token, as
 /// `Authorization: Bearer <token>`, compared in constant time.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {

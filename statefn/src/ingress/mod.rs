@@ -15,6 +15,7 @@
 //! | `GET /admin/functions` | the registered types and handlers, with `"internal": true` for internal ones (only with an admin token, as `Authorization: Bearer <token>`) |
 //! | `GET /admin/shards` | each shard: serving or recovering, mailbox, checkpoint position, log size (admin) |
 //! | `GET /admin/dead-letters`, `POST /admin/dead-letters/{id}/replay`, `DELETE /admin/dead-letters/{id}` | messages from functions that failed every attempt: list, deliver again, drop (admin) |
+//! | `GET /admin/cluster` | cluster mode (feature `cluster`): the nodes, and per log group its owner, epoch, standbys and lag; 404 `not_clustered` on a single node (admin) |
 //!
 //! Header `Idempotency-Key` makes a call exactly-once across client retries:
 //! a retry gets the stored reply. On `/send` the key is the invocation id (one
@@ -234,6 +235,10 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
                 "/admin/dead-letters/{id}",
                 axum::routing::delete(admin::drop_dead_letter),
             );
+        #[cfg(feature = "cluster")]
+        {
+            router = router.route("/admin/cluster", get(admin::cluster));
+        }
     }
     router
         .fallback(error::not_found)

@@ -82,6 +82,8 @@ pub struct Builder {
     store_faults: crate::commit::store_faults::StoreFaults,
     registry: Registry,
     error: Option<Error>,
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Builder {
@@ -106,6 +108,8 @@ impl Default for Builder {
             store_faults: Default::default(),
             registry: Registry::default(),
             error: None,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 }
@@ -269,6 +273,61 @@ impl Builder {
         self
     }
 
+    /// Runs this runtime as one node of a cluster on NATS JetStream (feature
+    /// `cluster`): each log group's log is a replicated stream, the nodes
+    /// share the log groups between them (taking over those of a node that
+    /// dies, handing theirs off when they shut down), and any node answers
+    /// any call. Needs a [`data_dir`](Self::data_dir) of the node's own;
+    /// every node must use the same shards, log groups and replicas.
+    /// `docs/cluster.md` describes the protocol.
+    ///
+    /// # Durability
+    ///
+    /// A reply (or an enqueue's `Ok`) means the invocation's record is on a
+    /// quorum of the NATS servers replicating its log group's stream, in
+    /// their memory or fsynced as the servers' `sync_interval` says (by
+    /// default in memory: it survives the crash of any process and the loss
+    /// of a minority of machines; with `sync_interval: always` also a power
+    /// loss of all of them).
+    ///
+    /// # Errors
+    ///
+    /// [`open`](Self::open) fails with [`Error::Cluster`] when no NATS
+    /// server answers, when this node's settings differ from the cluster's,
+    /// or when `replicas` exceeds the JetStream servers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// use statefn::cluster::{ClusterConfig, ClusterError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let dir = tempfile::tempdir().expect("temp dir");
+    /// let mut config = ClusterConfig::new("nats://127.0.0.1:1", "node-a"); // nothing listens there
+    /// config.replicas = 1;
+    /// let opened = Runtime::builder()
+    ///     .data_dir(dir.path())
+    ///     .cluster(config)
+    ///     .register::<Counter>()
+    ///     .open()
+    ///     .await;
+    /// assert!(matches!(opened, Err(statefn::Error::Cluster(ClusterError::Connect { .. }))));
+    /// # }
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
+        self.cluster = Some(config);
+        self
+    }
+
     /// Registers a function type so that it can be called.
     pub fn register<T: StatefulFunction>(mut self) -> Self {
         if let Err(e) = self.registry.register::<T>() {
@@ -301,7 +360,16 @@ impl Builder {
     /// another process, written by a newer version, a different shard count,
     /// corrupt log data: the message names the file and offset).
     pub async fn open(self) -> Result<Runtime, Error> {
-        let plan = self.plan()?;
+        #[allow(unused_mut, reason = "assigned in cluster mode only")]
+        let mut plan = self.plan()?;
+        #[cfg(feature = "cluster")]
+        if let Some(config) = plan.cluster_config.clone() {
+            plan.cluster = Some(
+                crate::cluster::ClusterNode::connect(config, plan.shards, plan.log_groups).await?,
+            );
+        }
+        #[cfg(feature = "cluster")]
+        let cluster = plan.cluster.clone();
         let opened = if matches!(plan.storage, StorageChoice::Disk { .. }) {
             let config = plan.clone();
             tokio::task::spawn_blocking(move || open_storage(&config, &Clock::System))
@@ -315,6 +383,12 @@ impl Builder {
         };
         let (runtime, background) = assemble(plan, opened, Clock::System, Drive::Threads, None)?;
         background.spawn(&runtime.owner.inner)?;
+        #[cfg(feature = "cluster")]
+        if let Some(node) = cluster {
+            let inner = &runtime.owner.inner;
+            let _ = inner.cluster.set(std::sync::Arc::clone(&node));
+            node.start(inner).await?;
+        }
         Ok(runtime)
     }
 
@@ -360,6 +434,27 @@ impl Builder {
                 self.shards, self.log_groups
             )));
         }
+        #[cfg(feature = "cluster")]
+        if self.cluster.is_some() {
+            match &storage {
+                StorageChoice::Disk {
+                    mode: Durability::Fsync,
+                    ..
+                } => {}
+                StorageChoice::Disk { .. } => {
+                    return Err(Error::Config(
+                        "cluster mode acknowledges once a quorum of NATS servers has a record: \
+                         leave `.durability(..)` at its default"
+                            .into(),
+                    ));
+                }
+                StorageChoice::InMemory => {
+                    return Err(Error::Config(
+                        "cluster mode needs a `.data_dir(path)` of the node's own".into(),
+                    ));
+                }
+            }
+        }
         let per_shard_cache = self.cache_bytes / usize::from(self.shards);
         Ok(Plan {
             storage,
@@ -385,6 +480,10 @@ impl Builder {
             file_system: self.file_system,
             store_faults: self.store_faults,
             registry: self.registry,
+            #[cfg(feature = "cluster")]
+            cluster_config: self.cluster,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         })
     }
 }
@@ -413,4 +512,10 @@ pub(crate) struct Plan {
     pub(super) file_system: Arc<dyn FileSystem>,
     pub(super) store_faults: crate::commit::store_faults::StoreFaults,
     pub(super) registry: Registry,
+    /// Cluster mode: how to join the cluster...
+    #[cfg(feature = "cluster")]
+    pub(super) cluster_config: Option<crate::cluster::ClusterConfig>,
+    /// ...and the node, once connected.
+    #[cfg(feature = "cluster")]
+    pub(super) cluster: Option<Arc<crate::cluster::ClusterNode>>,
 }

@@ -37,6 +37,10 @@ pub(super) struct Threads {
     pub(super) checkpointer: Vec<JoinHandle<()>>,
     pub(super) appender: Vec<JoinHandle<()>>,
     pub(super) timers: Vec<JoinHandle<()>>,
+    /// Cluster mode: the syncers of the log groups served here, started
+    /// and stopped as groups are acquired and given up.
+    #[cfg(feature = "cluster")]
+    pub(super) groups: std::collections::BTreeMap<crate::protocol::ids::LogGroupId, JoinHandle<()>>,
 }
 
 /// Joins `handles`, waiting for none past `deadline`: a thread still
@@ -121,6 +125,11 @@ impl RuntimeInner {
             return;
         }
         self.closing.store(true, Ordering::SeqCst);
+        // First, so that no log group is acquired while the rest stops.
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = self.cluster.get() {
+            cluster.stop();
+        }
         self.scheduler.stop();
         self.timers.stop();
         if let Some(commit) = &self.commit {
@@ -134,6 +143,12 @@ impl RuntimeInner {
     /// and releases the data directory. Returns what did not finish.
     pub(crate) fn stop_and_join(&self, deadline: Option<Instant>) -> Vec<String> {
         let mut unfinished = Vec::new();
+        // Before anything else stops: no log group may be acquired or given
+        // up while the threads are joined.
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = self.cluster.get() {
+            cluster.stop_and_wait();
+        }
         let threads = std::mem::take(&mut *self.threads.lock());
         // In dependency order: workers feed the syncers, which feed the
         // checkpointer and the egress appender.
@@ -142,6 +157,12 @@ impl RuntimeInner {
         if let Some(commit) = &self.commit {
             commit.stop_syncers();
             join(threads.syncers, deadline, &mut unfinished);
+            #[cfg(feature = "cluster")]
+            join(
+                threads.groups.into_values().collect(),
+                deadline,
+                &mut unfinished,
+            );
             commit.stop_checkpointer();
             join(threads.checkpointer, deadline, &mut unfinished);
         }
@@ -151,6 +172,11 @@ impl RuntimeInner {
         self.timers.stop();
         join(threads.timers, deadline, &mut unfinished);
         self.stop();
+        // The syncers and the appender used the node's NATS runtime.
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = self.cluster.get() {
+            cluster.close();
+        }
         if let Some(commit) = &self.commit {
             // Shard cores hold store handles: replace them so fjall closes.
             // (A core still locked at the deadline is a handler that never

@@ -8,6 +8,8 @@
 //! | [`router`] | mail to shards: client calls (with backpressure), messages, timers |
 //! | [`release`] | a committed batch's effects leave, in order; acks are published |
 //! | [`resend`] | after a recovery: re-send the outbox, re-arm timers, resume |
+//! | `transport` | cluster mode: calls and mail for shards another node serves |
+//! | `groups` | cluster mode: acquiring and giving up log groups at runtime |
 //! | [`lifecycle`] | in-flight work, shutdown, stop and join |
 //! | [`admin`] | operators: shard status, dead letters, functions |
 //!
@@ -16,11 +18,15 @@
 
 pub(crate) mod admin;
 pub(crate) mod builder;
+#[cfg(feature = "cluster")]
+mod groups;
 mod lifecycle;
 pub(crate) mod open;
 mod release;
 mod resend;
 mod router;
+#[cfg(feature = "cluster")]
+pub(crate) mod transport;
 
 use std::{
     sync::{
@@ -123,7 +129,9 @@ impl Runtime {
     /// Stops accepting calls, finishes the work in flight (including the
     /// messages it sends), then stops the threads and, in durable mode,
     /// releases the data directory. Pending timers stay stored and fire after
-    /// the next open. Calling it again does nothing.
+    /// the next open. Calling it again does nothing. In cluster mode it
+    /// first hands the log groups this node serves off to the other nodes
+    /// (up to 30 s; calls go on meanwhile).
     ///
     /// It never waits much longer than
     /// [`Builder::shutdown_timeout`](crate::Builder::shutdown_timeout)
@@ -158,6 +166,13 @@ impl Runtime {
         }
         let timeout = inner.shutdown_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
+        // Cluster mode: hand the groups served here to the other nodes
+        // first, while calls are still taken (and forwarded); half the
+        // deadline at most, the rest is for the local shutdown.
+        #[cfg(feature = "cluster")]
+        if let Some(node) = inner.cluster.get() {
+            node.drain(timeout / 2).await;
+        }
         inner.begin_closing();
         let mut idle = tokio::time::timeout_at(deadline, inner.wait_idle())
             .await
@@ -211,6 +226,32 @@ impl Runtime {
 
     pub(crate) fn inner(&self) -> &RuntimeInner {
         &self.owner.inner
+    }
+
+    /// Cluster mode: the nodes, and each log group's owner and epoch, as
+    /// this node sees them (`None` in single-node mode). `GET
+    /// /admin/cluster` serves it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
+    /// assert!(runtime.cluster_status().is_none(), "a single node");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn cluster_status(&self) -> Option<crate::cluster::ClusterStatus> {
+        self.owner.inner.cluster.get().map(|node| node.status())
     }
 
     /// Calls `handler` of instance `id` of the function type named
@@ -330,6 +371,9 @@ pub(crate) struct RuntimeInner {
     pub(crate) clock: Clock,
     /// Driven by the test kit: no service runs on its own.
     manual: bool,
+    /// Cluster mode: this node's membership, ownership and transport.
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterNode>>,
     /// Test hook: this many of the next committed messages between
     /// functions are lost on their way to the receiver's mailbox.
     #[cfg(test)]

@@ -158,6 +158,12 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
         &data_dir.wal_root(),
         plan.wal_options,
     ));
+    // Cluster mode: each log group's log is a JetStream stream.
+    #[cfg(feature = "cluster")]
+    let logs: Arc<dyn LogBackend> = match &plan.cluster {
+        Some(node) => Arc::new(node.log_backend()),
+        None => logs,
+    };
     let storage = Arc::new(Storage::new(
         data_dir,
         store,
@@ -173,8 +179,29 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
             checkpoint_log_bytes: plan.checkpoint_log_bytes,
             checkpoint_interval: plan.core.checkpoint_interval,
             queue_bytes: plan.commit_queue_bytes,
+            #[cfg(feature = "cluster")]
+            read_barrier: plan.cluster.is_some(),
         },
     );
+    // Cluster mode: no group is served until this node acquires it.
+    #[cfg(feature = "cluster")]
+    if let Some(node) = &plan.cluster {
+        let shards = (0..plan.shards)
+            .map(|id| {
+                let core = ShardCore::new(ShardId(id), Epoch(0), plan.core.clone(), None);
+                let shard = Shard::new(core);
+                shard.set_status(crate::shard::Status::Remote);
+                shard
+            })
+            .collect();
+        return Ok(Opened {
+            commit: Some(commit),
+            groups: Vec::new(),
+            shards,
+            recovered: Vec::new(),
+            egress: node.egress(plan.shards, plan.egress_retention, clock.clone()),
+        });
+    }
     let mut recovered = (0..plan.log_groups)
         .map(|group| storage.recover(statefn_store::LogGroupId(group), Epoch(1), None))
         .collect::<Result<Vec<_>, _>>()?;
@@ -267,6 +294,8 @@ pub(super) fn assemble(
         egress: Arc::new(egress),
         clock: clock.clone(),
         manual: drive != Drive::Threads,
+        #[cfg(feature = "cluster")]
+        cluster: std::sync::OnceLock::new(),
         #[cfg(test)]
         lose_messages: std::sync::atomic::AtomicUsize::new(0),
     });

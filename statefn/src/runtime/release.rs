@@ -86,6 +86,17 @@ impl CommitHost for RuntimeInner {
 
     fn publish_acks(&self, dest: ShardId, acks: &[(ShardId, Seq)]) {
         self.acks.publish(dest, acks);
+        #[cfg(feature = "cluster")]
+        if let Some(transport) = self.transport() {
+            let remote: Vec<(ShardId, Seq)> = acks
+                .iter()
+                .filter(|(source, _)| self.is_remote(*source))
+                .copied()
+                .collect();
+            if !remote.is_empty() {
+                transport.send_acks(dest, remote);
+            }
+        }
     }
 
     fn request_checkpoint(&self, shard: ShardId) {
@@ -126,5 +137,9 @@ impl CommitHost for RuntimeInner {
     fn count_recovery(&self) {
         self.recoveries.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics::RECOVERIES).increment(1);
+    }
+
+    fn refuse_unknown(&self, effects: Effects, shard: ShardId, reason: &str) {
+        RuntimeInner::release(self, effects.outcome_unknown(shard, reason));
     }
 }

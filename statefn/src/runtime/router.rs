@@ -1,7 +1,9 @@
 //! Mail to shards. A client call is refused at once when its shard is
 //! recovering (`Unavailable`) or its mailbox is full (`Overloaded`): the
 //! caller retries. Mail from functions, timers and the runtime itself is
-//! already committed by its sender and always queues.
+//! already committed by its sender and always queues. In cluster mode, calls
+//! and mail for a shard another node serves go to that node
+//! ([`transport`](super::transport)).
 
 use std::{sync::atomic::Ordering, time::Duration};
 
@@ -46,6 +48,21 @@ impl RuntimeInner {
         }
         let (tx, rx) = oneshot::channel();
         let shard = target.shard_id(self.shard_count());
+        #[cfg(feature = "cluster")]
+        if let Some(transport) = self.transport()
+            && self.is_remote(shard)
+        {
+            use super::transport::RemoteCall;
+            let call = RemoteCall {
+                target,
+                message,
+                key,
+                enqueue,
+                reply: tx,
+            };
+            transport.forward_call(shard, call);
+            return Ok(rx);
+        }
         self.enqueue_call(
             shard,
             Mail::Invoke(Envelope {
@@ -61,6 +78,45 @@ impl RuntimeInner {
             }),
         )?;
         Ok(rx)
+    }
+
+    /// A call another node forwarded here: queued like a local one, or
+    /// `None` if this node does not serve its shard (any more).
+    #[cfg(feature = "cluster")]
+    #[expect(
+        clippy::type_complexity,
+        reason = "the reply channel of a call, as `submit` has it"
+    )]
+    pub(crate) fn submit_forwarded(
+        &self,
+        target: Address,
+        message: Vec<u8>,
+        key: Option<String>,
+        enqueue: Option<Duration>,
+    ) -> Result<Option<oneshot::Receiver<Result<Vec<u8>, Error>>>, Error> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        self.registry.get(target.type_name())?;
+        let shard = target.shard_id(self.shard_count());
+        if self.is_remote(shard) {
+            return Ok(None);
+        }
+        let (tx, rx) = oneshot::channel();
+        let origin = Origin::Client {
+            key,
+            reply: Some(tx),
+            enqueue,
+        };
+        let envelope = Envelope {
+            target,
+            message,
+            origin,
+            reply_to: None,
+            guard: None,
+        };
+        self.enqueue_call(shard, Mail::Invoke(envelope))?;
+        Ok(Some(rx))
     }
 
     fn enqueue_call(&self, shard: ShardId, mail: Mail) -> Result<(), Error> {
@@ -101,6 +157,12 @@ impl RuntimeInner {
         let Some(target) = self.shard(shard) else {
             return;
         };
+        #[cfg(feature = "cluster")]
+        if let Some(transport) = self.transport()
+            && target.is_remote()
+        {
+            return self.route_remote(transport, shard, mail);
+        }
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         match target.enqueue(mail) {
             Queued::Schedule => self.scheduler.push(shard),

@@ -204,4 +204,33 @@ impl Effects {
             ..Effects::default()
         }
     }
+
+    /// The effects of a batch of `shard` whose commit the log could not
+    /// confirm (a replicated log that stopped answering): it may or may not
+    /// be committed, so its callers are told to retry with the same
+    /// idempotency key, which answers without applying it twice.
+    pub(crate) fn outcome_unknown(self, shard: ShardId, reason: &str) -> Effects {
+        let replies = self
+            .replies
+            .into_iter()
+            .map(|(tx, _)| {
+                (
+                    tx,
+                    Err(Error::Unavailable {
+                        shard: shard.0,
+                        reason: format!(
+                            "{reason}; the call may or may not have been committed: retry it with \
+                             the same idempotency key to find out without applying it twice"
+                        ),
+                        retry_after: Duration::from_secs(1),
+                    }),
+                )
+            })
+            .collect();
+        Effects {
+            replies,
+            finished: self.finished,
+            ..Effects::default()
+        }
+    }
 }

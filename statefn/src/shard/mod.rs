@@ -62,6 +62,10 @@ pub(crate) enum Status {
     /// stays down until the next open, and mail for it is dropped (it is
     /// committed by its senders, who deliver it again after that open).
     Abandoned = 2,
+    /// Its log group is served by another node (cluster mode): calls and
+    /// mail for it go there, nothing queues here.
+    #[cfg(feature = "cluster")]
+    Remote = 3,
 }
 
 /// What [`Shard::enqueue`] did with the mail.
@@ -214,8 +218,16 @@ impl Shard {
         match self.status.load(Ordering::Acquire) {
             0 => Status::Serving,
             1 => Status::Recovering,
+            #[cfg(feature = "cluster")]
+            3 => Status::Remote,
             _ => Status::Abandoned,
         }
+    }
+
+    /// Whether another node serves it (cluster mode).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn is_remote(&self) -> bool {
+        self.status.load(Ordering::Acquire) == Status::Remote as u8
     }
 
     pub(crate) fn set_status(&self, status: Status) {
@@ -239,6 +251,13 @@ impl Shard {
             _ => true,
         });
         refused
+    }
+
+    /// Takes every queued mail (cluster mode: the shard's log group moved to
+    /// another node, which gets the client calls).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn evict(&self) -> Vec<Mail> {
+        self.mailbox.lock().drain(..).collect()
     }
 
     /// After recovery: returns whether the caller must schedule the shard.

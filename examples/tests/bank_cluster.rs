@@ -1,0 +1,316 @@
+//! The bank in cluster mode as real processes: three NATS servers (the
+//! harness of `statefn-tests`) and bank nodes started with the fixed flags
+//! `--nats URL[,URL...]`, `--node-id NAME`, `--replicas N`. Any node answers
+//! any call over HTTP, a retry with the same `Idempotency-Key` on another
+//! node gets the stored reply, transfers between accounts of different
+//! nodes apply once, and after a SIGKILL of a node the others take its
+//! groups over without losing anything acknowledged. Every process a test
+//! starts is stopped by PID when it ends (the harness and `Bank` drop).
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{Bank, Reply, post};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use statefn_tests::nats::{NatsCluster, NatsOptions};
+
+const TOKEN: &str = "cluster-admin-token";
+/// A hang detector, not a performance bound.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn start_node(urls: &str, id: &str, dir: &Path) -> Bank {
+    Bank::start(
+        dir,
+        &[
+            "--nats",
+            urls,
+            "--node-id",
+            id,
+            "--replicas",
+            "3",
+            "--admin-token",
+            TOKEN,
+        ],
+    )
+}
+
+async fn cluster_status(client: &reqwest::Client, bank: &Bank) -> Value {
+    let response = client
+        .get(bank.url("/admin/cluster"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET /admin/cluster");
+    let reply = Reply::from(response).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    reply.json
+}
+
+/// Waits until every group is served by exactly one of `banks` and all of
+/// them agree on its owner, and every bank serves at least one group;
+/// returns each group's owner.
+async fn settled(client: &reqwest::Client, banks: &[&Bank]) -> BTreeMap<u64, String> {
+    let started = Instant::now();
+    loop {
+        let mut statuses = Vec::new();
+        for bank in banks {
+            statuses.push(cluster_status(client, bank).await);
+        }
+        if let Some(owners) = agreed_owners(&statuses) {
+            return owners;
+        }
+        assert!(started.elapsed() < PATIENCE, "not settled: {statuses:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn agreed_owners(statuses: &[Value]) -> Option<BTreeMap<u64, String>> {
+    let groups = statuses.first()?["groups"].as_array()?.len();
+    let mut owners = BTreeMap::new();
+    for g in 0..groups {
+        let serving: Vec<&str> = statuses
+            .iter()
+            .filter(|s| s["groups"][g]["served_here"] == json!(true))
+            .filter_map(|s| s["node"].as_str())
+            .collect();
+        let [node] = serving[..] else { return None };
+        if statuses
+            .iter()
+            .any(|s| s["groups"][g]["owner"].as_str() != Some(node))
+        {
+            return None;
+        }
+        owners.insert(g as u64, node.to_owned());
+    }
+    let serving: std::collections::BTreeSet<&String> = owners.values().collect();
+    (serving.len() == statuses.len()).then_some(owners)
+}
+
+/// Posts until the answer is not a 503 (a failover or handoff in
+/// progress); returns that answer.
+async fn call(client: &reqwest::Client, bank: &Bank, path: &str, body: Value, key: &str) -> Reply {
+    let started = Instant::now();
+    loop {
+        let reply = post(client, &bank.url(path), Some(body.clone()), Some(key)).await;
+        if reply.status != StatusCode::SERVICE_UNAVAILABLE {
+            return reply;
+        }
+        assert!(
+            reply.headers.contains_key("retry-after"),
+            "a 503 says when to retry: {reply:?}"
+        );
+        assert!(started.elapsed() < PATIENCE, "still 503: {reply:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn deposit(client: &reqwest::Client, bank: &Bank, id: &str, amount: i64, key: &str) -> i64 {
+    let reply = call(
+        client,
+        bank,
+        &format!("/v1/Account/{id}/deposit"),
+        json!({ "amount": amount }),
+        key,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    reply.json.as_i64().expect("a balance")
+}
+
+async fn balance(client: &reqwest::Client, bank: &Bank, id: &str) -> i64 {
+    let started = Instant::now();
+    loop {
+        let reply = post(
+            client,
+            &bank.url(&format!("/v1/Account/{id}/balance")),
+            None,
+            None,
+        )
+        .await;
+        if reply.status == StatusCode::OK {
+            return reply.json.as_i64().expect("a balance");
+        }
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
+        assert!(started.elapsed() < PATIENCE, "still 503: {reply:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for `id`'s balance to reach `expected` (deposits sent by transfers
+/// arrive after the transfer's reply); it must never pass it.
+async fn wait_for_balance(client: &reqwest::Client, bank: &Bank, id: &str, expected: i64) {
+    let started = Instant::now();
+    loop {
+        let now = balance(client, bank, id).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            now < expected && started.elapsed() < PATIENCE,
+            "{id}: balance {now}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bank_nodes_answer_any_call_apply_transfers_once_and_survive_a_sigkill() {
+    let nats = NatsCluster::start(NatsOptions::three()).expect("NATS");
+    let urls = nats.client_urls().join(",");
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut banks: Vec<Option<Bank>> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| Some(start_node(&urls, &format!("n{i}"), dir.path())))
+        .collect();
+    let client = reqwest::Client::new();
+    let running = |banks: &[Option<Bank>]| -> Vec<usize> {
+        (0..banks.len()).filter(|&i| banks[i].is_some()).collect()
+    };
+    {
+        let all: Vec<&Bank> = banks.iter().flatten().collect();
+        settled(&client, &all).await;
+    }
+
+    let accounts: Vec<String> = (0..12).map(|i| format!("acct-{i}")).collect();
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    // Deposits through every node; each retried with its key on the next
+    // node gets the stored reply and applies nothing.
+    for (i, id) in accounts.iter().enumerate() {
+        let key = format!("d-{i}");
+        let first = deposit(&client, banks[i % 3].as_ref().expect("up"), id, 100, &key).await;
+        let again = deposit(
+            &client,
+            banks[(i + 1) % 3].as_ref().expect("up"),
+            id,
+            100,
+            &key,
+        )
+        .await;
+        assert_eq!((first, again), (100, 100), "{id}");
+        expected.insert(id.clone(), 100);
+    }
+    // Transfers between accounts (most cross nodes), each retried on
+    // another node with its key.
+    for (i, from) in accounts.iter().enumerate() {
+        let to = &accounts[(i + 5) % accounts.len()];
+        let key = format!("t-{i}");
+        for node in [i % 3, (i + 2) % 3] {
+            let reply = call(
+                &client,
+                banks[node].as_ref().expect("up"),
+                &format!("/v1/Account/{from}/transfer"),
+                json!({ "to": to, "amount": 30 }),
+                &key,
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        }
+        *expected.get_mut(from).expect("known") -= 30;
+        *expected.get_mut(to).expect("known") += 30;
+    }
+    for (id, amount) in &expected {
+        wait_for_balance(&client, banks[0].as_ref().expect("up"), id, *amount).await;
+    }
+
+    // SIGKILL a node: the others take its groups over.
+    banks[2].take().expect("up").kill();
+    {
+        let survivors: Vec<&Bank> = banks.iter().flatten().collect();
+        let owners = settled(&client, &survivors).await;
+        assert!(owners.values().all(|o| o != "n2"), "{owners:?}");
+    }
+    for (i, id) in accounts.iter().enumerate() {
+        let node = running(&banks)[i % 2];
+        deposit(
+            &client,
+            banks[node].as_ref().expect("up"),
+            id,
+            1,
+            &format!("e-{i}"),
+        )
+        .await;
+        *expected.get_mut(id).expect("known") += 1;
+    }
+    for (id, amount) in &expected {
+        for node in running(&banks) {
+            wait_for_balance(&client, banks[node].as_ref().expect("up"), id, *amount).await;
+        }
+    }
+    assert_eq!(
+        expected.values().sum::<i64>(),
+        12 * 101,
+        "money is conserved"
+    );
+    let status = cluster_status(&client, banks[0].as_ref().expect("up")).await;
+    let n2 = status["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["node"] == json!("n2")))
+        .cloned();
+    assert_eq!(
+        n2.map(|n| n["live"].clone()),
+        Some(json!(false)),
+        "{status:#}"
+    );
+
+    // SIGTERM: the last two shut down cleanly.
+    for bank in banks.iter_mut().filter_map(Option::take) {
+        assert!(bank.terminate().success());
+    }
+}
+
+#[test]
+fn cluster_flags_are_checked_with_clear_errors() {
+    // --replicas above the NATS servers: refused at start, naming the flag.
+    let nats = NatsCluster::start(NatsOptions::single()).expect("NATS");
+    let dir = tempfile::tempdir().expect("dir");
+    let url = nats.client_url(0);
+    let replicas = run_to_exit(
+        dir.path(),
+        &["--nats", &url, "--node-id", "a", "--replicas", "3"],
+    );
+    assert!(!replicas.0, "3 replicas on 1 server must fail");
+    assert!(replicas.1.contains("--replicas"), "{}", replicas.1);
+    // --nats without --node-id.
+    let anonymous = run_to_exit(dir.path(), &["--nats", &url]);
+    assert!(!anonymous.0);
+    assert!(anonymous.1.contains("--node-id"), "{}", anonymous.1);
+}
+
+/// Runs the bank to its exit (killed after [`PATIENCE`]); returns whether
+/// it succeeded and its stderr.
+fn run_to_exit(dir: &Path, args: &[&str]) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bank"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the bank");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            return (status.success(), stderr);
+        }
+        if started.elapsed() > PATIENCE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the bank did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

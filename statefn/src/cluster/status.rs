@@ -1,0 +1,38 @@
+//! [`ClusterStatus`]: what `GET /admin/cluster` shows (and
+//! [`Runtime::cluster_status`](crate::Runtime::cluster_status) returns).
+
+use serde::Serialize;
+
+pub use super::membership::NodeStatus;
+
+/// The cluster as one node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ClusterStatus {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The node answering.
+    pub node: String,
+    /// Every node heard from, this one included.
+    pub nodes: Vec<NodeStatus>,
+    /// Every log group.
+    pub groups: Vec<GroupStatus>,
+}
+
+/// One log group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct GroupStatus {
+    /// The log group.
+    pub group: u16,
+    /// The node the owners table names (`None`: never owned yet).
+    pub owner: Option<String>,
+    /// The owner's epoch: it goes up at every takeover and handoff.
+    pub epoch: Option<u64>,
+    /// Whether the answering node serves it now.
+    pub served_here: bool,
+    /// Nodes following its log (standbys: not yet, always empty).
+    pub standbys: Vec<String>,
+    /// How far the standbys lag, in records (`None` until standbys exist).
+    pub lag: Option<u64>,
+}

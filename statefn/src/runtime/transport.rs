@@ -1,0 +1,113 @@
+//! Traffic for shards served by another node (cluster mode): the seam
+//! between the runtime and `crate::cluster`.
+//!
+//! The router, the release of committed batches, the acks and the re-send
+//! requests ask one question, "is this shard served here?" (its status is
+//! not [`Remote`](crate::shard::Status::Remote)), and hand what is not to a
+//! [`ClusterTransport`]. A runtime without one (single-node mode, the
+//! default) serves every shard and never looks: its hot paths are the same.
+
+use std::{fmt, time::Duration};
+
+use super::RuntimeInner;
+use crate::{
+    Address, Error,
+    protocol::{
+        envelope::{Envelope, Mail, Origin, ReplySender},
+        ids::{Seq, ShardId},
+    },
+};
+
+/// A client call for a shard served elsewhere, with where its reply goes.
+#[derive(Debug)]
+pub(crate) struct RemoteCall {
+    pub(crate) target: Address,
+    pub(crate) message: Vec<u8>,
+    pub(crate) key: Option<String>,
+    pub(crate) enqueue: Option<Duration>,
+    pub(crate) reply: ReplySender,
+}
+
+/// Carries what leaves this node: implemented by the cluster layer.
+///
+/// Every method returns at once (the transport works in the background)
+/// and may lose what it is given: function messages stay in their senders'
+/// outboxes until acknowledged, and a lost ack or re-send request is
+/// repeated by the retransmission the transport runs.
+pub(crate) trait ClusterTransport: Send + Sync + fmt::Debug {
+    /// Forwards a client call to the node serving `shard`; the reply (or a
+    /// 503-style [`Error::Unavailable`]) goes to `call.reply`.
+    fn forward_call(&self, shard: ShardId, call: RemoteCall);
+    /// Delivers a committed message from a function to `dest`'s node.
+    fn send_mail(&self, dest: ShardId, envelope: Envelope);
+    /// Tells the nodes serving the sources that `dest` durably applied
+    /// these messages.
+    fn send_acks(&self, dest: ShardId, acks: Vec<(ShardId, Seq)>);
+    /// Asks the node serving `source` to re-send its outbox for `dest`.
+    fn request_resend(&self, source: ShardId, dest: ShardId);
+}
+
+impl RuntimeInner {
+    /// The cluster transport, in cluster mode.
+    pub(crate) fn transport(&self) -> Option<&dyn ClusterTransport> {
+        self.cluster
+            .get()
+            .map(|node| node.as_ref() as &dyn ClusterTransport)
+    }
+
+    /// Whether `shard` is served by another node.
+    pub(crate) fn is_remote(&self, shard: ShardId) -> bool {
+        self.shard(shard).is_some_and(|s| s.is_remote())
+    }
+
+    /// Sends mail for a shard served elsewhere: messages and re-send
+    /// requests cross; timer wake-ups, checkpoint requests and wakes belong
+    /// to whichever node serves the shard and are dropped.
+    pub(super) fn route_remote(
+        &self,
+        transport: &dyn ClusterTransport,
+        shard: ShardId,
+        mail: Mail,
+    ) {
+        match mail {
+            Mail::Invoke(envelope) => match envelope.origin {
+                Origin::Function { .. } => transport.send_mail(shard, envelope),
+                Origin::Client {
+                    key,
+                    reply: Some(reply),
+                    enqueue,
+                } => transport.forward_call(
+                    shard,
+                    RemoteCall {
+                        target: envelope.target,
+                        message: envelope.message,
+                        key,
+                        enqueue,
+                        reply,
+                    },
+                ),
+                Origin::Client { reply: None, .. } => {}
+            },
+            Mail::Resend { dest } => transport.request_resend(shard, dest),
+            Mail::DeadLetter { reply, .. } => {
+                let _ = reply.send(Err(Error::Unavailable {
+                    shard: shard.0,
+                    reason: "another node serves this shard; manage its dead letters there".into(),
+                    retry_after: Duration::from_secs(1),
+                }));
+            }
+            Mail::TimerDue { .. } | Mail::Checkpoint | Mail::Wake => {}
+        }
+    }
+
+    /// Acks from another node: `dest` durably applied these messages.
+    pub(crate) fn acks_arrived(&self, dest: ShardId, acks: &[(ShardId, Seq)]) {
+        self.acks.publish(dest, acks);
+    }
+
+    /// The highest sequence from `source` that `dest` has durably applied,
+    /// as far as this node knows.
+    pub(crate) fn acked(&self, source: ShardId, dest: ShardId) -> Seq {
+        self.acks.acked(source, dest)
+    }
+}

@@ -1,0 +1,522 @@
+//! Cluster mode with several runtimes in one test process against a real
+//! 3-server NATS JetStream cluster (the bank's `Account`): any node answers
+//! any call, transfers across nodes apply once, a node that stops without
+//! shutdown fails over without losing anything acknowledged, a graceful
+//! shutdown hands its groups off, egress stays dense across a failover, a
+//! deposed owner cannot commit (nor answer reads), and mismatched settings
+//! are refused.
+//!
+//! (The bank as real processes, with a SIGKILLed node, is in
+//! `examples/tests/bank_cluster.rs`.)
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use statefn::{
+    Address, Error, Runtime,
+    cluster::{
+        ClusterConfig, ClusterError, Epoch, JetStreamBackend, JetStreamOptions, LogBackend,
+        LogGroupId, Lsn,
+    },
+};
+use statefn_examples::bank::{Account, Transferred};
+use statefn_tests::nats::{NatsCluster, NatsOptions};
+
+const SHARDS: u16 = 8;
+const GROUPS: u16 = 4;
+/// A hang detector, not a performance bound.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn config(urls: &str, node: &str) -> ClusterConfig {
+    let mut config = ClusterConfig::new(urls, node);
+    config.cluster_name = "test".into();
+    config.failure_timeout = Duration::from_millis(600);
+    config.heartbeat_interval = Duration::from_millis(50);
+    config.retransmit_after = Duration::from_millis(300);
+    config.forward_budget = Duration::from_secs(10);
+    config.log_retry_for = Duration::from_secs(10);
+    config
+}
+
+/// Logs to the test's output when `RUST_LOG` is set (for debugging).
+fn logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+async fn open_with(config: ClusterConfig, dir: &Path, shards: u16) -> Result<Runtime, Error> {
+    logs();
+    Runtime::builder()
+        .data_dir(dir)
+        .shards(shards)
+        .log_groups(GROUPS)
+        .workers(2)
+        .cluster(config)
+        .register::<Account>()
+        .open()
+        .await
+}
+
+/// A NATS cluster and statefn nodes on it, each with its own data dir.
+struct Cluster {
+    /// Kept running for the nodes (stopped when dropped).
+    _nats: NatsCluster,
+    urls: String,
+    nodes: Vec<Option<Runtime>>,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    async fn start(nodes: usize) -> Cluster {
+        let nats = NatsCluster::start(NatsOptions::three()).expect("NATS");
+        let urls = nats.client_urls().join(",");
+        let mut cluster = Cluster {
+            _nats: nats,
+            urls,
+            nodes: Vec::new(),
+            dirs: Vec::new(),
+        };
+        for _ in 0..nodes {
+            cluster.add().await;
+        }
+        cluster
+    }
+
+    async fn add(&mut self) -> usize {
+        let index = self.nodes.len();
+        let dir = tempfile::tempdir().expect("data dir");
+        let node = open_with(config(&self.urls, &format!("n{index}")), dir.path(), SHARDS)
+            .await
+            .expect("the node opens");
+        self.nodes.push(Some(node));
+        self.dirs.push(dir);
+        index
+    }
+
+    fn node(&self, i: usize) -> &Runtime {
+        self.nodes[i].as_ref().expect("a running node")
+    }
+
+    fn running(&self) -> Vec<&Runtime> {
+        self.nodes.iter().flatten().collect()
+    }
+
+    /// Waits until each group is served by exactly one running node, as
+    /// the owners table says, and the groups are spread over every running
+    /// node; returns each group's owner.
+    async fn settled(&self) -> BTreeMap<u16, String> {
+        let started = Instant::now();
+        loop {
+            if let Some(owners) = self.owners_if_settled() {
+                return owners;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "groups not settled: {:#?}",
+                self.running()
+                    .iter()
+                    .map(|n| n.cluster_status())
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn owners_if_settled(&self) -> Option<BTreeMap<u16, String>> {
+        let statuses: Vec<_> = self
+            .running()
+            .iter()
+            .map(|n| n.cluster_status().expect("cluster mode"))
+            .collect();
+        let mut owners = BTreeMap::new();
+        for group in 0..GROUPS {
+            let serving: Vec<&str> = statuses
+                .iter()
+                .filter(|s| s.groups[usize::from(group)].served_here)
+                .map(|s| s.node.as_str())
+                .collect();
+            let [node] = serving[..] else { return None };
+            for status in &statuses {
+                if status.groups[usize::from(group)].owner.as_deref() != Some(node) {
+                    return None;
+                }
+            }
+            owners.insert(group, node.to_owned());
+        }
+        let serving: BTreeSet<&String> = owners.values().collect();
+        (serving.len() == statuses.len().min(usize::from(GROUPS))).then_some(owners)
+    }
+}
+
+/// The log group of an account.
+fn group_of(account: &str) -> u16 {
+    let shard = Address::new("Account", account)
+        .expect("valid")
+        .shard(SHARDS);
+    LogGroupId::of(statefn_store::ShardId(shard), GROUPS).0
+}
+
+/// Retries a call while the cluster says "try again" (a failover, a
+/// handoff); any other error fails the test.
+async fn retrying<T, F, Fut>(what: &str, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let started = Instant::now();
+    loop {
+        match call().await {
+            Ok(value) => return value,
+            Err(Error::Unavailable { .. } | Error::ShuttingDown | Error::Overloaded { .. })
+                if started.elapsed() < PATIENCE =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("{what}: {error}"),
+        }
+    }
+}
+
+async fn deposit(node: &Runtime, account: &str, amount: i64, key: &str) -> i64 {
+    retrying(&format!("deposit {amount} to {account}"), || async {
+        node.handle::<Account>(account)
+            .deposit(amount)
+            .idempotency_key(key)
+            .await
+    })
+    .await
+    .expect("a positive deposit is accepted")
+}
+
+async fn transfer(node: &Runtime, from: &str, to: &str, amount: i64, key: &str) -> i64 {
+    retrying(
+        &format!("transfer {amount} from {from} to {to}"),
+        || async {
+            node.handle::<Account>(from)
+                .transfer(to.to_owned(), amount)
+                .idempotency_key(key)
+                .await
+        },
+    )
+    .await
+    .expect("the balance covers it")
+}
+
+async fn balance(node: &Runtime, account: &str) -> i64 {
+    retrying(&format!("balance of {account}"), || async {
+        node.handle::<Account>(account).balance().await
+    })
+    .await
+}
+
+/// Waits until `account`'s balance is `expected` (messages between nodes
+/// arrive after the sender's reply).
+async fn wait_for_balance(node: &Runtime, account: &str, expected: i64) {
+    let started = Instant::now();
+    loop {
+        let now = balance(node, account).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            now < expected && started.elapsed() < PATIENCE,
+            "{account}: balance {now}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Two accounts whose groups different nodes own.
+fn accounts_on_two_nodes(owners: &BTreeMap<u16, String>) -> (String, String) {
+    let accounts: Vec<String> = (0..200).map(|i| format!("acct-{i}")).collect();
+    for a in &accounts {
+        for b in &accounts {
+            if owners[&group_of(a)] != owners[&group_of(b)] {
+                return (a.clone(), b.clone());
+            }
+        }
+    }
+    panic!("all groups on one node: {owners:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_answers_any_call_and_transfers_across_nodes_apply_once() {
+    let cluster = Cluster::start(3).await;
+    let owners = cluster.settled().await;
+    let nodes: BTreeSet<&String> = owners.values().collect();
+    assert!(nodes.len() >= 2, "groups spread over nodes: {owners:?}");
+
+    // Every node answers for every account, whoever serves it.
+    for i in 0..12 {
+        let node = cluster.node(i % 3);
+        let account = format!("any-{i}");
+        assert_eq!(deposit(node, &account, 10, &format!("d-{i}")).await, 10);
+        for reader in 0..3 {
+            assert_eq!(balance(cluster.node(reader), &account).await, 10);
+        }
+    }
+
+    // A retry with the same key on another node gets the stored reply.
+    let first = deposit(cluster.node(0), "retried", 7, "same-key").await;
+    let again = deposit(cluster.node(1), "retried", 7, "same-key").await;
+    let third = deposit(cluster.node(2), "retried", 7, "same-key").await;
+    assert_eq!((first, again, third), (7, 7, 7));
+    assert_eq!(balance(cluster.node(2), "retried").await, 7, "applied once");
+
+    // Transfers between accounts whose groups different nodes serve: the
+    // deposit message crosses nodes and is applied exactly once, even when
+    // each transfer is retried on another node.
+    let (from, to) = accounts_on_two_nodes(&owners);
+    deposit(cluster.node(0), &from, 100, "seed").await;
+    for t in 0..10 {
+        let key = format!("t-{t}");
+        transfer(cluster.node(t % 3), &from, &to, 5, &key).await;
+        transfer(cluster.node((t + 1) % 3), &from, &to, 5, &key).await;
+    }
+    wait_for_balance(cluster.node(1), &to, 50).await;
+    assert_eq!(balance(cluster.node(2), &from).await, 50);
+    // Re-sends and retransmissions are dropped by the receiver's watermark.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(balance(cluster.node(0), &to).await, 50, "each deposit once");
+    let egress = cluster
+        .node(2)
+        .read_egress("transfers", 0, 100, Duration::from_secs(5))
+        .await
+        .expect("egress");
+    let offsets: Vec<u64> = egress.iter().map(|r| r.offset).collect();
+    assert_eq!(
+        offsets,
+        (0..10).collect::<Vec<u64>>(),
+        "one record per transfer"
+    );
+    for record in &egress {
+        assert_eq!(
+            record.decode::<Transferred>().expect("a transfer").amount,
+            5
+        );
+    }
+
+    let status = cluster.node(0).cluster_status().expect("cluster mode");
+    assert_eq!(status.nodes.len(), 3);
+    assert!(
+        status
+            .nodes
+            .iter()
+            .all(|n| n.live && n.ready && !n.draining)
+    );
+    for node in cluster.nodes.iter().flatten() {
+        node.shutdown().await.expect("shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_without_shutdown_fails_over_and_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start(3).await;
+    let owners = cluster.settled().await;
+    let victim = 2;
+    let victim_name = format!("n{victim}");
+    let accounts: Vec<String> = (0..16).map(|i| format!("fo-{i}")).collect();
+    assert!(
+        accounts.iter().any(|a| owners[&group_of(a)] == victim_name),
+        "some account lives on the victim: {owners:?}"
+    );
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for (i, account) in accounts.iter().enumerate() {
+        deposit(cluster.node(i % 3), account, 100, &format!("a-{i}")).await;
+        *expected.entry(account.clone()).or_default() += 100;
+    }
+    // Transfers out of the victim's accounts, so that egress and messages
+    // are in flight on it.
+    let mut transfers = 0;
+    for (i, account) in accounts.iter().enumerate() {
+        let to = &accounts[(i + 1) % accounts.len()];
+        transfer(cluster.node(i % 2), account, to, 10, &format!("t-{i}")).await;
+        *expected.get_mut(account).expect("known") -= 10;
+        *expected.get_mut(to).expect("known") += 10;
+        transfers += 1;
+    }
+
+    // Reads through every node: in cluster mode each read-only batch
+    // appends a barrier record, which the new owners replay.
+    for (i, account) in accounts.iter().enumerate() {
+        wait_for_balance(cluster.node(i % 3), account, expected[account]).await;
+    }
+
+    // The victim stops without a shutdown: no handoff; its heartbeats stop.
+    let stopped = Instant::now();
+    drop(cluster.nodes[victim].take());
+    let after = cluster.settled().await;
+    assert!(
+        after.values().all(|o| *o != victim_name),
+        "its groups moved: {after:?}"
+    );
+    eprintln!("groups served again {:?} after the stop", stopped.elapsed());
+
+    // Calls go on, through both survivors, to every account.
+    for (i, account) in accounts.iter().enumerate() {
+        deposit(cluster.node(i % 2), account, 1, &format!("b-{i}")).await;
+        *expected.get_mut(account).expect("known") += 1;
+    }
+    for (account, amount) in &expected {
+        wait_for_balance(cluster.node(0), account, *amount).await;
+        assert_eq!(
+            balance(cluster.node(1), account).await,
+            *amount,
+            "{account}"
+        );
+    }
+    let total: i64 = expected.values().sum();
+    assert_eq!(total, 16 * 101, "money is conserved");
+
+    // Every transfer's egress record is there once, at dense offsets.
+    let egress = cluster
+        .node(1)
+        .read_egress("transfers", 0, 1000, Duration::from_secs(5))
+        .await
+        .expect("egress");
+    let offsets: Vec<u64> = egress.iter().map(|r| r.offset).collect();
+    let ids: BTreeSet<&str> = egress.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(offsets, (0..transfers).collect::<Vec<u64>>());
+    assert_eq!(ids.len(), egress.len(), "each record once: {ids:?}");
+
+    let status = cluster.node(0).cluster_status().expect("cluster mode");
+    let victim_status = status.nodes.iter().find(|n| n.node == victim_name);
+    assert!(victim_status.is_some_and(|n| !n.live), "{status:#?}");
+    for node in cluster.nodes.iter().flatten() {
+        node.shutdown().await.expect("shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_hands_the_groups_off() {
+    let mut cluster = Cluster::start(2).await;
+    let before = cluster.settled().await;
+    let leaving = "n1";
+    let epochs_before = cluster.node(0).cluster_status().expect("status").groups;
+    assert!(before.values().any(|o| o == leaving), "{before:?}");
+    for i in 0..8 {
+        deposit(cluster.node(i % 2), &format!("h-{i}"), 5, &format!("h-{i}")).await;
+    }
+    let left = cluster.nodes[1].take().expect("running");
+    left.shutdown().await.expect("shutdown");
+    // Handed off before it returned (the owners table names the survivor);
+    // the survivor then fences and serves every group, each at a higher
+    // epoch than before where it moved.
+    let owners = cluster.settled().await;
+    assert!(owners.values().all(|o| o == "n0"), "{owners:?}");
+    let status = cluster.node(0).cluster_status().expect("status");
+    for group in &status.groups {
+        assert!(group.served_here, "{status:#?}");
+        assert_eq!(group.owner.as_deref(), Some("n0"));
+        let old = &epochs_before[usize::from(group.group)];
+        if old.owner.as_deref() == Some(leaving) {
+            assert!(group.epoch > old.epoch, "{old:?} -> {group:?}");
+        }
+    }
+    for i in 0..8 {
+        assert_eq!(balance(cluster.node(0), &format!("h-{i}")).await, 5);
+    }
+    cluster.node(0).shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_owner_cannot_commit_nor_answer_reads_and_its_callers_get_503() {
+    let cluster = Cluster::start(1).await;
+    let owners = cluster.settled().await;
+    let account = "deposed";
+    let group = group_of(account);
+    assert_eq!(owners[&group], "n0");
+    deposit(cluster.node(0), account, 10, "before").await;
+    let epoch = cluster.node(0).cluster_status().expect("status").groups[usize::from(group)]
+        .epoch
+        .expect("owned");
+
+    // Another writer fences the group's stream (as a new owner would), out
+    // of the owners table's sight.
+    let urls = cluster.urls.clone();
+    let intruder = tokio::task::spawn_blocking(move || {
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio");
+        let mut options = JetStreamOptions::new("test", "intruder");
+        options.replicas = 3;
+        let backend =
+            JetStreamBackend::connect(&urls, options, tokio.handle().clone()).expect("connect");
+        let opened = backend
+            .open(LogGroupId(group), Epoch(epoch + 1), Lsn(0))
+            .expect("fence");
+        drop(opened);
+        tokio
+    })
+    .await
+    .expect("fenced");
+
+    // A read on the deposed owner appends a barrier, which the fence
+    // refuses: no answer from state a newer owner may have changed.
+    let read = cluster.node(0).handle::<Account>(account).balance().await;
+    match read {
+        Err(Error::Unavailable { reason, .. }) => {
+            assert!(reason.contains("lost the ownership"), "{reason}");
+            assert!(reason.contains("not committed"), "{reason}");
+        }
+        other => panic!("a deposed owner answered a read: {other:?}"),
+    }
+    // It steps down, wins the group back at a higher epoch (the owners
+    // table still names it), and the call retried with its key applies once.
+    let after = deposit(cluster.node(0), account, 5, "after").await;
+    let again = deposit(cluster.node(0), account, 5, "after").await;
+    assert_eq!((after, again), (15, 15));
+    assert_eq!(balance(cluster.node(0), account).await, 15);
+    let epoch_now = cluster.node(0).cluster_status().expect("status").groups[usize::from(group)]
+        .epoch
+        .expect("owned");
+    assert!(
+        epoch_now > epoch + 1,
+        "re-acquired above the intruder's fence"
+    );
+    cluster.node(0).shutdown().await.expect("shutdown");
+    tokio::task::spawn_blocking(move || drop(intruder))
+        .await
+        .expect("dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_with_other_settings_or_too_many_replicas_are_refused() {
+    let cluster = Cluster::start(1).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let other = open_with(config(&cluster.urls, "other"), dir.path(), SHARDS * 2).await;
+    match other {
+        Err(Error::Cluster(ClusterError::Mismatch { .. })) => {}
+        other => panic!(
+            "a node with another shard count joined: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    cluster.node(0).shutdown().await.expect("shutdown");
+
+    let single = NatsCluster::start(NatsOptions::single()).expect("NATS");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = config(&single.client_url(0), "lonely");
+    config.replicas = 3;
+    let error = open_with(config, dir.path(), SHARDS)
+        .await
+        .map(|_| ())
+        .expect_err("3 replicas on 1 server");
+    assert!(
+        matches!(
+            error,
+            Error::Cluster(ClusterError::TooFewServers { replicas: 3, .. })
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("--replicas"), "{error}");
+}
