@@ -112,7 +112,6 @@ impl Syncer {
             "log group failed; recovering its shards"
         );
         self.take_down(reason);
-        *self.parts.stats.down.lock() = Some(reason.to_owned());
         // What the failed writer knew durable: the rest was refused as not
         // committed, so the log drops it before it is replayed, even where
         // it sits whole in the page cache.
@@ -128,6 +127,9 @@ impl Syncer {
             hand_back(self.group, self.fenced);
             return;
         }
+        // Down until recovered (in cluster mode the group is not down here:
+        // the node that wins its ownership serves it, maybe this one again).
+        *self.parts.stats.down.lock() = Some(reason.to_owned());
         let epoch = self.epochs.next();
         let mut backoff = Duration::from_millis(20);
         let recovered = loop {
