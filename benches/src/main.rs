@@ -8,6 +8,7 @@
 //! cargo run --release -p statefn-benches --bin statefn-bench -- http --loadgen PATH
 //! cargo run --release -p statefn-benches --bin statefn-bench -- recovery
 //! cargo run --release -p statefn-benches --bin statefn-bench -- scale
+//! cargo run --release -p statefn-benches --bin statefn-bench -- timers
 //! cargo run --release -p statefn-benches --bin statefn-bench -- jetstream
 //! cargo run --release -p statefn-benches --bin statefn-bench -- plot --input results.txt
 //! ```
@@ -19,7 +20,7 @@ use statefn_benches::{
     http::servers::serve_noop,
     measure::BoxError,
     plot,
-    scenarios::{Common, actors, embedded, floor, http, jetstream, recovery, scale},
+    scenarios::{Common, actors, embedded, floor, http, jetstream, recovery, scale, timers},
     scratch::warn_if_not_real_disk,
 };
 
@@ -45,6 +46,9 @@ enum Scenario {
     Recovery(recovery::RecoveryArgs),
     /// Millions of instances with a cache a tenth of their state.
     Scale(scale::ScaleArgs),
+    /// Millions of pending durable timers (`expire_after` on every
+    /// instance): memory and checkpoint cost.
+    Timers(timers::TimersArgs),
     /// NATS JetStream facts for cluster mode: fencing, dedup, latency,
     /// failover, KV, object store, reads (starts its own nats-servers).
     Jetstream(jetstream::JetStreamArgs),
@@ -57,6 +61,9 @@ enum Scenario {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// The reopening child of `timers`.
+    #[command(hide = true)]
+    TimersReopen(timers::ReopenArgs),
     /// The crashing child of `recovery`.
     #[command(hide = true)]
     Populate(recovery::PopulateArgs),
@@ -95,6 +102,11 @@ fn main() -> Result<(), BoxError> {
             warn_if_not_real_disk(&args.common.data_dir);
             tokio.block_on(scale::run(args))
         }
+        Scenario::Timers(args) => {
+            warn_if_not_real_disk(&args.common.data_dir);
+            tokio.block_on(timers::run(args))
+        }
+        Scenario::TimersReopen(args) => tokio.block_on(timers::reopen(args)),
         Scenario::Jetstream(args) => jetstream::run(args, &tokio),
         Scenario::Plot(args) => plot::run(args),
         Scenario::ServeNoop { listen } => tokio.block_on(serve_noop(*listen)),

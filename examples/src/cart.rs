@@ -1,6 +1,7 @@
-//! A shopping cart that expires when left idle (delayed messages) and checks
+//! A shopping cart that expires when left idle (a keyed timer) and checks
 //! out by reserving stock from inventory items (request/reply, correlated
-//! by SKU, with a timeout).
+//! by SKU, with a timeout). Its timer and reply handlers are internal: not
+//! callable over HTTP.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -87,24 +88,55 @@ pub struct CartView {
 }
 
 /// One customer's cart.
-#[stateful_function(name = "shop.Cart")]
+#[stateful_function(name = "shop.Cart", version = 2, migrate = Cart::from_older)]
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Cart {
     status: CartStatus,
     items: BTreeMap<String, u32>,
     idle_timeout_ms: u64,
-    /// Bumped on every change, so that only the latest expiry timer counts.
+    awaiting: u32,
+    unavailable: Vec<String>,
+}
+
+/// The cart as version 1 stored it: a generation counter told the latest
+/// idle timer from the older ones, which all still fired.
+#[derive(Deserialize)]
+struct CartV1 {
+    status: CartStatus,
+    items: BTreeMap<String, u32>,
+    idle_timeout_ms: u64,
+    #[expect(dead_code, reason = "read to skip it: the keyed timer replaced it")]
     generation: u64,
     awaiting: u32,
     unavailable: Vec<String>,
 }
 
+impl Cart {
+    fn from_older(version: u32, bytes: &[u8]) -> Result<Self, String> {
+        match version {
+            1 => {
+                let v1: CartV1 = statefn::decode_state(bytes)?;
+                Ok(Cart {
+                    status: v1.status,
+                    items: v1.items,
+                    idle_timeout_ms: v1.idle_timeout_ms,
+                    awaiting: v1.awaiting,
+                    unavailable: v1.unavailable,
+                })
+            }
+            other => Err(format!("no cart state of version {other}")),
+        }
+    }
+}
+
+/// The key of a cart's idle timer.
+const IDLE: &str = "idle";
+
+/// How long checkout waits for each inventory's answer.
+pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a cart may stay idle when `set_idle_timeout` was not called.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-
-/// How long checkout waits for each inventory's answer: a SKU whose
-/// inventory has not answered by then counts as unavailable.
-pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[stateful_function]
 impl Cart {
@@ -114,29 +146,28 @@ impl Cart {
         self.idle_timeout_ms = millis;
     }
 
-    /// Adds units of a SKU; (re)arms the idle timer. Returns the item count.
+    /// Adds units of a SKU; (re)starts the idle timer. Returns the item
+    /// count.
     #[handler]
     pub fn add(&mut self, ctx: &mut Context, sku: String, units: u32) -> Result<usize, CartClosed> {
         if self.status != CartStatus::Open {
             return Err(CartClosed(self.status));
         }
         *self.items.entry(sku).or_default() += units;
-        self.generation += 1;
         let timeout = match self.idle_timeout_ms {
             0 => DEFAULT_IDLE_TIMEOUT,
             ms => Duration::from_millis(ms),
         };
-        // A durable timer: fires once, also after a restart.
-        ctx.send_after::<Cart>(timeout, ctx.id())
-            .expire(self.generation);
+        // A durable keyed timer: setting it again replaces the earlier one,
+        // which then never fires, so only the latest change counts.
+        ctx.timer::<Cart>(IDLE).after(timeout).expire_idle();
         Ok(self.items.len())
     }
 
-    /// Sent by the cart to itself (a timer): empties it if nothing changed
-    /// since. Internal: not callable over HTTP.
+    /// The cart's idle timer: empties it. Internal: not callable over HTTP.
     #[handler(internal)]
-    pub fn expire(&mut self, generation: u64) {
-        if self.status == CartStatus::Open && generation == self.generation {
+    pub fn expire_idle(&mut self) {
+        if self.status == CartStatus::Open {
             self.items.clear();
             self.status = CartStatus::Expired;
         }
@@ -158,6 +189,7 @@ impl Cart {
         }
         self.awaiting = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
         self.status = CartStatus::CheckingOut;
+        ctx.cancel_timer(IDLE);
         Ok(self.awaiting)
     }
 

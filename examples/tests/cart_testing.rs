@@ -20,11 +20,11 @@ fn a_checkout_survives_a_crash_and_the_idle_timer_fires_on_virtual_time()
     let cart = rt.handle::<Cart>("c-1");
     rt.call(cart.add("apple".into(), 2))??; //           a handler's own Err is the inner Result
 
-    // `add` armed an idle timer: a message the cart sent itself, with a delay.
+    // `add` set the cart's keyed idle timer (a later `add` replaces it).
     let timer = rt.sent().last().expect("sent");
     assert_eq!(
         (timer.handler(), timer.delay),
-        ("expire", Duration::from_secs(15 * 60))
+        ("expire_idle", Duration::from_secs(15 * 60))
     );
 
     rt.advance(Duration::from_secs(14 * 60)); //         virtual time: takes no time

@@ -211,7 +211,9 @@ async fn send_enqueues_durably_and_a_delay_defers_it() {
     let first = post(&c, &delayed, Some(json!({"amount": 100})), Some("payday")).await;
     let retry = post(&c, &delayed, Some(json!({"amount": 100})), Some("payday")).await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{first:?}");
-    assert_eq!(first.json, json!({"invocation_id": "payday"}));
+    // The id names the instance and the key (`DELETE /v1/invocations/{id}`
+    // finds its shard from it).
+    assert_eq!(first.json, json!({"invocation_id": "Account.dave.payday"}));
     assert_eq!(retry.json, first.json);
     await_balance(&c, &bank, "dave", 110).await;
     // A later timer fires after any duplicate of the first would have.
@@ -366,6 +368,20 @@ async fn metrics_are_served_as_prometheus_text() {
         r#"statefn_http_requests_total{route="/v1/{type}/{id}/{handler}",status="404"}"#,
     );
     assert!(not_found >= 1.0, "{text}");
+    // Invocations and call latencies by function and handler; an unknown
+    // handler adds no series (bounded cardinality).
+    let deposits = sample(
+        &text,
+        r#"statefn_invocations_total{function="Account",handler="deposit",outcome="applied"}"#,
+    );
+    assert!(deposits >= 1.0, "{text}");
+    assert!(
+        text.contains(
+            r#"statefn_call_duration_seconds_count{function="Account",handler="deposit"}"#
+        ),
+        "{text}"
+    );
+    assert!(!text.contains(r#"handler="nope""#), "{text}");
 
     // Every line is a comment, blank, or `name{labels} value` with a number.
     for line in text.lines() {

@@ -1,4 +1,4 @@
-//! The cart's reply and timer handlers (`reserved`, `expire`) are
+//! The cart's reply and timer handlers (`reserved`, `expire_idle`) are
 //! `#[handler(internal)]`: over HTTP they answer exactly as a handler that
 //! does not exist, so nobody outside can forge an inventory's reply or
 //! expire someone's cart; `/admin/functions` still lists them, as internal.
@@ -59,7 +59,7 @@ async fn an_internal_handler_answers_http_exactly_like_an_unknown_one() {
     assert_eq!(added.status, StatusCode::OK, "{added:?}");
 
     let forged = [
-        ("expire", json!({"generation": 1})),
+        ("expire_idle", json!({})),
         ("reserved", json!({"sku": "apple", "reply": {"Ok": 3}})),
     ];
     for (handler, args) in forged {
@@ -86,7 +86,10 @@ async fn an_internal_handler_answers_http_exactly_like_an_unknown_one() {
                 "{handler}{suffix}"
             );
             // Whatever the 404 lists, it gives away no internal handler.
-            for other in ["expire", "reserved"].iter().filter(|h| **h != handler) {
+            for other in ["expire_idle", "reserved"]
+                .iter()
+                .filter(|h| **h != handler)
+            {
                 assert!(!internal.text.contains(other), "{internal:?}");
                 assert!(!unknown.text.contains(other), "{unknown:?}");
             }
@@ -137,7 +140,7 @@ async fn admin_functions_lists_internal_handlers_as_internal() {
     let expected = [
         ("set_idle_timeout", false),
         ("add", false),
-        ("expire", true),
+        ("expire_idle", true),
         ("checkout", false),
         ("reserved", true),
         ("view", false),

@@ -151,11 +151,16 @@ async fn a_send_refused_with_503_returns_its_generated_key_for_the_retry() {
         StatusCode::SERVICE_UNAVAILABLE,
         "{refused:?}"
     );
-    let key = refused.json["error"]["details"]["invocation_id"]
+    let id = refused.json["error"]["details"]["invocation_id"]
         .as_str()
         .unwrap_or_else(|| panic!("no invocation id in {refused:?}"))
         .to_owned();
-    assert_eq!(refused.headers["idempotency-key"].to_str().unwrap(), key);
+    let key = refused.headers["idempotency-key"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // The invocation id names the instance and the key.
+    assert_eq!(id, format!("Fragile.s.{key}"));
     faults.heal();
 
     // The retry with that key, once the shard is back: accepted once.
@@ -170,7 +175,7 @@ async fn a_send_refused_with_503_returns_its_generated_key_for_the_retry() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let accepted = accepted.expect("the shard came back");
-    assert_eq!(accepted.json["invocation_id"], key.as_str());
+    assert_eq!(accepted.json["invocation_id"], id.as_str());
     assert_eq!(
         post(&c, &send, None, Some(&key)).await.status,
         StatusCode::ACCEPTED

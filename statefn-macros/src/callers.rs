@@ -37,13 +37,14 @@ pub(crate) fn client(names: &Names, self_ident: &Ident, handlers: &[Handler]) ->
         let reply = &h.reply;
         let params = params(h);
         let construct = construct(message, h);
+        let wire = h.wire_name();
         quote! {
             #(#docs)*
             ///
             /// Returns a [`Call`](::statefn::Call): `.await` it for the reply, optionally after
             /// setting `.idempotency_key(..)`.
             pub fn #method(&self, #params) -> ::statefn::Call<#reply> {
-                self.raw.call(&#construct)
+                self.raw.call(#wire, &#construct)
             }
         }
     });

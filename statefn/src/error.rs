@@ -168,6 +168,35 @@ pub enum Error {
         /// The handler given to `reply_to`.
         handler: String,
     },
+    /// A handler set a timer that cannot be: of another function type, with
+    /// a key that is empty or too long, or periodic with a zero period. The
+    /// invocation changed nothing.
+    #[error("invalid timer: {reason}")]
+    InvalidTimer {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No invocation with that id is known: it never existed, or it was
+    /// enqueued longer ago than the idempotency retention.
+    #[error(
+        "no invocation `{id}` is known: check the id `/send` returned (ids are remembered for \
+         the idempotency retention)"
+    )]
+    UnknownInvocation {
+        /// The invocation id asked for.
+        id: String,
+    },
+    /// The invocation was enqueued but is no longer pending, so it cannot
+    /// be cancelled: it ran already (or is running), was cancelled, or was
+    /// enqueued without a delay (such an invocation runs at once).
+    #[error(
+        "invocation `{id}` is no longer pending: it ran already, was cancelled, or had no delay; \
+         only a delayed invocation can be cancelled, before it runs"
+    )]
+    InvocationNotPending {
+        /// The invocation id asked for.
+        id: String,
+    },
     /// The address is not valid (empty id, id too long).
     #[error("invalid address: {reason}")]
     InvalidAddress {

@@ -53,8 +53,15 @@ pub fn inventory(
             .transpose()?;
         count("table.meta", usize::from(meta.is_some()));
         checkpointed.insert(shard, meta.map(|m| m.checkpoint_lsn).unwrap_or_default());
-        let timers: Vec<TimerEntry> = rows(&tables, ShardTables::timers)?;
-        let expiry = timers.iter().filter(|t| t.expiry).count();
+        let mut timers: Vec<TimerEntry> =
+            read(&tables, |t| t.timers_due((0, 0), u64::MAX, usize::MAX))?
+                .iter()
+                .map(|(_, bytes)| decode(bytes, "a timer row"))
+                .collect::<Result<_, _>>()?;
+        for (_, bytes) in read(&tables, ShardTables::legacy_timers)? {
+            timers.push(decode(&bytes, "a timer row")?);
+        }
+        let expiry = timers.iter().filter(|t| t.is_expiry()).count();
         count("table.timers", timers.len() - expiry);
         count("table.timers.expiry", expiry);
         count(
@@ -110,7 +117,9 @@ pub fn inventory(
                         usize::from(r.dead_letter.is_some()),
                     );
                 }
-                Entry::TimerFired { .. } => count("log.TimerFired", 1),
+                Entry::TimerFired { .. } | Entry::TimerFiredV1 { .. } => {
+                    count("log.TimerFired", 1);
+                }
                 Entry::DeadLetterResolved { resent, .. } => count(
                     if resent.is_some() {
                         "log.DeadLetterResolved.resent"
@@ -119,7 +128,7 @@ pub fn inventory(
                     },
                     1,
                 ),
-                Entry::Expired { rearm, .. } => count(
+                Entry::Expired { rearm, .. } | Entry::ExpiredV1 { rearm, .. } => count(
                     if rearm.is_some() {
                         "log.Expired.rearmed"
                     } else {
@@ -127,6 +136,7 @@ pub fn inventory(
                     },
                     1,
                 ),
+                Entry::Deleted { .. } => count("log.Deleted", 1),
             }
         }
     }
@@ -171,7 +181,7 @@ fn read<T>(tables: &ShardTables, get: Read<T>) -> Result<T, Error> {
     get(tables).map_err(|e| StorageError::store("reading a table")(e).into())
 }
 
-fn rows<T: crate::protocol::record::Versioned>(
+fn rows<T: crate::protocol::record::Stored>(
     tables: &ShardTables,
     get: Read<Vec<Vec<u8>>>,
 ) -> Result<Vec<T>, Error> {

@@ -7,13 +7,13 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context as TaskContext, Poll},
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use crate::{Address, Error, Runtime, StatefulFunction, wire::WireMessage};
+use crate::{Address, Error, Runtime, StatefulFunction, TraceContext, wire::WireMessage};
 
 /// A typed handle to one instance (`Handle<Account>` for `Account/alice`):
 /// its methods are the instance's handlers, each returning a [`Call`].
@@ -64,6 +64,7 @@ impl<T: StatefulFunction> Handle<T> {
                 runtime,
                 id: id.into(),
                 address: Address::new(T::type_name(), id),
+                function: T::type_name(),
             }),
         }
     }
@@ -123,16 +124,20 @@ pub struct RawHandle {
     runtime: Runtime,
     id: Arc<str>,
     address: Result<Address, Error>,
+    /// The registered type name (a metric label).
+    function: &'static str,
 }
 
 impl RawHandle {
-    /// Starts a call with `message` (it names its handler).
-    pub fn call<R, M: WireMessage>(&self, message: &M) -> Call<R> {
+    /// Starts a call of `handler` with `message` (it names its handler).
+    pub fn call<R, M: WireMessage>(&self, handler: &'static str, message: &M) -> Call<R> {
         Call {
             runtime: self.runtime.clone(),
             address: self.address.clone(),
             message: crate::wire::encode(message),
             key: None,
+            trace: None,
+            labels: (self.function, handler),
             _reply: PhantomData,
         }
     }
@@ -164,10 +169,46 @@ pub struct Call<R> {
     address: Result<Address, Error>,
     message: Result<Vec<u8>, Error>,
     key: Option<String>,
+    trace: Option<TraceContext>,
+    /// (function, handler): the metric labels.
+    labels: (&'static str, &'static str),
     _reply: PhantomData<fn() -> R>,
 }
 
 impl<R> Call<R> {
+    /// Makes the invocation continue trace `parent` (a W3C trace context,
+    /// say from the `traceparent` of the request that led to this call):
+    /// its span records `trace_id` and `parent_span_id`, and the messages it
+    /// sends carry the trace on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// # let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
+    /// use statefn::TraceContext;
+    /// let parent = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    /// let mut call = runtime.handle::<Counter>("c").add(1);
+    /// if let Some(parent) = parent {
+    ///     call = call.trace_context(parent);
+    /// }
+    /// assert_eq!(call.await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn trace_context(mut self, parent: TraceContext) -> Self {
+        self.trace = Some(parent);
+        self
+    }
+
     /// Makes the call idempotent: a call with a key already applied to this
     /// instance (within the retention period) is answered with the stored
     /// reply instead of running again. Using one key for a different handler
@@ -197,21 +238,26 @@ impl<R> Call<R> {
         self
     }
 
-    /// Durably enqueues the call instead of waiting for its reply: the
-    /// handler runs later (like a message from another function: a panic is
-    /// retried, then kept as a dead letter), and this returns the
-    /// invocation id once the message is committed. The id is the
-    /// idempotency key: the one given, or a new random one. As over HTTP
-    /// (`POST .../send`), enqueueing again with the same key does nothing.
+    /// Durably enqueues the call instead of awaiting its reply (as
+    /// `POST .../send` does): the handler runs later (like a message from
+    /// another function: a panic is retried, then kept as a dead letter),
+    /// and this returns its [`InvocationId`](crate::InvocationId) once the
+    /// message is committed. [`Runtime::invocation`] follows it by that id
+    /// (its status, and its reply once done; `GET /v1/invocations/{id}`
+    /// over HTTP). With an [`idempotency_key`](Self::idempotency_key),
+    /// enqueueing again does nothing and returns the same id; without one,
+    /// a random key is generated.
     ///
     /// # Errors
     ///
-    /// As awaiting the call, before anything is enqueued.
+    /// As awaiting the call would, before anything is enqueued.
     ///
     /// # Durability
     ///
     /// When this returns `Ok`, the message is committed: it will be
-    /// delivered exactly once, across crashes.
+    /// delivered exactly once, across crashes, and its outcome is stored
+    /// for [`Runtime::invocation`] for the idempotency retention
+    /// ([`Builder::idempotency_retention`](crate::Builder::idempotency_retention)).
     ///
     /// # Examples
     ///
@@ -222,49 +268,101 @@ impl<R> Call<R> {
     /// # #[derive(Default, Serialize, Deserialize)]
     /// # pub struct Counter { n: u64 }
     /// # #[stateful_function]
-    /// # impl Counter {
-    /// #     #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n }
-    /// #     #[handler] pub fn get(&self) -> u64 { self.n }
-    /// # }
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), statefn::Error> {
-    /// # let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
+    /// use std::time::Duration;
+    /// use statefn::{InvocationStatus, JsonReply};
+    ///
+    /// let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
     /// let counter = runtime.handle::<Counter>("c");
     /// let id = counter.add(5).idempotency_key("order-1").send().await?;
-    /// assert_eq!(id, "order-1");
-    /// assert_eq!(counter.add(5).idempotency_key("order-1").send().await?, "order-1"); // once
-    /// let later = counter.add(1).send_after(std::time::Duration::from_secs(3600)).await?;
-    /// assert!(later.starts_with("inv-"));
-    /// # while counter.get().await? != 5 { tokio::task::yield_now().await; }
+    /// assert_eq!(id.to_string(), "Counter.c.order-1");
+    /// // Enqueued once: the same key gives the same id and runs nothing more.
+    /// assert_eq!(counter.add(5).idempotency_key("order-1").send().await?, id);
+    /// // Its status, then its reply: waits up to 10 s for it to run.
+    /// let done = runtime.invocation(&id, Duration::from_secs(10)).await?;
+    /// assert_eq!(done, InvocationStatus::Done(JsonReply::Ok(serde_json::json!(5))));
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn send(self) -> Result<String, Error> {
+    pub async fn send(self) -> Result<crate::InvocationId, Error> {
         self.send_after(Duration::ZERO).await
     }
 
-    /// Like [`send`](Self::send), the handler running after `delay` (a
-    /// durable timer: it fires once, also across restarts).
+    /// Enqueues the call to run `delay` from now instead of awaiting its
+    /// reply (as `POST .../send?delay=` does): returns its
+    /// [`InvocationId`](crate::InvocationId), with which
+    /// [`Runtime::cancel_invocation`] cancels it until it runs. With an
+    /// [`idempotency_key`](Self::idempotency_key), enqueueing again does
+    /// nothing and returns the same id.
     ///
     /// # Errors
     ///
-    /// As [`send`](Self::send).
+    /// As awaiting the call would, before anything is enqueued.
     ///
     /// # Durability
     ///
-    /// As [`send`](Self::send).
-    pub async fn send_after(self, delay: Duration) -> Result<String, Error> {
+    /// When this returns `Ok`, the invocation is committed as a durable
+    /// timer: it runs once, at its time (after downtime, as soon as the
+    /// runtime runs again), unless cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
+    /// let counter = runtime.handle::<Counter>("c");
+    /// let later = counter.add(5).send_after(Duration::from_secs(3600)).await?;
+    /// runtime.cancel_invocation(&later).await?; // it will not run
+    /// assert_eq!(counter.add(1).await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_after(self, delay: Duration) -> Result<crate::InvocationId, Error> {
+        let address = self.address?;
+        let message = self.message?;
+        // Always keyed, so that the id names exactly one invocation.
         let key = self
             .key
             .unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
         let rx = self.runtime.inner().submit(
-            self.address?,
-            self.message?,
+            address.clone(),
+            message,
             Some(key.clone()),
             Some(delay),
+            self.trace,
         )?;
         rx.await.map_err(|_| Error::ShuttingDown)??;
-        Ok(key)
+        Ok(crate::InvocationId::enqueued(address, key))
+    }
+
+    /// Like [`send_after`](Self::send_after), at `at` on the runtime's
+    /// clock (the system clock, or the test kit's virtual one); a time
+    /// already past runs it as soon as possible.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_after`](Self::send_after).
+    ///
+    /// # Durability
+    ///
+    /// As [`send_after`](Self::send_after).
+    pub async fn send_at(self, at: SystemTime) -> Result<crate::InvocationId, Error> {
+        let now = UNIX_EPOCH + Duration::from_millis(self.runtime.inner().clock.now_ms());
+        let delay = at.duration_since(now).unwrap_or(Duration::ZERO);
+        // A zero delay would run at once and could not be cancelled.
+        self.send_after(delay.max(Duration::from_millis(1))).await
     }
 }
 
@@ -285,7 +383,8 @@ impl<R: DeserializeOwned> IntoFuture for Call<R> {
         let state = match (self.address, self.message) {
             (Ok(address), Ok(message)) => {
                 let target = address.clone();
-                match self.runtime.inner().submit_call(address, message, self.key) {
+                let inner = self.runtime.inner();
+                match inner.submit(address, message, self.key, None, self.trace) {
                     Ok(rx) => CallState::Waiting(rx, target),
                     Err(e) => CallState::Failed(Some(e)),
                 }
@@ -295,6 +394,7 @@ impl<R: DeserializeOwned> IntoFuture for Call<R> {
         CallFuture {
             state,
             started: std::time::Instant::now(),
+            labels: self.labels,
             _reply: PhantomData,
         }
     }
@@ -305,6 +405,7 @@ impl<R: DeserializeOwned> IntoFuture for Call<R> {
 pub struct CallFuture<R> {
     state: CallState,
     started: std::time::Instant,
+    labels: (&'static str, &'static str),
     _reply: PhantomData<fn() -> R>,
 }
 
@@ -330,8 +431,7 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             CallState::Waiting(rx, target) => match Pin::new(rx).poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Ok(Ok(bytes))) => {
-                    metrics::histogram!(crate::metrics::CALL_DURATION)
-                        .record(this.started.elapsed().as_secs_f64());
+                    crate::metrics::record_call(this.labels.0, this.labels.1, this.started);
                     Poll::Ready(postcard::from_bytes(&bytes).map_err(|e| Error::Decode {
                         function: target.type_name().to_owned(),
                         what: "a reply".to_owned(),

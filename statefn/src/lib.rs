@@ -94,6 +94,22 @@
 //!   Exactly one of them arrives, once; a reply after the timeout is dropped.
 //!   `reply_to(MyMessage::my_handler())` is the same for a one-argument
 //!   handler, without correlation. Handlers never wait.
+//! - **Timers and time**: [`Context::timer`] sets a keyed timer of the
+//!   instance (`.after`, `.at`, `.every`; setting a key again replaces it,
+//!   [`Context::cancel_timer`] removes it even when due);
+//!   [`Context::send_after`] / [`Context::send_at`] send a delayed message.
+//!   [`Context::now`], [`Context::rng`], [`Context::caller`],
+//!   [`Context::invocation_id`] and [`Context::resource`] are what a handler
+//!   may depend on besides its state: the test kit controls each.
+//! - **Enqueued invocations**: [`Call::send`], [`Call::send_after`] and
+//!   [`Call::send_at`] (HTTP `POST .../send`) enqueue durably and return an
+//!   [`InvocationId`]; [`Runtime::invocation`] follows it (scheduled,
+//!   pending, done with its reply, failed, cancelled; with a wait) and
+//!   [`Runtime::cancel_invocation`] cancels a delayed one.
+//! - **Operators** look inside: [`Runtime::state_json`],
+//!   [`Runtime::instances`], [`Runtime::timers_of`],
+//!   [`Runtime::delete_instance`], [`Runtime::dead_letters`] (and the
+//!   `/admin/...` routes of `statefn::ingress`).
 //!
 //! ## Durability and failures
 //!
@@ -271,6 +287,7 @@ mod fuzz_api;
 mod handle;
 #[cfg(feature = "http")]
 pub mod ingress;
+mod invocation_id;
 pub mod metrics;
 mod protocol;
 #[allow(
@@ -280,6 +297,8 @@ mod protocol;
 )]
 mod registry;
 mod request;
+mod resources;
+mod rng;
 mod runtime;
 mod scheduler;
 mod service;
@@ -287,6 +306,7 @@ mod shard;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timers;
+mod trace;
 mod wire;
 
 // `context.rs` names envelopes by their old path.
@@ -295,20 +315,26 @@ use protocol::envelope;
 pub use address::{Address, MAX_ID_LEN};
 pub use commit::Durability;
 pub use commit::store_faults::StoreFaults;
-pub use context::{Context, Request};
+pub use context::{Context, MAX_TIMER_KEY, Request, Sent, TimerBuilder};
 pub use egress::{EgressRecord, MAX_EGRESS_NAME};
 pub use error::{Error, StorageError};
 pub use function::{HandlerInfo, HandlerRef, JsonReply, StatefulFunction, decode_state};
 pub use handle::{Call, CallFuture, Handle};
+pub use invocation_id::InvocationId;
 pub use protocol::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
+/// The `rand` crate (0.9), for [`rand::Rng`]'s methods on [`Context::rng`].
+pub use rand;
 pub use request::{NoError, RequestFailed};
+pub use rng::InvocationRng;
 pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_RETENTION,
     DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
-    DEFAULT_SHUTDOWN_TIMEOUT, DeadLetter, DeadLetterId, Runtime, ShardStatus,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY, DeadLetter, DeadLetterId, Instances,
+    InvocationStatus, MAX_INSTANCES_PAGE, PendingTimer, Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::{handler, stateful_function};
+pub use trace::TraceContext;
 pub use wire::{MAX_HANDLER_NAME, MessageError, decode_message, encode_message};
 
 /// The file-system seam under the write-ahead log, for

@@ -4,6 +4,13 @@
 //! Hot-path counts are summed per batch and recorded once per batch, so
 //! metrics cost nothing per invocation.
 //!
+//! Invocation counts and call latencies carry `function` and `handler`
+//! labels. Their values are only the names of registered function types
+//! and their handlers (static strings from the generated code), or
+//! [`UNKNOWN`] for a name that is not registered: a client cannot add
+//! series by calling names that do not exist, so the number of series is
+//! bounded by the code.
+//!
 //! Every metric is listed in [`METRICS`] with its help text; [`describe`]
 //! hands those to the installed recorder, so that a Prometheus scrape
 //! carries a `# HELP` line for each. The ingress's
@@ -18,14 +25,21 @@
 //! assert!(statefn::metrics::METRICS.iter().all(|m| m.name.starts_with("statefn_")));
 //! ```
 
+use std::time::Instant;
+
 use metrics::Unit;
 
-/// Invocations by outcome: `applied`, `rejected` (handler `Err`), `failed`
-/// (panic or bad input), `duplicate` (answered from a stored reply or dropped
-/// as a re-delivery).
+/// Invocations by `function`, `handler` and `outcome`: `applied`,
+/// `rejected` (handler `Err`), `failed` (panic or bad input), `duplicate`
+/// (answered from a stored reply or dropped as a re-delivery).
 pub const INVOCATIONS: &str = "statefn_invocations_total";
-/// Client call latency, submit to reply, in seconds.
+/// Client call latency, submit to reply, in seconds, by `function` and
+/// `handler`.
 pub const CALL_DURATION: &str = "statefn_call_duration_seconds";
+
+/// The `function` or `handler` label of a name that is not registered (or
+/// a message that could not be decoded).
+pub const UNKNOWN: &str = "unknown";
 /// Invocations per group commit.
 pub const COMMIT_BATCH: &str = "statefn_commit_batch_invocations";
 /// `fdatasync` latency of a log group, in seconds.
@@ -34,6 +48,8 @@ pub const FSYNC_DURATION: &str = "statefn_fsync_duration_seconds";
 pub const MAILBOX_DEPTH: &str = "statefn_mailbox_depth";
 /// Time to write one shard checkpoint, in seconds.
 pub const CHECKPOINT_DURATION: &str = "statefn_checkpoint_duration_seconds";
+/// Bytes (keys and values) one shard checkpoint writes to the state store.
+pub const CHECKPOINT_BYTES: &str = "statefn_checkpoint_bytes";
 /// Log-group recoveries after a failure.
 pub const RECOVERIES: &str = "statefn_recoveries_total";
 /// Time to recover one log group (open or after a failure), in seconds.
@@ -104,15 +120,16 @@ pub const METRICS: &[Metric] = &[
         name: INVOCATIONS,
         kind: MetricKind::Counter,
         unit: Unit::Count,
-        help: "Invocations processed, by outcome: applied, rejected (the handler returned Err), \
-               failed (panic or bad input), duplicate (answered from a stored reply or dropped \
-               as a re-delivery).",
+        help: "Invocations processed, by function type, handler and outcome: applied, rejected \
+               (the handler returned Err), failed (panic or bad input), duplicate (answered from \
+               a stored reply or dropped as a re-delivery).",
     },
     Metric {
         name: CALL_DURATION,
         kind: MetricKind::Histogram,
         unit: Unit::Seconds,
-        help: "Latency of calls from Rust handles and HTTP, from submission to the reply, in seconds.",
+        help: "Latency of calls from Rust handles and HTTP, from submission to the reply, by \
+               function type and handler, in seconds.",
     },
     Metric {
         name: COMMIT_BATCH,
@@ -137,6 +154,13 @@ pub const METRICS: &[Metric] = &[
         kind: MetricKind::Histogram,
         unit: Unit::Seconds,
         help: "Time to write one shard checkpoint to the state store, in seconds.",
+    },
+    Metric {
+        name: CHECKPOINT_BYTES,
+        kind: MetricKind::Histogram,
+        unit: Unit::Bytes,
+        help: "Bytes (keys and values, deletes included) one shard checkpoint writes to the \
+               state store.",
     },
     Metric {
         name: RECOVERIES,
@@ -257,8 +281,42 @@ pub fn describe() {
     }
 }
 
+/// Records one call's latency (a reply came), labelled by the registered
+/// names of its function type and handler.
+pub(crate) fn record_call(function: &'static str, handler: &'static str, started: Instant) {
+    metrics::histogram!(CALL_DURATION, "function" => function, "handler" => handler)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// An invocation's outcome, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counted {
+    Applied,
+    Rejected,
+    Failed,
+    Duplicate,
+}
+
+impl Counted {
+    const ALL: [Counted; 4] = [
+        Counted::Applied,
+        Counted::Rejected,
+        Counted::Failed,
+        Counted::Duplicate,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Counted::Applied => "applied",
+            Counted::Rejected => "rejected",
+            Counted::Failed => "failed",
+            Counted::Duplicate => "duplicate",
+        }
+    }
+}
+
 /// Per-batch counts, recorded at the end of the batch.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct BatchStats {
     pub(crate) applied: u64,
     pub(crate) rejected: u64,
@@ -266,18 +324,60 @@ pub(crate) struct BatchStats {
     pub(crate) duplicate: u64,
     pub(crate) cache_hits: u64,
     pub(crate) cache_misses: u64,
+    /// Counts by (function, handler), in order of first appearance: a
+    /// batch touches few handlers, so a short list beats a map.
+    by_handler: Vec<(&'static str, &'static str, [u64; 4])>,
 }
 
 impl BatchStats {
+    /// Counts one invocation of `function`'s `handler`.
+    pub(crate) fn count(
+        &mut self,
+        function: &'static str,
+        handler: &'static str,
+        outcome: Counted,
+    ) {
+        match outcome {
+            Counted::Applied => self.applied += 1,
+            Counted::Rejected => self.rejected += 1,
+            Counted::Failed => self.failed += 1,
+            Counted::Duplicate => self.duplicate += 1,
+        }
+        let slot = outcome as usize;
+        // Names are static strings of the registry: compare pointers first.
+        let same = |a: &'static str, b: &'static str| std::ptr::eq(a, b) || a == b;
+        match self
+            .by_handler
+            .iter_mut()
+            .find(|(f, h, _)| same(f, function) && same(h, handler))
+        {
+            Some((_, _, counts)) => {
+                if let Some(n) = counts.get_mut(slot) {
+                    *n += 1;
+                }
+            }
+            None => {
+                let mut counts = [0; 4];
+                if let Some(n) = counts.get_mut(slot) {
+                    *n = 1;
+                }
+                self.by_handler.push((function, handler, counts));
+            }
+        }
+    }
+
     pub(crate) fn record(&self) {
-        for (outcome, n) in [
-            ("applied", self.applied),
-            ("rejected", self.rejected),
-            ("failed", self.failed),
-            ("duplicate", self.duplicate),
-        ] {
-            if n > 0 {
-                metrics::counter!(INVOCATIONS, "outcome" => outcome).increment(n);
+        for (function, handler, counts) in &self.by_handler {
+            for (outcome, n) in Counted::ALL.iter().zip(counts) {
+                if *n > 0 {
+                    metrics::counter!(
+                        INVOCATIONS,
+                        "function" => *function,
+                        "handler" => *handler,
+                        "outcome" => outcome.label(),
+                    )
+                    .increment(*n);
+                }
             }
         }
         if self.cache_hits > 0 {

@@ -1,18 +1,24 @@
 //! The timer service: wakes shards when their timers are due.
 //!
 //! A timer's message lives in its shard (and, in durable mode, in the log),
-//! not here: this only holds (due time, shard, timer id) in a heap and
-//! queues [`Mail::TimerDue`](crate::protocol::envelope::Mail::TimerDue) to
-//! the shard when the runtime's clock reaches it. A wake-up lost in a crash
-//! is armed again by recovery, and the message is sent once.
+//! not here: this only holds (due time, shard, timer id), ordered by due
+//! time, and queues
+//! [`Mail::TimerDue`](crate::protocol::envelope::Mail::TimerDue) to the
+//! shard when the runtime's clock reaches it. A wake-up lost in a crash is
+//! armed again by recovery, and the message is sent once.
+//!
+//! It holds each timer once: arming one twice keeps one entry, a cancelled
+//! timer is dropped, and a recovered shard's entries are replaced by what
+//! its rebuilt core holds. Shards arm only their window of timers due next
+//! ([`timer_table`](crate::shard::timer_table)), so this stays small however
+//! many timers are stored.
 //!
 //! Under a virtual clock (`statefn::testing`) no thread runs it: the test
 //! kit steps it when it moves the clock, and reads
 //! [`next_due`](Timers::next_due) to know where to move it.
 
 use std::{
-    cmp::Reverse,
-    collections::BinaryHeap,
+    collections::BTreeSet,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -40,7 +46,7 @@ pub(crate) struct TimerArm {
 /// The armed timers, earliest first.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    heap: Mutex<BinaryHeap<Reverse<TimerArm>>>,
+    armed: Mutex<BTreeSet<TimerArm>>,
     /// Signalled when a timer is armed or the service stops.
     changed: Condvar,
     stopped: AtomicBool,
@@ -48,25 +54,46 @@ pub(crate) struct Timers {
 
 impl Timers {
     pub(crate) fn arm(&self, timer: TimerArm) {
-        self.heap.lock().push(Reverse(timer));
+        self.armed.lock().insert(timer);
         self.changed.notify_one();
+    }
+
+    /// Drops a timer that was cancelled or replaced (its shard would only
+    /// find it gone).
+    pub(crate) fn cancel(&self, timer: TimerArm) {
+        self.armed.lock().remove(&timer);
+    }
+
+    /// After `shard` was rebuilt: what it armed before is replaced by
+    /// `timers`, what its rebuilt core holds.
+    pub(crate) fn replace_shard(&self, shard: ShardId, timers: Vec<TimerArm>) {
+        let mut armed = self.armed.lock();
+        armed.retain(|t| t.shard != shard);
+        armed.extend(timers);
+        self.changed.notify_one();
+    }
+
+    /// How many timers are armed.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.armed.lock().len()
     }
 
     /// The earliest armed due time (the test kit moves its clock there).
     #[cfg(any(test, feature = "testing"))]
     pub(crate) fn next_due(&self) -> Option<u64> {
-        earliest(&self.heap.lock())
+        earliest(&self.armed.lock())
     }
 
     /// Removes and returns the timers due at `now_ms`, earliest first.
     pub(crate) fn take_due(&self, now_ms: u64) -> Vec<TimerArm> {
-        let mut heap = self.heap.lock();
+        let mut armed = self.armed.lock();
         let mut due = Vec::new();
-        while let Some(Reverse(timer)) = heap.peek().copied() {
+        while let Some(timer) = armed.first().copied() {
             if timer.due_ms > now_ms {
                 break;
             }
-            heap.pop();
+            armed.pop_first();
             due.push(timer);
         }
         due
@@ -75,14 +102,14 @@ impl Timers {
     /// Stops the service (pending timers stay stored with their shards).
     pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
-        let _heap = self.heap.lock();
+        let _heap = self.armed.lock();
         self.changed.notify_all();
     }
 }
 
-/// The earliest due time in `heap`.
-fn earliest(heap: &BinaryHeap<Reverse<TimerArm>>) -> Option<u64> {
-    heap.peek().map(|Reverse(t)| t.due_ms)
+/// The earliest due time in `armed`.
+fn earliest(armed: &BTreeSet<TimerArm>) -> Option<u64> {
+    armed.first().map(|t| t.due_ms)
 }
 
 /// Fires due timers: a [`Service`].
@@ -132,13 +159,13 @@ impl Service for TimerService {
             return Step::Done;
         }
         if !wait.is_zero() {
-            let mut heap = self.timers.heap.lock();
+            let mut armed = self.timers.armed.lock();
             let now = self.clock.now_ms();
             let until_due =
-                earliest(&heap).map(|due| Duration::from_millis(due.saturating_sub(now)));
+                earliest(&armed).map(|due| Duration::from_millis(due.saturating_sub(now)));
             let wait = until_due.map_or(wait, |d| d.min(wait));
             if !wait.is_zero() && !self.timers.stopped.load(Ordering::SeqCst) {
-                self.timers.changed.wait_for(&mut heap, wait);
+                self.timers.changed.wait_for(&mut armed, wait);
             }
         }
         Step::Idle
@@ -170,6 +197,24 @@ mod tests {
         );
         assert_eq!(timers.next_due(), Some(40));
         assert!(timers.take_due(39).is_empty());
+    }
+
+    #[test]
+    fn each_timer_is_held_once_and_cancelled_or_replaced_ones_go() {
+        let timers = Timers::default();
+        timers.arm(arm(10, 0, 1));
+        timers.arm(arm(10, 0, 1));
+        timers.arm(arm(20, 0, 2));
+        timers.arm(arm(30, 1, 3));
+        assert_eq!(timers.len(), 3);
+        timers.cancel(arm(20, 0, 2));
+        assert_eq!(timers.len(), 2);
+        // A recovered shard 0 holds timer 1 and a new one: no duplicate.
+        timers.replace_shard(ShardId(0), vec![arm(10, 0, 1), arm(50, 0, 4)]);
+        assert_eq!(
+            timers.take_due(100),
+            vec![arm(10, 0, 1), arm(30, 1, 3), arm(50, 0, 4)]
+        );
     }
 
     #[test]

@@ -54,7 +54,9 @@ fn log_record_decode_inputs() {
 /// here, not only a panic.
 ///
 /// `v2-record-*` are the records of the format-2 fixture
-/// (`tests/fixtures/data-v2`, written by `write-fixture-v2`): each decodes.
+/// (`tests/fixtures/data-v2`, written by `write-fixture-v2`), of record
+/// version 1: each decodes, upgraded to the shapes of record version 2 (a
+/// timer's expiry flag is its key, a fired timer is named by its id).
 /// `record-*` were taken from a development build older than format 1
 /// (states without a version header, timers without the expiry flag): those
 /// holding a timer do not decode, which is what a format change without a

@@ -124,7 +124,8 @@ async fn calls_by_name_refuse_an_internal_handler_exactly_like_a_missing_one()
                 .map(|_| ());
             let enqueue = runtime
                 .enqueue_json("test.Relay", "r", handler, json, Duration::ZERO, None)
-                .await;
+                .await
+                .map(|_| ());
             (call, enqueue)
         }
     };

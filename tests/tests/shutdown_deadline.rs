@@ -27,19 +27,26 @@ fn id_on_shard(shard: u16, tag: &str) -> String {
         .expect("some id lands on every shard")
 }
 
+/// A runtime of two shards in two log groups (shard 1 is group 1), on `fs`
+/// if given.
+async fn open_two_groups(
+    dir: &std::path::Path,
+    fs: Option<Arc<FaultyFs>>,
+) -> Result<Runtime, Error> {
+    let builder = Runtime::builder().data_dir(dir).shards(2).log_groups(2);
+    let builder = match fs {
+        Some(fs) => builder.file_system(fs),
+        None => builder,
+    };
+    builder.register::<Account>().open().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_returns_while_a_log_group_cannot_recover() -> Result<(), Error> {
     let dir = tempfile::tempdir().expect("temp dir");
     let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
     let faults = fs.faults();
-    let runtime = Runtime::builder()
-        .data_dir(dir.path())
-        .shards(2)
-        .log_groups(2)
-        .file_system(fs)
-        .register::<Account>()
-        .open()
-        .await?;
+    let runtime = open_two_groups(dir.path(), Some(fs)).await?;
     let victim = runtime.handle::<Account>(id_on_shard(1, "victim"));
     let healthy = runtime.handle::<Account>(id_on_shard(0, "healthy"));
     guarded("deposit", victim.deposit(100))
@@ -79,13 +86,7 @@ async fn shutdown_returns_while_a_log_group_cannot_recover() -> Result<(), Error
     // The directory is released: the next open (disk healed) sees what was
     // committed.
     faults.heal();
-    let runtime = Runtime::builder()
-        .data_dir(dir.path())
-        .shards(2)
-        .log_groups(2)
-        .register::<Account>()
-        .open()
-        .await?;
+    let runtime = open_two_groups(dir.path(), None).await?;
     let victim = runtime.handle::<Account>(id_on_shard(1, "victim"));
     let healthy = runtime.handle::<Account>(id_on_shard(0, "healthy"));
     // The refused deposit of 5 may have reached the page cache before its
@@ -97,19 +98,27 @@ async fn shutdown_returns_while_a_log_group_cannot_recover() -> Result<(), Error
     guarded("shutdown", runtime.shutdown()).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_gives_up_at_its_deadline_and_names_what_is_stuck() -> Result<(), Error> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
-    let faults = fs.faults();
-    let runtime = Runtime::builder()
-        .data_dir(dir.path())
+/// A runtime of one shard on `fs` whose shutdown deadline is 300 ms.
+async fn open_with_short_deadline(
+    dir: &std::path::Path,
+    fs: Arc<FaultyFs>,
+) -> Result<Runtime, Error> {
+    Runtime::builder()
+        .data_dir(dir)
         .shards(1)
         .file_system(fs)
         .shutdown_timeout(Duration::from_millis(300))
         .register::<Account>()
         .open()
-        .await?;
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_up_at_its_deadline_and_names_what_is_stuck() -> Result<(), Error> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
+    let faults = fs.faults();
+    let runtime = open_with_short_deadline(dir.path(), fs).await?;
     let account = runtime.handle::<Account>("a");
     guarded("deposit", account.deposit(1))
         .await?
@@ -149,14 +158,7 @@ async fn the_http_drain_closes_a_request_stuck_in_the_disk() -> Result<(), Error
     let dir = tempfile::tempdir().expect("temp dir");
     let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
     let faults = fs.faults();
-    let runtime = Runtime::builder()
-        .data_dir(dir.path())
-        .shards(1)
-        .file_system(fs)
-        .shutdown_timeout(Duration::from_millis(300))
-        .register::<Account>()
-        .open()
-        .await?;
+    let runtime = open_with_short_deadline(dir.path(), fs).await?;
     guarded("deposit", runtime.handle::<Account>("a").deposit(1))
         .await?
         .expect("positive");
@@ -205,4 +207,37 @@ async fn the_http_drain_closes_a_request_stuck_in_the_disk() -> Result<(), Error
     .await
     .expect("reads");
     Ok(())
+}
+
+/// A group still retrying its recovery when the disk comes back and the
+/// shutdown begins at once tries once more before giving up: a healed disk
+/// gives a clean shutdown (model_bank found the group abandoned while its
+/// retry slept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_disk_healed_recovers_at_shutdown_instead_of_giving_up() -> Result<(), Error>
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
+    let faults = fs.faults();
+    let runtime = open_two_groups(dir.path(), Some(fs)).await?;
+    let victim = runtime.handle::<Account>(id_on_shard(1, "victim"));
+    guarded("deposit", victim.deposit(100))
+        .await?
+        .expect("positive");
+    faults.only_paths_containing("group-0001");
+    faults.fail_syncs();
+    let err = guarded("a deposit on the failing disk", victim.deposit(5))
+        .await
+        .expect_err("its log cannot sync");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    // Let the recovery fail a few times: its retry now sleeps for longer
+    // than the shutdown below takes to begin.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    faults.heal();
+    guarded("shutdown", runtime.shutdown()).await?;
+
+    let runtime = open_two_groups(dir.path(), None).await?;
+    let victim = runtime.handle::<Account>(id_on_shard(1, "victim"));
+    assert_eq!(guarded("balance", victim.balance()).await?, 100);
+    runtime.shutdown().await
 }

@@ -12,6 +12,7 @@ pub mod http;
 pub mod jetstream;
 pub mod recovery;
 pub mod scale;
+pub mod timers;
 
 /// Options every scenario takes.
 #[derive(Debug, Clone, clap::Args)]

@@ -36,6 +36,17 @@ pub enum StoreError {
         /// The largest value accepted.
         max: usize,
     },
+
+    /// A stored value does not have the shape its table gives it.
+    #[error(
+        "state store holds a malformed value: {what}: {reason}; the data directory is damaged or was written by another program"
+    )]
+    Corrupt {
+        /// Which value.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl StoreError {

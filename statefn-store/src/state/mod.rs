@@ -190,6 +190,38 @@ impl StateStore {
         Ok(out)
     }
 
+    /// Entries of one shard in one table with key in `[from, until)`, at
+    /// most `limit`, in key order (for reading timers by due time).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fjall`] on a read failure; [`StoreError::KeyTooLong`].
+    pub(crate) fn scan_range(
+        &self,
+        shard: u16,
+        table: Table,
+        from: &[u8],
+        until: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let start = keys::stored_key(shard, from)?;
+        let end = keys::stored_key(shard, until)?;
+        let mut out = Vec::new();
+        if limit == 0 || start >= end {
+            return Ok(out);
+        }
+        for guard in self.keyspace(table).range(start..end) {
+            let (key, value) = guard
+                .into_inner()
+                .map_err(StoreError::fjall("scanning a table"))?;
+            out.push((keys::caller_key(&key), value.to_vec()));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Applies puts (`Some`) and deletes (`None`) for `shard` atomically, in
     /// one fjall batch: after a crash either all of them are visible or none.
     ///

@@ -7,7 +7,8 @@
 //! | state | type name, `0`, id | an instance's state | [`state`] |
 //! | idempotency | `0`, state key, `0xff`, client key | the stored reply | [`idempotency`] |
 //! | idempotency (expiry index) | `1`, time (BE u64), primary key | empty | [`idempotency`] |
-//! | timer | timer id (BE u64) | a durable timer | [`timers`] |
+//! | timer (due index) | `1`, due time (BE u64), timer id (BE u64) | a durable timer | [`timers`] |
+//! | timer (key index) | `2`, state key, `0xff`, timer key | its due time and id | [`timers`] |
 //! | outbox | destination shard (BE u16), sequence (BE u64) | an unacknowledged message | [`outbox`] |
 //! | egress (per shard) | sequence (BE u64) | an emitted record not yet appended | [`emitted`] |
 //! | dead letter | id (BE u64) | a message that failed every attempt | [`dead_letters`] |
@@ -31,6 +32,7 @@ use crate::state::{Table, TableWrite};
 use crate::{ShardId, StateStore, StoreError};
 
 pub use self::egress::{EgressBatch, EgressTables};
+pub use self::timers::DueSlot;
 
 /// Reads one shard's tables.
 ///
@@ -44,10 +46,10 @@ pub use self::egress::{EgressBatch, EgressTables};
 /// let shard = store.shard(ShardId(3));
 /// let mut batch = shard.batch();
 /// batch.put_state("Counter", "a", Some(b"42".to_vec()));
-/// batch.put_timer(7, b"timer".to_vec());
+/// batch.put_timer(1_000, 7, b"timer".to_vec());
 /// batch.commit()?;
 /// assert_eq!(shard.state("Counter", "a")?, Some(b"42".to_vec()));
-/// assert_eq!(shard.timers()?, vec![b"timer".to_vec()]);
+/// assert_eq!(shard.timers_due((0, 0), 2_000, 10)?, vec![((1_000, 7), b"timer".to_vec())]);
 /// assert_eq!(store.shard(ShardId(4)).state("Counter", "a")?, None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -108,6 +110,15 @@ impl ShardBatch {
     /// How many keys the batch writes or deletes.
     pub fn len(&self) -> usize {
         self.writes.len()
+    }
+
+    /// How many bytes the batch writes: keys and values, a delete counting
+    /// its key.
+    pub fn bytes(&self) -> usize {
+        self.writes
+            .iter()
+            .map(|(_, key, value)| key.len() + value.as_ref().map_or(0, Vec::len))
+            .sum()
     }
 
     /// Whether the batch writes nothing.

@@ -25,6 +25,41 @@ impl ShardTables {
     pub fn state(&self, type_name: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(Table::State, &key(type_name, id))
     }
+
+    /// The ids of the stored instances of `type_name` after `after` (all
+    /// from the first when `None`), at most `limit`, in byte order: a page
+    /// of a listing whose cursor is the last id of the previous page.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fjall`] on a read failure; [`StoreError::KeyTooLong`].
+    pub fn state_ids(
+        &self,
+        type_name: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let prefix = key(type_name, "");
+        let from = match after {
+            // The smallest key above `after`'s.
+            Some(after) => {
+                let mut from = key(type_name, after);
+                from.push(0);
+                from
+            }
+            None => prefix.clone(),
+        };
+        Ok(self
+            .store
+            .scan_from(self.shard.0, Table::State, &from, limit)?
+            .into_iter()
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .filter_map(|(key, _)| {
+                let id = key.get(prefix.len()..)?;
+                String::from_utf8(id.to_vec()).ok()
+            })
+            .collect())
+    }
 }
 
 impl ShardBatch {
@@ -37,6 +72,27 @@ impl ShardBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_ids_page_through_one_type_only() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = crate::StateStore::open(dir.path())?;
+        let shard = store.shard(crate::ShardId(1));
+        let mut batch = shard.batch();
+        for (t, id) in [("A", "a"), ("A", "b"), ("A", "c"), ("Ab", "x"), ("B", "a")] {
+            batch.put_state(t, id, Some(vec![1]));
+        }
+        batch.commit()?;
+        assert_eq!(shard.state_ids("A", None, 2)?, ["a", "b"]);
+        assert_eq!(shard.state_ids("A", Some("b"), 2)?, ["c"]);
+        assert_eq!(shard.state_ids("A", Some("c"), 2)?, Vec::<String>::new());
+        assert_eq!(shard.state_ids("Ab", None, 10)?, ["x"]);
+        assert_eq!(
+            store.shard(crate::ShardId(2)).state_ids("A", None, 10)?,
+            Vec::<String>::new()
+        );
+        Ok(())
+    }
 
     #[test]
     fn state_keys_do_not_collide() {

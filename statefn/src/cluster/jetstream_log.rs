@@ -278,16 +278,29 @@ impl JetStreamBackend {
             allow_direct: true,
             ..Config::default()
         };
-        self.js.get_or_create_stream(config).await.map_err(|e| {
-            let hint = match e.kind() {
-                CreateStreamErrorKind::JetStream(_) => format!(
-                    "; a stream with {} replicas needs a NATS cluster of at least {} JetStream servers (see --replicas)",
-                    self.options.replicas, self.options.replicas
-                ),
-                _ => String::new(),
-            };
-            unavailable(format!("creating stream {name}{hint}"), e)
-        })
+        // A replicated stream's creation can time out while JetStream elects
+        // its leaders (a cluster just started or recovering); creating it
+        // again with the same configuration is idempotent.
+        let mut timeouts = 0;
+        loop {
+            match self.js.get_or_create_stream(config.clone()).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) if matches!(e.kind(), CreateStreamErrorKind::TimedOut) && timeouts < 3 => {
+                    timeouts += 1;
+                    tracing::warn!(stream = %name, timeouts, "creating the stream timed out; trying again");
+                }
+                Err(e) => {
+                    let hint = match e.kind() {
+                        CreateStreamErrorKind::JetStream(_) => format!(
+                            "; a stream with {} replicas needs a NATS cluster of at least {} JetStream servers (see --replicas)",
+                            self.options.replicas, self.options.replicas
+                        ),
+                        _ => String::new(),
+                    };
+                    return Err(unavailable(format!("creating stream {name}{hint}"), e));
+                }
+            }
+        }
     }
 
     /// The last fence in the stream, if any.

@@ -46,6 +46,8 @@ const NEXT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct Replay {
     handle: Handle,
     messages: Option<Ordered>,
+    /// The first sequence asked for.
+    start: u64,
     /// The sequence of the last data record to replay.
     last: u64,
     done: bool,
@@ -98,6 +100,7 @@ impl Replay {
         let empty = Replay {
             handle: handle.clone(),
             messages: None,
+            start: start_sequence,
             last: 0,
             done: true,
             fences: Vec::new(),
@@ -140,6 +143,7 @@ impl Replay {
         Ok(Replay {
             handle,
             messages: Some(messages),
+            start: start_sequence,
             last,
             done: false,
             fences,
@@ -212,6 +216,12 @@ impl Iterator for Replay {
                     });
                 }
             };
+            // An ordered consumer that recreates itself before it delivered
+            // anything may start again from the stream's beginning: records
+            // below the asked position are not this replay's.
+            if sequence < self.start {
+                continue;
+            }
             if sequence > self.last {
                 return self.fail(LogError::Corrupt {
                     detail: format!("record {} not delivered (got {sequence})", self.last),

@@ -12,7 +12,7 @@ use super::ClusterError;
 use crate::{
     Address, Error,
     protocol::{
-        envelope::{Envelope, Origin, ReplyRoute},
+        envelope::{Envelope, Origin, Provenance, ReplyRoute},
         ids::{Seq, ShardId, TimerId},
     },
 };
@@ -50,6 +50,9 @@ pub(crate) struct MailMessage {
     pub(crate) reply_to: Option<ReplyRoute>,
     /// For a reply: the caller's timeout timer it races.
     pub(crate) guard: Option<TimerId>,
+    /// Its caller and the invocation it continues (the trace context stays
+    /// on the sending node).
+    pub(crate) provenance: Provenance,
 }
 
 impl MailMessage {
@@ -69,8 +72,9 @@ impl MailMessage {
             source,
             seq,
             attempt,
-            reply_to: envelope.reply_to.map(|route| *route),
+            reply_to: envelope.reply_to,
             guard: envelope.guard,
+            provenance: envelope.provenance,
         })
     }
 
@@ -83,8 +87,9 @@ impl MailMessage {
                 seq: self.seq,
                 attempt: self.attempt,
             },
-            reply_to: self.reply_to.map(Box::new),
+            reply_to: self.reply_to,
             guard: self.guard,
+            provenance: self.provenance,
         };
         (self.dest, envelope)
     }

@@ -199,6 +199,7 @@ fn injected_fault(storage: &Storage) -> Result<(), Error> {
 pub(crate) fn write(job: &CheckpointJob, tables: &ShardTables, now_ms: u64) -> Result<(), Error> {
     let mut batch = tables.batch();
     writes(job, &mut batch)?;
+    metrics::histogram!(crate::metrics::CHECKPOINT_BYTES).record(batch.bytes() as f64);
     batch.commit().map_err(StorageError::store(format!(
         "writing a checkpoint of shard {}",
         job.shard
@@ -228,11 +229,22 @@ fn writes(job: &CheckpointJob, batch: &mut ShardBatch) -> Result<(), Error> {
             encode(reply)?,
         );
     }
-    for id in &job.timers_removed {
-        batch.delete_timer(id.0);
+    for (slot, timer) in &job.timers.timers {
+        match timer {
+            Some(timer) => batch.put_timer(slot.due_ms, slot.id.0, encode(timer)?),
+            None => batch.delete_timer(slot.due_ms, slot.id.0),
+        }
     }
-    for timer in &job.timers {
-        batch.put_timer(timer.id.0, encode(timer)?);
+    for ((owner, key), slot) in &job.timers.keys {
+        batch.put_timer_slot(
+            owner.type_name(),
+            owner.id(),
+            &key.stored(),
+            slot.map(|s| s.stored()),
+        );
+    }
+    for id in &job.timers.legacy_removed {
+        batch.delete_legacy_timer(id.0);
     }
     for (dest, seq) in &job.outbox_removed {
         batch.delete_outbox(*dest, seq.0);

@@ -132,6 +132,9 @@ impl Syncer {
         *self.parts.stats.down.lock() = Some(reason.to_owned());
         let epoch = self.epochs.next();
         let mut backoff = Duration::from_millis(20);
+        // Set once shutdown began: one more attempt at once (the disk may be
+        // back), then the group is given up.
+        let mut last_try = false;
         let recovered = loop {
             let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.parts.storage.recover(self.group, epoch, durable)
@@ -151,7 +154,9 @@ impl Syncer {
                 Err(e) => {
                     tracing::warn!(group = %self.group, error = %e, ?backoff, "recovery failed; retrying");
                     *self.parts.stats.down.lock() = Some(format!("{reason}; recovery failed: {e}"));
-                    self.pause(backoff);
+                    if !last_try {
+                        self.pause(backoff);
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
@@ -168,6 +173,10 @@ impl Syncer {
                 }
             }
             if self.stopping || self.parts.host.closing() {
+                if !last_try {
+                    last_try = true;
+                    continue;
+                }
                 // Shutdown must not wait for a disk that does not come back:
                 // the shards stay down until the next open, which recovers
                 // them from what is durable.

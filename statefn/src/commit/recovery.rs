@@ -206,6 +206,9 @@ impl Storage {
                 }
             }
         }
+        for core in &mut cores {
+            core.open_timers()?;
+        }
         metrics::histogram!(crate::metrics::RECOVERY_DURATION)
             .record(started.elapsed().as_secs_f64());
         tracing::info!(
@@ -229,24 +232,20 @@ impl Storage {
             Some(bytes) => decode(&bytes, &format!("the checkpoint of shard {shard}"))?,
             None => ShardMeta::default(),
         };
-        let timers = decode_all(tables.timers(), doing(), "a timer")?;
         let outbox = decode_all(tables.outbox(), doing(), "an outbox entry")?;
         let egress = decode_all(tables.pending_egress(), doing(), "a pending egress record")?;
         let dead_letters = decode_all(tables.dead_letters(), doing(), "a dead letter")?;
-        Ok(
-            ShardCore::new(shard, epoch, self.core.clone(), Some(tables)).restored(
-                meta,
-                timers,
-                outbox,
-                egress,
-                dead_letters,
-            ),
+        ShardCore::new(shard, epoch, self.core.clone(), Some(tables)).restored(
+            meta,
+            outbox,
+            egress,
+            dead_letters,
         )
     }
 }
 
 /// Every value of one of a shard's tables, decoded.
-fn decode_all<T: crate::protocol::record::Versioned>(
+fn decode_all<T: crate::protocol::record::Stored>(
     rows: Result<Vec<Vec<u8>>, statefn_store::StoreError>,
     doing: String,
     what: &str,

@@ -164,7 +164,13 @@ async fn a_failed_checkpoint_does_not_bring_back_a_fired_timer_or_a_dropped_dead
         let data_dir = DataDir::open(dir.path(), SHARDS).expect("data dir");
         let store = StateStore::open(&data_dir.state_dir()).expect("store");
         let tables = store.shard(statefn_store::ShardId(shard));
-        assert_eq!(tables.timers().expect("timers"), Vec::<Vec<u8>>::new());
+        assert_eq!(
+            tables
+                .timers_due((0, 0), u64::MAX, usize::MAX)
+                .expect("timers"),
+            vec![]
+        );
+        assert_eq!(tables.legacy_timers().expect("timers"), vec![]);
         assert_eq!(
             tables.dead_letters().expect("dead letters"),
             Vec::<Vec<u8>>::new()

@@ -118,7 +118,7 @@ struct Stored {
     record: Vec<u8>,
 }
 
-impl crate::protocol::record::Versioned for Stored {}
+impl crate::protocol::record::Stored for Stored {}
 
 /// Where appended records go: memory, or a durable [`EgressSink`].
 #[derive(Debug)]

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AppState, auth, error::ApiError};
@@ -86,6 +87,24 @@ pub(super) async fn drop_dead_letter(
     Ok(Json(json!({ "dropped": id })))
 }
 
+/// `GET /admin/state/{type}/{id}`: the instance's state as JSON
+/// (`{"state": ...}`), 404 `not_found` if it has none.
+pub(super) async fn get_state(
+    State(state): State<Arc<AppState>>,
+    Path((type_name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    match state.runtime.state_json(&type_name, &id).await? {
+        Some(value) => Ok(Json(json!({ "state": value }))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{type_name}/{id} has no state"),
+        )),
+    }
+}
+
 /// `GET /admin/cluster`: the nodes and, per log group, its owner and
 /// epoch, from [`Runtime::cluster_status`](crate::Runtime::cluster_status).
 #[cfg(feature = "cluster")]
@@ -102,6 +121,58 @@ pub(super) async fn cluster(
             "this node runs in single-node mode (start it with `--nats` for cluster mode)",
         )),
     }
+}
+
+/// `DELETE /admin/state/{type}/{id}`: deletes the instance's state and its
+/// pending timers; answers once that is committed (durable under the
+/// runtime's `Durability`): `{"deleted": true}`, or `false` if there was
+/// nothing.
+pub(super) async fn delete_state(
+    State(state): State<Arc<AppState>>,
+    Path((type_name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let deleted = state.runtime.delete_instance(&type_name, &id).await?;
+    Ok(Json(json!({ "deleted": deleted })))
+}
+
+/// The query of `GET /admin/state/{type}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct Page {
+    /// The cursor: the `next` of the previous page.
+    after: Option<String>,
+    /// At most this many ids (100 by default, at most 1000).
+    limit: Option<usize>,
+}
+
+/// `GET /admin/state/{type}?after=&limit=`: a page of the type's instance
+/// ids, `{"ids": [...], "next": "<cursor>" | null}`.
+pub(super) async fn list_instances(
+    State(state): State<Arc<AppState>>,
+    Path(type_name): Path<String>,
+    Query(page): Query<Page>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let limit = page.limit.unwrap_or(100);
+    let instances = state
+        .runtime
+        .instances(&type_name, page.after.as_deref(), limit)
+        .await?;
+    Ok(Json(json!(instances)))
+}
+
+/// `GET /admin/timers/{type}/{id}`: the instance's pending timers, soonest
+/// first, `{"timers": [{"id", "due_ms", "expiry", "message"}]}`.
+pub(super) async fn instance_timers(
+    State(state): State<Arc<AppState>>,
+    Path((type_name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let timers = state.runtime.timers_of(&type_name, &id).await?;
+    Ok(Json(json!({ "timers": timers })))
 }
 
 /// Accepts the request only with the configured admin token, as

@@ -69,10 +69,10 @@ impl ApiError {
         self
     }
 
-    /// For a `/send` under a generated key: a 503 names the key (in
-    /// `details.invocation_id` and the `Idempotency-Key` header), so that
-    /// the client can retry without risking a second message.
-    pub(super) fn with_invocation_id(mut self, key: &str) -> Self {
+    /// For a `/send` under a generated key: a 503 names the invocation (in
+    /// `details.invocation_id`) and its key (the `Idempotency-Key` header),
+    /// so that the client can retry without risking a second message.
+    pub(super) fn with_invocation_id(mut self, id: &crate::InvocationId, key: &str) -> Self {
         if self.status != StatusCode::SERVICE_UNAVAILABLE {
             return self;
         }
@@ -82,7 +82,7 @@ impl ApiError {
         }
         let mut details = self.details.take().unwrap_or_else(|| json!({}));
         if let Some(object) = details.as_object_mut() {
-            object.insert("invocation_id".to_owned(), json!(key));
+            object.insert("invocation_id".to_owned(), json!(id.to_string()));
         }
         self.details = Some(details);
         self
@@ -228,6 +228,18 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "unknown_dead_letter",
                 format!("no dead letter `{id}`"),
+            ),
+            Error::UnknownInvocation { ref id } => Self::new(
+                StatusCode::NOT_FOUND,
+                "unknown_invocation",
+                format!("no invocation `{id}` is known"),
+            ),
+            Error::InvocationNotPending { ref id } => Self::new(
+                StatusCode::CONFLICT,
+                "invocation_not_pending",
+                format!(
+                    "invocation `{id}` is no longer pending: it ran already, was cancelled, or had no delay"
+                ),
             ),
             Error::ShuttingDown => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

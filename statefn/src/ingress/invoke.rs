@@ -1,6 +1,10 @@
 //! `POST /v1/{type}/{id}/{handler}` and `.../send`: HTTP requests become
 //! [`Runtime::call_json`](crate::Runtime::call_json) and
-//! [`Runtime::enqueue_json`](crate::Runtime::enqueue_json).
+//! [`Runtime::enqueue_json`](crate::Runtime::enqueue_json);
+//! `GET /v1/invocations/{id}[?wait=10s]` becomes
+//! [`Runtime::invocation`](crate::Runtime::invocation), and
+//! `DELETE /v1/invocations/{id}`
+//! [`Runtime::cancel_invocation`](crate::Runtime::cancel_invocation).
 //!
 //! Everything a request can be rejected for (path, headers, body, delay) is
 //! checked before the call is submitted, so a rejected request changes nothing.
@@ -53,7 +57,14 @@ pub(super) async fn call(
     let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
     let reply = state
         .runtime
-        .call_json(&target.type_name, &target.id, &target.handler, args, key)
+        .call_json_traced(
+            &target.type_name,
+            &target.id,
+            &target.handler,
+            args,
+            key,
+            trace_parent(&headers),
+        )
         .await
         .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
     Ok(match reply {
@@ -67,7 +78,8 @@ pub(super) async fn call(
 }
 
 /// `POST /v1/{type}/{id}/{handler}/send[?delay=5s]`: 202 once the message is
-/// committed, with its invocation id (the idempotency key).
+/// committed, with its invocation id (naming the instance and the
+/// idempotency key).
 pub(super) async fn send(
     State(state): State<Arc<AppState>>,
     target: Result<Path<Target>, PathRejection>,
@@ -88,26 +100,132 @@ pub(super) async fn send(
     let generated = given.is_none();
     let key = given.unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
     let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
-    state
+    let id = state
         .runtime
-        .enqueue_json(
+        .enqueue_json_traced(
             &target.type_name,
             &target.id,
             &target.handler,
             args,
             delay,
             Some(key.clone()),
+            trace_parent(&headers),
         )
         .await
         .map_err(|e| {
             let refused = ApiError::from_runtime(e, state.list_api_in_errors);
             if generated {
-                refused.with_invocation_id(&key)
+                match crate::Address::new(target.type_name.as_str(), target.id.as_str()) {
+                    Ok(address) => refused.with_invocation_id(
+                        &crate::InvocationId::enqueued(address, key.clone()),
+                        &key,
+                    ),
+                    Err(_) => refused,
+                }
             } else {
                 refused
             }
         })?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "invocation_id": key }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "invocation_id": id.to_string() })),
+    )
+        .into_response())
+}
+
+/// The query of `GET /v1/invocations/{id}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct StatusQuery {
+    wait: Option<String>,
+}
+
+/// The longest `?wait=` a status request may ask for (keeps connections
+/// from piling up).
+const MAX_STATUS_WAIT: Duration = Duration::from_secs(60);
+
+/// `GET /v1/invocations/{id}[?wait=10s]`: what became of an enqueued
+/// invocation, `{"invocation_id", "status"}` with `"reply"` once done (or,
+/// if its handler returned `Err`, `"error": {"code": "handler_error",
+/// "message", "details"}` as the call itself would have answered) and
+/// `"error"` once failed; with `wait`, answers when it is done or the wait
+/// passed. 404 `unknown_invocation` for an id that is unknown.
+pub(super) async fn status(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(bad_path)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let wait = match query.wait.as_deref() {
+        None => Duration::ZERO,
+        Some(text) => parse_delay(text)
+            .map_err(|m| ApiError::bad_request("invalid_query", m))?
+            .min(MAX_STATUS_WAIT),
+    };
+    let runtime_error = |e| ApiError::from_runtime(e, state.list_api_in_errors);
+    let id: crate::InvocationId = id.parse().map_err(runtime_error)?;
+    let status = state
+        .runtime
+        .invocation(&id, wait)
+        .await
+        .map_err(runtime_error)?;
+    let mut body = serde_json::Map::new();
+    body.insert("invocation_id".into(), json!(id.to_string()));
+    body.insert("status".into(), json!(status.name()));
+    match status {
+        crate::InvocationStatus::Unknown => {
+            return Err(runtime_error(crate::Error::UnknownInvocation {
+                id: id.to_string(),
+            }));
+        }
+        crate::InvocationStatus::Done(JsonReply::Ok(value)) => {
+            body.insert("reply".into(), value);
+        }
+        crate::InvocationStatus::Done(JsonReply::Err { error, message }) => {
+            let error = json!({ "code": "handler_error", "message": message, "details": error });
+            body.insert("error".into(), error);
+        }
+        crate::InvocationStatus::Failed { error } => {
+            body.insert(
+                "error".into(),
+                json!({ "code": "failed", "message": error }),
+            );
+        }
+        _ => {}
+    }
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+/// `DELETE /v1/invocations/{id}`: cancels a delayed invocation before it
+/// runs; 200 once the cancellation is committed, 404 if none is pending.
+pub(super) async fn cancel(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(bad_path)?;
+    let id: crate::InvocationId = id
+        .parse()
+        .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
+    state
+        .runtime
+        .cancel_invocation(&id)
+        .await
+        .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "invocation_id": id.to_string(), "status": "cancelled" })),
+    )
+        .into_response())
+}
+
+/// The W3C `traceparent` header, if present and well-formed: the
+/// invocation's span continues that trace. A malformed one is ignored, as
+/// the W3C specification asks (the call is not refused).
+fn trace_parent(headers: &HeaderMap) -> Option<crate::TraceContext> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::TraceContext::parse)
 }
 
 fn bad_path(rejection: PathRejection) -> ApiError {

@@ -9,17 +9,23 @@
 //! | route | what |
 //! | --- | --- |
 //! | `POST /v1/{type}/{id}/{handler}` | calls the handler with the body as its arguments (`{"amount": 5}`; no body or `{}` for none), sent with `Content-Type: application/json` even when empty; 200 with the reply as JSON |
-//! | `POST /v1/{type}/{id}/{handler}/send[?delay=5s]` | enqueues the call durably; 202 with `{"invocation_id": "..."}` (the `Idempotency-Key`, or one generated; a 503 names a generated one in `details.invocation_id` and the `Idempotency-Key` header, for the retry) |
+//! | `POST /v1/{type}/{id}/{handler}/send[?delay=5s]` | enqueues the call durably; 202 with `{"invocation_id": "..."}` (an [`InvocationId`](crate::InvocationId): the instance and the `Idempotency-Key`, or one generated; a 503 names the invocation of a generated key in `details.invocation_id` and the key in the `Idempotency-Key` header, for the retry) |
+//! | `GET /v1/invocations/{id}[?wait=10s]` | what became of an enqueued invocation (its `invocation_id` from `/send`): 200 with `{"invocation_id": "...", "status": "scheduled" \| "pending" \| "done" \| "failed" \| "cancelled"}`, with `"reply"` once done (or `"error"` as the call would have answered, if the handler returned `Err`; or `"error"` once it failed every attempt and became a dead letter); `wait` (at most 60 s) answers as soon as it is done or when the wait passed; kept for the idempotency retention after it ran, across restarts; 404 `unknown_invocation` if the id is unknown. Cluster mode: ask the node that serves the instance (elsewhere: 503) |
+//! | `DELETE /v1/invocations/{id}` | cancels a delayed invocation before it runs: 200 with `{"invocation_id": "...", "status": "cancelled"}` once that is committed; 409 `invocation_not_pending` if it ran already, was cancelled or had no delay; 404 `unknown_invocation` if the id is unknown |
 //! | `GET /v1/egress/{name}?from=N&limit=M[&wait=10s]` | egress records from offset `N` (long-polls up to `wait` for the first); 200 with `{"records": [...], "next": N}`; with an [egress token](IngressConfig::egress_token), only for `Authorization: Bearer <token>` |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /admin/functions` | the registered types and handlers, with `"internal": true` for internal ones (only with an admin token, as `Authorization: Bearer <token>`) |
 //! | `GET /admin/shards` | each shard: serving or recovering, mailbox, checkpoint position, log size (admin) |
+//! | `GET /admin/state/{type}/{id}`, `DELETE /admin/state/{type}/{id}` | an instance's state as JSON (`{"state": ...}`, 404 if none); its deletion with its timers, answered once committed (admin) |
+//! | `GET /admin/state/{type}?after=&limit=` | a page of the type's instance ids: `{"ids": [...], "next": cursor or null}` (admin) |
+//! | `GET /admin/timers/{type}/{id}` | the instance's pending timers, soonest first (admin) |
 //! | `GET /admin/dead-letters`, `POST /admin/dead-letters/{id}/replay`, `DELETE /admin/dead-letters/{id}` | messages from functions that failed every attempt: list, deliver again, drop (admin) |
 //! | `GET /admin/cluster` | cluster mode (feature `cluster`): the nodes, and per log group its owner, epoch, standbys and lag; 404 `not_clustered` on a single node (admin) |
 //!
 //! Header `Idempotency-Key` makes a call exactly-once across client retries:
-//! a retry gets the stored reply. On `/send` the key is the invocation id (one
-//! is generated without it), and a retry enqueues nothing new.
+//! a retry gets the stored reply. On `/send` the key is part of the
+//! invocation id (one is generated without it), and a retry enqueues nothing
+//! new and gets the same id.
 //!
 //! # Errors
 //!
@@ -30,10 +36,10 @@
 //! | 400 | `invalid_json`, `invalid_utf8`, `json_too_deep`, `invalid_arguments`, `invalid_address`, `invalid_delay`, `invalid_idempotency_key`, `invalid_path` | the request cannot be a call |
 //! | 401 | `unauthorized` | an admin route or (with an egress token) an egress read without the right bearer token; with `WWW-Authenticate: Bearer` |
 //! | 403 | `origin_not_allowed` | an `Origin` header not in [`IngressConfig::allowed_origins`] |
-//! | 404 | `unknown_function`, `unknown_handler`, `not_found` | without an admin token the message lists the known types or handlers; with one it does not (`GET /admin/functions` does); an `#[handler(internal)]` handler answers exactly as one that does not exist |
+//! | 404 | `unknown_function`, `unknown_handler`, `unknown_invocation`, `not_found` | without an admin token the message lists the known types or handlers; with one it does not (`GET /admin/functions` does); an `#[handler(internal)]` handler answers exactly as one that does not exist |
 //! | 405 | `method_not_allowed` | a known route with another method |
 //! | 408 | `request_timeout` | the body did not arrive within [`IngressConfig::body_read_timeout`]; the connection is closed |
-//! | 409 | `idempotency_key_reused` | the key was used for a different call |
+//! | 409 | `idempotency_key_reused`, `invocation_not_pending` | the key was used for a different call; the invocation to cancel is no longer pending |
 //! | 413 | `payload_too_large` | the body is over [`IngressConfig::body_limit`] |
 //! | 415 | `unsupported_media_type` | a call without `Content-Type: application/json` (or another `application/*+json`), even with no body |
 //! | 422 | `handler_error` | the handler returned `Err`; `"details"` holds the error value |
@@ -218,6 +224,10 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
     let mut router = Router::new()
         .route("/v1/{type}/{id}/{handler}", post(invoke::call))
         .route("/v1/{type}/{id}/{handler}/send", post(invoke::send))
+        .route(
+            "/v1/invocations/{id}",
+            get(invoke::status).delete(invoke::cancel),
+        )
         .route("/v1/egress/{name}", get(egress::read))
         .route("/metrics", get(observe::render_metrics));
     if admin_on {
@@ -231,6 +241,12 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
                 "/admin/dead-letters/{id}/replay",
                 post(admin::replay_dead_letter),
             )
+            .route("/admin/state/{type}", get(admin::list_instances))
+            .route(
+                "/admin/state/{type}/{id}",
+                get(admin::get_state).delete(admin::delete_state),
+            )
+            .route("/admin/timers/{type}/{id}", get(admin::instance_timers))
             .route(
                 "/admin/dead-letters/{id}",
                 axum::routing::delete(admin::drop_dead_letter),

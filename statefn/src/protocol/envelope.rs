@@ -8,19 +8,28 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::ids::{DeadLetterSeq, Seq, ShardId, TimerId};
-use crate::{Address, Error};
+use super::{
+    ids::{DeadLetterSeq, Seq, ShardId, TimerId, TimerSlot},
+    record::TimerKey,
+};
+use crate::{Address, Error, InvocationId, TraceContext};
 
 /// Where a client's reply goes.
 pub(crate) type ReplySender = oneshot::Sender<Result<Vec<u8>, Error>>;
 
 /// One item in a shard's mailbox.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "almost all mail is `Invoke`: boxing it would add an allocation per message \
+              to save space on the rare others"
+)]
 pub(crate) enum Mail {
     /// Invoke a handler.
     Invoke(Envelope),
-    /// One of this shard's timers is due.
-    TimerDue { timer: TimerId },
+    /// One of this shard's timers is due (or, id 0, the refill wake-up:
+    /// load the timers due next).
+    TimerDue { timer: TimerSlot },
     /// Re-send the outbox entries for shard `dest` (it recovered and may
     /// have lost messages it had not committed, or it saw a gap on the
     /// channel from this shard).
@@ -35,6 +44,24 @@ pub(crate) enum Mail {
         replay: bool,
         reply: ReplySender,
     },
+    /// Cancel the delayed client invocation `key` of `target` before it
+    /// runs; the reply says whether there was one.
+    CancelInvocation {
+        target: Address,
+        key: String,
+        reply: ReplySender,
+    },
+    /// What became of the enqueued invocation `key` of `target`: answered
+    /// with the postcard bytes of `(Option<StoredReply>, bool)`, its key's
+    /// stored reply and whether it is a pending delayed invocation.
+    InvocationStatus {
+        target: Address,
+        key: String,
+        reply: ReplySender,
+    },
+    /// Delete an instance's state and its timers (an operator's request);
+    /// the reply is `[1]` if there was anything to delete, `[0]` if not.
+    Delete { target: Address, reply: ReplySender },
 }
 
 /// A message to one instance, with where it came from.
@@ -44,13 +71,15 @@ pub(crate) struct Envelope {
     /// The encoded message enum of the target's function type.
     pub(crate) message: Vec<u8>,
     pub(crate) origin: Origin,
-    /// For requests: the caller's handler that receives the reply (boxed:
-    /// most messages have none, and mail stays small).
-    pub(crate) reply_to: Option<Box<ReplyRoute>>,
-    /// For a reply to a request with a timeout: the caller's timeout timer.
-    /// The reply runs only if that timer is still pending (and disarms it);
-    /// otherwise the timeout won and the reply is dropped.
+    /// For requests: the caller's handler that receives the reply.
+    pub(crate) reply_to: Option<ReplyRoute>,
+    /// For a reply to a request with a timeout: the caller's timeout timer
+    /// (its key, [`TimerKey::Reply`]). The reply runs only if that timer is
+    /// still pending (and cancels it); otherwise the timeout won and the
+    /// reply is dropped.
     pub(crate) guard: Option<TimerId>,
+    /// Who sent it (a function), the invocation it continues, its trace.
+    pub(crate) provenance: Provenance,
 }
 
 /// Who sent an envelope, which decides how duplicates are recognised.
@@ -72,6 +101,14 @@ pub(crate) enum Origin {
         seq: Seq,
         attempt: u32,
     },
+    /// A keyed timer of the target fired (it was removed when its due mail
+    /// was taken, so it runs once); `every_ms`: periodic.
+    Timer {
+        timer: TimerSlot,
+        key: TimerKey,
+        every_ms: Option<u64>,
+        attempt: u32,
+    },
 }
 
 /// Where the reply to a request goes: one of the caller's own handlers.
@@ -85,8 +122,8 @@ pub(crate) struct ReplyRoute {
     /// of record version 1, whose reply is the callee's plain return value,
     /// decoded as the handler's only argument.
     pub(crate) prefix: Option<Vec<u8>>,
-    /// The caller's timeout timer, set when the request is sent (see
-    /// [`Envelope::guard`]).
+    /// The caller's timeout timer (its key, [`TimerKey::Reply`]), set when
+    /// the request is sent (see [`Envelope::guard`]).
     pub(crate) guard: Option<TimerId>,
     /// Not stored: the request's timeout, from `Context` to the caller's
     /// shard, which turns it into `guard` when it sends the request.
@@ -105,4 +142,29 @@ pub(crate) struct Outgoing {
     pub(crate) guard: Option<TimerId>,
     /// Deliveries of this message that failed before (poison-message retries).
     pub(crate) attempt: u32,
+    /// Record format 2: who sent it, and the invocation it continues.
+    pub(crate) provenance: Provenance,
+}
+
+/// Where a message comes from, beyond its channel position: what the
+/// receiving handler sees as [`Context::caller`](crate::Context::caller),
+/// [`Context::invocation_id`](crate::Context::invocation_id) and its trace
+/// parent.
+///
+/// `caller` and `invocation` are stored with the message (record format 2,
+/// see [`record`](super::record)): a re-delivery after a crash names the
+/// same caller and invocation. `trace` is kept in memory only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Provenance {
+    /// The instance whose handler sent it; `None` for a client's enqueued
+    /// call and for the runtime's own messages.
+    pub(crate) caller: Option<Address>,
+    /// The invocation it continues (a retry, a replayed dead letter, an
+    /// enqueued call: the id its client was given); `None`: a new
+    /// invocation, named by the message's channel position (or a keyed
+    /// timer's slot) when it is delivered.
+    pub(crate) invocation: Option<InvocationId>,
+    /// The sending invocation's trace context (not stored).
+    #[serde(skip)]
+    pub(crate) trace: Option<TraceContext>,
 }

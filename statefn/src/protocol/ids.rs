@@ -28,6 +28,8 @@ macro_rules! id {
             }
         }
 
+        impl crate::protocol::record::Stored for $name {}
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.fmt(f)
@@ -58,4 +60,28 @@ id! {
     /// An egress record's number in the sequence of the shard that emitted
     /// it (the `17` of its id `s3-17`): the appender drops what it has seen.
     EgressSeq
+}
+
+/// Where a durable timer sits in its shard: its due time, then its id. Timers
+/// fire, and are stored, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub(crate) struct TimerSlot {
+    /// Unix milliseconds on the runtime's clock.
+    pub(crate) due_ms: u64,
+    pub(crate) id: TimerId,
+}
+
+impl TimerSlot {
+    /// The slot as the store keys it.
+    pub(crate) fn stored(self) -> statefn_store::DueSlot {
+        (self.due_ms, self.id.0)
+    }
+
+    /// A slot the store read.
+    pub(crate) fn from_stored((due_ms, id): statefn_store::DueSlot) -> Self {
+        TimerSlot {
+            due_ms,
+            id: TimerId(id),
+        }
+    }
 }

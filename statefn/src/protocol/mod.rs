@@ -16,7 +16,7 @@ pub(crate) mod idempotency;
 pub(crate) mod ids;
 pub(crate) mod outbox;
 pub(crate) mod record;
-mod record_v1;
+pub(crate) mod record_v1;
 
 #[cfg(test)]
 mod golden;

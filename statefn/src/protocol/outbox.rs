@@ -99,7 +99,8 @@ pub(crate) fn envelope_of(sent: Sent, source: ShardId) -> Envelope {
             seq: sent.seq,
             attempt: sent.attempt,
         },
-        reply_to: sent.reply_to.map(Box::new),
+        reply_to: sent.reply_to,
         guard: sent.guard,
+        provenance: sent.provenance,
     }
 }

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     Durability, Error, RetryPolicy, StatefulFunction, clock::Clock, registry::Registry,
-    shard::CoreConfig,
+    resources::Resources, shard::CoreConfig,
 };
 
 /// The default number of shards: enough to spread work over the workers and
@@ -19,6 +19,10 @@ pub const DEFAULT_SHARDS: u16 = 16;
 
 /// The default bytes of instance state cached in memory, over all shards.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
+/// The default of [`Builder::timers_in_memory`]: timers per shard held in
+/// memory at most (those due next).
+pub const DEFAULT_TIMERS_IN_MEMORY: usize = 16_384;
 
 /// Client calls a shard queues at most by default.
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 16_384;
@@ -77,10 +81,12 @@ pub struct Builder {
     egress_retention: Duration,
     mailbox_capacity: usize,
     retry: RetryPolicy,
+    timers_in_memory: usize,
     shutdown_timeout: Duration,
     file_system: Arc<dyn FileSystem>,
     store_faults: crate::commit::store_faults::StoreFaults,
     registry: Registry,
+    resources: Resources,
     error: Option<Error>,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::cluster::ClusterConfig>,
@@ -103,10 +109,12 @@ impl Default for Builder {
             egress_retention: DEFAULT_EGRESS_RETENTION,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             retry: RetryPolicy::default(),
+            timers_in_memory: DEFAULT_TIMERS_IN_MEMORY,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             file_system: Arc::new(StdFs),
             store_faults: Default::default(),
             registry: Registry::default(),
+            resources: Resources::default(),
             error: None,
             #[cfg(feature = "cluster")]
             cluster: None,
@@ -218,6 +226,17 @@ impl Builder {
             max_attempts: policy.max_attempts.max(1),
             ..policy
         };
+        self
+    }
+
+    /// How many timers one shard reads into memory at most, the ones due
+    /// next (default [`DEFAULT_TIMERS_IN_MEMORY`]); the others wait in the
+    /// state store, ordered by due time, and are read as their time comes.
+    /// Timers due within minutes of each other beyond this stay on disk
+    /// until the earlier ones have fired. In memory mode every timer is in
+    /// memory.
+    pub fn timers_in_memory(mut self, timers: usize) -> Self {
+        self.timers_in_memory = timers.max(2);
         self
     }
 
@@ -333,6 +352,53 @@ impl Builder {
         if let Err(e) = self.registry.register::<T>() {
             self.error.get_or_insert(e);
         }
+        self
+    }
+
+    /// Gives handlers a read-only resource of type `T` (configuration, a
+    /// price table, a client of another system), read with
+    /// [`Context::resource`](crate::Context::resource). One per type: a
+    /// second `T` replaces the first. Resources are not state: they are not
+    /// stored, and every instance sees the same one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use serde::{Deserialize, Serialize};
+    /// use statefn::prelude::*;
+    ///
+    /// pub struct Prices { cents: std::collections::HashMap<String, u64> }
+    ///
+    /// #[stateful_function]
+    /// #[derive(Default, Serialize, Deserialize)]
+    /// pub struct Cart { total_cents: u64 }
+    ///
+    /// #[stateful_function]
+    /// impl Cart {
+    ///     #[handler]
+    ///     fn add(&mut self, ctx: &Context, sku: String) -> u64 {
+    ///         let prices = ctx.resource::<Prices>().expect("given at build time");
+    ///         self.total_cents += prices.cents.get(&sku).copied().unwrap_or(0);
+    ///         self.total_cents
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// let prices = Prices { cents: [("apple".to_owned(), 40)].into() };
+    /// let runtime = Runtime::builder()
+    ///     .in_memory()
+    ///     .resource(Arc::new(prices))
+    ///     .register::<Cart>()
+    ///     .open()
+    ///     .await?;
+    /// assert_eq!(runtime.handle::<Cart>("c-1").add("apple".into()).await?, 40);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn resource<T: std::any::Any + Send + Sync>(mut self, value: Arc<T>) -> Self {
+        self.resources.insert(value);
         self
     }
 
@@ -468,6 +534,7 @@ impl Builder {
                 checkpoint_dirty_bytes: (per_shard_cache / 2).max(1 << 20),
                 checkpoint_interval: self.checkpoint_interval,
                 retry: self.retry,
+                timers_in_memory: self.timers_in_memory,
             },
             checkpoint_log_bytes: self.checkpoint_log_bytes,
             commit_queue_bytes: self.commit_queue_bytes,
@@ -480,6 +547,7 @@ impl Builder {
             file_system: self.file_system,
             store_faults: self.store_faults,
             registry: self.registry,
+            resources: (!self.resources.is_empty()).then(|| Arc::new(self.resources)),
             #[cfg(feature = "cluster")]
             cluster_config: self.cluster,
             #[cfg(feature = "cluster")]
@@ -512,6 +580,7 @@ pub(crate) struct Plan {
     pub(super) file_system: Arc<dyn FileSystem>,
     pub(super) store_faults: crate::commit::store_faults::StoreFaults,
     pub(super) registry: Registry,
+    pub(super) resources: Option<Arc<Resources>>,
     /// Cluster mode: how to join the cluster...
     #[cfg(feature = "cluster")]
     pub(super) cluster_config: Option<crate::cluster::ClusterConfig>,

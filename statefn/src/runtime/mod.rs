@@ -12,6 +12,7 @@
 //! | `groups` | cluster mode: acquiring and giving up log groups at runtime |
 //! | [`lifecycle`] | in-flight work, shutdown, stop and join |
 //! | [`admin`] | operators: shard status, dead letters, functions |
+//! | [`invocations`] | enqueued invocations: their ids, cancelling a delayed one |
 //!
 //! The public API of the runtime for egress consumers is in
 //! [`crate::egress`]'s reader.
@@ -20,6 +21,8 @@ pub(crate) mod admin;
 pub(crate) mod builder;
 #[cfg(feature = "cluster")]
 mod groups;
+mod inspect;
+pub(crate) mod invocations;
 mod lifecycle;
 pub(crate) mod open;
 mod release;
@@ -43,16 +46,19 @@ pub use self::admin::{DeadLetter, DeadLetterId, ShardStatus};
 pub use self::builder::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_RETENTION,
     DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
-    DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY,
 };
+pub use self::inspect::{Instances, MAX_INSTANCES_PAGE, PendingTimer};
+pub use self::invocations::InvocationStatus;
 use self::lifecycle::{Owner, Threads};
 use crate::{
-    Address, Error, Handle, JsonReply, StatefulFunction,
+    Address, Error, Handle, InvocationId, JsonReply, StatefulFunction,
     clock::Clock,
     commit::Commit,
     egress::Egress,
     protocol::{acks::AckMatrix, ids::ShardId},
     registry::Registry,
+    resources::Resources,
     scheduler::{RunShard, Scheduler},
     shard::{Shard, effects::RunEnv},
     timers::Timers,
@@ -302,19 +308,43 @@ impl Runtime {
         args: serde_json::Value,
         idempotency_key: Option<String>,
     ) -> Result<JsonReply, Error> {
+        self.call_json_traced(type_name, id, handler, args, idempotency_key, None)
+            .await
+    }
+
+    /// [`call_json`](Self::call_json) continuing the trace `trace` (the
+    /// HTTP ingress passes a request's `traceparent`).
+    pub(crate) async fn call_json_traced(
+        &self,
+        type_name: &str,
+        id: &str,
+        handler: &str,
+        args: serde_json::Value,
+        idempotency_key: Option<String>,
+        trace: Option<crate::TraceContext>,
+    ) -> Result<JsonReply, Error> {
+        let started = std::time::Instant::now();
         let inner = self.inner();
         let function = Arc::clone(inner.registry.get(type_name)?);
         let target = Address::new(type_name, id)?;
         let message = function.message_from_json(handler, args)?;
-        let rx = inner.submit(target, message, idempotency_key, None)?;
+        let rx = inner.submit(target, message, idempotency_key, None, trace)?;
         let reply = rx.await.map_err(|_| Error::ShuttingDown)??;
+        crate::metrics::record_call(
+            function.type_name(),
+            function.handler_label(handler),
+            started,
+        );
         function.reply_to_json(handler, &reply)
     }
 
     /// Durably enqueues a call of `handler` (arguments as for
     /// [`call_json`](Self::call_json)) to run after `delay` (zero: as soon as
-    /// possible), and returns once the message is committed, before the
-    /// handler runs. With an idempotency key, enqueueing again does nothing.
+    /// possible), and returns its [`InvocationId`] once the message is
+    /// committed, before the handler runs. With an idempotency key,
+    /// enqueueing again does nothing (and returns the same id); without
+    /// one, a random key is generated. A delayed invocation can be
+    /// cancelled until it runs ([`cancel_invocation`](Self::cancel_invocation)).
     ///
     /// # Errors
     ///
@@ -332,13 +362,41 @@ impl Runtime {
         args: serde_json::Value,
         delay: Duration,
         idempotency_key: Option<String>,
-    ) -> Result<(), Error> {
+    ) -> Result<InvocationId, Error> {
+        self.enqueue_json_traced(type_name, id, handler, args, delay, idempotency_key, None)
+            .await
+    }
+
+    /// [`enqueue_json`](Self::enqueue_json) continuing the trace `trace`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the public `enqueue_json`'s arguments and the trace"
+    )]
+    pub(crate) async fn enqueue_json_traced(
+        &self,
+        type_name: &str,
+        id: &str,
+        handler: &str,
+        args: serde_json::Value,
+        delay: Duration,
+        idempotency_key: Option<String>,
+        trace: Option<crate::TraceContext>,
+    ) -> Result<InvocationId, Error> {
         let inner = self.inner();
         let function = Arc::clone(inner.registry.get(type_name)?);
         let target = Address::new(type_name, id)?;
         let message = function.message_from_json(handler, args)?;
-        let rx = inner.submit(target, message, idempotency_key, Some(delay))?;
-        rx.await.map_err(|_| Error::ShuttingDown)?.map(|_| ())
+        // Always keyed, so that the id names exactly one message.
+        let key = idempotency_key.unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
+        let rx = inner.submit(
+            target.clone(),
+            message,
+            Some(key.clone()),
+            Some(delay),
+            trace,
+        )?;
+        rx.await.map_err(|_| Error::ShuttingDown)??;
+        Ok(InvocationId::enqueued(target, key))
     }
 }
 
@@ -346,6 +404,8 @@ impl Runtime {
 #[derive(Debug)]
 pub(crate) struct RuntimeInner {
     pub(crate) registry: Registry,
+    /// What handlers read with `Context::resource`.
+    resources: Option<Arc<Resources>>,
     shards: Vec<Shard>,
     pub(crate) scheduler: Arc<Scheduler>,
     /// Armed timers (the timer service fires them).
@@ -385,6 +445,7 @@ impl RunShard for RuntimeInner {
         let acked = |dest: ShardId| self.acks.acked(shard, dest);
         let env = RunEnv {
             registry: &self.registry,
+            resources: self.resources.as_ref(),
             now_ms: self.clock.now_ms(),
             acked: &acked,
             egress_appended: self.egress.appended(shard),

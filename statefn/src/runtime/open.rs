@@ -32,7 +32,7 @@ use crate::{
     protocol::{
         acks::AckMatrix,
         envelope::Mail,
-        ids::{Epoch, ShardId},
+        ids::{Epoch, ShardId, TimerSlot},
         record::{Emitted, Sent},
     },
     scheduler::{Scheduler, Worker, WorkerSlot},
@@ -65,7 +65,7 @@ impl Recovered {
         Recovered {
             shard: core.id,
             outbox: core.outbox.entries().cloned().collect(),
-            timers: core.timers.arms(core.id),
+            timers: core.timer_arms(),
             egress: core.emitted.pending().cloned().collect(),
         }
     }
@@ -278,6 +278,7 @@ pub(super) fn assemble(
     let (scheduler, slots) = Scheduler::new(workers);
     let inner = Arc::new(RuntimeInner {
         registry: plan.registry,
+        resources: plan.resources,
         shards,
         scheduler: Arc::new(scheduler),
         timers: Arc::new(Timers::default()),
@@ -302,7 +303,11 @@ pub(super) fn assemble(
     let weak: Weak<RuntimeInner> = Arc::downgrade(&inner);
     let timers = TimerService::new(Arc::clone(&inner.timers), clock.clone(), move |t| {
         if let Some(inner) = weak.upgrade() {
-            inner.enqueue(t.shard, Mail::TimerDue { timer: t.timer });
+            let timer = TimerSlot {
+                due_ms: t.due_ms,
+                id: t.timer,
+            };
+            inner.enqueue(t.shard, Mail::TimerDue { timer });
         }
     });
     let host: Arc<dyn CommitHost> = Arc::clone(&inner) as Arc<dyn CommitHost>;

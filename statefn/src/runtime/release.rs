@@ -59,6 +59,9 @@ impl RuntimeInner {
             // The caller may have stopped waiting; the invocation stands.
             let _ = tx.send(reply);
         }
+        for timer in effects.timers_cancelled {
+            self.timers.cancel(timer);
+        }
         for timer in effects.timers {
             self.timers.arm(timer);
         }

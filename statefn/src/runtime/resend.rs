@@ -15,7 +15,7 @@ impl RuntimeInner {
     pub(crate) fn resume_recovered(&self, core: ShardCore) {
         let shard = core.id;
         let outbox: Vec<Sent> = core.outbox.entries().cloned().collect();
-        let timers = core.timers.arms(shard);
+        let timers = core.timer_arms();
         let egress = core.emitted.pending().cloned().collect();
         if let Some(target) = self.shard(shard) {
             target.install(core);
@@ -40,9 +40,9 @@ impl RuntimeInner {
             debug_assert_eq!(sent.target.shard_id(shards), dest);
             self.enqueue(dest, Mail::Invoke(envelope_of(sent, shard)));
         }
-        for timer in timers {
-            self.timers.arm(timer);
-        }
+        // The timer service holds each timer once: what the shard armed
+        // before is replaced by what its rebuilt core holds.
+        self.timers.replace_shard(shard, timers);
         if ask_senders {
             for other in self.shard_ids().filter(|&s| s != shard) {
                 self.enqueue(other, Mail::Resend { dest: shard });

@@ -11,9 +11,9 @@ use tokio::sync::oneshot;
 
 use super::RuntimeInner;
 use crate::{
-    Address, Error,
+    Address, Error, TraceContext,
     protocol::{
-        envelope::{Envelope, Mail, Origin},
+        envelope::{Envelope, Mail, Origin, Provenance},
         idempotency,
         ids::ShardId,
     },
@@ -22,13 +22,14 @@ use crate::{
 
 impl RuntimeInner {
     /// Queues a client call; the receiver resolves to the encoded reply.
+    #[cfg(test)]
     pub(crate) fn submit_call(
         &self,
         target: Address,
         message: Vec<u8>,
         key: Option<String>,
     ) -> Result<oneshot::Receiver<Result<Vec<u8>, Error>>, Error> {
-        self.submit(target, message, key, None)
+        self.submit(target, message, key, None, None)
     }
 
     /// Queues a client call, or (with `enqueue`) a durable send.
@@ -38,6 +39,7 @@ impl RuntimeInner {
         message: Vec<u8>,
         key: Option<String>,
         enqueue: Option<Duration>,
+        trace: Option<TraceContext>,
     ) -> Result<oneshot::Receiver<Result<Vec<u8>, Error>>, Error> {
         if self.closing.load(Ordering::SeqCst) {
             return Err(Error::ShuttingDown);
@@ -75,6 +77,10 @@ impl RuntimeInner {
                 },
                 reply_to: None,
                 guard: None,
+                provenance: Provenance {
+                    trace,
+                    ..Provenance::default()
+                },
             }),
         )?;
         Ok(rx)
@@ -114,6 +120,9 @@ impl RuntimeInner {
             origin,
             reply_to: None,
             guard: None,
+            // A forwarded call starts a new invocation here; its trace
+            // context does not cross nodes yet.
+            provenance: Provenance::default(),
         };
         self.enqueue_call(shard, Mail::Invoke(envelope))?;
         Ok(Some(rx))

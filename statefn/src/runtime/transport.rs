@@ -86,13 +86,35 @@ impl RuntimeInner {
                         reply,
                     },
                 ),
-                Origin::Client { reply: None, .. } => {}
+                // A timer runs on its own shard: never routed.
+                Origin::Client { reply: None, .. } | Origin::Timer { .. } => {}
             },
             Mail::Resend { dest } => transport.request_resend(shard, dest),
             Mail::DeadLetter { reply, .. } => {
                 let _ = reply.send(Err(Error::Unavailable {
                     shard: shard.0,
                     reason: "another node serves this shard; manage its dead letters there".into(),
+                    retry_after: Duration::from_secs(1),
+                }));
+            }
+            Mail::CancelInvocation { reply, .. } => {
+                let _ = reply.send(Err(Error::Unavailable {
+                    shard: shard.0,
+                    reason: "another node serves this shard; cancel the invocation there".into(),
+                    retry_after: Duration::from_secs(1),
+                }));
+            }
+            Mail::InvocationStatus { reply, .. } => {
+                let _ = reply.send(Err(Error::Unavailable {
+                    shard: shard.0,
+                    reason: "another node serves this shard; ask it for the invocation".into(),
+                    retry_after: Duration::from_secs(1),
+                }));
+            }
+            Mail::Delete { reply, .. } => {
+                let _ = reply.send(Err(Error::Unavailable {
+                    shard: shard.0,
+                    reason: "another node serves this shard; delete the instance there".into(),
                     retry_after: Duration::from_secs(1),
                 }));
             }

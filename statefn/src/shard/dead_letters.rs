@@ -7,13 +7,17 @@
 
 use std::time::Duration;
 
-use super::{effects::Batch, state_machine::ShardCore, tracked::Tracked};
+use super::{
+    effects::{Batch, Effects},
+    state_machine::ShardCore,
+    tracked::Tracked,
+};
 use crate::{
     Error,
     protocol::{
-        envelope::{Outgoing, ReplyRoute, ReplySender},
+        envelope::{Outgoing, Provenance, ReplyRoute, ReplySender},
         ids::DeadLetterSeq,
-        record::{DeadLetterEntry, Entry, InvocationRecord},
+        record::{DeadLetterEntry, Entry, InvocationOutcome, InvocationRecord},
     },
     shard::effects::RunEnv,
 };
@@ -51,7 +55,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn backoff(&self, failed_attempts: u32) -> Duration {
+    pub(crate) fn backoff(&self, failed_attempts: u32) -> Duration {
         let factor = 2u32.saturating_pow(failed_attempts.saturating_sub(1).min(20));
         self.initial_backoff
             .saturating_mul(factor)
@@ -70,13 +74,29 @@ pub(super) struct Undelivered {
     /// not decode, or its function is not registered): it is a dead letter
     /// at once, since every retry would fail alike.
     pub(super) retryable: bool,
+    /// Who sent it and the invocation it continues (kept by a retry).
+    pub(super) provenance: Provenance,
+}
+
+/// Why a message became a dead letter: its last error, after how many
+/// attempts, and when; and its provenance (kept for a replay).
+#[derive(Debug)]
+pub(super) struct GaveUp<'a> {
+    pub(super) error: &'a Error,
+    pub(super) attempts: u32,
+    pub(super) at_ms: u64,
+    pub(super) provenance: Provenance,
 }
 
 /// A change to a shard's dead letters, for the listing to apply once the
 /// batch that made it is durable (operators see only durable letters).
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per dead letter kept or resolved, which is rare; moved once into the listing"
+)]
 pub(crate) enum DeadLetterChange {
-    Kept(Box<DeadLetterEntry>),
+    Kept(DeadLetterEntry),
     Resolved(DeadLetterSeq),
 }
 
@@ -160,7 +180,6 @@ impl ShardCore {
         undelivered: Option<Undelivered>,
     ) {
         let target = record.target.clone();
-        batch.stats.failed += 1;
         if let Some(tx) = reply {
             batch.effects.replies.push((tx, Err(error)));
             return;
@@ -170,6 +189,7 @@ impl ShardCore {
             reply_to,
             attempt,
             retryable,
+            provenance,
         }) = undelivered
         else {
             return;
@@ -186,6 +206,7 @@ impl ShardCore {
                 reply_to,
                 guard: None,
                 attempt: attempts,
+                provenance,
             };
             self.send(env.now_ms, retry, &mut batch.effects, &mut record);
         } else {
@@ -195,30 +216,69 @@ impl ShardCore {
             let reply_to = match reply_to {
                 Some(route) if route.prefix.is_some() => {
                     let outcome = crate::request::outcome_callee_failed(&error.to_string());
-                    self.route_reply(env, route, &outcome, batch, &mut record);
+                    self.route_reply(env, route, &outcome, None, batch, &mut record);
                     None
                 }
                 other => other,
             };
-            let letter = DeadLetterEntry {
-                id: self.dead_letters.next,
-                target,
-                message,
-                reply_to,
-                error: error.to_string(),
+            let gave_up = GaveUp {
+                error: &error,
                 attempts,
                 at_ms: env.now_ms,
+                provenance,
             };
-            if self.durable {
-                record.dead_letter = Some(Box::new(letter.clone()));
-            }
-            batch
-                .effects
-                .dead_letters
-                .push((self.id, DeadLetterChange::Kept(Box::new(letter.clone()))));
-            self.dead_letters.keep(letter);
+            self.keep_dead_letter(
+                env,
+                gave_up,
+                message,
+                reply_to,
+                &mut batch.effects,
+                &mut record,
+            );
         }
         self.push_record(batch, Entry::Invocation(record));
+    }
+
+    /// Keeps the message of the invocation of `record` as a dead letter.
+    /// An enqueued invocation's client learns that it failed
+    /// (`Runtime::invocation`).
+    pub(super) fn keep_dead_letter(
+        &mut self,
+        env: &RunEnv<'_>,
+        GaveUp {
+            error,
+            attempts,
+            at_ms,
+            provenance,
+        }: GaveUp<'_>,
+        message: Vec<u8>,
+        reply_to: Option<ReplyRoute>,
+        effects: &mut Effects,
+        record: &mut InvocationRecord,
+    ) {
+        if let Some(key) = super::invocation::enqueued_key(&provenance, &record.target) {
+            let target = record.target.clone();
+            let (_, handler) = env.registry.labels_of(&target, &message);
+            let outcome = InvocationOutcome::Failed(error.to_string());
+            self.keep_outcome(&target, key, handler, outcome, at_ms, record);
+        }
+        let letter = DeadLetterEntry {
+            id: self.dead_letters.next,
+            target: record.target.clone(),
+            message,
+            reply_to,
+            error: error.to_string(),
+            attempts,
+            at_ms,
+            provenance,
+        };
+        if self.durable {
+            record.dead_letter = Some(Box::new(letter.clone()));
+        }
+        effects
+            .dead_letters
+            .push((self.id, DeadLetterChange::Kept(letter.clone())));
+        self.dead_letters.keep(letter);
     }
 
     /// Delivers dead letter `id` again (`replay`: as a new message, with a
@@ -245,6 +305,7 @@ impl ShardCore {
                 reply_to: letter.reply_to,
                 guard: None,
                 attempt: 0,
+                provenance: letter.provenance,
             };
             self.deliver(outgoing, &mut batch.effects)
         });

@@ -2,7 +2,7 @@
 //! releases once they are durable (and only then: a reply, a message, a
 //! timer or an egress record never leaves before its commit).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use crate::{
     Error,
@@ -13,6 +13,7 @@ use crate::{
         record::Emitted,
     },
     registry::Registry,
+    resources::Resources,
     shard::{dead_letters::DeadLetterChange, freeze::CheckpointJob},
     timers::TimerArm,
 };
@@ -20,6 +21,8 @@ use crate::{
 /// What a worker needs to run a batch.
 pub(crate) struct RunEnv<'a> {
     pub(crate) registry: &'a Registry,
+    /// What `Context::resource` reads; `None` when there is none.
+    pub(crate) resources: Option<&'a Arc<Resources>>,
     pub(crate) now_ms: u64,
     /// Highest sequence from this shard that `dest` has durably applied.
     pub(crate) acked: &'a (dyn Fn(ShardId) -> Seq + Sync),
@@ -76,6 +79,7 @@ pub(crate) struct BatchMark {
     replies: usize,
     deliveries: usize,
     timers: usize,
+    timers_cancelled: usize,
     acks: usize,
     egress: usize,
     finished: usize,
@@ -89,6 +93,7 @@ impl Batch {
             replies: self.effects.replies.len(),
             deliveries: self.effects.deliveries.len(),
             timers: self.effects.timers.len(),
+            timers_cancelled: self.effects.timers_cancelled.len(),
             acks: self.effects.acks.len(),
             egress: self.effects.egress.len(),
             finished: self.effects.finished,
@@ -103,6 +108,7 @@ impl Batch {
         effects.replies.truncate(mark.replies);
         effects.deliveries.truncate(mark.deliveries);
         effects.timers.truncate(mark.timers);
+        effects.timers_cancelled.truncate(mark.timers_cancelled);
         effects.acks.truncate(mark.acks);
         effects.egress.truncate(mark.egress);
         effects.finished = mark.finished + 1;
@@ -118,6 +124,8 @@ pub(crate) struct Effects {
     pub(crate) deliveries: Vec<Envelope>,
     /// Timers to arm.
     pub(crate) timers: Vec<TimerArm>,
+    /// Timers armed before and removed since (cancelled, replaced).
+    pub(crate) timers_cancelled: Vec<TimerArm>,
     /// Function messages applied: (source shard, sequence).
     pub(crate) acks: Vec<(ShardId, Seq)>,
     /// Records for egress logs, appended once durable.

@@ -1,25 +1,27 @@
 //! Expiry of idle instances (`#[stateful_function(expire_after = "30d")]`).
 //!
-//! Instances are never scanned: each has at most one expiry timer, armed
-//! when its state is first written. When it fires, the instance is removed
-//! if its state has not changed for its time to live, or the timer is armed
-//! again for the rest. A timer that fires for a type that no longer has a
-//! time to live (or is not registered) is dropped and the state kept.
+//! Instances are never scanned: each has at most one expiry timer (its
+//! timer under [`TimerKey::Expiry`]), armed when its state is written and
+//! it has none. When it fires, the instance is removed if its state has not
+//! changed for its time to live, or the timer is armed again for the rest.
+//! A timer that fires for a type that no longer has a time to live (or is
+//! not registered) is dropped and the state kept. Like every timer it is
+//! stored by due time: instances that expire next month cost no memory now.
 
 use super::{effects::Effects, state_machine::ShardCore};
 use crate::{
     Address,
     protocol::{
-        envelope::Outgoing,
-        ids::TimerId,
-        record::{Entry, InvocationRecord, TimerEntry},
+        envelope::{Outgoing, Provenance},
+        ids::TimerSlot,
+        record::{Entry, InvocationRecord, TimerEntry, TimerKey},
     },
     shard::effects::{Batch, RunEnv},
-    timers::TimerArm,
 };
 
 impl ShardCore {
-    /// Arms the (single) expiry timer of an instance.
+    /// Arms the (single) expiry timer of an instance: its timer under
+    /// [`TimerKey::Expiry`].
     pub(super) fn arm_expiry(
         &mut self,
         target: Address,
@@ -28,16 +30,7 @@ impl ShardCore {
         record: &mut InvocationRecord,
     ) {
         let entry = self.expiry_timer(target, due_ms);
-        effects.timers.push(TimerArm {
-            due_ms,
-            shard: self.id,
-            timer: entry.id,
-        });
-        if self.durable {
-            record.timers.push(entry.clone());
-        }
-        self.expiry_armed.insert(entry.outgoing.target.clone());
-        self.timers.insert(entry);
+        self.arm_timer(entry, effects, record);
     }
 
     fn expiry_timer(&mut self, target: Address, due_ms: u64) -> TimerEntry {
@@ -51,21 +44,23 @@ impl ShardCore {
                 reply_to: None,
                 guard: None,
                 attempt: 0,
+                provenance: Provenance::default(),
             },
-            expiry: true,
+            key: Some(TimerKey::Expiry),
+            every_ms: None,
         }
     }
 
-    /// An expiry timer fired: removes the instance if its state has not
-    /// changed for its time to live, or arms the timer again for the rest.
+    /// An expiry timer fired (it is out of the table already): removes the
+    /// instance if its state has not changed for its time to live, or arms
+    /// the timer again for the rest.
     pub(super) fn expire(
         &mut self,
         env: &RunEnv<'_>,
-        timer: TimerId,
+        timer: TimerSlot,
         target: Address,
         batch: &mut Batch,
     ) {
-        self.expiry_armed.remove(&target);
         let ttl = env
             .registry
             .get(target.type_name())
@@ -91,13 +86,14 @@ impl ShardCore {
         let rearm = match written {
             Some(written) if written.saturating_add(ttl) > env.now_ms => {
                 let entry = self.expiry_timer(target.clone(), written.saturating_add(ttl));
-                batch.effects.timers.push(TimerArm {
-                    due_ms: entry.due_ms,
-                    shard: self.id,
-                    timer: entry.id,
-                });
-                self.expiry_armed.insert(target.clone());
-                self.timers.insert(entry.clone());
+                let slot = entry.slot();
+                if self.timers.arm(entry.clone()) {
+                    batch.effects.timers.push(crate::timers::TimerArm {
+                        due_ms: slot.due_ms,
+                        shard: self.id,
+                        timer: slot.id,
+                    });
+                }
                 Some(entry)
             }
             Some(_) => {

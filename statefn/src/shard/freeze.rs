@@ -3,16 +3,16 @@
 //! shard goes on processing while the checkpointer writes it), and taking
 //! the result back.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::{state_machine::ShardCore, state_table::Frozen};
+use super::{state_machine::ShardCore, state_table::Frozen, timer_table::TimerChanges};
 use crate::{
     Address,
     protocol::{
         ids::{DeadLetterSeq, EgressSeq, Epoch, Lsn, Seq, ShardId, TimerId},
-        record::{DeadLetterEntry, Emitted, Sent, StoredReply, TimerEntry},
+        record::{DeadLetterEntry, Emitted, Sent, StoredReply},
     },
 };
 
@@ -31,6 +31,9 @@ pub(crate) struct ShardMeta {
     pub(crate) next_dead_letter: DeadLetterSeq,
 }
 
+/// Unchanged since record version 1.
+impl crate::protocol::record::Stored for ShardMeta {}
+
 /// A checkpoint frozen by a shard, for the checkpointer to write. No other
 /// shard takes part.
 #[derive(Debug)]
@@ -43,8 +46,9 @@ pub(crate) struct CheckpointJob {
     pub(crate) states: Frozen<Address, Option<Vec<u8>>>,
     pub(crate) idempotency: Frozen<(Address, String), StoredReply>,
     pub(crate) meta: ShardMeta,
-    pub(crate) timers: Vec<TimerEntry>,
-    pub(crate) timers_removed: Vec<TimerId>,
+    /// The timers armed and removed since the last checkpoint (not all
+    /// timers: the store keeps those).
+    pub(crate) timers: Arc<TimerChanges>,
     pub(crate) outbox: Vec<Sent>,
     pub(crate) outbox_removed: Vec<(ShardId, Seq)>,
     pub(crate) egress: Vec<Emitted>,
@@ -108,9 +112,10 @@ impl ShardCore {
         {
             return false;
         }
+        let dirty = self.states.dirty_bytes() + self.timers.dirty_bytes();
         self.checkpoint.requested
-            || self.states.dirty_bytes() >= self.config.checkpoint_dirty_bytes
-            || (self.states.dirty_bytes() > 0
+            || dirty >= self.config.checkpoint_dirty_bytes
+            || (dirty > 0
                 && Duration::from_millis(now_ms.saturating_sub(last_ms))
                     >= self.config.checkpoint_interval)
     }
@@ -148,8 +153,7 @@ impl ShardCore {
             dead_letters_removed: self.dead_letters.take_removed(),
             egress: self.emitted.pending().cloned().collect(),
             egress_removed: self.emitted.take_removed(),
-            timers: self.timers.entries().cloned().collect(),
-            timers_removed: self.timers.take_removed(),
+            timers: self.timers.freeze(),
             outbox: self.outbox.entries().cloned().collect(),
             outbox_removed: self.outbox.take_removed(),
             idempotency_retention_ms: self.idempotency.retention_ms(),
@@ -158,15 +162,15 @@ impl ShardCore {
 
     /// The checkpoint frozen last has been written (`Some(lsn)`) or failed.
     ///
-    /// On failure the frozen states and idempotency entries become dirty
-    /// again, and the removals it was to delete go into the next one.
+    /// On failure the frozen states, idempotency entries and timer changes
+    /// (removals included) become dirty again, and the other removals it
+    /// was to delete go into the next one.
     pub(crate) fn checkpoint_finished(&mut self, epoch: Epoch, lsn: Option<Lsn>) {
         if epoch != self.epoch || !self.checkpoint.in_flight {
             return;
         }
         self.checkpoint.in_flight = false;
         let written = lsn.is_some();
-        self.timers.checkpoint_finished(written);
         self.outbox.checkpoint_finished(written);
         self.emitted.checkpoint_finished(written);
         self.dead_letters.checkpoint_finished(written);
@@ -176,11 +180,13 @@ impl ShardCore {
                 self.checkpoint.lsn = lsn;
                 self.states.checkpointed();
                 self.idempotency.checkpointed();
+                self.timers.checkpointed();
             }
             None => {
                 self.checkpoint.failures = self.checkpoint.failures.saturating_add(1);
                 self.states.unfreeze();
                 self.idempotency.unfreeze();
+                self.timers.unfreeze();
                 self.checkpoint.requested = true;
             }
         }

@@ -8,11 +8,13 @@
 //! while it still owns the shard, so batches of one shard commit in order.
 
 pub(crate) mod dead_letters;
+mod deletion;
 pub(crate) mod effects;
 pub(crate) mod emitted;
 mod expiry;
 pub(crate) mod freeze;
 mod invocation;
+mod invocation_status;
 mod outgoing;
 #[cfg(test)]
 pub(crate) mod panic_tests;
@@ -22,6 +24,7 @@ pub(crate) mod state_table;
 pub(crate) mod stored_messages;
 #[cfg(test)]
 mod tests;
+mod timer_ops;
 pub(crate) mod timer_table;
 pub(crate) mod tracked;
 
@@ -129,7 +132,7 @@ impl Shard {
         let mut letters = self.durable_dead_letters.lock();
         match change {
             DeadLetterChange::Kept(letter) => {
-                letters.insert(letter.id, *letter);
+                letters.insert(letter.id, letter);
             }
             DeadLetterChange::Resolved(id) => {
                 letters.remove(&id);

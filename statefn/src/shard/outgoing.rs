@@ -4,19 +4,20 @@
 use super::{effects::Effects, state_machine::ShardCore};
 use crate::{
     protocol::{
-        envelope::Outgoing,
-        ids::{ShardId, TimerId},
+        envelope::{Outgoing, Provenance},
+        ids::ShardId,
         outbox::envelope_of,
-        record::{InvocationRecord, Sent, TimerEntry},
+        record::{InvocationRecord, Sent, TimerEntry, TimerKey},
     },
     shard::effects::Batch,
-    timers::TimerArm,
 };
 
 impl ShardCore {
     /// A message sent by a handler: now, or as a durable timer. A request
     /// with a timeout also arms the timer that answers it with
-    /// `Err(RequestFailed::Timeout)`; its reply will race that timer.
+    /// `Err(RequestFailed::Timeout)`: a keyed timer of the caller under
+    /// [`TimerKey::Reply`], which its reply cancels if it comes first (see
+    /// `invocation.rs`).
     pub(super) fn send(
         &mut self,
         now_ms: u64,
@@ -29,19 +30,46 @@ impl ShardCore {
         {
             let mut message = prefix.clone();
             message.extend_from_slice(&crate::request::outcome_timeout());
-            let answer = Outgoing {
-                target: route.to.clone(),
-                message,
-                delay: None,
-                reply_to: None,
-                guard: None,
-                attempt: 0,
+            let id = self.timers.next_id();
+            let entry = TimerEntry {
+                id,
+                due_ms: now_ms
+                    .saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+                outgoing: Outgoing {
+                    target: route.to.clone(),
+                    message,
+                    delay: None,
+                    reply_to: None,
+                    guard: None,
+                    attempt: 0,
+                    // The caller's own timer: it continues nothing.
+                    provenance: Provenance {
+                        caller: Some(route.to.clone()),
+                        invocation: None,
+                        trace: None,
+                    },
+                },
+                key: Some(TimerKey::Reply(id)),
+                every_ms: None,
             };
-            route.guard = Some(self.arm_timer(now_ms, timeout, answer, effects, record));
+            route.guard = Some(id);
+            self.arm_timer(entry, effects, record);
         }
         match outgoing.delay {
             Some(delay) if !delay.is_zero() => {
-                self.arm_timer(now_ms, delay, outgoing, effects, record);
+                let due_ms =
+                    now_ms.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                let entry = TimerEntry {
+                    id: self.timers.next_id(),
+                    due_ms,
+                    outgoing: Outgoing {
+                        delay: None,
+                        ..outgoing
+                    },
+                    key: None,
+                    every_ms: None,
+                };
+                self.arm_timer(entry, effects, record);
             }
             _ => {
                 if let Some(sent) = self.deliver(outgoing, effects) {
@@ -49,38 +77,6 @@ impl ShardCore {
                 }
             }
         }
-    }
-
-    /// Keeps `outgoing` as a durable timer due after `delay`; returns its id.
-    fn arm_timer(
-        &mut self,
-        now_ms: u64,
-        delay: std::time::Duration,
-        outgoing: Outgoing,
-        effects: &mut Effects,
-        record: &mut InvocationRecord,
-    ) -> TimerId {
-        let id = self.timers.next_id();
-        let due_ms = now_ms.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
-        let entry = TimerEntry {
-            id,
-            due_ms,
-            outgoing: Outgoing {
-                delay: None,
-                ..outgoing
-            },
-            expiry: false,
-        };
-        effects.timers.push(TimerArm {
-            due_ms,
-            shard: self.id,
-            timer: id,
-        });
-        if self.durable {
-            record.timers.push(entry.clone());
-        }
-        self.timers.insert(entry);
-        id
     }
 
     /// Sequences a message on its (this shard, destination shard) channel
@@ -95,6 +91,7 @@ impl ShardCore {
             reply_to: outgoing.reply_to,
             guard: outgoing.guard,
             attempt: outgoing.attempt,
+            provenance: outgoing.provenance,
         };
         if self.durable {
             self.outbox.insert(sent.clone());

@@ -42,6 +42,9 @@ impl Counter {
 pub(crate) struct Bomb;
 
 impl ErasedFunction for Bomb {
+    fn type_name(&self) -> &'static str {
+        "panic_tests.Bomb"
+    }
     fn handlers(&self) -> &'static [HandlerInfo] {
         &[]
     }
@@ -72,6 +75,9 @@ impl ErasedFunction for Bomb {
     fn upgrade_positional(&self, _: &[u8]) -> Result<Option<Vec<u8>>, MessageError> {
         panic!("a bug in the runtime");
     }
+    fn state_to_json(&self, _: &str, _: &[u8]) -> Result<serde_json::Value, Error> {
+        panic!("a bug in the runtime");
+    }
 }
 
 fn config() -> CoreConfig {
@@ -82,6 +88,7 @@ fn config() -> CoreConfig {
         checkpoint_dirty_bytes: 1 << 20,
         checkpoint_interval: std::time::Duration::from_secs(60),
         retry: RetryPolicy::default(),
+        timers_in_memory: crate::DEFAULT_TIMERS_IN_MEMORY,
     }
 }
 
@@ -110,6 +117,7 @@ pub(crate) fn call(
         },
         reply_to: None,
         guard: None,
+        provenance: crate::protocol::envelope::Provenance::default(),
     });
     (mail, rx)
 }
@@ -132,6 +140,7 @@ fn a_panic_in_the_runtime_s_code_leaves_the_rest_of_the_batch_intact() {
         now_ms: 1,
         acked: &acked,
         egress_appended: EgressSeq(0),
+        resources: None,
     };
     let mut committed: Option<Batch> = None;
     let mut broken: Option<(Batch, String)> = None;

@@ -5,7 +5,8 @@
 //! | mail | module |
 //! | --- | --- |
 //! | an invocation (client call, message from a function) | [`invocation`](super::invocation) |
-//! | a timer due | [`timer_table`](super::timer_table), [`expiry`](super::expiry) |
+//! | a timer due | [`timer_ops`](super::timer_ops), [`timer_table`](super::timer_table), [`expiry`](super::expiry) |
+//! | a delayed invocation cancelled | [`timer_ops`](super::timer_ops) |
 //! | a re-send request | [`outgoing`](super::outgoing) |
 //! | a dead letter replayed or dropped | [`dead_letters`](super::dead_letters) |
 //! | a checkpoint request | [`freeze`](super::freeze) |
@@ -13,7 +14,7 @@
 //! Recovery feeds committed records to [`replay`](super::replay), which must
 //! leave the core as the invocations that wrote them did.
 
-use std::{collections::HashSet, time::Duration};
+use std::time::Duration;
 
 use statefn_store::ShardTables;
 
@@ -26,14 +27,14 @@ use super::{
     timer_table::TimerTable,
 };
 use crate::{
-    Address,
+    Error,
     protocol::{
         channel::Channels,
         envelope::Mail,
         idempotency::IdempotencyTable,
         ids::{Epoch, ShardId},
         outbox::Outbox,
-        record::{DeadLetterEntry, Emitted, Entry, Sent, ShardRecord, TimerEntry, encode},
+        record::{DeadLetterEntry, Emitted, Entry, Sent, ShardRecord, encode},
     },
 };
 
@@ -51,6 +52,9 @@ pub(crate) struct CoreConfig {
     pub(crate) checkpoint_dirty_bytes: usize,
     pub(crate) checkpoint_interval: Duration,
     pub(crate) retry: RetryPolicy,
+    /// The most timers a shard reads into memory at once (the ones due
+    /// next); the rest wait in the store.
+    pub(crate) timers_in_memory: usize,
 }
 
 /// A shard's state machine. The worker running the shard holds its lock;
@@ -70,10 +74,11 @@ pub(crate) struct ShardCore {
     pub(super) channels: Channels,
     pub(crate) outbox: Outbox,
     pub(crate) emitted: EmittedTable,
-    /// Instances with an armed expiry timer.
-    pub(super) expiry_armed: HashSet<Address>,
     pub(crate) dead_letters: DeadLetterTable,
     pub(crate) checkpoint: CheckpointState,
+    /// Client calls without a key invoked since this core was made: part
+    /// of their generated invocation ids.
+    pub(super) calls: u64,
 }
 
 impl ShardCore {
@@ -92,40 +97,41 @@ impl ShardCore {
             epoch,
             durable,
             states: StateTable::new(persisted.clone(), config.cache_bytes),
-            idempotency: IdempotencyTable::new(persisted, retention),
+            idempotency: IdempotencyTable::new(persisted.clone(), retention),
+            timers: TimerTable::new(persisted, config.timers_in_memory),
             config,
-            timers: TimerTable::new(durable),
             channels: Channels::default(),
             outbox: Outbox::new(durable),
             emitted: EmittedTable::new(durable),
-            expiry_armed: HashSet::new(),
             dead_letters: DeadLetterTable::new(durable),
             checkpoint: CheckpointState::default(),
+            calls: 0,
         }
     }
 
-    /// A core restored from a checkpoint (replay of the log follows).
+    /// A core restored from a checkpoint (replay of the log follows, then
+    /// [`open_timers`](Self::open_timers)). Timers stay in the store.
     pub(crate) fn restored(
         mut self,
         meta: ShardMeta,
-        timers: Vec<TimerEntry>,
         outbox: Vec<Sent>,
         egress: Vec<Emitted>,
         dead_letters: Vec<DeadLetterEntry>,
-    ) -> Self {
+    ) -> Result<Self, Error> {
         self.checkpoint.lsn = meta.checkpoint_lsn;
         self.dead_letters
             .restore(meta.next_dead_letter, dead_letters);
         self.emitted.restore(meta.next_egress, egress);
         self.channels = Channels::restored(meta.next_seq, meta.watermarks);
-        self.expiry_armed = timers
-            .iter()
-            .filter(|t| t.expiry)
-            .map(|t| t.outgoing.target.clone())
-            .collect();
-        self.timers.restore(meta.next_timer, timers);
+        self.timers.restore(meta.next_timer)?;
         self.outbox.restore(outbox);
-        self
+        Ok(self)
+    }
+
+    /// After replay: reads the timers due next into memory (see
+    /// [`timer_arms`](Self::timer_arms) for what to arm).
+    pub(crate) fn open_timers(&mut self) -> Result<(), Error> {
+        self.timers.refill().map(drop)
     }
 
     /// Applies one mail to the core, adding its records and effects to
@@ -135,13 +141,21 @@ impl ShardCore {
         match mail {
             Mail::Invoke(envelope) => self.invoke(env, envelope, batch),
             Mail::TimerDue { timer } => self.timer_due(env, timer, batch),
+            Mail::CancelInvocation { target, key, reply } => {
+                self.cancel_invocation(env, target, key, reply, batch);
+            }
+            Mail::InvocationStatus { target, key, reply } => {
+                self.invocation_status(env, target, key, reply, batch);
+            }
             Mail::Resend { dest } => self.resend(dest, batch),
             Mail::Checkpoint => self.checkpoint.asked(),
             Mail::Wake => {}
             Mail::DeadLetter { id, replay, reply } => {
                 self.resolve_dead_letter(id, replay, reply, batch);
             }
+            Mail::Delete { target, reply } => self.delete_instance(target, reply, batch),
         }
+        self.refill_if_low(env.now_ms, &mut batch.effects);
     }
 
     /// Adds `entry` to the batch as this shard's log record (durable mode);

@@ -5,7 +5,10 @@
 //! store. Only the cache is bounded and evicts; dirty and frozen entries are
 //! the only copy of state not yet checkpointed, so they stay until it is.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use lru::LruCache;
 use statefn_store::ShardTables;
@@ -85,6 +88,58 @@ impl StateTable {
         self.cache.put(address.clone(), bytes);
         self.evict();
         Ok(self.cache.peek(address).map(Vec::as_slice))
+    }
+
+    /// The ids of `type_name`'s instances after `after`, at most `limit`, in
+    /// byte order: the store's, overlaid with the changes not yet
+    /// checkpointed (new instances in, deleted ones out).
+    pub(crate) fn ids(
+        &self,
+        type_name: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        // id -> exists, for the changes not in the store yet (dirty wins).
+        let mut overlay: BTreeMap<&str, bool> = BTreeMap::new();
+        let frozen = self.frozen.as_deref().into_iter().flatten();
+        for (address, state) in frozen.chain(&self.dirty) {
+            if address.type_name() == type_name && after.is_none_or(|a| address.id() > a) {
+                overlay.insert(address.id(), state.is_some());
+            }
+        }
+        let deleted = overlay.values().filter(|exists| !**exists).count();
+        let mut ids: BTreeSet<String> = BTreeSet::new();
+        if let Some(persisted) = &self.persisted {
+            // Enough stored ids that `limit` remain once deleted ones go.
+            let want = limit.saturating_add(deleted);
+            let stored =
+                persisted
+                    .state_ids(type_name, after, want)
+                    .map_err(StorageError::store(format!(
+                        "listing the states of shard {}",
+                        persisted.shard()
+                    )))?;
+            // A full page: ids past its last one were not looked at.
+            let bound = (stored.len() == want)
+                .then(|| stored.last().cloned())
+                .flatten();
+            ids.extend(stored);
+            ids.extend(
+                overlay
+                    .iter()
+                    .filter(|(id, exists)| **exists && bound.as_deref().is_none_or(|b| **id <= b))
+                    .map(|(id, _)| (*id).to_owned()),
+            );
+        } else {
+            ids.extend(
+                overlay
+                    .iter()
+                    .filter(|(_, exists)| **exists)
+                    .map(|(id, _)| (*id).to_owned()),
+            );
+        }
+        ids.retain(|id| overlay.get(id.as_str()) != Some(&false));
+        Ok(ids.into_iter().take(limit).collect())
     }
 
     /// Records a new state (part of the current batch).

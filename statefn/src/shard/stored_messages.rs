@@ -64,11 +64,13 @@ impl ShardCore {
                     error: Arc::new(error),
                 })
         };
+        // A data directory of format 1 keeps its timers in the layout before
+        // the due index: all of them are held in memory after recovery.
         let timers: Vec<_> = self
             .timers
-            .entries()
-            .filter(|t| !t.expiry)
-            .cloned()
+            .held()
+            .into_values()
+            .filter(|t| !t.is_expiry())
             .collect();
         for mut timer in timers {
             let what = || {
@@ -79,7 +81,7 @@ impl ShardCore {
             };
             if let Some(named) = convert(&what, &timer.outgoing.target, &timer.outgoing.message)? {
                 timer.outgoing.message = named;
-                self.timers.insert(timer);
+                self.timers.replace(timer);
                 changed += 1;
             }
         }
@@ -114,10 +116,15 @@ impl ShardCore {
         Ok(changed)
     }
 
-    /// Moves every timer whose message does not decode with this build's
-    /// functions to the dead letters, with the reason (which names the
-    /// function and the handler, and what to do). Expiry timers carry no
-    /// message and are skipped. Returns the timers moved.
+    /// Moves every timer held in memory whose message does not decode with
+    /// this build's functions to the dead letters, with the reason (which
+    /// names the function and the handler, and what to do). Expiry timers
+    /// carry no message and are skipped. Returns the timers moved.
+    ///
+    /// Timers only in the store (due later than the window) are not read
+    /// here: opening does not scan millions of timers. One of them that
+    /// does not decode becomes a dead letter when it is due (its delivery
+    /// fails to decode, which no retry changes).
     pub(crate) fn set_aside_undecodable_timers(
         &mut self,
         registry: &Registry,
@@ -125,21 +132,21 @@ impl ShardCore {
     ) -> Vec<TimerId> {
         let undecodable: Vec<_> = self
             .timers
-            .entries()
-            .filter(|t| !t.expiry)
+            .held()
+            .into_values()
+            .filter(|t| !t.is_expiry())
             .filter_map(|t| {
                 let target = &t.outgoing.target;
                 let error = registry
                     .validate(target.type_name(), &t.outgoing.message)
                     .err()?;
-                Some((t.id, t.due_ms, error))
+                Some((t, error))
             })
             .collect();
         let mut moved = Vec::with_capacity(undecodable.len());
-        for (id, due_ms, error) in undecodable {
-            let Some(timer) = self.timers.remove(id) else {
-                continue;
-            };
+        for (timer, error) in undecodable {
+            self.timers.remove(&timer);
+            let (id, due_ms) = (timer.id, timer.due_ms);
             let reason = format!(
                 "a timer due at {due_ms} (unix ms) was set aside when the runtime opened, \
                  because this build cannot decode its message: {error}; once a build can, \
@@ -154,6 +161,7 @@ impl ShardCore {
                 error: reason,
                 attempts: timer.outgoing.attempt,
                 at_ms: now_ms,
+                provenance: timer.outgoing.provenance,
             });
             moved.push(id);
         }

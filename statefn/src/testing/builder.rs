@@ -112,6 +112,12 @@ impl TestBuilder {
         self
     }
 
+    /// A read-only resource for handlers, as [`Builder::resource`].
+    pub fn resource<T: std::any::Any + Send + Sync>(mut self, value: Arc<T>) -> Self {
+        self.builder = self.builder.resource(value);
+        self
+    }
+
     /// Mailbox bound, as [`Builder::mailbox_capacity`].
     pub fn mailbox_capacity(mut self, calls: usize) -> Self {
         self.builder = self.builder.mailbox_capacity(calls);

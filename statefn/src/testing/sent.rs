@@ -81,7 +81,7 @@ impl TestRuntime {
             for timer in record
                 .timers
                 .iter()
-                .filter(|t| !t.expiry && t.outgoing.attempt == 0)
+                .filter(|t| !t.is_expiry() && t.outgoing.attempt == 0)
             {
                 self.sent.push(SentMessage {
                     from: record.target.clone(),

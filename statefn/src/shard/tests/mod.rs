@@ -54,6 +54,20 @@ impl Acct {
         self.balance
     }
 
+    /// Sets (or replaces) the keyed timer `r`: deposits `amount` in 5 s.
+    #[handler]
+    pub fn remind(&mut self, ctx: &mut Context, amount: i64) {
+        ctx.timer::<Acct>("r")
+            .after(Duration::from_secs(5))
+            .deposit(amount);
+    }
+
+    /// Cancels the keyed timer `r`.
+    #[handler]
+    pub fn forget(&mut self, ctx: &mut Context) {
+        ctx.cancel_timer("r");
+    }
+
     #[handler]
     pub fn boom(&mut self) {
         panic!("boom");
@@ -81,6 +95,7 @@ fn config() -> CoreConfig {
             max_attempts: 1,
             ..RetryPolicy::default()
         },
+        timers_in_memory: 1024,
     }
 }
 
@@ -88,7 +103,8 @@ fn config() -> CoreConfig {
 fn durable_core() -> (ShardCore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = StateStore::open(dir.path()).expect("store");
-    let core = ShardCore::new(SHARD, Epoch(1), config(), Some(store.shard(SHARD)));
+    let mut core = ShardCore::new(SHARD, Epoch(1), config(), Some(store.shard(SHARD)));
+    core.open_timers().expect("an empty timer table opens");
     (core, dir)
 }
 
@@ -147,6 +163,7 @@ fn client(target: &str, message: Vec<u8>, key: Option<&str>) -> Mail {
         },
         reply_to: None,
         guard: None,
+        provenance: Default::default(),
     })
 }
 
@@ -161,6 +178,7 @@ fn from_function(target: &str, message: Vec<u8>, source: u16, seq: u64) -> Mail 
         },
         reply_to: None,
         guard: None,
+        provenance: Default::default(),
     })
 }
 
@@ -174,6 +192,7 @@ fn run_at(core: &mut ShardCore, registry: &Registry, mails: Vec<Mail>, now_ms: u
     let acked = |_: ShardId| Seq(0);
     let env = RunEnv {
         registry,
+        resources: None,
         now_ms,
         acked: &acked,
         egress_appended: EgressSeq(0),
@@ -214,17 +233,19 @@ fn snapshot(core: &mut ShardCore, ids: &[String]) -> Vec<u8> {
     let job = core.freeze(&acked, EgressSeq(0), NOW_MS);
     let mut idempotency: Vec<_> = job.idempotency.values().cloned().collect();
     idempotency.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut expiry: Vec<_> = core.expiry_armed.iter().cloned().collect();
-    expiry.sort();
+    let timers: Vec<_> = job.timers.timers.iter().collect();
+    let keys: std::collections::BTreeMap<_, _> = job.timers.keys.iter().collect();
+    let window: Vec<_> = core.timers.window().cloned().collect();
     encode(&(
         states,
         &job.meta,
-        &job.timers,
+        timers,
+        keys,
+        window,
         &job.outbox,
         &job.egress,
         &job.dead_letters,
         idempotency,
-        expiry,
     ))
     .expect("encodes")
 }
@@ -278,7 +299,12 @@ fn replaying_an_invocations_records_rebuilds_the_same_core() {
         records.extend(batch.records);
     }
     // The timer `transfer` armed fires: its removal and its send are one record.
-    let timer = live.timers.entries().next().map(|t| t.id).expect("a timer");
+    let timer = live
+        .timers
+        .window()
+        .next()
+        .map(|t| t.slot())
+        .expect("a timer");
     let batch = run(&mut live, &registry, vec![Mail::TimerDue { timer }]);
     assert_eq!(batch.records.len(), 1);
     records.extend(batch.records);
@@ -401,36 +427,76 @@ fn a_retried_client_call_is_answered_from_its_stored_reply() {
     assert_eq!(balance(&mut core, &id), Some(12));
 }
 
+/// The slots of the timers `core` holds in memory.
+fn timer_slots(core: &ShardCore) -> Vec<crate::protocol::ids::TimerSlot> {
+    core.timers.window().map(|t| t.slot()).collect()
+}
+
 #[test]
-fn a_failed_checkpoint_gives_back_its_states_and_stored_replies() {
+fn a_cancel_or_a_replacement_queued_before_a_due_keyed_timer_wins() {
     let registry = registry();
-    let (mut core, _dir) = durable_core();
-    let id = local(0);
-    let deposit = |n: i64| message(&registry, "deposit", serde_json::json!({"amount": n}));
-    run(
-        &mut core,
-        &registry,
-        vec![client(&id, deposit(4), Some("k"))],
+    let (mut live, _dir) = durable_core();
+    let a = &local(0);
+    let remind =
+        |amount: i64| message(&registry, "remind", serde_json::json!({ "amount": amount }));
+    let mut records = Vec::new();
+    let mut go = |core: &mut ShardCore, mails| {
+        let batch = run(core, &registry, mails);
+        records.extend(batch.records.clone());
+        batch
+    };
+
+    go(&mut live, vec![client(a, remind(10), None)]);
+    let first = timer_slots(&live);
+    assert_eq!(first.len(), 1);
+    // The timer is due and its wake-up queued behind a cancel: the cancel
+    // wins, the handler never runs.
+    let forget = message(&registry, "forget", serde_json::json!({}));
+    go(
+        &mut live,
+        vec![client(a, forget, None), Mail::TimerDue { timer: first[0] }],
     );
-    let acked = |_: ShardId| Seq(0);
-    let failed = core.freeze(&acked, EgressSeq(0), NOW_MS);
-    assert_eq!((failed.states.len(), failed.idempotency.len()), (1, 1));
-    assert!(core.checkpoint.in_flight);
-    drop(failed);
-    core.checkpoint_finished(Epoch(1), None);
-    assert!(!core.checkpoint.in_flight && core.checkpoint.requested);
-    // The next checkpoint carries them again: they were not lost with the
-    // failed one, and they are still read.
-    assert_eq!(balance(&mut core, &id), Some(4));
-    let again = core.freeze(&acked, EgressSeq(0), NOW_MS);
-    assert_eq!((again.states.len(), again.idempotency.len()), (1, 1));
-    drop(again);
-    core.checkpoint_finished(Epoch(1), Some(Lsn(9)));
-    assert_eq!(core.checkpoint.lsn, Lsn(9));
-    // A result for a core of another epoch is ignored.
-    core.checkpoint.in_flight = true;
-    core.checkpoint_finished(Epoch(2), Some(Lsn(20)));
-    assert_eq!(core.checkpoint.lsn, Lsn(9));
+    assert_eq!(balance(&mut live, a), Some(0));
+    assert!(timer_slots(&live).is_empty());
+
+    // Set twice: the first one is replaced, and its queued wake-up finds
+    // nothing; the second fires once.
+    go(&mut live, vec![client(a, remind(10), None)]);
+    let replaced = timer_slots(&live);
+    go(
+        &mut live,
+        vec![
+            client(a, remind(20), None),
+            Mail::TimerDue { timer: replaced[0] },
+        ],
+    );
+    assert_eq!(balance(&mut live, a), Some(0));
+    let latest = timer_slots(&live);
+    assert_eq!(latest.len(), 1);
+    assert_ne!(latest, replaced);
+    let fired = go(
+        &mut live,
+        vec![
+            Mail::TimerDue { timer: latest[0] },
+            Mail::TimerDue { timer: latest[0] },
+        ],
+    );
+    assert_eq!(balance(&mut live, a), Some(20));
+    assert_eq!(
+        fired.records.len(),
+        1,
+        "it ran once: its removal and its run are one record"
+    );
+    assert!(timer_slots(&live).is_empty());
+
+    // The records say the same to a recovering core.
+    let (mut replayed, _dir2) = durable_core();
+    for bytes in &records {
+        let record: ShardRecord = decode(bytes, "a test record").expect("decodes");
+        replayed.replay(record.entry, NOW_MS);
+    }
+    let ids = vec![a.clone()];
+    assert_eq!(snapshot(&mut live, &ids), snapshot(&mut replayed, &ids));
 }
 
 #[test]
@@ -484,87 +550,6 @@ fn a_gap_asks_its_sender_to_resend_at_most_once_per_interval() {
 }
 
 #[test]
-fn a_failed_checkpoint_gives_back_its_removal_lists() {
-    let registry = registry();
-    let (mut core, _dir) = durable_core();
-    let (a, c) = (local(0), local(1));
-    // A send (outbox), a timer and an egress record...
-    run(
-        &mut core,
-        &registry,
-        vec![client(
-            &a,
-            message(
-                &registry,
-                "transfer",
-                serde_json::json!({"to": c, "amount": 5}),
-            ),
-            None,
-        )],
-    );
-    // ...the timer fires, a message becomes a dead letter and is dropped.
-    let timer = core.timers.entries().next().map(|t| t.id).expect("a timer");
-    run(&mut core, &registry, vec![Mail::TimerDue { timer }]);
-    run(
-        &mut core,
-        &registry,
-        vec![from_function(
-            &c,
-            message(&registry, "boom", serde_json::json!({})),
-            3,
-            1,
-        )],
-    );
-    let letter = core
-        .dead_letters
-        .entries()
-        .next()
-        .map(|l| l.id)
-        .expect("a dead letter");
-    let (reply, _rx) = oneshot::channel();
-    run(
-        &mut core,
-        &registry,
-        vec![Mail::DeadLetter {
-            id: letter,
-            replay: false,
-            reply,
-        }],
-    );
-    // Everything sent is acknowledged, every egress record appended.
-    let acked = |_: ShardId| Seq(u64::MAX);
-    let removals = |job: &super::freeze::CheckpointJob| {
-        (
-            job.timers_removed.clone(),
-            job.outbox_removed.len(),
-            job.egress_removed.clone(),
-            job.dead_letters_removed.clone(),
-        )
-    };
-    let failed = core.freeze(&acked, EgressSeq(u64::MAX), NOW_MS);
-    let expected = removals(&failed);
-    assert_eq!(expected.0, vec![timer]);
-    assert_eq!(expected.1, 2, "the deposit and the timer's message");
-    assert_eq!(expected.2.len(), 1);
-    assert_eq!(expected.3, vec![letter]);
-    drop(failed);
-    core.checkpoint_finished(Epoch(1), None);
-    // The next checkpoint deletes them: otherwise the store would keep the
-    // fired timer and the dropped letter past a checkpoint that covers
-    // their removal, and bring them back at the next recovery.
-    let again = core.freeze(&acked, EgressSeq(u64::MAX), NOW_MS);
-    assert_eq!(removals(&again), expected);
-    drop(again);
-    core.checkpoint_finished(Epoch(1), Some(Lsn(9)));
-    let after = core.freeze(&acked, EgressSeq(u64::MAX), NOW_MS);
-    assert_eq!(
-        removals(&after),
-        (vec![], 0, vec![], vec![]),
-        "written once"
-    );
-}
-
-#[test]
 fn a_record_that_cannot_be_encoded_breaks_its_batch() {
     let registry = registry();
     let (mut core, _dir) = durable_core();
@@ -595,6 +580,7 @@ fn a_record_that_cannot_be_encoded_breaks_its_batch() {
             },
             reply_to: None,
             guard: None,
+            provenance: Default::default(),
         })],
     );
     // Its effects must not leave without the record: the batch is broken,
@@ -606,3 +592,5 @@ fn a_record_that_cannot_be_encoded_breaks_its_batch() {
         batch.broken
     );
 }
+
+mod checkpoints;
