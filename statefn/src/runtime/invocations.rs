@@ -98,7 +98,7 @@ impl Runtime {
     /// Cluster mode: the node that serves the instance's shard answers; on
     /// another node this is [`Error::Unavailable`] (ask the owner).
     /// `wait` needs a Tokio runtime's timer: under
-    /// [`TestRuntime`](crate::testing::TestRuntime) pass `Duration::ZERO`
+    /// the test kit's `TestRuntime` pass `Duration::ZERO`
     /// and run the runtime instead.
     ///
     /// # Errors
