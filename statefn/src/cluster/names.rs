@@ -6,6 +6,7 @@
 //! | log of group `NNNN` | stream `statefn-c-gNNNN` (see `jetstream_log`) |
 //! | shared configuration | KV bucket `statefn-c-meta`, key `config` |
 //! | group owners | KV bucket `statefn-c-owners`, key `gNNNN` = `{node, epoch}` |
+//! | snapshots of group `NNNN` | object store `statefn-c-snapshots`, object `gNNNN` |
 //! | heartbeats | subject `statefn.c.hb` |
 //! | calls forwarded to the owner of a group | `statefn.c.g.NNNN.call` (request/reply) |
 //! | messages between functions, to the receiver's group | `statefn.c.g.NNNN.mail` |
@@ -46,7 +47,11 @@ impl Names {
         format!("statefn-{}-owners", self.cluster)
     }
 
-    /// The owners bucket's key of `group`.
+    pub(crate) fn snapshots_bucket(&self) -> String {
+        format!("statefn-{}-snapshots", self.cluster)
+    }
+
+    /// The owners bucket's key of `group`, and its snapshot's object name.
     pub(crate) fn owner_key(group: LogGroupId) -> String {
         format!("g{:04}", group.0)
     }

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, kv, object_store::ObjectStore};
 use parking_lot::Mutex;
 use tokio::{runtime::Handle, sync::Notify, task::JoinHandle};
 
@@ -31,6 +31,8 @@ use super::{
     membership::Membership,
     names::Names,
     ownership::{GroupSlot, OwnersTable},
+    snapshot::SnapshotBucket,
+    standby::Follower,
     status::{ClusterStatus, GroupStatus},
     wire::Heartbeat,
 };
@@ -54,7 +56,11 @@ pub(crate) struct ClusterNode {
     pub(super) client: async_nats::Client,
     pub(super) owners_kv: kv::Store,
     backend: JetStreamBackend,
-    js: jetstream::Context,
+    pub(super) js: jetstream::Context,
+    /// Snapshots of log groups (`snapshot`).
+    pub(super) snapshots: SnapshotBucket,
+    /// The groups followed here as a standby (`standby`).
+    pub(super) followers: Mutex<BTreeMap<u16, Follower>>,
     pub(super) shards: u16,
     pub(super) log_groups: u16,
     pub(super) runtime: OnceLock<Weak<RuntimeInner>>,
@@ -160,6 +166,8 @@ impl ClusterNode {
             owners_kv: parts.owners,
             backend: parts.backend,
             js: parts.js,
+            snapshots: SnapshotBucket(parts.snapshots),
+            followers: Mutex::new(BTreeMap::new()),
             shards,
             log_groups,
             runtime: OnceLock::new(),
@@ -230,6 +238,7 @@ impl ClusterNode {
             self.handle.spawn(Arc::clone(self).watch_owners()),
             self.handle.spawn(Arc::clone(self).manage()),
             self.handle.spawn(Arc::clone(self).retransmit()),
+            self.handle.spawn(Arc::clone(self).snapshot_and_trim()),
         ];
         if let Some(rx) = self.outbound_rx.lock().take() {
             tasks.push(self.handle.spawn(Arc::clone(self).publish_outbound(rx)));
@@ -253,6 +262,7 @@ impl ClusterNode {
             ready: self.membership.settled() && !self.stopping.load(Ordering::SeqCst),
             draining: self.draining.load(Ordering::SeqCst),
             owned,
+            following: self.following(),
         }
     }
 
@@ -333,13 +343,20 @@ impl ClusterNode {
             task.abort();
         }
         self.subscriptions.lock().clear();
+        // Their threads stop within a read's poll time.
+        self.followers.lock().clear();
         self.wake.notify_one();
     }
 
-    /// Stops the background tasks and waits for the acquisitions and
-    /// releases running (blocking; bounded).
+    /// Stops the background tasks and the standbys (checkpointing what they
+    /// applied) and waits for the acquisitions and releases running
+    /// (blocking; bounded).
     pub(crate) fn stop_and_wait(&self) {
+        let followers = std::mem::take(&mut *self.followers.lock());
         self.stop();
+        for follower in followers.into_values() {
+            self.checkpoint_and_drop(follower);
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.ops.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
@@ -361,15 +378,21 @@ impl ClusterNode {
         let groups = (0..self.log_groups)
             .map(|g| {
                 let owner = owners.get(&g);
+                let mut standbys = self.membership.following(g);
+                if let Some(mine) = me.following.iter().find(|f| f.group == g) {
+                    standbys.push((me.node.clone(), mine.clone()));
+                }
+                standbys.sort_by(|a, b| a.0.cmp(&b.0));
+                let slot = slots.get(usize::from(g));
                 GroupStatus {
                     group: g,
                     owner: owner.map(|(o, _)| o.node.clone()),
                     epoch: owner.map(|(o, _)| o.epoch),
-                    served_here: slots
-                        .get(usize::from(g))
-                        .is_some_and(|s| s.serving().is_some()),
-                    standbys: Vec::new(),
-                    lag: None,
+                    served_here: slot.is_some_and(|s| s.serving().is_some()),
+                    lag: standbys.iter().map(|(_, f)| f.lag).max(),
+                    standby_applied: standbys.iter().map(|(_, f)| f.applied).min(),
+                    standbys: standbys.into_iter().map(|(n, _)| n).collect(),
+                    replayed_at_takeover: slot.and_then(GroupSlot::replayed),
                 }
             })
             .collect();
@@ -388,6 +411,7 @@ struct Parts {
     js: jetstream::Context,
     owners: kv::Store,
     backend: JetStreamBackend,
+    snapshots: ObjectStore,
 }
 
 async fn connect_parts(
@@ -435,16 +459,18 @@ async fn connect_parts(
     let mut options = JetStreamOptions::new(config.cluster_name.clone(), config.node_id.clone());
     options.replicas = config.replicas;
     options.retry_for = config.log_retry_for;
-    // Phase 1 keeps every record: a node taking a group over replays from
-    // its own checkpoint, which may be old. Trimming comes with snapshots.
+    // The owner's syncer does not trim: the stream is trimmed below the
+    // group's snapshot and its standbys' checkpoints (`snapshot`).
     options.truncate = false;
     let backend = JetStreamBackend::with_client(client.clone(), options, handle)
         .map_err(|e| ClusterError::nats("making the log backend")(Box::new(e)))?;
+    let snapshots = object_bucket(&js, &names.snapshots_bucket(), config.replicas).await?;
     Ok(Parts {
         client,
         js,
         owners,
         backend,
+        snapshots,
     })
 }
 
@@ -482,6 +508,35 @@ async fn bucket(
                 return Err(ClusterError::TooFewServers { replicas, detail });
             }
             Err(ClusterError::nats(format!("creating bucket {name}"))(
+                Box::new(error),
+            ))
+        }
+    }
+}
+
+/// The object store `name`, created (with `replicas`) if missing.
+async fn object_bucket(
+    js: &jetstream::Context,
+    name: &str,
+    replicas: usize,
+) -> Result<ObjectStore, ClusterError> {
+    if let Ok(store) = js.get_object_store(name).await {
+        return Ok(store);
+    }
+    let config = jetstream::object_store::Config {
+        bucket: name.to_owned(),
+        description: Some("statefn: snapshots of log groups".into()),
+        num_replicas: replicas,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    };
+    match js.create_object_store(config).await {
+        Ok(store) => Ok(store),
+        Err(error) => {
+            if let Ok(store) = js.get_object_store(name).await {
+                return Ok(store);
+            }
+            Err(ClusterError::nats(format!("creating object store {name}"))(
                 Box::new(error),
             ))
         }

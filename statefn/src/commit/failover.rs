@@ -137,7 +137,7 @@ impl Syncer {
         let mut last_try = false;
         let recovered = loop {
             let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.parts.storage.recover(self.group, epoch, durable)
+                self.parts.storage.recover(self.group, epoch, durable, None)
             }))
             .unwrap_or_else(|panic| {
                 Err(crate::Error::Thread {
