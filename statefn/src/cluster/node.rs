@@ -391,6 +391,7 @@ impl ClusterNode {
                     served_here: slot.is_some_and(|s| s.serving().is_some()),
                     lag: standbys.iter().map(|(_, f)| f.lag).max(),
                     standby_applied: standbys.iter().map(|(_, f)| f.applied).min(),
+                    standby_checkpointed: standbys.iter().map(|(_, f)| f.checkpointed).min(),
                     standbys: standbys.into_iter().map(|(n, _)| n).collect(),
                     replayed_at_takeover: slot.and_then(GroupSlot::replayed),
                 }

@@ -381,12 +381,7 @@ impl ClusterNode {
     /// where the stream now starts.
     async fn trim(&self, group: LogGroupId, snapshot: Lsn, trimmed: Lsn) -> Lsn {
         let standbys = self.membership.following(group.0);
-        let floor = standbys
-            .iter()
-            .map(|(_, f)| Lsn(f.checkpointed))
-            .chain([snapshot])
-            .min()
-            .unwrap_or(snapshot);
+        let floor = trim_floor(snapshot, standbys.iter().map(|(_, f)| Lsn(f.checkpointed)));
         if floor <= trimmed {
             return trimmed;
         }
@@ -413,9 +408,29 @@ impl ClusterNode {
     }
 }
 
+/// Where a group's stream may start: the records below both the stored
+/// snapshot's position and every live standby's checkpoint are needed by
+/// nobody (a node behind the snapshot loads it first). The record at the
+/// floor itself stays.
+fn trim_floor(snapshot: Lsn, standbys: impl IntoIterator<Item = Lsn>) -> Lsn {
+    standbys.into_iter().fold(snapshot, Lsn::min)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stream_is_trimmed_below_the_snapshot_and_every_live_standby() {
+        assert_eq!(trim_floor(Lsn(100), []), Lsn(100));
+        assert_eq!(trim_floor(Lsn(100), [Lsn(250)]), Lsn(100));
+        assert_eq!(
+            trim_floor(Lsn(100), [Lsn(250), Lsn(40)]),
+            Lsn(40),
+            "a lagging standby holds it back"
+        );
+        assert_eq!(trim_floor(Lsn(0), [Lsn(40)]), Lsn(0));
+    }
 
     fn sample() -> Snapshot {
         Snapshot {

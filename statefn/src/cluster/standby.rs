@@ -444,7 +444,9 @@ impl ClusterNode {
         self.restore_if_behind(group, &storage)?;
         let standby = loaded.insert(storage.standby(group)?);
         let from = standby.applied().next();
-        progress.applied.store(standby.applied().0, Ordering::Release);
+        progress
+            .applied
+            .store(standby.applied().0, Ordering::Release);
         progress
             .checkpointed
             .store(standby.checkpointed().0, Ordering::Release);
@@ -481,7 +483,9 @@ impl ClusterNode {
                 }
             }
             let lag = last_sequence.saturating_sub(standby.applied().0);
-            progress.applied.store(standby.applied().0, Ordering::Release);
+            progress
+                .applied
+                .store(standby.applied().0, Ordering::Release);
             progress.lag.store(lag, Ordering::Release);
             #[expect(clippy::cast_precision_loss, reason = "a gauge")]
             metrics::gauge!(crate::metrics::CLUSTER_STANDBY_LAG, "group" => label.clone())

@@ -39,6 +39,9 @@ pub struct GroupStatus {
     /// The stream position the standbys applied, the lowest of them
     /// (`None`: no standby).
     pub standby_applied: Option<u64>,
+    /// The stream position the standbys' checkpoints cover, the lowest of
+    /// them: the owner never trims the stream past it (`None`: no standby).
+    pub standby_checkpointed: Option<u64>,
     /// Log records the answering node replayed when it last took this
     /// group over (`None`: it never did since it started). A takeover by
     /// the group's standby replays only the records after its position.

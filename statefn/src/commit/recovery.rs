@@ -240,7 +240,11 @@ impl Storage {
     }
 
     /// A shard's core as of its last checkpoint.
-    pub(super) fn load_checkpoint(&self, tables: ShardTables, epoch: Epoch) -> Result<ShardCore, Error> {
+    pub(super) fn load_checkpoint(
+        &self,
+        tables: ShardTables,
+        epoch: Epoch,
+    ) -> Result<ShardCore, Error> {
         let shard = tables.shard();
         let doing = || format!("reading the checkpoint of shard {shard}");
         let meta: ShardMeta = match tables.meta().map_err(StorageError::store(doing()))? {

@@ -62,10 +62,7 @@ impl Storage {
     /// Every stored row of `group`'s shards, each shard read at one
     /// consistent point, and the position they cover: the lowest of the
     /// shards' checkpoint positions.
-    pub(crate) fn group_rows(
-        &self,
-        group: LogGroupId,
-    ) -> Result<(Lsn, GroupRows), Error> {
+    pub(crate) fn group_rows(&self, group: LogGroupId) -> Result<(Lsn, GroupRows), Error> {
         let store = self.store()?;
         let mut position: Option<Lsn> = None;
         let mut shards = Vec::new();
@@ -73,7 +70,9 @@ impl Storage {
             let rows = store
                 .shard(shard)
                 .rows()
-                .map_err(StorageError::store(format!("reading the rows of shard {shard}")))?;
+                .map_err(StorageError::store(format!(
+                    "reading the rows of shard {shard}"
+                )))?;
             let lsn = checkpoint_of(&rows)?;
             position = Some(position.map_or(lsn, |p| p.min(lsn)));
             shards.push((shard, rows));
@@ -88,7 +87,11 @@ impl Storage {
         let mut position: Option<Lsn> = None;
         for shard in self.group_shards(group) {
             let doing = || format!("reading the checkpoint of shard {shard}");
-            let lsn = match store.shard(shard).meta().map_err(StorageError::store(doing()))? {
+            let lsn = match store
+                .shard(shard)
+                .meta()
+                .map_err(StorageError::store(doing()))?
+            {
                 Some(bytes) => {
                     decode::<ShardMeta>(&bytes, &format!("the checkpoint of shard {shard}"))?
                         .checkpoint_lsn
@@ -124,7 +127,9 @@ impl Storage {
             store
                 .shard(shard)
                 .replace_rows(rows)
-                .map_err(StorageError::store(format!("restoring shard {shard} from a snapshot")))?;
+                .map_err(StorageError::store(format!(
+                    "restoring shard {shard} from a snapshot"
+                )))?;
         }
         Ok(())
     }
@@ -135,7 +140,9 @@ fn checkpoint_of(rows: &[ShardRow]) -> Result<Lsn, Error> {
     /// The meta table's code and key (`statefn_store`'s layout).
     const META: (u8, &[u8]) = (4, b"shard");
     match rows.iter().find(|(t, k, _)| (*t, k.as_slice()) == META) {
-        Some((_, _, value)) => Ok(decode::<ShardMeta>(value, "a shard's checkpoint")?.checkpoint_lsn),
+        Some((_, _, value)) => {
+            Ok(decode::<ShardMeta>(value, "a shard's checkpoint")?.checkpoint_lsn)
+        }
         None => Ok(Lsn(0)),
     }
 }
