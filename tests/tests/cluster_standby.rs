@@ -185,6 +185,45 @@ async fn first_record(urls: &str, group: u16) -> Option<u64> {
         .map(|m| m.sequence)
 }
 
+/// The positions of `group`'s fences (never trimmed).
+async fn fences(urls: &str, group: u16) -> Vec<u64> {
+    let url = urls.split(',').next().expect("a URL");
+    let client = async_nats::connect(url).await.expect("NATS client");
+    let js = async_nats::jetstream::new(client);
+    let stream = js
+        .get_stream(JetStreamBackend::stream_name("standby", LogGroupId(group)))
+        .await
+        .expect("the group's stream");
+    let subject = JetStreamBackend::fence_subject("standby", LogGroupId(group));
+    let mut fences = Vec::new();
+    let mut from = 1;
+    while let Ok(fence) = stream.get_first_raw_message_by_subject(&subject, from).await {
+        fences.push(fence.sequence);
+        from = fence.sequence + 1;
+    }
+    fences
+}
+
+/// Checks that `group`'s stream still holds every data record after the
+/// standby's checkpoint: its first data record is at most the first
+/// position after the checkpoint that is not a fence.
+async fn assert_kept_for_standby(urls: &str, group: u16, standby: &Runtime) -> Option<u64> {
+    // First the stream, then the standby: its checkpoint only moves up.
+    let first = first_record(urls, group).await?;
+    let checkpointed = group_status(standby, group).standby_checkpointed?;
+    let fences = fences(urls, group).await;
+    let needed = (checkpointed + 1..)
+        .find(|p| !fences.contains(p))
+        .expect("a position");
+    assert!(
+        first <= needed,
+        "the stream starts at {first}, the standby needs {needed} (its checkpoint is at \
+         {checkpointed}; fences at {fences:?})"
+    );
+    // Whether the stream was trimmed at all.
+    Some(u64::from((1..first).any(|p| !fences.contains(&p))))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_follows_its_group_and_a_takeover_by_it_replays_only_the_tail() {
     let nats = NatsCluster::start(NatsOptions::three()).expect("NATS");
@@ -349,28 +388,18 @@ async fn trimming_keeps_what_a_live_standby_needs_and_a_takeover_after_it_loses_
         deposit(n0.as_ref().expect("running"), account, 1, &format!("t-{i}")).await;
         *expected.entry(account).or_default() += 1;
         if i % 10 == 0 {
-            // First the stream, then the standby: its checkpoint only moves up.
-            let first = first_record(&urls, group).await;
-            let status = group_status(&n1, group);
-            if let (Some(first), Some(checkpointed)) = (first, status.standby_checkpointed) {
-                assert!(
-                    first <= checkpointed + 1,
-                    "the stream starts at {first}, the standby's checkpoint is at {checkpointed}"
-                );
-                trimmed |= first > 2;
-            }
+            trimmed |= assert_kept_for_standby(&urls, group, &n1).await == Some(1);
         }
     }
     let started = Instant::now();
     while !trimmed {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let first = first_record(&urls, group).await;
-        let status = group_status(&n1, group);
-        if let (Some(first), Some(checkpointed)) = (first, status.standby_checkpointed) {
-            assert!(first <= checkpointed + 1, "{first} > {checkpointed}");
-            trimmed = first > 2;
-        }
-        assert!(started.elapsed() < PATIENCE, "never trimmed: {status:#?}");
+        trimmed = assert_kept_for_standby(&urls, group, &n1).await == Some(1);
+        assert!(
+            started.elapsed() < PATIENCE,
+            "never trimmed: {:#?}",
+            group_status(&n1, group)
+        );
     }
 
     // The owner dies after trimming: the standby takes over and nothing
