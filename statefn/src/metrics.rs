@@ -80,7 +80,7 @@ pub const CLUSTER_FORWARDED: &str = "statefn_cluster_forwarded_calls_total";
 pub const CLUSTER_STANDBY_LAG: &str = "statefn_cluster_standby_lag_records";
 /// Cluster mode: log records replayed when this node took a log group
 /// over (after a standby's position, or after its checkpoint).
-pub const CLUSTER_TAKEOVER_REPLAYED: &str = "statefn_cluster_takeover_replayed_records";
+pub const CLUSTER_TAKEOVER_REPLAYED: &str = "statefn_cluster_takeover_replayed_records_total";
 /// Cluster mode: snapshots of log groups this node uploaded.
 pub const CLUSTER_SNAPSHOTS: &str = "statefn_cluster_snapshots_total";
 /// Cluster mode: snapshots this node loaded into its store (a new or

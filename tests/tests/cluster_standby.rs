@@ -197,7 +197,10 @@ async fn fences(urls: &str, group: u16) -> Vec<u64> {
     let subject = JetStreamBackend::fence_subject("standby", LogGroupId(group));
     let mut fences = Vec::new();
     let mut from = 1;
-    while let Ok(fence) = stream.get_first_raw_message_by_subject(&subject, from).await {
+    while let Ok(fence) = stream
+        .get_first_raw_message_by_subject(&subject, from)
+        .await
+    {
         fences.push(fence.sequence);
         from = fence.sequence + 1;
     }
