@@ -112,3 +112,60 @@ impl crate::StateStore {
         Ok(rows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{ShardId, StateStore};
+
+    #[test]
+    fn replacing_a_shards_rows_drops_its_old_ones_and_leaves_other_shards_alone() {
+        let (a, b) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (from, to) = (
+            StateStore::open(a.path()).expect("open"),
+            StateStore::open(b.path()).expect("open"),
+        );
+        let mut batch = from.shard(ShardId(1)).batch();
+        batch.put_state("T", "new", Some(b"1".to_vec()));
+        batch.put_outbox(ShardId(2), 7, b"sent".to_vec());
+        batch.put_meta(b"meta".to_vec());
+        batch.commit().expect("commit");
+        let mut batch = to.shard(ShardId(1)).batch();
+        batch.put_state("T", "old", Some(b"0".to_vec()));
+        batch.put_timer(5, 1, b"timer".to_vec());
+        batch.commit().expect("commit");
+        let mut batch = to.shard(ShardId(2)).batch();
+        batch.put_state("T", "other", Some(b"2".to_vec()));
+        batch.commit().expect("commit");
+
+        let rows = from.shard(ShardId(1)).rows().expect("rows");
+        to.shard(ShardId(1))
+            .replace_rows(rows.clone())
+            .expect("replace");
+        assert_eq!(to.shard(ShardId(1)).rows().expect("rows"), rows);
+        assert_eq!(to.shard(ShardId(1)).state("T", "old").expect("read"), None);
+        assert!(
+            to.shard(ShardId(1))
+                .timers_due((0, 0), u64::MAX, 10)
+                .expect("read")
+                .is_empty()
+        );
+        assert_eq!(
+            to.shard(ShardId(2)).state("T", "other").expect("read"),
+            Some(b"2".to_vec())
+        );
+        assert!(
+            to.shard(ShardId(1))
+                .replace_rows(vec![(99, b"k".to_vec(), Vec::new())])
+                .is_err(),
+            "an unknown table code"
+        );
+        assert_eq!(
+            to.shard(ShardId(1)).rows().expect("rows"),
+            rows,
+            "nothing written"
+        );
+    }
+}
