@@ -6,7 +6,9 @@ use statefn::prelude::*;
 /// Why a deposit, withdrawal or transfer was refused; a refused call
 /// changes nothing. Over HTTP it is the `details` of a 422, such as
 /// `{"insufficient_funds": {"balance": 70, "asked": 1000}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BankError {
     /// Amounts are positive: a negative deposit would be a withdrawal that

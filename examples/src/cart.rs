@@ -14,7 +14,9 @@ pub struct Inventory {
 }
 
 /// Not enough stock to reserve.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema,
+)]
 #[error("only {available} left, {asked} asked")]
 pub struct OutOfStock {
     /// Units available.
@@ -53,7 +55,9 @@ impl Inventory {
 }
 
 /// Where a cart is in its life.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum CartStatus {
     /// Taking items.
     #[default]
@@ -69,12 +73,14 @@ pub enum CartStatus {
 }
 
 /// Why a cart refused a change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema,
+)]
 #[error("the cart is {0:?}, not open")]
 pub struct CartClosed(pub CartStatus);
 
 /// A what a cart looks like from outside.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CartView {
     /// The status.
     pub status: CartStatus,

@@ -1,10 +1,14 @@
 //! SIGKILL under load, over HTTP: client tasks send deposits and transfers
 //! to the `bank` server, each with its own Idempotency-Key, and retry every
 //! request with the same key until they get a 2xx, across restarts. The
-//! server is killed 16 times at seeded random moments (set
-//! `STATEFN_HTTP_CRASH_SEED` to explore others). At the end every
-//! acknowledged request must be applied exactly once (each account's balance
-//! is exactly what the acknowledged requests make it) and money is conserved.
+//! server is killed 6 times per seed at seeded random moments. At the end
+//! every acknowledged request must be applied exactly once (each account's
+//! balance is exactly what the acknowledged requests make it) and money is
+//! conserved.
+//!
+//! It runs each seed of `STATEFN_HTTP_CRASH_SEEDS` (a comma-separated list,
+//! decimal or `0x` hex; `STATEFN_HTTP_CRASH_SEED` names one), by default
+//! [`SEEDS`]; each seed draws other requests and other kill moments.
 
 #![allow(clippy::unwrap_used)]
 
@@ -26,7 +30,10 @@ use serde_json::{Value, json};
 const ACCOUNTS: usize = 8;
 const OPENING: i64 = 1_000_000;
 const CLIENTS: u64 = 4;
-const KILLS: usize = 16;
+/// Kills per seed.
+const KILLS: usize = 6;
+/// The seeds run by default (CI).
+const SEEDS: [u64; 3] = [0x5eed_0005, 0x5eed_0006, 0x5eed_0007];
 /// Requests acknowledged between two kills, so each kill lands under load.
 const ACKS_BETWEEN_KILLS: u64 = 16;
 /// A hang detector, not a performance bound.
@@ -137,12 +144,47 @@ async fn start(dir: std::path::PathBuf) -> Bank {
         .unwrap()
 }
 
+/// The seeds to run: `STATEFN_HTTP_CRASH_SEEDS`, `STATEFN_HTTP_CRASH_SEED`,
+/// or [`SEEDS`].
+fn seeds() -> Vec<u64> {
+    let list = std::env::var("STATEFN_HTTP_CRASH_SEEDS")
+        .or_else(|_| std::env::var("STATEFN_HTTP_CRASH_SEED"))
+        .unwrap_or_default();
+    let seeds: Vec<u64> = list
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            let s = s.trim();
+            s.strip_prefix("0x")
+                .map_or_else(|| s.parse(), |hex| u64::from_str_radix(hex, 16))
+                .unwrap_or_else(|e| panic!("seed {s:?}: {e}"))
+        })
+        .collect();
+    if seeds.is_empty() {
+        SEEDS.to_vec()
+    } else {
+        seeds
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_http_load_applies_every_acknowledged_request_exactly_once() {
-    let seed: u64 = std::env::var("STATEFN_HTTP_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_0005);
+    for seed in seeds() {
+        // A failure's output names its seed (`STATEFN_HTTP_CRASH_SEEDS`
+        // replays it).
+        eprintln!("seed {seed:#x}: running");
+        let started = Instant::now();
+        let acks = run(seed).await;
+        eprintln!(
+            "seed {seed:#x}: {KILLS} kills, {acks} acknowledged requests applied exactly once \
+             ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// One seed's run; returns how many requests were acknowledged.
+async fn run(seed: u64) -> u64 {
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let base = Shared::default();
@@ -174,7 +216,10 @@ async fn sigkill_under_http_load_applies_every_acknowledged_request_exactly_once
         let deadline = Instant::now() + DEADLINE;
         let target = acks.load(Ordering::SeqCst) + ACKS_BETWEEN_KILLS;
         while acks.load(Ordering::SeqCst) < target {
-            assert!(Instant::now() < deadline, "no progress before kill {kill}");
+            assert!(
+                Instant::now() < deadline,
+                "seed {seed:#x}: no progress before kill {kill}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
@@ -234,4 +279,5 @@ async fn sigkill_under_http_load_applies_every_acknowledged_request_exactly_once
         .await
         .unwrap();
     assert!(status.success());
+    acks.load(Ordering::SeqCst)
 }

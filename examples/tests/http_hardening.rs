@@ -1,8 +1,8 @@
 //! The ingress against hostile or careless clients, over raw TCP where a
 //! well-behaved HTTP client cannot misbehave enough: headers and bodies
 //! dribbled a byte at a time, more connections than the limit, cross-site
-//! requests from browsers, egress reads without the token, and 404s that
-//! would list the API.
+//! requests from browsers, pages whose name was rebound to 127.0.0.1,
+//! egress reads without the token, and 404s that would list the API.
 //!
 //! Every wait here is a hang detector, never a speed bound: a slow machine
 //! only makes these tests slower.
@@ -119,7 +119,7 @@ impl Served {
 /// A request for `flip` on switch `id` with the given headers and no body.
 fn flip_request(id: &str, headers: &str) -> String {
     format!(
-        "POST /v1/Switch/{id}/flip HTTP/1.1\r\nHost: test\r\n{headers}Content-Length: 0\r\n\r\n"
+        "POST /v1/Switch/{id}/flip HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: 0\r\n\r\n"
     )
 }
 
@@ -196,7 +196,7 @@ async fn a_client_dribbling_its_headers_is_disconnected_after_the_header_timeout
     })
     .await;
     // A header line that never ends, a byte at a time.
-    let prefix = b"POST /v1/Switch/s/flip HTTP/1.1\r\nHost: test\r\nX-Slow: ";
+    let prefix = b"POST /v1/Switch/s/flip HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
     let answer = dribble_until_closed(served.addr, prefix, b'a').await;
     assert!(!answer.contains(" 200 "), "served: {answer}");
     assert_eq!(served.flips("s").await, 0);
@@ -216,7 +216,7 @@ async fn a_body_sent_too_slowly_is_refused_and_its_connection_closed() {
     })
     .await;
     // A body announced at 100 kB and sent at 10 bytes a second.
-    let prefix = b"POST /v1/Switch/b/flip HTTP/1.1\r\nHost: test\r\n\
+    let prefix = b"POST /v1/Switch/b/flip HTTP/1.1\r\nHost: localhost\r\n\
         Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
     let answer = dribble_until_closed(served.addr, prefix, b' ').await;
     // A reset can swallow the 408 before it is read; a closed connection is
@@ -403,6 +403,86 @@ async fn by_default_every_browser_origin_is_refused() {
     .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
     assert_eq!(served.flips("d").await, 0);
+    served.stop().await;
+}
+
+/// `method path` with `Host: host`, `Content-Type: application/json` and no
+/// `Origin`: what a page does with a same-origin `fetch` (a GET carries no
+/// `Origin`).
+async fn with_host(served: &Served, method: &str, path: &str, host: &str) -> Reply {
+    let c = reqwest::Client::new();
+    Reply::from(
+        c.request(method.parse().unwrap(), served.url(path))
+            .header(header::HOST, host)
+            .header(header::CONTENT_TYPE, "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// DNS rebinding: a page of `rebound.example`, whose name the attacker
+/// then points at 127.0.0.1, calls and reads the local server as its own
+/// origin (no CORS, no `Origin` on a GET). Only the `Host` header tells.
+#[tokio::test]
+async fn a_loopback_server_refuses_requests_for_other_host_names() {
+    let served = Served::start(IngressConfig::default()).await;
+    let port = served.addr.port();
+    let rebound = format!("rebound.example:{port}");
+    for (method, path) in [
+        ("GET", "/v1/egress/flips?wait=0ms"),
+        ("GET", "/v1/openapi.json"),
+        ("GET", "/metrics"),
+        ("POST", "/v1/Switch/h/flip"),
+    ] {
+        let refused = with_host(&served, method, path, &rebound).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {refused:?}"
+        );
+        assert_eq!(refused.code(), "host_not_allowed");
+        assert!(refused.message().contains("allowed_hosts"), "{refused:?}");
+    }
+    assert_eq!(served.flips("h").await, 0);
+    // Loopback names, with or without the port, in any case, are served.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "LocalHost".to_owned(),
+        format!("[::1]:{port}"),
+        format!("app.localhost:{port}"),
+    ] {
+        let reply = with_host(&served, "POST", "/v1/Switch/h/flip", &host).await;
+        assert_eq!(reply.status, StatusCode::OK, "{host}: {reply:?}");
+    }
+    assert_eq!(served.flips("h").await, 5);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn listed_hosts_replace_the_loopback_names() {
+    let served = Served::start(IngressConfig {
+        allowed_hosts: vec!["api.example".into(), ".svc.example".into()],
+        ..IngressConfig::default()
+    })
+    .await;
+    for host in [
+        "api.example",
+        "API.example:443",
+        "cart.svc.example",
+        "svc.example",
+    ] {
+        let reply = with_host(&served, "POST", "/v1/Switch/l/flip", host).await;
+        assert_eq!(reply.status, StatusCode::OK, "{host}: {reply:?}");
+    }
+    for host in ["localhost", "127.0.0.1", "evil.example", "evilsvc.example"] {
+        let refused = with_host(&served, "POST", "/v1/Switch/l/flip", host).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{host}: {refused:?}");
+        assert_eq!(refused.code(), "host_not_allowed");
+    }
+    assert_eq!(served.flips("l").await, 4);
     served.stop().await;
 }
 

@@ -11,9 +11,11 @@ use common::{Reply, post};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use statefn::{
+    Address,
     ingress::{self, IngressConfig},
     prelude::*,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A function whose `explode` handler panics with internals in the message.
 #[stateful_function]
@@ -91,33 +93,116 @@ async fn a_handler_panic_is_a_500_with_a_generic_message_and_changes_nothing() {
     runtime.shutdown().await.unwrap();
 }
 
-#[tokio::test]
+/// Set when a [`Gate::pass`] call runs; it returns once [`GATE_OPEN`] is.
+static GATE_ENTERED: AtomicBool = AtomicBool::new(false);
+static GATE_OPEN: AtomicBool = AtomicBool::new(false);
+
+/// A function whose handler holds its call in flight until the test lets
+/// it go: a shutdown then has work to wait for.
+#[stateful_function]
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Gate {
+    passed: u64,
+}
+
+#[stateful_function]
+impl Gate {
+    #[handler]
+    fn pass(&mut self) -> u64 {
+        GATE_ENTERED.store(true, Ordering::SeqCst);
+        while !GATE_OPEN.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.passed += 1;
+        self.passed
+    }
+}
+
+/// Asserts that `path` is refused with 503 `shutting_down` and a
+/// `Retry-After`.
+async fn assert_refused(c: &reqwest::Client, base: &str, path: &str) {
+    let refused = post(c, &format!("{base}{path}"), None, None).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{path}: {refused:?}"
+    );
+    assert_eq!(refused.code(), "shutting_down");
+    let retry_after: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+}
+
+/// While a shutdown waits for a call in flight, new calls are refused with
+/// 503 and a `Retry-After` (and the call in flight still finishes); after
+/// it, too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_while_the_runtime_shuts_down_get_503_with_retry_after() {
-    let runtime = fragile_runtime().await;
+    let runtime = Runtime::builder()
+        .in_memory()
+        .workers(2)
+        .shards(2)
+        .register::<Fragile>()
+        .register::<Gate>()
+        .open()
+        .await
+        .unwrap();
     let base = serve(runtime.clone(), IngressConfig::default()).await;
     let c = reqwest::Client::new();
-    assert_eq!(
-        post(&c, &format!("{base}/v1/Fragile/g/bump"), None, None)
-            .await
-            .status,
-        StatusCode::OK
+    // A Fragile instance on the other shard than the gate's, so that one
+    // worker serves it while the other is held.
+    let gate_shard = Address::new("Gate", "g").unwrap().shard(2);
+    let free = (0..)
+        .map(|i| format!("f{i}"))
+        .find(|id| Address::new("Fragile", id).unwrap().shard(2) != gate_shard)
+        .unwrap();
+    let held = tokio::spawn({
+        let (c, url) = (c.clone(), format!("{base}/v1/Gate/g/pass"));
+        async move { post(&c, &url, None, None).await }
+    });
+    while !GATE_ENTERED.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let shutdown = tokio::spawn({
+        let runtime = runtime.clone();
+        async move { runtime.shutdown().await }
+    });
+    // Calls are served until the shutdown begins, then refused (the loop
+    // ends at the first refusal; the gate holds the shutdown meanwhile).
+    let bump = format!("/v1/Fragile/{free}/bump");
+    let mut served = 0;
+    loop {
+        let reply = post(&c, &format!("{base}{bump}"), None, None).await;
+        if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        served += 1;
+        assert!(served < 5_000, "the shutdown never refused a call");
+    }
+    assert!(
+        !shutdown.is_finished() && !held.is_finished(),
+        "the shutdown must still be waiting for the held call"
     );
-    runtime.shutdown().await.unwrap();
-
-    for path in ["/v1/Fragile/g/bump", "/v1/Fragile/g/bump/send?delay=1s"] {
-        let refused = post(&c, &format!("{base}{path}"), None, None).await;
-        assert_eq!(
-            refused.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{path}: {refused:?}"
-        );
-        assert_eq!(refused.code(), "shutting_down");
-        let retry_after: u64 = refused.headers["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(retry_after >= 1);
+    for path in [
+        bump.as_str(),
+        &format!("/v1/Fragile/{free}/bump/send?delay=1s"),
+    ] {
+        assert_refused(&c, &base, path).await;
+    }
+    GATE_OPEN.store(true, Ordering::SeqCst);
+    let held = held.await.unwrap();
+    assert_eq!(
+        (held.status, held.json),
+        (StatusCode::OK, 1.into()),
+        "the call in flight finishes"
+    );
+    shutdown.await.unwrap().unwrap();
+    for path in [bump.as_str(), "/v1/Fragile/g/bump/send?delay=1s"] {
+        assert_refused(&c, &base, path).await;
     }
 }
 

@@ -347,7 +347,7 @@ pub(crate) fn check_unique(handlers: &[Handler]) -> syn::Result<()> {
 
 /// A type as written, without whitespace (a space only between two words):
 /// the same text whatever the formatting, for the argument fingerprint.
-fn type_text(ty: &Type) -> String {
+pub(crate) fn type_text(ty: &Type) -> String {
     let mut out = String::new();
     push_tokens(&mut out, ty.to_token_stream());
     out

@@ -264,6 +264,7 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
                 quote! { #i => ::statefn::__private::json_reply::<Self, #reply_ty>(reply) }
             }
         });
+    let handler_schema = crate::schema::handler_schema(handlers);
     quote! {
         impl ::statefn::StatefulFunction for #self_ty {
             type Message = #message;
@@ -315,6 +316,8 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
                     ),
                 }
             }
+
+            #handler_schema
         }
     }
 }

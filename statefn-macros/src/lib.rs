@@ -10,6 +10,7 @@ mod handler;
 mod handler_options;
 mod helpers;
 mod impl_block;
+mod schema;
 mod state_struct;
 mod wire;
 

@@ -275,6 +275,14 @@ pub trait StatefulFunction:
     /// Decodes handler number `handler`'s encoded reply as JSON.
     #[doc(hidden)]
     fn reply_to_json(handler: usize, reply: &[u8]) -> Result<JsonReply, Error>;
+
+    /// The JSON Schemas of handler number `handler`'s arguments, reply and
+    /// error, for the OpenAPI document (`None`: no such handler).
+    #[doc(hidden)]
+    fn handler_schema(
+        handler: usize,
+        schemas: &mut crate::schema::Schemas,
+    ) -> Option<crate::schema::HandlerSchema>;
 }
 
 /// A handler's reply as JSON, for callers that work by name (HTTP ingress,

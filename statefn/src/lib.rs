@@ -279,6 +279,7 @@ mod resources;
 mod rng;
 mod runtime;
 mod scheduler;
+mod schema;
 mod service;
 mod shard;
 #[cfg(feature = "testing")]
@@ -304,10 +305,10 @@ pub use protocol::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
 pub use rand;
 pub use rng::InvocationRng;
 pub use runtime::{
-    Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_RETENTION,
-    DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY, DeadLetter, DeadLetterId, Instances,
-    MAX_INSTANCES_PAGE, PendingTimer, Runtime, ShardStatus,
+    Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_QUEUE_BYTES,
+    DEFAULT_EGRESS_RETENTION, DEFAULT_FUNCTION_MAIL_BYTES, DEFAULT_IDEMPOTENCY_RETENTION,
+    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY,
+    DeadLetter, DeadLetterId, Instances, MAX_INSTANCES_PAGE, PendingTimer, Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::{handler, stateful_function};
@@ -351,6 +352,9 @@ pub mod __private {
         not_a_reply_handler,
     };
     pub use crate::handle::{FromRawHandle, RawHandle};
+    pub use crate::schema::{
+        ArgSchema, HandlerSchema, SchemaOf, Schemas, ViaAnyValue, ViaJsonSchema,
+    };
     pub use crate::wire::{Reader, WireMessage, fingerprint, write_arg, write_header};
     pub use serde;
 }

@@ -101,6 +101,15 @@ pub const LOG_BYTES: &str = "statefn_log_bytes";
 /// Bytes of batches handed to a log group and not yet committed or refused
 /// (label `group`): what a slow disk makes wait in memory.
 pub const COMMIT_QUEUE_BYTES: &str = "statefn_commit_queue_bytes";
+/// Bytes of messages from functions waiting in a shard's mailbox (label
+/// `shard`): bounded in durable mode by `Builder::function_mail_bytes`.
+pub const FUNCTION_MAIL_BYTES: &str = "statefn_function_mail_bytes";
+/// Messages from functions a shard's full mailbox did not queue (label
+/// `shard`); their senders re-send them when asked.
+pub const FUNCTION_MAIL_REFUSED: &str = "statefn_function_mail_refused_total";
+/// Bytes of committed egress records waiting for the egress appender:
+/// bounded by `Builder::egress_queue_bytes`.
+pub const EGRESS_QUEUE_BYTES: &str = "statefn_egress_queue_bytes";
 
 /// What kind of metric a [`Metric`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +259,27 @@ pub const METRICS: &[Metric] = &[
         unit: Unit::Bytes,
         help: "Bytes of batches handed to a log group and not yet committed, by group; bounded \
                by the commit queue limit.",
+    },
+    Metric {
+        name: FUNCTION_MAIL_BYTES,
+        kind: MetricKind::Gauge,
+        unit: Unit::Bytes,
+        help: "Bytes of messages from functions waiting in a shard's mailbox, by shard; bounded \
+               in durable mode by the function mail limit.",
+    },
+    Metric {
+        name: FUNCTION_MAIL_REFUSED,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Messages from functions that a shard's full mailbox did not queue, by shard; \
+               their senders keep them and re-send them when the shard asks.",
+    },
+    Metric {
+        name: EGRESS_QUEUE_BYTES,
+        kind: MetricKind::Gauge,
+        unit: Unit::Bytes,
+        help: "Bytes of committed egress records waiting for the egress appender; bounded by \
+               the egress queue limit.",
     },
     Metric {
         name: CLUSTER_FAILOVERS,

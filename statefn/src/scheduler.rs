@@ -103,6 +103,11 @@ impl Scheduler {
         }
     }
 
+    /// Whether the workers were told to exit.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// Parks the worker of `slot` until work arrives, or `timeout` (a
     /// safety net only: wake-ups come from `wake_one`).
     fn park(&self, slot: &WorkerSlot, timeout: Duration) {
@@ -216,10 +221,12 @@ mod tests {
     use std::sync::atomic::AtomicU64;
 
     /// Each shard is "run" `rounds` times; concurrent runs of one shard would
-    /// be a scheduling bug.
+    /// be a scheduling bug, counted in `overlaps` (an assert here would only
+    /// kill a worker thread, and the test would wait for ever).
     struct Counting {
         runs: Vec<AtomicU64>,
         running: Vec<AtomicBool>,
+        overlaps: AtomicU64,
         rounds: u64,
         scheduled: Vec<AtomicBool>,
     }
@@ -227,10 +234,15 @@ mod tests {
     impl RunShard for Counting {
         fn run_shard(&self, shard: ShardId) -> bool {
             let i = shard.index();
-            assert!(
-                !self.running[i].swap(true, Ordering::SeqCst),
-                "shard ran twice at once"
-            );
+            if self.running[i].swap(true, Ordering::SeqCst) {
+                self.overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            // A run takes a moment, so that a second worker running the
+            // same shard would find it running.
+            for _ in 0..50 {
+                std::hint::spin_loop();
+            }
+            std::thread::yield_now();
             let n = self.runs[i].fetch_add(1, Ordering::SeqCst) + 1;
             self.running[i].store(false, Ordering::SeqCst);
             let again = n < self.rounds;
@@ -247,6 +259,7 @@ mod tests {
         let runner = Arc::new(Counting {
             runs: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             running: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            overlaps: AtomicU64::new(0),
             scheduled: (0..shards).map(|_| AtomicBool::new(true)).collect(),
             rounds: 200,
         });
@@ -257,13 +270,32 @@ mod tests {
         for shard in 0..shards {
             scheduler.push(ShardId(u16::try_from(shard).expect("fits")));
         }
-        while runner.runs.iter().any(|r| r.load(Ordering::SeqCst) < 200) {
+        // A liveness bound, not a timing one: a lost shard never finishes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while runner.runs.iter().any(|r| r.load(Ordering::SeqCst) < 200)
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         scheduler.stop();
         for t in threads {
             t.join().expect("worker exits cleanly");
         }
-        assert!(runner.runs.iter().all(|r| r.load(Ordering::SeqCst) == 200));
+        let short: Vec<(usize, u64)> = runner
+            .runs
+            .iter()
+            .map(|r| r.load(Ordering::SeqCst))
+            .enumerate()
+            .filter(|&(_, n)| n != 200)
+            .collect();
+        assert!(
+            short.is_empty(),
+            "shards (index, runs) not run 200 times: {short:?}"
+        );
+        assert_eq!(
+            runner.overlaps.load(Ordering::SeqCst),
+            0,
+            "a shard ran twice at once"
+        );
     }
 }

@@ -1,9 +1,13 @@
 //! SIGKILL at random moments: a child process runs deposits and cross-shard
-//! transfers with idempotency keys on a data dir; this test kills it (24
-//! times, seeded: set `STATEFN_CRASH_SEED` to explore others), restarts it,
-//! and retries every unacknowledged call with the same key. At the end every
-//! operation must be applied exactly once, every transfer's deposit delivered
-//! once, and the money conserved.
+//! transfers with idempotency keys on a data dir; this test kills it (8
+//! times per seed), restarts it, and retries every unacknowledged call with
+//! the same key. At the end every operation must be applied exactly once,
+//! every transfer's deposit delivered once, and the money conserved.
+//!
+//! Seeded: it runs each seed of `STATEFN_CRASH_SEEDS` (a comma-separated
+//! list, decimal or `0x` hex; `STATEFN_CRASH_SEED` names one), by default
+//! [`SEEDS`]. Each seed
+//! draws other operations and other kill moments.
 
 use std::{
     collections::HashMap,
@@ -16,8 +20,35 @@ use std::{
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use statefn_tests::workload::{ACCOUNTS, Op, ops};
 
-const OPS: usize = 20_000;
-const KILLS: usize = 24;
+/// Operations per seed.
+const OPS: usize = 8_000;
+/// Kills per seed.
+const KILLS: usize = 8;
+/// The seeds run by default (CI).
+const SEEDS: [u64; 3] = [0x5eed, 0x5eed_0001, 0x5eed_0002];
+
+/// The seeds to run: `STATEFN_CRASH_SEEDS`, `STATEFN_CRASH_SEED`, or
+/// [`SEEDS`].
+fn seeds() -> Vec<u64> {
+    let list = std::env::var("STATEFN_CRASH_SEEDS")
+        .or_else(|_| std::env::var("STATEFN_CRASH_SEED"))
+        .unwrap_or_default();
+    let seeds: Vec<u64> = list
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            let s = s.trim();
+            s.strip_prefix("0x")
+                .map_or_else(|| s.parse(), |hex| u64::from_str_radix(hex, 16))
+                .unwrap_or_else(|e| panic!("seed {s:?}: {e}"))
+        })
+        .collect();
+    if seeds.is_empty() {
+        SEEDS.to_vec()
+    } else {
+        seeds
+    }
+}
 
 struct Child {
     process: std::process::Child,
@@ -95,10 +126,22 @@ fn collect(child: &Child, acked: &mut [bool], until: Instant) -> bool {
 
 #[test]
 fn sigkill_at_random_moments_applies_every_call_exactly_once() {
-    let seed = std::env::var("STATEFN_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_u64);
+    for seed in seeds() {
+        // A failure's output names its seed (`STATEFN_CRASH_SEEDS` replays it).
+        eprintln!("seed {seed:#x}: running");
+        let started = Instant::now();
+        let kills = run(seed);
+        eprintln!(
+            "seed {seed:#x}: {OPS} operations, {kills} kills: every call applied exactly once \
+             ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// One seed's run; returns the kills that landed among acknowledged calls.
+/// Its assertions name the seed.
+fn run(seed: u64) -> usize {
     let dir = tempfile::tempdir().expect("temp dir");
     let all = ops(seed, OPS);
     let mut rng = StdRng::seed_from_u64(seed);
@@ -147,7 +190,10 @@ fn sigkill_at_random_moments_applies_every_call_exactly_once() {
             assert!(status.success(), "the workload failed: {status}");
         }
     }
-    assert!(kills >= 20, "only {kills} kills landed");
+    assert!(
+        kills >= KILLS - 2,
+        "seed {seed:#x}: only {kills} kills landed"
+    );
 
     // Read every account back through a fresh process.
     let child = spawn("dump", dir.path(), seed, &[]);
@@ -272,5 +318,9 @@ fn sigkill_at_random_moments_applies_every_call_exactly_once() {
             Op::Transfer { .. } => 0,
         })
         .sum();
-    assert_eq!(total, deposited, "money was created or destroyed");
+    assert_eq!(
+        total, deposited,
+        "seed {seed:#x}: money was created or destroyed"
+    );
+    kills
 }

@@ -59,19 +59,20 @@ async fn open(dir: &std::path::Path, fs: &Arc<FaultyFs>) -> Runtime {
 }
 
 /// Retries `call` with the same key until it succeeds, healing the disk when
-/// the runtime reports it unavailable.
-async fn until_ok<T, F, Fut>(faults: &Faults, mut call: F) -> T
+/// the runtime reports it unavailable; returns the answer and whether it was
+/// refused at least once.
+async fn until_ok<T, F, Fut>(faults: &Faults, mut call: F) -> (T, bool)
 where
     F: FnMut() -> Fut,
     Fut: IntoFuture<Output = Result<T, Error>>,
 {
-    for _ in 0..2_000 {
+    for attempt in 0..2_000 {
         // A call must answer (with an error at worst): a hang is a bug.
         let answer = tokio::time::timeout(Duration::from_secs(30), call().into_future())
             .await
             .expect("a call got no answer within 30 s");
         match answer {
-            Ok(v) => return v,
+            Ok(v) => return (v, attempt > 0),
             Err(Error::Unavailable { .. } | Error::Overloaded { .. }) => {
                 faults.heal();
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -88,22 +89,35 @@ async fn run(steps: Vec<Step>) {
     let faults = fs.faults();
     let mut runtime = open(dir.path(), &fs).await;
     let mut model = [0i64; ACCOUNTS];
+    // Set by `FailSyncs` until a call or a restart: the next call must meet
+    // the failure (or the step tested nothing).
+    let mut failing = false;
     for (i, step) in steps.iter().enumerate() {
         let key = format!("step-{i}");
         match *step {
             Step::Deposit { account, amount } => {
                 let handle = runtime.handle::<Account>(name(account));
-                until_ok(&faults, || handle.deposit(amount).idempotency_key(&key))
-                    .await
-                    .expect("a positive amount");
+                let (reply, refused) =
+                    until_ok(&faults, || handle.deposit(amount).idempotency_key(&key)).await;
+                reply.expect("a positive amount");
+                assert!(
+                    refused || !failing,
+                    "step {i}: the failing disk went unnoticed"
+                );
+                failing = false;
                 model[account] += amount;
             }
             Step::Transfer { from, to, amount } => {
                 let handle = runtime.handle::<Account>(name(from));
-                let result = until_ok(&faults, || {
+                let (result, refused) = until_ok(&faults, || {
                     handle.transfer(name(to), amount).idempotency_key(&key)
                 })
                 .await;
+                assert!(
+                    refused || !failing,
+                    "step {i}: the failing disk went unnoticed"
+                );
+                failing = false;
                 // The reply is the model's verdict: refused iff funds lacked.
                 assert_eq!(result.is_ok(), model[from] >= amount, "step {i}: {step:?}");
                 if result.is_ok() {
@@ -111,9 +125,13 @@ async fn run(steps: Vec<Step>) {
                     model[to] += amount;
                 }
             }
-            Step::FailSyncs => faults.fail_syncs(),
+            Step::FailSyncs => {
+                faults.fail_syncs();
+                failing = true;
+            }
             Step::Restart => {
                 faults.heal();
+                failing = false;
                 runtime.shutdown().await.expect("shutdown");
                 runtime = open(dir.path(), &fs).await;
             }
@@ -125,7 +143,7 @@ async fn run(steps: Vec<Step>) {
     for _ in 0..2_000 {
         for (a, balance) in balances.iter_mut().enumerate() {
             let handle = runtime.handle::<Account>(name(a));
-            *balance = until_ok(&faults, || handle.balance()).await;
+            *balance = until_ok(&faults, || handle.balance()).await.0;
         }
         if balances == model {
             break;

@@ -182,7 +182,7 @@ async fn the_http_drain_closes_a_request_stuck_in_the_disk() -> Result<(), Error
         .expect("connects");
     let body = r#"{"amount": 1}"#;
     let request = format!(
-        "POST /v1/Account/a/deposit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /v1/Account/a/deposit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.expect("sends");

@@ -45,6 +45,11 @@ struct Args {
     /// for several. Requests from any other web page are refused.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
+    /// A host name (`Host` header) the bank answers to: `api.example`, or
+    /// `.example` for every name under it; repeat for several. Default: on
+    /// a loopback address, this machine's names only; elsewhere, any.
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<String>,
     /// The most connections served at once; more wait until one closes.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
@@ -133,6 +138,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         admin_token: args.admin_token,
         egress_token: args.egress_token,
         allowed_origins: args.allowed_origins,
+        allowed_hosts: args.allowed_hosts,
         max_connections: args.max_connections,
         ..IngressConfig::default()
     };

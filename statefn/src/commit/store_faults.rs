@@ -1,5 +1,6 @@
 //! A seam to make the state store (fjall) fail on command, for tests of
-//! what a runtime does when its checkpoints cannot be written.
+//! what a runtime does when its checkpoints or egress appends cannot be
+//! written.
 
 use std::sync::{
     Arc,
@@ -8,7 +9,8 @@ use std::sync::{
 
 use crate::{Error, error::StorageError};
 
-/// Faults injected into the runtime's state-store writes (checkpoints).
+/// Faults injected into the runtime's state-store writes (checkpoints and
+/// egress appends).
 /// Clones share one configuration; a runtime built without one never fails
 /// here.
 ///
@@ -49,7 +51,7 @@ struct State {
 }
 
 impl StoreFaults {
-    /// Makes every checkpoint write fail from now on, as a full disk or a
+    /// Makes every checkpoint write and egress append fail from now on, as a full disk or a
     /// poisoned store would, until [`heal`](Self::heal).
     pub fn fail_writes(&self) {
         self.state.fail.store(true, Ordering::SeqCst);

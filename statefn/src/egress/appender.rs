@@ -59,9 +59,13 @@ impl Service for Appender {
         if records.is_empty() {
             return Step::Idle;
         }
+        // Counted out once stored (or given up at a stop): a store that
+        // fails keeps them counted, and the workers wait.
+        let taken: Vec<_> = records.iter().map(super::weight).collect();
         if let Some(sink) = self.egress.durable_sink() {
             self.egress.append(sink, records, &mut self.since_sweep);
         }
+        self.egress.count_queued(taken, false);
         Step::Worked
     }
 }

@@ -133,6 +133,10 @@ pub(crate) struct Egress {
     sink: Sink,
     /// Per shard, the highest sequence appended (shards prune with it).
     appended: Vec<AtomicU64>,
+    /// Per shard, bytes of records submitted and not yet appended (durable
+    /// mode), and all shards' together.
+    queued: Vec<AtomicU64>,
+    queued_total: AtomicU64,
     /// Next offset per log (in memory).
     next: Mutex<HashMap<String, u64>>,
     retention_ms: u64,
@@ -167,8 +171,9 @@ impl Egress {
         shards: u16,
         retention: Duration,
         clock: Clock,
+        faults: crate::StoreFaults,
     ) -> Result<Self, Error> {
-        let (sink, appended) = StoreSink::open(store, shards)?;
+        let (sink, appended) = StoreSink::open(store, shards, faults)?;
         Ok(Self::durable(Box::new(sink), &appended, retention, clock))
     }
 
@@ -212,6 +217,8 @@ impl Egress {
             clock,
             sink,
             appended: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            queued: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            queued_total: AtomicU64::new(0),
             next: Mutex::new(next),
             retention_ms: u64::try_from(retention.as_millis()).unwrap_or(u64::MAX),
             appended_notify: Notify::new(),
@@ -329,9 +336,70 @@ impl Egress {
             }
             Sink::Durable(_) => {
                 if let Some(tx) = &*self.tx.lock() {
-                    let _ = tx.send(records);
+                    let weights: Vec<(ShardId, u64)> = records.iter().map(weight).collect();
+                    self.count_queued(weights.iter().copied(), true);
+                    if tx.send(records).is_err() {
+                        self.count_queued(weights, false);
+                    }
                 }
             }
+        }
+    }
+
+    /// Bytes of `shard`'s records waiting for the appender.
+    pub(crate) fn queued_bytes(&self, shard: ShardId) -> u64 {
+        self.queued
+            .get(shard.index())
+            .map_or(0, |q| q.load(Ordering::Acquire))
+    }
+
+    /// Bytes of all records waiting for the appender.
+    pub(crate) fn queued_total(&self) -> u64 {
+        self.queued_total.load(Ordering::Acquire)
+    }
+
+    /// Counts records, as (shard, [`weight`]), into (`added`) or out of the
+    /// appender's queue.
+    pub(crate) fn count_queued(
+        &self,
+        records: impl IntoIterator<Item = (ShardId, u64)>,
+        added: bool,
+    ) {
+        let mut total = 0;
+        for (shard, bytes) in records {
+            total += bytes;
+            if let Some(cell) = self.queued.get(shard.index()) {
+                if added {
+                    cell.fetch_add(bytes, Ordering::AcqRel);
+                } else {
+                    let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                        Some(q.saturating_sub(bytes))
+                    });
+                }
+            }
+        }
+        let now = if added {
+            self.queued_total.fetch_add(total, Ordering::AcqRel) + total
+        } else {
+            let before = self
+                .queued_total
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                    Some(q.saturating_sub(total))
+                })
+                .unwrap_or(0);
+            before.saturating_sub(total)
+        };
+        #[expect(clippy::cast_precision_loss, reason = "a gauge")]
+        metrics::gauge!(crate::metrics::EGRESS_QUEUE_BYTES).set(now as f64);
+    }
+
+    /// Waits while more than `bound` bytes of records wait for the appender
+    /// (a slow or failing state store), or until `give_up` says so: the
+    /// worker then runs no more batches, the mailboxes fill, and new calls
+    /// are refused with `Overloaded` instead of the queue growing in memory.
+    pub(crate) fn wait_for_room(&self, bound: u64, give_up: impl Fn() -> bool) {
+        while self.queued_total() > bound && !self.stopping() && !give_up() {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -352,6 +420,12 @@ impl Egress {
             })
             .collect()
     }
+}
+
+/// What a record weighs in the appender's queue, with its shard.
+pub(crate) fn weight(r: &Emitted) -> (ShardId, u64) {
+    let bytes = r.record.len() + r.log.len() + std::mem::size_of::<Emitted>();
+    (r.shard, u64::try_from(bytes).unwrap_or(u64::MAX))
 }
 
 fn record_id(r: &Emitted) -> String {

@@ -12,7 +12,7 @@ use statefn_store::EgressTables;
 
 use super::{EgressRecord, Emitted, Stored, record_id};
 use crate::{
-    Error,
+    Error, StoreFaults,
     error::StorageError,
     protocol::{
         ids::{EgressSeq, ShardId},
@@ -68,12 +68,18 @@ pub(crate) struct StoreSink {
     store: Mutex<Option<EgressTables>>,
     /// Next offset per log.
     next: Mutex<HashMap<String, u64>>,
+    /// Injected write failures (tests).
+    faults: StoreFaults,
 }
 
 impl StoreSink {
     /// Opens the egress tables and reads, per shard, the highest sequence
     /// stored (blocking).
-    pub(crate) fn open(store: EgressTables, shards: u16) -> Result<(Self, Vec<EgressSeq>), Error> {
+    pub(crate) fn open(
+        store: EgressTables,
+        shards: u16,
+        faults: StoreFaults,
+    ) -> Result<(Self, Vec<EgressSeq>), Error> {
         let storage = || StorageError::store("opening the egress logs");
         let appended: Vec<EgressSeq> = (0..shards)
             .map(|s| {
@@ -88,6 +94,7 @@ impl StoreSink {
         let sink = StoreSink {
             store: Mutex::new(Some(store)),
             next: Mutex::new(next),
+            faults,
         };
         Ok((sink, appended))
     }
@@ -102,6 +109,7 @@ impl StoreSink {
 
 impl EgressSink for StoreSink {
     fn append(&self, records: &[Emitted]) -> Result<(), Error> {
+        self.faults.check("appending egress records")?;
         let store = self.store()?;
         let mut next = self.next.lock().clone();
         let mut batch = store.batch();

@@ -46,6 +46,7 @@ fn readers_see_only_what_the_appender_has_persisted() {
             1,
             Duration::from_secs(3600),
             Clock::virtual_at(1_000),
+            crate::StoreFaults::default(),
         )
         .expect("opens"),
     );

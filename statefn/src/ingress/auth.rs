@@ -1,4 +1,4 @@
-//! Bearer tokens (admin routes, egress reads) and allowed browser origins:
+//! Bearer tokens (admin routes, egress reads), allowed hosts and browser origins:
 //! who may use a route, checked before it does anything.
 
 use std::sync::Arc;
@@ -51,7 +51,42 @@ pub(super) fn normalize_origins(origins: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Middleware: refuses with 403 any request carrying an `Origin` header that
+/// The allowed hosts, normalized for comparison: lower case, without a
+/// trailing `.`.
+pub(super) fn normalize_hosts(hosts: &[String]) -> Vec<String> {
+    hosts
+        .iter()
+        .map(|host| host.trim().trim_end_matches('.').to_ascii_lowercase())
+        .collect()
+}
+
+/// The host name of a `Host` header, without its port, lower case.
+fn host_name(value: &str) -> String {
+    let value = value.trim();
+    let name = if value.starts_with('[') {
+        // `[::1]:8080`: the brackets belong to the name.
+        value
+            .find(']')
+            .and_then(|end| value.get(..=end))
+            .unwrap_or(value)
+    } else {
+        value.rsplit_once(':').map_or(value, |(name, _port)| name)
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether `host` is allowed: any host when the list is empty; else a name
+/// on it, or under one written with a leading `.`.
+fn host_allowed(allowed: &[String], host: &str) -> bool {
+    allowed.is_empty()
+        || allowed.iter().any(|a| match a.strip_prefix('.') {
+            Some(parent) => host == parent || host.ends_with(a.as_str()),
+            None => a == host,
+        })
+}
+
+/// Middleware: refuses with 403 a request addressed to a host that is not
+/// allowed (DNS rebinding), and any request carrying an `Origin` header that
 /// is not an allowed origin. Browsers send `Origin` on cross-site requests
 /// (and on same-site POSTs); curl and other servers do not, and pass.
 pub(super) async fn allowed_origin(
@@ -59,6 +94,19 @@ pub(super) async fn allowed_origin(
     request: Request,
     next: Next,
 ) -> Response {
+    if let Some(host) = request.headers().get(header::HOST) {
+        let host = host_name(&String::from_utf8_lossy(host.as_bytes()));
+        if !host_allowed(&state.allowed_hosts, &host) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "host_not_allowed",
+                format!(
+                    "requests for host `{host}` are refused; the server's operator can allow                      it (IngressConfig::allowed_hosts, --allowed-host)"
+                ),
+            )
+            .into_response();
+        }
+    }
     let mut origins = request.headers().get_all(header::ORIGIN).iter();
     let refused = origins.any(|origin| {
         let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
@@ -77,4 +125,35 @@ pub(super) async fn allowed_origin(
         .into_response();
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{host_allowed, host_name, normalize_hosts};
+
+    #[test]
+    fn host_names_lose_their_port_and_case() {
+        assert_eq!(host_name("LocalHost:8080"), "localhost");
+        assert_eq!(host_name("[::1]:80"), "[::1]");
+        assert_eq!(host_name("[::1]"), "[::1]");
+        assert_eq!(host_name("example.com."), "example.com");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn a_leading_dot_allows_the_names_under_it_and_nothing_else() {
+        let allowed = normalize_hosts(&[".Example.com".into(), "api.test".into()]);
+        for host in [
+            "example.com",
+            "a.example.com",
+            "b.a.example.com",
+            "api.test",
+        ] {
+            assert!(host_allowed(&allowed, host), "{host}");
+        }
+        for host in ["evilexample.com", "example.com.evil", "x.api.test", "test"] {
+            assert!(!host_allowed(&allowed, host), "{host}");
+        }
+        assert!(host_allowed(&[], "anything"));
+    }
 }

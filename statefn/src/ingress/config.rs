@@ -46,6 +46,11 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// that does not answer) is still there; its connection is then closed.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The host names a [`Server`](super::Server) on a loopback address serves
+/// when [`IngressConfig::allowed_hosts`] is empty: the names of this machine
+/// (`.localhost` stands for every name under `localhost`).
+pub const LOOPBACK_HOSTS: &[&str] = &["localhost", ".localhost", "127.0.0.1", "[::1]"];
+
 /// Configuration of the HTTP ingress. Build it with struct update syntax:
 ///
 /// # Examples
@@ -106,6 +111,17 @@ pub struct IngressConfig {
     /// of a page you serve yourself; a page of another origin also needs
     /// CORS answers (for example tower-http's `CorsLayer` around the router).
     pub allowed_origins: Vec<String>,
+    /// The host names requests may be addressed to (the `Host` header,
+    /// port ignored, any case): `api.example`, or `.example` for every name
+    /// under `example`. A request for another host is refused with 403
+    /// `host_not_allowed`; one without `Host` passes. Empty (the default):
+    /// [`Server`](super::Server) on a loopback address serves only
+    /// [`LOOPBACK_HOSTS`], which stops a web page whose name an attacker
+    /// points at 127.0.0.1 ("DNS rebinding") from reading the server as its
+    /// own origin; on another address, and with [`router`](super::router),
+    /// any host. List the names clients use when a proxy on the same
+    /// machine forwards its own `Host`.
+    pub allowed_hosts: Vec<String>,
     /// The bearer token of the admin routes (`/admin/...`). `None` (the
     /// default) turns the admin surface off: its paths answer 404. With a
     /// token, 404s for unknown types and handlers no longer list the known
@@ -122,6 +138,12 @@ pub struct IngressConfig {
     /// they install the process-wide recorder with
     /// [`install_prometheus_recorder`](super::install_prometheus_recorder).
     pub prometheus: Option<PrometheusHandle>,
+    /// Whether `GET /v1/openapi.json` serves the API's OpenAPI document
+    /// (default `true`): every public handler with its argument and reply
+    /// schemas, internal handlers left out. Turn it off to keep the shape of
+    /// the API to yourself; the document is still had from Rust with
+    /// [`openapi`](super::openapi).
+    pub serve_openapi: bool,
 }
 
 impl Default for IngressConfig {
@@ -134,9 +156,11 @@ impl Default for IngressConfig {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             admin_token: None,
             egress_token: None,
             prometheus: None,
+            serve_openapi: true,
         }
     }
 }
@@ -152,9 +176,11 @@ impl std::fmt::Debug for IngressConfig {
             .field("body_read_timeout", &self.body_read_timeout)
             .field("drain_timeout", &self.drain_timeout)
             .field("allowed_origins", &self.allowed_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("admin_token", &redacted(&self.admin_token))
             .field("egress_token", &redacted(&self.egress_token))
             .field("prometheus", &self.prometheus.is_some())
+            .field("serve_openapi", &self.serve_openapi)
             .finish()
     }
 }

@@ -12,6 +12,7 @@
 //! | `POST /v1/{type}/{id}/{handler}/send[?delay=5s]` | enqueues the call durably; 202 with `{"invocation_id": "..."}` (an [`InvocationId`](crate::InvocationId): the instance and the `Idempotency-Key`, or one generated; a 503 names the invocation of a generated key in `details.invocation_id` and the key in the `Idempotency-Key` header, for the retry) |
 //! | `DELETE /v1/invocations/{id}` | cancels a delayed invocation before it runs: 200 with `{"invocation_id": "...", "status": "cancelled"}` once that is committed; 409 `invocation_not_pending` if it ran already, was cancelled or had no delay; 404 `unknown_invocation` if the id is unknown |
 //! | `GET /v1/egress/{name}?from=N&limit=M[&wait=10s]` | egress records from offset `N` (long-polls up to `wait` for the first); 200 with `{"records": [...], "next": N}`; with an [egress token](IngressConfig::egress_token), only for `Authorization: Bearer <token>` |
+//! | `GET /v1/openapi.json` | the OpenAPI 3.0 document of the calls above for the registered functions (see [`openapi()`]); 404 with [`serve_openapi`](IngressConfig::serve_openapi) off |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /admin/functions` | the registered types and handlers, with `"internal": true` for internal ones (only with an admin token, as `Authorization: Bearer <token>`) |
 //! | `GET /admin/shards` | each shard: serving or recovering, mailbox, checkpoint position, log size (admin) |
@@ -34,7 +35,7 @@
 //! | --- | --- | --- |
 //! | 400 | `invalid_json`, `invalid_utf8`, `json_too_deep`, `invalid_arguments`, `invalid_address`, `invalid_delay`, `invalid_idempotency_key`, `invalid_path` | the request cannot be a call |
 //! | 401 | `unauthorized` | an admin route or (with an egress token) an egress read without the right bearer token; with `WWW-Authenticate: Bearer` |
-//! | 403 | `origin_not_allowed` | an `Origin` header not in [`IngressConfig::allowed_origins`] |
+//! | 403 | `origin_not_allowed`, `host_not_allowed` | an `Origin` header not in [`IngressConfig::allowed_origins`]; a `Host` not in [`IngressConfig::allowed_hosts`] (by default, on a loopback address, a name other than this machine's) |
 //! | 404 | `unknown_function`, `unknown_handler`, `unknown_invocation`, `not_found` | without an admin token the message lists the known types or handlers; with one it does not (`GET /admin/functions` does); an `#[handler(internal)]` handler answers exactly as one that does not exist |
 //! | 405 | `method_not_allowed` | a known route with another method |
 //! | 408 | `request_timeout` | the body did not arrive within [`IngressConfig::body_read_timeout`]; the connection is closed |
@@ -70,6 +71,11 @@
 //!   request whose `Origin` header is not in
 //!   [`allowed_origins`](IngressConfig::allowed_origins) (empty by default)
 //!   is refused with 403; requests without `Origin` (curl, servers) pass.
+//!   A page whose name is rebound to `127.0.0.1` is the server's own origin
+//!   to the browser, and its GETs carry no `Origin`: a [`Server`] on a
+//!   loopback address therefore serves only requests addressed to this
+//!   machine's names (`Host: localhost`, `127.0.0.1`, `[::1]`), unless
+//!   [`allowed_hosts`](IngressConfig::allowed_hosts) says otherwise.
 //! - **Readers.** With an [`egress_token`](IngressConfig::egress_token),
 //!   egress logs are served only to holders of it; with an
 //!   [`admin_token`](IngressConfig::admin_token), 404s stop listing the API.
@@ -129,6 +135,7 @@ mod egress;
 mod error;
 mod invoke;
 mod observe;
+mod openapi;
 mod server;
 
 use std::sync::Arc;
@@ -143,7 +150,7 @@ pub use crate::metrics::{HTTP_CONNECTIONS, HTTP_REQUEST_DURATION, HTTP_REQUESTS}
 pub use config::{
     DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, IngressConfig,
-    MAX_JSON_DEPTH,
+    LOOPBACK_HOSTS, MAX_JSON_DEPTH,
 };
 pub use egress::MAX_EGRESS_LIMIT;
 pub use error::ServeError;
@@ -151,6 +158,73 @@ pub use observe::install_prometheus_recorder;
 pub use server::{Server, serve, shutdown_signal};
 
 use crate::Runtime;
+
+/// The OpenAPI 3.0 document of the ingress's calls over `runtime`'s
+/// registered functions: what `GET /v1/openapi.json` serves.
+///
+/// One path per public handler (`POST /v1/{type}/{id}/{handler}`, 200 with
+/// the reply, 422 with the error value of a fallible handler) and one for
+/// its `/send`; `#[handler(internal)]` handlers are not in it, since the
+/// ingress refuses them. The error responses, the `Idempotency-Key`,
+/// `traceparent` and `Retry-After` headers and the `delay` of `/send` are
+/// described as the ingress handles them. The handlers' doc comments become
+/// the operations' descriptions; `info.version` is a hash of the document, so
+/// it changes when the API does.
+///
+/// # Schemas: derive `JsonSchema`
+///
+/// An argument, reply or error type that implements
+/// [`schemars::JsonSchema`](https://docs.rs/schemars/1) (version 1) is
+/// described by its schema, shared under `#/components/schemas/`; the
+/// standard types (`i64`, `String`, `Vec<T>`, `Option<T>`...) do already.
+/// Add `schemars = "1"` to your dependencies and
+/// `#[derive(schemars::JsonSchema)]` next to `Serialize, Deserialize`.
+/// A type without it still works everywhere: the document describes it as
+/// any JSON value, with a description naming the type and saying to derive
+/// `JsonSchema` (a type deriving the trait of another schemars major version
+/// counts as without it). Arguments are described as serde reads them, replies
+/// as it writes them.
+///
+/// # Examples
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use statefn::{ingress, prelude::*};
+///
+/// #[derive(Serialize, Deserialize, schemars::JsonSchema)]
+/// pub struct Line { sku: String, units: u32 }
+///
+/// #[stateful_function]
+/// #[derive(Default, Serialize, Deserialize)]
+/// pub struct Order { lines: Vec<Line> }
+///
+/// #[stateful_function]
+/// impl Order {
+///     /// Adds a line to the order.
+///     #[handler]
+///     fn add(&mut self, line: Line) -> usize { self.lines.push(line); self.lines.len() }
+///     #[handler(internal)]
+///     fn clear(&mut self) { self.lines.clear(); }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), statefn::Error> {
+/// let runtime = Runtime::builder().in_memory().register::<Order>().open().await?;
+/// let document = ingress::openapi(&runtime);
+/// let add = &document["paths"]["/v1/Order/{id}/add"]["post"];
+/// assert_eq!(add["summary"], "Adds a line to the order.");
+/// let body = &add["requestBody"]["content"]["application/json"]["schema"];
+/// assert_eq!(body["properties"]["line"]["$ref"], "#/components/schemas/Line");
+/// assert_eq!(document["components"]["schemas"]["Line"]["required"], serde_json::json!(["sku", "units"]));
+/// // Internal handlers are not part of the HTTP API.
+/// assert!(document["paths"].get("/v1/Order/{id}/clear").is_none());
+/// # runtime.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn openapi(runtime: &Runtime) -> serde_json::Value {
+    openapi::document(runtime)
+}
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -160,12 +234,18 @@ struct AppState {
     body_read_timeout: std::time::Duration,
     /// Normalized by [`auth::normalize_origins`].
     allowed_origins: Vec<String>,
+    /// Normalized by [`auth::normalize_hosts`]; empty: any host.
+    allowed_hosts: Vec<String>,
     admin_token: Option<String>,
     egress_token: Option<String>,
     /// Whether 404s for unknown types and handlers list the known ones:
     /// only without an admin token, which keeps that list for the admin.
     list_api_in_errors: bool,
     prometheus: Option<PrometheusHandle>,
+    /// Whether `GET /v1/openapi.json` is served.
+    serve_openapi: bool,
+    /// The OpenAPI document, rendered on first request.
+    openapi: std::sync::OnceLock<String>,
 }
 
 /// The ingress's routes over `runtime`, to serve with your own server or to
@@ -215,10 +295,13 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
         body_limit: config.body_limit,
         body_read_timeout: config.body_read_timeout,
         allowed_origins: auth::normalize_origins(&config.allowed_origins),
+        allowed_hosts: auth::normalize_hosts(&config.allowed_hosts),
         list_api_in_errors: !admin_on,
         admin_token: config.admin_token,
         egress_token: config.egress_token,
         prometheus: config.prometheus,
+        serve_openapi: config.serve_openapi,
+        openapi: std::sync::OnceLock::new(),
     });
     let mut router = Router::new()
         .route("/v1/{type}/{id}/{handler}", post(invoke::call))
@@ -228,6 +311,7 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
             axum::routing::delete(invoke::cancel),
         )
         .route("/v1/egress/{name}", get(egress::read))
+        .route("/v1/openapi.json", get(openapi::serve))
         .route("/metrics", get(observe::render_metrics));
     if admin_on {
         // Without a token the admin paths are not routes at all: 404, the

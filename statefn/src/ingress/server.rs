@@ -62,7 +62,9 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Binds `config.listen`, and installs the Prometheus recorder when
-    /// `config.prometheus` is `None`.
+    /// `config.prometheus` is `None`. On a loopback address with no
+    /// [`allowed_hosts`](IngressConfig::allowed_hosts), only requests for
+    /// the loopback names are served ([`LOOPBACK_HOSTS`](super::LOOPBACK_HOSTS)).
     ///
     /// # Errors
     ///
@@ -81,6 +83,14 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServeError::Bind { addr, source })?;
+        if config.allowed_hosts.is_empty() && local_addr.ip().is_loopback() {
+            // Only this machine can connect: only its names are real Hosts
+            // (anything else is a page whose name was rebound to loopback).
+            config.allowed_hosts = super::config::LOOPBACK_HOSTS
+                .iter()
+                .map(|h| (*h).to_owned())
+                .collect();
+        }
         let limits = Limits {
             max_connections: config.max_connections,
             header_read_timeout: config.header_read_timeout,

@@ -345,15 +345,29 @@ mod tests {
                     seq: Seq(2),
                     target: Address::new("A", "x").expect("valid"),
                     message: vec![1, 2],
-                    reply_to: None,
-                    attempt: 0,
-                    provenance: Provenance::default(),
+                    // Every field set apart from its default, so that one
+                    // the encoding lost would show.
+                    reply_to: Some(crate::protocol::envelope::ReplyRoute {
+                        to: Address::new("B", "y").expect("valid"),
+                        handler: "done".into(),
+                    }),
+                    attempt: 4,
+                    provenance: Provenance {
+                        caller: Some(Address::new("C", "z").expect("valid")),
+                        invocation: Some(crate::InvocationId::enqueued(
+                            Address::new("A", "x").expect("valid"),
+                            "key-1",
+                        )),
+                        trace: None,
+                    },
                 },
             },
         };
         let mut bytes = encode(&record).expect("encodes");
         let back: ShardRecord = decode(&bytes, "a record").expect("decodes");
-        assert_eq!(back.shard, ShardId(3));
+        // The whole record, field by field (the types have no `PartialEq`;
+        // their `Debug` shows every field).
+        assert_eq!(format!("{back:?}"), format!("{record:?}"));
         bytes[0] = RECORD_VERSION + 1;
         let err = decode::<ShardRecord>(&bytes, "a record").expect_err("newer");
         assert!(err.to_string().contains("newer statefn"), "{err}");

@@ -80,6 +80,19 @@ pub(crate) trait ErasedFunction: Send + Sync + 'static {
     /// of this build's handler at that position (`None`: it is a named
     /// message of this build already, from an upgrade that ran before).
     fn upgrade_positional(&self, message: &[u8]) -> Result<Option<Vec<u8>>, MessageError>;
+    /// The JSON Schemas of handler number `handler`, for the OpenAPI document.
+    #[cfg_attr(
+        not(feature = "http"),
+        allow(dead_code, reason = "the OpenAPI document is the ingress's")
+    )]
+    fn handler_schema(
+        &self,
+        handler: usize,
+        schemas: &mut crate::schema::Schemas,
+    ) -> Option<crate::schema::HandlerSchema> {
+        let _ = (handler, schemas);
+        None
+    }
 }
 
 struct Typed<T>(PhantomData<fn() -> T>);
@@ -204,6 +217,14 @@ impl<T: StatefulFunction> ErasedFunction for Typed<T> {
                 })
             },
         )
+    }
+
+    fn handler_schema(
+        &self,
+        handler: usize,
+        schemas: &mut crate::schema::Schemas,
+    ) -> Option<crate::schema::HandlerSchema> {
+        T::handler_schema(handler, schemas)
     }
 
     fn upgrade_positional(&self, message: &[u8]) -> Result<Option<Vec<u8>>, MessageError> {
@@ -471,6 +492,37 @@ impl Registry {
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+
+    /// Every registered type, sorted by name, with its public handlers (not
+    /// the internal ones, which callers by name cannot reach) and their
+    /// JSON Schemas: what the ingress's OpenAPI document describes.
+    #[cfg_attr(
+        not(feature = "http"),
+        allow(dead_code, reason = "the OpenAPI document is the ingress's")
+    )]
+    pub(crate) fn public_schemas(
+        &self,
+        schemas: &mut crate::schema::Schemas,
+    ) -> Vec<(
+        &'static str,
+        Vec<(&'static HandlerInfo, crate::schema::HandlerSchema)>,
+    )> {
+        let mut functions: Vec<&Arc<dyn ErasedFunction>> = self.by_name.values().collect();
+        functions.sort_by_key(|f| f.type_name());
+        functions
+            .into_iter()
+            .map(|f| {
+                let handlers = f
+                    .handlers()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| !h.internal)
+                    .filter_map(|(i, h)| f.handler_schema(i, schemas).map(|s| (h, s)))
+                    .collect();
+                (f.type_name(), handlers)
+            })
+            .collect()
     }
 
     /// Whether stored message bytes for an instance of `type_name` still

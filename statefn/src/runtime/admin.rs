@@ -49,6 +49,8 @@ impl Runtime {
                     checkpoint_lsn: shard.checkpoint_lsn().0,
                     checkpoint_failures: shard.checkpoint_failures(),
                     commit_queue_bytes: log.map_or(0, |l| l.queued_bytes()),
+                    function_mail_bytes: shard.function_mail_bytes(),
+                    egress_queue_bytes: inner.egress.queued_bytes(shard.id),
                     log_group: group.map(|g| g.0),
                     log_bytes: log.map_or(0, |l| l.log_bytes()),
                     log_segments: log.map_or(0, |l| l.log_pieces()),
@@ -220,6 +222,16 @@ pub struct ShardStatus {
     /// [`Builder::commit_queue_bytes`](crate::Builder::commit_queue_bytes)
     /// (plus a batch per worker).
     pub commit_queue_bytes: u64,
+    /// Bytes of messages from functions waiting in its mailbox: bounded in
+    /// durable mode by
+    /// [`Builder::function_mail_bytes`](crate::Builder::function_mail_bytes)
+    /// (past it they wait in their senders' outboxes).
+    pub function_mail_bytes: u64,
+    /// Bytes of its committed egress records waiting for the egress
+    /// appender (0 in memory); all shards' together are bounded by
+    /// [`Builder::egress_queue_bytes`](crate::Builder::egress_queue_bytes)
+    /// (plus what the commit queue holds).
+    pub egress_queue_bytes: u64,
     /// The log group it writes to (`None` in memory).
     pub log_group: Option<u16>,
     /// Bytes in its log group's live log segments.

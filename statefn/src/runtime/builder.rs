@@ -34,6 +34,14 @@ pub const DEFAULT_EGRESS_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 *
 /// default (see [`Builder::commit_queue_bytes`]).
 pub const DEFAULT_COMMIT_QUEUE_BYTES: u64 = 64 << 20;
 
+/// How many bytes of messages from other functions a shard's mailbox holds
+/// at most by default, in durable mode (see [`Builder::function_mail_bytes`]).
+pub const DEFAULT_FUNCTION_MAIL_BYTES: u64 = 16 << 20;
+
+/// How many bytes of committed egress records wait at most for the egress
+/// appender by default (see [`Builder::egress_queue_bytes`]).
+pub const DEFAULT_EGRESS_QUEUE_BYTES: u64 = 64 << 20;
+
 /// How long [`Runtime::shutdown`] waits at most by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -77,6 +85,8 @@ pub struct Builder {
     checkpoint_interval: Duration,
     checkpoint_log_bytes: u64,
     commit_queue_bytes: u64,
+    function_mail_bytes: u64,
+    egress_queue_bytes: u64,
     segment_bytes: u64,
     egress_retention: Duration,
     mailbox_capacity: usize,
@@ -105,6 +115,8 @@ impl Default for Builder {
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_log_bytes: 64 << 20,
             commit_queue_bytes: DEFAULT_COMMIT_QUEUE_BYTES,
+            function_mail_bytes: DEFAULT_FUNCTION_MAIL_BYTES,
+            egress_queue_bytes: DEFAULT_EGRESS_QUEUE_BYTES,
             segment_bytes: 64 << 20,
             egress_retention: DEFAULT_EGRESS_RETENTION,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
@@ -254,6 +266,56 @@ impl Builder {
     /// ```
     pub fn commit_queue_bytes(mut self, bytes: u64) -> Self {
         self.commit_queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// How many bytes of messages from other functions (and from its own
+    /// instances) one shard's mailbox holds at most (default
+    /// [`DEFAULT_FUNCTION_MAIL_BYTES`], 16 MiB). Durable mode only.
+    ///
+    /// A message from a function is committed by its sender, so it is never
+    /// lost: past the bound the receiving shard does not queue it, the
+    /// sender keeps it in its outbox (durably), and the shard asks the
+    /// sender to re-send once its mailbox has drained to half the bound. A
+    /// fan-out faster than its receivers then costs re-sends, not memory.
+    /// Order per sender is kept. [`ShardStatus::function_mail_bytes`]
+    /// shows the bytes queued; `statefn_function_mail_refused_total` counts
+    /// the messages refused for later.
+    ///
+    /// In memory mode nothing keeps a refused message, so the mailboxes
+    /// are not bounded by bytes there (client calls still are, by
+    /// [`mailbox_capacity`](Self::mailbox_capacity)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = statefn::Runtime::builder().function_mail_bytes(4 << 20);
+    /// # drop(builder);
+    /// ```
+    ///
+    /// [`ShardStatus::function_mail_bytes`]: crate::ShardStatus::function_mail_bytes
+    pub fn function_mail_bytes(mut self, bytes: u64) -> Self {
+        self.function_mail_bytes = bytes.max(1);
+        self
+    }
+
+    /// How many bytes of committed egress records may wait for the egress
+    /// appender (default [`DEFAULT_EGRESS_QUEUE_BYTES`], 64 MiB) before the
+    /// workers stop running batches: a slow or failing state store then
+    /// fills the mailboxes and new calls are refused with
+    /// [`Error::Overloaded`], instead of the queue growing in memory. The
+    /// records themselves are safe either way (they are in their
+    /// invocations' log records). Durable mode only; in memory, records are
+    /// appended at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = statefn::Runtime::builder().egress_queue_bytes(8 << 20);
+    /// # drop(builder);
+    /// ```
+    pub fn egress_queue_bytes(mut self, bytes: u64) -> Self {
+        self.egress_queue_bytes = bytes.max(1);
         self
     }
 
@@ -538,6 +600,8 @@ impl Builder {
             },
             checkpoint_log_bytes: self.checkpoint_log_bytes,
             commit_queue_bytes: self.commit_queue_bytes,
+            function_mail_bytes: self.function_mail_bytes,
+            egress_queue_bytes: self.egress_queue_bytes,
             wal_options: WalOptions {
                 segment_bytes: self.segment_bytes,
             },
@@ -573,6 +637,8 @@ pub(crate) struct Plan {
     pub(super) core: CoreConfig,
     pub(super) checkpoint_log_bytes: u64,
     pub(super) commit_queue_bytes: u64,
+    pub(super) function_mail_bytes: u64,
+    pub(super) egress_queue_bytes: u64,
     pub(super) wal_options: WalOptions,
     pub(super) egress_retention: Duration,
     pub(super) mailbox_capacity: usize,

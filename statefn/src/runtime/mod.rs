@@ -44,9 +44,9 @@ use tokio::sync::Notify;
 
 pub use self::admin::{DeadLetter, DeadLetterId, ShardStatus};
 pub use self::builder::{
-    Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_RETENTION,
-    DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY,
+    Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_QUEUE_BYTES,
+    DEFAULT_EGRESS_RETENTION, DEFAULT_FUNCTION_MAIL_BYTES, DEFAULT_IDEMPOTENCY_RETENTION,
+    DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY,
 };
 pub use self::inspect::{Instances, MAX_INSTANCES_PAGE, PendingTimer};
 use self::lifecycle::{Owner, Threads};
@@ -421,6 +421,12 @@ pub(crate) struct RuntimeInner {
     recoveries: AtomicU64,
     /// Client calls a shard queues at most before refusing with `Overloaded`.
     mailbox_capacity: usize,
+    /// Bytes of messages from functions a shard queues at most (durable
+    /// mode; `None` in memory, where nothing could re-send a refused one).
+    function_mail_bytes: Option<u64>,
+    /// Bytes of egress records waiting for the appender past which workers
+    /// wait (durable mode).
+    egress_queue_bytes: u64,
     /// The longest `shutdown` waits.
     shutdown_timeout: Duration,
     /// The commit path (durable mode).
@@ -455,7 +461,11 @@ impl RunShard for RuntimeInner {
         if let Some(commit) = &self.commit
             && !self.manual
         {
-            commit.wait_for_room(shard, || self.stopped.load(Ordering::SeqCst));
+            let give_up = || self.stopped.load(Ordering::SeqCst) || self.scheduler.is_stopping();
+            commit.wait_for_room(shard, give_up);
+            // Egress records come from any shard's batches: a slow
+            // appender holds every worker back.
+            self.egress.wait_for_room(self.egress_queue_bytes, give_up);
         }
         target.run(
             &env,

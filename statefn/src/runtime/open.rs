@@ -230,6 +230,7 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
         plan.shards,
         plan.egress_retention,
         clock.clone(),
+        plan.store_faults.clone(),
     )?;
     cores.sort_by_key(|c| c.id);
     let recovered = cores.iter().map(Recovered::of).collect();
@@ -290,6 +291,8 @@ pub(super) fn assemble(
         acks: AckMatrix::new(plan.shards),
         recoveries: AtomicU64::new(0),
         mailbox_capacity: plan.mailbox_capacity,
+        function_mail_bytes: commit.is_some().then_some(plan.function_mail_bytes),
+        egress_queue_bytes: plan.egress_queue_bytes,
         shutdown_timeout: plan.shutdown_timeout,
         commit,
         egress: Arc::new(egress),

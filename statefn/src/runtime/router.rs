@@ -1,7 +1,9 @@
 //! Mail to shards. A client call is refused at once when its shard is
 //! recovering (`Unavailable`) or its mailbox is full (`Overloaded`): the
 //! caller retries. Mail from functions, timers and the runtime itself is
-//! already committed by its sender and always queues. In cluster mode, calls
+//! already committed by its sender and queues, except that in durable mode a
+//! full mailbox leaves messages from functions with their senders, who
+//! re-send them when asked (`shard/mailbox.rs`). In cluster mode, calls
 //! and mail for a shard another node serves go to that node
 //! ([`transport`](super::transport)).
 
@@ -159,7 +161,9 @@ impl RuntimeInner {
     }
 
     /// Queues mail that is already committed (from a function, a timer, the
-    /// runtime): it always queues.
+    /// runtime): it always queues, except a message from a function past
+    /// its shard's bound in durable mode, which its sender re-sends later
+    /// (`shard/mailbox.rs`).
     pub(crate) fn enqueue(&self, shard: ShardId, mail: Mail) {
         let Some(target) = self.shard(shard) else {
             return;
@@ -171,10 +175,15 @@ impl RuntimeInner {
             return self.route_remote(transport, shard, mail);
         }
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        match target.enqueue(mail) {
+        match target.enqueue(mail, self.function_mail_bytes) {
             Queued::Schedule => self.scheduler.push(shard),
             Queued::Waiting => {}
             Queued::Dropped => self.finished(1),
+            Queued::Refused => {
+                metrics::counter!(crate::metrics::FUNCTION_MAIL_REFUSED, "shard" => shard.to_string())
+                    .increment(1);
+                self.finished(1);
+            }
         }
     }
 

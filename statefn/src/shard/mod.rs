@@ -14,6 +14,7 @@ pub(crate) mod emitted;
 mod expiry;
 pub(crate) mod freeze;
 mod invocation;
+mod mailbox;
 mod outgoing;
 #[cfg(test)]
 pub(crate) mod panic_tests;
@@ -29,16 +30,14 @@ pub(crate) mod tracked;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::{
-    collections::{BTreeMap, VecDeque},
-    sync::Arc,
-};
+use std::{collections::BTreeMap, sync::Arc};
 
 use parking_lot::Mutex;
 
 use self::dead_letters::DeadLetterChange;
 pub use self::dead_letters::RetryPolicy;
 use self::effects::{Batch, RunEnv};
+use self::mailbox::{Admitted, Mailbox};
 pub(crate) use self::state_machine::{CoreConfig, ShardCore};
 use crate::{
     Error,
@@ -79,13 +78,16 @@ pub(crate) enum Queued {
     Waiting,
     /// Dropped: the shard is abandoned.
     Dropped,
+    /// Not queued: a message from a function past the mailbox's bound; its
+    /// sender re-sends it when the shard asks (see [`mailbox`]).
+    Refused,
 }
 
 /// One shard: its mailbox (any thread) and its core (the running worker only).
 #[derive(Debug)]
 pub(crate) struct Shard {
     pub(crate) id: ShardId,
-    mailbox: Mutex<VecDeque<Mail>>,
+    mailbox: Mutex<Mailbox>,
     /// Set while the shard sits in a run queue or runs: guards against
     /// scheduling it twice.
     scheduled: AtomicBool,
@@ -109,7 +111,7 @@ impl Shard {
     pub(crate) fn new(core: ShardCore) -> Self {
         Shard {
             id: core.id,
-            mailbox: Mutex::new(VecDeque::new()),
+            mailbox: Mutex::new(Mailbox::default()),
             scheduled: AtomicBool::new(false),
             status: AtomicU8::new(Status::Serving as u8),
             checkpoint_lsn: AtomicU64::new(core.checkpoint.lsn.0),
@@ -145,15 +147,19 @@ impl Shard {
         *self.core.lock() = core;
     }
 
-    /// Queues mail (committed already: it is never refused, but dropped for
-    /// an abandoned shard).
-    pub(crate) fn enqueue(&self, mail: Mail) -> Queued {
+    /// Queues mail that is committed already: dropped for an abandoned
+    /// shard; with `function_bound` (durable mode), a message from a
+    /// function is refused past that many queued bytes of them (its sender
+    /// re-sends it, see [`mailbox`]).
+    pub(crate) fn enqueue(&self, mail: Mail, function_bound: Option<u64>) -> Queued {
         {
             let mut mailbox = self.mailbox.lock();
             if self.status() == Status::Abandoned {
                 return Queued::Dropped;
             }
-            mailbox.push_back(mail);
+            if mailbox.push(mail, function_bound) == Admitted::Refused {
+                return Queued::Refused;
+            }
         }
         if self.is_serving() && !self.scheduled.swap(true, Ordering::AcqRel) {
             Queued::Schedule
@@ -171,8 +177,10 @@ impl Shard {
         let mut mailbox = self.mailbox.lock();
         self.set_status(Status::Abandoned);
         let count = mailbox.len();
+        mailbox.forget_refused();
         let replies = mailbox
-            .drain(..)
+            .take_all()
+            .into_iter()
             .filter_map(|mail| match mail {
                 Mail::Invoke(Envelope {
                     origin: Origin::Client { reply, .. },
@@ -259,7 +267,9 @@ impl Shard {
     /// another node, which gets the client calls).
     #[cfg(feature = "cluster")]
     pub(crate) fn evict(&self) -> Vec<Mail> {
-        self.mailbox.lock().drain(..).collect()
+        let mut mailbox = self.mailbox.lock();
+        mailbox.forget_refused();
+        mailbox.take_all()
     }
 
     /// After recovery: returns whether the caller must schedule the shard.
@@ -296,11 +306,18 @@ impl Shard {
     /// runtime go away.
     #[cfg(feature = "testing")]
     pub(crate) fn clear_mailbox(&self) {
-        self.mailbox.lock().clear();
+        let mut mailbox = self.mailbox.lock();
+        mailbox.forget_refused();
+        mailbox.take_all();
     }
 
     pub(crate) fn mailbox_len(&self) -> usize {
         self.mailbox.lock().len()
+    }
+
+    /// Bytes of the messages from functions in its mailbox.
+    pub(crate) fn function_mail_bytes(&self) -> u64 {
+        self.mailbox.lock().function_bytes()
     }
 
     /// Runs one batch and hands it to `commit` while still owning the shard.
@@ -319,11 +336,7 @@ impl Shard {
         broken: impl FnOnce(Batch, String),
     ) -> bool {
         if self.is_serving() {
-            let mails: Vec<Mail> = {
-                let mut mailbox = self.mailbox.lock();
-                let n = mailbox.len().min(MAX_BATCH);
-                mailbox.drain(..n).collect()
-            };
+            let mails: Vec<Mail> = { self.mailbox.lock().take(MAX_BATCH) };
             let mut core = self.core.lock();
             let mut batch = Batch::new(self.id, core.epoch);
             let mut mails = mails.into_iter();
@@ -349,8 +362,22 @@ impl Shard {
                     (batch.stats.cache_hits, batch.stats.cache_misses) =
                         core.states.take_cache_stats();
                     batch.stats.record();
+                    let (depth, function_bytes) = {
+                        let mut mailbox = self.mailbox.lock();
+                        // Refused senders re-send once this batch (and the
+                        // acks of what it applied) is committed.
+                        batch.effects.resend_requests.extend(
+                            mailbox
+                                .due_resends()
+                                .into_iter()
+                                .map(|source| (source, self.id)),
+                        );
+                        (mailbox.len(), mailbox.function_bytes())
+                    };
                     metrics::gauge!(crate::metrics::MAILBOX_DEPTH, "shard" => self.label.clone())
-                        .set(self.mailbox.lock().len() as f64);
+                        .set(depth as f64);
+                    metrics::gauge!(crate::metrics::FUNCTION_MAIL_BYTES, "shard" => self.label.clone())
+                        .set(function_bytes as f64);
                     commit(batch);
                 }
                 Err(panic) => {

@@ -9,7 +9,7 @@ use crate::{
         outbox::envelope_of,
         record::{InvocationRecord, Sent, TimerEntry},
     },
-    shard::effects::Batch,
+    shard::effects::{Batch, RunEnv},
 };
 
 impl ShardCore {
@@ -70,8 +70,12 @@ impl ShardCore {
 
     /// `dest` recovered and may have lost what it had not committed: deliver
     /// its outbox entries again (its watermark drops what it has).
-    pub(super) fn resend(&mut self, dest: ShardId, batch: &mut Batch) {
-        for sent in self.outbox.to(dest) {
+    ///
+    /// What `dest` has acknowledged is left out: it is applied there, and a
+    /// receiver whose mailbox is full would spend its room on it.
+    pub(super) fn resend(&mut self, env: &RunEnv<'_>, dest: ShardId, batch: &mut Batch) {
+        let acked = (env.acked)(dest);
+        for sent in self.outbox.to(dest).filter(|sent| sent.seq > acked) {
             batch
                 .effects
                 .deliveries

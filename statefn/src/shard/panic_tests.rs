@@ -131,7 +131,7 @@ fn a_panic_in_the_runtime_s_code_leaves_the_rest_of_the_batch_intact() {
     let (bomb, mut bomb_rx) = call(&registry, "panic_tests.Bomb", "x");
     let (after, _after_rx) = call(&registry, "panic_tests.Counter", "b");
     for mail in [before, bomb, after] {
-        shard.enqueue(mail);
+        shard.enqueue(mail, None);
     }
     let acked = |_: ShardId| Seq(0);
     let env = RunEnv {

@@ -144,7 +144,7 @@ impl ShardCore {
             Mail::CancelInvocation { target, key, reply } => {
                 self.cancel_invocation(env, target, key, reply, batch);
             }
-            Mail::Resend { dest } => self.resend(dest, batch),
+            Mail::Resend { dest } => self.resend(env, dest, batch),
             Mail::Checkpoint => self.checkpoint.asked(),
             Mail::Wake => {}
             Mail::DeadLetter { id, replay, reply } => {

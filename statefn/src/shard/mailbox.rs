@@ -1,0 +1,216 @@
+//! A shard's mailbox: its queued mail, and the bytes of the messages from
+//! functions among it, which are bounded in durable mode.
+//!
+//! Client calls are bounded by count (refused with `Overloaded`). Messages
+//! from functions cannot be refused to their sender (it committed them long
+//! ago), but in durable mode they need not be queued either: the sender keeps
+//! each one in its outbox until the receiver acknowledges it, and re-sends
+//! what it holds when asked ([`Mail::Resend`]). So past the bound a message
+//! from a function is not queued; its source is remembered, every later
+//! message from that source is refused too (the channel stays in order),
+//! and once the mailbox has drained to half the bound the shard asks each
+//! remembered source to re-send. Nothing committed is lost; a slow receiver
+//! costs its senders' outboxes (durable, in their checkpoints) rather than
+//! memory here.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::protocol::{
+    envelope::{Envelope, Mail, Origin},
+    ids::ShardId,
+};
+
+/// What a queued mail weighs against the bound: its message's bytes, its
+/// address's, and the mail itself.
+pub(crate) fn function_weight(mail: &Mail) -> Option<(ShardId, u64)> {
+    match mail {
+        Mail::Invoke(Envelope {
+            origin: Origin::Function { source, .. },
+            message,
+            target,
+            ..
+        }) => {
+            let bytes = message.len()
+                + target.type_name().len()
+                + target.id().len()
+                + std::mem::size_of::<Mail>();
+            Some((*source, u64::try_from(bytes).unwrap_or(u64::MAX)))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a message from a function was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admitted {
+    Queued,
+    /// Not queued: its sender re-sends it when asked.
+    Refused,
+}
+
+/// The mail of one shard, with the bytes of its messages from functions.
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    mail: VecDeque<Mail>,
+    /// Bytes of the queued messages from functions.
+    function_bytes: u64,
+    /// Sources with a refused message since they were last asked to re-send.
+    refused: BTreeSet<ShardId>,
+    /// The bound those refusals were made under.
+    bound: u64,
+}
+
+impl Mailbox {
+    pub(crate) fn len(&self) -> usize {
+        self.mail.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.mail.is_empty()
+    }
+
+    /// Bytes of the queued messages from functions.
+    pub(crate) fn function_bytes(&self) -> u64 {
+        self.function_bytes
+    }
+
+    /// Queues `mail`; with a `bound` (durable mode), a message from a
+    /// function that would take the queued ones past it is refused (see the
+    /// module doc), unless nothing from functions is queued (so that one
+    /// message larger than the bound still gets through).
+    pub(crate) fn push(&mut self, mail: Mail, bound: Option<u64>) -> Admitted {
+        if let (Some(bound), Some((source, weight))) = (bound, function_weight(&mail)) {
+            let over =
+                self.function_bytes > 0 && self.function_bytes.saturating_add(weight) > bound;
+            if over || self.refused.contains(&source) {
+                self.refused.insert(source);
+                self.bound = bound;
+                return Admitted::Refused;
+            }
+        }
+        self.push_back(mail);
+        Admitted::Queued
+    }
+
+    /// Queues `mail` without a bound (client calls, bounded by count).
+    pub(crate) fn push_back(&mut self, mail: Mail) {
+        self.function_bytes += function_weight(&mail).map_or(0, |(_, w)| w);
+        self.mail.push_back(mail);
+    }
+
+    /// Puts back mail taken by [`take`](Self::take) (it was not handled).
+    pub(crate) fn push_front(&mut self, mail: Mail) {
+        self.function_bytes += function_weight(&mail).map_or(0, |(_, w)| w);
+        self.mail.push_front(mail);
+    }
+
+    /// Takes up to `n` mails from the front.
+    pub(crate) fn take(&mut self, n: usize) -> Vec<Mail> {
+        let n = n.min(self.mail.len());
+        let taken: Vec<Mail> = self.mail.drain(..n).collect();
+        let bytes: u64 = taken
+            .iter()
+            .filter_map(function_weight)
+            .map(|(_, w)| w)
+            .sum();
+        self.function_bytes = self.function_bytes.saturating_sub(bytes);
+        taken
+    }
+
+    /// Takes every mail.
+    pub(crate) fn take_all(&mut self) -> Vec<Mail> {
+        self.take(self.mail.len())
+    }
+
+    /// Keeps the mail `keep` says to keep.
+    pub(crate) fn retain_mut(&mut self, keep: impl FnMut(&mut Mail) -> bool) {
+        self.mail.retain_mut(keep);
+        self.function_bytes = self
+            .mail
+            .iter()
+            .filter_map(function_weight)
+            .map(|(_, w)| w)
+            .sum();
+    }
+
+    /// The sources to ask for a re-send now: those with refused messages,
+    /// once the queued messages from functions are down to half the bound.
+    pub(crate) fn due_resends(&mut self) -> Vec<ShardId> {
+        if self.refused.is_empty() || self.function_bytes > self.bound / 2 {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.refused).into_iter().collect()
+    }
+
+    /// Forgets the refused sources (the shard is given up or moved: its next
+    /// owner asks every sender to re-send anyway).
+    pub(crate) fn forget_refused(&mut self) {
+        self.refused.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        Address,
+        protocol::{envelope::Provenance, ids::Seq},
+    };
+
+    fn message(source: u16, seq: u64, bytes: usize) -> Mail {
+        Mail::Invoke(Envelope {
+            target: Address::new("T", "x").expect("valid"),
+            message: vec![0; bytes],
+            origin: Origin::Function {
+                source: ShardId(source),
+                seq: Seq(seq),
+                attempt: 0,
+            },
+            reply_to: None,
+            provenance: Provenance::default(),
+        })
+    }
+
+    #[test]
+    fn past_the_bound_a_source_is_refused_until_asked_to_resend() {
+        let one = function_weight(&message(1, 1, 100)).expect("a message").1;
+        let bound = Some(3 * one);
+        let mut mailbox = Mailbox::default();
+        for seq in 1..=3 {
+            assert_eq!(mailbox.push(message(1, seq, 100), bound), Admitted::Queued);
+        }
+        assert_eq!(mailbox.function_bytes(), 3 * one);
+        // Full: source 1's next is refused, and so is source 2's.
+        assert_eq!(mailbox.push(message(1, 4, 100), bound), Admitted::Refused);
+        assert_eq!(mailbox.push(message(2, 1, 100), bound), Admitted::Refused);
+        // Other mail still queues, and weighs nothing.
+        mailbox.push_back(Mail::Wake);
+        assert_eq!(mailbox.function_bytes(), 3 * one);
+        assert!(mailbox.due_resends().is_empty(), "still full");
+        assert_eq!(mailbox.take(2).len(), 2);
+        // Room again, but source 1 stays refused until it re-sends: its
+        // seq 5 must not overtake the refused seq 4.
+        assert_eq!(mailbox.push(message(1, 5, 100), bound), Admitted::Refused);
+        assert_eq!(mailbox.due_resends(), vec![ShardId(1), ShardId(2)]);
+        assert!(mailbox.due_resends().is_empty(), "asked once");
+        assert_eq!(mailbox.push(message(1, 4, 100), bound), Admitted::Queued);
+        // Without a bound (memory mode) everything queues.
+        let mut unbounded = Mailbox::default();
+        for seq in 1..=100 {
+            assert_eq!(unbounded.push(message(1, seq, 100), None), Admitted::Queued);
+        }
+        assert_eq!(unbounded.function_bytes(), 100 * one);
+        assert_eq!(unbounded.take_all().len(), 100);
+        assert_eq!(unbounded.function_bytes(), 0);
+    }
+
+    #[test]
+    fn a_message_larger_than_the_bound_gets_through_an_empty_mailbox() {
+        let mut mailbox = Mailbox::default();
+        assert_eq!(
+            mailbox.push(message(1, 1, 4096), Some(10)),
+            Admitted::Queued
+        );
+        assert_eq!(mailbox.push(message(1, 2, 1), Some(10)), Admitted::Refused);
+    }
+}
