@@ -1,10 +1,12 @@
 //! A shopping cart that expires when left idle (a keyed timer) and checks
-//! out by reserving stock from inventory items (request/reply).
+//! out by reserving stock from inventory items (request/reply, correlated
+//! by SKU, with a timeout). Its timer and reply handlers are internal: not
+//! callable over HTTP.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, Serialize};
-use statefn::prelude::*;
+use statefn::{RequestFailed, prelude::*};
 
 /// A stock keeping unit's inventory.
 #[stateful_function(name = "shop.Inventory")]
@@ -86,7 +88,8 @@ pub struct CartView {
     pub status: CartStatus,
     /// Items by SKU.
     pub items: BTreeMap<String, u32>,
-    /// SKUs that could not be reserved.
+    /// SKUs that could not be reserved, each with why: `"plum: only 1
+    /// left, 4 asked"`.
     pub unavailable: Vec<String>,
 }
 
@@ -135,6 +138,9 @@ impl Cart {
 /// The key of a cart's idle timer.
 const IDLE: &str = "idle";
 
+/// How long checkout waits for each inventory's answer.
+pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a cart may stay idle when `set_idle_timeout` was not called.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
@@ -173,8 +179,9 @@ impl Cart {
         }
     }
 
-    /// Asks every SKU's inventory to reserve the units; the replies arrive
-    /// later at `reserved`. Returns how many requests went out.
+    /// Asks every SKU's inventory to reserve the units; each answer (or
+    /// its failure, or its timeout) arrives later at `reserved`, with the
+    /// SKU it is about. Returns how many requests went out.
     #[handler]
     pub fn checkout(&mut self, ctx: &mut Context) -> Result<u32, CartClosed> {
         if self.status != CartStatus::Open || self.items.is_empty() {
@@ -183,7 +190,8 @@ impl Cart {
         for (sku, units) in &self.items {
             ctx.request::<Inventory>(sku)
                 .reserve(*units)
-                .reply_to(CartMessage::reserved());
+                .timeout(RESERVE_TIMEOUT)
+                .reply_to_with(CartMessage::reserved(), sku.clone());
         }
         self.awaiting = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
         self.status = CartStatus::CheckingOut;
@@ -191,12 +199,15 @@ impl Cart {
         Ok(self.awaiting)
     }
 
-    /// The reply of one inventory to `checkout`'s request. Internal: not
-    /// callable over HTTP, so nobody outside can forge a reply.
+    /// The answer to `checkout`'s request for `sku`: reserved, out of
+    /// stock, failed or timed out; exactly one arrives per SKU. Internal:
+    /// not callable over HTTP, so nobody outside can forge a reply.
     #[handler(internal)]
-    pub fn reserved(&mut self, result: Result<u32, OutOfStock>) {
-        if let Err(out) = result {
-            self.unavailable.push(format!("{out}"));
+    pub fn reserved(&mut self, sku: String, reply: Result<u32, RequestFailed<OutOfStock>>) {
+        match reply {
+            Ok(_left) => {}
+            Err(RequestFailed::Rejected(out)) => self.unavailable.push(format!("{sku}: {out}")),
+            Err(failed) => self.unavailable.push(format!("{sku}: {failed}")),
         }
         self.awaiting = self.awaiting.saturating_sub(1);
         if self.awaiting == 0 {

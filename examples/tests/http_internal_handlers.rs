@@ -60,7 +60,7 @@ async fn an_internal_handler_answers_http_exactly_like_an_unknown_one() {
 
     let forged = [
         ("expire_idle", json!({})),
-        ("reserved", json!({"result": {"Ok": 3}})),
+        ("reserved", json!({"sku": "apple", "reply": {"Ok": 3}})),
     ];
     for (handler, args) in forged {
         for suffix in ["", "/send"] {

@@ -431,3 +431,50 @@ async fn the_document_can_be_turned_off() {
     assert_eq!(reply.code(), "not_found");
     runtime.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn following_an_invocation_is_described_as_the_ingress_answers() {
+    let runtime = examples_runtime().await;
+    let document = served_document(&runtime).await;
+    let path = &document["paths"]["/v1/invocations/{invocation_id}"];
+    assert!(path["delete"].is_object(), "{path:#}");
+    let get_op = &path["get"];
+    let listed: BTreeSet<String> =
+        get_op["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["status"]
+            ["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no status enum: {get_op:#}"))
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect();
+    let wait = get_op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "wait" && p["in"] == "query");
+    assert!(wait, "no wait parameter: {get_op:#}");
+
+    // What the ingress really answers for a scheduled and a done invocation.
+    let base = serve(&runtime, IngressConfig::default()).await;
+    let client = reqwest::Client::new();
+    let mut seen = BTreeSet::new();
+    for (delay, key) in [("?delay=1h", "later"), ("", "now")] {
+        let sent = common::post(
+            &client,
+            &format!("{base}/v1/Account/a/deposit/send{delay}"),
+            Some(json!({"amount": 5})),
+            Some(key),
+        )
+        .await;
+        assert_eq!(sent.status, StatusCode::ACCEPTED, "{sent:?}");
+        let id = sent.json["invocation_id"].as_str().unwrap().to_owned();
+        let status = get(&format!("{base}/v1/invocations/{id}?wait=5s")).await;
+        assert_eq!(status.status, StatusCode::OK, "{status:?}");
+        seen.insert(status.json["status"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        seen,
+        BTreeSet::from(["scheduled".to_owned(), "done".to_owned()])
+    );
+    assert!(seen.is_subset(&listed), "{seen:?} not all in {listed:?}");
+}

@@ -101,15 +101,24 @@ pub(crate) fn senders(names: &Names, self_ident: &Ident, handlers: &[Handler]) -
     let request_methods = handlers.iter().map(|h| {
         let method = &h.method;
         let params = params(h);
-        let reply = &h.reply;
+        // The reply handler gets `Result<T, RequestFailed<E>>`: `E` is the
+        // callee's error type, or `NoError` for a plain reply.
+        let (ok, err) = match &h.result_types {
+            Some((ok, err)) => (quote! { #ok }, quote! { #err }),
+            None => {
+                let reply = &h.reply;
+                (quote! { #reply }, quote! { ::statefn::NoError })
+            }
+        };
         let construct = construct(message, h);
         let doc = format!(
             "Asks [`{self_ident}::{method}`]; choose the handler that receives the reply with \
-             [`Request::reply_to`](::statefn::Request::reply_to)."
+             [`Request::reply_to`](::statefn::Request::reply_to) or \
+             [`Request::reply_to_with`](::statefn::Request::reply_to_with)."
         );
         quote! {
             #[doc = #doc]
-            pub fn #method(self, #params) -> ::statefn::Request<'c, #reply> {
+            pub fn #method(self, #params) -> ::statefn::Request<'c, #ok, #err, Caller> {
                 self.raw.request(&#construct)
             }
         }
@@ -136,18 +145,19 @@ pub(crate) fn senders(names: &Names, self_ident: &Ident, handlers: &[Handler]) -
         #[doc = #requester_doc]
         #[derive(Debug)]
         #[must_use = "a requester does nothing until one of its handler methods is called"]
-        pub struct #requester<'c> {
+        pub struct #requester<'c, Caller = ::statefn::__private::Unchecked> {
             raw: ::statefn::__private::RawSender<'c>,
+            _caller: ::std::marker::PhantomData<fn() -> Caller>,
         }
 
-        impl<'c> ::statefn::__private::FromRawSender<'c> for #requester<'c> {
+        impl<'c, Caller> ::statefn::__private::FromRawSender<'c> for #requester<'c, Caller> {
             fn from_raw(raw: ::statefn::__private::RawSender<'c>) -> Self {
-                Self { raw }
+                Self { raw, _caller: ::std::marker::PhantomData }
             }
         }
 
         #[allow(clippy::too_many_arguments)]
-        impl<'c> #requester<'c> {
+        impl<'c, Caller> #requester<'c, Caller> {
             #(#request_methods)*
         }
     }

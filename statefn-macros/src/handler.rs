@@ -223,7 +223,7 @@ impl Handler {
 }
 
 /// `&Context` / `&mut Context` (any path ending in `Context`).
-fn context_kind(ty: &Type) -> Option<ContextArg> {
+pub(crate) fn context_kind(ty: &Type) -> Option<ContextArg> {
     let Type::Reference(reference) = ty else {
         return None;
     };

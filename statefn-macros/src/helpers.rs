@@ -82,7 +82,7 @@ pub(crate) fn stubs(names: &Names, item: &ItemImpl) -> TokenStream {
             impl<'c> #sender<'c> {
                 #(#methods)*
             }
-            impl<'c> #requester<'c> {
+            impl<'c, Caller> #requester<'c, Caller> {
                 #(#methods)*
             }
         };

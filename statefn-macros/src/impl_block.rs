@@ -4,7 +4,7 @@
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::{ImplItem, ItemImpl, Path, Type};
+use syn::{FnArg, ImplItem, ItemImpl, Pat, Path, Stmt, Type};
 
 use crate::{
     args::ImplArgs,
@@ -43,6 +43,39 @@ fn strip_handler_attributes(item: &ItemImpl) -> ItemImpl {
         if let ImplItem::Fn(method) = impl_item {
             method.attrs.retain(|a| !handler_options::is_handler(a));
         }
+    }
+    plain
+}
+
+/// Each handler's context argument, inside its body, wrapped in a
+/// `HandlerContext` of `Self`: it dereferences to `Context`, and its
+/// `request` knows the caller's type, so that a reply target of another
+/// function type does not compile. Only for an argument bound to a plain
+/// name (`ctx: &mut Context`); the signature stays as written.
+fn with_handler_contexts(plain: &ItemImpl, item: &ItemImpl) -> ItemImpl {
+    let mut plain = plain.clone();
+    for (written, impl_item) in item.items.iter().zip(&mut plain.items) {
+        let (ImplItem::Fn(written), ImplItem::Fn(method)) = (written, impl_item) else {
+            continue;
+        };
+        if !written.attrs.iter().any(handler_options::is_handler) {
+            continue;
+        }
+        let Some(FnArg::Typed(arg)) = method.sig.inputs.iter().nth(1) else {
+            continue;
+        };
+        let (Some(_), Pat::Ident(name)) = (handler::context_kind(&arg.ty), &*arg.pat) else {
+            continue;
+        };
+        if name.by_ref.is_some() || name.subpat.is_some() {
+            continue;
+        }
+        let ident = &name.ident;
+        let wrap: Stmt = syn::parse_quote! {
+            #[allow(unused_variables)]
+            let #ident = &mut ::statefn::__private::HandlerContext::<Self, _>::new(#ident);
+        };
+        method.block.stmts.insert(0, wrap);
     }
     plain
 }
@@ -91,6 +124,7 @@ fn expand_handlers(args: &ImplArgs, item: &ItemImpl, plain: &ItemImpl) -> syn::R
     let argument_checks = argument_checks(&handlers);
     let helper_stubs = crate::helpers::stubs(&names, item);
 
+    let plain = with_handler_contexts(plain, item);
     Ok(quote! {
         #plain
         #marker
@@ -271,6 +305,7 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
             type Client = #client;
             type Sender<'c> = #sender<'c>;
             type Requester<'c> = #requester<'c>;
+            type CheckedRequester<'c, Caller: 'static> = #requester<'c, Caller>;
 
             const HANDLERS: &'static [::statefn::HandlerInfo] = &[#(#infos),*];
 
@@ -322,24 +357,44 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
     }
 }
 
-/// `AccountMessage::deposit()`: a typed reference to a one-argument handler,
-/// for `Request::reply_to`.
+/// `CartMessage::reserved()`: a typed reference to a handler of one argument
+/// (the reply) or two (a correlation value, then the reply), for
+/// `Request::reply_to` and `Request::reply_to_with`.
 fn reply_refs(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenStream {
     let message = &names.message;
-    let refs = handlers.iter().filter(|h| h.args.len() == 1).map(|h| {
-        let method = &h.method;
-        let wire = h.wire_name();
-        let ty = &h.args[0].ty;
-        let doc = format!(
-            "The `{wire}` handler as a reply target: `ctx.request::<F>(id).call(..).reply_to({message}::{method}())`."
-        );
-        quote! {
-            #[doc = #doc]
-            pub fn #method() -> ::statefn::HandlerRef<#self_ty, #ty> {
-                ::statefn::HandlerRef::new(#wire)
-            }
-        }
-    });
+    let refs = handlers.iter().filter_map(|h| {
+            let method = &h.method;
+            let wire = h.wire_name();
+            let (ty, doc) = match h.args.as_slice() {
+                [reply] => {
+                    let ty = &reply.ty;
+                    (
+                        quote! { ::statefn::HandlerRef<#self_ty, #ty> },
+                        format!(
+                            "The `{wire}` handler as a reply target: \
+                             `ctx.request::<F>(id).call(..).reply_to({message}::{method}())`."
+                        ),
+                    )
+                }
+                [correlation, reply] => {
+                    let (c, ty) = (&correlation.ty, &reply.ty);
+                    (
+                        quote! { ::statefn::HandlerRef<#self_ty, #ty, #c> },
+                        format!(
+                            "The `{wire}` handler as a reply target with a correlation value: \
+                             `ctx.request::<F>(id).call(..).reply_to_with({message}::{method}(), value)`."
+                        ),
+                    )
+                }
+                _ => return None,
+            };
+            Some(quote! {
+                #[doc = #doc]
+                pub fn #method() -> #ty {
+                    ::statefn::HandlerRef::new(#wire)
+                }
+            })
+        });
     quote! {
         impl #message {
             #(#refs)*

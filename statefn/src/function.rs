@@ -249,6 +249,10 @@ pub trait StatefulFunction:
     type Sender<'c>: FromRawSender<'c>;
     /// The generated requester (`ctx.request::<Self>(id)`).
     type Requester<'c>: FromRawSender<'c>;
+    /// The generated requester of a request made inside a handler of the
+    /// function `Caller` names: its reply target is checked at compile time.
+    #[doc(hidden)]
+    type CheckedRequester<'c, Caller: 'static>: FromRawSender<'c>;
 
     /// The handlers, in declaration order (which does not matter to stored
     /// messages: they name their handler).
@@ -390,15 +394,21 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     })
 }
 
-/// A typed reference to a one-argument handler of `F` taking an `A`: where the
-/// reply to a request goes (see [`Request::reply_to`](crate::Request::reply_to)).
-/// Made by the generated `FMessage::handler_name()` functions.
-pub struct HandlerRef<F, A> {
+/// A typed reference to a handler of `F` that takes a reply of type `A`
+/// (and first, when `C` is not `()`, a correlation value of type `C`): where
+/// the reply to a request goes (see [`Request::reply_to`](crate::Request::reply_to)
+/// and [`Request::reply_to_with`](crate::Request::reply_to_with)). Made by
+/// the generated `FMessage::handler_name()` functions, for handlers of one
+/// or two arguments.
+pub struct HandlerRef<F, A, C = ()> {
     pub(crate) handler: &'static str,
-    _types: PhantomData<fn() -> (F, A)>,
+    _types: PhantomData<Types<F, A, C>>,
 }
 
-impl<F, A> HandlerRef<F, A> {
+/// `HandlerRef`'s type parameters, without owning any of them.
+type Types<F, A, C> = fn() -> (F, A, C);
+
+impl<F, A, C> HandlerRef<F, A, C> {
     #[doc(hidden)]
     pub const fn new(handler: &'static str) -> Self {
         HandlerRef {
@@ -413,15 +423,15 @@ impl<F, A> HandlerRef<F, A> {
     }
 }
 
-impl<F, A> Clone for HandlerRef<F, A> {
+impl<F, A, C> Clone for HandlerRef<F, A, C> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<F, A> Copy for HandlerRef<F, A> {}
+impl<F, A, C> Copy for HandlerRef<F, A, C> {}
 
-impl<F, A> std::fmt::Debug for HandlerRef<F, A> {
+impl<F, A, C> std::fmt::Debug for HandlerRef<F, A, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "HandlerRef({})", self.handler)
     }

@@ -238,6 +238,58 @@ impl<R> Call<R> {
         self
     }
 
+    /// Durably enqueues the call instead of awaiting its reply (as
+    /// `POST .../send` does): the handler runs later (like a message from
+    /// another function: a panic is retried, then kept as a dead letter),
+    /// and this returns its [`InvocationId`](crate::InvocationId) once the
+    /// message is committed. [`Runtime::invocation`] follows it by that id
+    /// (its status, and its reply once done; `GET /v1/invocations/{id}`
+    /// over HTTP). With an [`idempotency_key`](Self::idempotency_key),
+    /// enqueueing again does nothing and returns the same id; without one,
+    /// a random key is generated.
+    ///
+    /// # Errors
+    ///
+    /// As awaiting the call would, before anything is enqueued.
+    ///
+    /// # Durability
+    ///
+    /// When this returns `Ok`, the message is committed: it will be
+    /// delivered exactly once, across crashes, and its outcome is stored
+    /// for [`Runtime::invocation`] for the idempotency retention
+    /// ([`Builder::idempotency_retention`](crate::Builder::idempotency_retention)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use statefn::prelude::*;
+    /// # #[stateful_function]
+    /// # #[derive(Default, Serialize, Deserialize)]
+    /// # pub struct Counter { n: u64 }
+    /// # #[stateful_function]
+    /// # impl Counter { #[handler] pub fn add(&mut self, by: u64) -> u64 { self.n += by; self.n } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// use std::time::Duration;
+    /// use statefn::{InvocationStatus, JsonReply};
+    ///
+    /// let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
+    /// let counter = runtime.handle::<Counter>("c");
+    /// let id = counter.add(5).idempotency_key("order-1").send().await?;
+    /// assert_eq!(id.to_string(), "Counter.c.order-1");
+    /// // Enqueued once: the same key gives the same id and runs nothing more.
+    /// assert_eq!(counter.add(5).idempotency_key("order-1").send().await?, id);
+    /// // Its status, then its reply: waits up to 10 s for it to run.
+    /// let done = runtime.invocation(&id, Duration::from_secs(10)).await?;
+    /// assert_eq!(done, InvocationStatus::Done(JsonReply::Ok(serde_json::json!(5))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send(self) -> Result<crate::InvocationId, Error> {
+        self.send_after(Duration::ZERO).await
+    }
+
     /// Enqueues the call to run `delay` from now instead of awaiting its
     /// reply (as `POST .../send?delay=` does): returns its
     /// [`InvocationId`](crate::InvocationId), with which

@@ -2,7 +2,9 @@
 //! and retries of the same message, so that a handler can use it as an
 //! idempotency key of its own (towards an egress consumer, say) and seed
 //! its randomness with it ([`Context::rng`](crate::Context::rng)); and
-//! names an enqueued invocation to its client, who can cancel it by it
+//! names an enqueued invocation to its client, who follows it by it
+//! ([`Runtime::invocation`](crate::Runtime::invocation), `GET
+//! /v1/invocations/{id}`) and can cancel it
 //! ([`Runtime::cancel_invocation`](crate::Runtime::cancel_invocation),
 //! `DELETE /v1/invocations/{id}`).
 

@@ -86,9 +86,30 @@
 //!   and releases its messages; `Err` or a panic applies nothing and sends
 //!   nothing (a panic becomes [`Error::HandlerPanicked`]).
 //! - **Request/reply between functions**: `ctx.request::<T>(id).handler(args)`
-//!   `.reply_to(MyMessage::my_handler())` sends a request whose reply arrives
-//!   later as an ordinary message to `my_handler`, a one-argument handler of
-//!   the caller taking the callee's return type. Handlers never wait.
+//!   `.timeout(d).reply_to_with(MyMessage::my_handler(), correlation)` sends
+//!   a request whose outcome arrives later as an ordinary message to
+//!   `my_handler(correlation, Result<T, RequestFailed<E>>)`, a handler of
+//!   the caller: the callee's value, or [`RequestFailed`] (it returned
+//!   `Err`, it failed and became a dead letter, or the timeout fired first).
+//!   Exactly one of them arrives, once; a reply after the timeout is dropped.
+//!   `reply_to(MyMessage::my_handler())` is the same for a one-argument
+//!   handler, without correlation. Handlers never wait.
+//! - **Timers and time**: [`Context::timer`] sets a keyed timer of the
+//!   instance (`.after`, `.at`, `.every`; setting a key again replaces it,
+//!   [`Context::cancel_timer`] removes it even when due);
+//!   [`Context::send_after`] / [`Context::send_at`] send a delayed message.
+//!   [`Context::now`], [`Context::rng`], [`Context::caller`],
+//!   [`Context::invocation_id`] and [`Context::resource`] are what a handler
+//!   may depend on besides its state: the test kit controls each.
+//! - **Enqueued invocations**: [`Call::send`], [`Call::send_after`] and
+//!   [`Call::send_at`] (HTTP `POST .../send`) enqueue durably and return an
+//!   [`InvocationId`]; [`Runtime::invocation`] follows it (scheduled,
+//!   pending, done with its reply, failed, cancelled; with a wait) and
+//!   [`Runtime::cancel_invocation`] cancels a delayed one.
+//! - **Operators** look inside: [`Runtime::state_json`],
+//!   [`Runtime::instances`], [`Runtime::timers_of`],
+//!   [`Runtime::delete_instance`], [`Runtime::dead_letters`] (and the
+//!   `/admin/...` routes of `statefn::ingress`).
 //!
 //! ## Durability and failures
 //!
@@ -275,6 +296,7 @@ mod protocol;
               `handler_index`, below `HANDLERS.len()` by construction"
 )]
 mod registry;
+mod request;
 mod resources;
 mod rng;
 mod runtime;
@@ -303,12 +325,14 @@ pub use invocation_id::InvocationId;
 pub use protocol::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
 /// The `rand` crate (0.9), for [`rand::Rng`]'s methods on [`Context::rng`].
 pub use rand;
+pub use request::{NoError, RequestFailed};
 pub use rng::InvocationRng;
 pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_QUEUE_BYTES,
     DEFAULT_EGRESS_RETENTION, DEFAULT_FUNCTION_MAIL_BYTES, DEFAULT_IDEMPOTENCY_RETENTION,
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY,
-    DeadLetter, DeadLetterId, Instances, MAX_INSTANCES_PAGE, PendingTimer, Runtime, ShardStatus,
+    DeadLetter, DeadLetterId, Instances, InvocationStatus, MAX_INSTANCES_PAGE, PendingTimer,
+    Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::{handler, stateful_function};
@@ -324,7 +348,8 @@ pub mod io {
 /// Everything a typical program needs: `use statefn::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Context, Error, Handle, Runtime, StatefulFunction, handler, stateful_function,
+        Context, Error, Handle, RequestFailed, Runtime, StatefulFunction, handler,
+        stateful_function,
     };
 }
 
@@ -345,7 +370,9 @@ pub mod __fuzz {
 /// Used by the code `#[stateful_function]` generates; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::context::{FromRawSender, RawSender};
+    pub use crate::context::{
+        Checked, FromRawSender, HandlerContext, RawSender, ReplyTarget, Unchecked,
+    };
     pub use crate::function::{
         CheckArgument, FunctionState, HandlerImpl, MessageArgument, NotAHandler, Reply, ReplyValue,
         decode_reply_arg, json_reply, json_result_reply, no_such_handler_index,

@@ -138,8 +138,8 @@ impl Ledger {
 
     /// The answer to `ask`.
     #[handler(internal)]
-    pub fn told(&mut self, balance: i64) {
-        self.told = Some(balance);
+    pub fn told(&mut self, balance: Result<i64, statefn::RequestFailed>) {
+        self.told = balance.ok();
     }
 
     /// The balance.

@@ -47,8 +47,8 @@ impl Relay {
     }
 
     #[handler(internal)]
-    fn answered(&mut self, n: u32) {
-        self.replies.push(n);
+    fn answered(&mut self, n: Result<u32, statefn::RequestFailed>) {
+        self.replies.extend(n.ok());
     }
 
     #[handler]

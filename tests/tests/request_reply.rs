@@ -48,7 +48,10 @@ async fn an_err_reply_reaches_the_requester_and_changes_nothing_at_the_callee() 
     })
     .await;
     assert_eq!(view.status, CartStatus::Failed);
-    assert_eq!(view.unavailable, vec!["only 1 left, 4 asked".to_owned()]);
+    assert_eq!(
+        view.unavailable,
+        vec!["plum: only 1 left, 4 asked".to_owned()]
+    );
     assert_eq!(runtime.handle::<Inventory>("plum").stock().await?, 1);
     runtime.shutdown().await
 }

@@ -425,3 +425,46 @@ fn shards_with_changes_checkpoint_on_the_virtual_clocks_interval() -> Result<(),
     );
     Ok(())
 }
+
+/// A function with a keyed timer, to inspect from the test kit.
+#[stateful_function(name = "test.Reminder")]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Reminder {
+    rang: u32,
+}
+
+#[stateful_function]
+impl Reminder {
+    #[handler]
+    fn set(&mut self, ctx: &mut Context) {
+        ctx.timer::<Reminder>("ring").after(DAY).ring();
+    }
+
+    #[handler(internal)]
+    fn ring(&mut self) {
+        self.rang += 1;
+    }
+}
+
+/// The inspection calls of `Runtime` (`timers_of`, `state_json`,
+/// `instances`, `delete_instance`) run under `TestRuntime::call` like any
+/// call: they read the store without a Tokio runtime to block in (they
+/// used `spawn_blocking`, which panics outside one).
+#[test]
+fn inspection_calls_run_under_the_test_kit() -> Result<(), Error> {
+    let mut rt = TestRuntime::builder().register::<Reminder>().start()?;
+    rt.call(rt.handle::<Reminder>("r").set())?;
+    let runtime = rt.runtime().clone();
+    let timers = rt.call(runtime.timers_of("test.Reminder", "r"))?;
+    assert_eq!(timers.len(), 1, "{timers:?}");
+    assert_eq!(timers[0].message, serde_json::json!({"ring": {}}));
+    let state = rt.call(runtime.state_json("test.Reminder", "r"))?;
+    assert_eq!(state, Some(serde_json::json!({"rang": 0})));
+    let page = rt.call(runtime.instances("test.Reminder", None, 10))?;
+    assert_eq!(page.ids, vec!["r".to_owned()]);
+    assert!(rt.call(runtime.delete_instance("test.Reminder", "r"))?);
+    assert!(rt.call(runtime.timers_of("test.Reminder", "r"))?.is_empty());
+    rt.advance(2 * DAY);
+    assert_eq!(rt.call(runtime.state_json("test.Reminder", "r"))?, None);
+    Ok(())
+}

@@ -13,7 +13,7 @@ use crate::{
     Address, Error,
     protocol::{
         envelope::{Envelope, Origin, Provenance, ReplyRoute},
-        ids::{Seq, ShardId},
+        ids::{Seq, ShardId, TimerId},
     },
 };
 
@@ -48,6 +48,8 @@ pub(crate) struct MailMessage {
     pub(crate) seq: Seq,
     pub(crate) attempt: u32,
     pub(crate) reply_to: Option<ReplyRoute>,
+    /// For a reply: the caller's timeout timer it races.
+    pub(crate) guard: Option<TimerId>,
     /// Its caller and the invocation it continues (the trace context stays
     /// on the sending node).
     pub(crate) provenance: Provenance,
@@ -71,6 +73,7 @@ impl MailMessage {
             seq,
             attempt,
             reply_to: envelope.reply_to,
+            guard: envelope.guard,
             provenance: envelope.provenance,
         })
     }
@@ -85,6 +88,7 @@ impl MailMessage {
                 attempt: self.attempt,
             },
             reply_to: self.reply_to,
+            guard: self.guard,
             provenance: self.provenance,
         };
         (self.dest, envelope)

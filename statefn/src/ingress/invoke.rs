@@ -1,7 +1,9 @@
 //! `POST /v1/{type}/{id}/{handler}` and `.../send`: HTTP requests become
 //! [`Runtime::call_json`](crate::Runtime::call_json) and
 //! [`Runtime::enqueue_json`](crate::Runtime::enqueue_json);
-//! `DELETE /v1/invocations/{id}` becomes
+//! `GET /v1/invocations/{id}[?wait=10s]` becomes
+//! [`Runtime::invocation`](crate::Runtime::invocation), and
+//! `DELETE /v1/invocations/{id}`
 //! [`Runtime::cancel_invocation`](crate::Runtime::cancel_invocation).
 //!
 //! Everything a request can be rejected for (path, headers, body, delay) is
@@ -129,6 +131,69 @@ pub(super) async fn send(
         Json(json!({ "invocation_id": id.to_string() })),
     )
         .into_response())
+}
+
+/// The query of `GET /v1/invocations/{id}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct StatusQuery {
+    wait: Option<String>,
+}
+
+/// The longest `?wait=` a status request may ask for (keeps connections
+/// from piling up).
+const MAX_STATUS_WAIT: Duration = Duration::from_secs(60);
+
+/// `GET /v1/invocations/{id}[?wait=10s]`: what became of an enqueued
+/// invocation, `{"invocation_id", "status"}` with `"reply"` once done (or,
+/// if its handler returned `Err`, `"error": {"code": "handler_error",
+/// "message", "details"}` as the call itself would have answered) and
+/// `"error"` once failed; with `wait`, answers when it is done or the wait
+/// passed. 404 `unknown_invocation` for an id that is unknown.
+pub(super) async fn status(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(bad_path)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let wait = match query.wait.as_deref() {
+        None => Duration::ZERO,
+        Some(text) => parse_delay(text)
+            .map_err(|m| ApiError::bad_request("invalid_query", m))?
+            .min(MAX_STATUS_WAIT),
+    };
+    let runtime_error = |e| ApiError::from_runtime(e, state.list_api_in_errors);
+    let id: crate::InvocationId = id.parse().map_err(runtime_error)?;
+    let status = state
+        .runtime
+        .invocation(&id, wait)
+        .await
+        .map_err(runtime_error)?;
+    let mut body = serde_json::Map::new();
+    body.insert("invocation_id".into(), json!(id.to_string()));
+    body.insert("status".into(), json!(status.name()));
+    match status {
+        crate::InvocationStatus::Unknown => {
+            return Err(runtime_error(crate::Error::UnknownInvocation {
+                id: id.to_string(),
+            }));
+        }
+        crate::InvocationStatus::Done(JsonReply::Ok(value)) => {
+            body.insert("reply".into(), value);
+        }
+        crate::InvocationStatus::Done(JsonReply::Err { error, message }) => {
+            let error = json!({ "code": "handler_error", "message": message, "details": error });
+            body.insert("error".into(), error);
+        }
+        crate::InvocationStatus::Failed { error } => {
+            body.insert(
+                "error".into(),
+                json!({ "code": "failed", "message": error }),
+            );
+        }
+        _ => {}
+    }
+    Ok((StatusCode::OK, Json(body)).into_response())
 }
 
 /// `DELETE /v1/invocations/{id}`: cancels a delayed invocation before it

@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | `POST /v1/{type}/{id}/{handler}` | calls the handler with the body as its arguments (`{"amount": 5}`; no body or `{}` for none), sent with `Content-Type: application/json` even when empty; 200 with the reply as JSON |
 //! | `POST /v1/{type}/{id}/{handler}/send[?delay=5s]` | enqueues the call durably; 202 with `{"invocation_id": "..."}` (an [`InvocationId`](crate::InvocationId): the instance and the `Idempotency-Key`, or one generated; a 503 names the invocation of a generated key in `details.invocation_id` and the key in the `Idempotency-Key` header, for the retry) |
+//! | `GET /v1/invocations/{id}[?wait=10s]` | what became of an enqueued invocation (its `invocation_id` from `/send`): 200 with `{"invocation_id": "...", "status": "scheduled" \| "pending" \| "done" \| "failed" \| "cancelled"}`, with `"reply"` once done (or `"error"` as the call would have answered, if the handler returned `Err`; or `"error"` once it failed every attempt and became a dead letter); `wait` (at most 60 s) answers as soon as it is done or when the wait passed; kept for the idempotency retention after it ran, across restarts; 404 `unknown_invocation` if the id is unknown. Cluster mode: ask the node that serves the instance (elsewhere: 503) |
 //! | `DELETE /v1/invocations/{id}` | cancels a delayed invocation before it runs: 200 with `{"invocation_id": "...", "status": "cancelled"}` once that is committed; 409 `invocation_not_pending` if it ran already, was cancelled or had no delay; 404 `unknown_invocation` if the id is unknown |
 //! | `GET /v1/egress/{name}?from=N&limit=M[&wait=10s]` | egress records from offset `N` (long-polls up to `wait` for the first); 200 with `{"records": [...], "next": N}`; with an [egress token](IngressConfig::egress_token), only for `Authorization: Bearer <token>` |
 //! | `GET /v1/openapi.json` | the OpenAPI 3.0 document of the calls above for the registered functions (see [`openapi()`]); 404 with [`serve_openapi`](IngressConfig::serve_openapi) off |
@@ -308,7 +309,7 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
         .route("/v1/{type}/{id}/{handler}/send", post(invoke::send))
         .route(
             "/v1/invocations/{id}",
-            axum::routing::delete(invoke::cancel),
+            get(invoke::status).delete(invoke::cancel),
         )
         .route("/v1/egress/{name}", get(egress::read))
         .route("/v1/openapi.json", get(openapi::serve))

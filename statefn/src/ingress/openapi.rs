@@ -66,7 +66,10 @@ pub(super) fn document(runtime: &Runtime) -> Value {
             paths.insert(format!("/v1/{type_name}/{{id}}/{}/send", info.name), send);
         }
     }
-    paths.insert("/v1/invocations/{invocation_id}".into(), cancel_operation());
+    paths.insert(
+        "/v1/invocations/{invocation_id}".into(),
+        invocation_operations(),
+    );
     let mut component_schemas = components;
     component_schemas.insert("Error".into(), error_schema());
     let mut tags: Vec<Value> = functions
@@ -285,20 +288,14 @@ fn set(object: &mut Value, key: &str, value: Value) {
     }
 }
 
-/// `DELETE /v1/invocations/{invocation_id}`.
-fn cancel_operation() -> Value {
-    json!({ "delete": {
+/// `GET` and `DELETE /v1/invocations/{invocation_id}`.
+fn invocation_operations() -> Value {
+    json!({ "get": status_operation(), "delete": {
         "tags": ["invocations"],
         "operationId": "cancel_invocation",
         "summary": "Cancels a delayed invocation before it runs",
         "description": "Answered once the cancellation is committed.",
-        "parameters": [{
-            "name": "invocation_id",
-            "in": "path",
-            "required": true,
-            "description": "The id a `/send` answered with.",
-            "schema": { "type": "string" },
-        }],
+        "parameters": [invocation_id_parameter()],
         "responses": {
             "200": {
                 "description": "Cancelled: it will not run.",
@@ -322,6 +319,61 @@ fn cancel_operation() -> Value {
             "503": { "$ref": "#/components/responses/Unavailable" },
         },
     } })
+}
+
+/// `GET /v1/invocations/{invocation_id}[?wait=]`: what became of an
+/// enqueued invocation.
+fn status_operation() -> Value {
+    json!({
+        "tags": ["invocations"],
+        "operationId": "invocation_status",
+        "summary": "What became of an enqueued invocation",
+        "description": "`scheduled` (delayed, not due yet), `pending` (queued or running), `done`             (with `reply`), `failed` (with `error`: the handler's `Err`, or every attempt failed             and it became a dead letter) or `cancelled`. Kept for the idempotency retention             after it ran, across restarts. With `wait`, answers as soon as it is done or when             the wait passed.",
+        "parameters": [
+            invocation_id_parameter(),
+            {
+                "name": "wait",
+                "in": "query",
+                "required": false,
+                "description": "How long to wait for the outcome (`250ms`, `10s`; at most 60 s).",
+                "schema": { "type": "string" },
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "The invocation's status, and its reply or error once it has one.",
+                "content": { "application/json": { "schema": {
+                    "type": "object",
+                    "required": ["invocation_id", "status"],
+                    "properties": {
+                        "invocation_id": { "type": "string" },
+                        "status": {
+                            "type": "string",
+                            "enum": ["scheduled", "pending", "done", "failed", "cancelled"],
+                        },
+                        "reply": { "description": "The handler's reply, once `done`." },
+                        "error": { "$ref": "#/components/schemas/Error" },
+                    },
+                } } },
+            },
+            "400": { "$ref": "#/components/responses/BadRequest" },
+            "403": { "$ref": "#/components/responses/OriginNotAllowed" },
+            "404": { "$ref": "#/components/responses/NotFound" },
+            "500": { "$ref": "#/components/responses/InternalError" },
+            "503": { "$ref": "#/components/responses/Unavailable" },
+        },
+    })
+}
+
+/// The `invocation_id` path parameter of `/v1/invocations/{invocation_id}`.
+fn invocation_id_parameter() -> Value {
+    json!({
+        "name": "invocation_id",
+        "in": "path",
+        "required": true,
+        "description": "The id a `/send` answered with.",
+        "schema": { "type": "string" },
+    })
 }
 
 fn parameters() -> Value {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::{
-    ids::{DeadLetterSeq, Seq, ShardId, TimerSlot},
+    ids::{DeadLetterSeq, Seq, ShardId, TimerId, TimerSlot},
     record::TimerKey,
 };
 use crate::{Address, Error, InvocationId, TraceContext};
@@ -51,6 +51,14 @@ pub(crate) enum Mail {
         key: String,
         reply: ReplySender,
     },
+    /// What became of the enqueued invocation `key` of `target`: answered
+    /// with the postcard bytes of `(Option<StoredReply>, bool)`, its key's
+    /// stored reply and whether it is a pending delayed invocation.
+    InvocationStatus {
+        target: Address,
+        key: String,
+        reply: ReplySender,
+    },
     /// Delete an instance's state and its timers (an operator's request);
     /// the reply is `[1]` if there was anything to delete, `[0]` if not.
     Delete { target: Address, reply: ReplySender },
@@ -65,6 +73,11 @@ pub(crate) struct Envelope {
     pub(crate) origin: Origin,
     /// For requests: the caller's handler that receives the reply.
     pub(crate) reply_to: Option<ReplyRoute>,
+    /// For a reply to a request with a timeout: the caller's timeout timer
+    /// (its key, [`TimerKey::Reply`]). The reply runs only if that timer is
+    /// still pending (and cancels it); otherwise the timeout won and the
+    /// reply is dropped.
+    pub(crate) guard: Option<TimerId>,
     /// Who sent it (a function), the invocation it continues, its trace.
     pub(crate) provenance: Provenance,
 }
@@ -103,6 +116,19 @@ pub(crate) enum Origin {
 pub(crate) struct ReplyRoute {
     pub(crate) to: Address,
     pub(crate) handler: String,
+    /// The reply message up to its last argument (its header, then the
+    /// correlation value if any): the callee appends the outcome's bytes
+    /// (`Result<T, RequestFailed<E>>`, see `request.rs`). `None` in a route
+    /// of record version 1, whose reply is the callee's plain return value,
+    /// decoded as the handler's only argument.
+    pub(crate) prefix: Option<Vec<u8>>,
+    /// The caller's timeout timer (its key, [`TimerKey::Reply`]), set when
+    /// the request is sent (see [`Envelope::guard`]).
+    pub(crate) guard: Option<TimerId>,
+    /// Not stored: the request's timeout, from `Context` to the caller's
+    /// shard, which turns it into `guard` when it sends the request.
+    #[serde(skip)]
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// A message a handler sent through its `Context`, released on commit.
@@ -112,6 +138,8 @@ pub(crate) struct Outgoing {
     pub(crate) message: Vec<u8>,
     pub(crate) delay: Option<Duration>,
     pub(crate) reply_to: Option<ReplyRoute>,
+    /// For a reply: the timer it races (see [`Envelope::guard`]).
+    pub(crate) guard: Option<TimerId>,
     /// Deliveries of this message that failed before (poison-message retries).
     pub(crate) attempt: u32,
     /// Record format 2: who sent it, and the invocation it continues.

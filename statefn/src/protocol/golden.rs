@@ -14,8 +14,8 @@ use super::{
     envelope::{Outgoing, Provenance, ReplyRoute},
     ids::{DeadLetterSeq, EgressSeq, Lsn, Seq, ShardId, TimerId, TimerSlot},
     record::{
-        DeadLetterEntry, Emitted, Entry, Input, InvocationRecord, Sent, ShardRecord, StoredReply,
-        TimerEntry, TimerKey, decode, encode,
+        DeadLetterEntry, Emitted, Entry, Input, InvocationOutcome, InvocationRecord, Sent,
+        ShardRecord, StoredReply, TimerEntry, TimerKey, decode, encode,
     },
 };
 use crate::{Address, InvocationId, shard::freeze::ShardMeta, stateful_function};
@@ -85,7 +85,14 @@ fn sent(seq: u64, v2: bool) -> Sent {
         reply_to: Some(ReplyRoute {
             to: address("x"),
             handler: "add".into(),
+            // Version 2: the reply message up to its last argument, and the
+            // caller's timeout timer.
+            prefix: v2.then(|| message(1)[..9].to_vec()),
+            guard: v2.then_some(TimerId(8)),
+            timeout: None,
         }),
+        // Version 2: the timer a reply races.
+        guard: v2.then_some(TimerId(2)),
         attempt: 1,
         provenance: provenance(v2),
     }
@@ -105,11 +112,22 @@ fn timer(id: u64, key: Option<TimerKey>, v2: bool) -> TimerEntry {
             },
             delay: None,
             reply_to: None,
+            guard: None,
             attempt: 0,
             provenance: provenance(v2),
         },
         key,
         every_ms,
+    }
+}
+
+fn stored_reply(outcome: Option<InvocationOutcome>) -> StoredReply {
+    StoredReply {
+        key: "k".into(),
+        handler: "add".into(),
+        reply: vec![0],
+        at_ms: AT_MS,
+        outcome,
     }
 }
 
@@ -132,8 +150,12 @@ fn records() -> Vec<ShardRecord> {
         timer(10, Some(TimerKey::Expiry), true),
         timer(12, Some(TimerKey::Named("tick".into())), true),
         timer(13, Some(TimerKey::Invocation("inv-1".into())), true),
+        timer(16, Some(TimerKey::Reply(TimerId(16))), true),
     ];
-    invocation.cancelled = vec![(TimerKey::Named("idle".into()), slot(8))];
+    invocation.cancelled = vec![
+        (TimerKey::Named("idle".into()), slot(8)),
+        (TimerKey::Reply(TimerId(7)), slot(7)),
+    ];
     // Every kind of invocation id a message carries.
     let with_invocation = |id: InvocationId, mut sent: Sent| {
         sent.provenance.invocation = Some(id);
@@ -157,7 +179,7 @@ fn records() -> Vec<ShardRecord> {
         ],
         timers: vec![timer(14, Some(TimerKey::Named("tick".into())), true)],
         cancelled: Vec::new(),
-        reply: None,
+        reply: Some(stored_reply(Some(InvocationOutcome::Failed("boom".into())))),
         egress: Vec::new(),
         dead_letter: None,
     };
@@ -181,6 +203,13 @@ fn records() -> Vec<ShardRecord> {
         };
     }
     entries.push(Entry::Invocation(fired_keyed));
+    // The other outcomes of an enqueued invocation.
+    for outcome in [InvocationOutcome::Pending, InvocationOutcome::Cancelled] {
+        entries.push(Entry::Invocation(InvocationRecord {
+            reply: Some(stored_reply(Some(outcome))),
+            ..empty_client()
+        }));
+    }
     entries.push(Entry::Deleted {
         target: address("x"),
         timers: vec![
@@ -230,12 +259,7 @@ fn base(v2: bool) -> Vec<ShardRecord> {
         sent: vec![sent(4, v2)],
         timers: vec![timer(9, None, v2), timer(10, Some(TimerKey::Expiry), v2)],
         cancelled: Vec::new(),
-        reply: Some(StoredReply {
-            key: "k".into(),
-            handler: "add".into(),
-            reply: vec![0],
-            at_ms: AT_MS,
-        }),
+        reply: Some(stored_reply(v2.then(|| InvocationOutcome::Done(vec![1])))),
         egress: vec![Emitted {
             shard: ShardId(0),
             seq: EgressSeq(3),
@@ -291,63 +315,78 @@ fn base(v2: bool) -> Vec<ShardRecord> {
 }
 
 /// `records()`, encoded by this build (record version 2; named messages).
-const RECORDS: [&str; 9] = [
+const RECORDS: [&str; 11] = [
     "02 03 00 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 01 02 07 01 \
      04 03 80 01 05 01 01 04 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 \
      79 0c a1 03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f 6c 64 65 6e 2e 43 \
-     6f 75 6e 74 65 72 01 78 03 61 64 64 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f \
-     75 6e 74 65 72 01 77 01 00 01 69 04 09 e0 a4 ee b6 b7 33 0e 67 6f 6c 64 \
-     65 6e 2e 43 6f 75 6e 74 65 72 01 78 0c a1 03 61 64 64 8c b8 09 9b 03 01 \
-     6e 00 00 00 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 00 \
-     01 69 00 00 0a e0 a4 ee b6 b7 33 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 \
-     65 72 01 78 00 00 00 00 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 \
-     01 77 01 00 01 69 01 02 00 0c e0 a4 ee b6 b7 33 0e 67 6f 6c 64 65 6e 2e \
-     43 6f 75 6e 74 65 72 01 78 0c a1 03 61 64 64 8c b8 09 9b 03 01 6e 00 00 \
+     6f 75 6e 74 65 72 01 78 03 61 64 64 01 09 a1 03 61 64 64 8c b8 09 9b 01 \
+     08 01 02 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 00 \
+     01 69 05 09 e0 a4 ee b6 b7 33 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 \
+     72 01 78 0c a1 03 61 64 64 8c b8 09 9b 03 01 6e 00 00 00 00 01 0e 67 6f \
+     6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 00 01 69 00 00 0a e0 a4 ee \
+     b6 b7 33 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 00 00 00 00 \
      00 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 00 01 69 01 \
-     00 04 74 69 63 6b 01 b0 ea 01 0d e0 a4 ee b6 b7 33 0e 67 6f 6c 64 65 6e \
-     2e 43 6f 75 6e 74 65 72 01 78 0c a1 03 61 64 64 8c b8 09 9b 03 01 6e 00 \
-     00 00 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 00 01 69 \
-     01 01 05 69 6e 76 2d 31 00 01 00 04 69 64 6c 65 e0 a4 ee b6 b7 33 08 01 \
-     01 6b 03 61 64 64 01 00 80 d0 ea b6 b7 33 01 00 03 03 6c 6f 67 01 35 80 \
-     d0 ea b6 b7 33 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 \
-     0c a1 03 61 64 64 8c b8 09 9b 04 01 6e 00 04 62 6f 6f 6d 03 80 d0 ea b6 \
-     b7 33 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 00 01 69",
+     02 00 0c e0 a4 ee b6 b7 33 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 \
+     01 78 0c a1 03 61 64 64 8c b8 09 9b 03 01 6e 00 00 00 00 01 0e 67 6f 6c \
+     64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 00 01 69 01 00 04 74 69 63 6b \
+     01 b0 ea 01 0d e0 a4 ee b6 b7 33 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 \
+     65 72 01 78 0c a1 03 61 64 64 8c b8 09 9b 03 01 6e 00 00 00 00 01 0e 67 \
+     6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 00 01 69 01 01 05 69 6e \
+     76 2d 31 00 10 e0 a4 ee b6 b7 33 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 \
+     65 72 01 78 0c a1 03 61 64 64 8c b8 09 9b 03 01 6e 00 00 00 00 01 0e 67 \
+     6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 00 01 69 01 03 10 00 02 \
+     00 04 69 64 6c 65 e0 a4 ee b6 b7 33 08 03 07 e0 a4 ee b6 b7 33 07 01 01 \
+     6b 03 61 64 64 01 00 80 d0 ea b6 b7 33 01 01 01 01 01 00 03 03 6c 6f 67 \
+     01 35 80 d0 ea b6 b7 33 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 \
+     72 01 78 0c a1 03 61 64 64 8c b8 09 9b 04 01 6e 00 04 62 6f 6f 6d 03 80 \
+     d0 ea b6 b7 33 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 \
+     00 01 69",
     "02 03 00 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 7a 00 00 00 00 \
      00 00 00 00",
     "02 03 01 e0 a4 ee b6 b7 33 09 01 05 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e \
      74 65 72 01 79 0c a1 03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f 6c 64 \
-     65 6e 2e 43 6f 75 6e 74 65 72 01 78 03 61 64 64 01 01 0e 67 6f 6c 64 65 \
-     6e 2e 43 6f 75 6e 74 65 72 01 77 01 00 01 69",
+     65 6e 2e 43 6f 75 6e 74 65 72 01 78 03 61 64 64 01 09 a1 03 61 64 64 8c \
+     b8 09 9b 01 08 01 02 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 \
+     01 77 01 00 01 69",
     "02 03 02 01 01 01 06 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 79 \
      0c a1 03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f 6c 64 65 6e 2e 43 6f \
-     75 6e 74 65 72 01 78 03 61 64 64 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 \
-     6e 74 65 72 01 77 01 00 01 69",
+     75 6e 74 65 72 01 78 03 61 64 64 01 09 a1 03 61 64 64 8c b8 09 9b 01 08 \
+     01 02 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 00 01 \
+     69",
     "02 03 02 02 00",
     "02 03 03 e0 a4 ee b6 b7 33 0a 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 \
      72 01 78 01 0b e0 a4 ee b6 b7 33 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 \
-     65 72 01 78 00 00 00 00 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 \
-     01 77 01 00 01 69 01 02 00",
+     65 72 01 78 00 00 00 00 00 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 \
+     72 01 77 01 00 01 69 01 02 00",
     "02 03 03 e0 a4 ee b6 b7 33 0b 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 \
      72 01 78 00",
     "02 03 00 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 02 e0 a4 ee \
      b6 b7 33 0c 00 04 74 69 63 6b 00 04 01 08 0e 67 6f 6c 64 65 6e 2e 43 6f \
      75 6e 74 65 72 01 79 0c a1 03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f \
-     6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 03 61 64 64 01 01 0e 67 6f 6c \
-     64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 01 02 07 01 09 0e 67 6f 6c 64 \
-     65 6e 2e 43 6f 75 6e 74 65 72 01 79 0c a1 03 61 64 64 8c b8 09 9b 02 01 \
-     6e 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 03 61 64 64 01 \
-     01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 02 03 80 d0 ea \
-     b6 b7 33 01 01 0a 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 79 0c \
-     a1 03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 \
-     6e 74 65 72 01 78 03 61 64 64 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e \
-     74 65 72 01 77 01 03 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 \
-     05 69 6e 76 2d 31 01 0b 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 \
-     79 0c a1 03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f 6c 64 65 6e 2e 43 \
-     6f 75 6e 74 65 72 01 78 03 61 64 64 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f \
-     75 6e 74 65 72 01 77 01 04 03 e0 a4 ee b6 b7 33 0c 01 0e e0 a4 ee b6 b7 \
-     33 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 0c a1 03 61 64 64 \
-     8c b8 09 9b 03 01 6e 00 00 00 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 \
-     65 72 01 77 01 00 01 69 01 00 04 74 69 63 6b 01 b0 ea 01 00 00 00 00",
+     6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 03 61 64 64 01 09 a1 03 61 64 \
+     64 8c b8 09 9b 01 08 01 02 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 \
+     65 72 01 77 01 01 02 07 01 09 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 \
+     72 01 79 0c a1 03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f 6c 64 65 6e \
+     2e 43 6f 75 6e 74 65 72 01 78 03 61 64 64 01 09 a1 03 61 64 64 8c b8 09 \
+     9b 01 08 01 02 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 \
+     01 02 03 80 d0 ea b6 b7 33 01 01 0a 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e \
+     74 65 72 01 79 0c a1 03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f 6c 64 \
+     65 6e 2e 43 6f 75 6e 74 65 72 01 78 03 61 64 64 01 09 a1 03 61 64 64 8c \
+     b8 09 9b 01 08 01 02 01 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 \
+     01 77 01 03 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 05 69 6e \
+     76 2d 31 01 0b 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 79 0c a1 \
+     03 61 64 64 8c b8 09 9b 02 01 6e 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e \
+     74 65 72 01 78 03 61 64 64 01 09 a1 03 61 64 64 8c b8 09 9b 01 08 01 02 \
+     01 01 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 04 03 e0 a4 \
+     ee b6 b7 33 0c 01 0e e0 a4 ee b6 b7 33 0e 67 6f 6c 64 65 6e 2e 43 6f 75 \
+     6e 74 65 72 01 78 0c a1 03 61 64 64 8c b8 09 9b 03 01 6e 00 00 00 00 01 \
+     0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 77 01 00 01 69 01 00 04 \
+     74 69 63 6b 01 b0 ea 01 00 01 01 6b 03 61 64 64 01 00 80 d0 ea b6 b7 33 \
+     01 02 04 62 6f 6f 6d 00 00",
+    "02 03 00 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 7a 00 00 00 00 \
+     00 01 01 6b 03 61 64 64 01 00 80 d0 ea b6 b7 33 01 00 00 00",
+    "02 03 00 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 7a 00 00 00 00 \
+     00 01 01 6b 03 61 64 64 01 00 80 d0 ea b6 b7 33 01 03 00 00",
     "02 03 04 0e 67 6f 6c 64 65 6e 2e 43 6f 75 6e 74 65 72 01 78 02 00 04 74 \
      69 63 6b e0 a4 ee b6 b7 33 0e 02 e0 a4 ee b6 b7 33 0f",
 ];

@@ -144,6 +144,7 @@ mod tests {
             handler: "h".into(),
             reply: vec![],
             at_ms: 10_000,
+            outcome: None,
         };
         table.insert(addr("a"), reply, 10_000);
         assert!(table.get(&addr("a"), "k", 10_500).expect("ok").is_some());

@@ -2,7 +2,7 @@
 //! ([`envelope`]), how it is identified ([`ids`]), how duplicates are
 //! recognised ([`idempotency`] for client calls, [`channel`] between
 //! functions), what a sender keeps until the receiver has it ([`outbox`],
-//! [`acks`]), what a commit writes ([`record`]), and how a stale writer is
+//! [`acks`]), what a commit writes ([`record`], whose older versions `record_v1` reads), and how a stale writer is
 //! refused ([`epoch`]).
 //!
 //! The steps that use them, in protocol order, are listed with their files

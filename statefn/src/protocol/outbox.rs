@@ -100,6 +100,7 @@ pub(crate) fn envelope_of(sent: Sent, source: ShardId) -> Envelope {
             attempt: sent.attempt,
         },
         reply_to: sent.reply_to,
+        guard: sent.guard,
         provenance: sent.provenance,
     }
 }

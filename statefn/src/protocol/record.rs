@@ -39,6 +39,11 @@ use crate::{Address, Error, error::StorageError};
 ///    [`Provenance`]: the sending instance and the invocation they continue
 ///    (issue 13: `Context::caller`, `Context::invocation_id`). A new entry
 ///    kind, [`Entry::Deleted`] (`Runtime::delete_instance`).
+///    Requests carry a correlation and a timeout: a [`ReplyRoute`] has the
+///    reply message's prefix and the caller's timeout timer (`guard`, a
+///    keyed timer under [`TimerKey::Reply`]); a reply (`Outgoing`, `Sent`)
+///    names the timer it races. A [`StoredReply`] keeps what became of an
+///    enqueued invocation ([`InvocationOutcome`], `Runtime::invocation`).
 ///
 /// The message bytes the records hold are opaque here: what they mean is
 /// the data directory format's (positional in format 1, named in 2).
@@ -168,6 +173,9 @@ pub(crate) struct Sent {
     pub(crate) target: Address,
     pub(crate) message: Vec<u8>,
     pub(crate) reply_to: Option<ReplyRoute>,
+    /// Since version 2: for a reply, the timer it races (see
+    /// [`Envelope::guard`](super::envelope::Envelope::guard)).
+    pub(crate) guard: Option<TimerId>,
     pub(crate) attempt: u32,
     /// Since version 2.
     pub(crate) provenance: Provenance,
@@ -212,6 +220,10 @@ pub(crate) enum TimerKey {
     Invocation(String),
     /// The instance's expiry check (`expire_after`).
     Expiry,
+    /// The timeout of a request this instance sent (`ctx.request(..)
+    /// .timeout(d)`): its handler gets `Err(RequestFailed::Timeout)` unless
+    /// the reply comes first and cancels it. Named by its own timer id.
+    Reply(TimerId),
 }
 
 impl TimerKey {
@@ -221,6 +233,11 @@ impl TimerKey {
             TimerKey::Named(key) => (b'n', key.as_str()),
             TimerKey::Invocation(key) => (b'i', key.as_str()),
             TimerKey::Expiry => (b'e', ""),
+            TimerKey::Reply(id) => {
+                let mut out = vec![b'r'];
+                out.extend_from_slice(&id.0.to_be_bytes());
+                return out;
+            }
         };
         let mut out = Vec::with_capacity(1 + text.len());
         out.push(kind);
@@ -232,6 +249,11 @@ impl TimerKey {
     /// not such a key.
     pub(crate) fn from_stored(bytes: &[u8]) -> Option<Self> {
         let (&kind, text) = bytes.split_first()?;
+        if kind == b'r' {
+            return Some(TimerKey::Reply(TimerId(u64::from_be_bytes(
+                text.try_into().ok()?,
+            ))));
+        }
         let text = std::str::from_utf8(text).ok()?;
         match kind {
             b'n' => Some(TimerKey::Named(text.to_owned())),
@@ -248,7 +270,26 @@ pub(crate) struct StoredReply {
     pub(crate) key: String,
     pub(crate) handler: String,
     pub(crate) reply: Vec<u8>,
+    /// When it was stored (retention counts from it).
     pub(crate) at_ms: u64,
+    /// Since version 2: for an enqueued invocation (`/send`,
+    /// `Call::send`), what became of it; `reply` is then the enqueue's
+    /// answer. `None`: the reply of a call that ran at once.
+    pub(crate) outcome: Option<InvocationOutcome>,
+}
+
+/// What became of an enqueued invocation, stored under its key
+/// (`Runtime::invocation`, `GET /v1/invocations/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum InvocationOutcome {
+    /// Enqueued (now, or as a delayed invocation); not run yet.
+    Pending,
+    /// Its handler ran: its reply (for a fallible handler, the `Result`).
+    Done(Vec<u8>),
+    /// It failed every attempt and became a dead letter (the error).
+    Failed(String),
+    /// A client cancelled it before it ran.
+    Cancelled,
 }
 
 /// Room for a typical invocation record, so that encoding one allocates
@@ -277,7 +318,11 @@ pub(crate) trait Stored: for<'de> Deserialize<'de> {
 }
 
 impl Stored for u64 {}
-impl Stored for StoredReply {}
+impl Stored for StoredReply {
+    fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<record_v1::StoredReply>(bytes).map(Into::into)
+    }
+}
 impl Stored for Emitted {}
 impl Stored for ShardRecord {
     fn from_v1(bytes: &[u8]) -> Result<Self, postcard::Error> {
@@ -350,7 +395,11 @@ mod tests {
                     reply_to: Some(crate::protocol::envelope::ReplyRoute {
                         to: Address::new("B", "y").expect("valid"),
                         handler: "done".into(),
+                        prefix: Some(vec![3]),
+                        guard: Some(TimerId(5)),
+                        timeout: None,
                     }),
+                    guard: Some(TimerId(7)),
                     attempt: 4,
                     provenance: Provenance {
                         caller: Some(Address::new("C", "z").expect("valid")),

@@ -8,7 +8,9 @@
 //! `Entry::ExpiredV1`, whose slot replay finds. Version 1 messages had no
 //! [`Provenance`]: they read as sent by no instance (`Context::caller` is
 //! `None`) and start a new invocation when delivered (their id is their
-//! channel position).
+//! channel position). Version 1 reply routes had no prefix and no timeout
+//! (the reply is the callee's plain return value), and stored replies no
+//! outcome (a call that ran at once).
 //!
 //! Never change these types: their bytes are on disk (the golden bytes
 //! `RECORDS_V1` in `protocol/golden.rs`, `tests/fixtures/bank-data-v1` and
@@ -21,9 +23,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    envelope::{Outgoing as OutgoingV2, Provenance, ReplyRoute},
+    envelope::{self, Outgoing as OutgoingV2, Provenance},
     ids::{DeadLetterSeq, Seq, ShardId, TimerId},
-    record::{self as v2, Emitted, Input, StoredReply, TimerKey},
+    record::{self as v2, Emitted, Input, TimerKey},
 };
 use crate::Address;
 
@@ -61,6 +63,22 @@ struct InvocationRecord {
     reply: Option<StoredReply>,
     egress: Vec<Emitted>,
     dead_letter: Option<Box<DeadLetterEntry>>,
+}
+
+/// A reply route: the caller's handler, which takes the callee's value as
+/// its only argument.
+#[derive(Deserialize)]
+struct ReplyRoute {
+    to: Address,
+    handler: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct StoredReply {
+    key: String,
+    handler: String,
+    reply: Vec<u8>,
+    at_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -115,7 +133,7 @@ impl ShardRecord {
                 sent: i.sent.into_iter().map(Into::into).collect(),
                 timers: i.timers.into_iter().map(TimerEntry::upgrade).collect(),
                 cancelled: Vec::new(),
-                reply: i.reply,
+                reply: i.reply.map(Into::into),
                 egress: i.egress,
                 dead_letter: i.dead_letter.map(|l| Box::new((*l).into())),
             }),
@@ -150,7 +168,7 @@ impl From<DeadLetterEntry> for v2::DeadLetterEntry {
             id: l.id,
             target: l.target,
             message: l.message,
-            reply_to: l.reply_to,
+            reply_to: l.reply_to.map(Into::into),
             error: l.error,
             attempts: l.attempts,
             at_ms: l.at_ms,
@@ -166,7 +184,8 @@ impl From<Sent> for v2::Sent {
             seq: s.seq,
             target: s.target,
             message: s.message,
-            reply_to: s.reply_to,
+            reply_to: s.reply_to.map(Into::into),
+            guard: None,
             attempt: s.attempt,
             provenance: Provenance::default(),
         }
@@ -184,12 +203,37 @@ impl TimerEntry {
                 target: self.outgoing.target,
                 message: self.outgoing.message,
                 delay: self.outgoing.delay,
-                reply_to: self.outgoing.reply_to,
+                reply_to: self.outgoing.reply_to.map(Into::into),
+                guard: None,
                 attempt: self.outgoing.attempt,
                 provenance: Provenance::default(),
             },
             key: self.expiry.then_some(TimerKey::Expiry),
             every_ms: None,
+        }
+    }
+}
+
+impl From<ReplyRoute> for envelope::ReplyRoute {
+    fn from(r: ReplyRoute) -> Self {
+        envelope::ReplyRoute {
+            to: r.to,
+            handler: r.handler,
+            prefix: None,
+            guard: None,
+            timeout: None,
+        }
+    }
+}
+
+impl From<StoredReply> for v2::StoredReply {
+    fn from(r: StoredReply) -> Self {
+        v2::StoredReply {
+            key: r.key,
+            handler: r.handler,
+            reply: r.reply,
+            at_ms: r.at_ms,
+            outcome: None,
         }
     }
 }

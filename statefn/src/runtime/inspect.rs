@@ -263,10 +263,16 @@ impl Runtime {
     }
 }
 
-/// Runs `f` off the async threads: it may wait for a shard's batch.
+/// Runs `f` off the async threads: it may wait for a shard's batch. Without
+/// a Tokio runtime (the test kit polls calls itself, on the thread that
+/// also runs the shards between polls, so no batch holds a shard now) it
+/// runs in place.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or(Err(Error::ShuttingDown))

@@ -49,6 +49,7 @@ pub use self::builder::{
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY,
 };
 pub use self::inspect::{Instances, MAX_INSTANCES_PAGE, PendingTimer};
+pub use self::invocations::InvocationStatus;
 use self::lifecycle::{Owner, Threads};
 use crate::{
     Address, Error, Handle, InvocationId, JsonReply, StatefulFunction,

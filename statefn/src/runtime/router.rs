@@ -78,6 +78,7 @@ impl RuntimeInner {
                     enqueue,
                 },
                 reply_to: None,
+                guard: None,
                 provenance: Provenance {
                     trace,
                     ..Provenance::default()
@@ -120,6 +121,7 @@ impl RuntimeInner {
             message,
             origin,
             reply_to: None,
+            guard: None,
             // A forwarded call starts a new invocation here; its trace
             // context does not cross nodes yet.
             provenance: Provenance::default(),

@@ -104,6 +104,13 @@ impl RuntimeInner {
                     retry_after: Duration::from_secs(1),
                 }));
             }
+            Mail::InvocationStatus { reply, .. } => {
+                let _ = reply.send(Err(Error::Unavailable {
+                    shard: shard.0,
+                    reason: "another node serves this shard; ask it for the invocation".into(),
+                    retry_after: Duration::from_secs(1),
+                }));
+            }
             Mail::Delete { reply, .. } => {
                 let _ = reply.send(Err(Error::Unavailable {
                     shard: shard.0,

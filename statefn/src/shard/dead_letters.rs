@@ -17,7 +17,7 @@ use crate::{
     protocol::{
         envelope::{Outgoing, Provenance, ReplyRoute, ReplySender},
         ids::DeadLetterSeq,
-        record::{DeadLetterEntry, Entry, InvocationRecord},
+        record::{DeadLetterEntry, Entry, InvocationOutcome, InvocationRecord},
     },
     shard::effects::RunEnv,
 };
@@ -204,26 +204,47 @@ impl ShardCore {
                 message,
                 delay: Some(delay),
                 reply_to,
+                guard: None,
                 attempt: attempts,
                 provenance,
             };
             self.send(env.now_ms, retry, &mut batch.effects, &mut record);
         } else {
             tracing::error!(%target, %error, attempts, "a message from another function failed every attempt; it is now a dead letter");
+            // A request's caller hears of it, once: the letter keeps no
+            // route, so replaying it sends no second answer.
+            let reply_to = match reply_to {
+                Some(route) if route.prefix.is_some() => {
+                    let outcome = crate::request::outcome_callee_failed(&error.to_string());
+                    self.route_reply(env, route, &outcome, None, batch, &mut record);
+                    None
+                }
+                other => other,
+            };
             let gave_up = GaveUp {
                 error: &error,
                 attempts,
                 at_ms: env.now_ms,
                 provenance,
             };
-            self.keep_dead_letter(gave_up, message, reply_to, &mut batch.effects, &mut record);
+            self.keep_dead_letter(
+                env,
+                gave_up,
+                message,
+                reply_to,
+                &mut batch.effects,
+                &mut record,
+            );
         }
         self.push_record(batch, Entry::Invocation(record));
     }
 
     /// Keeps the message of the invocation of `record` as a dead letter.
+    /// An enqueued invocation's client learns that it failed
+    /// (`Runtime::invocation`).
     pub(super) fn keep_dead_letter(
         &mut self,
+        env: &RunEnv<'_>,
         GaveUp {
             error,
             attempts,
@@ -235,6 +256,12 @@ impl ShardCore {
         effects: &mut Effects,
         record: &mut InvocationRecord,
     ) {
+        if let Some(key) = super::invocation::enqueued_key(&provenance, &record.target) {
+            let target = record.target.clone();
+            let (_, handler) = env.registry.labels_of(&target, &message);
+            let outcome = InvocationOutcome::Failed(error.to_string());
+            self.keep_outcome(&target, key, handler, outcome, at_ms, record);
+        }
         let letter = DeadLetterEntry {
             id: self.dead_letters.next,
             target: record.target.clone(),
@@ -276,6 +303,7 @@ impl ShardCore {
                 message: letter.message,
                 delay: None,
                 reply_to: letter.reply_to,
+                guard: None,
                 attempt: 0,
                 provenance: letter.provenance,
             };

@@ -42,6 +42,7 @@ impl ShardCore {
                 message: Vec::new(),
                 delay: None,
                 reply_to: None,
+                guard: None,
                 attempt: 0,
                 provenance: Provenance::default(),
             },

@@ -17,7 +17,9 @@ use crate::{
     protocol::{
         channel::Admit,
         envelope::{Envelope, Origin, Outgoing, Provenance, ReplyRoute, ReplySender},
-        record::{Entry, Input, InvocationRecord, StoredReply, TimerEntry, TimerKey},
+        record::{
+            Entry, Input, InvocationOutcome, InvocationRecord, StoredReply, TimerEntry, TimerKey,
+        },
     },
     registry::{ErasedFunction, Outcome},
 };
@@ -29,6 +31,7 @@ impl ShardCore {
             message,
             origin,
             reply_to,
+            guard,
             provenance,
         } = envelope;
         let mut fired = None;
@@ -184,6 +187,26 @@ impl ShardCore {
                 Err(e) => fail!(e, true, (function_name, UNKNOWN)),
             }
         }
+        // A reply that races its request's timeout runs only while the
+        // timeout is pending, and cancels it; once the timeout has fired
+        // (the handler got `Err(Timeout)`), the reply is dropped. Either way
+        // its sequence number is consumed.
+        if let Some(timer) = guard {
+            let key = TimerKey::Reply(timer);
+            match self.timers.slot_of_key(&target, &key) {
+                Ok(Some(slot)) => {
+                    self.cancel_keyed(&target, &key, slot, &mut batch.effects, &mut record);
+                }
+                Ok(None) => {
+                    tracing::debug!(%target, %timer, "dropping a reply that came after its request's timeout");
+                    let (function, handler) = env.registry.labels_of(&target, &message);
+                    batch.stats.count(function, handler, Counted::Duplicate);
+                    self.push_record(batch, Entry::Invocation(record));
+                    return;
+                }
+                Err(e) => fail!(e, true, (function_name, UNKNOWN)),
+            }
+        }
         if let Some(delay) = enqueue {
             let call = Enqueued {
                 target,
@@ -250,6 +273,7 @@ impl ShardCore {
                 Outcome::Failed(_) => "failed",
             },
         );
+        let mut rejected = false;
         let reply = match invocation.outcome {
             Outcome::Applied { reply, new_state } => {
                 let ttl = function.expire_after_ms();
@@ -300,6 +324,7 @@ impl ShardCore {
                 batch
                     .stats
                     .count(function_name, handler_name, Counted::Rejected);
+                rejected = true;
                 tracing::debug!(%target, handler = invocation.handler, %error, "handler returned Err");
                 if let Some(fired) = &fired {
                     let slots = Default::default();
@@ -315,7 +340,23 @@ impl ShardCore {
             }
         };
         if let Some(route) = reply_to {
-            self.route_reply(env, route, &reply, trace, batch, &mut record);
+            let fallible = function
+                .handler_of(&message)
+                .is_ok_and(|info| info.fallible);
+            let outcome = route
+                .prefix
+                .is_some()
+                .then(|| crate::request::outcome_of_reply(&reply, fallible, rejected));
+            let reply = outcome.as_deref().unwrap_or(&reply);
+            self.route_reply(env, route, reply, trace, batch, &mut record);
+        }
+        // An enqueued invocation ran: its outcome is kept for its client.
+        if let (Some(handler), Some(enqueued)) = (
+            invocation.handler,
+            enqueued_key(&provenance, &target).filter(|_| key.is_none()),
+        ) {
+            let outcome = InvocationOutcome::Done(reply.clone());
+            self.keep_outcome(&target, enqueued, handler, outcome, env.now_ms, &mut record);
         }
         if let (Some(key), Some(handler)) = (key, invocation.handler) {
             let stored = StoredReply {
@@ -323,6 +364,7 @@ impl ShardCore {
                 handler: handler.to_owned(),
                 reply: reply.clone(),
                 at_ms: env.now_ms,
+                outcome: None,
             };
             if self.durable {
                 record.reply = Some(stored.clone());
@@ -368,8 +410,36 @@ impl ShardCore {
         }
     }
 
-    /// A request's reply goes back as a message to the caller's handler.
-    fn route_reply(
+    /// Stores what became of the enqueued invocation `key` of `target`
+    /// (for `Runtime::invocation`), under its key, as part of `record`.
+    pub(super) fn keep_outcome(
+        &mut self,
+        target: &Address,
+        key: &str,
+        handler: &str,
+        outcome: InvocationOutcome,
+        now_ms: u64,
+        record: &mut InvocationRecord,
+    ) {
+        let stored = StoredReply {
+            key: key.to_owned(),
+            handler: handler.to_owned(),
+            // What enqueueing it answered (a retry of the enqueue).
+            reply: Vec::new(),
+            at_ms: now_ms,
+            outcome: Some(outcome),
+        };
+        if self.durable {
+            record.reply = Some(stored.clone());
+        }
+        self.idempotency.insert(target.clone(), stored, now_ms);
+    }
+
+    /// A request's reply goes back as a message to the caller's handler:
+    /// `reply` is the outcome's bytes (see `request.rs`) appended to the
+    /// route's prefix, or for a route of record version 1 the callee's
+    /// plain return value.
+    pub(super) fn route_reply(
         &mut self,
         env: &RunEnv<'_>,
         route: ReplyRoute,
@@ -378,17 +448,21 @@ impl ShardCore {
         batch: &mut Batch,
         record: &mut InvocationRecord,
     ) {
-        match env
-            .registry
-            .get(route.to.type_name())
-            .and_then(|f| f.reply_message(&route.handler, reply))
-        {
+        let message = match &route.prefix {
+            Some(prefix) => Ok([prefix.as_slice(), reply].concat()),
+            None => env
+                .registry
+                .get(route.to.type_name())
+                .and_then(|f| f.reply_message(&route.handler, reply)),
+        };
+        match message {
             Ok(message) => {
                 let outgoing = Outgoing {
                     target: route.to,
                     message,
                     delay: None,
                     reply_to: None,
+                    guard: route.guard,
                     attempt: 0,
                     // The reply comes from the instance that was asked.
                     provenance: Provenance {
@@ -464,6 +538,7 @@ impl ShardCore {
                         message,
                         delay: None,
                         reply_to: None,
+                        guard: None,
                         attempt: 0,
                         provenance: Provenance {
                             caller: None,
@@ -483,6 +558,7 @@ impl ShardCore {
                     message,
                     delay: Some(delay),
                     reply_to: None,
+                    guard: None,
                     attempt: 0,
                     provenance: Provenance {
                         caller: None,
@@ -502,6 +578,8 @@ impl ShardCore {
                 handler: info.name.to_owned(),
                 reply: reply.clone(),
                 at_ms: env.now_ms,
+                // Followed by `Runtime::invocation` until it has run.
+                outcome: Some(InvocationOutcome::Pending),
             };
             record.reply = Some(stored.clone());
             self.idempotency.insert(target, stored, env.now_ms);
@@ -534,4 +612,11 @@ fn span_id_of(target: &Address, id: &InvocationId) -> u64 {
         }
     }
     id.stable_hash(hash)
+}
+
+/// The key of the enqueued invocation a message continues, if it is one of
+/// `target`'s (`/send`, `Call::send`): its outcome is stored under it.
+pub(super) fn enqueued_key<'p>(provenance: &'p Provenance, target: &Address) -> Option<&'p str> {
+    let id = provenance.invocation.as_ref()?;
+    (id.target() == Some(target)).then(|| id.key()).flatten()
 }

@@ -167,6 +167,7 @@ mod tests {
                 attempt: 0,
             },
             reply_to: None,
+            guard: None,
             provenance: Provenance::default(),
         })
     }

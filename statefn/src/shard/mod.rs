@@ -14,6 +14,7 @@ pub(crate) mod emitted;
 mod expiry;
 pub(crate) mod freeze;
 mod invocation;
+mod invocation_status;
 mod mailbox;
 mod outgoing;
 #[cfg(test)]

@@ -4,23 +4,57 @@
 use super::{effects::Effects, state_machine::ShardCore};
 use crate::{
     protocol::{
-        envelope::Outgoing,
+        envelope::{Outgoing, Provenance},
         ids::ShardId,
         outbox::envelope_of,
-        record::{InvocationRecord, Sent, TimerEntry},
+        record::{InvocationRecord, Sent, TimerEntry, TimerKey},
     },
     shard::effects::{Batch, RunEnv},
 };
 
 impl ShardCore {
-    /// A message sent by a handler: now, or as a durable timer.
+    /// A message sent by a handler: now, or as a durable timer. A request
+    /// with a timeout also arms the timer that answers it with
+    /// `Err(RequestFailed::Timeout)`: a keyed timer of the caller under
+    /// [`TimerKey::Reply`], which its reply cancels if it comes first (see
+    /// `invocation.rs`).
     pub(super) fn send(
         &mut self,
         now_ms: u64,
-        outgoing: Outgoing,
+        mut outgoing: Outgoing,
         effects: &mut Effects,
         record: &mut InvocationRecord,
     ) {
+        if let Some(route) = &mut outgoing.reply_to
+            && let (Some(timeout), Some(prefix)) = (route.timeout.take(), &route.prefix)
+        {
+            let mut message = prefix.clone();
+            message.extend_from_slice(&crate::request::outcome_timeout());
+            let id = self.timers.next_id();
+            let entry = TimerEntry {
+                id,
+                due_ms: now_ms
+                    .saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+                outgoing: Outgoing {
+                    target: route.to.clone(),
+                    message,
+                    delay: None,
+                    reply_to: None,
+                    guard: None,
+                    attempt: 0,
+                    // The caller's own timer: it continues nothing.
+                    provenance: Provenance {
+                        caller: Some(route.to.clone()),
+                        invocation: None,
+                        trace: None,
+                    },
+                },
+                key: Some(TimerKey::Reply(id)),
+                every_ms: None,
+            };
+            route.guard = Some(id);
+            self.arm_timer(entry, effects, record);
+        }
         match outgoing.delay {
             Some(delay) if !delay.is_zero() => {
                 let due_ms =
@@ -55,6 +89,7 @@ impl ShardCore {
             target: outgoing.target,
             message: outgoing.message,
             reply_to: outgoing.reply_to,
+            guard: outgoing.guard,
             attempt: outgoing.attempt,
             provenance: outgoing.provenance,
         };

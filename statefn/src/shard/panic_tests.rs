@@ -116,6 +116,7 @@ pub(crate) fn call(
             enqueue: None,
         },
         reply_to: None,
+        guard: None,
         provenance: crate::protocol::envelope::Provenance::default(),
     });
     (mail, rx)

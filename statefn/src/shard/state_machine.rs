@@ -144,6 +144,9 @@ impl ShardCore {
             Mail::CancelInvocation { target, key, reply } => {
                 self.cancel_invocation(env, target, key, reply, batch);
             }
+            Mail::InvocationStatus { target, key, reply } => {
+                self.invocation_status(env, target, key, reply, batch);
+            }
             Mail::Resend { dest } => self.resend(env, dest, batch),
             Mail::Checkpoint => self.checkpoint.asked(),
             Mail::Wake => {}

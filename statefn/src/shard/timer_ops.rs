@@ -192,6 +192,7 @@ impl ShardCore {
                         attempt,
                     },
                     reply_to: outgoing.reply_to,
+                    guard: outgoing.guard,
                     provenance: outgoing.provenance,
                 };
                 self.invoke(env, envelope, batch);
@@ -295,6 +296,7 @@ impl ShardCore {
                     provenance: fired.provenance,
                 };
                 self.keep_dead_letter(
+                    env,
                     gave_up,
                     fired.message,
                     None,
@@ -346,7 +348,22 @@ impl ShardCore {
             egress: Vec::new(),
             dead_letter: None,
         };
+        // Its client can see that it was cancelled (`Runtime::invocation`),
+        // under the handler name its enqueue stored.
+        let handler = match self.idempotency.get(&target, &key, env.now_ms) {
+            Ok(Some(stored)) => stored.handler,
+            _ => match self.timers.entry_at(slot) {
+                Ok(Some(entry)) => env
+                    .registry
+                    .labels_of(&target, &entry.outgoing.message)
+                    .1
+                    .to_owned(),
+                _ => String::new(),
+            },
+        };
         self.cancel_keyed(&target, &timer_key, slot, &mut batch.effects, &mut record);
+        let outcome = crate::protocol::record::InvocationOutcome::Cancelled;
+        self.keep_outcome(&target, &key, &handler, outcome, env.now_ms, &mut record);
         batch.effects.replies.push((reply, Ok(Vec::new())));
         self.push_record(batch, Entry::Invocation(record));
     }
@@ -423,6 +440,7 @@ fn outgoing(target: Address, message: Vec<u8>, attempt: u32, provenance: Provena
         message,
         delay: None,
         reply_to: None,
+        guard: None,
         attempt,
         provenance,
     }

@@ -552,6 +552,7 @@ mod tests {
                 message: vec![1, 2, 3],
                 delay: None,
                 reply_to: None,
+                guard: None,
                 attempt: 0,
                 provenance: Default::default(),
             },

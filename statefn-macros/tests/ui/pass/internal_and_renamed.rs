@@ -36,8 +36,8 @@ impl Cart {
     }
 
     #[handler(internal, name = "reserved")]
-    fn on_reserved(&mut self, units: u32) {
-        self.reserved += units;
+    fn on_reserved(&mut self, units: Result<u32, statefn::RequestFailed>) {
+        self.reserved += units.unwrap_or(0);
     }
 }
 

@@ -1,5 +1,5 @@
 use serde::{Deserialize, Serialize};
-use statefn::prelude::*;
+use statefn::{NoError, RequestFailed, prelude::*};
 
 #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
 #[error("only {0} left")]
@@ -21,6 +21,11 @@ impl Stock {
         self.units -= units;
         Ok(self.units)
     }
+
+    #[handler]
+    pub fn count(&self) -> u32 {
+        self.units
+    }
 }
 
 #[stateful_function]
@@ -36,14 +41,24 @@ impl Order {
         ctx.request::<Stock>(&sku)
             .reserve(units)
             .reply_to(OrderMessage::reserved());
+        ctx.request::<Stock>(&sku)
+            .count()
+            .timeout(std::time::Duration::from_secs(1))
+            .reply_to_with(OrderMessage::counted(), sku.clone());
     }
 
     #[handler]
-    pub fn reserved(&mut self, result: Result<u32, OutOfStock>) {
+    pub fn reserved(&mut self, result: Result<u32, RequestFailed<OutOfStock>>) {
         self.reserved = result.is_ok();
+    }
+
+    #[handler(internal)]
+    fn counted(&mut self, sku: String, count: Result<u32, RequestFailed<NoError>>) {
+        let _ = (sku, count);
     }
 }
 
 fn main() {
     assert_eq!(OrderMessage::reserved().name(), "reserved");
+    assert_eq!(OrderMessage::counted().name(), "counted");
 }

@@ -162,6 +162,7 @@ fn client(target: &str, message: Vec<u8>, key: Option<&str>) -> Mail {
             enqueue: None,
         },
         reply_to: None,
+        guard: None,
         provenance: Default::default(),
     })
 }
@@ -176,6 +177,7 @@ fn from_function(target: &str, message: Vec<u8>, source: u16, seq: u64) -> Mail 
             attempt: 0,
         },
         reply_to: None,
+        guard: None,
         provenance: Default::default(),
     })
 }
@@ -577,6 +579,7 @@ fn a_record_that_cannot_be_encoded_breaks_its_batch() {
                 enqueue: None,
             },
             reply_to: None,
+            guard: None,
             provenance: Default::default(),
         })],
     );
