@@ -219,6 +219,24 @@ impl ClusterNode {
         LogGroupId::of(shard, self.log_groups)
     }
 
+    /// Reads the owners table, retrying for `log_retry_for`: a node that
+    /// starts while a NATS server is down may find the bucket's stream
+    /// without a leader for seconds (an election), which is no reason to
+    /// refuse to start.
+    async fn load_owners_patiently(&self) -> Result<(), ClusterError> {
+        let started = Instant::now();
+        loop {
+            match self.load_owners().await {
+                Ok(()) => return Ok(()),
+                Err(error) if started.elapsed() < self.config.log_retry_for => {
+                    tracing::warn!(%error, "cannot read the owners table yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// Starts the background tasks for `runtime`: loads the owners table,
     /// then heartbeats, the owners watch, the manager, forwarding and the
     /// transport.
@@ -229,7 +247,7 @@ impl ClusterNode {
         let _ = self.runtime.set(Arc::downgrade(runtime));
         let node = Arc::clone(self);
         self.handle
-            .spawn(async move { node.load_owners().await })
+            .spawn(async move { node.load_owners_patiently().await })
             .await
             .map_err(|e| ClusterError::nats("reading the owners table")(Box::new(e)))??;
         let mut tasks = vec![
@@ -305,6 +323,20 @@ impl ClusterNode {
     /// shutdown), waiting up to `timeout`; returns whether none is left.
     pub(crate) async fn drain(&self, timeout: Duration) -> bool {
         self.draining.store(true, Ordering::SeqCst);
+        // Tell the others before the first handoff: a node handed a group
+        // while it still counts this one as a candidate would pass the
+        // group back, and it would only move on when this node is dead.
+        let beat = self.heartbeat();
+        self.membership.heard(beat.clone());
+        let payload = serde_json::to_vec(&beat).unwrap_or_default();
+        if self
+            .client
+            .publish(self.names.heartbeats(), payload.into())
+            .await
+            .is_ok()
+        {
+            let _ = self.client.flush().await;
+        }
         self.wake.notify_one();
         let deadline = Instant::now() + timeout;
         loop {
