@@ -10,6 +10,7 @@
 //! cargo run --release -p statefn-benches --bin statefn-bench -- scale
 //! cargo run --release -p statefn-benches --bin statefn-bench -- timers
 //! cargo run --release -p statefn-benches --bin statefn-bench -- jetstream
+//! cargo run --release -p statefn-benches --bin statefn-bench -- cluster
 //! cargo run --release -p statefn-benches --bin statefn-bench -- plot --input results.txt
 //! ```
 
@@ -20,7 +21,9 @@ use statefn_benches::{
     http::servers::serve_noop,
     measure::BoxError,
     plot,
-    scenarios::{Common, actors, embedded, floor, http, jetstream, recovery, scale, timers},
+    scenarios::{
+        Common, actors, cluster, embedded, floor, http, jetstream, recovery, scale, timers,
+    },
     scratch::warn_if_not_real_disk,
 };
 
@@ -52,6 +55,10 @@ enum Scenario {
     /// NATS JetStream facts for cluster mode: fencing, dedup, latency,
     /// failover, KV, object store, reads (starts its own nats-servers).
     Jetstream(jetstream::JetStreamArgs),
+    /// The bank as 3 nodes on 3 NATS servers beside 1 node: keyed HTTP
+    /// deposits (throughput, p50, p99, share forwarded) and the failover
+    /// gap after SIGKILLs (starts its own nats-servers and bank nodes).
+    Cluster(cluster::ClusterArgs),
     /// SVG charts from saved output.
     Plot(plot::PlotArgs),
     /// The HTTP floor's server (started by `http` as a child process).
@@ -108,6 +115,10 @@ fn main() -> Result<(), BoxError> {
         }
         Scenario::TimersReopen(args) => tokio.block_on(timers::reopen(args)),
         Scenario::Jetstream(args) => jetstream::run(args, &tokio),
+        Scenario::Cluster(args) => {
+            warn_if_not_real_disk(&args.common.data_dir);
+            tokio.block_on(cluster::run(args))
+        }
         Scenario::Plot(args) => plot::run(args),
         Scenario::ServeNoop { listen } => tokio.block_on(serve_noop(*listen)),
         Scenario::Populate(args) => tokio.block_on(recovery::reopen::populate(args)),

@@ -84,5 +84,5 @@ pub use log::{
     WalBackend,
 };
 pub use state::{StateStore, StoreError};
-pub use tables::{DueSlot, EgressBatch, EgressTables, ShardBatch, ShardTables};
+pub use tables::{DueSlot, EgressBatch, EgressTables, ShardBatch, ShardRow, ShardTables};
 pub use wal::{PendingSync, WAL_FORMAT_VERSION, Wal, WalError, WalOptions};

@@ -75,6 +75,19 @@ pub const CLUSTER_HANDOFFS: &str = "statefn_cluster_handoffs_total";
 pub const CLUSTER_STEP_DOWNS: &str = "statefn_cluster_step_downs_total";
 /// Cluster mode: calls this node forwarded to the node serving them.
 pub const CLUSTER_FORWARDED: &str = "statefn_cluster_forwarded_calls_total";
+/// Cluster mode: how many positions of a log group's stream a standby on
+/// this node has not applied yet (stream last sequence - applied), by `group`.
+pub const CLUSTER_STANDBY_LAG: &str = "statefn_cluster_standby_lag_records";
+/// Cluster mode: log records replayed when this node took a log group
+/// over (after a standby's position, or after its checkpoint).
+pub const CLUSTER_TAKEOVER_REPLAYED: &str = "statefn_cluster_takeover_replayed_records_total";
+/// Cluster mode: snapshots of log groups this node uploaded.
+pub const CLUSTER_SNAPSHOTS: &str = "statefn_cluster_snapshots_total";
+/// Cluster mode: snapshots this node loaded into its store (a new or
+/// lagging node).
+pub const CLUSTER_SNAPSHOT_LOADS: &str = "statefn_cluster_snapshot_loads_total";
+/// Cluster mode: purges of log groups' streams below a snapshot.
+pub const CLUSTER_TRIMS: &str = "statefn_cluster_trims_total";
 
 /// Panics in the runtime's own code that it survived (a statefn bug), by
 /// `where`: `shard` or the name of a background thread.
@@ -291,6 +304,38 @@ pub const METRICS: &[Metric] = &[
         kind: MetricKind::Counter,
         unit: Unit::Count,
         help: "Cluster mode: calls this node forwarded to the node serving their log group.",
+    },
+    Metric {
+        name: CLUSTER_STANDBY_LAG,
+        kind: MetricKind::Gauge,
+        unit: Unit::Count,
+        help: "Cluster mode: positions of a log group's stream the standby on this node has not \
+               applied yet, by group.",
+    },
+    Metric {
+        name: CLUSTER_TAKEOVER_REPLAYED,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Cluster mode: log records replayed when this node took log groups over.",
+    },
+    Metric {
+        name: CLUSTER_SNAPSHOTS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Cluster mode: snapshots of log groups this node uploaded to the object store.",
+    },
+    Metric {
+        name: CLUSTER_SNAPSHOT_LOADS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Cluster mode: snapshots this node loaded into its store before following or \
+               taking over a log group.",
+    },
+    Metric {
+        name: CLUSTER_TRIMS,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Cluster mode: purges of log groups' streams below their snapshot and standbys.",
     },
 ];
 

@@ -492,6 +492,23 @@ impl NatsCluster {
         self.wait_ready(READY_TIMEOUT)
     }
 
+    /// Restarts the servers `indexes` together (killing any that still
+    /// run), same ports and stores, then waits until the cluster is ready:
+    /// how a quorum lost with two of three servers comes back (restarting
+    /// them one by one would wait for a quorum after the first).
+    ///
+    /// # Errors
+    /// When the cluster does not come back within 30 s.
+    pub fn restart_several(&mut self, indexes: &[usize]) -> Result<(), HarnessError> {
+        for &i in indexes {
+            self.stop(i);
+        }
+        for &i in indexes {
+            self.spawn(i)?;
+        }
+        self.wait_ready(READY_TIMEOUT)
+    }
+
     /// SIGKILLs every server, then starts them all again on the same ports
     /// and stores, and waits until the cluster is ready (a lone restarted
     /// server of three never is: JetStream needs a quorum).

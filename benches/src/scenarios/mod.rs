@@ -6,6 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use crate::measure::Window;
 
 pub mod actors;
+pub mod cluster;
 pub mod embedded;
 pub mod floor;
 pub mod http;

@@ -123,6 +123,11 @@ impl Bank {
         }
     }
 
+    /// The bank's process id (for signals such as SIGSTOP).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown at all.
     pub(crate) fn kill(mut self) {
         self.child.kill().expect("SIGKILL the bank");

@@ -20,6 +20,11 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 pub use error::StoreError;
 pub(crate) use table::Table;
 
+/// The shard prefix of every stored key (for whole-shard reads).
+pub(crate) fn keys_prefix(shard: u16) -> [u8; keys::PREFIX_LEN] {
+    keys::prefix(shard)
+}
+
 use crate::ShardId;
 use crate::tables::{EgressTables, ShardTables};
 
@@ -267,6 +272,16 @@ impl StateStore {
                 .map_err(StoreError::fjall("syncing the journal"))?;
         }
         Ok(())
+    }
+
+    /// The database, for reads across keyspaces at one point.
+    pub(crate) fn database(&self) -> &Database {
+        &self.inner.db
+    }
+
+    /// The keyspace of `table`.
+    pub(crate) fn keyspace_of(&self, table: Table) -> &Keyspace {
+        self.keyspace(table)
     }
 
     #[expect(

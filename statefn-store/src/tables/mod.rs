@@ -25,6 +25,7 @@ pub(crate) mod emitted;
 pub(crate) mod idempotency;
 pub(crate) mod meta;
 pub(crate) mod outbox;
+pub(crate) mod rows;
 pub(crate) mod state;
 pub(crate) mod timers;
 
@@ -32,6 +33,7 @@ use crate::state::{Table, TableWrite};
 use crate::{ShardId, StateStore, StoreError};
 
 pub use self::egress::{EgressBatch, EgressTables};
+pub use self::rows::ShardRow;
 pub use self::timers::DueSlot;
 
 /// Reads one shard's tables.

@@ -26,6 +26,7 @@ use super::ClusterError;
 /// assert_eq!(config.nats_urls.len(), 2);
 /// assert_eq!(config.replicas, 3);
 /// assert_eq!(config.cluster_name, "statefn");
+/// assert_eq!(config.snapshot_interval, Duration::from_secs(60));
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -62,6 +63,14 @@ pub struct ClusterConfig {
     /// How long a log group's flush keeps retrying through a NATS leader
     /// election before the group fails over (default 20 s).
     pub log_retry_for: Duration,
+    /// How often the owner of a log group uploads a snapshot of it to the
+    /// object store (default 60 s); its stream is then trimmed below the
+    /// snapshot and the standbys' checkpoints. Shorter: smaller streams and
+    /// faster bootstraps of new nodes, more uploads.
+    pub snapshot_interval: Duration,
+    /// A snapshot is also uploaded once a group's stream has grown by this
+    /// many bytes since the last one (default 64 MiB).
+    pub snapshot_log_bytes: u64,
 }
 
 impl ClusterConfig {
@@ -84,6 +93,8 @@ impl ClusterConfig {
             forward_timeout: Duration::from_secs(30),
             retransmit_after: Duration::from_secs(1),
             log_retry_for: Duration::from_secs(20),
+            snapshot_interval: Duration::from_secs(60),
+            snapshot_log_bytes: 64 << 20,
         }
     }
 
@@ -116,6 +127,9 @@ impl ClusterConfig {
                 "the failure timeout ({:?}) must be at least two heartbeat intervals ({:?})",
                 self.failure_timeout, self.heartbeat_interval
             ));
+        }
+        if self.snapshot_interval.is_zero() {
+            return bad("the snapshot interval must be above zero".into());
         }
         Ok(())
     }

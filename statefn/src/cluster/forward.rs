@@ -1,12 +1,14 @@
 //! Forwarding: any node answers any call.
 //!
 //! A call for a shard another node serves becomes a NATS request on the
-//! call subject of the shard's log group. The group's owner subscribes to it
-//! (in a queue group, so that a request reaches one node even while an old
-//! and a new owner overlap) only while it serves the group; it submits the
-//! call locally and answers with the reply or the error a local caller would
-//! have seen. Idempotency is the owner's: a retry with the same key, on any
-//! node, is answered from the stored reply.
+//! call subject of the shard's log group and of the node the owners table
+//! names for it. That node subscribes to it only while it serves the group
+//! (in a queue group, so that a request reaches one subscription); it
+//! submits the call locally and answers with the reply or the error a local
+//! caller would have seen. A deposed owner that still listens (a paused
+//! process keeps its subscriptions until NATS drops it, minutes later) is
+//! not named, so it gets no calls. Idempotency is the owner's: a retry with
+//! the same key, on any node, is answered from the stored reply.
 //!
 //! What a forwarding caller is told:
 //! - **no responders**, or an owner that no longer serves the group: nobody
@@ -67,7 +69,6 @@ impl ClusterNode {
 
     async fn request(&self, shard: ShardId, payload: Bytes) -> Result<Vec<u8>, Error> {
         let group = self.group_of(shard);
-        let subject = self.names.call(group);
         let deadline = Instant::now() + self.config.forward_budget;
         let not_sent = |why: &str| Error::Unavailable {
             shard: shard.0,
@@ -77,10 +78,18 @@ impl ClusterNode {
             retry_after: Duration::from_secs(1),
         };
         loop {
+            let Some((owner, _)) = self.owners.get(group) else {
+                if Instant::now() + RETRY_PAUSE >= deadline {
+                    return Err(not_sent("it has no owner yet"));
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            };
+            let subject = self.names.call(group, &owner.node);
             let request = async_nats::Request::new()
                 .payload(payload.clone())
                 .timeout(Some(self.config.forward_timeout));
-            let why = match self.client.send_request(subject.clone(), request).await {
+            let why = match self.client.send_request(subject, request).await {
                 Ok(message) => match wire::from_bytes::<CallReply>(&message.payload) {
                     Ok(CallReply::Reply(reply)) => return Ok(reply),
                     Ok(CallReply::Failed(WireError::ShuttingDown)) => "its owner is shutting down",
@@ -128,7 +137,7 @@ impl ClusterNode {
 
     /// Takes forwarded calls for `group` (it serves now).
     pub(super) async fn subscribe_calls(self: &Arc<Self>, group: LogGroupId) {
-        let subject = self.names.call(group);
+        let subject = self.names.call(group, &self.config.node_id);
         let subscriber = match self
             .client
             .queue_subscribe(subject, OWNERS_QUEUE.into())

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::wire::Heartbeat;
+use super::wire::{Following, Heartbeat};
 
 /// What a node knows of the others.
 #[derive(Debug)]
@@ -137,6 +137,24 @@ impl Membership {
         nodes
     }
 
+    /// The live nodes following `group` as standbys (this one excluded),
+    /// with how far they are.
+    pub(crate) fn following(&self, group: u16) -> Vec<(String, Following)> {
+        let now = Instant::now();
+        self.heard
+            .lock()
+            .values()
+            .filter(|s| s.beat.node != self.me && self.is_live_at(Some(s), now))
+            .filter_map(|s| {
+                s.beat
+                    .following
+                    .iter()
+                    .find(|f| f.group == group)
+                    .map(|f| (s.beat.node.clone(), f.clone()))
+            })
+            .collect()
+    }
+
     /// Every node heard from (and this one), for operators.
     pub(crate) fn status(&self, me: Heartbeat) -> Vec<NodeStatus> {
         let now = Instant::now();
@@ -177,6 +195,7 @@ mod tests {
             ready,
             draining,
             owned: Vec::new(),
+            following: Vec::new(),
         }
     }
 

@@ -16,6 +16,8 @@
 //! | who is alive (heartbeats) | `membership` |
 //! | who should own each group (balanced rendezvous) | `placement` |
 //! | owners table, takeover, handoff, step-down | `ownership` |
+//! | standbys: following a group served elsewhere | `standby` |
+//! | snapshots of groups, and trimming their streams | `snapshot` |
 //! | any node answers any call | `forward` |
 //! | messages, acks and re-sends between nodes | `mail` |
 //! | egress logs as streams | `egress_streams` |
@@ -39,6 +41,8 @@ mod node;
 mod ownership;
 mod placement;
 mod replay;
+mod snapshot;
+mod standby;
 mod status;
 mod wire;
 

@@ -6,6 +6,7 @@
 //! | log of group `NNNN` | stream `statefn-c-gNNNN` (see `jetstream_log`) |
 //! | shared configuration | KV bucket `statefn-c-meta`, key `config` |
 //! | group owners | KV bucket `statefn-c-owners`, key `gNNNN` = `{node, epoch}` |
+//! | snapshots of group `NNNN` | object store `statefn-c-snapshots`, object `gNNNN` |
 //! | heartbeats | subject `statefn.c.hb` |
 //! | calls forwarded to the owner of a group | `statefn.c.g.NNNN.call` (request/reply) |
 //! | messages between functions, to the receiver's group | `statefn.c.g.NNNN.mail` |
@@ -46,7 +47,11 @@ impl Names {
         format!("statefn-{}-owners", self.cluster)
     }
 
-    /// The owners bucket's key of `group`.
+    pub(crate) fn snapshots_bucket(&self) -> String {
+        format!("statefn-{}-snapshots", self.cluster)
+    }
+
+    /// The owners bucket's key of `group`, and its snapshot's object name.
     pub(crate) fn owner_key(group: LogGroupId) -> String {
         format!("g{:04}", group.0)
     }
@@ -64,8 +69,11 @@ impl Names {
         format!("statefn.{}.g.{:04}.{what}", self.cluster, group.0)
     }
 
-    pub(crate) fn call(&self, group: LogGroupId) -> String {
-        self.group_subject(group, "call")
+    /// Where calls forwarded to `group` go while `node` owns it: only the
+    /// node the owners table names gets them, never a deposed owner that
+    /// still listens (a paused process keeps its subscriptions).
+    pub(crate) fn call(&self, group: LogGroupId, node: &str) -> String {
+        format!("{}.{node}", self.group_subject(group, "call"))
     }
 
     pub(crate) fn mail(&self, group: LogGroupId) -> String {
@@ -134,7 +142,10 @@ mod tests {
     #[test]
     fn names_are_stable_and_egress_names_cannot_collide() {
         let names = Names::new("bank");
-        assert_eq!(names.call(LogGroupId(7)), "statefn.bank.g.0007.call");
+        assert_eq!(
+            names.call(LogGroupId(7), "n1"),
+            "statefn.bank.g.0007.call.n1"
+        );
         assert_eq!(Names::owner_key(LogGroupId(7)), "g0007");
         assert_eq!(Names::group_of_key("g0007"), Some(LogGroupId(7)));
         assert_eq!(

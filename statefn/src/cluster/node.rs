@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, kv, object_store::ObjectStore};
 use parking_lot::Mutex;
 use tokio::{runtime::Handle, sync::Notify, task::JoinHandle};
 
@@ -31,6 +31,8 @@ use super::{
     membership::Membership,
     names::Names,
     ownership::{GroupSlot, OwnersTable},
+    snapshot::SnapshotBucket,
+    standby::Follower,
     status::{ClusterStatus, GroupStatus},
     wire::Heartbeat,
 };
@@ -54,7 +56,11 @@ pub(crate) struct ClusterNode {
     pub(super) client: async_nats::Client,
     pub(super) owners_kv: kv::Store,
     backend: JetStreamBackend,
-    js: jetstream::Context,
+    pub(super) js: jetstream::Context,
+    /// Snapshots of log groups (`snapshot`).
+    pub(super) snapshots: SnapshotBucket,
+    /// The groups followed here as a standby (`standby`).
+    pub(super) followers: Mutex<BTreeMap<u16, Follower>>,
     pub(super) shards: u16,
     pub(super) log_groups: u16,
     pub(super) runtime: OnceLock<Weak<RuntimeInner>>,
@@ -160,6 +166,8 @@ impl ClusterNode {
             owners_kv: parts.owners,
             backend: parts.backend,
             js: parts.js,
+            snapshots: SnapshotBucket(parts.snapshots),
+            followers: Mutex::new(BTreeMap::new()),
             shards,
             log_groups,
             runtime: OnceLock::new(),
@@ -211,6 +219,24 @@ impl ClusterNode {
         LogGroupId::of(shard, self.log_groups)
     }
 
+    /// Reads the owners table, retrying for `log_retry_for`: a node that
+    /// starts while a NATS server is down may find the bucket's stream
+    /// without a leader for seconds (an election), which is no reason to
+    /// refuse to start.
+    async fn load_owners_patiently(&self) -> Result<(), ClusterError> {
+        let started = Instant::now();
+        loop {
+            match self.load_owners().await {
+                Ok(()) => return Ok(()),
+                Err(error) if started.elapsed() < self.config.log_retry_for => {
+                    tracing::warn!(%error, "cannot read the owners table yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// Starts the background tasks for `runtime`: loads the owners table,
     /// then heartbeats, the owners watch, the manager, forwarding and the
     /// transport.
@@ -221,7 +247,7 @@ impl ClusterNode {
         let _ = self.runtime.set(Arc::downgrade(runtime));
         let node = Arc::clone(self);
         self.handle
-            .spawn(async move { node.load_owners().await })
+            .spawn(async move { node.load_owners_patiently().await })
             .await
             .map_err(|e| ClusterError::nats("reading the owners table")(Box::new(e)))??;
         let mut tasks = vec![
@@ -230,6 +256,7 @@ impl ClusterNode {
             self.handle.spawn(Arc::clone(self).watch_owners()),
             self.handle.spawn(Arc::clone(self).manage()),
             self.handle.spawn(Arc::clone(self).retransmit()),
+            self.handle.spawn(Arc::clone(self).snapshot_and_trim()),
         ];
         if let Some(rx) = self.outbound_rx.lock().take() {
             tasks.push(self.handle.spawn(Arc::clone(self).publish_outbound(rx)));
@@ -253,6 +280,7 @@ impl ClusterNode {
             ready: self.membership.settled() && !self.stopping.load(Ordering::SeqCst),
             draining: self.draining.load(Ordering::SeqCst),
             owned,
+            following: self.following(),
         }
     }
 
@@ -295,6 +323,20 @@ impl ClusterNode {
     /// shutdown), waiting up to `timeout`; returns whether none is left.
     pub(crate) async fn drain(&self, timeout: Duration) -> bool {
         self.draining.store(true, Ordering::SeqCst);
+        // Tell the others before the first handoff: a node handed a group
+        // while it still counts this one as a candidate would pass the
+        // group back, and it would only move on when this node is dead.
+        let beat = self.heartbeat();
+        self.membership.heard(beat.clone());
+        let payload = serde_json::to_vec(&beat).unwrap_or_default();
+        if self
+            .client
+            .publish(self.names.heartbeats(), payload.into())
+            .await
+            .is_ok()
+        {
+            let _ = self.client.flush().await;
+        }
         self.wake.notify_one();
         let deadline = Instant::now() + timeout;
         loop {
@@ -333,13 +375,20 @@ impl ClusterNode {
             task.abort();
         }
         self.subscriptions.lock().clear();
+        // Their threads stop within a read's poll time.
+        self.followers.lock().clear();
         self.wake.notify_one();
     }
 
-    /// Stops the background tasks and waits for the acquisitions and
-    /// releases running (blocking; bounded).
+    /// Stops the background tasks and the standbys (checkpointing what they
+    /// applied) and waits for the acquisitions and releases running
+    /// (blocking; bounded).
     pub(crate) fn stop_and_wait(&self) {
+        let followers = std::mem::take(&mut *self.followers.lock());
         self.stop();
+        for follower in followers.into_values() {
+            self.checkpoint_and_drop(follower);
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.ops.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
@@ -361,15 +410,22 @@ impl ClusterNode {
         let groups = (0..self.log_groups)
             .map(|g| {
                 let owner = owners.get(&g);
+                let mut standbys = self.membership.following(g);
+                if let Some(mine) = me.following.iter().find(|f| f.group == g) {
+                    standbys.push((me.node.clone(), mine.clone()));
+                }
+                standbys.sort_by(|a, b| a.0.cmp(&b.0));
+                let slot = slots.get(usize::from(g));
                 GroupStatus {
                     group: g,
                     owner: owner.map(|(o, _)| o.node.clone()),
                     epoch: owner.map(|(o, _)| o.epoch),
-                    served_here: slots
-                        .get(usize::from(g))
-                        .is_some_and(|s| s.serving().is_some()),
-                    standbys: Vec::new(),
-                    lag: None,
+                    served_here: slot.is_some_and(|s| s.serving().is_some()),
+                    lag: standbys.iter().map(|(_, f)| f.lag).max(),
+                    standby_applied: standbys.iter().map(|(_, f)| f.applied).min(),
+                    standby_checkpointed: standbys.iter().map(|(_, f)| f.checkpointed).min(),
+                    standbys: standbys.into_iter().map(|(n, _)| n).collect(),
+                    replayed_at_takeover: slot.and_then(GroupSlot::replayed),
                 }
             })
             .collect();
@@ -388,6 +444,7 @@ struct Parts {
     js: jetstream::Context,
     owners: kv::Store,
     backend: JetStreamBackend,
+    snapshots: ObjectStore,
 }
 
 async fn connect_parts(
@@ -435,16 +492,18 @@ async fn connect_parts(
     let mut options = JetStreamOptions::new(config.cluster_name.clone(), config.node_id.clone());
     options.replicas = config.replicas;
     options.retry_for = config.log_retry_for;
-    // Phase 1 keeps every record: a node taking a group over replays from
-    // its own checkpoint, which may be old. Trimming comes with snapshots.
+    // The owner's syncer does not trim: the stream is trimmed below the
+    // group's snapshot and its standbys' checkpoints (`snapshot`).
     options.truncate = false;
     let backend = JetStreamBackend::with_client(client.clone(), options, handle)
         .map_err(|e| ClusterError::nats("making the log backend")(Box::new(e)))?;
+    let snapshots = object_bucket(&js, &names.snapshots_bucket(), config.replicas).await?;
     Ok(Parts {
         client,
         js,
         owners,
         backend,
+        snapshots,
     })
 }
 
@@ -482,6 +541,35 @@ async fn bucket(
                 return Err(ClusterError::TooFewServers { replicas, detail });
             }
             Err(ClusterError::nats(format!("creating bucket {name}"))(
+                Box::new(error),
+            ))
+        }
+    }
+}
+
+/// The object store `name`, created (with `replicas`) if missing.
+async fn object_bucket(
+    js: &jetstream::Context,
+    name: &str,
+    replicas: usize,
+) -> Result<ObjectStore, ClusterError> {
+    if let Ok(store) = js.get_object_store(name).await {
+        return Ok(store);
+    }
+    let config = jetstream::object_store::Config {
+        bucket: name.to_owned(),
+        description: Some("statefn: snapshots of log groups".into()),
+        num_replicas: replicas,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    };
+    match js.create_object_store(config).await {
+        Ok(store) => Ok(store),
+        Err(error) => {
+            if let Ok(store) = js.get_object_store(name).await {
+                return Ok(store);
+            }
+            Err(ClusterError::nats(format!("creating object store {name}"))(
                 Box::new(error),
             ))
         }

@@ -85,6 +85,8 @@ pub(crate) struct GroupSlot {
     /// After a failure, nothing is tried before this.
     retry_at: Option<Instant>,
     failures: u32,
+    /// Records replayed when this node last took the group over.
+    replayed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,6 +107,11 @@ impl GroupSlot {
             Local::Serving { epoch } => Some(epoch),
             Local::Remote | Local::Busy => None,
         }
+    }
+
+    /// Records replayed when this node last took the group over.
+    pub(crate) fn replayed(&self) -> Option<u64> {
+        self.replayed
     }
 
     pub(crate) fn is_busy(&self) -> bool {
@@ -218,6 +225,9 @@ impl ClusterNode {
             for (group, action) in self.decide() {
                 self.begin(group, action);
             }
+            let ready = self.membership.settled();
+            let draining = self.draining.load(Ordering::SeqCst);
+            self.update_followers(&self.membership.candidates(ready, draining));
         }
     }
 
@@ -464,32 +474,46 @@ impl ClusterNode {
         self.subscribe_mail(group).await;
         let started = Instant::now();
         let hand_back = self.hand_back();
+        let node = Arc::clone(self);
         let acquired = tokio::task::spawn_blocking(move || {
-            runtime.acquire_group(group, Epoch(epoch), hand_back)
+            // A standby here hands its shards over: only the tail after its
+            // position is replayed. Without one, the group's snapshot is
+            // loaded first if it is ahead of this node's checkpoints.
+            let warm = node.take_follower(group);
+            if warm.is_none()
+                && let Some(storage) = node.storage()
+                && let Err(error) = node.restore_if_behind(group, &storage)
+            {
+                tracing::warn!(%group, %error, "cannot load the log group's snapshot; replaying from this node's checkpoint");
+            }
+            runtime.acquire_group(group, Epoch(epoch), hand_back, warm)
         })
         .await;
         match acquired {
             Ok(Ok(opened)) if self.stopping.load(Ordering::SeqCst) => {
                 // Stopping meanwhile: take no calls; the runtime stops the
                 // group's syncer.
-                Local::Serving { epoch: opened.0 }
+                Local::Serving { epoch: opened.0.0 }
             }
             Ok(Ok(opened)) => {
                 self.subscribe_calls(group).await;
                 if let Some(slot) = self.slots.lock().get_mut(group.index()) {
                     slot.succeeded();
+                    slot.replayed = Some(opened.1);
                 }
+                metrics::counter!(crate::metrics::CLUSTER_TAKEOVER_REPLAYED).increment(opened.1);
                 if takeover {
                     metrics::counter!(crate::metrics::CLUSTER_FAILOVERS).increment(1);
                 }
                 tracing::info!(
                     %group,
-                    epoch = opened.0,
+                    epoch = opened.0.0,
+                    replayed = opened.1,
                     takeover,
                     elapsed_ms = started.elapsed().as_millis(),
                     "serving log group"
                 );
-                Local::Serving { epoch: opened.0 }
+                Local::Serving { epoch: opened.0.0 }
             }
             Ok(Err(error)) => {
                 tracing::warn!(%group, epoch, %error, "could not take the log group over");

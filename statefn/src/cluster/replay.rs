@@ -23,6 +23,11 @@
 //!
 //! Nor does a record a later fence cuts (after the fence's `cut`, before
 //! the fence): its writer failed before confirming it.
+//!
+//! A stream trimmed below what the reader asked for (its node's checkpoint
+//! is older than the group's snapshot) is refused, not read with a hole:
+//! positions are dense, so every position the reader does not get must be
+//! a fence. The node then loads the snapshot and reads again.
 
 use std::time::Duration;
 
@@ -50,6 +55,8 @@ pub(crate) struct Replay {
     start: u64,
     /// The sequence of the last data record to replay.
     last: u64,
+    /// The sequence of the last record delivered (`start - 1` at first).
+    previous: u64,
     done: bool,
     /// `(sequence, epoch, cut)` of every fence, in stream order.
     fences: Vec<(u64, u64, Option<u64>)>,
@@ -59,7 +66,7 @@ pub(crate) struct Replay {
 }
 
 /// Reads every fence up to `until` (fences are few: one per open).
-async fn fences(
+pub(super) async fn fences(
     stream: &Stream,
     subject: String,
     until: u64,
@@ -102,6 +109,7 @@ impl Replay {
             messages: None,
             start: start_sequence,
             last: 0,
+            previous: 0,
             done: true,
             fences: Vec::new(),
             broken: None,
@@ -145,6 +153,7 @@ impl Replay {
             messages: Some(messages),
             start: start_sequence,
             last,
+            previous: start_sequence - 1,
             done: false,
             fences,
             broken: None,
@@ -168,6 +177,15 @@ impl Replay {
             .into_iter()
             .flatten()
             .any(|&(_, _, cut)| cut.is_some_and(|cut| cut < sequence))
+    }
+
+    /// Whether every position strictly between `after` and `before` is a
+    /// fence (no data record was trimmed there).
+    fn only_fences_between(&self, after: u64, before: u64) -> bool {
+        let from = self.fences.partition_point(|&(seq, _, _)| seq <= after);
+        let to = self.fences.partition_point(|&(seq, _, _)| seq < before);
+        let fences = u64::try_from(to.saturating_sub(from)).unwrap_or(u64::MAX);
+        fences == before.saturating_sub(after).saturating_sub(1)
     }
 
     fn fail(&mut self, error: LogError) -> Option<Result<LogRecord, LogError>> {
@@ -227,6 +245,18 @@ impl Iterator for Replay {
                     detail: format!("record {} not delivered (got {sequence})", self.last),
                 });
             }
+            if !self.only_fences_between(self.previous, sequence) {
+                return self.fail(LogError::Unavailable {
+                    detail: format!(
+                        "records {} to {} of the log were trimmed (below the group's snapshot); \
+                         the node loads the snapshot and reads the log again",
+                        self.previous + 1,
+                        sequence - 1
+                    ),
+                    source: None,
+                });
+            }
+            self.previous = sequence;
             self.done = sequence == self.last;
             let epoch = message
                 .headers

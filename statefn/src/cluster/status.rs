@@ -31,8 +31,19 @@ pub struct GroupStatus {
     pub epoch: Option<u64>,
     /// Whether the answering node serves it now.
     pub served_here: bool,
-    /// Nodes following its log (standbys: not yet, always empty).
+    /// The nodes following its log as standbys (from their heartbeats).
     pub standbys: Vec<String>,
-    /// How far the standbys lag, in records (`None` until standbys exist).
+    /// How far the standbys lag: the stream's last position minus the
+    /// position a standby applied, the largest of them (`None`: no standby).
     pub lag: Option<u64>,
+    /// The stream position the standbys applied, the lowest of them
+    /// (`None`: no standby).
+    pub standby_applied: Option<u64>,
+    /// The stream position the standbys' checkpoints cover, the lowest of
+    /// them: the owner never trims the stream past it (`None`: no standby).
+    pub standby_checkpointed: Option<u64>,
+    /// Log records the answering node replayed when it last took this
+    /// group over (`None`: it never did since it started). A takeover by
+    /// the group's standby replays only the records after its position.
+    pub replayed_at_takeover: Option<u64>,
 }

@@ -119,6 +119,21 @@ pub(crate) struct Heartbeat {
     pub(crate) draining: bool,
     /// The groups it serves.
     pub(crate) owned: Vec<u16>,
+    /// The groups it follows as a standby.
+    #[serde(default)]
+    pub(crate) following: Vec<Following>,
+}
+
+/// A log group a node follows as a standby, and how far it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Following {
+    pub(crate) group: u16,
+    /// The last stream position applied.
+    pub(crate) applied: u64,
+    /// The position its checkpoints cover: the stream must keep what follows.
+    pub(crate) checkpointed: u64,
+    /// Stream positions not applied yet.
+    pub(crate) lag: u64,
 }
 
 /// A value of the owners bucket (JSON): who should write the group's log,

@@ -137,7 +137,7 @@ impl Syncer {
         let mut last_try = false;
         let recovered = loop {
             let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.parts.storage.recover(self.group, epoch, durable)
+                self.parts.storage.recover(self.group, epoch, durable, None)
             }))
             .unwrap_or_else(|panic| {
                 Err(crate::Error::Thread {
@@ -191,6 +191,7 @@ impl Syncer {
             }
         };
         *self.parts.stats.down.lock() = None;
+        let replayed = recovered.replayed;
         for core in recovered.cores {
             self.epochs.set(core.id, core.epoch);
             self.checkpointed.insert(core.id, core.checkpoint.lsn);
@@ -199,7 +200,7 @@ impl Syncer {
         self.last_appended = recovered.log.durable_lsn();
         self.log = Some(recovered.log);
         self.parts.host.count_recovery();
-        tracing::info!(group = %self.group, "log group recovered; serving again");
+        tracing::info!(group = %self.group, replayed, "log group recovered; serving again");
     }
 
     /// Sleeps `backoff` between recovery attempts, cut short when the

@@ -15,6 +15,7 @@
 //! | the log failed: refuse, take down, recover, resume | [`failover`] |
 //! | write frozen checkpoints, then let the log truncate | [`checkpointer`] |
 //! | rebuild a group's shards from checkpoint and log | [`recovery`] |
+//! | cluster mode: follow a group served elsewhere, as a standby | [`standby`] |
 //! | at open: upgrade or set aside stored messages this build cannot read | [`stored_messages`] |
 //!
 //! The commit path talks to the log only through
@@ -25,6 +26,11 @@ pub(crate) mod checkpointer;
 mod failover;
 pub(crate) mod log_group;
 pub(crate) mod recovery;
+#[cfg_attr(
+    not(feature = "cluster"),
+    expect(dead_code, reason = "standbys exist in cluster mode only")
+)]
+pub(crate) mod standby;
 pub(crate) mod store_faults;
 pub(crate) mod stored_messages;
 pub(crate) mod syncer;

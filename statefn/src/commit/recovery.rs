@@ -45,13 +45,15 @@ pub(crate) struct Storage {
 pub(crate) struct RecoveredGroup {
     pub(crate) log: Box<dyn CommitLog>,
     pub(crate) cores: Vec<ShardCore>,
+    /// Log records replayed into the cores (barriers not counted).
+    pub(crate) replayed: u64,
 }
 
 /// Records replayed between two yields of the CPU (about a millisecond of
 /// work) after a failure: a group replaying a long log while others serve
 /// must not hold a core for the whole replay, or the healthy shards' calls
 /// wait behind it (issue 14: their p99 was 2.78x normal during a replay).
-const REPLAY_CHUNK: usize = 1024;
+const REPLAY_CHUNK: u64 = 1024;
 
 impl Storage {
     pub(crate) fn new(
@@ -150,26 +152,38 @@ impl Storage {
     /// as its writer at that epoch. `after_failure`: this process's writer
     /// failed, and this was the last position it knew durable; the log drops
     /// what follows before it is replayed, since the callers of those records
-    /// were told they were not committed.
+    /// were told they were not committed. `warm`: the group's shards as a
+    /// standby here kept them (cluster mode): only the records after its
+    /// position are replayed.
     pub(crate) fn recover(
         &self,
         group: LogGroupId,
         epoch: Epoch,
         after_failure: Option<Lsn>,
+        warm: Option<super::standby::StandbyGroup>,
     ) -> Result<RecoveredGroup, Error> {
         let started = Instant::now();
         let store = self.store()?;
         let shards = self.group_shards(group);
-        let mut cores = shards
-            .iter()
-            .map(|&shard| self.load_checkpoint(store.shard(shard), epoch))
-            .collect::<Result<Vec<_>, _>>()?;
-        let from = cores
-            .iter()
-            .map(|c| c.checkpoint.lsn)
-            .min()
-            .unwrap_or_default()
-            .next();
+        let (mut cores, from) = match warm {
+            Some(warm) if warm.group() == group => {
+                let (cores, applied) = warm.into_parts();
+                (cores, applied.next())
+            }
+            _ => {
+                let cores = shards
+                    .iter()
+                    .map(|&shard| self.load_checkpoint(store.shard(shard), epoch))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let from = cores
+                    .iter()
+                    .map(|c| c.checkpoint.lsn)
+                    .min()
+                    .unwrap_or_default()
+                    .next();
+                (cores, from)
+            }
+        };
         let opened = match after_failure {
             None => self.logs.open(group, epoch, from),
             Some(durable) => self.logs.reopen_after_failure(group, epoch, from, durable),
@@ -182,7 +196,7 @@ impl Storage {
             core.epoch = epoch;
         }
         let now_ms = self.clock.now_ms();
-        let mut replayed = 0usize;
+        let mut replayed = 0u64;
         // After a failure the other groups are serving; at open nothing is
         // yet, and yielding to other processes would only slow the open.
         let yielding = after_failure.is_some();
@@ -239,11 +253,16 @@ impl Storage {
         Ok(RecoveredGroup {
             log: opened.log,
             cores,
+            replayed,
         })
     }
 
     /// A shard's core as of its last checkpoint.
-    fn load_checkpoint(&self, tables: ShardTables, epoch: Epoch) -> Result<ShardCore, Error> {
+    pub(super) fn load_checkpoint(
+        &self,
+        tables: ShardTables,
+        epoch: Epoch,
+    ) -> Result<ShardCore, Error> {
         let shard = tables.shard();
         let doing = || format!("reading the checkpoint of shard {shard}");
         let meta: ShardMeta = match tables.meta().map_err(StorageError::store(doing()))? {

@@ -19,7 +19,7 @@ use std::{collections::BTreeSet, sync::Arc};
 use super::RuntimeInner;
 use crate::{
     Error,
-    commit::{CommitHost, HandBack, OpenedGroup},
+    commit::{CommitHost, HandBack, OpenedGroup, standby::StandbyGroup},
     error::StorageError,
     protocol::ids::{Epoch, LogGroupId, ShardId},
     shard::{ShardCore, Status},
@@ -36,7 +36,9 @@ impl RuntimeInner {
 
     /// Takes `group` over as its writer at `epoch` and serves it (blocking:
     /// it reads the log). `hand_back` is called if the log fails later.
-    /// Returns the epoch the log was opened at.
+    /// `warm`: the group's shards as this node's standby kept them (only
+    /// the log's tail after them is replayed). Returns the epoch the log
+    /// was opened at and how many records were replayed.
     ///
     /// # Errors
     ///
@@ -48,7 +50,8 @@ impl RuntimeInner {
         group: LogGroupId,
         epoch: Epoch,
         hand_back: HandBack,
-    ) -> Result<Epoch, Error> {
+        warm: Option<StandbyGroup>,
+    ) -> Result<(Epoch, u64), Error> {
         let commit = self.commit.as_ref().ok_or(StorageError::Closed)?;
         let shards = self.group_shards(group);
         for &shard in &shards {
@@ -58,7 +61,8 @@ impl RuntimeInner {
         }
         self.sweep_group(group, "its log group is changing owner");
         let started = (|| {
-            let recovered = commit.storage.recover(group, epoch, None)?;
+            let recovered = commit.storage.recover(group, epoch, None, warm)?;
+            let replayed = recovered.replayed;
             for core in &recovered.cores {
                 let logs: BTreeSet<&str> = core.emitted.pending().map(|e| e.log.as_str()).collect();
                 if !logs.is_empty() {
@@ -78,9 +82,9 @@ impl RuntimeInner {
             let epoch = opened.log.epoch();
             let host: Arc<dyn CommitHost> = Arc::clone(self) as Arc<dyn CommitHost>;
             let thread = commit.start_syncer(&host, opened, &self.clock, hand_back)?;
-            Ok::<_, Error>((epoch, recovered.cores, thread))
+            Ok::<_, Error>((epoch, replayed, recovered.cores, thread))
         })();
-        let (epoch, cores, thread) = match started {
+        let (epoch, replayed, cores, thread) = match started {
             Ok(started) => started,
             Err(e) => {
                 self.give_up_shards(&shards, "its log group could not be taken over here");
@@ -91,7 +95,7 @@ impl RuntimeInner {
         for core in cores {
             self.resume_recovered(core);
         }
-        Ok(epoch)
+        Ok((epoch, replayed))
     }
 
     /// Stops serving `group` (blocking): see the module docs. `reason` is

@@ -203,7 +203,7 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
         });
     }
     let mut recovered = (0..plan.log_groups)
-        .map(|group| storage.recover(statefn_store::LogGroupId(group), Epoch(1), None))
+        .map(|group| storage.recover(statefn_store::LogGroupId(group), Epoch(1), None, None))
         .collect::<Result<Vec<_>, _>>()?;
     // Before anything serves: the stored messages must mean to this build
     // what they meant when stored (and a format-1 directory is upgraded).
