@@ -2,6 +2,7 @@
 
 pub mod fixture_v2;
 pub mod nats;
+pub mod seeds;
 
 use serde::{Deserialize, Serialize};
 use statefn::prelude::*;

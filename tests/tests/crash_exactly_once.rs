@@ -30,24 +30,7 @@ const SEEDS: [u64; 3] = [0x5eed, 0x5eed_0001, 0x5eed_0002];
 /// The seeds to run: `STATEFN_CRASH_SEEDS`, `STATEFN_CRASH_SEED`, or
 /// [`SEEDS`].
 fn seeds() -> Vec<u64> {
-    let list = std::env::var("STATEFN_CRASH_SEEDS")
-        .or_else(|_| std::env::var("STATEFN_CRASH_SEED"))
-        .unwrap_or_default();
-    let seeds: Vec<u64> = list
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            let s = s.trim();
-            s.strip_prefix("0x")
-                .map_or_else(|| s.parse(), |hex| u64::from_str_radix(hex, 16))
-                .unwrap_or_else(|e| panic!("seed {s:?}: {e}"))
-        })
-        .collect();
-    if seeds.is_empty() {
-        SEEDS.to_vec()
-    } else {
-        seeds
-    }
+    statefn_tests::seeds::from_env("STATEFN_CRASH_SEEDS", "STATEFN_CRASH_SEED", &SEEDS)
 }
 
 struct Child {
