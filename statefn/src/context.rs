@@ -446,7 +446,7 @@ impl Context {
     /// ```
     ///
     /// The reply handler's last argument is `Result<T, RequestFailed<E>>`:
-    /// the callee's value, or why there is none ([`RequestFailed`]: it
+    /// the callee's value, or why there is none ([`RequestFailed`](crate::RequestFailed): it
     /// returned `Err`, it failed and its request is a dead letter, or no
     /// reply came in time). Exactly one of them arrives, once.
     pub fn request<T: StatefulFunction>(&self, id: impl AsRef<str>) -> T::Requester<'_> {
