@@ -16,7 +16,7 @@ use std::{
 };
 
 use statefn::{
-    Address, Error, Runtime,
+    Error, Runtime,
     cluster::{
         ClusterConfig, ClusterError, Epoch, JetStreamBackend, JetStreamOptions, LogBackend,
         LogGroupId, Lsn,
@@ -25,10 +25,8 @@ use statefn::{
 use statefn_examples::bank::{Account, Transferred};
 use statefn_tests::nats::{NatsCluster, NatsOptions};
 
-const SHARDS: u16 = 8;
-const GROUPS: u16 = 4;
-/// A hang detector, not a performance bound.
-const PATIENCE: Duration = Duration::from_secs(60);
+mod cluster_common;
+use cluster_common::{GROUPS, PATIENCE, SHARDS, balance, deposit, group_of, logs, retrying};
 
 fn config(urls: &str, node: &str) -> ClusterConfig {
     let mut config = ClusterConfig::new(urls, node);
@@ -39,16 +37,6 @@ fn config(urls: &str, node: &str) -> ClusterConfig {
     config.forward_budget = Duration::from_secs(10);
     config.log_retry_for = Duration::from_secs(10);
     config
-}
-
-/// Logs to the test's output when `RUST_LOG` is set (for debugging).
-fn logs() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
 }
 
 async fn open_with(config: ClusterConfig, dir: &Path, shards: u16) -> Result<Runtime, Error> {
@@ -155,46 +143,6 @@ impl Cluster {
     }
 }
 
-/// The log group of an account.
-fn group_of(account: &str) -> u16 {
-    let shard = Address::new("Account", account)
-        .expect("valid")
-        .shard(SHARDS);
-    LogGroupId::of(statefn_store::ShardId(shard), GROUPS).0
-}
-
-/// Retries a call while the cluster says "try again" (a failover, a
-/// handoff); any other error fails the test.
-async fn retrying<T, F, Fut>(what: &str, mut call: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
-{
-    let started = Instant::now();
-    loop {
-        match call().await {
-            Ok(value) => return value,
-            Err(Error::Unavailable { .. } | Error::ShuttingDown | Error::Overloaded { .. })
-                if started.elapsed() < PATIENCE =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(error) => panic!("{what}: {error}"),
-        }
-    }
-}
-
-async fn deposit(node: &Runtime, account: &str, amount: i64, key: &str) -> i64 {
-    retrying(&format!("deposit {amount} to {account}"), || async {
-        node.handle::<Account>(account)
-            .deposit(amount)
-            .idempotency_key(key)
-            .await
-    })
-    .await
-    .expect("a positive deposit is accepted")
-}
-
 async fn transfer(node: &Runtime, from: &str, to: &str, amount: i64, key: &str) -> i64 {
     retrying(
         &format!("transfer {amount} from {from} to {to}"),
@@ -207,13 +155,6 @@ async fn transfer(node: &Runtime, from: &str, to: &str, amount: i64, key: &str) 
     )
     .await
     .expect("the balance covers it")
-}
-
-async fn balance(node: &Runtime, account: &str) -> i64 {
-    retrying(&format!("balance of {account}"), || async {
-        node.handle::<Account>(account).balance().await
-    })
-    .await
 }
 
 /// Waits until `account`'s balance is `expected` (messages between nodes

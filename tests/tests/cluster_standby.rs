@@ -12,16 +12,14 @@ use std::{
 };
 
 use statefn::{
-    Address, Error, Runtime,
+    Runtime,
     cluster::{ClusterConfig, GroupStatus, JetStreamBackend, LogGroupId},
 };
 use statefn_examples::bank::Account;
 use statefn_tests::nats::{NatsCluster, NatsOptions};
 
-const SHARDS: u16 = 8;
-const GROUPS: u16 = 4;
-/// A hang detector, not a performance bound.
-const PATIENCE: Duration = Duration::from_secs(60);
+mod cluster_common;
+use cluster_common::{GROUPS, PATIENCE, SHARDS, balance, deposit, group_of, logs};
 
 fn config(urls: &str, node: &str, snapshot_interval: Duration) -> ClusterConfig {
     let mut config = ClusterConfig::new(urls, node);
@@ -33,15 +31,6 @@ fn config(urls: &str, node: &str, snapshot_interval: Duration) -> ClusterConfig 
     config.log_retry_for = Duration::from_secs(10);
     config.snapshot_interval = snapshot_interval;
     config
-}
-
-fn logs() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
 }
 
 async fn open(config: ClusterConfig, dir: &Path) -> Runtime {
@@ -59,14 +48,6 @@ async fn open(config: ClusterConfig, dir: &Path) -> Runtime {
         .expect("the node opens")
 }
 
-/// The log group of an account.
-fn group_of(account: &str) -> u16 {
-    let shard = Address::new("Account", account)
-        .expect("valid")
-        .shard(SHARDS);
-    LogGroupId::of(statefn_store::ShardId(shard), GROUPS).0
-}
-
 /// Accounts of `group`.
 fn accounts_in(group: u16, count: usize) -> Vec<String> {
     (0..10_000)
@@ -74,43 +55,6 @@ fn accounts_in(group: u16, count: usize) -> Vec<String> {
         .filter(|a| group_of(a) == group)
         .take(count)
         .collect()
-}
-
-async fn retrying<T, F, Fut>(what: &str, mut call: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
-{
-    let started = Instant::now();
-    loop {
-        match call().await {
-            Ok(value) => return value,
-            Err(Error::Unavailable { .. } | Error::ShuttingDown | Error::Overloaded { .. })
-                if started.elapsed() < PATIENCE =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(error) => panic!("{what}: {error}"),
-        }
-    }
-}
-
-async fn deposit(node: &Runtime, account: &str, amount: i64, key: &str) -> i64 {
-    retrying(&format!("deposit {amount} to {account}"), || async {
-        node.handle::<Account>(account)
-            .deposit(amount)
-            .idempotency_key(key)
-            .await
-    })
-    .await
-    .expect("a positive deposit is accepted")
-}
-
-async fn balance(node: &Runtime, account: &str) -> i64 {
-    retrying(&format!("balance of {account}"), || async {
-        node.handle::<Account>(account).balance().await
-    })
-    .await
 }
 
 /// `group` as `node` sees it.
