@@ -481,7 +481,7 @@ async fn connect_parts(
         "the cluster's configuration",
     )
     .await?;
-    check_shared(&meta, &names, shared).await?;
+    check_shared(&meta, &names, shared, config.log_retry_for).await?;
     let owners = bucket(
         &js,
         &names.owners_bucket(),
@@ -577,19 +577,31 @@ async fn object_bucket(
 }
 
 /// Records the shared configuration, or checks this node's against it.
+///
+/// The create is tried again for `retry_for`: a bucket created a moment
+/// ago may have no stream leader yet ("no responders" while its replicas
+/// elect one), which is no reason to refuse to start.
 async fn check_shared(
     meta: &kv::Store,
     names: &Names,
     ours: SharedConfig,
+    retry_for: Duration,
 ) -> Result<(), ClusterError> {
     let encoded = serde_json::to_vec(&ours).unwrap_or_default();
-    match meta.create("config", encoded.into()).await {
-        Ok(_) => return Ok(()),
-        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(ClusterError::nats("recording the cluster's configuration")(
-                Box::new(e),
-            ));
+    let started = Instant::now();
+    loop {
+        match meta.create("config", encoded.clone().into()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => break,
+            Err(e) if started.elapsed() < retry_for => {
+                tracing::warn!(error = %e, "cannot record the cluster's configuration yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                return Err(ClusterError::nats("recording the cluster's configuration")(
+                    Box::new(e),
+                ));
+            }
         }
     }
     let stored = meta
