@@ -220,6 +220,62 @@ async fn bank_nodes_answer_any_call_apply_transfers_once_and_survive_a_sigkill()
         wait_for_balance(&client, banks[0].as_ref().expect("up"), id, *amount).await;
     }
 
+    // Invocations enqueued through one node: their status (waiting too)
+    // and cancel work through every node, two of which do not serve the
+    // instance (they ask the one that does).
+    let node = |i: usize| banks[i].as_ref().expect("up");
+    let get = |url: String| {
+        let client = client.clone();
+        async move { Reply::from(client.get(url).send().await.expect("send the request")).await }
+    };
+    let delete = |url: String| {
+        let client = client.clone();
+        async move { Reply::from(client.delete(url).send().await.expect("send the request")).await }
+    };
+    let later = "/v1/Account/inv-later/deposit/send?delay=1h";
+    let sent = post(
+        &client,
+        &node(0).url(later),
+        Some(json!({ "amount": 1 })),
+        Some("later"),
+    )
+    .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{sent:?}");
+    let id = sent.json["invocation_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    for i in 0..3 {
+        let status = get(node(i).url(&format!("/v1/invocations/{id}"))).await;
+        assert_eq!(status.status, StatusCode::OK, "n{i}: {status:?}");
+        assert_eq!(status.json["status"], "scheduled", "n{i}: {status:?}");
+    }
+    let cancelled = delete(node(1).url(&format!("/v1/invocations/{id}"))).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
+    let again = delete(node(2).url(&format!("/v1/invocations/{id}"))).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
+    for i in 0..3 {
+        let status = get(node(i).url(&format!("/v1/invocations/{id}"))).await;
+        assert_eq!(status.json["status"], "cancelled", "n{i}: {status:?}");
+    }
+    let now = "/v1/Account/inv-now/deposit/send";
+    let sent = post(
+        &client,
+        &node(1).url(now),
+        Some(json!({ "amount": 3 })),
+        Some("now"),
+    )
+    .await;
+    let id = sent.json["invocation_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    for i in [2, 0] {
+        let done = get(node(i).url(&format!("/v1/invocations/{id}?wait=30s"))).await;
+        assert_eq!(done.json["status"], "done", "n{i}: {done:?}");
+        assert_eq!(done.json["reply"], json!(3), "n{i}: {done:?}");
+    }
+
     // SIGKILL a node: the others take its groups over.
     banks[2].take().expect("up").kill();
     {

@@ -347,6 +347,22 @@ fn a_paused_owner_resumes_fenced_and_commits_nothing() {
         ledger.suspects.insert(zombie);
         let stopped = Instant::now();
         stop.store(true, Ordering::SeqCst);
+        // Calls forwarded to the paused owner before its group moves: the
+        // owners table still names it, so they reach its subscription, which
+        // holds them (as a SIGKILLed owner's does until its server notices).
+        // When it is declared dead, the keyed one is sent again to the new
+        // owner; the keyless one is refused, saying it may have been
+        // applied. (Before: both waited out the 30 s forward timeout.)
+        let held: Vec<_> = [Some("held-keyed"), None]
+            .into_iter()
+            .map(|key| {
+                let (client, url, id) = (cluster.client.clone(), cluster.url(1), accounts[0].clone());
+                tokio::spawn(async move {
+                    let body = json!({ "amount": if key.is_some() { 1_000 } else { 7 } });
+                    try_call(&client, &url, &deposit_path(&id), Some(&body), key).await
+                })
+            })
+            .collect();
 
         // Wait for another node to serve the group.
         let new_owner = loop {
@@ -388,6 +404,30 @@ fn a_paused_owner_resumes_fenced_and_commits_nothing() {
                 }
             }
         }
+        let [keyed, keyless] = <[_; 2]>::try_from(held).expect("two");
+        match keyed.await.expect("a caller panicked") {
+            Try::Answered { status, body } => {
+                assert_eq!(status, StatusCode::OK);
+                ledger.deposit(&accounts[0], 1_000);
+                let answer = Answer { status, body, node: 1, tries: 1 };
+                ledger.calls.push((deposit_path(&accounts[0]), json!({ "amount": 1_000 }), "held-keyed".into(), answer));
+            }
+            other => panic!(
+                "a keyed call held by the paused owner was not sent again to the new owner \
+                 ({:?} after SIGSTOP): {other:?}",
+                stopped.elapsed()
+            ),
+        }
+        // Never applied (the paused node cannot commit after the fence),
+        // but the forwarding node cannot know that: it says so.
+        match keyless.await.expect("a caller panicked") {
+            Try::Unavailable { message } => assert!(
+                message.contains("stopped answering") && message.contains("may or may not have been applied"),
+                "{message}"
+            ),
+            other => panic!("a keyless call held by the paused owner: {other:?}"),
+        }
+        eprintln!("zombie: the calls held by the paused owner were settled {:?} after SIGSTOP", stopped.elapsed());
         let mut rng = StdRng::seed_from_u64(3);
 
         cluster.signal(zombie, "CONT");
@@ -418,6 +458,19 @@ fn a_paused_owner_resumes_fenced_and_commits_nothing() {
             refused.iter().map(|r| &r.2).collect::<BTreeSet<_>>()
         );
         assert!(unknown.is_empty(), "a resumed node answers its callers: {unknown:?}");
+        // Over HTTP, a 503 says what happened and that the call was not
+        // committed (or not accepted, for one that came in while the group
+        // was being given up).
+        for (_, _, message) in &refused {
+            assert!(
+                message.contains("not committed") || message.contains("not accepted") || message.contains("not sent"),
+                "{message}"
+            );
+        }
+        assert!(
+            refused.iter().any(|(_, _, m)| m.contains("this node lost the ownership of log group")),
+            "{refused:?}"
+        );
         // The refused calls, retried with their keys anywhere: applied once.
         for (id, key, _) in refused {
             let path = deposit_path(&id);
@@ -496,10 +549,27 @@ fn losing_the_nats_quorum_refuses_calls_with_503_and_loses_nothing() {
         for task in tries {
             let (id, key, got) = task.await.expect("a caller panicked");
             match got {
-                Try::Unavailable { message } => refused.push((id, key, message)),
+                // The body says why (at the owner: the NATS servers did not
+                // confirm; through another node, possibly: the owner did not
+                // answer in time), and that the outcome is unknown (or, for
+                // a call still queued, that it was not committed).
+                Try::Unavailable { message }
+                    if (message.contains("NATS servers did not confirm")
+                        || message.contains("did not answer within"))
+                        && (message.contains("may or may not")
+                            || message.contains("not committed")) =>
+                {
+                    refused.push((id, key, message));
+                }
                 other => panic!("without a NATS quorum {id} got {other:?}"),
             }
         }
+        assert!(
+            refused
+                .iter()
+                .any(|(_, _, m)| m.contains("NATS servers did not confirm")),
+            "{refused:?}"
+        );
         eprintln!(
             "quorum: every call refused within {:?}; messages: {:?}",
             lost.elapsed(),

@@ -16,7 +16,7 @@ use std::{
 };
 
 use statefn::{
-    Error, Runtime,
+    Error, InvocationStatus, JsonReply, Runtime,
     cluster::{
         ClusterConfig, ClusterError, Epoch, JetStreamBackend, JetStreamOptions, LogBackend,
         LogGroupId, Lsn,
@@ -210,6 +210,54 @@ async fn any_node_answers_any_call_and_transfers_across_nodes_apply_once() {
     let third = deposit(cluster.node(2), "retried", 7, "same-key").await;
     assert_eq!((first, again, third), (7, 7, 7));
     assert_eq!(balance(cluster.node(2), "retried").await, 7, "applied once");
+
+    // Invocations enqueued through a node that does not serve the instance:
+    // their status (waiting too) and cancel through another such node.
+    let account = (0..)
+        .map(|i| format!("inv-{i}"))
+        .find(|a| owners.get(&group_of(a)).is_some_and(|o| o == "n0"))
+        .expect("n0 serves a group");
+    let later = cluster
+        .node(1)
+        .handle::<Account>(&account)
+        .deposit(5)
+        .send_after(Duration::from_secs(3600))
+        .await
+        .expect("enqueued");
+    let cluster = &cluster;
+    let status = |i: usize, id, wait| async move { cluster.node(i).invocation(id, wait).await };
+    assert_eq!(
+        status(2, &later, Duration::ZERO)
+            .await
+            .expect("the status, from a node that does not serve the instance"),
+        InvocationStatus::Scheduled
+    );
+    cluster
+        .node(2)
+        .cancel_invocation(&later)
+        .await
+        .expect("a cancel, from a node that does not serve the instance");
+    assert_eq!(
+        status(1, &later, Duration::ZERO).await.expect("status"),
+        InvocationStatus::Cancelled
+    );
+    assert!(matches!(
+        cluster.node(1).cancel_invocation(&later).await,
+        Err(Error::InvocationNotPending { .. })
+    ));
+    let now = cluster
+        .node(1)
+        .handle::<Account>(&account)
+        .deposit(5)
+        .send()
+        .await
+        .expect("enqueued");
+    assert_eq!(
+        status(2, &now, Duration::from_secs(30))
+            .await
+            .expect("waited for"),
+        InvocationStatus::Done(JsonReply::Ok(serde_json::json!(5)))
+    );
 
     // Transfers between accounts whose groups different nodes serve: the
     // deposit message crosses nodes and is applied exactly once, even when

@@ -10,10 +10,22 @@
 //! not named, so it gets no calls. Idempotency is the owner's: a retry with
 //! the same key, on any node, is answered from the stored reply.
 //!
+//! Questions about an enqueued invocation (its status, a cancel) travel
+//! the same way: the node serving the instance answers them.
+//!
 //! What a forwarding caller is told:
 //! - **no responders**, or an owner that no longer serves the group: nobody
 //!   took the call; it is tried again (the owners table is changing) until
 //!   `forward_budget` is spent, then 503 "not sent", which is true;
+//! - **the owner dies, or the owners table moves the group, while it holds
+//!   the call** (a SIGKILL between the forward and the answer, a paused
+//!   node, a node shutting down): a call with an idempotency key (and a
+//!   status query) is sent again to the next owner, which answers a call
+//!   the old owner committed from its stored reply, so it applies once; a
+//!   call without a key is refused with 503 "may or may not have been
+//!   applied" once its holder is dead (a live old owner still answers it:
+//!   it commits it or refuses it as not committed). Before this, such a
+//!   call waited `forward_timeout` (30 s);
 //! - **no answer within `forward_timeout`**: the call may or may not have
 //!   been applied; 503 that says so and asks for a retry with the same
 //!   idempotency key.
@@ -29,7 +41,7 @@ use futures::StreamExt;
 
 use super::{
     node::ClusterNode,
-    wire::{self, CallReply, CallRequest, WireError},
+    wire::{self, CallReply, CallRequest, Owner, WireError},
 };
 use crate::{
     Error,
@@ -40,8 +52,23 @@ use crate::{
 /// Forwarded calls queue-subscribe under this group name.
 const OWNERS_QUEUE: &str = "owner";
 
-/// How long a caller waits between tries while nobody serves the group.
+/// How long a caller waits between tries while nobody serves the group
+/// (unless the owners table changes sooner).
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// How one try at a group's owner ended.
+enum Sent {
+    /// With an answer to give the caller.
+    Answered(Result<Vec<u8>, Error>),
+    /// Nobody took the call (no responders, the owner gave the group up or
+    /// is shutting down): it was not applied; try again.
+    NotTaken(&'static str),
+    /// The owner died or the group moved while it held a repeatable call:
+    /// send it again to the next owner.
+    Abandoned,
+    /// Its holder died while it held a call that cannot be repeated: why.
+    Lost(String),
+}
 
 impl ClusterNode {
     /// Forwards `call` to the node serving `shard` (in the background).
@@ -49,79 +76,67 @@ impl ClusterNode {
         let node = Arc::clone(self);
         self.handle.spawn(async move {
             let RemoteCall {
+                kind,
                 target,
                 message,
                 key,
                 enqueue,
                 reply,
             } = call;
+            let repeatable = RemoteCall::can_repeat(kind, key.as_deref());
             let request = CallRequest {
                 target,
                 message,
                 key,
                 enqueue_ms: enqueue.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                kind,
             };
-            let result = node.request(shard, wire::to_bytes(&request).into()).await;
+            let payload = wire::to_bytes(&request).into();
+            let result = node.request(shard, payload, repeatable).await;
             metrics::counter!(crate::metrics::CLUSTER_FORWARDED).increment(1);
             let _ = reply.send(result);
         });
     }
 
-    async fn request(&self, shard: ShardId, payload: Bytes) -> Result<Vec<u8>, Error> {
+    /// Sends a forwarded call to the owner of `shard`'s group and waits for
+    /// its answer; see the module docs for what the caller is told.
+    /// `repeatable`: the call may be sent again to a new owner.
+    async fn request(
+        &self,
+        shard: ShardId,
+        payload: Bytes,
+        repeatable: bool,
+    ) -> Result<Vec<u8>, Error> {
         let group = self.group_of(shard);
-        let deadline = Instant::now() + self.config.forward_budget;
-        let not_sent = |why: &str| Error::Unavailable {
-            shard: shard.0,
-            reason: format!(
-                "no node serves log group {group} right now ({why}; a failover or handoff may be in progress); the call was not sent"
-            ),
-            retry_after: Duration::from_secs(1),
-        };
+        let mut deadline = Instant::now() + self.config.forward_budget;
+        let mut changes = self.owners.routing_changes();
+        // Whether a node has (or had) the call: a later refusal cannot say
+        // it was not applied.
+        let mut delivered = false;
         loop {
-            let Some((owner, _)) = self.owners.get(group) else {
-                if Instant::now() + RETRY_PAUSE >= deadline {
-                    return Err(not_sent("it has no owner yet"));
+            changes.borrow_and_update();
+            let why = match self.owners.get(group) {
+                None => "it has no owner yet",
+                Some((owner, _)) if !self.membership.is_live(&owner.node) => {
+                    "its owner stopped answering and no node took it over yet"
                 }
-                tokio::time::sleep(RETRY_PAUSE).await;
-                continue;
-            };
-            let subject = self.names.call(group, &owner.node);
-            let request = async_nats::Request::new()
-                .payload(payload.clone())
-                .timeout(Some(self.config.forward_timeout));
-            let why = match self.client.send_request(subject, request).await {
-                Ok(message) => match wire::from_bytes::<CallReply>(&message.payload) {
-                    Ok(CallReply::Reply(reply)) => return Ok(reply),
-                    Ok(CallReply::Failed(WireError::ShuttingDown)) => "its owner is shutting down",
-                    Ok(CallReply::Failed(error)) => return Err(error.into_error()),
-                    Ok(CallReply::NotServed) => "its owner just gave it up",
-                    Err(error) => {
-                        return Err(Error::Cluster(super::ClusterError::Remote {
-                            message: format!(
-                                "an undecodable answer from the group's owner: {error}"
-                            ),
-                        }));
+                Some((owner, _)) => match self
+                    .send_once(shard, &owner, payload.clone(), repeatable, &mut changes)
+                    .await
+                {
+                    Sent::Answered(result) => return result,
+                    Sent::NotTaken(why) => why,
+                    Sent::Abandoned => {
+                        // Sent again to the next owner, within a new budget.
+                        delivered = true;
+                        deadline = Instant::now() + self.config.forward_budget;
+                        "its owner changed while it held the call"
                     }
-                },
-                Err(error) => match error.kind() {
-                    RequestErrorKind::NoResponders => "no node answers for it",
-                    RequestErrorKind::TimedOut => {
+                    Sent::Lost(why) => {
                         return Err(Error::Unavailable {
                             shard: shard.0,
                             reason: format!(
-                                "the node serving log group {group} did not answer within {:?}; the call may or may not have been applied: retry it with the same idempotency key to find out without applying it twice",
-                                self.config.forward_timeout
-                            ),
-                            retry_after: Duration::from_secs(1),
-                        });
-                    }
-                    RequestErrorKind::Other
-                    | RequestErrorKind::InvalidSubject
-                    | RequestErrorKind::MaxPayloadExceeded => {
-                        return Err(Error::Unavailable {
-                            shard: shard.0,
-                            reason: format!(
-                                "forwarding to the node serving log group {group} failed ({error}); the call may or may not have been applied: retry it with the same idempotency key"
+                                "{why} while it held the call for log group {group}; the call had no idempotency key, so it was not sent again: it may or may not have been applied (send calls with an Idempotency-Key to retry them safely)"
                             ),
                             retry_after: Duration::from_secs(1),
                         });
@@ -129,9 +144,98 @@ impl ClusterNode {
                 },
             };
             if Instant::now() + RETRY_PAUSE >= deadline {
-                return Err(not_sent(why));
+                let reason = if delivered {
+                    format!(
+                        "the owner of log group {group} changed while it held the call, and no node serves the group now ({why}); the call may or may not have been applied: retry it with the same idempotency key to find out without applying it twice"
+                    )
+                } else {
+                    format!(
+                        "no node serves log group {group} right now ({why}; a failover or handoff may be in progress); the call was not sent, so it was not applied: retry it"
+                    )
+                };
+                return Err(Error::Unavailable {
+                    shard: shard.0,
+                    reason,
+                    retry_after: Duration::from_secs(1),
+                });
             }
-            tokio::time::sleep(RETRY_PAUSE).await;
+            // Wait for the owners table to change, or try again shortly.
+            let _ = tokio::time::timeout(RETRY_PAUSE, changes.changed()).await;
+        }
+    }
+
+    /// One try at `owner`. While it waits, an owners table that moves the
+    /// group elsewhere, or an owner that dies, ends the wait: a repeatable
+    /// call is abandoned (to be sent to the next owner), another one is
+    /// refused once its holder is dead (a live old owner still answers it:
+    /// it commits it or refuses it as not committed).
+    async fn send_once(
+        &self,
+        shard: ShardId,
+        owner: &Owner,
+        payload: Bytes,
+        repeatable: bool,
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> Sent {
+        let group = self.group_of(shard);
+        let subject = self.names.call(group, &owner.node);
+        let request = async_nats::Request::new()
+            .payload(payload)
+            .timeout(Some(self.config.forward_timeout));
+        let request = self.client.send_request(subject, request);
+        tokio::pin!(request);
+        let answer = loop {
+            tokio::select! {
+                answer = &mut request => break answer,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // The node is going away: only the answer is left.
+                        break request.await;
+                    }
+                    let dead = !self.membership.is_live(&owner.node);
+                    let moved = self.owners.get(group).is_none_or(|(now, _)| now != *owner);
+                    if repeatable && (dead || moved) {
+                        return Sent::Abandoned;
+                    }
+                    if dead {
+                        return Sent::Lost(format!("node {} stopped answering (no heartbeat for {:?})", owner.node, self.config.failure_timeout));
+                    }
+                }
+            }
+        };
+        match answer {
+            Ok(message) => match wire::from_bytes::<CallReply>(&message.payload) {
+                Ok(CallReply::Reply(reply)) => Sent::Answered(Ok(reply)),
+                Ok(CallReply::Failed(WireError::ShuttingDown)) => {
+                    Sent::NotTaken("its owner is shutting down")
+                }
+                Ok(CallReply::Failed(error)) => Sent::Answered(Err(error.into_error())),
+                Ok(CallReply::NotServed) => Sent::NotTaken("its owner just gave it up"),
+                Err(error) => Sent::Answered(Err(Error::Cluster(super::ClusterError::Remote {
+                    message: format!("an undecodable answer from the group's owner: {error}"),
+                }))),
+            },
+            Err(error) => match error.kind() {
+                RequestErrorKind::NoResponders => Sent::NotTaken("no node answers for it"),
+                RequestErrorKind::TimedOut => Sent::Answered(Err(Error::Unavailable {
+                    shard: shard.0,
+                    reason: format!(
+                        "node {} serving log group {group} did not answer within {:?}; the call may or may not have been applied: retry it with the same idempotency key to find out without applying it twice",
+                        owner.node, self.config.forward_timeout
+                    ),
+                    retry_after: Duration::from_secs(1),
+                })),
+                RequestErrorKind::Other
+                | RequestErrorKind::InvalidSubject
+                | RequestErrorKind::MaxPayloadExceeded => Sent::Answered(Err(Error::Unavailable {
+                    shard: shard.0,
+                    reason: format!(
+                        "forwarding to node {} serving log group {group} failed ({error}); the call may or may not have been applied: retry it with the same idempotency key",
+                        owner.node
+                    ),
+                    retry_after: Duration::from_secs(1),
+                })),
+            },
         }
     }
 
@@ -184,6 +288,7 @@ impl ClusterNode {
             return CallReply::Failed(WireError::ShuttingDown);
         };
         let submitted = runtime.submit_forwarded(
+            request.kind,
             request.target,
             request.message,
             request.key,

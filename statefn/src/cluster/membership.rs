@@ -30,6 +30,9 @@ pub(crate) struct Membership {
     listening: Mutex<Option<Instant>>,
     timeout: Duration,
     heard: Mutex<BTreeMap<String, Seen>>,
+    /// The nodes found dead or draining at the last
+    /// [`unavailable_changed`](Self::unavailable_changed).
+    unavailable: Mutex<Vec<String>>,
     /// A node appeared, or its readiness or draining changed.
     pub(crate) changed: Notify,
 }
@@ -65,6 +68,7 @@ impl Membership {
             listening: Mutex::new(None),
             timeout,
             heard: Mutex::new(BTreeMap::new()),
+            unavailable: Mutex::new(Vec::new()),
             changed: Notify::new(),
         }
     }
@@ -117,6 +121,27 @@ impl Membership {
             Some(seen) => self.is_live_at(Some(seen), Instant::now()),
             None => !self.settled(),
         }
+    }
+
+    /// Whether the set of nodes heard from that are dead or draining
+    /// changed since the last call (the manager asks every tick: death is
+    /// the passing of time, not an event).
+    pub(crate) fn unavailable_changed(&self) -> bool {
+        let now = Instant::now();
+        let current: Vec<String> = self
+            .heard
+            .lock()
+            .values()
+            .filter(|s| s.beat.node != self.me)
+            .filter(|s| !self.is_live_at(Some(s), now) || s.beat.draining)
+            .map(|s| s.beat.node.clone())
+            .collect();
+        let mut last = self.unavailable.lock();
+        if *last == current {
+            return false;
+        }
+        *last = current;
+        true
     }
 
     /// The nodes placement gives groups to: live, ready and not draining,

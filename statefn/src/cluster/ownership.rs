@@ -51,12 +51,35 @@ use crate::{
 const TICK: Duration = Duration::from_millis(100);
 
 /// The owners bucket as this node last saw it: `group -> (owner, revision)`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct OwnersTable {
     owners: Mutex<BTreeMap<u16, (Owner, u64)>>,
+    /// Bumped whenever a call in flight may have lost its target: an owner
+    /// changed, or a node died, came back or started draining. Forwarded
+    /// calls wait on it (`forward`) instead of waiting out their timeout.
+    routing: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for OwnersTable {
+    fn default() -> Self {
+        OwnersTable {
+            owners: Mutex::default(),
+            routing: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl OwnersTable {
+    /// Changes of the routing (see `routing`).
+    pub(crate) fn routing_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.routing.subscribe()
+    }
+
+    /// The nodes' liveness or draining changed.
+    pub(crate) fn routing_changed(&self) {
+        self.routing.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     pub(crate) fn get(&self, group: LogGroupId) -> Option<(Owner, u64)> {
         self.owners.lock().get(&group.0).cloned()
     }
@@ -71,10 +94,15 @@ impl OwnersTable {
         if owners.get(&group.0).is_some_and(|(_, r)| *r > revision) {
             return;
         }
-        match owner {
-            Some(owner) => owners.insert(group.0, (owner, revision)),
+        let before = owners.get(&group.0).map(|(o, _)| o.clone());
+        match &owner {
+            Some(owner) => owners.insert(group.0, (owner.clone(), revision)),
             None => owners.remove(&group.0),
         };
+        drop(owners);
+        if before != owner {
+            self.routing_changed();
+        }
     }
 }
 
@@ -222,6 +250,9 @@ impl ClusterNode {
                 return;
             }
             self.take_failures();
+            if self.membership.unavailable_changed() {
+                self.owners.routing_changed();
+            }
             for (group, action) in self.decide() {
                 self.begin(group, action);
             }

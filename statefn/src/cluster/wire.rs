@@ -15,6 +15,7 @@ use crate::{
         envelope::{Envelope, Origin, Provenance, ReplyRoute},
         ids::{Seq, ShardId, TimerId},
     },
+    runtime::transport::CallKind,
 };
 
 /// A client call forwarded to the owner of its log group.
@@ -25,6 +26,8 @@ pub(crate) struct CallRequest {
     pub(crate) key: Option<String>,
     /// Enqueue the message after this delay instead of running it now.
     pub(crate) enqueue_ms: Option<u64>,
+    /// A call, or a question about an enqueued invocation (`key`).
+    pub(crate) kind: CallKind,
 }
 
 /// The owner's answer to a [`CallRequest`].
@@ -204,6 +207,14 @@ pub(crate) enum WireError {
     Other {
         message: String,
     },
+    /// A status or cancel of an invocation the owner does not know.
+    UnknownInvocation {
+        id: String,
+    },
+    /// A cancel of an invocation that is no longer pending.
+    InvocationNotPending {
+        id: String,
+    },
 }
 
 fn ms(d: Duration) -> u64 {
@@ -298,6 +309,8 @@ impl From<&Error> for WireError {
                 queued,
                 retry_after_ms: ms(retry_after),
             },
+            Error::UnknownInvocation { id } => WireError::UnknownInvocation { id },
+            Error::InvocationNotPending { id } => WireError::InvocationNotPending { id },
             other => WireError::Other {
                 message: other.to_string(),
             },
@@ -395,6 +408,8 @@ impl WireError {
                 retry_after: Duration::from_millis(retry_after_ms),
             },
             WireError::Other { message } => Error::Cluster(ClusterError::Remote { message }),
+            WireError::UnknownInvocation { id } => Error::UnknownInvocation { id },
+            WireError::InvocationNotPending { id } => Error::InvocationNotPending { id },
         }
     }
 }
@@ -430,6 +445,8 @@ mod tests {
                 retry_after: Duration::from_millis(250),
             },
             Error::ShuttingDown,
+            Error::UnknownInvocation { id: "A.a.k".into() },
+            Error::InvocationNotPending { id: "A.a.k".into() },
         ];
         for error in errors {
             let wire: WireError = from_bytes(&to_bytes(&WireError::from(&error))).expect("decodes");

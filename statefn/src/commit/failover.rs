@@ -65,7 +65,15 @@ impl Syncer {
                 self.group
             ),
             LogError::Unavailable { .. } | LogError::Corrupt { .. } => {
-                let reason = format!("the log of log group {} failed: {error}", self.group);
+                let reason = if matches!(error, LogError::Unavailable { .. }) {
+                    format!(
+                        "the NATS servers did not confirm the append to the log of log group {} \
+                         (no quorum of the servers replicating its stream answered: {error})",
+                        self.group
+                    )
+                } else {
+                    format!("the log of log group {} failed: {error}", self.group)
+                };
                 self.take_down(&reason);
                 for batch in batches {
                     self.parts

@@ -206,11 +206,14 @@ impl ApiError {
                 retry_after,
             } => {
                 tracing::warn!(shard, %reason, ?retry_after, "shard unavailable");
+                // The reason is written for callers: it says what happened,
+                // whether the call may have been applied, and what to do.
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
-                    "the instance is temporarily unavailable; retry after the Retry-After seconds",
+                    format!("the instance is temporarily unavailable: {reason}"),
                 )
+                .with_details(json!({ "shard": shard }))
                 .retry_after(retry_after)
             }
             Error::Overloaded {

@@ -56,8 +56,9 @@ impl RuntimeInner {
         if let Some(transport) = self.transport()
             && self.is_remote(shard)
         {
-            use super::transport::RemoteCall;
+            use super::transport::{CallKind, RemoteCall};
             let call = RemoteCall {
+                kind: CallKind::Invoke,
                 target,
                 message,
                 key,
@@ -97,11 +98,13 @@ impl RuntimeInner {
     )]
     pub(crate) fn submit_forwarded(
         &self,
+        kind: super::transport::CallKind,
         target: Address,
         message: Vec<u8>,
         key: Option<String>,
         enqueue: Option<Duration>,
     ) -> Result<Option<oneshot::Receiver<Result<Vec<u8>, Error>>>, Error> {
+        use super::transport::CallKind;
         if self.closing.load(Ordering::SeqCst) {
             return Err(Error::ShuttingDown);
         }
@@ -111,6 +114,22 @@ impl RuntimeInner {
             return Ok(None);
         }
         let (tx, rx) = oneshot::channel();
+        // An invocation's status or cancel: mail to the shard, as on the
+        // node that asked (`runtime/invocations.rs`).
+        let ask = |key: Option<String>| key.unwrap_or_default();
+        match kind {
+            CallKind::Invoke => {}
+            CallKind::InvocationStatus => {
+                let (target, key, reply) = (target, ask(key), tx);
+                self.enqueue(shard, Mail::InvocationStatus { target, key, reply });
+                return Ok(Some(rx));
+            }
+            CallKind::CancelInvocation => {
+                let (target, key, reply) = (target, ask(key), tx);
+                self.enqueue(shard, Mail::CancelInvocation { target, key, reply });
+                return Ok(Some(rx));
+            }
+        }
         let origin = Origin::Client {
             key,
             reply: Some(tx),

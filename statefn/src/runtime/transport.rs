@@ -21,11 +21,39 @@ use crate::{
 /// A client call for a shard served elsewhere, with where its reply goes.
 #[derive(Debug)]
 pub(crate) struct RemoteCall {
+    pub(crate) kind: CallKind,
     pub(crate) target: Address,
+    /// The message (empty for an invocation's status or cancel).
     pub(crate) message: Vec<u8>,
+    /// The call's idempotency key, or the key of the invocation asked about.
     pub(crate) key: Option<String>,
     pub(crate) enqueue: Option<Duration>,
     pub(crate) reply: ReplySender,
+}
+
+/// What a [`RemoteCall`] asks of the node serving its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum CallKind {
+    /// Run (or, with `enqueue`, enqueue) the message.
+    Invoke,
+    /// What became of the enqueued invocation `key` ([`Mail::InvocationStatus`]).
+    InvocationStatus,
+    /// Cancel the delayed invocation `key` ([`Mail::CancelInvocation`]).
+    CancelInvocation,
+}
+
+impl RemoteCall {
+    /// Whether sending it again to another node is harmless: a call with an
+    /// idempotency key (the group's owner answers a repeat from the stored
+    /// reply) or a status query. A cancel is not (a repeat of one that was
+    /// applied says "not pending").
+    pub(crate) fn can_repeat(kind: CallKind, key: Option<&str>) -> bool {
+        match kind {
+            CallKind::Invoke => key.is_some(),
+            CallKind::InvocationStatus => true,
+            CallKind::CancelInvocation => false,
+        }
+    }
 }
 
 /// Carries what leaves this node: implemented by the cluster layer.
@@ -79,6 +107,7 @@ impl RuntimeInner {
                 } => transport.forward_call(
                     shard,
                     RemoteCall {
+                        kind: CallKind::Invoke,
                         target: envelope.target,
                         message: envelope.message,
                         key,
@@ -97,20 +126,29 @@ impl RuntimeInner {
                     retry_after: Duration::from_secs(1),
                 }));
             }
-            Mail::CancelInvocation { reply, .. } => {
-                let _ = reply.send(Err(Error::Unavailable {
-                    shard: shard.0,
-                    reason: "another node serves this shard; cancel the invocation there".into(),
-                    retry_after: Duration::from_secs(1),
-                }));
-            }
-            Mail::InvocationStatus { reply, .. } => {
-                let _ = reply.send(Err(Error::Unavailable {
-                    shard: shard.0,
-                    reason: "another node serves this shard; ask it for the invocation".into(),
-                    retry_after: Duration::from_secs(1),
-                }));
-            }
+            // Asked of the node serving the instance, like a call.
+            Mail::CancelInvocation { target, key, reply } => transport.forward_call(
+                shard,
+                RemoteCall {
+                    kind: CallKind::CancelInvocation,
+                    target,
+                    message: Vec::new(),
+                    key: Some(key),
+                    enqueue: None,
+                    reply,
+                },
+            ),
+            Mail::InvocationStatus { target, key, reply } => transport.forward_call(
+                shard,
+                RemoteCall {
+                    kind: CallKind::InvocationStatus,
+                    target,
+                    message: Vec::new(),
+                    key: Some(key),
+                    enqueue: None,
+                    reply,
+                },
+            ),
             Mail::Delete { reply, .. } => {
                 let _ = reply.send(Err(Error::Unavailable {
                     shard: shard.0,

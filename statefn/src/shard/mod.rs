@@ -202,7 +202,9 @@ impl Shard {
         if !self.is_serving() {
             return Err(Error::Unavailable {
                 shard: self.id.0,
-                reason: "it is recovering (after a storage failure, or a failure of the shard)"
+                reason: "its shard is recovering (after a storage failure, a failure of the \
+                         shard, or while its log group changes node); the call was not accepted: \
+                         retry it"
                     .into(),
                 retry_after: std::time::Duration::from_millis(200),
             });
