@@ -88,6 +88,10 @@ pub const CLUSTER_SNAPSHOTS: &str = "statefn_cluster_snapshots_total";
 pub const CLUSTER_SNAPSHOT_LOADS: &str = "statefn_cluster_snapshot_loads_total";
 /// Cluster mode: purges of log groups' streams below a snapshot.
 pub const CLUSTER_TRIMS: &str = "statefn_cluster_trims_total";
+/// Cluster mode: the longest time between two consecutive heartbeats of
+/// another node heard here, in seconds (how close a slow node came to
+/// being declared dead: compare with `failure_timeout`).
+pub const CLUSTER_HEARTBEAT_GAP_MAX: &str = "statefn_cluster_heartbeat_gap_max_seconds";
 
 /// Panics in the runtime's own code that it survived (a statefn bug), by
 /// `where`: `shard` or the name of a background thread.
@@ -336,6 +340,13 @@ pub const METRICS: &[Metric] = &[
         kind: MetricKind::Counter,
         unit: Unit::Count,
         help: "Cluster mode: purges of log groups' streams below their snapshot and standbys.",
+    },
+    Metric {
+        name: CLUSTER_HEARTBEAT_GAP_MAX,
+        kind: MetricKind::Gauge,
+        unit: Unit::Seconds,
+        help: "Cluster mode: the longest time between two consecutive heartbeats of another \
+               node heard here; a gap of failure_timeout declares the node dead.",
     },
 ];
 

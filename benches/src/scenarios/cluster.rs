@@ -70,6 +70,9 @@ pub struct ClusterArgs {
     /// `cargo build --release -p statefn-examples --bin bank`).
     #[arg(long)]
     pub bank_bin: Option<PathBuf>,
+    /// The nodes' `--failure-timeout-ms` (default: the bank's).
+    #[arg(long)]
+    pub failure_timeout_ms: Option<u64>,
 }
 
 /// Runs the scenario.
@@ -94,7 +97,9 @@ pub async fn run(args: &ClusterArgs) -> Result<(), BoxError> {
     let single = ServerProcess::bank(&bank_bin, &data.path().join("single")).await?;
     let mut nodes = Vec::new();
     for i in 0..3 {
-        nodes.push(Some(start_node(&bank_bin, data.path(), &urls, i).await?));
+        nodes.push(Some(
+            start_node(&bank_bin, data.path(), &urls, i, args.failure_timeout_ms).await?,
+        ));
     }
     let admin = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -118,6 +123,38 @@ pub async fn run(args: &ClusterArgs) -> Result<(), BoxError> {
             .emit();
     }
     single.stop().await?;
+    // No false failover under load: a node whose heartbeats came late
+    // enough would have lost its groups (counted as failovers elsewhere).
+    let longest = metric_values(&admin, &nodes, "statefn_cluster_heartbeat_gap_max_seconds")
+        .await
+        .into_iter()
+        .fold(0.0, f64::max);
+    let failovers_under_load: f64 =
+        metric_values(&admin, &nodes, "statefn_cluster_failovers_total")
+            .await
+            .iter()
+            .sum::<f64>()
+            + 0.0;
+    let step_downs: f64 = metric_values(&admin, &nodes, "statefn_cluster_step_downs_total")
+        .await
+        .iter()
+        .sum::<f64>()
+        + 0.0;
+    println!(
+        "under load: longest heartbeat gap {:.0} ms (failure timeout {}); failovers {failovers_under_load}, step-downs {step_downs}",
+        longest * 1e3,
+        args.failure_timeout_ms
+            .map_or_else(|| "default".to_owned(), |ms| format!("{ms} ms")),
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": "cluster", "variant": "heartbeats under load",
+            "longest_heartbeat_gap_ms": longest * 1e3,
+            "failure_timeout_ms": args.failure_timeout_ms,
+            "failovers": failovers_under_load, "step_downs": step_downs,
+        })
+    );
 
     if args.kills > 0 {
         let gaps = failovers(
@@ -127,6 +164,7 @@ pub async fn run(args: &ClusterArgs) -> Result<(), BoxError> {
             &admin,
             &mut nodes,
             args.kills,
+            args.failure_timeout_ms,
         )
         .await?;
         let mut sorted = gaps.clone();
@@ -172,8 +210,12 @@ async fn start_node(
     data: &Path,
     urls: &str,
     i: usize,
+    failure_timeout_ms: Option<u64>,
 ) -> Result<ServerProcess, BoxError> {
     let mut command = Command::new(bank_bin);
+    if let Some(ms) = failure_timeout_ms {
+        command.arg("--failure-timeout-ms").arg(ms.to_string());
+    }
     command
         .arg("--data-dir")
         .arg(data.join(format!("n{i}")))
@@ -242,6 +284,31 @@ fn agreed(statuses: &[Value]) -> Option<BTreeMap<u16, String>> {
 }
 
 /// The sum of `statefn_cluster_forwarded_calls_total` over the nodes.
+/// The values of metric `name` on every node (all its label sets).
+async fn metric_values(
+    admin: &reqwest::Client,
+    nodes: &[Option<ServerProcess>],
+    name: &str,
+) -> Vec<f64> {
+    let mut values = Vec::new();
+    for node in nodes.iter().flatten() {
+        let Ok(response) = admin
+            .get(format!("http://{}/metrics", node.addr()))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let text = response.text().await.unwrap_or_default();
+        values.extend(
+            text.lines()
+                .filter(|l| l.split([' ', '{']).next() == Some(name))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()),
+        );
+    }
+    values
+}
+
 async fn forwarded(admin: &reqwest::Client, nodes: &[Option<ServerProcess>]) -> f64 {
     let mut sum = 0.0;
     for node in nodes.iter().flatten() {
@@ -337,6 +404,7 @@ async fn failovers(
     admin: &reqwest::Client,
     nodes: &mut [Option<ServerProcess>],
     kills: usize,
+    failure_timeout_ms: Option<u64>,
 ) -> Result<Vec<f64>, BoxError> {
     let probe = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -384,7 +452,7 @@ async fn failovers(
             gap.as_millis()
         );
         gaps.push(gap.as_secs_f64() * 1e3);
-        nodes[victim] = Some(start_node(bank_bin, data, urls, victim).await?);
+        nodes[victim] = Some(start_node(bank_bin, data, urls, victim, failure_timeout_ms).await?);
     }
     settled(admin, nodes).await?;
     Ok(gaps)

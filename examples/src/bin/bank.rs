@@ -76,6 +76,11 @@ struct Args {
     /// Cluster mode: the cluster's name, when several share NATS servers.
     #[arg(long, value_name = "NAME", default_value = "statefn")]
     cluster: String,
+    /// Cluster mode: a node not heard from for this many milliseconds is
+    /// declared dead and its log groups are taken over (default: the
+    /// runtime's, see docs/cluster.md).
+    #[arg(long, value_name = "MS")]
+    failure_timeout_ms: Option<u64>,
 }
 
 /// The format of the logs on stderr.
@@ -126,6 +131,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let mut config = ClusterConfig::new(urls, node_id);
         config.replicas = args.replicas;
         config.cluster_name = args.cluster.clone();
+        if let Some(ms) = args.failure_timeout_ms {
+            config.failure_timeout = std::time::Duration::from_millis(ms);
+        }
         builder = builder
             .cluster(config)
             .log_groups(args.log_groups.unwrap_or(CLUSTER_LOG_GROUPS));

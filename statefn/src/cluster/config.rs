@@ -44,9 +44,13 @@ pub struct ClusterConfig {
     /// `statefn`), so that several clusters can share NATS servers.
     pub cluster_name: String,
     /// A node not heard from for this long is considered dead and its log
-    /// groups are taken over (default 1 s). Shorter fails over sooner;
-    /// too short takes groups from nodes that were only slow (safe, since
-    /// the log fences the old owner, but their calls get 503s meanwhile).
+    /// groups are taken over (default 750 ms: seven heartbeats, 1.5 times
+    /// the longest gap between two heartbeats measured under a saturating
+    /// load on an overloaded 2-core machine, see docs/cluster.md). Shorter
+    /// fails over sooner; too short takes groups from nodes that were only
+    /// slow (safe, since the log fences the old owner, but their calls get
+    /// 503s meanwhile). `statefn_cluster_heartbeat_gap_max_seconds` shows
+    /// how close a node came.
     pub failure_timeout: Duration,
     /// How often a node announces that it is alive (default 100 ms).
     pub heartbeat_interval: Duration,
@@ -87,7 +91,7 @@ impl ClusterConfig {
             node_id: node_id.into(),
             replicas: 3,
             cluster_name: "statefn".into(),
-            failure_timeout: Duration::from_secs(1),
+            failure_timeout: Duration::from_millis(750),
             heartbeat_interval: Duration::from_millis(100),
             forward_budget: Duration::from_secs(5),
             forward_timeout: Duration::from_secs(30),

@@ -160,7 +160,10 @@ impl ClusterNode {
                 });
             }
             // Wait for the owners table to change, or try again shortly.
-            let _ = tokio::time::timeout(RETRY_PAUSE, changes.changed()).await;
+            if let Ok(Err(_)) = tokio::time::timeout(RETRY_PAUSE, changes.changed()).await {
+                // No more changes (the node is going away): just pause.
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
         }
     }
 

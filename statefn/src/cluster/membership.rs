@@ -30,6 +30,8 @@ pub(crate) struct Membership {
     listening: Mutex<Option<Instant>>,
     timeout: Duration,
     heard: Mutex<BTreeMap<String, Seen>>,
+    /// The longest gap between two heartbeats of another node so far.
+    longest_gap: Mutex<Duration>,
     /// The nodes found dead or draining at the last
     /// [`unavailable_changed`](Self::unavailable_changed).
     unavailable: Mutex<Vec<String>>,
@@ -69,6 +71,7 @@ impl Membership {
             timeout,
             heard: Mutex::new(BTreeMap::new()),
             unavailable: Mutex::new(Vec::new()),
+            longest_gap: Mutex::new(Duration::ZERO),
             changed: Notify::new(),
         }
     }
@@ -93,6 +96,17 @@ impl Membership {
         let now = Instant::now();
         let changed = {
             let mut heard = self.heard.lock();
+            if beat.node != self.me
+                && let Some(seen) = heard.get(&beat.node)
+            {
+                let gap = now.duration_since(seen.at);
+                let mut longest = self.longest_gap.lock();
+                if gap > *longest {
+                    *longest = gap;
+                    metrics::gauge!(crate::metrics::CLUSTER_HEARTBEAT_GAP_MAX)
+                        .set(gap.as_secs_f64());
+                }
+            }
             let changed = heard.get(&beat.node).is_none_or(|seen| {
                 seen.beat.ready != beat.ready
                     || seen.beat.draining != beat.draining

@@ -95,8 +95,8 @@ impl Runtime {
     /// [idempotency retention](crate::Builder::idempotency_retention) after
     /// it ran: it survives restarts.
     ///
-    /// Cluster mode: the node that serves the instance's shard answers; on
-    /// another node this is [`Error::Unavailable`] (ask the owner).
+    /// Cluster mode: any node answers; the question goes to the node that
+    /// serves the instance's shard (as [`cancel_invocation`](Self::cancel_invocation) does).
     /// `wait` needs a Tokio runtime's timer: under
     /// the test kit's `TestRuntime` pass `Duration::ZERO`
     /// and run the runtime instead.
@@ -104,8 +104,8 @@ impl Runtime {
     /// # Errors
     ///
     /// [`Error::Unavailable`] while the shard recovers (or, in cluster
-    /// mode, is served elsewhere), [`Error::ShuttingDown`], a storage
-    /// error.
+    /// mode, while no node serves it: a failover), [`Error::ShuttingDown`],
+    /// a storage error.
     ///
     /// # Examples
     ///
