@@ -310,23 +310,10 @@ async fn metric_values(
 }
 
 async fn forwarded(admin: &reqwest::Client, nodes: &[Option<ServerProcess>]) -> f64 {
-    let mut sum = 0.0;
-    for node in nodes.iter().flatten() {
-        let Ok(response) = admin
-            .get(format!("http://{}/metrics", node.addr()))
-            .send()
-            .await
-        else {
-            continue;
-        };
-        let text = response.text().await.unwrap_or_default();
-        sum += text
-            .lines()
-            .filter(|l| l.starts_with("statefn_cluster_forwarded_calls_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>();
-    }
-    sum
+    metric_values(admin, nodes, "statefn_cluster_forwarded_calls_total")
+        .await
+        .iter()
+        .sum::<f64>()
 }
 
 type Connection = Arc<Mutex<SendRequest<Full<Bytes>>>>;
