@@ -472,9 +472,11 @@ impl RunShard for RuntimeInner {
         }
         target.run(
             &env,
-            |batch| match &self.commit {
+            |mut batch| match &self.commit {
                 None => self.release(batch.effects),
                 Some(commit) => {
+                    // Its records count against the egress bound from now.
+                    batch.effects.egress_reserved = self.egress.reserve(&batch.effects.egress);
                     if let Err(batch) = commit.submit(batch) {
                         self.refuse(batch.effects, batch.shard, "the runtime is stopping");
                     }

@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     Error,
+    egress::Reservation,
     metrics::BatchStats,
     protocol::{
         envelope::{Envelope, ReplySender},
@@ -133,6 +134,9 @@ pub(crate) struct Effects {
     pub(crate) acks: Vec<(ShardId, Seq)>,
     /// Records for egress logs, appended once durable.
     pub(crate) egress: Vec<Emitted>,
+    /// `egress` counted against the egress queue's bound while the batch
+    /// is committed (see `egress/committing.rs`).
+    pub(crate) egress_reserved: Option<Reservation>,
     /// Channels with a gap: `(sender, receiver)`, the sender to re-send
     /// what it holds for the receiver.
     pub(crate) resend_requests: Vec<(ShardId, ShardId)>,
@@ -152,6 +156,7 @@ pub(crate) struct Held {
     /// receiver's record follows the sender's in the same log).
     pub(crate) deliveries: Vec<Envelope>,
     pub(crate) egress: Vec<Emitted>,
+    pub(crate) egress_reserved: Option<Reservation>,
     /// Acks let their senders prune their outboxes.
     pub(crate) acks: Vec<(ShardId, Seq)>,
     /// Timer ids are given again after a failed sync cuts the log.
@@ -165,6 +170,7 @@ impl Held {
         let effects = Effects {
             deliveries: self.deliveries,
             egress: self.egress,
+            egress_reserved: self.egress_reserved,
             timers: self.timers,
             dead_letters: self.dead_letters,
             ..Effects::default()
@@ -184,6 +190,7 @@ impl Effects {
         Held {
             deliveries: far,
             egress: std::mem::take(&mut self.egress),
+            egress_reserved: self.egress_reserved.take(),
             acks: std::mem::take(&mut self.acks),
             timers: std::mem::take(&mut self.timers),
             dead_letters: std::mem::take(&mut self.dead_letters),
