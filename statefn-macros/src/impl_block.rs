@@ -119,6 +119,7 @@ fn expand_handlers(args: &ImplArgs, item: &ItemImpl, plain: &ItemImpl) -> syn::R
     let function_impl = function_impl(&names, self_ty, &handlers);
     let client = crate::callers::client(&names, &self_ident, &handlers);
     let senders = crate::callers::senders(&names, &self_ident, &handlers);
+    let routes = crate::callers::routes(&names, &self_ident, self_ty, &handlers);
     let reply_refs = reply_refs(&names, self_ty, &handlers);
     let marker = handler_impl_marker(self_ty);
     let argument_checks = argument_checks(&handlers);
@@ -134,6 +135,7 @@ fn expand_handlers(args: &ImplArgs, item: &ItemImpl, plain: &ItemImpl) -> syn::R
         #function_impl
         #client
         #senders
+        #routes
         #reply_refs
         #helper_stubs
     })
@@ -145,6 +147,7 @@ pub(crate) struct Names {
     pub(crate) client: Ident,
     pub(crate) sender: Ident,
     pub(crate) requester: Ident,
+    pub(crate) routes: Ident,
 }
 
 impl Names {
@@ -154,6 +157,7 @@ impl Names {
             client: format_ident!("{}Client", ident),
             sender: format_ident!("{}Sender", ident),
             requester: format_ident!("{}Requester", ident),
+            routes: format_ident!("{}Routes", ident),
         }
     }
 }
@@ -216,9 +220,11 @@ fn message_enum(
 fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenStream {
     let Names {
         message,
+        routes,
         client,
         sender,
         requester,
+        ..
     } = names;
     let infos = handlers.iter().map(|h| {
         let name = h.wire_name();
@@ -306,6 +312,7 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
             type Sender<'c> = #sender<'c>;
             type Requester<'c> = #requester<'c>;
             type CheckedRequester<'c, Caller: 'static> = #requester<'c, Caller>;
+            type Routes = #routes;
 
             const HANDLERS: &'static [::statefn::HandlerInfo] = &[#(#infos),*];
 

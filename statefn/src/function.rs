@@ -253,6 +253,9 @@ pub trait StatefulFunction:
     /// function `Caller` names: its reply target is checked at compile time.
     #[doc(hidden)]
     type CheckedRequester<'c, Caller: 'static>: FromRawSender<'c>;
+    /// The generated HTTP routes of one instance's handlers
+    /// ([`routes`](crate::routes)).
+    type Routes: crate::route::FromRouteId;
 
     /// The handlers, in declaration order (which does not matter to stored
     /// messages: they name their handler).
@@ -348,7 +351,11 @@ pub fn no_such_handler_index<F: StatefulFunction>(index: usize) -> Error {
     Error::UnknownHandler {
         function: F::type_name().to_owned(),
         handler: format!("#{index}"),
-        known: F::HANDLERS.iter().map(|h| h.name.to_owned()).collect(),
+        known: F::HANDLERS
+            .iter()
+            .filter(|h| !h.internal)
+            .map(|h| h.name.to_owned())
+            .collect(),
     }
 }
 

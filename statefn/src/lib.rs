@@ -299,6 +299,7 @@ mod registry;
 mod request;
 mod resources;
 mod rng;
+mod route;
 mod runtime;
 mod scheduler;
 mod schema;
@@ -327,6 +328,7 @@ pub use protocol::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
 pub use rand;
 pub use request::{NoError, RequestFailed};
 pub use rng::InvocationRng;
+pub use route::{ExternalHandler, Route, routes};
 #[doc(hidden)]
 pub use runtime::commit_phases::CommitPhases;
 pub use runtime::{
@@ -381,6 +383,7 @@ pub mod __private {
         not_a_reply_handler,
     };
     pub use crate::handle::{FromRawHandle, RawHandle};
+    pub use crate::route::FromRouteId;
     pub use crate::schema::{
         ArgSchema, HandlerSchema, SchemaOf, Schemas, ViaAnyValue, ViaJsonSchema,
     };
