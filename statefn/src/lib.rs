@@ -335,8 +335,8 @@ pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_QUEUE_BYTES,
     DEFAULT_EGRESS_RETENTION, DEFAULT_FUNCTION_MAIL_BYTES, DEFAULT_IDEMPOTENCY_RETENTION,
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY,
-    DeadLetter, DeadLetterId, Instances, InvocationStatus, MAX_INSTANCES_PAGE, PendingTimer,
-    Runtime, ShardStatus,
+    DeadLetter, DeadLetterId, Instances, InvocationStatus, MAX_INSTANCES_PAGE,
+    MAX_INVOCATION_WAITERS, PendingTimer, Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::{handler, stateful_function};

@@ -356,7 +356,12 @@ impl ShardCore {
             enqueued_key(&provenance, &target).filter(|_| key.is_none()),
         ) {
             let outcome = InvocationOutcome::Done(reply.clone());
-            self.keep_outcome(&target, enqueued, handler, outcome, env.now_ms, &mut record);
+            let at_ms = env.now_ms;
+            self.keep_outcome(&target, enqueued, handler, outcome, at_ms, &mut record);
+            batch
+                .effects
+                .settled
+                .push((target.clone(), enqueued.to_owned()));
         }
         if let (Some(key), Some(handler)) = (key, invocation.handler) {
             let stored = StoredReply {
