@@ -30,6 +30,20 @@ use crate::{
 /// What became of an enqueued invocation, from [`Runtime::invocation`]
 /// (and `GET /v1/invocations/{id}`, whose `status` is the variant's name in
 /// snake case).
+///
+/// # Why there is no "running" status
+///
+/// Every status is durable: once a client was told one, a crash never
+/// takes it back. The instance's shard answers a status query between two
+/// mails, so the handler has either not run yet (pending) or run (done);
+/// and the answer leaves, like a reply, only once the batch that read it
+/// is committed, which is after the invocation's own commit. The one
+/// moment in between, the handler run and its commit pending (one group
+/// commit, an `fdatasync`), could only be reported from what is not
+/// committed yet, which a crash turns back into pending: the invocation
+/// runs again. Handlers never wait, so that moment is short; an
+/// invocation retried after a failed attempt is pending (see
+/// [`RetryPolicy`](crate::RetryPolicy)).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum InvocationStatus {

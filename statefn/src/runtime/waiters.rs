@@ -84,6 +84,7 @@ impl InvocationWaiters {
 
     /// How many waits are registered now (for tests and the registry's
     /// bound).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.inner.lock().total
     }
