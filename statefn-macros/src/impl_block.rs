@@ -117,9 +117,11 @@ fn expand_handlers(args: &ImplArgs, item: &ItemImpl, plain: &ItemImpl) -> syn::R
     let message_enum = message_enum(&names, &self_ident, &handlers, &args.message_derive);
     let wire = crate::wire::wire_impl(&names.message, self_ty, &handlers);
     let function_impl = function_impl(&names, self_ty, &handlers);
-    let client = crate::callers::client(&names, &self_ident, &handlers);
+    let client = crate::callers::client(&names, &self_ident);
+    let markers = crate::callers::markers(&handlers);
+    let client_methods = crate::callers::client_methods(&names, &handlers);
     let senders = crate::callers::senders(&names, &self_ident, &handlers);
-    let routes = crate::callers::routes(&names, &self_ident, self_ty, &handlers);
+    let (routes, route_methods) = crate::callers::routes(&names, &self_ident, self_ty, &handlers);
     let reply_refs = reply_refs(&names, self_ty, &handlers);
     let marker = handler_impl_marker(self_ty);
     let argument_checks = argument_checks(&handlers);
@@ -136,6 +138,13 @@ fn expand_handlers(args: &ImplArgs, item: &ItemImpl, plain: &ItemImpl) -> syn::R
         #client
         #senders
         #routes
+        // The markers are named after the methods: kept in a block of their
+        // own, where only the methods that name them see them.
+        const _: () = {
+            #markers
+            #client_methods
+            #route_methods
+        };
         #reply_refs
         #helper_stubs
     })
@@ -309,6 +318,7 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
         impl ::statefn::StatefulFunction for #self_ty {
             type Message = #message;
             type Client = #client;
+            type InternalClient = #client<::statefn::__private::Trusted>;
             type Sender<'c> = #sender<'c>;
             type Requester<'c> = #requester<'c>;
             type CheckedRequester<'c, Caller: 'static> = #requester<'c, Caller>;

@@ -148,9 +148,11 @@
 //!   is refused, since its error type, and so its fallibility, cannot be
 //!   seen.
 //! - `#[handler(internal)]`: reached by other functions (`ctx.send`,
-//!   `ctx.request`, timers, reply targets) and by typed [`Handle`]s, never by
-//!   name: HTTP and [`Runtime::call_json`] answer as for a handler that does
-//!   not exist. Use it for reply and timer targets.
+//!   `ctx.request`, timers, reply targets), never from outside: HTTP and
+//!   [`Runtime::call_json`] answer as for a handler that does not exist, and
+//!   a [`Handle`]'s method or a typed HTTP [`Route`]'s path for it does not
+//!   compile. Trusted code (a test, an operator's tool) reaches it through
+//!   [`Handle::internal`]. Use it for reply and timer targets.
 //! - `#[stateful_function(message_derive(Debug, Clone, PartialEq))]` on the
 //!   impl block adds derives to the generated message enum.
 //!
@@ -382,7 +384,7 @@ pub mod __private {
         decode_reply_arg, json_reply, json_result_reply, no_such_handler_index,
         not_a_reply_handler,
     };
-    pub use crate::handle::{FromRawHandle, RawHandle};
+    pub use crate::handle::{FromRawHandle, Outside, OutsideCallable, RawHandle, Trusted};
     pub use crate::route::FromRouteId;
     pub use crate::schema::{
         ArgSchema, HandlerSchema, SchemaOf, Schemas, ViaAnyValue, ViaJsonSchema,
