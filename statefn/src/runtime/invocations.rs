@@ -312,40 +312,13 @@ impl Runtime {
 }
 
 #[cfg(test)]
-#[expect(
-    unreachable_pub,
-    reason = "handlers must be `pub`, even in a test module"
-)]
 mod tests {
     use std::{sync::atomic::Ordering, time::Duration};
 
-    use serde::{Deserialize, Serialize};
-
-    use crate::{InvocationStatus, Runtime, stateful_function};
-
-    #[stateful_function]
-    #[derive(Default, Serialize, Deserialize)]
-    pub struct Counter {
-        n: u64,
-    }
-
-    #[stateful_function]
-    impl Counter {
-        #[handler]
-        pub fn add(&mut self, by: u64) -> u64 {
-            self.n += by;
-            self.n
-        }
-    }
-
-    async fn counter_runtime() -> Runtime {
-        Runtime::builder()
-            .in_memory()
-            .register::<Counter>()
-            .open()
-            .await
-            .expect("opens")
-    }
+    use crate::{
+        InvocationStatus, Runtime,
+        runtime::tests::{Counter, counter_runtime},
+    };
 
     /// Yields until `runtime` has `n` registered waits.
     async fn until_waiters(runtime: &Runtime, n: usize) {

@@ -560,7 +560,7 @@ mod tests {
         }
     }
 
-    async fn counter_runtime() -> Runtime {
+    pub(crate) async fn counter_runtime() -> Runtime {
         Runtime::builder()
             .in_memory()
             .register::<Counter>()
