@@ -320,6 +320,15 @@ mod tests {
         runtime::tests::{Counter, counter_runtime},
     };
 
+    /// A task waiting (up to 10 minutes) for invocation `id`.
+    fn spawn_wait(
+        runtime: &Runtime,
+        id: &crate::InvocationId,
+    ) -> tokio::task::JoinHandle<Result<InvocationStatus, crate::Error>> {
+        let (runtime, id) = (runtime.clone(), id.clone());
+        tokio::spawn(async move { runtime.invocation(&id, Duration::from_secs(600)).await })
+    }
+
     /// Yields until `runtime` has `n` registered waits.
     async fn until_waiters(runtime: &Runtime, n: usize) {
         while runtime.inner().invocation_waiters.len() != n {
@@ -336,10 +345,7 @@ mod tests {
             .send_after(Duration::from_secs(3600))
             .await
             .expect("enqueued");
-        let waiting = tokio::spawn({
-            let (runtime, id) = (runtime.clone(), id.clone());
-            async move { runtime.invocation(&id, Duration::from_secs(600)).await }
-        });
+        let waiting = spawn_wait(&runtime, &id);
         until_waiters(&runtime, 1).await;
         let queries = &runtime.inner().status_queries;
         // Registered, asked once, and now asleep: however long nothing
@@ -375,12 +381,7 @@ mod tests {
         assert_eq!(status, InvocationStatus::Scheduled);
         assert_eq!(runtime.inner().invocation_waiters.len(), 0);
         // Dropped (an HTTP client that went away): unregistered too.
-        let waits: Vec<_> = (0..3)
-            .map(|_| {
-                let (runtime, id) = (runtime.clone(), id.clone());
-                tokio::spawn(async move { runtime.invocation(&id, Duration::from_secs(600)).await })
-            })
-            .collect();
+        let waits: Vec<_> = (0..3).map(|_| spawn_wait(&runtime, &id)).collect();
         until_waiters(&runtime, 3).await;
         for wait in &waits {
             wait.abort();
@@ -401,12 +402,7 @@ mod tests {
             .send_after(Duration::from_millis(200))
             .await
             .expect("enqueued");
-        let waits: Vec<_> = (0..2)
-            .map(|_| {
-                let (runtime, id) = (runtime.clone(), id.clone());
-                tokio::spawn(async move { runtime.invocation(&id, Duration::from_secs(600)).await })
-            })
-            .collect();
+        let waits: Vec<_> = (0..2).map(|_| spawn_wait(&runtime, &id)).collect();
         for wait in waits {
             let status = wait.await.expect("task").expect("status");
             assert_eq!(
