@@ -180,6 +180,7 @@ pub(crate) struct CommitServices {
 
 impl Commit {
     /// How the commit path is tuned (checkpoint triggers, for standbys).
+    #[cfg(feature = "cluster")]
     pub(crate) fn config(&self) -> &CommitConfig {
         &self.config
     }
