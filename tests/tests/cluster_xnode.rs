@@ -3,7 +3,9 @@
 //! NATS JetStream cluster: delayed messages and keyed timers, request/reply
 //! (the reply with its correlation, typed failures, timeouts), dead letters
 //! and expiry, each across a failover of the group that holds it, delivered
-//! or fired exactly once, never early.
+//! or fired exactly once, never early. And a node that takes a group over
+//! with a build that can no longer decode a stored timer sets it aside as a
+//! dead letter then, as a single node does when it opens.
 
 use std::{
     collections::BTreeMap,
@@ -14,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use statefn::{Builder, RequestFailed, RetryPolicy, prelude::*};
 
 mod cluster_common;
-use cluster_common::{Cluster, group_of_instance, retrying, until};
+use cluster_common::{Cluster, GROUPS, group_of_instance, retrying, until};
 
 /// Keeps what it is sent; cannot digest "poison" (a panic every attempt).
 #[stateful_function(name = "xn.Mailbox")]
@@ -173,6 +175,65 @@ fn functions(builder: Builder) -> Builder {
         .register::<Callee>()
         .register::<Caller>()
         .register::<Session>()
+}
+
+/// A reminder as the first build has it: `remind` sets its timer
+/// `reminder` to run `ring` later.
+mod first {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Serialize};
+    use statefn::prelude::*;
+
+    #[stateful_function(name = "xv.Reminder")]
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    pub(crate) struct Reminder {
+        rung: Vec<String>,
+    }
+
+    #[stateful_function]
+    impl Reminder {
+        #[handler]
+        pub(crate) fn remind(&mut self, ctx: &mut Context, after_ms: u64, label: String) {
+            ctx.timer::<Reminder>("reminder")
+                .after(Duration::from_millis(after_ms))
+                .ring(label);
+        }
+
+        #[handler]
+        pub(crate) fn ring(&mut self, label: String) {
+            self.rung.push(label);
+        }
+    }
+}
+
+/// The next build: `ring` was removed (without a `renamed_from` on another
+/// handler), so a stored `ring` no longer decodes.
+mod next {
+    use serde::{Deserialize, Serialize};
+    use statefn::prelude::*;
+
+    #[stateful_function(name = "xv.Reminder")]
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    pub(crate) struct Reminder {
+        rung: Vec<String>,
+    }
+
+    #[stateful_function]
+    impl Reminder {
+        #[handler]
+        pub(crate) fn chime(&mut self, label: String) {
+            self.rung.push(label);
+        }
+    }
+}
+
+fn first_build(builder: Builder) -> Builder {
+    functions(builder).register::<first::Reminder>()
+}
+
+fn next_build(builder: Builder) -> Builder {
+    functions(builder).register::<next::Reminder>()
 }
 
 /// An id of `function` whose log group `owner` serves (`on`) or does not
@@ -590,5 +651,82 @@ async fn an_instance_expires_once_across_a_failover_and_a_handoff_not_early_and_
         .await;
         assert_eq!(touches, 1);
     }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_taking_groups_over_dead_letters_stored_timers_its_build_cannot_decode() {
+    let mut cluster = Cluster::start_with(1, "xupgrade", first_build).await;
+    cluster.settled().await;
+    // A reminder an hour away in every log group, set by the first build.
+    let reminders: Vec<String> = (0..GROUPS)
+        .map(|g| {
+            (0..)
+                .map(|i| format!("r-{i}"))
+                .find(|id| group_of_instance("xv.Reminder", id) == g)
+                .expect("an id")
+        })
+        .collect();
+    for reminder in &reminders {
+        let node = cluster.node(0);
+        retrying("remind", || async {
+            node.handle::<first::Reminder>(reminder)
+                .remind(3_600_000, "hourly".to_owned())
+                .idempotency_key(reminder.clone())
+                .await
+        })
+        .await;
+    }
+    assert!(cluster.node(0).dead_letters().await.is_empty());
+
+    // A node with the next build joins and is handed groups: their stored
+    // `ring` timers become dead letters as it takes them, an hour before
+    // they are due (the first build, which decodes them, keeps its own as
+    // timers).
+    let joined = cluster.add_with(next_build).await;
+    let owners = cluster.settled().await;
+    let check = |letters: Vec<statefn::DeadLetter>, groups: Vec<u16>| {
+        let mut targets: Vec<String> = letters.iter().map(|l| l.target.id().to_owned()).collect();
+        targets.sort();
+        let mut expected: Vec<String> = groups
+            .iter()
+            .map(|&g| reminders[usize::from(g)].clone())
+            .collect();
+        expected.sort();
+        assert_eq!(targets, expected, "{letters:#?}");
+        for letter in &letters {
+            assert!(
+                letter.error.contains("`ring`"),
+                "the reason names the handler: {}",
+                letter.error
+            );
+        }
+    };
+    let handed: Vec<u16> = (0..GROUPS)
+        .filter(|g| owners[g] == format!("n{joined}"))
+        .collect();
+    assert!(!handed.is_empty(), "{owners:?}");
+    let node = cluster.node(joined);
+    let letters = until("dead letters of the handed groups", || async {
+        let letters = node.dead_letters().await;
+        (letters.len() >= handed.len()).then_some(letters)
+    })
+    .await;
+    check(letters, handed);
+    assert!(cluster.node(0).dead_letters().await.is_empty());
+
+    // The first node stops: the joined one, its standby, takes the other
+    // groups over, and their timers become dead letters too. The dead
+    // letters are in the groups' logs: the ones it made before are still
+    // listed once.
+    cluster.stop(0);
+    cluster.settled().await;
+    let node = cluster.node(joined);
+    until("dead letters of every group", || async {
+        (node.dead_letters().await.len() >= usize::from(GROUPS)).then_some(())
+    })
+    .await;
+    quiet().await;
+    check(node.dead_letters().await, (0..GROUPS).collect());
     cluster.shutdown().await;
 }

@@ -127,10 +127,16 @@ impl Cluster {
 
     /// Starts one more node; returns its index.
     pub(crate) async fn add(&mut self) -> usize {
+        self.add_with(self.setup).await
+    }
+
+    /// Starts one more node set up by `setup` (another build); returns its
+    /// index.
+    pub(crate) async fn add_with(&mut self, setup: Setup) -> usize {
         let index = self.nodes.len();
         let dir = tempfile::tempdir().expect("data dir");
         let config = config(&self.urls, &format!("n{index}"), self.name);
-        let node = open_node(config, dir.path(), SHARDS, self.setup)
+        let node = open_node(config, dir.path(), SHARDS, setup)
             .await
             .expect("the node opens");
         self.nodes.push(Some(node));
