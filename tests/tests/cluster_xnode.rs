@@ -288,28 +288,19 @@ async fn delayed_messages_and_keyed_timers_cross_nodes_once_across_a_failover_of
     let set_at = Instant::now();
     for (i, (sender, mailbox)) in pairs.iter().enumerate() {
         let node = cluster.node(client);
-        retrying("send_after", || async {
-            node.handle::<Sender>(sender)
-                .later(
-                    mailbox.clone(),
-                    format!("after-{i}"),
-                    delay.as_millis() as u64,
-                )
-                .idempotency_key(format!("later-{i}"))
-                .await
-        })
-        .await;
-        retrying("a keyed timer", || async {
-            node.handle::<Sender>(sender)
-                .keyed(
-                    mailbox.clone(),
-                    format!("keyed-{i}"),
-                    delay.as_millis() as u64,
-                )
-                .idempotency_key(format!("keyed-{i}"))
-                .await
-        })
-        .await;
+        for kind in ["after", "keyed"] {
+            let text = format!("{kind}-{i}");
+            let ms = delay.as_millis() as u64;
+            retrying(&text, || async {
+                let sender = node.handle::<Sender>(sender);
+                let call = match kind {
+                    "after" => sender.later(mailbox.clone(), text.clone(), ms),
+                    _ => sender.keyed(mailbox.clone(), text.clone(), ms),
+                };
+                call.idempotency_key(text.clone()).await
+            })
+            .await;
+        }
     }
     cluster.stop(Cluster::index_of(&victim));
 
