@@ -133,6 +133,7 @@ impl ShardCore {
     /// key deliver a message to an instance that may be served elsewhere
     /// by another build, and periodic ones run again: both are left to
     /// their due time.
+    #[cfg(feature = "cluster")]
     pub(crate) fn undecodable_keyed_timers(
         &self,
         registry: &Registry,
