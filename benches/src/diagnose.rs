@@ -24,8 +24,18 @@ impl ThreadTimes {
     /// Reads every thread's user+system time; threads of one name (tokio
     /// workers) are summed.
     pub fn now() -> ThreadTimes {
+        Self::of_tasks("/proc/self/task")
+    }
+
+    /// As [`now`](Self::now), for the threads of process `pid` (a child:
+    /// a server under load).
+    pub fn of_process(pid: u32) -> ThreadTimes {
+        Self::of_tasks(&format!("/proc/{pid}/task"))
+    }
+
+    fn of_tasks(dir: &str) -> ThreadTimes {
         let mut seconds = BTreeMap::new();
-        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        if let Ok(tasks) = std::fs::read_dir(dir) {
             for task in tasks.flatten() {
                 let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
                     continue;
@@ -39,6 +49,17 @@ impl ThreadTimes {
             at: Instant::now(),
             seconds,
         }
+    }
+
+    /// Each thread name's CPU seconds since `earlier`.
+    pub fn seconds_since(&self, earlier: &ThreadTimes) -> BTreeMap<String, f64> {
+        self.seconds
+            .iter()
+            .map(|(name, &s)| {
+                let before = earlier.seconds.get(name).copied().unwrap_or(0.0);
+                (name.clone(), s - before)
+            })
+            .collect()
     }
 
     /// Each thread name's share of one core since `earlier` (1.0 = a core

@@ -1,5 +1,6 @@
-//! The bank in cluster mode as real processes: three NATS servers (the
-//! harness of `statefn-tests`) and bank nodes started with the fixed flags
+//! The bank in cluster mode as real processes: three NATS servers and bank
+//! nodes (`cluster_harness`, shared with `cluster_failures.rs`) started with
+//! the fixed flags
 //! `--nats URL[,URL...]`, `--node-id NAME`, `--replicas N`. Any node answers
 //! any call over HTTP, a retry with the same `Idempotency-Key` on another
 //! node gets the stored reply, transfers between accounts of different
@@ -7,6 +8,7 @@
 //! groups over without losing anything acknowledged. Every process a test
 //! starts is stopped by PID when it ends (the harness and `Bank` drop).
 
+mod cluster_harness;
 mod common;
 
 use std::{
@@ -16,139 +18,57 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Bank, Reply, post};
+use cluster_harness::{TestCluster, Try, try_call};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use statefn_tests::nats::{NatsCluster, NatsOptions};
 
-const TOKEN: &str = "cluster-admin-token";
 /// A hang detector, not a performance bound.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn start_node(urls: &str, id: &str, dir: &Path) -> Bank {
-    Bank::start(
-        dir,
-        &[
-            "--nats",
-            urls,
-            "--node-id",
-            id,
-            "--replicas",
-            "3",
-            "--admin-token",
-            TOKEN,
-        ],
-    )
-}
-
-async fn cluster_status(client: &reqwest::Client, bank: &Bank) -> Value {
-    let response = client
-        .get(bank.url("/admin/cluster"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("GET /admin/cluster");
-    let reply = Reply::from(response).await;
-    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-    reply.json
-}
-
-/// Waits until every group is served by exactly one of `banks` and all of
-/// them agree on its owner, and every bank serves at least one group;
-/// returns each group's owner.
-async fn settled(client: &reqwest::Client, banks: &[&Bank]) -> BTreeMap<u64, String> {
+/// Posts to node `i` until the answer is not a 503 (a failover or handoff
+/// in progress); returns that answer (200 or 422).
+async fn call(
+    cluster: &TestCluster,
+    i: usize,
+    path: &str,
+    body: Option<&Value>,
+    key: Option<&str>,
+) -> (StatusCode, Value) {
     let started = Instant::now();
     loop {
-        let mut statuses = Vec::new();
-        for bank in banks {
-            statuses.push(cluster_status(client, bank).await);
+        match try_call(&cluster.client, &cluster.url(i), path, body, key).await {
+            Try::Answered { status, body } => return (status, body),
+            Try::Unavailable { message } => {
+                assert!(started.elapsed() < PATIENCE, "still 503: {message}");
+            }
+            Try::NoAnswer { error } => panic!("n{i} did not answer {path}: {error}"),
         }
-        if let Some(owners) = agreed_owners(&statuses) {
-            return owners;
-        }
-        assert!(started.elapsed() < PATIENCE, "not settled: {statuses:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn agreed_owners(statuses: &[Value]) -> Option<BTreeMap<u64, String>> {
-    let groups = statuses.first()?["groups"].as_array()?.len();
-    let mut owners = BTreeMap::new();
-    for g in 0..groups {
-        let serving: Vec<&str> = statuses
-            .iter()
-            .filter(|s| s["groups"][g]["served_here"] == json!(true))
-            .filter_map(|s| s["node"].as_str())
-            .collect();
-        let [node] = serving[..] else { return None };
-        if statuses
-            .iter()
-            .any(|s| s["groups"][g]["owner"].as_str() != Some(node))
-        {
-            return None;
-        }
-        owners.insert(g as u64, node.to_owned());
-    }
-    let serving: std::collections::BTreeSet<&String> = owners.values().collect();
-    (serving.len() == statuses.len()).then_some(owners)
-}
-
-/// Posts until the answer is not a 503 (a failover or handoff in
-/// progress); returns that answer.
-async fn call(client: &reqwest::Client, bank: &Bank, path: &str, body: Value, key: &str) -> Reply {
-    let started = Instant::now();
-    loop {
-        let reply = post(client, &bank.url(path), Some(body.clone()), Some(key)).await;
-        if reply.status != StatusCode::SERVICE_UNAVAILABLE {
-            return reply;
-        }
-        assert!(
-            reply.headers.contains_key("retry-after"),
-            "a 503 says when to retry: {reply:?}"
-        );
-        assert!(started.elapsed() < PATIENCE, "still 503: {reply:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-async fn deposit(client: &reqwest::Client, bank: &Bank, id: &str, amount: i64, key: &str) -> i64 {
-    let reply = call(
-        client,
-        bank,
-        &format!("/v1/Account/{id}/deposit"),
-        json!({ "amount": amount }),
-        key,
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-    reply.json.as_i64().expect("a balance")
+async fn deposit(cluster: &TestCluster, i: usize, id: &str, amount: i64, key: &str) -> i64 {
+    let body = json!({ "amount": amount });
+    let path = format!("/v1/Account/{id}/deposit");
+    let (status, reply) = call(cluster, i, &path, Some(&body), Some(key)).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    reply.as_i64().expect("a balance")
 }
 
-async fn balance(client: &reqwest::Client, bank: &Bank, id: &str) -> i64 {
-    let started = Instant::now();
-    loop {
-        let reply = post(
-            client,
-            &bank.url(&format!("/v1/Account/{id}/balance")),
-            None,
-            None,
-        )
-        .await;
-        if reply.status == StatusCode::OK {
-            return reply.json.as_i64().expect("a balance");
-        }
-        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
-        assert!(started.elapsed() < PATIENCE, "still 503: {reply:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn balance(cluster: &TestCluster, i: usize, id: &str) -> i64 {
+    let path = format!("/v1/Account/{id}/balance");
+    let (status, reply) = call(cluster, i, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    reply.as_i64().expect("a balance")
 }
 
-/// Waits for `id`'s balance to reach `expected` (deposits sent by transfers
-/// arrive after the transfer's reply); it must never pass it.
-async fn wait_for_balance(client: &reqwest::Client, bank: &Bank, id: &str, expected: i64) {
+/// Waits for `id`'s balance on node `i` to reach `expected` (deposits sent
+/// by transfers arrive after the transfer's reply); it must never pass it.
+async fn wait_for_balance(cluster: &TestCluster, i: usize, id: &str, expected: i64) {
     let started = Instant::now();
     loop {
-        let now = balance(client, bank, id).await;
+        let now = balance(cluster, i, id).await;
         if now == expected {
             return;
         }
@@ -162,22 +82,8 @@ async fn wait_for_balance(client: &reqwest::Client, bank: &Bank, id: &str, expec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bank_nodes_answer_any_call_apply_transfers_once_and_survive_a_sigkill() {
-    let nats = NatsCluster::start(NatsOptions::three()).expect("NATS");
-    let urls = nats.client_urls().join(",");
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let mut banks: Vec<Option<Bank>> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, dir)| Some(start_node(&urls, &format!("n{i}"), dir.path())))
-        .collect();
-    let client = reqwest::Client::new();
-    let running = |banks: &[Option<Bank>]| -> Vec<usize> {
-        (0..banks.len()).filter(|&i| banks[i].is_some()).collect()
-    };
-    {
-        let all: Vec<&Bank> = banks.iter().flatten().collect();
-        settled(&client, &all).await;
-    }
+    let mut cluster = TestCluster::start(3);
+    cluster.settled().await;
 
     let accounts: Vec<String> = (0..12).map(|i| format!("acct-{i}")).collect();
     let mut expected: BTreeMap<String, i64> = BTreeMap::new();
@@ -185,15 +91,8 @@ async fn bank_nodes_answer_any_call_apply_transfers_once_and_survive_a_sigkill()
     // node gets the stored reply and applies nothing.
     for (i, id) in accounts.iter().enumerate() {
         let key = format!("d-{i}");
-        let first = deposit(&client, banks[i % 3].as_ref().expect("up"), id, 100, &key).await;
-        let again = deposit(
-            &client,
-            banks[(i + 1) % 3].as_ref().expect("up"),
-            id,
-            100,
-            &key,
-        )
-        .await;
+        let first = deposit(&cluster, i % 3, id, 100, &key).await;
+        let again = deposit(&cluster, (i + 1) % 3, id, 100, &key).await;
         assert_eq!((first, again), (100, 100), "{id}");
         expected.insert(id.clone(), 100);
     }
@@ -202,22 +101,17 @@ async fn bank_nodes_answer_any_call_apply_transfers_once_and_survive_a_sigkill()
     for (i, from) in accounts.iter().enumerate() {
         let to = &accounts[(i + 5) % accounts.len()];
         let key = format!("t-{i}");
+        let body = json!({ "to": to, "amount": 30 });
+        let path = format!("/v1/Account/{from}/transfer");
         for node in [i % 3, (i + 2) % 3] {
-            let reply = call(
-                &client,
-                banks[node].as_ref().expect("up"),
-                &format!("/v1/Account/{from}/transfer"),
-                json!({ "to": to, "amount": 30 }),
-                &key,
-            )
-            .await;
-            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            let (status, reply) = call(&cluster, node, &path, Some(&body), Some(&key)).await;
+            assert_eq!(status, StatusCode::OK, "{reply}");
         }
         *expected.get_mut(from).expect("known") -= 30;
         *expected.get_mut(to).expect("known") += 30;
     }
     for (id, amount) in &expected {
-        wait_for_balance(&client, banks[0].as_ref().expect("up"), id, *amount).await;
+        wait_for_balance(&cluster, 0, id, *amount).await;
     }
 
     // Invocations enqueued through one node: their status (waiting too)
@@ -277,27 +171,17 @@ async fn bank_nodes_answer_any_call_apply_transfers_once_and_survive_a_sigkill()
     }
 
     // SIGKILL a node: the others take its groups over.
-    banks[2].take().expect("up").kill();
-    {
-        let survivors: Vec<&Bank> = banks.iter().flatten().collect();
-        let owners = settled(&client, &survivors).await;
-        assert!(owners.values().all(|o| o != "n2"), "{owners:?}");
-    }
+    cluster.kill(2);
+    let owners = cluster.settled().await;
+    assert!(owners.values().all(|o| o != "n2"), "{owners:?}");
     for (i, id) in accounts.iter().enumerate() {
-        let node = running(&banks)[i % 2];
-        deposit(
-            &client,
-            banks[node].as_ref().expect("up"),
-            id,
-            1,
-            &format!("e-{i}"),
-        )
-        .await;
+        let node = cluster.running()[i % 2];
+        deposit(&cluster, node, id, 1, &format!("e-{i}")).await;
         *expected.get_mut(id).expect("known") += 1;
     }
     for (id, amount) in &expected {
-        for node in running(&banks) {
-            wait_for_balance(&client, banks[node].as_ref().expect("up"), id, *amount).await;
+        for node in cluster.running() {
+            wait_for_balance(&cluster, node, id, *amount).await;
         }
     }
     assert_eq!(
@@ -305,7 +189,7 @@ async fn bank_nodes_answer_any_call_apply_transfers_once_and_survive_a_sigkill()
         12 * 101,
         "money is conserved"
     );
-    let status = cluster_status(&client, banks[0].as_ref().expect("up")).await;
+    let status = cluster.status(0).await.expect("GET /admin/cluster");
     let n2 = status["nodes"]
         .as_array()
         .and_then(|nodes| nodes.iter().find(|n| n["node"] == json!("n2")))
@@ -317,8 +201,8 @@ async fn bank_nodes_answer_any_call_apply_transfers_once_and_survive_a_sigkill()
     );
 
     // SIGTERM: the last two shut down cleanly.
-    for bank in banks.iter_mut().filter_map(Option::take) {
-        assert!(bank.terminate().success());
+    for node in cluster.running() {
+        assert!(cluster.terminate(node).success());
     }
 }
 

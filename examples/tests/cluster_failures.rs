@@ -82,6 +82,33 @@ impl Ledger {
         self.deposited += amount;
     }
 
+    /// A deposit with `key`, tried on random running nodes until answered,
+    /// and recorded for [`verify`](Self::verify); returns the answer's body.
+    /// (The expected balance is the caller's to count.)
+    async fn keyed_deposit(
+        &mut self,
+        cluster: &TestCluster,
+        rng: &mut StdRng,
+        id: &str,
+        amount: i64,
+        key: String,
+    ) -> Value {
+        let path = deposit_path(id);
+        let body = json!({ "amount": amount });
+        let answer = call_until_answered(
+            &cluster.client,
+            &cluster.directory,
+            rng,
+            &path,
+            Some(&body),
+            Some(&key),
+        )
+        .await;
+        let reply = answer.body.clone();
+        self.calls.push((path, body, key, answer));
+        reply
+    }
+
     fn transfer(&mut self, from: &str, to: &str, amount: i64) {
         *self.expected.get_mut(from).expect("known") -= amount;
         *self.expected.get_mut(to).expect("known") += amount;
@@ -132,20 +159,11 @@ async fn open_accounts(cluster: &TestCluster, accounts: &[String], initial: i64)
     let mut ledger = Ledger::opened(accounts, initial);
     let mut rng = StdRng::seed_from_u64(7);
     for id in accounts {
-        let path = deposit_path(id);
-        let body = json!({ "amount": initial });
         let key = format!("open-{id}");
-        let answer = call_until_answered(
-            &cluster.client,
-            &cluster.directory,
-            &mut rng,
-            &path,
-            Some(&body),
-            Some(&key),
-        )
-        .await;
-        assert_eq!(answer.body, json!(initial), "{id} opened once");
-        ledger.calls.push((path, body, key, answer));
+        let reply = ledger
+            .keyed_deposit(cluster, &mut rng, id, initial, key)
+            .await;
+        assert_eq!(reply, json!(initial), "{id} opened once");
     }
     ledger
 }
@@ -473,19 +491,8 @@ fn a_paused_owner_resumes_fenced_and_commits_nothing() {
         );
         // The refused calls, retried with their keys anywhere: applied once.
         for (id, key, _) in refused {
-            let path = deposit_path(&id);
-            let body = json!({ "amount": 1 });
-            let answer = call_until_answered(
-                &cluster.client,
-                &cluster.directory,
-                &mut rng,
-                &path,
-                Some(&body),
-                Some(&key),
-            )
-            .await;
+            ledger.keyed_deposit(&cluster, &mut rng, &id, 1, key).await;
             ledger.deposit(&id, 1);
-            ledger.calls.push((path, body, key, answer));
         }
         // The resumed node learns that it lost the group and steps down.
         let started = Instant::now();
@@ -581,19 +588,8 @@ fn losing_the_nats_quorum_refuses_calls_with_503_and_loses_nothing() {
         let back = Instant::now();
         let mut rng = StdRng::seed_from_u64(5);
         for (id, key, _) in refused {
-            let path = deposit_path(&id);
-            let body = json!({ "amount": 10 });
-            let answer = call_until_answered(
-                &cluster.client,
-                &cluster.directory,
-                &mut rng,
-                &path,
-                Some(&body),
-                Some(&key),
-            )
-            .await;
+            ledger.keyed_deposit(&cluster, &mut rng, &id, 10, key).await;
             ledger.deposit(&id, 10);
-            ledger.calls.push((path, body, key, answer));
         }
         eprintln!(
             "quorum: every refused call answered {:?} after the servers were back",

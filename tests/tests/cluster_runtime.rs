@@ -11,137 +11,22 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::Path,
     time::{Duration, Instant},
 };
 
 use statefn::{
     Error, InvocationStatus, JsonReply, Runtime,
     cluster::{
-        ClusterConfig, ClusterError, Epoch, JetStreamBackend, JetStreamOptions, LogBackend,
-        LogGroupId, Lsn,
+        ClusterError, Epoch, JetStreamBackend, JetStreamOptions, LogBackend, LogGroupId, Lsn,
     },
 };
 use statefn_examples::bank::{Account, Transferred};
 use statefn_tests::nats::{NatsCluster, NatsOptions};
 
 mod cluster_common;
-use cluster_common::{GROUPS, PATIENCE, SHARDS, balance, deposit, group_of, logs, retrying};
-
-fn config(urls: &str, node: &str) -> ClusterConfig {
-    let mut config = ClusterConfig::new(urls, node);
-    config.cluster_name = "test".into();
-    config.failure_timeout = Duration::from_millis(600);
-    config.heartbeat_interval = Duration::from_millis(50);
-    config.retransmit_after = Duration::from_millis(300);
-    config.forward_budget = Duration::from_secs(10);
-    config.log_retry_for = Duration::from_secs(10);
-    config
-}
-
-async fn open_with(config: ClusterConfig, dir: &Path, shards: u16) -> Result<Runtime, Error> {
-    logs();
-    Runtime::builder()
-        .data_dir(dir)
-        .shards(shards)
-        .log_groups(GROUPS)
-        .workers(2)
-        .cluster(config)
-        .register::<Account>()
-        .open()
-        .await
-}
-
-/// A NATS cluster and statefn nodes on it, each with its own data dir.
-struct Cluster {
-    /// Kept running for the nodes (stopped when dropped).
-    _nats: NatsCluster,
-    urls: String,
-    nodes: Vec<Option<Runtime>>,
-    dirs: Vec<tempfile::TempDir>,
-}
-
-impl Cluster {
-    async fn start(nodes: usize) -> Cluster {
-        let nats = NatsCluster::start(NatsOptions::three()).expect("NATS");
-        let urls = nats.client_urls().join(",");
-        let mut cluster = Cluster {
-            _nats: nats,
-            urls,
-            nodes: Vec::new(),
-            dirs: Vec::new(),
-        };
-        for _ in 0..nodes {
-            cluster.add().await;
-        }
-        cluster
-    }
-
-    async fn add(&mut self) -> usize {
-        let index = self.nodes.len();
-        let dir = tempfile::tempdir().expect("data dir");
-        let node = open_with(config(&self.urls, &format!("n{index}")), dir.path(), SHARDS)
-            .await
-            .expect("the node opens");
-        self.nodes.push(Some(node));
-        self.dirs.push(dir);
-        index
-    }
-
-    fn node(&self, i: usize) -> &Runtime {
-        self.nodes[i].as_ref().expect("a running node")
-    }
-
-    fn running(&self) -> Vec<&Runtime> {
-        self.nodes.iter().flatten().collect()
-    }
-
-    /// Waits until each group is served by exactly one running node, as
-    /// the owners table says, and the groups are spread over every running
-    /// node; returns each group's owner.
-    async fn settled(&self) -> BTreeMap<u16, String> {
-        let started = Instant::now();
-        loop {
-            if let Some(owners) = self.owners_if_settled() {
-                return owners;
-            }
-            assert!(
-                started.elapsed() < PATIENCE,
-                "groups not settled: {:#?}",
-                self.running()
-                    .iter()
-                    .map(|n| n.cluster_status())
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn owners_if_settled(&self) -> Option<BTreeMap<u16, String>> {
-        let statuses: Vec<_> = self
-            .running()
-            .iter()
-            .map(|n| n.cluster_status().expect("cluster mode"))
-            .collect();
-        let mut owners = BTreeMap::new();
-        for group in 0..GROUPS {
-            let serving: Vec<&str> = statuses
-                .iter()
-                .filter(|s| s.groups[usize::from(group)].served_here)
-                .map(|s| s.node.as_str())
-                .collect();
-            let [node] = serving[..] else { return None };
-            for status in &statuses {
-                if status.groups[usize::from(group)].owner.as_deref() != Some(node) {
-                    return None;
-                }
-            }
-            owners.insert(group, node.to_owned());
-        }
-        let serving: BTreeSet<&String> = owners.values().collect();
-        (serving.len() == statuses.len().min(usize::from(GROUPS))).then_some(owners)
-    }
-}
+use cluster_common::{
+    Cluster, PATIENCE, SHARDS, balance, bank, config, deposit, group_of, open_node, retrying,
+};
 
 async fn transfer(node: &Runtime, from: &str, to: &str, amount: i64, key: &str) -> i64 {
     retrying(
@@ -300,9 +185,7 @@ async fn any_node_answers_any_call_and_transfers_across_nodes_apply_once() {
             .iter()
             .all(|n| n.live && n.ready && !n.draining)
     );
-    for node in cluster.nodes.iter().flatten() {
-        node.shutdown().await.expect("shutdown");
-    }
+    cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +223,7 @@ async fn a_node_that_stops_without_shutdown_fails_over_and_loses_nothing_acknowl
 
     // The victim stops without a shutdown: no handoff; its heartbeats stop.
     let stopped = Instant::now();
-    drop(cluster.nodes[victim].take());
+    cluster.stop(victim);
     let after = cluster.settled().await;
     assert!(
         after.values().all(|o| *o != victim_name),
@@ -378,9 +261,7 @@ async fn a_node_that_stops_without_shutdown_fails_over_and_loses_nothing_acknowl
     let status = cluster.node(0).cluster_status().expect("cluster mode");
     let victim_status = status.nodes.iter().find(|n| n.node == victim_name);
     assert!(victim_status.is_some_and(|n| !n.live), "{status:#?}");
-    for node in cluster.nodes.iter().flatten() {
-        node.shutdown().await.expect("shutdown");
-    }
+    cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,7 +363,13 @@ async fn a_deposed_owner_cannot_commit_nor_answer_reads_and_its_callers_get_503(
 async fn nodes_with_other_settings_or_too_many_replicas_are_refused() {
     let cluster = Cluster::start(1).await;
     let dir = tempfile::tempdir().expect("dir");
-    let other = open_with(config(&cluster.urls, "other"), dir.path(), SHARDS * 2).await;
+    let other = open_node(
+        config(&cluster.urls, "other", "test"),
+        dir.path(),
+        SHARDS * 2,
+        bank,
+    )
+    .await;
     match other {
         Err(Error::Cluster(ClusterError::Mismatch { .. })) => {}
         other => panic!(
@@ -494,9 +381,9 @@ async fn nodes_with_other_settings_or_too_many_replicas_are_refused() {
 
     let single = NatsCluster::start(NatsOptions::single()).expect("NATS");
     let dir = tempfile::tempdir().expect("dir");
-    let mut config = config(&single.client_url(0), "lonely");
+    let mut config = config(&single.client_url(0), "lonely", "test");
     config.replicas = 3;
-    let error = open_with(config, dir.path(), SHARDS)
+    let error = open_node(config, dir.path(), SHARDS, bank)
         .await
         .map(|_| ())
         .expect_err("3 replicas on 1 server");

@@ -12,49 +12,31 @@ use std::{
 };
 
 use statefn::{
-    Runtime,
-    cluster::{ClusterConfig, GroupStatus, JetStreamBackend, LogGroupId},
+    Builder, Runtime,
+    cluster::{GroupStatus, JetStreamBackend, LogGroupId},
 };
-use statefn_examples::bank::Account;
 use statefn_tests::nats::{NatsCluster, NatsOptions};
 
 mod cluster_common;
-use cluster_common::{GROUPS, PATIENCE, SHARDS, balance, deposit, group_of, logs};
+use cluster_common::{
+    GROUPS, PATIENCE, SHARDS, accounts_in, balance, bank, deposit, open_node, settled,
+};
 
-fn config(urls: &str, node: &str, snapshot_interval: Duration) -> ClusterConfig {
-    let mut config = ClusterConfig::new(urls, node);
-    config.cluster_name = "standby".into();
-    config.failure_timeout = Duration::from_millis(600);
-    config.heartbeat_interval = Duration::from_millis(50);
-    config.retransmit_after = Duration::from_millis(300);
-    config.forward_budget = Duration::from_secs(10);
-    config.log_retry_for = Duration::from_secs(10);
+fn config(urls: &str, node: &str, snapshot_interval: Duration) -> statefn::cluster::ClusterConfig {
+    let mut config = cluster_common::config(urls, node, "standby");
     config.snapshot_interval = snapshot_interval;
     config
 }
 
-async fn open(config: ClusterConfig, dir: &Path) -> Runtime {
-    logs();
-    Runtime::builder()
-        .data_dir(dir)
-        .shards(SHARDS)
-        .log_groups(GROUPS)
-        .workers(2)
-        .checkpoint_interval(Duration::from_millis(200))
-        .cluster(config)
-        .register::<Account>()
-        .open()
-        .await
-        .expect("the node opens")
+/// The bank, checkpointing often.
+fn checkpointing_bank(builder: Builder) -> Builder {
+    bank(builder.checkpoint_interval(Duration::from_millis(200)))
 }
 
-/// Accounts of `group`.
-fn accounts_in(group: u16, count: usize) -> Vec<String> {
-    (0..10_000)
-        .map(|i| format!("acct-{i}"))
-        .filter(|a| group_of(a) == group)
-        .take(count)
-        .collect()
+async fn open(config: statefn::cluster::ClusterConfig, dir: &Path) -> Runtime {
+    open_node(config, dir, SHARDS, checkpointing_bank)
+        .await
+        .expect("the node opens")
 }
 
 /// `group` as `node` sees it.
@@ -75,37 +57,6 @@ async fn wait_for(node: &Runtime, group: u16, what: &str, check: impl Fn(&GroupS
             "{what}: {status:#?} ({:#?})",
             node.cluster_status()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until every group is served by exactly one of `nodes`, and each
-/// node serves some.
-async fn settled(nodes: &[&Runtime]) -> BTreeMap<u16, String> {
-    let started = Instant::now();
-    loop {
-        let statuses: Vec<_> = nodes
-            .iter()
-            .map(|n| n.cluster_status().expect("cluster mode"))
-            .collect();
-        let owners: BTreeMap<u16, String> = (0..GROUPS)
-            .filter_map(|g| {
-                let serving: Vec<&str> = statuses
-                    .iter()
-                    .filter(|s| s.groups[usize::from(g)].served_here)
-                    .map(|s| s.node.as_str())
-                    .collect();
-                match serving[..] {
-                    [one] => Some((g, one.to_owned())),
-                    _ => None,
-                }
-            })
-            .collect();
-        let serving: std::collections::BTreeSet<&String> = owners.values().collect();
-        if owners.len() == usize::from(GROUPS) && serving.len() == nodes.len() {
-            return owners;
-        }
-        assert!(started.elapsed() < PATIENCE, "not settled: {statuses:#?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

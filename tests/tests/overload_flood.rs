@@ -362,9 +362,10 @@ async fn a_flood_on_a_failing_egress_store_is_refused_and_the_egress_queue_stays
         overloaded > 0,
         "a flood on a failing egress store was never refused"
     );
-    // The bound, plus what had passed the workers' check: the commit
-    // queue's bound and a batch per worker (a mailbox of ~450-byte records).
-    let bound = EGRESS_QUEUE_BYTES + QUEUE_BYTES + CAPACITY as u64 * 512;
+    // The bound, plus what passes the worker's check: one batch (a mailbox
+    // of ~490-byte records). Batches being committed count against the
+    // bound, so the commit queue adds nothing.
+    let bound = EGRESS_QUEUE_BYTES + CAPACITY as u64 * 512;
     assert!(
         deepest <= bound,
         "the egress queue held {deepest} bytes, over its bound {bound}"
@@ -385,5 +386,88 @@ async fn a_flood_on_a_failing_egress_store_is_refused_and_the_egress_queue_stays
         "every accepted call's record once"
     );
     assert_eq!(journal.note(text).await?, applied + 1);
+    runtime.shutdown().await
+}
+
+/// The egress queue's bound counts a batch's records from the moment the
+/// batch is handed to the commit path, not only once its commit is durable:
+/// while one batch's record waits for a failing store, no other batch runs,
+/// however long its commit takes. (Counted only at release, every batch run
+/// while the first was being synced passed the check, and the queue held
+/// them all.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_whose_commit_is_in_flight_count_against_the_egress_queue_bound()
+-> Result<(), Error> {
+    use statefn_store::{FaultyFs, StdFs};
+    use std::time::Duration;
+
+    /// Any record queued stops the workers.
+    const BOUND: u64 = 1;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
+    let disk = fs.faults();
+    let store = statefn::StoreFaults::default();
+    let runtime = Runtime::builder()
+        .data_dir(dir.path())
+        .file_system(fs)
+        .shards(1)
+        .workers(1)
+        .egress_queue_bytes(BOUND)
+        .store_faults(store.clone())
+        .register::<Journal>()
+        .open()
+        .await?;
+    let journal = runtime.handle::<Journal>("j");
+    journal.note("warm-up".into()).await?;
+    let status = || runtime.shard_status()[0].clone();
+    // The warm-up's record is stored: the queue is empty, the worker runs.
+    statefn_tests::eventually(10, || async {
+        (status().egress_queue_bytes == 0).then_some(())
+    })
+    .await;
+    // The store cannot take egress records, and every commit takes a while.
+    store.fail_writes();
+    disk.sync_delay(Duration::from_secs(1));
+    let note = |text: &str| {
+        let (journal, text) = (journal.clone(), text.to_owned());
+        tokio::spawn(async move { journal.note(text).await })
+    };
+    let first = note("first");
+    // The worker takes it at once, and its commit takes a second: the
+    // later calls come while it is in flight (checked, so that a slow
+    // machine fails here rather than testing nothing).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    statefn_tests::eventually(10, || async { (status().mailbox == 0).then_some(()) }).await;
+    assert!(
+        !first.is_finished(),
+        "the first call's commit was not in flight"
+    );
+    // The first call's batch is being committed; its record is not queued
+    // for the appender yet.
+    let later = [note("second"), note("third"), note("fourth")];
+    first.await.expect("task")?;
+    // One batch may take the queue past its bound: the first one.
+    let one_batch = status().egress_queue_bytes;
+    assert!(one_batch > BOUND, "the first record waits for the store");
+    // Wait until the worker is done with what it may run: each later call
+    // has either finished (it ran past the bound) or waits in the mailbox
+    // (the bound holds). Nothing changes then until the store heals.
+    statefn_tests::eventually(10, || async {
+        let finished = later.iter().filter(|c| c.is_finished()).count();
+        (finished + status().mailbox == later.len()).then_some(())
+    })
+    .await;
+    let queued = status().egress_queue_bytes;
+    assert!(
+        queued <= BOUND + one_batch,
+        "the egress queue holds {queued} bytes while its store fails: over its bound \
+         ({BOUND}) plus the first batch ({one_batch})"
+    );
+    disk.heal();
+    store.heal();
+    for call in later {
+        call.await.expect("task")?;
+    }
+    assert_eq!(journal.note("last".into()).await?, 6);
     runtime.shutdown().await
 }

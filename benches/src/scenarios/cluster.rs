@@ -7,7 +7,10 @@
 //!    callers' connections are spread evenly over the three nodes, so about
 //!    two calls in three are forwarded to their group's owner (the share
 //!    measured, from `statefn_cluster_forwarded_calls_total`). The same
-//!    load against the single node first.
+//!    load against the single node first. Each run also prints the CPU
+//!    milliseconds per 1,000 calls of the NATS servers, of the nodes (by
+//!    thread name) and of this process (the load generator): on a shared
+//!    machine that figure stays comparable when calls/s do not.
 //! 2. Failover: `--kills` times, SIGKILL the node owning a chosen group
 //!    while a probe sends keyed deposits to an account of that group
 //!    through the other nodes; the gap is from the kill to the first
@@ -38,6 +41,7 @@ use tokio::{net::TcpStream, process::Command, sync::Mutex};
 
 use super::Common;
 use crate::{
+    diagnose::{ThreadTimes, process_cpu_s},
     http::servers::ServerProcess,
     measure::{BoxError, Window, closed_loop_per_caller},
     record::Record,
@@ -107,20 +111,31 @@ pub async fn run(args: &ClusterArgs) -> Result<(), BoxError> {
     settled(&admin, &nodes).await?;
 
     Record::print_header();
+    let mut costs = Vec::new();
     for &callers in &args.callers {
-        let (summary, _) = keyed_deposits(&[single.addr()], callers, args.keys, window).await?;
-        Record::new("cluster", "bank, 1 node (local log)", &summary)
+        let before = CpuSample::take(None, &[&single]);
+        let (summary, calls) = keyed_deposits(&[single.addr()], callers, args.keys, window).await?;
+        let cost = CpuSample::take(None, &[&single]).per_1k_calls(&before, calls);
+        cost.fields(Record::new("cluster", "bank, 1 node (local log)", &summary))
             .param("callers", callers)
             .emit();
-        let addrs: Vec<SocketAddr> = nodes.iter().flatten().map(ServerProcess::addr).collect();
+        costs.push((format!("1 node, C={callers}"), cost));
+        let running: Vec<&ServerProcess> = nodes.iter().flatten().collect();
+        let addrs: Vec<SocketAddr> = running.iter().map(|n| n.addr()).collect();
         let forwarded_before = forwarded(&admin, &nodes).await;
+        let before = CpuSample::take(Some(&nats), &running);
         let (summary, calls) = keyed_deposits(&addrs, callers, args.keys, window).await?;
+        let cost = CpuSample::take(Some(&nats), &running).per_1k_calls(&before, calls);
         let forwarded_calls = forwarded(&admin, &nodes).await - forwarded_before;
         // Warm-up calls are forwarded too: divide by every call made.
-        Record::new("cluster", "bank, 3 nodes (NATS R3)", &summary)
+        cost.fields(Record::new("cluster", "bank, 3 nodes (NATS R3)", &summary))
             .param("callers", callers)
             .field("forwarded_share", forwarded_calls / (calls as f64).max(1.0))
             .emit();
+        costs.push((format!("3 nodes, C={callers}"), cost));
+    }
+    for (run, cost) in &costs {
+        println!("# cpu ms per 1,000 calls, {run}: {cost}");
     }
     single.stop().await?;
     // No false failover under load: a node whose heartbeats came late
@@ -193,6 +208,92 @@ pub async fn run(args: &ClusterArgs) -> Result<(), BoxError> {
     }
     drop(nats);
     Ok(())
+}
+
+/// CPU seconds (user + system) of every process of a run at one moment:
+/// on a shared 2-core machine, CPU time per call is the figure that stays
+/// comparable when wall-clock throughput does not.
+struct CpuSample {
+    nats: f64,
+    nodes: Vec<ThreadTimes>,
+    client: f64,
+}
+
+/// CPU milliseconds per 1,000 calls between two samples.
+struct CpuCost {
+    nats: f64,
+    nodes: f64,
+    client: f64,
+    /// The nodes' threads, summed by name over the nodes, busiest first.
+    node_threads: Vec<(String, f64)>,
+}
+
+impl CpuSample {
+    fn take(nats: Option<&NatsCluster>, nodes: &[&ServerProcess]) -> CpuSample {
+        let nats = nats.map_or(0.0, |nats| {
+            (0..nats.len())
+                .filter_map(|i| nats.pid(i))
+                .filter_map(|pid| u32::try_from(pid).ok())
+                .map(process_cpu_s)
+                .sum()
+        });
+        CpuSample {
+            nats,
+            nodes: nodes
+                .iter()
+                .filter_map(|n| n.pid())
+                .map(ThreadTimes::of_process)
+                .collect(),
+            client: process_cpu_s(std::process::id()),
+        }
+    }
+
+    fn per_1k_calls(&self, before: &CpuSample, calls: u64) -> CpuCost {
+        #[expect(clippy::cast_precision_loss, reason = "a ratio")]
+        let per = 1e6 / (calls as f64).max(1.0);
+        let mut threads: BTreeMap<String, f64> = BTreeMap::new();
+        for (after, earlier) in self.nodes.iter().zip(&before.nodes) {
+            for (name, s) in after.seconds_since(earlier) {
+                *threads.entry(name).or_default() += s * per;
+            }
+        }
+        let mut node_threads: Vec<(String, f64)> =
+            threads.into_iter().filter(|(_, ms)| *ms >= 0.5).collect();
+        node_threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+        CpuCost {
+            nats: (self.nats - before.nats) * per,
+            nodes: node_threads.iter().map(|(_, ms)| ms).sum(),
+            client: (self.client - before.client) * per,
+            node_threads,
+        }
+    }
+}
+
+impl CpuCost {
+    fn fields(&self, record: Record) -> Record {
+        record
+            .field("cpu_ms_per_1k_nats", self.nats)
+            .field("cpu_ms_per_1k_nodes", self.nodes)
+            .field("cpu_ms_per_1k_client", self.client)
+            .field("cpu_ms_per_1k_total", self.nats + self.nodes + self.client)
+    }
+}
+
+impl std::fmt::Display for CpuCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "total {:.0} = nats-servers {:.0} + nodes {:.0} + client {:.0}; nodes' threads:",
+            self.nats + self.nodes + self.client,
+            self.nats,
+            self.nodes,
+            self.client
+        )?;
+        for (name, ms) in &self.node_threads {
+            write!(f, " {name}={ms:.0}")?;
+        }
+        Ok(())
+    }
 }
 
 fn load_average() -> Option<String> {

@@ -17,8 +17,9 @@
 //!   record stands in a fence's section, nothing more of that section's
 //!   writer counts. What counts is applied with the shard state machine's
 //!   replay (no handler runs); positions that do not count are passed over.
-//!   Every second the shards are checkpointed into this node's store, like
-//!   an owner's (the acks this node hears on the group's `ack` subject
+//!   The shards are checkpointed into this node's store by an owner's
+//!   triggers (the runtime's checkpoint interval, at most 10 s here, its
+//!   checkpoint log bytes, a core's dirty bound), like an owner's (the acks this node hears on the group's `ack` subject
 //!   prune their outboxes). A hole in the stream's positions means the
 //!   owner trimmed what this follower still needed: it starts again, from
 //!   the snapshot.
@@ -65,8 +66,12 @@ use crate::{
 
 /// How long one read waits before the follower looks at its stop flag.
 const POLL: Duration = Duration::from_millis(100);
-/// How often a follower checkpoints what it applied.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// A follower checkpoints at least this often (when it applied anything),
+/// even when the runtime's checkpoint interval is longer: a restarted
+/// standby catches up from its checkpoint, and the owner trims its stream
+/// only below it. (It was every second: under load that cost about a
+/// fifth of the standby's work and 5% of a node's CPU; see BENCHMARKS.md.)
+const CHECKPOINT_AT_LEAST: Duration = Duration::from_secs(10);
 /// How often a follower reads the stream's last sequence (for its lag).
 const LAG_EVERY: Duration = Duration::from_millis(500);
 
@@ -463,6 +468,19 @@ impl ClusterNode {
             let reader = StreamReader::start(&stream, &data, fences, from.0).await?;
             Ok::<_, Restart>((stream, reader))
         })?;
+        // The owners' checkpoint triggers (Builder::checkpoint_interval and
+        // checkpoint_log_bytes, the cores' dirty bound), the interval capped.
+        let (checkpoint_interval, checkpoint_log_bytes) =
+            runtime
+                .commit
+                .as_ref()
+                .map_or((CHECKPOINT_AT_LEAST, 64 << 20), |c| {
+                    let config = c.config();
+                    (
+                        config.checkpoint_interval.min(CHECKPOINT_AT_LEAST),
+                        config.checkpoint_log_bytes,
+                    )
+                });
         let mut last_checkpoint = Instant::now();
         let mut last_lag = Instant::now() - LAG_EVERY;
         let mut last_sequence = 0u64;
@@ -490,7 +508,11 @@ impl ClusterNode {
             #[expect(clippy::cast_precision_loss, reason = "a gauge")]
             metrics::gauge!(crate::metrics::CLUSTER_STANDBY_LAG, "group" => label.clone())
                 .set(lag as f64);
-            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            if standby.wants_checkpoint(
+                last_checkpoint.elapsed(),
+                checkpoint_interval,
+                checkpoint_log_bytes,
+            ) {
                 last_checkpoint = Instant::now();
                 standby.checkpoint(
                     &storage,

@@ -179,6 +179,12 @@ pub(crate) struct CommitServices {
 }
 
 impl Commit {
+    /// How the commit path is tuned (checkpoint triggers, for standbys).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn config(&self) -> &CommitConfig {
+        &self.config
+    }
+
     pub(crate) fn new(storage: Arc<Storage>, config: CommitConfig) -> Self {
         let groups = (0..storage.log_groups())
             .map(|_| LogGroup::new())

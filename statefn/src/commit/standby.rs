@@ -9,6 +9,8 @@
 //! The same module reads and replaces a group's stored rows as a whole:
 //! what a snapshot holds (`cluster/snapshot.rs` moves it between nodes).
 
+use std::time::Duration;
+
 use statefn_store::ShardRow;
 
 use super::{checkpointer, recovery::Storage};
@@ -34,6 +36,8 @@ pub(crate) struct StandbyGroup {
     applied: Lsn,
     /// The position the last checkpoint of every shard covers at least.
     checkpointed: Lsn,
+    /// Bytes of records applied since the last checkpoint.
+    unchecked_bytes: u64,
 }
 
 impl Storage {
@@ -56,6 +60,7 @@ impl Storage {
             cores,
             applied: position,
             checkpointed: position,
+            unchecked_bytes: 0,
         })
     }
 
@@ -169,6 +174,7 @@ impl StandbyGroup {
     pub(crate) fn apply(&mut self, lsn: Lsn, payload: &[u8], now_ms: u64) -> Result<(), Error> {
         let group = self.group;
         if !payload.is_empty() {
+            self.unchecked_bytes += payload.len() as u64;
             let decoded: ShardRecord =
                 decode(payload, &format!("log record {lsn} of log group {group}"))?;
             match self.cores.iter_mut().find(|c| c.id == decoded.shard) {
@@ -194,6 +200,22 @@ impl StandbyGroup {
     /// not count) was read.
     pub(crate) fn passed(&mut self, lsn: Lsn) {
         self.applied = self.applied.max(lsn);
+    }
+
+    /// Whether to checkpoint now (when anything was applied since the last
+    /// one): `interval` since the last one, `log_bytes` of records applied
+    /// since, or a core whose dirty states reached its bound (an owner's
+    /// triggers).
+    pub(crate) fn wants_checkpoint(
+        &self,
+        since_last: Duration,
+        interval: Duration,
+        log_bytes: u64,
+    ) -> bool {
+        self.checkpointed < self.applied
+            && (since_last >= interval
+                || self.unchecked_bytes >= log_bytes
+                || self.cores.iter().any(ShardCore::dirty_over_bound))
     }
 
     /// Writes every shard's checkpoint as of [`applied`](Self::applied)
@@ -222,6 +244,7 @@ impl StandbyGroup {
             written?;
         }
         self.checkpointed = self.applied;
+        self.unchecked_bytes = 0;
         Ok(())
     }
 

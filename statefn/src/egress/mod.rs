@@ -11,6 +11,7 @@
 //! Consumers read through the [reader](reader).
 
 pub(crate) mod appender;
+mod committing;
 mod reader;
 pub(crate) mod sink;
 #[cfg(test)]
@@ -28,7 +29,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use statefn_store::EgressTables;
 use tokio::sync::Notify;
 
-use self::sink::{EgressSink, StoreSink};
+pub(crate) use self::committing::Reservation;
+use self::{
+    committing::Committing,
+    sink::{EgressSink, StoreSink},
+};
 use crate::{
     Error,
     clock::Clock,
@@ -137,6 +142,8 @@ pub(crate) struct Egress {
     /// mode), and all shards' together.
     queued: Vec<AtomicU64>,
     queued_total: AtomicU64,
+    /// Bytes of records in batches being committed (durable mode).
+    committing: Committing,
     /// Next offset per log (in memory).
     next: Mutex<HashMap<String, u64>>,
     retention_ms: u64,
@@ -219,6 +226,7 @@ impl Egress {
             appended: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             queued: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             queued_total: AtomicU64::new(0),
+            committing: Committing::default(),
             next: Mutex::new(next),
             retention_ms: u64::try_from(retention.as_millis()).unwrap_or(u64::MAX),
             appended_notify: Notify::new(),
@@ -393,12 +401,28 @@ impl Egress {
         metrics::gauge!(crate::metrics::EGRESS_QUEUE_BYTES).set(now as f64);
     }
 
+    /// Counts a batch's records against the bound while the batch is
+    /// committed (durable mode; `None` in memory or without records): the
+    /// batch keeps the reservation until its records are submitted here.
+    pub(crate) fn reserve(&self, records: &[Emitted]) -> Option<Reservation> {
+        match &self.sink {
+            Sink::Durable(_) => self.committing.reserve(records),
+            Sink::Memory(_) => None,
+        }
+    }
+
     /// Waits while more than `bound` bytes of records wait for the appender
-    /// (a slow or failing state store), or until `give_up` says so: the
-    /// worker then runs no more batches, the mailboxes fill, and new calls
-    /// are refused with `Overloaded` instead of the queue growing in memory.
+    /// or are in batches being committed (a slow or failing state store),
+    /// or until `give_up` says so: the worker then runs no more batches,
+    /// the mailboxes fill, and new calls are refused with `Overloaded`
+    /// instead of the queue growing in memory. A worker checks before it
+    /// runs a batch, so each worker may take the total past `bound` by the
+    /// records of one batch.
     pub(crate) fn wait_for_room(&self, bound: u64, give_up: impl Fn() -> bool) {
-        while self.queued_total() > bound && !self.stopping() && !give_up() {
+        while self.queued_total().saturating_add(self.committing.bytes()) > bound
+            && !self.stopping()
+            && !give_up()
+        {
             std::thread::sleep(Duration::from_millis(1));
         }
     }

@@ -230,7 +230,8 @@ pub struct ShardStatus {
     /// Bytes of its committed egress records waiting for the egress
     /// appender (0 in memory); all shards' together are bounded by
     /// [`Builder::egress_queue_bytes`](crate::Builder::egress_queue_bytes)
-    /// (plus what the commit queue holds).
+    /// (with the records of batches being committed, plus one batch per
+    /// worker).
     pub egress_queue_bytes: u64,
     /// The log group it writes to (`None` in memory).
     pub log_group: Option<u16>,

@@ -308,6 +308,14 @@ impl Builder {
     /// invocations' log records). Durable mode only; in memory, records are
     /// appended at once.
     ///
+    /// What the bound guarantees: a worker runs a batch only while the
+    /// records waiting for the appender **and** those in batches still
+    /// being committed weigh at most `bytes` together; it checks before the
+    /// batch, so the total may exceed `bytes` by the records of one batch
+    /// per worker ([`workers`](Self::workers)). At open, the records that
+    /// recovered shards had not seen appended are queued whatever their
+    /// size (they were committed before).
+    ///
     /// # Examples
     ///
     /// ```

@@ -8,7 +8,12 @@
 //!   rebuilt from this node's checkpoint and the log's tail; a syncer starts;
 //!   each shard re-sends its outbox, re-arms its timers, resubmits its
 //!   pending egress records, asks every other shard to re-send to it, and
-//!   serves.
+//!   serves. Its one-time keyed timers whose messages this build cannot
+//!   decode (a rolling deploy removed their handler) run at once: each
+//!   becomes a dead letter in the record that removes it, in the log, so
+//!   every node that takes the group over later agrees (a single node sets
+//!   such timers aside at open, `commit/stored_messages.rs`, with one copy
+//!   of the data there is no log to agree on).
 //! - **Release** (blocking): the shards go `Remote` (new calls and mail go
 //!   to the group's next owner), their cores are dropped (a worker running a
 //!   batch finishes handing it over first), the syncer commits what it was
@@ -21,7 +26,10 @@ use crate::{
     Error,
     commit::{CommitHost, HandBack, OpenedGroup, standby::StandbyGroup},
     error::StorageError,
-    protocol::ids::{Epoch, LogGroupId, ShardId},
+    protocol::{
+        envelope::Mail,
+        ids::{Epoch, LogGroupId, ShardId},
+    },
     shard::{ShardCore, Status},
 };
 
@@ -93,7 +101,13 @@ impl RuntimeInner {
         };
         self.threads.lock().groups.insert(group, thread);
         for core in cores {
+            let undecodable = core.undecodable_keyed_timers(&self.registry);
+            let shard = core.id;
             self.resume_recovered(core);
+            for (timer, error) in undecodable {
+                tracing::warn!(%shard, %error, "a stored timer no longer decodes; it runs now and becomes a dead letter");
+                self.enqueue(shard, Mail::TimerDue { timer });
+            }
         }
         Ok((epoch, replayed))
     }

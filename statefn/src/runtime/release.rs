@@ -31,7 +31,10 @@ impl RuntimeInner {
 
     /// Releases a committed batch's effects: deliveries, egress, replies,
     /// timers.
-    pub(crate) fn release(&self, effects: Effects) {
+    pub(crate) fn release(&self, mut effects: Effects) {
+        // Counted against the egress queue's bound until the records are
+        // queued for the appender (then counted there).
+        let egress_reserved = effects.egress_reserved.take();
         // Deliveries first: a caller who has seen a transfer's reply and then
         // calls the receiver finds the deposit already queued ahead of it
         // (in `Periodic` mode, a message to another log group waits for the
@@ -48,6 +51,7 @@ impl RuntimeInner {
         // Egress before replies too: in memory a caller then reads its own
         // records; durable appends are asynchronous (see `read_egress`).
         self.egress.submit(effects.egress);
+        drop(egress_reserved);
         // The dead-letter listing before replies: a caller told its drop or
         // replay is done must not list the letter any more.
         for (shard, change) in effects.dead_letters {
@@ -59,6 +63,9 @@ impl RuntimeInner {
             // The caller may have stopped waiting; the invocation stands.
             let _ = tx.send(reply);
         }
+        // With the replies: a woken waiter's next status query is answered
+        // after this batch, so it reads what woke it.
+        self.invocation_waiters.wake(&effects.settled);
         for timer in effects.timers_cancelled {
             self.timers.cancel(timer);
         }

@@ -5,7 +5,8 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    Error,
+    Address, Error,
+    egress::Reservation,
     metrics::BatchStats,
     protocol::{
         envelope::{Envelope, ReplySender},
@@ -85,6 +86,7 @@ pub(crate) struct BatchMark {
     timers_cancelled: usize,
     acks: usize,
     egress: usize,
+    settled: usize,
     finished: usize,
 }
 
@@ -99,6 +101,7 @@ impl Batch {
             timers_cancelled: self.effects.timers_cancelled.len(),
             acks: self.effects.acks.len(),
             egress: self.effects.egress.len(),
+            settled: self.effects.settled.len(),
             finished: self.effects.finished,
         }
     }
@@ -114,6 +117,7 @@ impl Batch {
         effects.timers_cancelled.truncate(mark.timers_cancelled);
         effects.acks.truncate(mark.acks);
         effects.egress.truncate(mark.egress);
+        effects.settled.truncate(mark.settled);
         effects.finished = mark.finished + 1;
         self.checkpoint = None;
     }
@@ -133,11 +137,18 @@ pub(crate) struct Effects {
     pub(crate) acks: Vec<(ShardId, Seq)>,
     /// Records for egress logs, appended once durable.
     pub(crate) egress: Vec<Emitted>,
+    /// `egress` counted against the egress queue's bound while the batch
+    /// is committed (see `egress/committing.rs`).
+    pub(crate) egress_reserved: Option<Reservation>,
     /// Channels with a gap: `(sender, receiver)`, the sender to re-send
     /// what it holds for the receiver.
     pub(crate) resend_requests: Vec<(ShardId, ShardId)>,
     /// Dead letters kept or resolved, for the listing (by shard).
     pub(crate) dead_letters: Vec<(ShardId, DeadLetterChange)>,
+    /// Enqueued invocations whose outcome this batch stored (done, failed,
+    /// cancelled), by instance and key: their waiters are woken
+    /// ([`Runtime::invocation`](crate::Runtime::invocation)).
+    pub(crate) settled: Vec<(Address, String)>,
     /// How many mails this batch finished (for shutdown's in-flight count).
     pub(crate) finished: usize,
 }
@@ -152,6 +163,7 @@ pub(crate) struct Held {
     /// receiver's record follows the sender's in the same log).
     pub(crate) deliveries: Vec<Envelope>,
     pub(crate) egress: Vec<Emitted>,
+    pub(crate) egress_reserved: Option<Reservation>,
     /// Acks let their senders prune their outboxes.
     pub(crate) acks: Vec<(ShardId, Seq)>,
     /// Timer ids are given again after a failed sync cuts the log.
@@ -165,6 +177,7 @@ impl Held {
         let effects = Effects {
             deliveries: self.deliveries,
             egress: self.egress,
+            egress_reserved: self.egress_reserved,
             timers: self.timers,
             dead_letters: self.dead_letters,
             ..Effects::default()
@@ -184,6 +197,7 @@ impl Effects {
         Held {
             deliveries: far,
             egress: std::mem::take(&mut self.egress),
+            egress_reserved: self.egress_reserved.take(),
             acks: std::mem::take(&mut self.acks),
             timers: std::mem::take(&mut self.timers),
             dead_letters: std::mem::take(&mut self.dead_letters),

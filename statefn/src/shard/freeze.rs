@@ -120,6 +120,12 @@ impl ShardCore {
                     >= self.config.checkpoint_interval)
     }
 
+    /// Whether the dirty states and timers reached the bound that makes an
+    /// owner's core checkpoint at once (a standby applies the same bound).
+    pub(crate) fn dirty_over_bound(&self) -> bool {
+        self.states.dirty_bytes() + self.timers.dirty_bytes() >= self.config.checkpoint_dirty_bytes
+    }
+
     /// Freezes the dirty sets and metadata into a checkpoint job; the shard
     /// goes on processing while it is written. `acked` prunes the outbox,
     /// `egress_appended` the pending egress records.

@@ -12,6 +12,12 @@
 //!   letter at open, with the reason, instead of failing when it is due,
 //!   perhaps months later.
 //!
+//! - [`undecodable_keyed_timers`](ShardCore::undecodable_keyed_timers):
+//!   cluster mode, a node taking a log group over: the one-time keyed
+//!   timers whose message does not decode, which it fires at once so that
+//!   they become dead letters through the group's log (see
+//!   `runtime/groups.rs`).
+//!
 //! An outbox entry is not set aside here: it holds a sequence number on its
 //! channel, so only its receiver may consume it (in order); one that does
 //! not decode is a dead letter there on its first delivery.
@@ -114,6 +120,35 @@ impl ShardCore {
             }
         }
         Ok(changed)
+    }
+
+    /// The one-time keyed timers held in memory (a handler's `ctx.timer`,
+    /// a request's timeout, a delayed client call) whose message does not
+    /// decode with this build's functions, with the reason.
+    ///
+    /// Such a timer runs a handler of its own instance: fired now, it
+    /// becomes a dead letter in the same record that removes it (its
+    /// message cannot run in this build, so nothing is applied early), and
+    /// that record is in the log, which every node reads. Timers without a
+    /// key deliver a message to an instance that may be served elsewhere
+    /// by another build, and periodic ones run again: both are left to
+    /// their due time.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn undecodable_keyed_timers(
+        &self,
+        registry: &Registry,
+    ) -> Vec<(crate::protocol::ids::TimerSlot, MessageError)> {
+        self.timers
+            .held()
+            .into_iter()
+            .filter(|(_, t)| !t.is_expiry() && t.key.is_some() && t.every_ms.is_none())
+            .filter_map(|(slot, t)| {
+                let error = registry
+                    .validate(t.outgoing.target.type_name(), &t.outgoing.message)
+                    .err()?;
+                Some((slot, error))
+            })
+            .collect()
     }
 
     /// Moves every timer held in memory whose message does not decode with
