@@ -94,6 +94,10 @@ impl InvocationStatus {
     }
 }
 
+/// How often a wait asks again for an instance another node serves.
+#[cfg(feature = "cluster")]
+const REMOTE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl Runtime {
     /// What became of an enqueued invocation ([`Call::send`](crate::Call::send),
     /// [`send_after`](crate::Call::send_after), [`enqueue_json`](Self::enqueue_json),
@@ -184,9 +188,25 @@ impl Runtime {
             if status.is_final() {
                 return Ok(status);
             }
-            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            // Cluster mode, the instance served by another node: its
+            // releases wake no waiter here, so ask again now and then.
+            #[cfg_attr(
+                not(feature = "cluster"),
+                expect(unused_mut, reason = "set in cluster mode only")
+            )]
+            let mut until = deadline;
+            #[cfg(feature = "cluster")]
+            if self
+                .inner()
+                .is_remote(target.shard_id(self.inner().shard_count()))
+            {
+                until = until.min(tokio::time::Instant::now() + REMOTE_POLL);
+            }
+            match tokio::time::timeout_at(until, woken).await {
+                Ok(()) => {}
+                Err(_) if until < deadline => {}
                 // The wait passed: what it is now (it may have just settled).
-                return self.invocation_now(target, key).await;
+                Err(_) => return self.invocation_now(target, key).await,
             }
         }
     }
