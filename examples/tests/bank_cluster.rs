@@ -117,57 +117,55 @@ async fn bank_nodes_answer_any_call_apply_transfers_once_and_survive_a_sigkill()
     // Invocations enqueued through one node: their status (waiting too)
     // and cancel work through every node, two of which do not serve the
     // instance (they ask the one that does).
-    let node = |i: usize| banks[i].as_ref().expect("up");
-    let get = |url: String| {
-        let client = client.clone();
-        async move { Reply::from(client.get(url).send().await.expect("send the request")).await }
+    let request = |method: reqwest::Method, url: String, body: Option<(Value, &'static str)>| {
+        let client = cluster.client.clone();
+        async move {
+            let mut request = client.request(method, url);
+            if let Some((body, key)) = body {
+                request = request.json(&body).header("Idempotency-Key", key);
+            }
+            let response = request.send().await.expect("send the request");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
     };
-    let delete = |url: String| {
-        let client = client.clone();
-        async move { Reply::from(client.delete(url).send().await.expect("send the request")).await }
-    };
-    let later = "/v1/Account/inv-later/deposit/send?delay=1h";
-    let sent = post(
-        &client,
-        &node(0).url(later),
-        Some(json!({ "amount": 1 })),
-        Some("later"),
-    )
-    .await;
-    assert_eq!(sent.status, StatusCode::ACCEPTED, "{sent:?}");
-    let id = sent.json["invocation_id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
+    use reqwest::Method;
+    let later = cluster.url(0) + "/v1/Account/inv-later/deposit/send?delay=1h";
+    let (status, sent) =
+        request(Method::POST, later, Some((json!({ "amount": 1 }), "later"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let id = sent["invocation_id"].as_str().expect("an id").to_owned();
+    let at = |i: usize, query: &str| format!("{}/v1/invocations/{id}{query}", cluster.url(i));
     for i in 0..3 {
-        let status = get(node(i).url(&format!("/v1/invocations/{id}"))).await;
-        assert_eq!(status.status, StatusCode::OK, "n{i}: {status:?}");
-        assert_eq!(status.json["status"], "scheduled", "n{i}: {status:?}");
+        let (status, body) = request(Method::GET, at(i, ""), None).await;
+        assert_eq!(
+            (status, body["status"].clone()),
+            (StatusCode::OK, json!("scheduled")),
+            "n{i}: {body}"
+        );
     }
-    let cancelled = delete(node(1).url(&format!("/v1/invocations/{id}"))).await;
-    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
-    let again = delete(node(2).url(&format!("/v1/invocations/{id}"))).await;
-    assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
+    let (status, body) = request(Method::DELETE, at(1, ""), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = request(Method::DELETE, at(2, ""), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     for i in 0..3 {
-        let status = get(node(i).url(&format!("/v1/invocations/{id}"))).await;
-        assert_eq!(status.json["status"], "cancelled", "n{i}: {status:?}");
+        let (_, body) = request(Method::GET, at(i, ""), None).await;
+        assert_eq!(body["status"], "cancelled", "n{i}: {body}");
     }
-    let now = "/v1/Account/inv-now/deposit/send";
-    let sent = post(
-        &client,
-        &node(1).url(now),
-        Some(json!({ "amount": 3 })),
-        Some("now"),
-    )
-    .await;
-    let id = sent.json["invocation_id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
+    let now = cluster.url(1) + "/v1/Account/inv-now/deposit/send";
+    let (_, sent) = request(Method::POST, now, Some((json!({ "amount": 3 }), "now"))).await;
+    let id = sent["invocation_id"].as_str().expect("an id").to_owned();
     for i in [2, 0] {
-        let done = get(node(i).url(&format!("/v1/invocations/{id}?wait=30s"))).await;
-        assert_eq!(done.json["status"], "done", "n{i}: {done:?}");
-        assert_eq!(done.json["reply"], json!(3), "n{i}: {done:?}");
+        let url = format!("{}/v1/invocations/{id}?wait=30s", cluster.url(i));
+        let (_, done) = request(Method::GET, url, None).await;
+        assert_eq!(
+            (done["status"].clone(), done["reply"].clone()),
+            (json!("done"), json!(3)),
+            "n{i}: {done}"
+        );
     }
 
     // SIGKILL a node: the others take its groups over.
