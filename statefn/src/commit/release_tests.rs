@@ -12,7 +12,7 @@ use statefn_store::{DataDir, LogGroupId, StateStore, StdFs, WalBackend, WalOptio
 use tokio::sync::oneshot;
 
 use super::{
-    CommitConfig, CommitHost, CommitObserver, Durability, OpenedGroup,
+    CommitConfig, CommitHost, CommitObserver, Durability,
     checkpointer::CheckpointQueue,
     log_group::{GroupCommand, GroupStats},
     recovery::Storage,
@@ -142,18 +142,10 @@ fn syncer(
         Clock::System,
         Default::default(),
     ));
-    let recovered = storage
+    let (opened, _cores) = storage
         .recover(LogGroupId(0), Epoch(1), None, None)
-        .expect("an empty group opens");
-    let opened = OpenedGroup {
-        group: LogGroupId(0),
-        log: recovered.log,
-        shards: recovered
-            .cores
-            .iter()
-            .map(|c| (c.id, c.epoch, c.checkpoint.lsn))
-            .collect(),
-    };
+        .expect("an empty group opens")
+        .into_opened(LogGroupId(0));
     let recorder = Arc::new(Recorder::default());
     let seen = Arc::clone(&recorder);
     let observer: CommitObserver = Arc::new(move |records: &[Vec<u8>]| {
