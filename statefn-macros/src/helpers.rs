@@ -76,7 +76,7 @@ pub(crate) fn stubs(names: &Names, item: &ItemImpl) -> TokenStream {
     quote! {
         const _: () = {
             #(#markers)*
-            impl #client {
+            impl<Caller> #client<Caller> {
                 #(#methods)*
             }
             impl<'c> #sender<'c> {

@@ -117,8 +117,11 @@ fn expand_handlers(args: &ImplArgs, item: &ItemImpl, plain: &ItemImpl) -> syn::R
     let message_enum = message_enum(&names, &self_ident, &handlers, &args.message_derive);
     let wire = crate::wire::wire_impl(&names.message, self_ty, &handlers);
     let function_impl = function_impl(&names, self_ty, &handlers);
-    let client = crate::callers::client(&names, &self_ident, &handlers);
+    let client = crate::callers::client(&names, &self_ident);
+    let markers = crate::callers::markers(&handlers);
+    let client_methods = crate::callers::client_methods(&names, &handlers);
     let senders = crate::callers::senders(&names, &self_ident, &handlers);
+    let (routes, route_methods) = crate::callers::routes(&names, &self_ident, self_ty, &handlers);
     let reply_refs = reply_refs(&names, self_ty, &handlers);
     let marker = handler_impl_marker(self_ty);
     let argument_checks = argument_checks(&handlers);
@@ -134,6 +137,14 @@ fn expand_handlers(args: &ImplArgs, item: &ItemImpl, plain: &ItemImpl) -> syn::R
         #function_impl
         #client
         #senders
+        #routes
+        // The markers are named after the methods: kept in a block of their
+        // own, where only the methods that name them see them.
+        const _: () = {
+            #markers
+            #client_methods
+            #route_methods
+        };
         #reply_refs
         #helper_stubs
     })
@@ -145,6 +156,7 @@ pub(crate) struct Names {
     pub(crate) client: Ident,
     pub(crate) sender: Ident,
     pub(crate) requester: Ident,
+    pub(crate) routes: Ident,
 }
 
 impl Names {
@@ -154,6 +166,7 @@ impl Names {
             client: format_ident!("{}Client", ident),
             sender: format_ident!("{}Sender", ident),
             requester: format_ident!("{}Requester", ident),
+            routes: format_ident!("{}Routes", ident),
         }
     }
 }
@@ -216,9 +229,11 @@ fn message_enum(
 fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenStream {
     let Names {
         message,
+        routes,
         client,
         sender,
         requester,
+        ..
     } = names;
     let infos = handlers.iter().map(|h| {
         let name = h.wire_name();
@@ -303,9 +318,11 @@ fn function_impl(names: &Names, self_ty: &Type, handlers: &[Handler]) -> TokenSt
         impl ::statefn::StatefulFunction for #self_ty {
             type Message = #message;
             type Client = #client;
+            type InternalClient = #client<::statefn::__private::Trusted>;
             type Sender<'c> = #sender<'c>;
             type Requester<'c> = #requester<'c>;
             type CheckedRequester<'c, Caller: 'static> = #requester<'c, Caller>;
+            type Routes = #routes;
 
             const HANDLERS: &'static [::statefn::HandlerInfo] = &[#(#infos),*];
 

@@ -61,9 +61,13 @@ pub fn stateful_function(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Rust visibility does not matter. Options:
 ///
 /// - `#[handler(internal)]`: callable from other functions (`ctx.send`,
-///   `ctx.request`, timers, reply targets) and from Rust through a typed
-///   `Handle`, but not by name: HTTP and `Runtime::call_json` answer as if it
-///   did not exist (404 `unknown_handler`).
+///   `ctx.request`, timers, reply targets), but not from outside: HTTP and
+///   `Runtime::call_json` answer as if it did not exist (404
+///   `unknown_handler`), and at compile time neither a `Handle`
+///   (`handle.expire()`) nor a typed HTTP route
+///   (`statefn::routes::<T>(id).expire().path()`) takes it. Trusted code
+///   (a test of the handler, an operator's tool) calls it through
+///   `handle.internal().expire()`.
 /// - `#[handler(name = "deposit")]`: its name in URLs and stored messages,
 ///   instead of the method's (rename the method, keep the name).
 /// - `#[handler(renamed_from = "old_name")]`: stored messages (timers,

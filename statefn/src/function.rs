@@ -171,10 +171,11 @@ pub struct HandlerInfo {
     /// Returns `Result<T, E>`: an `Err` discards the invocation's effects.
     pub fallible: bool,
     /// `#[handler(internal)]`: reached only from other functions (`ctx.send`,
-    /// `ctx.request`, timers, replies) and from Rust through a typed
-    /// [`Handle`](crate::Handle); calls by name (HTTP,
+    /// `ctx.request`, timers, replies) and from Rust through
+    /// [`Handle::internal`](crate::Handle::internal); calls by name (HTTP,
     /// [`Runtime::call_json`](crate::Runtime::call_json)) are refused as if
-    /// it did not exist.
+    /// it did not exist, and a [`Handle`](crate::Handle) or a typed
+    /// [`Route`](crate::Route) refuses it at compile time.
     pub internal: bool,
     /// The argument names, in order (the message's field names).
     pub args: &'static [&'static str],
@@ -243,8 +244,12 @@ pub trait StatefulFunction:
     /// binary form of [`encode_message`](crate::encode_message), which names
     /// the handler.
     type Message: Serialize + DeserializeOwned + WireMessage + Send + 'static;
-    /// The generated client that `Handle<Self>` dereferences to.
+    /// The generated client that `Handle<Self>` dereferences to: it calls
+    /// every handler but the internal ones.
     type Client: FromRawHandle + Clone + Send + Sync + 'static;
+    /// The generated client of [`Handle::internal`](crate::Handle::internal):
+    /// it calls every handler, the internal ones too.
+    type InternalClient: FromRawHandle + Clone + Send + Sync + 'static;
     /// The generated fire-and-forget sender (`ctx.send::<Self>(id)`).
     type Sender<'c>: FromRawSender<'c>;
     /// The generated requester (`ctx.request::<Self>(id)`).
@@ -253,6 +258,9 @@ pub trait StatefulFunction:
     /// function `Caller` names: its reply target is checked at compile time.
     #[doc(hidden)]
     type CheckedRequester<'c, Caller: 'static>: FromRawSender<'c>;
+    /// The generated HTTP routes of one instance's handlers
+    /// ([`routes`](crate::routes)).
+    type Routes: crate::route::FromRouteId;
 
     /// The handlers, in declaration order (which does not matter to stored
     /// messages: they name their handler).
@@ -348,7 +356,11 @@ pub fn no_such_handler_index<F: StatefulFunction>(index: usize) -> Error {
     Error::UnknownHandler {
         function: F::type_name().to_owned(),
         handler: format!("#{index}"),
-        known: F::HANDLERS.iter().map(|h| h.name.to_owned()).collect(),
+        known: F::HANDLERS
+            .iter()
+            .filter(|h| !h.internal)
+            .map(|h| h.name.to_owned())
+            .collect(),
     }
 }
 

@@ -83,10 +83,73 @@ impl<T: StatefulFunction> Handle<T> {
         self.raw().address.as_ref().map_err(Clone::clone)
     }
 
+    /// The calls of every handler of the instance, `#[handler(internal)]`
+    /// ones included, for code you trust to reach them: a test of a timer
+    /// or reply handler, an operator's tool. The handle itself refuses to
+    /// call an internal handler at compile time, since it is what code
+    /// serving outside callers (a web handler) holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use statefn::prelude::*;
+    ///
+    /// #[stateful_function]
+    /// #[derive(Default, Serialize, Deserialize)]
+    /// pub struct Cart { items: u32 }
+    ///
+    /// #[stateful_function]
+    /// impl Cart {
+    ///     #[handler]
+    ///     fn add(&mut self, units: u32) -> u32 { self.items += units; self.items }
+    ///     /// A timer target.
+    ///     #[handler(internal)]
+    ///     fn expire(&mut self) { self.items = 0; }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefn::Error> {
+    /// let runtime = Runtime::builder().in_memory().register::<Cart>().open().await?;
+    /// let cart = runtime.handle::<Cart>("c");
+    /// cart.add(2).await?;
+    /// // `cart.expire()` does not compile: `expire` is internal.
+    /// cart.internal().expire().await?;
+    /// assert_eq!(cart.add(1).await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn internal(&self) -> T::InternalClient {
+        T::InternalClient::from_raw(self.raw().clone())
+    }
+
     fn raw(&self) -> &RawHandle {
         FromRawHandle::raw(&self.client)
     }
 }
+
+/// The caller of a generated client reached through a [`Handle`]: its
+/// methods of internal handlers do not compile.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Outside {}
+
+/// The caller of a generated client reached through
+/// [`Handle::internal`]: every handler.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Trusted {}
+
+/// A handler a [`Handle`] calls: implemented by `#[stateful_function]` for
+/// the marker type of every handler not marked `#[handler(internal)]`.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is an internal handler: a `Handle` does not call it",
+    label = "this handler is `#[handler(internal)]`",
+    note = "internal handlers are reached by other functions (`ctx.send`, `ctx.request`, timers, reply targets), not by code serving outside callers",
+    note = "code you trust to reach it anyway (a test, an operator's tool) calls it through `Handle::internal`: `handle.internal().handler_name(..)`"
+)]
+pub trait OutsideCallable {}
 
 impl<T: StatefulFunction> Deref for Handle<T> {
     type Target = T::Client;

@@ -148,9 +148,11 @@
 //!   is refused, since its error type, and so its fallibility, cannot be
 //!   seen.
 //! - `#[handler(internal)]`: reached by other functions (`ctx.send`,
-//!   `ctx.request`, timers, reply targets) and by typed [`Handle`]s, never by
-//!   name: HTTP and [`Runtime::call_json`] answer as for a handler that does
-//!   not exist. Use it for reply and timer targets.
+//!   `ctx.request`, timers, reply targets), never from outside: HTTP and
+//!   [`Runtime::call_json`] answer as for a handler that does not exist, and
+//!   a [`Handle`]'s method or a typed HTTP [`Route`]'s path for it does not
+//!   compile. Trusted code (a test, an operator's tool) reaches it through
+//!   [`Handle::internal`]. Use it for reply and timer targets.
 //! - `#[stateful_function(message_derive(Debug, Clone, PartialEq))]` on the
 //!   impl block adds derives to the generated message enum.
 //!
@@ -299,6 +301,7 @@ mod registry;
 mod request;
 mod resources;
 mod rng;
+mod route;
 mod runtime;
 mod scheduler;
 mod schema;
@@ -327,14 +330,15 @@ pub use protocol::idempotency::MAX_IDEMPOTENCY_KEY_LEN;
 pub use rand;
 pub use request::{NoError, RequestFailed};
 pub use rng::InvocationRng;
+pub use route::{ExternalHandler, Route, routes};
 #[doc(hidden)]
 pub use runtime::commit_phases::CommitPhases;
 pub use runtime::{
     Builder, DEFAULT_CACHE_BYTES, DEFAULT_COMMIT_QUEUE_BYTES, DEFAULT_EGRESS_QUEUE_BYTES,
     DEFAULT_EGRESS_RETENTION, DEFAULT_FUNCTION_MAIL_BYTES, DEFAULT_IDEMPOTENCY_RETENTION,
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_SHARDS, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMERS_IN_MEMORY,
-    DeadLetter, DeadLetterId, Instances, InvocationStatus, MAX_INSTANCES_PAGE, PendingTimer,
-    Runtime, ShardStatus,
+    DeadLetter, DeadLetterId, Instances, InvocationStatus, MAX_INSTANCES_PAGE,
+    MAX_INVOCATION_WAITERS, PendingTimer, Runtime, ShardStatus,
 };
 pub use shard::RetryPolicy;
 pub use statefn_macros::{handler, stateful_function};
@@ -380,7 +384,8 @@ pub mod __private {
         decode_reply_arg, json_reply, json_result_reply, no_such_handler_index,
         not_a_reply_handler,
     };
-    pub use crate::handle::{FromRawHandle, RawHandle};
+    pub use crate::handle::{FromRawHandle, Outside, OutsideCallable, RawHandle, Trusted};
+    pub use crate::route::FromRouteId;
     pub use crate::schema::{
         ArgSchema, HandlerSchema, SchemaOf, Schemas, ViaAnyValue, ViaJsonSchema,
     };

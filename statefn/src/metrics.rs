@@ -33,6 +33,11 @@ use metrics::Unit;
 /// `rejected` (handler `Err`), `failed` (panic or bad input), `duplicate`
 /// (answered from a stored reply or dropped as a re-delivery).
 pub const INVOCATIONS: &str = "statefn_invocations_total";
+/// Replies to requests dropped on arrival because the request's timeout had
+/// fired, or because the requesting instance was deleted with its pending
+/// timeouts (`Runtime::delete_instance`), by the `function` and `handler`
+/// they were for.
+pub const LATE_REPLIES_DROPPED: &str = "statefn_late_replies_dropped_total";
 /// Client call latency, submit to reply, in seconds, by `function` and
 /// `handler`.
 pub const CALL_DURATION: &str = "statefn_call_duration_seconds";
@@ -145,6 +150,14 @@ pub const METRICS: &[Metric] = &[
         help: "Invocations processed, by function type, handler and outcome: applied, rejected \
                (the handler returned Err), failed (panic or bad input), duplicate (answered from \
                a stored reply or dropped as a re-delivery).",
+    },
+    Metric {
+        name: LATE_REPLIES_DROPPED,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        help: "Replies to requests dropped on arrival, by the function type and handler they were \
+               for: the request's timeout had fired, or the requesting instance was deleted with \
+               its pending timeouts.",
     },
     Metric {
         name: CALL_DURATION,

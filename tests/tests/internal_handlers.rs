@@ -1,5 +1,6 @@
 //! `#[handler(internal)]`: reached by other functions (`ctx.send`,
-//! `ctx.send_after`, reply targets) and by typed handles, refused by name
+//! `ctx.send_after`, reply targets) and through `Handle::internal`, refused
+//! at compile time by a `Handle` and by the typed HTTP routes, and by name
 //! (`Runtime::call_json`, `enqueue_json`, and so HTTP) exactly like a
 //! handler that does not exist.
 
@@ -92,15 +93,18 @@ fn the_cart_reaches_its_internal_reply_and_timer_handlers() -> Result<(), Box<dy
 }
 
 #[tokio::test]
-async fn a_typed_handle_reaches_an_internal_handler() -> Result<(), statefn::Error> {
+async fn a_handle_reaches_an_internal_handler_through_internal() -> Result<(), statefn::Error> {
     let runtime = Runtime::builder()
         .in_memory()
         .register::<Relay>()
         .open()
         .await?;
     let relay = runtime.handle::<Relay>("r");
-    relay.tick().await?;
-    assert_eq!(relay.echo(3).await?, 3);
+    // `relay.tick()` does not compile (trybuild
+    // internal_handler_called_through_a_handle); trusted code says so.
+    relay.internal().tick().await?;
+    assert_eq!(relay.internal().echo(3).await?, 3);
+    assert_eq!(relay.internal().counts().await?, (0, 1, vec![]));
     assert_eq!(relay.counts().await?, (0, 1, vec![]));
     runtime.shutdown().await
 }

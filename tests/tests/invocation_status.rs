@@ -136,3 +136,75 @@ async fn a_cancelled_or_unknown_invocation_says_so() -> Result<(), Error> {
     runtime.shutdown().await?;
     Ok(())
 }
+
+/// Why there is no "running" status: a status is answered by the
+/// instance's shard, which runs one mail at a time, so a query is answered
+/// either before the handler ran (pending) or after it (done); and like
+/// every reply, the answer leaves only once the batch that read it is
+/// committed, after the invocation's own. So whatever a client was told
+/// survives a crash: statuses never go back. A "running" answer (the
+/// handler ran, its commit pending) would have to leave before that
+/// commit, and a crash could turn it back into pending. Checked here at
+/// every point of the invocation's run that the seed picks.
+#[test]
+fn every_status_answered_survives_a_crash_so_none_is_running() -> Result<(), Error> {
+    use statefn::testing::TestRuntime;
+    let id = InvocationId::enqueued(Address::new("test.Jobs", "j")?, "job");
+    let done = InvocationStatus::Done(JsonReply::Ok(2.into()));
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..16u64 {
+        let mut rt = TestRuntime::builder()
+            .seed(seed)
+            .register::<Jobs>()
+            .start()?;
+        // Enqueue, let it go on for a number of steps the seed picks, then
+        // ask while it may be anywhere: before its enqueue committed, on
+        // its way, run, or run and committing.
+        let sent = rt.start(rt.handle::<Jobs>("j").run(2).idempotency_key("job").send());
+        for _ in 0..seed % 8 {
+            rt.step();
+        }
+        let runtime = rt.runtime().clone();
+        let asked = id.clone();
+        let mut status = rt.start(async move { runtime.invocation(&asked, Duration::ZERO).await });
+        while status.result().is_none() {
+            assert!(rt.step(), "the status query is answered");
+        }
+        let told = status.take().expect("answered")?;
+        let enqueued = matches!(sent.take(), Some(Ok(_)));
+        // Crash as soon as the client was told: what it was told stands.
+        rt.crash()?;
+        let runtime = rt.runtime().clone();
+        let asked = id.clone();
+        let after = rt.call(async move { runtime.invocation(&asked, Duration::ZERO).await })?;
+        match &told {
+            InvocationStatus::Unknown => {}
+            InvocationStatus::Pending => assert!(
+                after == InvocationStatus::Pending || after == done,
+                "seed {seed}: {after:?} after pending"
+            ),
+            told if *told == done => assert_eq!(after, done, "seed {seed}: taken back"),
+            other => panic!("seed {seed}: {other:?}"),
+        }
+        seen.insert(told.name());
+        if enqueued || told != InvocationStatus::Unknown {
+            rt.run_until_idle();
+            let runtime = rt.runtime().clone();
+            let asked = id.clone();
+            let last = rt.call(async move { runtime.invocation(&asked, Duration::ZERO).await })?;
+            assert_eq!(last, done, "seed {seed}: it runs once, to the end");
+            assert_eq!(
+                rt.state::<Jobs>("j")?,
+                Some(Jobs { done: 2 }),
+                "seed {seed}"
+            );
+        }
+    }
+    // Each point of the run was asked about.
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["done", "pending"],
+        "the seeds ask before and after the run"
+    );
+    Ok(())
+}

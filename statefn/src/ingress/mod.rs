@@ -17,7 +17,7 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /admin/functions` | the registered types and handlers, with `"internal": true` for internal ones (only with an admin token, as `Authorization: Bearer <token>`) |
 //! | `GET /admin/shards` | each shard: serving or recovering, mailbox, checkpoint position, log size (admin) |
-//! | `GET /admin/state/{type}/{id}`, `DELETE /admin/state/{type}/{id}` | an instance's state as JSON (`{"state": ...}`, 404 if none); its deletion with its timers, answered once committed (admin) |
+//! | `GET /admin/state/{type}/{id}`, `DELETE /admin/state/{type}/{id}` | an instance's state as JSON (`{"state": ...}`, 404 if none); its deletion with its timers, answered once committed (admin): the timeouts of requests it sent go too, and their replies are then dropped (logged, counted in `statefn_late_replies_dropped_total`), while a reply to a request without a timeout arrives as a message and starts it afresh (see [`Runtime::delete_instance`](crate::Runtime::delete_instance)) |
 //! | `GET /admin/state/{type}?after=&limit=` | a page of the type's instance ids: `{"ids": [...], "next": cursor or null}` (admin) |
 //! | `GET /admin/timers/{type}/{id}` | the instance's pending timers, soonest first (admin) |
 //! | `GET /admin/dead-letters`, `POST /admin/dead-letters/{id}/replay`, `DELETE /admin/dead-letters/{id}` | messages from functions that failed every attempt: list, deliver again, drop (admin) |

@@ -213,6 +213,20 @@ impl Runtime {
     /// record. Returns whether there was anything to delete. Messages
     /// already on their way to it still arrive, and start from `Default`.
     ///
+    /// # Requests the instance sent
+    ///
+    /// A request it sent with a [`timeout`](crate::Request::timeout) is
+    /// guarded by a timer of the instance, which goes with it: the timeout
+    /// never fires, and the reply, when it comes, is dropped: it does not
+    /// run and does not bring the instance back. Each such drop is logged
+    /// at `info` and counted in
+    /// [`LATE_REPLIES_DROPPED`](crate::metrics::LATE_REPLIES_DROPPED) (as are
+    /// replies that come after their timeout fired). A request sent
+    /// *without* a timeout leaves nothing on the instance to tell its
+    /// reply from any other message: that reply arrives like a message,
+    /// and starts the instance again from `Default`. Give requests a
+    /// timeout where instances may be deleted.
+    ///
     /// # Durability
     ///
     /// Like an invocation's: it returns once the deletion is committed under

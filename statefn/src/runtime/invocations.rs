@@ -15,7 +15,7 @@
 //! cancel goes to that instance's shard like any keyed timer's: it wins
 //! over the timer unless the handler has already run.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -30,6 +30,20 @@ use crate::{
 /// What became of an enqueued invocation, from [`Runtime::invocation`]
 /// (and `GET /v1/invocations/{id}`, whose `status` is the variant's name in
 /// snake case).
+///
+/// # Why there is no "running" status
+///
+/// Every status is durable: once a client was told one, a crash never
+/// takes it back. The instance's shard answers a status query between two
+/// mails, so the handler has either not run yet (pending) or run (done);
+/// and the answer leaves, like a reply, only once the batch that read it
+/// is committed, which is after the invocation's own commit. The one
+/// moment in between, the handler run and its commit pending (one group
+/// commit, an `fdatasync`), could only be reported from what is not
+/// committed yet, which a crash turns back into pending: the invocation
+/// runs again. Handlers never wait, so that moment is short; an
+/// invocation retried after a failed attempt is pending (see
+/// [`RetryPolicy`](crate::RetryPolicy)).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum InvocationStatus {
@@ -80,15 +94,19 @@ impl InvocationStatus {
     }
 }
 
-/// How often a waiting [`Runtime::invocation`] asks again, at most.
-const POLL_MAX: Duration = Duration::from_millis(50);
-
 impl Runtime {
     /// What became of an enqueued invocation ([`Call::send`](crate::Call::send),
     /// [`send_after`](crate::Call::send_after), [`enqueue_json`](Self::enqueue_json),
     /// `POST .../send`): scheduled or pending, done with its reply, failed,
     /// cancelled, or unknown. While it is not final, waits up to `wait` for
     /// it to become so (`Duration::ZERO`: answers at once).
+    ///
+    /// A wait does not poll: it asks the shard once, then sleeps until the
+    /// commit that stores the invocation's outcome is released (or `wait`
+    /// passes) and asks again. At most [`MAX_INVOCATION_WAITERS`](crate::MAX_INVOCATION_WAITERS)
+    /// waits are registered at once; past that, a wait answers at once with
+    /// the current status. Dropping the future (an HTTP client that went
+    /// away) unregisters its wait.
     ///
     /// The outcome is stored with the invocation's own commit, under its
     /// key, and kept for the
@@ -146,25 +164,40 @@ impl Runtime {
         if self.inner().registry.get(target.type_name()).is_err() {
             return Ok(InvocationStatus::Unknown);
         }
-        let deadline = Instant::now() + wait;
-        let mut pause = Duration::from_millis(2);
+        // Without a Tokio runtime (the test kit) there is no timer to wait
+        // with: the caller runs the runtime and asks again.
+        if wait.is_zero() || tokio::runtime::Handle::try_current().is_err() {
+            return self.invocation_now(target, key).await;
+        }
+        // Registered before the first read: the release that stores the
+        // outcome wakes it, so the read after a wake-up sees the outcome.
+        // Past the registry's bound, the status as it is now.
+        let Some(waiter) = self.inner().invocation_waiters.register(target, key) else {
+            return self.invocation_now(target, key).await;
+        };
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
+            let woken = waiter.notify().notified();
+            let mut woken = std::pin::pin!(woken);
+            woken.as_mut().enable();
             let status = self.invocation_now(target, key).await?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            // Without a Tokio runtime (the test kit) there is no timer to
-            // wait with: the caller runs the runtime and asks again.
-            if status.is_final() || left.is_zero() || tokio::runtime::Handle::try_current().is_err()
-            {
+            if status.is_final() {
                 return Ok(status);
             }
-            tokio::time::sleep(pause.min(left)).await;
-            pause = (pause * 2).min(POLL_MAX);
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                // The wait passed: what it is now (it may have just settled).
+                return self.invocation_now(target, key).await;
+            }
         }
     }
 
     /// One status query to the instance's shard.
     async fn invocation_now(&self, target: &Address, key: &str) -> Result<InvocationStatus, Error> {
         let inner = self.inner();
+        #[cfg(test)]
+        inner
+            .status_queries
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let (reply, rx) = oneshot::channel();
         inner.enqueue(
             target.shard_id(inner.shard_count()),
@@ -275,5 +308,109 @@ impl Runtime {
             Err(Error::UnknownInvocation { .. }) => Err(unknown()),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::atomic::Ordering, time::Duration};
+
+    use crate::{
+        InvocationStatus, Runtime,
+        runtime::tests::{Counter, counter_runtime},
+    };
+
+    /// A task waiting (up to 10 minutes) for invocation `id`.
+    fn spawn_wait(
+        runtime: &Runtime,
+        id: &crate::InvocationId,
+    ) -> tokio::task::JoinHandle<Result<InvocationStatus, crate::Error>> {
+        let (runtime, id) = (runtime.clone(), id.clone());
+        tokio::spawn(async move { runtime.invocation(&id, Duration::from_secs(600)).await })
+    }
+
+    /// Yields until `runtime` has `n` registered waits.
+    async fn until_waiters(runtime: &Runtime, n: usize) {
+        while runtime.inner().invocation_waiters.len() != n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wait_sleeps_until_the_outcome_is_released_then_asks_once_more() {
+        let runtime = counter_runtime().await;
+        let counter = runtime.handle::<Counter>("c");
+        let id = counter
+            .add(5)
+            .send_after(Duration::from_secs(3600))
+            .await
+            .expect("enqueued");
+        let waiting = spawn_wait(&runtime, &id);
+        until_waiters(&runtime, 1).await;
+        let queries = &runtime.inner().status_queries;
+        // Registered, asked once, and now asleep: however long nothing
+        // happens to the invocation, it asks nothing more (a poll would).
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert_eq!(queries.load(Ordering::SeqCst), 1);
+        }
+        assert!(!waiting.is_finished());
+        // The cancel's release wakes it: one more query, which reads it.
+        runtime.cancel_invocation(&id).await.expect("cancelled");
+        let status = waiting.await.expect("task").expect("status");
+        assert_eq!(status, InvocationStatus::Cancelled);
+        assert_eq!(queries.load(Ordering::SeqCst), 2);
+        assert_eq!(runtime.inner().invocation_waiters.len(), 0);
+        runtime.shutdown().await.expect("shuts down");
+    }
+
+    #[tokio::test]
+    async fn waits_that_time_out_or_are_dropped_leave_nothing_registered() {
+        let runtime = counter_runtime().await;
+        let counter = runtime.handle::<Counter>("c");
+        let id = counter
+            .add(1)
+            .send_after(Duration::from_secs(3600))
+            .await
+            .expect("enqueued");
+        // Timed out: the status as it is, and the wait unregistered.
+        let status = runtime
+            .invocation(&id, Duration::from_millis(20))
+            .await
+            .expect("status");
+        assert_eq!(status, InvocationStatus::Scheduled);
+        assert_eq!(runtime.inner().invocation_waiters.len(), 0);
+        // Dropped (an HTTP client that went away): unregistered too.
+        let waits: Vec<_> = (0..3).map(|_| spawn_wait(&runtime, &id)).collect();
+        until_waiters(&runtime, 3).await;
+        for wait in &waits {
+            wait.abort();
+        }
+        for wait in waits {
+            assert!(wait.await.expect_err("aborted").is_cancelled());
+        }
+        assert_eq!(runtime.inner().invocation_waiters.len(), 0);
+        runtime.shutdown().await.expect("shuts down");
+    }
+
+    #[tokio::test]
+    async fn every_waiter_of_an_invocation_is_woken_by_its_completion() {
+        let runtime = counter_runtime().await;
+        let counter = runtime.handle::<Counter>("c");
+        let id = counter
+            .add(2)
+            .send_after(Duration::from_millis(200))
+            .await
+            .expect("enqueued");
+        let waits: Vec<_> = (0..2).map(|_| spawn_wait(&runtime, &id)).collect();
+        for wait in waits {
+            let status = wait.await.expect("task").expect("status");
+            assert_eq!(
+                status,
+                InvocationStatus::Done(crate::JsonReply::Ok(2.into()))
+            );
+        }
+        assert_eq!(runtime.inner().invocation_waiters.len(), 0);
+        runtime.shutdown().await.expect("shuts down");
     }
 }

@@ -32,6 +32,7 @@ mod resend;
 mod router;
 #[cfg(feature = "cluster")]
 pub(crate) mod transport;
+pub(crate) mod waiters;
 
 use std::{
     sync::{
@@ -53,6 +54,7 @@ pub use self::builder::{
 pub use self::inspect::{Instances, MAX_INSTANCES_PAGE, PendingTimer};
 pub use self::invocations::InvocationStatus;
 use self::lifecycle::{Owner, Threads};
+pub use self::waiters::MAX_INVOCATION_WAITERS;
 use crate::{
     Address, Error, Handle, InvocationId, JsonReply, StatefulFunction,
     clock::Clock,
@@ -437,6 +439,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) egress: Arc<Egress>,
     /// Now: the system clock, or a test's virtual clock.
     pub(crate) clock: Clock,
+    /// Waits for enqueued invocations, woken as their outcomes are released.
+    pub(crate) invocation_waiters: Arc<waiters::InvocationWaiters>,
     /// Driven by the test kit: no service runs on its own.
     manual: bool,
     /// Cluster mode: this node's membership, ownership and transport.
@@ -446,6 +450,9 @@ pub(crate) struct RuntimeInner {
     /// functions are lost on their way to the receiver's mailbox.
     #[cfg(test)]
     pub(crate) lose_messages: std::sync::atomic::AtomicUsize,
+    /// Test hook: how many status queries `Runtime::invocation` sent.
+    #[cfg(test)]
+    pub(crate) status_queries: std::sync::atomic::AtomicUsize,
 }
 
 impl RunShard for RuntimeInner {
@@ -553,7 +560,7 @@ mod tests {
         }
     }
 
-    async fn counter_runtime() -> Runtime {
+    pub(crate) async fn counter_runtime() -> Runtime {
         Runtime::builder()
             .in_memory()
             .register::<Counter>()

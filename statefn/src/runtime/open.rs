@@ -290,11 +290,14 @@ pub(super) fn assemble(
         commit,
         egress: Arc::new(egress),
         clock: clock.clone(),
+        invocation_waiters: Arc::default(),
         manual: drive != Drive::Threads,
         #[cfg(feature = "cluster")]
         cluster: std::sync::OnceLock::new(),
         #[cfg(test)]
         lose_messages: std::sync::atomic::AtomicUsize::new(0),
+        #[cfg(test)]
+        status_queries: std::sync::atomic::AtomicUsize::new(0),
     });
     let weak: Weak<RuntimeInner> = Arc::downgrade(&inner);
     let timers = TimerService::new(Arc::clone(&inner.timers), clock.clone(), move |t| {

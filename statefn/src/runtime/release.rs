@@ -66,6 +66,9 @@ impl RuntimeInner {
             // The caller may have stopped waiting; the invocation stands.
             let _ = tx.send(reply);
         }
+        // With the replies: a woken waiter's next status query is answered
+        // after this batch, so it reads what woke it.
+        self.invocation_waiters.wake(&effects.settled);
         for timer in effects.timers_cancelled {
             self.timers.cancel(timer);
         }

@@ -261,6 +261,7 @@ impl ShardCore {
             let (_, handler) = env.registry.labels_of(&target, &message);
             let outcome = InvocationOutcome::Failed(error.to_string());
             self.keep_outcome(&target, key, handler, outcome, at_ms, record);
+            effects.settled.push((target, key.to_owned()));
         }
         let letter = DeadLetterEntry {
             id: self.dead_letters.next,

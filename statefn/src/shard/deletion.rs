@@ -6,6 +6,12 @@
 //! A message on its way to the instance is not its own: a `send_after`
 //! from another instance is a timer of its sender (on the sender's shard),
 //! and arrives, to start from `Default`.
+//!
+//! The timeouts of requests the instance sent (`TimerKey::Reply`) are its
+//! keyed timers, so they go too: the timeout never fires, and the reply
+//! finds no pending request and is dropped with a trace (`invocation.rs`),
+//! as one that came after its timeout. A reply to a request without a
+//! timeout carries no guard: it arrives as any message.
 
 use super::{effects::Batch, state_machine::ShardCore};
 use crate::{

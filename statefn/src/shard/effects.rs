@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    Error,
+    Address, Error,
     metrics::BatchStats,
     protocol::{
         envelope::{Envelope, ReplySender},
@@ -85,6 +85,7 @@ pub(crate) struct BatchMark {
     timers_cancelled: usize,
     acks: usize,
     egress: usize,
+    settled: usize,
     finished: usize,
 }
 
@@ -99,6 +100,7 @@ impl Batch {
             timers_cancelled: self.effects.timers_cancelled.len(),
             acks: self.effects.acks.len(),
             egress: self.effects.egress.len(),
+            settled: self.effects.settled.len(),
             finished: self.effects.finished,
         }
     }
@@ -114,6 +116,7 @@ impl Batch {
         effects.timers_cancelled.truncate(mark.timers_cancelled);
         effects.acks.truncate(mark.acks);
         effects.egress.truncate(mark.egress);
+        effects.settled.truncate(mark.settled);
         effects.finished = mark.finished + 1;
         self.checkpoint = None;
     }
@@ -138,6 +141,10 @@ pub(crate) struct Effects {
     pub(crate) resend_requests: Vec<(ShardId, ShardId)>,
     /// Dead letters kept or resolved, for the listing (by shard).
     pub(crate) dead_letters: Vec<(ShardId, DeadLetterChange)>,
+    /// Enqueued invocations whose outcome this batch stored (done, failed,
+    /// cancelled), by instance and key: their waiters are woken
+    /// ([`Runtime::invocation`](crate::Runtime::invocation)).
+    pub(crate) settled: Vec<(Address, String)>,
     /// How many mails this batch finished (for shutdown's in-flight count).
     pub(crate) finished: usize,
 }

@@ -198,8 +198,24 @@ impl ShardCore {
                     self.cancel_keyed(&target, &key, slot, &mut batch.effects, &mut record);
                 }
                 Ok(None) => {
-                    tracing::debug!(%target, %timer, "dropping a reply that came after its request's timeout");
+                    // Its timeout fired (the handler got `Err(Timeout)`), or
+                    // an operator deleted the instance with its timers: in
+                    // neither case may the reply run, nor bring a deleted
+                    // instance back. It leaves a trace.
                     let (function, handler) = env.registry.labels_of(&target, &message);
+                    tracing::info!(
+                        %target,
+                        handler,
+                        %timer,
+                        "dropped a reply: its request's timeout had fired, or the instance was \
+                         deleted since it sent the request"
+                    );
+                    metrics::counter!(
+                        crate::metrics::LATE_REPLIES_DROPPED,
+                        "function" => function,
+                        "handler" => handler,
+                    )
+                    .increment(1);
                     batch.stats.count(function, handler, Counted::Duplicate);
                     self.push_record(batch, Entry::Invocation(record));
                     return;
@@ -356,7 +372,12 @@ impl ShardCore {
             enqueued_key(&provenance, &target).filter(|_| key.is_none()),
         ) {
             let outcome = InvocationOutcome::Done(reply.clone());
-            self.keep_outcome(&target, enqueued, handler, outcome, env.now_ms, &mut record);
+            let at_ms = env.now_ms;
+            self.keep_outcome(&target, enqueued, handler, outcome, at_ms, &mut record);
+            batch
+                .effects
+                .settled
+                .push((target.clone(), enqueued.to_owned()));
         }
         if let (Some(key), Some(handler)) = (key, invocation.handler) {
             let stored = StoredReply {

@@ -363,6 +363,7 @@ impl ShardCore {
         self.cancel_keyed(&target, &timer_key, slot, &mut batch.effects, &mut record);
         let outcome = crate::protocol::record::InvocationOutcome::Cancelled;
         self.keep_outcome(&target, &key, &handler, outcome, env.now_ms, &mut record);
+        batch.effects.settled.push((target, key));
         batch.effects.replies.push((reply, Ok(Vec::new())));
         self.push_record(batch, Entry::Invocation(record));
     }

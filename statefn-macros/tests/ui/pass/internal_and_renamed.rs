@@ -1,5 +1,6 @@
 //! Internal handlers are reached through `ctx.send`, `ctx.send_after`,
-//! reply targets and typed handles; renamed handlers keep their new name.
+//! reply targets and `Handle::internal`; renamed handlers keep their new
+//! name.
 
 use std::time::Duration;
 
@@ -69,8 +70,9 @@ async fn main() -> Result<(), statefn::Error> {
         .register::<Stock>()
         .open()
         .await?;
-    // A typed handle reaches an internal handler.
-    runtime.handle::<Cart>("c").expire().await?;
+    // A handle reaches an internal handler only through `internal()`.
+    runtime.handle::<Cart>("c").internal().expire().await?;
+    runtime.handle::<Cart>("c").internal().add(1).await?;
     runtime.shutdown().await?;
     Ok(())
 }
