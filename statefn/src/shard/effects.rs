@@ -194,6 +194,7 @@ impl Effects {
             egress,
             resend_requests,
             dead_letters,
+            settled,
             finished,
         } = later;
         self.replies.extend(replies);
@@ -204,6 +205,7 @@ impl Effects {
         self.egress.extend(egress);
         self.resend_requests.extend(resend_requests);
         self.dead_letters.extend(dead_letters);
+        self.settled.extend(settled);
         self.finished += finished;
     }
 
