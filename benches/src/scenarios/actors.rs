@@ -34,6 +34,19 @@ pub struct ActorsArgs {
     /// Concurrent callers (comma-separated or repeated).
     #[arg(long, value_delimiter = ',', default_values_t = [1, 64, 256])]
     pub callers: Vec<usize>,
+    /// Run only one side (`kameo` or `statefn`), e.g. to count one side's
+    /// instructions per message under callgrind; both by default.
+    #[arg(long)]
+    pub only: Option<Side>,
+}
+
+/// One side of the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Side {
+    /// The kameo actors.
+    Kameo,
+    /// statefn in memory.
+    Statefn,
 }
 
 /// The kameo counter actor: the same state and reply as [`Counter`].
@@ -63,11 +76,22 @@ impl Message<Add> for KameoCounter {
 pub async fn run(args: &ActorsArgs) -> Result<(), BoxError> {
     Record::print_header();
     for &callers in &args.callers {
+        if args.only == Some(Side::Statefn) {
+            let statefn = statefn_run(&args.common, callers).await?;
+            Record::new("actors", "statefn in-memory", &statefn)
+                .param("keys", KEYS)
+                .param("callers", callers)
+                .emit();
+            continue;
+        }
         let kameo = kameo_run(&args.common, callers).await?;
         let kameo_record = Record::new("actors", "kameo", &kameo)
             .param("keys", KEYS)
             .param("callers", callers);
         kameo_record.emit();
+        if args.only == Some(Side::Kameo) {
+            continue;
+        }
         let statefn = statefn_run(&args.common, callers).await?;
         let record = Record::new("actors", "statefn in-memory", &statefn)
             .param("keys", KEYS)

@@ -31,7 +31,8 @@ impl Syncer {
             let appended = u64::try_from(batch.records.len()).unwrap_or(u64::MAX);
             let first = lsn.0.saturating_sub(appended.saturating_sub(1));
             if lsn <= durable {
-                self.committed(batch, lsn, true, shards);
+                let effects = self.committed(batch, lsn, true, shards);
+                self.parts.host.release(effects);
             } else if appended > 1 && first <= durable.0 {
                 let reason = format!(
                     "the log of log group {} failed part-way through this call's batch: {error}",

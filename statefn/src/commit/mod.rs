@@ -26,6 +26,8 @@ pub(crate) mod checkpointer;
 mod failover;
 pub(crate) mod log_group;
 pub(crate) mod recovery;
+#[cfg(test)]
+mod release_tests;
 #[cfg_attr(
     not(feature = "cluster"),
     expect(dead_code, reason = "standbys exist in cluster mode only")

@@ -49,6 +49,24 @@ pub(crate) struct RecoveredGroup {
     pub(crate) replayed: u64,
 }
 
+impl RecoveredGroup {
+    /// Splits it into what a syncer serves `group` with (the log, and each
+    /// shard's epoch and checkpoint position) and the shards' cores.
+    pub(crate) fn into_opened(self, group: LogGroupId) -> (super::OpenedGroup, Vec<ShardCore>) {
+        let shards = self
+            .cores
+            .iter()
+            .map(|c| (c.id, c.epoch, c.checkpoint.lsn))
+            .collect();
+        let opened = super::OpenedGroup {
+            group,
+            log: self.log,
+            shards,
+        };
+        (opened, self.cores)
+    }
+}
+
 /// Records replayed between two yields of the CPU (about a millisecond of
 /// work) after a failure: a group replaying a long log while others serve
 /// must not hold a core for the whole replay, or the healthy shards' calls

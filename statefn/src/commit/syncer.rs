@@ -29,7 +29,7 @@ use crate::{
         ids::{LogGroupId, ShardId},
     },
     service::{Service, Step},
-    shard::effects::{Batch, Held},
+    shard::effects::{Batch, Effects, Held},
 };
 
 /// How often the syncer looks at timers (periodic sync, checkpoint triggers)
@@ -251,30 +251,58 @@ impl Syncer {
         // (its promise is about a machine crash), what others would act on
         // waits for the sync. Once synced, what earlier batches held goes
         // first.
+        //
+        // One release for the whole commit, not one per batch: every ack
+        // is published first, then the batches' effects leave together,
+        // kind by kind in batch order (`Effects::absorb`; the order of the
+        // kinds is `RuntimeInner::release`'s). The callers' wake-ups then
+        // come in one burst at the end of the commit instead of one per
+        // batch between the others' bookkeeping (issue 14: ~26 batches
+        // per commit at 64 callers).
         let synced = self.unsynced.is_none();
+        let mut effects = Effects::default();
         if synced {
-            self.release_held();
+            effects = self.take_held();
         }
         let shards = self.parts.storage.shards();
         for (batch, lsn) in accepted {
-            self.committed(batch, lsn, synced, shards);
+            effects.absorb(self.committed(batch, lsn, synced, shards));
         }
+        self.parts.host.release(effects);
         self.parts.stats.phases.released(releasing.elapsed());
     }
 
     /// A sync covered the batches whose effects were held: they leave.
     fn release_held(&mut self) {
+        let effects = self.take_held();
+        self.parts.host.release(effects);
+    }
+
+    /// Publishes the acks the held batches kept back and returns their
+    /// other effects, merged, for the caller to release.
+    fn take_held(&mut self) -> Effects {
+        let mut merged = Effects::default();
         for (shard, held) in std::mem::take(&mut self.held) {
             let (acks, effects) = held.into_effects();
             self.parts.host.publish_acks(shard, &acks);
-            self.parts.host.release(effects);
+            merged.absorb(effects);
         }
+        merged
     }
 
-    /// A batch whose records (up to `lsn`) are durable: its effects leave.
-    /// Unless `synced` (Periodic mode may leave the records unsynced), what
-    /// others would act on is held until the sync.
-    pub(super) fn committed(&mut self, batch: Batch, lsn: Lsn, synced: bool, shards: u16) {
+    /// A batch whose records (up to `lsn`) are durable: publishes its acks
+    /// and returns its effects, for the caller to release (with the
+    /// commit's other batches'). Unless `synced` (Periodic mode may leave
+    /// the records unsynced), what others would act on is held until the
+    /// sync.
+    #[must_use = "the batch's effects must be released"]
+    pub(super) fn committed(
+        &mut self,
+        batch: Batch,
+        lsn: Lsn,
+        synced: bool,
+        shards: u16,
+    ) -> Effects {
         if let Some(observe) = &self.parts.observer {
             observe(&batch.records);
         }
@@ -290,7 +318,7 @@ impl Syncer {
             job.lsn = lsn;
             self.parts.checkpoints.submit(job);
         }
-        self.parts.host.release(effects);
+        effects
     }
 
     /// Flushes what was appended and, unless `Periodic` mode may wait (no

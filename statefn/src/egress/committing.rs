@@ -50,6 +50,28 @@ pub(crate) struct Reservation {
     bytes: u64,
 }
 
+impl Reservation {
+    /// One reservation for the records of both: a group commit releases
+    /// all its batches' effects at once ([`Effects::absorb`]), so their
+    /// records stop counting here together. Both count on the runtime's one
+    /// counter.
+    ///
+    /// [`Effects::absorb`]: crate::shard::effects::Effects::absorb
+    pub(crate) fn join(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        match (a, b) {
+            (Some(mut a), Some(mut b)) => {
+                debug_assert!(
+                    Arc::ptr_eq(&a.counter, &b.counter),
+                    "one runtime, one counter"
+                );
+                a.bytes += std::mem::take(&mut b.bytes);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.counter.fetch_sub(self.bytes, Ordering::AcqRel);

@@ -24,7 +24,7 @@ use std::{collections::BTreeSet, sync::Arc};
 use super::RuntimeInner;
 use crate::{
     Error,
-    commit::{CommitHost, HandBack, OpenedGroup, standby::StandbyGroup},
+    commit::{CommitHost, HandBack, standby::StandbyGroup},
     error::StorageError,
     protocol::{
         envelope::Mail,
@@ -78,19 +78,11 @@ impl RuntimeInner {
                     self.egress.learn_stored(core.id, &logs)?;
                 }
             }
-            let opened = OpenedGroup {
-                group,
-                shards: recovered
-                    .cores
-                    .iter()
-                    .map(|c| (c.id, c.epoch, c.checkpoint.lsn))
-                    .collect(),
-                log: recovered.log,
-            };
+            let (opened, cores) = recovered.into_opened(group);
             let epoch = opened.log.epoch();
             let host: Arc<dyn CommitHost> = Arc::clone(self) as Arc<dyn CommitHost>;
             let thread = commit.start_syncer(&host, opened, &self.clock, hand_back)?;
-            Ok::<_, Error>((epoch, replayed, recovered.cores, thread))
+            Ok::<_, Error>((epoch, replayed, cores, thread))
         })();
         let (epoch, replayed, cores, thread) = match started {
             Ok(started) => started,

@@ -214,16 +214,9 @@ pub(super) fn open_storage(plan: &Plan, clock: &Clock) -> Result<Opened, Error> 
         .map(statefn_store::LogGroupId)
         .zip(recovered)
     {
-        groups.push(OpenedGroup {
-            group,
-            log: recovered.log,
-            shards: recovered
-                .cores
-                .iter()
-                .map(|c| (c.id, c.epoch, c.checkpoint.lsn))
-                .collect(),
-        });
-        cores.extend(recovered.cores);
+        let (opened, recovered_cores) = recovered.into_opened(group);
+        groups.push(opened);
+        cores.extend(recovered_cores);
     }
     let egress = Egress::open(
         storage.store()?.egress(),

@@ -29,8 +29,15 @@ impl RuntimeInner {
             .is_ok()
     }
 
-    /// Releases a committed batch's effects: deliveries, egress, replies,
-    /// timers.
+    /// Releases committed effects: deliveries, egress, replies, timers.
+    ///
+    /// A log group's syncer calls this once per group commit with every
+    /// batch of the commit merged ([`Effects::absorb`]: each kind in batch
+    /// order), after it published all their acks; so across the commit's
+    /// batches, too, every delivery and egress record leaves before the
+    /// first reply, and the callers are woken in one burst at the end
+    /// (`commit/release_tests.rs` pins this). In memory mode a worker
+    /// calls it per batch.
     pub(crate) fn release(&self, mut effects: Effects) {
         // Counted against the egress queue's bound until the records are
         // queued for the appender (then counted there).

@@ -187,6 +187,36 @@ impl Held {
 }
 
 impl Effects {
+    /// Appends `later`'s effects after this one's, kind by kind: a group
+    /// commit releases all its batches' effects at once (one pass of
+    /// deliveries, then one of replies...), each kind in batch order.
+    pub(crate) fn absorb(&mut self, later: Effects) {
+        let Effects {
+            replies,
+            deliveries,
+            timers,
+            timers_cancelled,
+            acks,
+            egress,
+            egress_reserved,
+            resend_requests,
+            dead_letters,
+            settled,
+            finished,
+        } = later;
+        self.egress_reserved = Reservation::join(self.egress_reserved.take(), egress_reserved);
+        self.replies.extend(replies);
+        self.deliveries.extend(deliveries);
+        self.timers.extend(timers);
+        self.timers_cancelled.extend(timers_cancelled);
+        self.acks.extend(acks);
+        self.egress.extend(egress);
+        self.resend_requests.extend(resend_requests);
+        self.dead_letters.extend(dead_letters);
+        self.settled.extend(settled);
+        self.finished += finished;
+    }
+
     /// Takes out what must wait for the sync (see [`Held`]); `local` tells
     /// the shards of this log group.
     pub(crate) fn hold(&mut self, local: impl Fn(ShardId) -> bool, shards: u16) -> Held {

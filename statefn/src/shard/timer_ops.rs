@@ -10,8 +10,6 @@
 //! its wake-up queued behind the cancel; one that runs after it finds the
 //! timer gone.
 
-use std::collections::HashMap;
-
 use super::{
     effects::{Batch, Effects, RunEnv},
     state_machine::ShardCore,
@@ -28,8 +26,9 @@ use crate::{
     timers::TimerArm,
 };
 
-/// The keys an invocation touches, and the slot each holds as it goes.
-pub(super) type KeySlots = HashMap<TimerKey, Option<TimerSlot>>;
+/// The keys an invocation touches, and the slot each holds as it goes
+/// (foldhash, not SipHash: built for every invocation, usually empty).
+pub(super) type KeySlots = foldhash::HashMap<TimerKey, Option<TimerSlot>>;
 
 impl ShardCore {
     fn arm_of(&self, slot: TimerSlot) -> TimerArm {
@@ -103,7 +102,7 @@ impl ShardCore {
         ops: &[TimerOp],
         also: Option<TimerKey>,
     ) -> Result<KeySlots, Error> {
-        let mut slots = KeySlots::new();
+        let mut slots = KeySlots::default();
         let keys = ops
             .iter()
             .map(|op| match op {
@@ -266,7 +265,7 @@ impl ShardCore {
             self.rearm_periodic(
                 env,
                 &fired,
-                &KeySlots::new(),
+                &KeySlots::default(),
                 &mut batch.effects,
                 &mut record,
             );
