@@ -77,8 +77,8 @@ pub(crate) struct ClusterNode {
     pub(super) unacked: Mutex<BTreeMap<(ShardId, ShardId), Unacked>>,
     /// Wakes the ownership manager.
     pub(super) wake: Notify,
-    /// Groups whose syncer stopped on a log failure: `(group, fenced)`.
-    pub(super) failed: Mutex<Vec<(LogGroupId, bool)>>,
+    /// Groups whose syncer stopped on a log failure: `(group, fenced, why)`.
+    pub(super) failed: Mutex<Vec<(LogGroupId, bool, String)>>,
     pub(super) stopping: AtomicBool,
     pub(super) draining: AtomicBool,
     /// Acquisitions and releases running.

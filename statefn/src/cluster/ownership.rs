@@ -265,7 +265,7 @@ impl ClusterNode {
     /// Groups whose syncer stopped on a log failure step down.
     fn take_failures(self: &Arc<Self>) {
         let failed = std::mem::take(&mut *self.failed.lock());
-        for (group, fenced) in failed {
+        for (group, fenced, why) in failed {
             let serving = self
                 .slots
                 .lock()
@@ -277,7 +277,10 @@ impl ClusterNode {
             let reason = if fenced {
                 format!("this node lost the ownership of log group {group}")
             } else {
-                format!("the log of log group {group} failed")
+                // The syncer's reason names the log group and what failed
+                // (e.g. the NATS servers did not confirm an append): calls
+                // refused while the group steps down are told the same.
+                why
             };
             self.begin(group, Action::StepDown { reason });
             if let Some(slot) = self.slots.lock().get_mut(group.index())
@@ -584,9 +587,9 @@ impl ClusterNode {
     /// What the syncer of a group served here calls when its log fails.
     fn hand_back(self: &Arc<Self>) -> HandBack {
         let node = Arc::downgrade(self);
-        Arc::new(move |group, fenced| {
+        Arc::new(move |group, fenced, reason: &str| {
             if let Some(node) = node.upgrade() {
-                node.failed.lock().push((group, fenced));
+                node.failed.lock().push((group, fenced, reason.to_owned()));
                 node.wake.notify_one();
             }
         })

@@ -133,7 +133,7 @@ impl Syncer {
         #[cfg(feature = "cluster")]
         if let Some(hand_back) = self.parts.hand_back.clone() {
             self.stopping = true;
-            hand_back(self.group, self.fenced);
+            hand_back(self.group, self.fenced, reason);
             return;
         }
         // Down until recovered (in cluster mode the group is not down here:

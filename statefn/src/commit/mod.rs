@@ -130,7 +130,7 @@ pub(crate) trait CommitHost: Send + Sync + 'static {
 /// open it, at the epoch it won): it takes the group's shards down, calls
 /// this with whether a newer writer fenced the log, and stops.
 #[cfg(feature = "cluster")]
-pub(crate) type HandBack = Arc<dyn Fn(LogGroupId, bool) + Send + Sync>;
+pub(crate) type HandBack = Arc<dyn Fn(LogGroupId, bool, &str) + Send + Sync>;
 
 /// Called with the records of every commit once they are durable (the test
 /// kit reads the messages handlers sent from them). Costs nothing when
