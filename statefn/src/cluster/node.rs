@@ -479,6 +479,7 @@ async fn connect_parts(
         &names.meta_bucket(),
         config.replicas,
         "the cluster's configuration",
+        config.log_retry_for,
     )
     .await?;
     check_shared(&meta, &names, shared, config.log_retry_for).await?;
@@ -487,6 +488,7 @@ async fn connect_parts(
         &names.owners_bucket(),
         config.replicas,
         "the owners of log groups",
+        config.log_retry_for,
     )
     .await?;
     let mut options = JetStreamOptions::new(config.cluster_name.clone(), config.node_id.clone());
@@ -508,7 +510,33 @@ async fn connect_parts(
 }
 
 /// The bucket `name`, created (with `replicas`) if missing.
+///
+/// "Peer offline" is tried again for `retry_for`: right after the NATS
+/// servers start, a server the cluster knows may not have reported in yet,
+/// which is no reason to refuse to start (too few servers is, and says so).
 async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    replicas: usize,
+    what: &str,
+    retry_for: Duration,
+) -> Result<kv::Store, ClusterError> {
+    let started = Instant::now();
+    loop {
+        match create_bucket(js, name, replicas, what).await {
+            Err(ClusterError::TooFewServers { detail, .. })
+                if detail.to_lowercase().contains("peer offline")
+                    && started.elapsed() < retry_for =>
+            {
+                tracing::warn!(%detail, bucket = name, "a NATS server is not ready yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn create_bucket(
     js: &jetstream::Context,
     name: &str,
     replicas: usize,
