@@ -485,8 +485,12 @@ fn a_paused_owner_resumes_fenced_and_commits_nothing() {
                 "{message}"
             );
         }
+        // Whether any call was inside the zombie's commit path at the
+        // SIGSTOP is up to timing (all may be answered); when some were
+        // refused, the fence is named.
         assert!(
-            refused.iter().any(|(_, _, m)| m.contains("this node lost the ownership of log group")),
+            refused.is_empty()
+                || refused.iter().any(|(_, _, m)| m.contains("this node lost the ownership of log group")),
             "{refused:?}"
         );
         // The refused calls, retried with their keys anywhere: applied once.
