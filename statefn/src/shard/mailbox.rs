@@ -58,6 +58,11 @@ pub(crate) struct Mailbox {
     refused: BTreeSet<ShardId>,
     /// The bound those refusals were made under.
     bound: u64,
+    /// An empty queue with room, handed back by the worker after a batch
+    /// ([`recycle`](Self::recycle)): taking a whole mailbox swaps queues
+    /// instead of moving every mail into a new allocation (issue 14: that
+    /// copy was 5% of an in-memory call's CPU at 64 callers).
+    spare: VecDeque<Mail>,
 }
 
 impl Mailbox {
@@ -104,10 +109,15 @@ impl Mailbox {
         self.mail.push_front(mail);
     }
 
-    /// Takes up to `n` mails from the front.
-    pub(crate) fn take(&mut self, n: usize) -> Vec<Mail> {
-        let n = n.min(self.mail.len());
-        let taken: Vec<Mail> = self.mail.drain(..n).collect();
+    /// Takes up to `n` mails from the front, in order.
+    pub(crate) fn take(&mut self, n: usize) -> VecDeque<Mail> {
+        if n >= self.mail.len() {
+            // All of it: the queue itself, and the spare queues from now.
+            self.function_bytes = 0;
+            let spare = std::mem::take(&mut self.spare);
+            return std::mem::replace(&mut self.mail, spare);
+        }
+        let taken: VecDeque<Mail> = self.mail.drain(..n).collect();
         let bytes: u64 = taken
             .iter()
             .filter_map(function_weight)
@@ -119,7 +129,14 @@ impl Mailbox {
 
     /// Takes every mail.
     pub(crate) fn take_all(&mut self) -> Vec<Mail> {
-        self.take(self.mail.len())
+        self.take(self.mail.len()).into()
+    }
+
+    /// Keeps an emptied queue from [`take`](Self::take) for the next one.
+    pub(crate) fn recycle(&mut self, queue: VecDeque<Mail>) {
+        if queue.is_empty() && queue.capacity() > self.spare.capacity() {
+            self.spare = queue;
+        }
     }
 
     /// Keeps the mail `keep` says to keep.
