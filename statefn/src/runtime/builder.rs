@@ -605,6 +605,7 @@ impl Builder {
                 checkpoint_interval: self.checkpoint_interval,
                 retry: self.retry,
                 timers_in_memory: self.timers_in_memory,
+                resend_chunk_bytes: (self.function_mail_bytes / 2).max(1),
             },
             checkpoint_log_bytes: self.checkpoint_log_bytes,
             commit_queue_bytes: self.commit_queue_bytes,
