@@ -1,13 +1,18 @@
 //! Writes `tests/fixtures/data-v2-records-v2/` (see
-//! `statefn_tests::fixture_records_v2`): run once, by the build whose
-//! formats it keeps (record version 2), then check it in. Never rewrite it
-//! for a later format: that format gets a fixture of its own.
+//! `statefn_tests::fixture_records_v2`), and its log records as seeds of the
+//! `log_record_decode` fuzz target (`r2-record-<lsn>`, in `fuzz/seeds/` and
+//! `tests/tests/fuzz_inputs/`, decoded by `fuzz_regressions.rs` against its
+//! golden file): run once, by the build whose formats it keeps (record
+//! version 2), then check them in. Never rewrite them for a later format:
+//! that format gets a fixture of its own.
 //!
 //! ```text
 //! cargo run -p statefn-tests --bin write-fixture-records-v2
 //! ```
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
+
+use statefn_store::{Lsn, StdFs, Wal, WalOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -23,6 +28,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     trim_journals(&dir.join("state"))?;
     println!("wrote {}", dir.display());
+
+    // Read from a copy: opening a log may write to it.
+    let copy = tempfile::tempdir()?;
+    let wal = copy.path().join("wal");
+    std::fs::create_dir_all(&wal)?;
+    for entry in std::fs::read_dir(dir.join("wal/group-0000"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), wal.join(entry.file_name()))?;
+    }
+    let (_, records) = Wal::open(Arc::new(StdFs), &wal, WalOptions::default(), Lsn(1))?;
+    for seeds in [
+        root.join("../fuzz/seeds/log_record_decode"),
+        root.join("tests/fuzz_inputs/log_record_decode"),
+    ] {
+        for entry in std::fs::read_dir(&seeds)? {
+            let path = entry?.path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("r2-record-"))
+            {
+                std::fs::remove_file(path)?;
+            }
+        }
+        for record in &records {
+            let name = format!("r2-record-{:03}", record.lsn.0);
+            std::fs::write(seeds.join(name), &record.payload)?;
+        }
+        println!(
+            "wrote {} seed records to {}",
+            records.len(),
+            seeds.display()
+        );
+    }
     Ok(())
 }
 
