@@ -235,6 +235,31 @@ mod tests {
         assert_eq!(unbounded.function_bytes(), 0);
     }
 
+    /// The marker behind a re-send chunk asks for the rest once the chunk
+    /// is handled; if part of the chunk was refused, the refusal asks again
+    /// (from the first refused), so the marker is not needed.
+    #[test]
+    fn a_resend_marker_is_dropped_while_its_source_is_refused() {
+        let one = function_weight(&message(1, 1, 100)).expect("a message").1;
+        let bound = Some(2 * one);
+        let more = |source| Mail::ResendMore {
+            source: ShardId(source),
+            next: Seq(9),
+        };
+        let mut mailbox = Mailbox::default();
+        assert_eq!(mailbox.push(message(1, 5, 100), bound), Admitted::Queued);
+        assert_eq!(mailbox.push(more(1), bound), Admitted::Queued);
+        assert_eq!(mailbox.push(message(1, 6, 100), bound), Admitted::Queued);
+        assert_eq!(mailbox.push(message(1, 7, 100), bound), Admitted::Refused);
+        assert_eq!(mailbox.push(more(1), bound), Admitted::Dropped);
+        // Another source's marker still queues, and weighs nothing.
+        assert_eq!(mailbox.push(more(2), bound), Admitted::Queued);
+        assert_eq!(mailbox.function_bytes(), 2 * one);
+        assert_eq!(mailbox.len(), 4);
+        mailbox.take_all();
+        assert_eq!(mailbox.due_resends(), vec![(ShardId(1), Seq(7))]);
+    }
+
     #[test]
     fn a_message_larger_than_the_bound_gets_through_an_empty_mailbox() {
         let mut mailbox = Mailbox::default();

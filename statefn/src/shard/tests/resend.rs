@@ -192,3 +192,33 @@ fn a_long_overload_re_sends_each_message_about_once() {
          each round re-sent the whole backlog"
     );
 }
+
+/// The marker behind a chunk: the receiver asks for the rest from the
+/// marker's position, or past what it has applied if that is later.
+#[test]
+fn a_resend_marker_asks_for_the_rest_past_what_is_applied() {
+    let registry = registry();
+    let (mut core, _dir) = durable_core();
+    let id = local(0);
+    let deposit = message(&registry, "deposit", serde_json::json!({"amount": 1}));
+    let from = |seq| from_function(&id, deposit.clone(), 1, seq);
+    let more = |next| Mail::ResendMore {
+        source: ShardId(1),
+        next: Seq(next),
+    };
+    let batch = run(
+        &mut core,
+        &registry,
+        vec![from(1), from(2), from(3), more(2)],
+    );
+    assert_eq!(
+        batch.effects.resend_requests,
+        vec![(ShardId(1), SHARD, Seq(4))]
+    );
+    let batch = run(&mut core, &registry, vec![more(9)]);
+    assert_eq!(
+        batch.effects.resend_requests,
+        vec![(ShardId(1), SHARD, Seq(9))]
+    );
+    assert_eq!(balance(&mut core, &id), Some(3));
+}
