@@ -396,3 +396,132 @@ async fn nodes_with_other_settings_or_too_many_replicas_are_refused() {
     );
     assert!(error.to_string().contains("--replicas"), "{error}");
 }
+
+/// A call that holds its shard's worker until the test opens the gate.
+mod gated {
+    use std::sync::{
+        Condvar, Mutex,
+        atomic::{AtomicU32, Ordering},
+    };
+
+    use serde::{Deserialize, Serialize};
+    use statefn::prelude::*;
+
+    static OPEN: Mutex<bool> = Mutex::new(false);
+    static OPENED: Condvar = Condvar::new();
+    /// How many `hold` calls have started.
+    pub(crate) static ENTERED: AtomicU32 = AtomicU32::new(0);
+
+    /// Lets every `hold` call (held or to come) finish.
+    pub(crate) fn open() {
+        *OPEN.lock().expect("gate") = true;
+        OPENED.notify_all();
+    }
+
+    #[stateful_function(name = "held.Gate")]
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    pub(crate) struct Gate {
+        held: u32,
+    }
+
+    #[stateful_function]
+    impl Gate {
+        /// Counts itself, once the gate is open.
+        #[handler]
+        pub(crate) fn hold(&mut self) -> u32 {
+            ENTERED.fetch_add(1, Ordering::SeqCst);
+            let mut open = OPEN.lock().expect("gate");
+            while !*open {
+                open = OPENED.wait(open).expect("gate");
+            }
+            self.held += 1;
+            self.held
+        }
+
+        #[handler]
+        pub(crate) fn held(&self) -> u32 {
+            self.held
+        }
+    }
+}
+
+fn gated_bank(builder: statefn::Builder) -> statefn::Builder {
+    bank(builder).register::<gated::Gate>()
+}
+
+/// A forwarded call its owner took and then dropped as it went away (the
+/// owner stops while the call is in its commit path): the owner may have
+/// committed it, so a keyless one is refused with "may or may not have
+/// been applied", never sent again to the next owner (before: sent again,
+/// and applied there); the same call with a key applies once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_held_by_an_owner_that_goes_away_is_not_sent_again_without_its_key() {
+    use std::sync::atomic::Ordering;
+
+    // Failures detected in 3 s: the owner's answer that it dropped the call
+    // comes first (a dead owner's calls are refused the same way; see
+    // `cluster_failures`).
+    let mut cluster = Cluster::start_tuned(3, "held", gated_bank, |config| {
+        config.failure_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let owners = cluster.settled().await;
+    let owner = owners[&0].clone();
+    let forwarder = (0..3)
+        .find(|&i| format!("n{i}") != owner)
+        .expect("another node");
+    let gate = (0..)
+        .map(|i| format!("gate-{i}"))
+        .find(|id| cluster_common::group_of_instance("held.Gate", id) == 0)
+        .expect("an id");
+
+    // A keyless call, forwarded to the owner, runs there and waits.
+    let node = cluster.node(forwarder).clone();
+    let id = gate.clone();
+    let keyless = tokio::spawn(async move { node.handle::<gated::Gate>(&id).hold().await });
+    cluster_common::until("the held call runs on its owner", || async {
+        (gated::ENTERED.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    // The owner stops without a shutdown while the call runs: its syncer
+    // may still commit the call, or the owner drops it.
+    cluster.stop(Cluster::index_of(&owner));
+    gated::open();
+    let answer = keyless.await.expect("the caller");
+    // Either way the call ran on its owner only: it was not sent again.
+    assert_eq!(
+        gated::ENTERED.load(Ordering::SeqCst),
+        1,
+        "a keyless call its owner took ran again on another node ({answer:?})"
+    );
+    let applied = match answer {
+        Ok(held) => held,
+        Err(Error::Unavailable { reason, .. }) => {
+            assert!(
+                reason.contains("may or may not have been applied"),
+                "{reason}"
+            );
+            0
+        }
+        Err(other) => panic!("a keyless call its owner went away with: {other}"),
+    };
+    // The same with a key: applied once, after it if it committed.
+    let node = cluster.node(forwarder);
+    let keyed = retrying("a keyed hold", || async {
+        node.handle::<gated::Gate>(&gate)
+            .hold()
+            .idempotency_key("held-keyed")
+            .await
+    })
+    .await;
+    assert_eq!(keyed, applied + 1);
+    let again = retrying("the keyed hold again", || async {
+        node.handle::<gated::Gate>(&gate)
+            .hold()
+            .idempotency_key("held-keyed")
+            .await
+    })
+    .await;
+    assert_eq!(again, keyed, "the stored reply");
+    cluster.shutdown().await;
+}

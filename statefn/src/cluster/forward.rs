@@ -26,6 +26,11 @@
 //!   applied" once its holder is dead (a live old owner still answers it:
 //!   it commits it or refuses it as not committed). Before this, such a
 //!   call waited `forward_timeout` (30 s);
+//! - **the owner goes away holding the call** (its runtime shuts down or
+//!   stops with the call queued or in its commit path, and it says so): it
+//!   may have committed it, so the same: a keyed call is sent again to the
+//!   next owner, a keyless one is refused with 503 "may or may not have been
+//!   applied" (before, it was taken for "not accepted" and sent again);
 //! - **no answer within `forward_timeout`**: the call may or may not have
 //!   been applied; 503 that says so and asks for a retry with the same
 //!   idempotency key.
@@ -63,9 +68,9 @@ enum Sent {
     /// Nobody took the call (no responders, the owner gave the group up or
     /// is shutting down): it was not applied; try again.
     NotTaken(&'static str),
-    /// The owner died or the group moved while it held a repeatable call:
-    /// send it again to the next owner.
-    Abandoned,
+    /// The owner died, went away or the group moved while it held a
+    /// repeatable call: send it again to the next owner. Why.
+    Abandoned(&'static str),
     /// Its holder died while it held a call that cannot be repeated: why.
     Lost(String),
 }
@@ -126,11 +131,11 @@ impl ClusterNode {
                 {
                     Sent::Answered(result) => return result,
                     Sent::NotTaken(why) => why,
-                    Sent::Abandoned => {
+                    Sent::Abandoned(why) => {
                         // Sent again to the next owner, within a new budget.
                         delivered = true;
                         deadline = Instant::now() + self.config.forward_budget;
-                        "its owner changed while it held the call"
+                        why
                     }
                     Sent::Lost(why) => {
                         return Err(Error::Unavailable {
@@ -198,7 +203,7 @@ impl ClusterNode {
                     let dead = !self.membership.is_live(&owner.node);
                     let moved = self.owners.get(group).is_none_or(|(now, _)| now != *owner);
                     if repeatable && (dead || moved) {
-                        return Sent::Abandoned;
+                        return Sent::Abandoned("its owner changed while it held the call");
                     }
                     if dead {
                         return Sent::Lost(format!("node {} stopped answering (no heartbeat for {:?})", owner.node, self.config.failure_timeout));
@@ -214,6 +219,13 @@ impl ClusterNode {
                 }
                 Ok(CallReply::Failed(error)) => Sent::Answered(Err(error.into_error())),
                 Ok(CallReply::NotServed) => Sent::NotTaken("its owner just gave it up"),
+                Ok(CallReply::Dropped) if repeatable => {
+                    Sent::Abandoned("its owner went away while it held the call")
+                }
+                Ok(CallReply::Dropped) => Sent::Lost(format!(
+                    "node {} went away (shutting down or stopped)",
+                    owner.node
+                )),
                 Err(error) => Sent::Answered(Err(Error::Cluster(super::ClusterError::Remote {
                     message: format!("an undecodable answer from the group's owner: {error}"),
                 }))),
@@ -303,7 +315,9 @@ impl ClusterNode {
             Ok(Some(rx)) => match rx.await {
                 Ok(Ok(reply)) => CallReply::Reply(reply),
                 Ok(Err(error)) => CallReply::Failed(WireError::from(&error)),
-                Err(_) => CallReply::Failed(WireError::ShuttingDown),
+                // The runtime went away holding the call (shutting down, or
+                // stopped without a shutdown): it may have committed it.
+                Err(_) => CallReply::Dropped,
             },
             Err(error) => CallReply::Failed(WireError::from(&error)),
         }

@@ -99,6 +99,8 @@ pub(crate) struct Cluster {
     dirs: Vec<tempfile::TempDir>,
     name: &'static str,
     setup: Setup,
+    /// Changes a node's settings from [`config`]'s.
+    tune: fn(&mut ClusterConfig),
 }
 
 impl Cluster {
@@ -109,6 +111,16 @@ impl Cluster {
 
     /// `nodes` nodes set up by `setup`, in cluster `name`.
     pub(crate) async fn start_with(nodes: usize, name: &'static str, setup: Setup) -> Cluster {
+        Cluster::start_tuned(nodes, name, setup, |_| {}).await
+    }
+
+    /// The same, each node's settings changed by `tune`.
+    pub(crate) async fn start_tuned(
+        nodes: usize,
+        name: &'static str,
+        setup: Setup,
+        tune: fn(&mut ClusterConfig),
+    ) -> Cluster {
         let nats = NatsCluster::start(NatsOptions::three()).expect("NATS");
         let urls = nats.client_urls().join(",");
         let mut cluster = Cluster {
@@ -118,6 +130,7 @@ impl Cluster {
             dirs: Vec::new(),
             name,
             setup,
+            tune,
         };
         for _ in 0..nodes {
             cluster.add().await;
@@ -135,7 +148,8 @@ impl Cluster {
     pub(crate) async fn add_with(&mut self, setup: Setup) -> usize {
         let index = self.nodes.len();
         let dir = tempfile::tempdir().expect("data dir");
-        let config = config(&self.urls, &format!("n{index}"), self.name);
+        let mut config = config(&self.urls, &format!("n{index}"), self.name);
+        (self.tune)(&mut config);
         let node = open_node(config, dir.path(), SHARDS, setup)
             .await
             .expect("the node opens");
