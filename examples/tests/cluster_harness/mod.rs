@@ -115,6 +115,8 @@ pub(crate) struct TestCluster {
     /// The NATS servers (kill and restart them by index).
     pub(crate) nats: NatsCluster,
     nats_urls: String,
+    /// Flags every node gets besides the fixed ones.
+    node_args: Vec<String>,
     dirs: Vec<TempDir>,
     banks: Vec<Option<Bank>>,
     /// The nodes' current URLs.
@@ -126,11 +128,17 @@ pub(crate) struct TestCluster {
 impl TestCluster {
     /// Starts three NATS servers and `nodes` bank nodes.
     pub(crate) fn start(nodes: usize) -> TestCluster {
+        TestCluster::start_with(nodes, &[])
+    }
+
+    /// The same, every node started with `node_args` too.
+    pub(crate) fn start_with(nodes: usize, node_args: &[&str]) -> TestCluster {
         let nats = NatsCluster::start(NatsOptions::three()).expect("NATS");
         let nats_urls = nats.client_urls().join(",");
         let mut cluster = TestCluster {
             nats,
             nats_urls,
+            node_args: node_args.iter().map(|a| (*a).to_owned()).collect(),
             dirs: Vec::new(),
             banks: Vec::new(),
             directory: Directory::default(),
@@ -164,18 +172,21 @@ impl TestCluster {
         assert!(self.banks[i].is_none(), "n{i} runs already");
         // `STATEFN_CHAOS_LOG` (a `RUST_LOG` filter) shows the nodes' logs.
         let log = std::env::var("STATEFN_CHAOS_LOG").unwrap_or_else(|_| "error".into());
+        let id = Self::id(i);
+        let mut args = vec![
+            "--nats",
+            &self.nats_urls,
+            "--node-id",
+            &id,
+            "--replicas",
+            "3",
+            "--admin-token",
+            TOKEN,
+        ];
+        args.extend(self.node_args.iter().map(String::as_str));
         let bank = Bank::start_with(
             self.dirs[i].path(),
-            &[
-                "--nats",
-                &self.nats_urls,
-                "--node-id",
-                &Self::id(i),
-                "--replicas",
-                "3",
-                "--admin-token",
-                TOKEN,
-            ],
+            &args,
             &[("RUST_LOG", &log)],
             std::process::Stdio::inherit(),
         );

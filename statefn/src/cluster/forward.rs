@@ -61,6 +61,14 @@ const OWNERS_QUEUE: &str = "owner";
 /// (unless the owners table changes sooner).
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
+/// A repeatable call (keyed, or a status question) not answered this long
+/// is asked again, with its key, of the group's owner: core NATS may have
+/// lost the request or the answer (a NATS server killed while they were
+/// on their way), and nothing else would tell. The owner answers the
+/// repeat from the stored reply, or with the outcome of the first (a
+/// duplicate waits behind it), so it applies once.
+const REASK_AFTER: Duration = Duration::from_secs(5);
+
 /// How one try at a group's owner ended.
 enum Sent {
     /// With an answer to give the caller.
@@ -73,6 +81,8 @@ enum Sent {
     Abandoned(&'static str),
     /// Its holder died while it held a call that cannot be repeated: why.
     Lost(String),
+    /// A repeatable call not answered in [`REASK_AFTER`]: ask again.
+    Unanswered,
 }
 
 impl ClusterNode {
@@ -114,6 +124,8 @@ impl ClusterNode {
     ) -> Result<Vec<u8>, Error> {
         let group = self.group_of(shard);
         let mut deadline = Instant::now() + self.config.forward_budget;
+        // No answer to any try by then: the outcome is unknown.
+        let mut give_up = None;
         let mut changes = self.owners.routing_changes();
         // Whether a node has (or had) the call: a later refusal cannot say
         // it was not applied.
@@ -126,7 +138,15 @@ impl ClusterNode {
                     "its owner stopped answering and no node took it over yet"
                 }
                 Some((owner, _)) => match self
-                    .send_once(shard, &owner, payload.clone(), repeatable, &mut changes)
+                    .send_once(
+                        shard,
+                        &owner,
+                        payload.clone(),
+                        repeatable,
+                        *give_up
+                            .get_or_insert_with(|| Instant::now() + self.config.forward_timeout),
+                        &mut changes,
+                    )
                     .await
                 {
                     Sent::Answered(result) => return result,
@@ -135,7 +155,14 @@ impl ClusterNode {
                         // Sent again to the next owner, within a new budget.
                         delivered = true;
                         deadline = Instant::now() + self.config.forward_budget;
+                        give_up = None;
                         why
+                    }
+                    Sent::Unanswered => {
+                        // Asked again at once, by the same deadline.
+                        delivered = true;
+                        deadline = Instant::now() + self.config.forward_budget;
+                        continue;
                     }
                     Sent::Lost(why) => {
                         return Err(Error::Unavailable {
@@ -172,29 +199,38 @@ impl ClusterNode {
         }
     }
 
-    /// One try at `owner`. While it waits, an owners table that moves the
-    /// group elsewhere, or an owner that dies, ends the wait: a repeatable
-    /// call is abandoned (to be sent to the next owner), another one is
-    /// refused once its holder is dead (a live old owner still answers it:
-    /// it commits it or refuses it as not committed).
+    /// One try at `owner`, answered by `give_up` at the latest. While it
+    /// waits, an owners table that moves the group elsewhere, or an owner
+    /// that dies, ends the wait: a repeatable call is abandoned (to be sent
+    /// to the next owner), another one is refused once its holder is dead
+    /// (a live old owner still answers it: it commits it or refuses it as
+    /// not committed). A repeatable call is also asked again after
+    /// [`REASK_AFTER`].
     async fn send_once(
         &self,
         shard: ShardId,
         owner: &Owner,
         payload: Bytes,
         repeatable: bool,
+        give_up: Instant,
         changes: &mut tokio::sync::watch::Receiver<u64>,
     ) -> Sent {
         let group = self.group_of(shard);
         let subject = self.names.call(group, &owner.node);
+        let left = give_up.saturating_duration_since(Instant::now());
         let request = async_nats::Request::new()
             .payload(payload)
-            .timeout(Some(self.config.forward_timeout));
+            .timeout(Some(left.max(Duration::from_millis(1))));
         let request = self.client.send_request(subject, request);
         tokio::pin!(request);
+        let reask = tokio::time::sleep(REASK_AFTER);
+        tokio::pin!(reask);
+        let may_reask = repeatable && left > REASK_AFTER;
         let answer = loop {
             tokio::select! {
+                biased;
                 answer = &mut request => break answer,
+                () = &mut reask, if may_reask => return Sent::Unanswered,
                 changed = changes.changed() => {
                     if changed.is_err() {
                         // The node is going away: only the answer is left.
