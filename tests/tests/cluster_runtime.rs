@@ -74,7 +74,7 @@ fn accounts_on_two_nodes(owners: &BTreeMap<u16, String>) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_node_answers_any_call_and_transfers_across_nodes_apply_once() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start_shared(3, "any", bank).await;
     let owners = cluster.settled().await;
     let nodes: BTreeSet<&String> = owners.values().collect();
     assert!(nodes.len() >= 2, "groups spread over nodes: {owners:?}");
@@ -190,7 +190,7 @@ async fn any_node_answers_any_call_and_transfers_across_nodes_apply_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_stops_without_shutdown_fails_over_and_loses_nothing_acknowledged() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start_shared(3, "stop", bank).await;
     let owners = cluster.settled().await;
     let victim = 2;
     let victim_name = format!("n{victim}");
@@ -266,7 +266,7 @@ async fn a_node_that_stops_without_shutdown_fails_over_and_loses_nothing_acknowl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_hands_the_groups_off() {
-    let mut cluster = Cluster::start(2).await;
+    let mut cluster = Cluster::start_shared(2, "graceful", bank).await;
     let before = cluster.settled().await;
     let leaving = "n1";
     let epochs_before = cluster.node(0).cluster_status().expect("status").groups;
@@ -298,7 +298,7 @@ async fn a_graceful_shutdown_hands_the_groups_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_owner_cannot_commit_nor_answer_reads_and_its_callers_get_503() {
-    let cluster = Cluster::start(1).await;
+    let cluster = Cluster::start_shared(1, "deposed", bank).await;
     let owners = cluster.settled().await;
     let account = "deposed";
     let group = group_of(account);
@@ -317,7 +317,7 @@ async fn a_deposed_owner_cannot_commit_nor_answer_reads_and_its_callers_get_503(
             .enable_all()
             .build()
             .expect("tokio");
-        let mut options = JetStreamOptions::new("test", "intruder");
+        let mut options = JetStreamOptions::new("deposed", "intruder");
         options.replicas = 3;
         let backend =
             JetStreamBackend::connect(&urls, options, tokio.handle().clone()).expect("connect");
@@ -361,10 +361,10 @@ async fn a_deposed_owner_cannot_commit_nor_answer_reads_and_its_callers_get_503(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_with_other_settings_or_too_many_replicas_are_refused() {
-    let cluster = Cluster::start(1).await;
+    let cluster = Cluster::start_shared(1, "settings", bank).await;
     let dir = tempfile::tempdir().expect("dir");
     let other = open_node(
-        config(&cluster.urls, "other", "test"),
+        config(&cluster.urls, "other", "settings"),
         dir.path(),
         SHARDS * 2,
         bank,
@@ -461,7 +461,7 @@ async fn a_call_held_by_an_owner_that_goes_away_is_not_sent_again_without_its_ke
     // Failures detected in 3 s: the owner's answer that it dropped the call
     // comes first (a dead owner's calls are refused the same way; see
     // `cluster_failures`).
-    let mut cluster = Cluster::start_tuned(3, "held", gated_bank, |config| {
+    let mut cluster = Cluster::start_shared_tuned(3, "held", gated_bank, |config| {
         config.failure_timeout = Duration::from_secs(3);
     })
     .await;

@@ -516,6 +516,11 @@ pub(crate) async fn expect_balances(
     }
 }
 
+/// How many stored-reply checks run at once (each is a call that appends
+/// a barrier record; one at a time, thousands of them took most of the
+/// chaos test's verification).
+const CHECKS_AT_ONCE: usize = 16;
+
 /// Sends every answered call again with its key to a node other than the
 /// one that answered: the stored reply must come back, the same.
 pub(crate) async fn expect_stored_replies(
@@ -523,19 +528,35 @@ pub(crate) async fn expect_stored_replies(
     directory: &Directory,
     calls: &[(String, Value, String, Answer)],
 ) {
-    let mut rng = StdRng::seed_from_u64(1);
-    for (path, body, key, answer) in calls {
-        let single = directory.up().len() == 1;
-        let others = directory.only(|i| i != answer.node || single);
-        let again =
-            call_until_answered(client, &others, &mut rng, path, Some(body), Some(key)).await;
-        assert_eq!(
-            (again.status, &again.body),
-            (answer.status, &answer.body),
-            "{path} key {key}: a retry got another reply than the first answer \
-             (from n{}): the first was not what committed",
-            answer.node
-        );
+    for (chunk_index, chunk) in calls.chunks(CHECKS_AT_ONCE).enumerate() {
+        let mut checks = tokio::task::JoinSet::new();
+        for (n, call) in chunk.iter().enumerate() {
+            let (client, directory, call) = (client.clone(), directory.clone(), call.clone());
+            let seed = (chunk_index * CHECKS_AT_ONCE + n) as u64;
+            checks.spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let (path, body, key, answer) = call;
+                let single = directory.up().len() == 1;
+                let others = directory.only(|i| i != answer.node || single);
+                let again =
+                    call_until_answered(&client, &others, &mut rng, &path, Some(&body), Some(&key))
+                        .await;
+                assert_eq!(
+                    (again.status, &again.body),
+                    (answer.status, &answer.body),
+                    "{path} key {key}: a retry got another reply than the first answer \
+                     (from n{}): the first was not what committed",
+                    answer.node
+                );
+            });
+        }
+        while let Some(checked) = checks.join_next().await {
+            match checked {
+                Ok(()) => {}
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(error) => panic!("a stored-reply check did not finish: {error}"),
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -89,11 +90,23 @@ pub(crate) async fn open_node(
     setup(builder).open().await
 }
 
+/// The NATS cluster the tests of one test binary share when none of them
+/// kills, pauses or restarts a NATS server: starting three servers per
+/// test was a good part of each test's time. Each test names its own
+/// cluster (`ClusterConfig::cluster_name`), so their streams, buckets and
+/// subjects never meet. Its servers stop with the test process (see
+/// `statefn_tests::nats`).
+pub(crate) fn shared_nats() -> &'static NatsCluster {
+    static SHARED: OnceLock<NatsCluster> = OnceLock::new();
+    SHARED.get_or_init(|| NatsCluster::start(NatsOptions::three()).expect("NATS"))
+}
+
 /// A NATS cluster and statefn nodes on it (`n0`, `n1`, ...), each with its
 /// own data dir.
 pub(crate) struct Cluster {
-    /// Kept running for the nodes (stopped when dropped).
-    _nats: NatsCluster,
+    /// Kept running for the nodes (stopped when dropped); `None` on the
+    /// [`shared_nats`].
+    _nats: Option<NatsCluster>,
     pub(crate) urls: String,
     pub(crate) nodes: Vec<Option<Runtime>>,
     dirs: Vec<tempfile::TempDir>,
@@ -123,6 +136,36 @@ impl Cluster {
     ) -> Cluster {
         let nats = NatsCluster::start(NatsOptions::three()).expect("NATS");
         let urls = nats.client_urls().join(",");
+        Cluster::start_on(Some(nats), urls, nodes, name, setup, tune).await
+    }
+
+    /// `nodes` nodes set up by `setup`, in cluster `name` (unique among the
+    /// binary's tests), on the [`shared_nats`].
+    pub(crate) async fn start_shared(nodes: usize, name: &'static str, setup: Setup) -> Cluster {
+        Cluster::start_shared_tuned(nodes, name, setup, |_| {}).await
+    }
+
+    /// The same, each node's settings changed by `tune`.
+    pub(crate) async fn start_shared_tuned(
+        nodes: usize,
+        name: &'static str,
+        setup: Setup,
+        tune: fn(&mut ClusterConfig),
+    ) -> Cluster {
+        let urls = tokio::task::spawn_blocking(|| shared_nats().client_urls().join(","))
+            .await
+            .expect("NATS");
+        Cluster::start_on(None, urls, nodes, name, setup, tune).await
+    }
+
+    async fn start_on(
+        nats: Option<NatsCluster>,
+        urls: String,
+        nodes: usize,
+        name: &'static str,
+        setup: Setup,
+        tune: fn(&mut ClusterConfig),
+    ) -> Cluster {
         let mut cluster = Cluster {
             _nats: nats,
             urls,
