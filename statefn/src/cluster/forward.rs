@@ -31,6 +31,11 @@
 //!   may have committed it, so the same: a keyed call is sent again to the
 //!   next owner, a keyless one is refused with 503 "may or may not have been
 //!   applied" (before, it was taken for "not accepted" and sent again);
+//! - **no answer for 5 s** to a call with a key (or a status question):
+//!   core NATS may have lost the request or the answer (a NATS server died
+//!   while they were on their way; under a quorum loss such calls waited
+//!   out `forward_timeout`), so it is asked again, with its key, of the
+//!   owner the table names: it applies once;
 //! - **no answer within `forward_timeout`**: the call may or may not have
 //!   been applied; 503 that says so and asks for a retry with the same
 //!   idempotency key.
