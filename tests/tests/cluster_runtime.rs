@@ -533,7 +533,7 @@ async fn a_call_held_by_an_owner_that_goes_away_is_not_sent_again_without_its_ke
 /// bank node in `cluster_failures`' chaos test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_starting_while_jetstream_elects_a_meta_leader_waits_for_it() {
-    let (nats, urls) = tokio::task::spawn_blocking(|| {
+    let (mut nats, leader) = tokio::task::spawn_blocking(|| {
         let mut nats = NatsCluster::start(NatsOptions::three()).expect("NATS");
         let (_, jsz) = nats.monitor_get(0, "/jsz").expect("/jsz");
         let jsz: serde_json::Value = serde_json::from_str(&jsz).expect("JSON");
@@ -542,26 +542,28 @@ async fn a_node_starting_while_jetstream_elects_a_meta_leader_waits_for_it() {
             .expect("a meta leader");
         let leader = nats.index_of(leader).expect("one of ours");
         nats.kill(leader).expect("SIGKILL the meta leader");
-        let urls: Vec<String> = (0..3)
-            .filter(|&i| i != leader)
-            .map(|i| nats.client_url(i))
-            .collect();
-        (nats, urls.join(","))
+        (nats, leader)
     })
     .await
     .expect("NATS");
+    let urls: Vec<String> = (0..3)
+        .filter(|&i| i != leader)
+        .map(|i| nats.client_url(i))
+        .collect();
+    // The old leader comes back meanwhile (the election may otherwise take
+    // tens of seconds with two servers).
+    let restarted = tokio::task::spawn_blocking(move || {
+        nats.restart(leader).expect("restart the old meta leader");
+        nats
+    });
     let dir = tempfile::tempdir().expect("dir");
-    let mut config = config(&urls, "n0", "election");
+    let mut config = config(&urls.join(","), "n0", "election");
     // A hang detector: the election takes seconds.
     config.log_retry_for = PATIENCE;
-    let started = Instant::now();
     let node = open_node(config, dir.path(), SHARDS, bank)
         .await
         .expect("the node opens once JetStream has a meta leader again");
-    eprintln!(
-        "opened {:?} after the meta leader's SIGKILL",
-        started.elapsed()
-    );
+    let nats = restarted.await.expect("NATS");
     assert_eq!(deposit(&node, "elected", 5, "elected").await, 5);
     node.shutdown().await.expect("shutdown");
     tokio::task::spawn_blocking(move || drop(nats))
