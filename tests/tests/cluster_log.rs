@@ -55,6 +55,11 @@ impl Env {
     ) -> JetStreamBackend {
         let mut options = JetStreamOptions::new("test", writer);
         options.replicas = self.nats.len().min(3);
+        // These tests check what the log keeps, not how fast NATS answers:
+        // on a loaded CI machine a JetStream API request (creating the fence
+        // reader's consumer) took over the default 5 s once, and the runtime,
+        // unlike these tests, retries such an open.
+        options.ack_timeout = Duration::from_secs(20);
         tune(&mut options);
         JetStreamBackend::connect(
             &self.nats.client_urls().join(","),
