@@ -351,7 +351,10 @@ impl Context {
     ///
     /// # Examples
     ///
-    /// ```
+    // The example needs the test kit: it runs with `--features testing`
+    // (as `cargo test --workspace` does).
+    #[cfg_attr(feature = "testing", doc = "```")]
+    #[cfg_attr(not(feature = "testing"), doc = "```ignore")]
     /// use std::time::Duration;
     /// use serde::{Deserialize, Serialize};
     /// use statefn::prelude::*;

@@ -16,7 +16,10 @@ use crate::{Error, error::StorageError};
 ///
 /// # Examples
 ///
-/// ```
+// The example needs the test kit: it runs with `--features testing`
+// (as `cargo test --workspace` does).
+#[cfg_attr(feature = "testing", doc = "```")]
+#[cfg_attr(not(feature = "testing"), doc = "```ignore")]
 /// # use serde::{Deserialize, Serialize};
 /// # use statefn::prelude::*;
 /// # #[stateful_function]
