@@ -2,6 +2,7 @@
 
 pub mod fixture_v2;
 pub mod nats;
+pub mod ports;
 pub mod seeds;
 
 use serde::{Deserialize, Serialize};

@@ -31,7 +31,7 @@
 use std::{
     fmt,
     io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
     sync::OnceLock,
@@ -658,28 +658,21 @@ impl Drop for NatsCluster {
     }
 }
 
-/// Picks `n` sets of free loopback ports, all distinct (every listener is held
-/// until all are picked). Another process may still take one before the
-/// server binds it: [`NatsCluster::start`] then retries with new ports.
+/// Picks `n` sets of free loopback ports, all distinct, outside the kernel's
+/// ephemeral range so that a killed server's ports are still free when it
+/// restarts ([`crate::ports`]). Another test process may still take one
+/// before the server binds it: [`NatsCluster::start`] then retries with new
+/// ports.
 fn free_ports(n: usize) -> Result<Vec<Ports>, HarnessError> {
-    let listeners: Vec<TcpListener> = (0..n * 3)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .map_err(io_err("binding a free port"))?;
-    let port = |l: &TcpListener| {
-        l.local_addr()
-            .map(|a| a.port())
-            .map_err(io_err("reading a bound port"))
-    };
-    (0..n)
-        .map(|i| {
-            Ok(Ports {
-                client: port(&listeners[3 * i])?,
-                route: port(&listeners[3 * i + 1])?,
-                monitor: port(&listeners[3 * i + 2])?,
-            })
+    let ports = crate::ports::pick(n * 3).map_err(io_err("picking free loopback ports"))?;
+    Ok(ports
+        .chunks(3)
+        .map(|p| Ports {
+            client: p[0],
+            route: p[1],
+            monitor: p[2],
         })
-        .collect()
+        .collect())
 }
 
 /// Whether `pid` exists and is not a zombie (from `/proc/PID/stat`).
