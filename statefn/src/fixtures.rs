@@ -12,19 +12,24 @@ use crate::{
     error::StorageError,
     protocol::{
         ids::{Epoch, LogGroupId, Lsn, ShardId},
-        record::{DeadLetterEntry, Entry, Input, Sent, ShardRecord, TimerEntry, decode},
+        record::{DeadLetterEntry, Entry, Input, Sent, ShardRecord, TimerEntry, TimerKey, decode},
     },
     shard::freeze::ShardMeta,
 };
 
 /// Counts what the directory at `path` holds: the checkpoint rows of every
 /// shard (`table.timers`, `table.timers.expiry`, `table.outbox`,
-/// `table.pending_egress`, `table.dead_letters`, `table.meta`) and the log
+/// `table.pending_egress`, `table.dead_letters`, `table.meta`; of record
+/// version 2: `table.timers.named`, `.invocation`, `.reply`, `.periodic`,
+/// `table.outbox.reply_route`, `table.dead_letters.invocation`) and the log
 /// records recovery would replay (`log.Invocation`, with `.function`,
 /// `.state`, `.sent`, `.timers`, `.reply`, `.egress`, `.dead_letter` for the
-/// records holding each; `log.TimerFired`, `log.DeadLetterResolved.resent`,
-/// `log.DeadLetterResolved.dropped`, `log.Expired.rearmed`,
-/// `log.Expired.removed`). Opens the directory like a runtime (it must not
+/// records holding each, and of record version 2 `.timer` (a keyed timer
+/// ran), `.cancelled`, `.outcome`, `.sent.reply_route`, `.sent.guard`,
+/// `.sent.caller`, `.timers.keyed`; `log.TimerFired`,
+/// `log.DeadLetterResolved.resent`, `log.DeadLetterResolved.dropped`,
+/// `log.Expired.rearmed`, `log.Expired.removed`, `log.Deleted`). A key
+/// counted 0 is left out. Opens the directory like a runtime (it must not
 /// be in use) and decodes every value, so a value that no longer decodes is
 /// an error.
 ///
@@ -64,17 +69,46 @@ pub fn inventory(
         let expiry = timers.iter().filter(|t| t.is_expiry()).count();
         count("table.timers", timers.len() - expiry);
         count("table.timers.expiry", expiry);
+        let kind = |key: fn(&TimerKey) -> bool| {
+            timers
+                .iter()
+                .filter(|t| t.key.as_ref().is_some_and(key))
+                .count()
+        };
         count(
-            "table.outbox",
-            rows::<Sent>(&tables, ShardTables::outbox)?.len(),
+            "table.timers.named",
+            kind(|k| matches!(k, TimerKey::Named(_))),
+        );
+        count(
+            "table.timers.invocation",
+            kind(|k| matches!(k, TimerKey::Invocation(_))),
+        );
+        count(
+            "table.timers.reply",
+            kind(|k| matches!(k, TimerKey::Reply(_))),
+        );
+        count(
+            "table.timers.periodic",
+            timers.iter().filter(|t| t.every_ms.is_some()).count(),
+        );
+        let outbox = rows::<Sent>(&tables, ShardTables::outbox)?;
+        count("table.outbox", outbox.len());
+        count(
+            "table.outbox.reply_route",
+            outbox.iter().filter(|s| has_v2_route(s)).count(),
         );
         count(
             "table.pending_egress",
             rows::<crate::egress::Emitted>(&tables, ShardTables::pending_egress)?.len(),
         );
+        let letters = rows::<DeadLetterEntry>(&tables, ShardTables::dead_letters)?;
+        count("table.dead_letters", letters.len());
         count(
-            "table.dead_letters",
-            rows::<DeadLetterEntry>(&tables, ShardTables::dead_letters)?.len(),
+            "table.dead_letters.invocation",
+            letters
+                .iter()
+                .filter(|l| l.provenance.invocation.is_some())
+                .count(),
         );
     }
     let logs = WalBackend::new(Arc::new(StdFs), &dir.wal_root(), WalOptions::default());
@@ -115,6 +149,35 @@ pub fn inventory(
                     count(
                         "log.Invocation.dead_letter",
                         usize::from(r.dead_letter.is_some()),
+                    );
+                    // What record version 2 added.
+                    count(
+                        "log.Invocation.timer",
+                        usize::from(matches!(r.input, Input::Timer { .. })),
+                    );
+                    count(
+                        "log.Invocation.cancelled",
+                        usize::from(!r.cancelled.is_empty()),
+                    );
+                    count(
+                        "log.Invocation.outcome",
+                        usize::from(r.reply.as_ref().is_some_and(|s| s.outcome.is_some())),
+                    );
+                    count(
+                        "log.Invocation.sent.reply_route",
+                        usize::from(r.sent.iter().any(has_v2_route)),
+                    );
+                    count(
+                        "log.Invocation.sent.guard",
+                        usize::from(r.sent.iter().any(|s| s.guard.is_some())),
+                    );
+                    count(
+                        "log.Invocation.sent.caller",
+                        usize::from(r.sent.iter().any(|s| s.provenance.caller.is_some())),
+                    );
+                    count(
+                        "log.Invocation.timers.keyed",
+                        usize::from(r.timers.iter().any(|t| t.key.is_some())),
                     );
                 }
                 Entry::TimerFired { .. } | Entry::TimerFiredV1 { .. } => {
@@ -173,6 +236,14 @@ pub fn checkpointed_state_version(
             reason: e.to_string(),
         })?;
     Ok(Some(version))
+}
+
+/// A reply route of record version 2: with the reply's message prefix and
+/// the caller's timeout timer.
+fn has_v2_route(sent: &Sent) -> bool {
+    sent.reply_to
+        .as_ref()
+        .is_some_and(|r| r.prefix.is_some() && r.guard.is_some())
 }
 
 type Read<T> = fn(&ShardTables) -> Result<T, statefn_store::StoreError>;

@@ -257,7 +257,10 @@
 //!    while other groups serve.
 //! 9. **Resend.** A recovered shard re-sends its outbox and re-arms its
 //!    timers; after a failure the other shards re-send what it may have lost
-//!    (`runtime/resend.rs`). Watermarks drop what was already applied.
+//!    (`runtime/resend.rs`). Watermarks drop what was already applied. A
+//!    gap on a channel or a full mailbox asks the sender to re-send from the
+//!    first message missing, one chunk at a time (`shard/outgoing.rs`,
+//!    `shard/mailbox.rs`).
 
 #![warn(missing_docs)]
 #![warn(

@@ -332,6 +332,17 @@ async fn an_instances_keyed_timers_are_listed_until_it_is_deleted()
     let runtime = open().await?;
     let listed = runtime.timers_of("t.Clock", "g").await?;
     assert_eq!(listed.len(), 2, "{listed:?}");
+    // Each with its key; the periodic one with its period.
+    let mut keys: Vec<(Option<String>, Option<u64>)> =
+        listed.iter().map(|t| (t.key.clone(), t.every_ms)).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            (Some("tick".to_owned()), Some(3_600_000)),
+            (Some("wake".to_owned()), None),
+        ]
+    );
     assert!(runtime.delete_instance("t.Clock", "g").await?);
     assert!(runtime.timers_of("t.Clock", "g").await?.is_empty());
     runtime.shutdown().await?;

@@ -125,7 +125,13 @@ impl ClusterNode {
             && resend.source.0 < self.shards
             && !runtime.is_remote(resend.source)
         {
-            runtime.enqueue(resend.source, Mail::Resend { dest: resend.dest });
+            runtime.enqueue(
+                resend.source,
+                Mail::Resend {
+                    dest: resend.dest,
+                    from: None,
+                },
+            );
         }
     }
 
@@ -162,7 +168,7 @@ impl ClusterNode {
             });
             for (source, dest) in resend {
                 tracing::debug!(%source, %dest, "no ack for a while: re-sending the outbox");
-                runtime.enqueue(source, Mail::Resend { dest });
+                runtime.enqueue(source, Mail::Resend { dest, from: None });
             }
         }
     }

@@ -115,6 +115,7 @@ fn core_config() -> CoreConfig {
         checkpoint_interval: Duration::from_secs(3600),
         retry: RetryPolicy::default(),
         timers_in_memory: 1024,
+        resend_chunk_bytes: 1 << 20,
     }
 }
 

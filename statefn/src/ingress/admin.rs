@@ -164,7 +164,8 @@ pub(super) async fn list_instances(
 }
 
 /// `GET /admin/timers/{type}/{id}`: the instance's pending timers, soonest
-/// first, `{"timers": [{"id", "due_ms", "expiry", "message"}]}`.
+/// first, `{"timers": [{"id", "due_ms", "expiry", "message", "key",
+/// "invocation_key", "every_ms"}]}` (see [`PendingTimer`](crate::PendingTimer)).
 pub(super) async fn instance_timers(
     State(state): State<Arc<AppState>>,
     Path((type_name, id)): Path<(String, String)>,

@@ -9,6 +9,7 @@
 //! is a gap (an earlier message has not arrived yet: it was lost with a
 //! failed batch, or a recovery re-sends it behind newer ones). A gap heals
 //! itself: the receiver asks the sender to re-send what it holds for it
+//! from the first missing sequence
 //! ([`Mail::Resend`](super::envelope::Mail::Resend)), at most once per
 //! [`RESEND_REQUEST_INTERVAL`] per channel. So a watermark per source is all
 //! the dedup state a receiver needs.
@@ -66,6 +67,11 @@ impl Channels {
             self.resend_asked.insert(source, now_ms);
         }
         !recently
+    }
+
+    /// The highest sequence applied from `source`.
+    pub(crate) fn watermark(&self, source: ShardId) -> Seq {
+        self.watermarks.get(&source).copied().unwrap_or_default()
     }
 
     /// Numbers the next message to `dest`.

@@ -32,8 +32,20 @@ pub(crate) enum Mail {
     TimerDue { timer: TimerSlot },
     /// Re-send the outbox entries for shard `dest` (it recovered and may
     /// have lost messages it had not committed, or it saw a gap on the
-    /// channel from this shard).
-    Resend { dest: ShardId },
+    /// channel from this shard, or its full mailbox refused some).
+    ///
+    /// `from: None`: every unacknowledged entry (after a recovery).
+    /// `from: Some(seq)`: the entries from `seq` on, at most one chunk of
+    /// about half the receiver's mailbox bound; if more are left, the chunk
+    /// is followed by [`Mail::ResendMore`] so that the receiver asks for the
+    /// next chunk once it has handled this one. So a long overload re-sends
+    /// each entry about once, not the whole backlog every round.
+    Resend { dest: ShardId, from: Option<Seq> },
+    /// To the receiver of a re-send chunk, queued behind the chunk: sender
+    /// `source` holds more for it from `next` on. Handled, it asks `source`
+    /// for them (the chunk before it is handled by then); dropped if the
+    /// mailbox refused part of the chunk (that refusal asks again).
+    ResendMore { source: ShardId, next: Seq },
     /// Freeze a checkpoint at the end of this batch.
     Checkpoint,
     /// Nothing to do but run a batch (e.g. to take a finished checkpoint).

@@ -61,10 +61,11 @@ impl Outbox {
         }
     }
 
-    /// The entries for `dest`, in sequence order: what a re-send delivers.
-    pub(crate) fn to(&self, dest: ShardId) -> impl Iterator<Item = &Sent> {
+    /// The entries for `dest` from sequence `first` on, in sequence order:
+    /// what a re-send delivers.
+    pub(crate) fn to(&self, dest: ShardId, first: Seq) -> impl Iterator<Item = &Sent> {
         self.entries
-            .range((dest, Seq(0))..=(dest, Seq(u64::MAX)))
+            .range((dest, first)..=(dest, Seq(u64::MAX)))
             .map(|(_, sent)| sent)
     }
 

@@ -276,8 +276,10 @@ impl Builder {
     /// A message from a function is committed by its sender, so it is never
     /// lost: past the bound the receiving shard does not queue it, the
     /// sender keeps it in its outbox (durably), and the shard asks the
-    /// sender to re-send once its mailbox has drained to half the bound. A
-    /// fan-out faster than its receivers then costs re-sends, not memory.
+    /// sender to re-send once its mailbox has drained to half the bound,
+    /// from the first message it refused, in chunks of half the bound. A
+    /// fan-out faster than its receivers then costs re-sends (each message
+    /// about once), not memory.
     /// Order per sender is kept. [`ShardStatus::function_mail_bytes`]
     /// shows the bytes queued; `statefn_function_mail_refused_total` counts
     /// the messages refused for later.
@@ -605,6 +607,7 @@ impl Builder {
                 checkpoint_interval: self.checkpoint_interval,
                 retry: self.retry,
                 timers_in_memory: self.timers_in_memory,
+                resend_chunk_bytes: (self.function_mail_bytes / 2).max(1),
             },
             checkpoint_log_bytes: self.checkpoint_log_bytes,
             commit_queue_bytes: self.commit_queue_bytes,

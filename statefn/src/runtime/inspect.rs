@@ -6,7 +6,10 @@
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::{Address, Error, Runtime, protocol::envelope::Mail};
+use crate::{
+    Address, Error, Runtime,
+    protocol::{envelope::Mail, record::TimerKey},
+};
 
 /// The most instances [`Runtime::instances`] returns in one page.
 pub const MAX_INSTANCES_PAGE: usize = 1000;
@@ -161,10 +164,13 @@ impl Runtime {
     /// # async fn main() -> Result<(), statefn::Error> {
     /// let runtime = Runtime::builder().in_memory().register::<Counter>().open().await?;
     /// let later = Duration::from_secs(3600);
-    /// runtime.enqueue_json("Counter", "a", "add", serde_json::json!({"by": 2}), later, None).await?;
+    /// let key = Some("late-add".to_owned());
+    /// runtime.enqueue_json("Counter", "a", "add", serde_json::json!({"by": 2}), later, key.clone()).await?;
     /// let timers = runtime.timers_of("Counter", "a").await?;
     /// assert_eq!(timers.len(), 1);
     /// assert_eq!(timers[0].message, serde_json::json!({"add": {"by": 2}}));
+    /// assert_eq!(timers[0].invocation_key, key);
+    /// assert_eq!((timers[0].key.clone(), timers[0].every_ms), (None, None));
     /// # Ok(())
     /// # }
     /// ```
@@ -200,6 +206,15 @@ impl Runtime {
                             .message_to_json(&t.outgoing.message)
                             .unwrap_or(serde_json::Value::Null)
                     },
+                    key: match &t.key {
+                        Some(TimerKey::Named(key)) => Some(key.clone()),
+                        _ => None,
+                    },
+                    invocation_key: match &t.key {
+                        Some(TimerKey::Invocation(key)) => Some(key.clone()),
+                        _ => None,
+                    },
+                    every_ms: t.every_ms,
                 })
                 .collect();
             timers.sort_by(|a, b| (a.due_ms, &a.id).cmp(&(b.due_ms, &b.id)));
@@ -314,4 +329,17 @@ pub struct PendingTimer {
     pub expiry: bool,
     /// The message it sends (`{"handler": {"arg": value}}`), or null.
     pub message: serde_json::Value,
+    /// The key of a timer set with [`Context::timer`](crate::Context::timer)
+    /// (the one [`Context::cancel_timer`](crate::Context::cancel_timer)
+    /// takes); `None` for other timers.
+    pub key: Option<String>,
+    /// The idempotency key of a delayed invocation
+    /// ([`Call::send_after`](crate::Call::send_after), `/send?delay=`), the
+    /// one its [`InvocationId`](crate::InvocationId) names; `None` for
+    /// other timers.
+    pub invocation_key: Option<String>,
+    /// A periodic timer's period in milliseconds
+    /// ([`TimerBuilder::every`](crate::TimerBuilder::every)); `None` for a
+    /// timer that runs once.
+    pub every_ms: Option<u64>,
 }

@@ -55,6 +55,11 @@ impl RuntimeInner {
             let shard = envelope.target.shard_id(shards);
             self.enqueue(shard, Mail::Invoke(envelope));
         }
+        // Behind the re-send chunks just queued: the receiver asks for the
+        // rest once it has handled them.
+        for (source, dest, next) in effects.resend_more {
+            self.enqueue(dest, Mail::ResendMore { source, next });
+        }
         // Egress before replies too: in memory a caller then reads its own
         // records; durable appends are asynchronous (see `read_egress`).
         self.egress.submit(effects.egress);
@@ -80,8 +85,9 @@ impl RuntimeInner {
             self.timers.arm(timer);
         }
         // A receiver saw a gap: its sender re-sends what it holds for it.
-        for (source, dest) in effects.resend_requests {
-            self.enqueue(source, Mail::Resend { dest });
+        for (source, dest, from) in effects.resend_requests {
+            let from = Some(from);
+            self.enqueue(source, Mail::Resend { dest, from });
         }
         self.finished(effects.finished);
     }

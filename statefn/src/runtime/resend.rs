@@ -45,7 +45,13 @@ impl RuntimeInner {
         self.timers.replace_shard(shard, timers);
         if ask_senders {
             for other in self.shard_ids().filter(|&s| s != shard) {
-                self.enqueue(other, Mail::Resend { dest: shard });
+                self.enqueue(
+                    other,
+                    Mail::Resend {
+                        dest: shard,
+                        from: None,
+                    },
+                );
             }
         }
         if self.shard(shard).is_some_and(|s| s.resume()) {

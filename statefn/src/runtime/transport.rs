@@ -118,7 +118,11 @@ impl RuntimeInner {
                 // A timer runs on its own shard: never routed.
                 Origin::Client { reply: None, .. } | Origin::Timer { .. } => {}
             },
-            Mail::Resend { dest } => transport.request_resend(shard, dest),
+            // Across nodes a re-send is of everything unacknowledged (the
+            // request carries no position); the next chunk marker of a
+            // local re-send is for a local receiver only.
+            Mail::Resend { dest, .. } => transport.request_resend(shard, dest),
+            Mail::ResendMore { .. } => {}
             Mail::DeadLetter { reply, .. } => {
                 let _ = reply.send(Err(Error::Unavailable {
                     shard: shard.0,

@@ -140,9 +140,16 @@ pub(crate) struct Effects {
     /// `egress` counted against the egress queue's bound while the batch
     /// is committed (see `egress/committing.rs`).
     pub(crate) egress_reserved: Option<Reservation>,
-    /// Channels with a gap: `(sender, receiver)`, the sender to re-send
-    /// what it holds for the receiver.
-    pub(crate) resend_requests: Vec<(ShardId, ShardId)>,
+    /// Channels with a gap or refused messages: `(sender, receiver,
+    /// from)`, the sender to re-send what it holds for the receiver from
+    /// sequence `from` on.
+    pub(crate) resend_requests: Vec<(ShardId, ShardId, Seq)>,
+    /// Re-sends cut at a chunk: `(sender, receiver, next)`, the sender
+    /// holds more for the receiver from `next` on ([`Mail::ResendMore`],
+    /// released after the chunk's deliveries).
+    ///
+    /// [`Mail::ResendMore`]: crate::protocol::envelope::Mail::ResendMore
+    pub(crate) resend_more: Vec<(ShardId, ShardId, Seq)>,
     /// Dead letters kept or resolved, for the listing (by shard).
     pub(crate) dead_letters: Vec<(ShardId, DeadLetterChange)>,
     /// Enqueued invocations whose outcome this batch stored (done, failed,
@@ -162,6 +169,8 @@ pub(crate) struct Held {
     /// Messages to shards of other log groups (within the group, the
     /// receiver's record follows the sender's in the same log).
     pub(crate) deliveries: Vec<Envelope>,
+    /// The markers behind re-send chunks among `deliveries`.
+    pub(crate) resend_more: Vec<(ShardId, ShardId, Seq)>,
     pub(crate) egress: Vec<Emitted>,
     pub(crate) egress_reserved: Option<Reservation>,
     /// Acks let their senders prune their outboxes.
@@ -176,6 +185,7 @@ impl Held {
     pub(crate) fn into_effects(self) -> (Vec<(ShardId, Seq)>, Effects) {
         let effects = Effects {
             deliveries: self.deliveries,
+            resend_more: self.resend_more,
             egress: self.egress,
             egress_reserved: self.egress_reserved,
             timers: self.timers,
@@ -200,6 +210,7 @@ impl Effects {
             egress,
             egress_reserved,
             resend_requests,
+            resend_more,
             dead_letters,
             settled,
             finished,
@@ -212,6 +223,7 @@ impl Effects {
         self.acks.extend(acks);
         self.egress.extend(egress);
         self.resend_requests.extend(resend_requests);
+        self.resend_more.extend(resend_more);
         self.dead_letters.extend(dead_letters);
         self.settled.extend(settled);
         self.finished += finished;
@@ -224,8 +236,13 @@ impl Effects {
             .into_iter()
             .partition(|envelope| local(envelope.target.shard_id(shards)));
         self.deliveries = near;
+        let (near_more, far_more) = std::mem::take(&mut self.resend_more)
+            .into_iter()
+            .partition(|(_, dest, _)| local(*dest));
+        self.resend_more = near_more;
         Held {
             deliveries: far,
+            resend_more: far_more,
             egress: std::mem::take(&mut self.egress),
             egress_reserved: self.egress_reserved.take(),
             acks: std::mem::take(&mut self.acks),

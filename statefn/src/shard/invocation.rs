@@ -79,10 +79,14 @@ impl ShardCore {
                 }
                 Admit::Gap { watermark } => {
                     // An earlier message on this channel has not arrived: the
-                    // sender re-sends everything it holds for this shard.
+                    // sender re-sends what it holds for this shard from the
+                    // first one missing.
                     tracing::debug!(%target, %source, %seq, %watermark, "gap: asking for a re-send");
                     if self.channels.ask_resend(source, env.now_ms) {
-                        batch.effects.resend_requests.push((source, self.id));
+                        batch
+                            .effects
+                            .resend_requests
+                            .push((source, self.id, watermark.next()));
                     }
                     return;
                 }

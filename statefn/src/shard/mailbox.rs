@@ -9,43 +9,61 @@
 //! from a function is not queued; its source is remembered, every later
 //! message from that source is refused too (the channel stays in order),
 //! and once the mailbox has drained to half the bound the shard asks each
-//! remembered source to re-send. Nothing committed is lost; a slow receiver
-//! costs its senders' outboxes (durable, in their checkpoints) rather than
-//! memory here.
+//! remembered source to re-send, from the first message it refused. Nothing
+//! committed is lost; a slow receiver costs its senders' outboxes (durable,
+//! in their checkpoints) rather than memory here.
+//!
+//! A sender asked this way re-sends one chunk of about half the bound (the
+//! room the receiver had when it asked), then [`Mail::ResendMore`] if it
+//! holds more: so a long overload re-sends each message about once, instead
+//! of the whole backlog at every round (`shard/tests/resend.rs`).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
-use crate::protocol::{
-    envelope::{Envelope, Mail, Origin},
-    ids::ShardId,
+use crate::{
+    Address,
+    protocol::{
+        envelope::{Envelope, Mail, Origin},
+        ids::{Seq, ShardId},
+    },
 };
 
-/// What a queued mail weighs against the bound: its message's bytes, its
-/// address's, and the mail itself.
-pub(crate) fn function_weight(mail: &Mail) -> Option<(ShardId, u64)> {
+/// What a message from a function weighs against the bound: its bytes, its
+/// address's, and the mail that carries it.
+pub(crate) fn message_weight(message: &[u8], target: &Address) -> u64 {
+    let bytes =
+        message.len() + target.type_name().len() + target.id().len() + std::mem::size_of::<Mail>();
+    u64::try_from(bytes).unwrap_or(u64::MAX)
+}
+
+/// A queued mail from a function: its source, sequence and weight.
+fn function_mail(mail: &Mail) -> Option<(ShardId, Seq, u64)> {
     match mail {
         Mail::Invoke(Envelope {
-            origin: Origin::Function { source, .. },
+            origin: Origin::Function { source, seq, .. },
             message,
             target,
             ..
-        }) => {
-            let bytes = message.len()
-                + target.type_name().len()
-                + target.id().len()
-                + std::mem::size_of::<Mail>();
-            Some((*source, u64::try_from(bytes).unwrap_or(u64::MAX)))
-        }
+        }) => Some((*source, *seq, message_weight(message, target))),
         _ => None,
     }
 }
 
-/// Whether a message from a function was queued.
+/// What a queued mail weighs against the bound (messages from functions
+/// only), with its source.
+pub(crate) fn function_weight(mail: &Mail) -> Option<(ShardId, u64)> {
+    function_mail(mail).map(|(source, _, weight)| (source, weight))
+}
+
+/// Whether a mail was queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admitted {
     Queued,
     /// Not queued: its sender re-sends it when asked.
     Refused,
+    /// Not queued and not needed: a [`Mail::ResendMore`] from a source
+    /// whose chunk was partly refused (the refusal asks again).
+    Dropped,
 }
 
 /// The mail of one shard, with the bytes of its messages from functions.
@@ -54,8 +72,9 @@ pub(crate) struct Mailbox {
     mail: VecDeque<Mail>,
     /// Bytes of the queued messages from functions.
     function_bytes: u64,
-    /// Sources with a refused message since they were last asked to re-send.
-    refused: BTreeSet<ShardId>,
+    /// Sources with a refused message since they were last asked to
+    /// re-send, with the first sequence refused.
+    refused: BTreeMap<ShardId, Seq>,
     /// The bound those refusals were made under.
     bound: u64,
 }
@@ -79,14 +98,20 @@ impl Mailbox {
     /// module doc), unless nothing from functions is queued (so that one
     /// message larger than the bound still gets through).
     pub(crate) fn push(&mut self, mail: Mail, bound: Option<u64>) -> Admitted {
-        if let (Some(bound), Some((source, weight))) = (bound, function_weight(&mail)) {
+        if let (Some(bound), Some((source, seq, weight))) = (bound, function_mail(&mail)) {
             let over =
                 self.function_bytes > 0 && self.function_bytes.saturating_add(weight) > bound;
-            if over || self.refused.contains(&source) {
-                self.refused.insert(source);
+            if over || self.refused.contains_key(&source) {
+                let first = self.refused.entry(source).or_insert(seq);
+                *first = (*first).min(seq);
                 self.bound = bound;
                 return Admitted::Refused;
             }
+        }
+        if let Mail::ResendMore { source, .. } = &mail
+            && self.refused.contains_key(source)
+        {
+            return Admitted::Dropped;
         }
         self.push_back(mail);
         Admitted::Queued
@@ -133,9 +158,10 @@ impl Mailbox {
             .sum();
     }
 
-    /// The sources to ask for a re-send now: those with refused messages,
-    /// once the queued messages from functions are down to half the bound.
-    pub(crate) fn due_resends(&mut self) -> Vec<ShardId> {
+    /// The sources to ask for a re-send now, with the first sequence each
+    /// is to re-send: those with refused messages, once the queued messages
+    /// from functions are down to half the bound.
+    pub(crate) fn due_resends(&mut self) -> Vec<(ShardId, Seq)> {
         if self.refused.is_empty() || self.function_bytes > self.bound / 2 {
             return Vec::new();
         }
@@ -192,7 +218,11 @@ mod tests {
         // Room again, but source 1 stays refused until it re-sends: its
         // seq 5 must not overtake the refused seq 4.
         assert_eq!(mailbox.push(message(1, 5, 100), bound), Admitted::Refused);
-        assert_eq!(mailbox.due_resends(), vec![ShardId(1), ShardId(2)]);
+        // Each from the first it refused.
+        assert_eq!(
+            mailbox.due_resends(),
+            vec![(ShardId(1), Seq(4)), (ShardId(2), Seq(1))]
+        );
         assert!(mailbox.due_resends().is_empty(), "asked once");
         assert_eq!(mailbox.push(message(1, 4, 100), bound), Admitted::Queued);
         // Without a bound (memory mode) everything queues.
@@ -203,6 +233,31 @@ mod tests {
         assert_eq!(unbounded.function_bytes(), 100 * one);
         assert_eq!(unbounded.take_all().len(), 100);
         assert_eq!(unbounded.function_bytes(), 0);
+    }
+
+    /// The marker behind a re-send chunk asks for the rest once the chunk
+    /// is handled; if part of the chunk was refused, the refusal asks again
+    /// (from the first refused), so the marker is not needed.
+    #[test]
+    fn a_resend_marker_is_dropped_while_its_source_is_refused() {
+        let one = function_weight(&message(1, 1, 100)).expect("a message").1;
+        let bound = Some(2 * one);
+        let more = |source| Mail::ResendMore {
+            source: ShardId(source),
+            next: Seq(9),
+        };
+        let mut mailbox = Mailbox::default();
+        assert_eq!(mailbox.push(message(1, 5, 100), bound), Admitted::Queued);
+        assert_eq!(mailbox.push(more(1), bound), Admitted::Queued);
+        assert_eq!(mailbox.push(message(1, 6, 100), bound), Admitted::Queued);
+        assert_eq!(mailbox.push(message(1, 7, 100), bound), Admitted::Refused);
+        assert_eq!(mailbox.push(more(1), bound), Admitted::Dropped);
+        // Another source's marker still queues, and weighs nothing.
+        assert_eq!(mailbox.push(more(2), bound), Admitted::Queued);
+        assert_eq!(mailbox.function_bytes(), 2 * one);
+        assert_eq!(mailbox.len(), 4);
+        mailbox.take_all();
+        assert_eq!(mailbox.due_resends(), vec![(ShardId(1), Seq(7))]);
     }
 
     #[test]

@@ -158,8 +158,10 @@ impl Shard {
             if self.status() == Status::Abandoned {
                 return Queued::Dropped;
             }
-            if mailbox.push(mail, function_bound) == Admitted::Refused {
-                return Queued::Refused;
+            match mailbox.push(mail, function_bound) {
+                Admitted::Queued => {}
+                Admitted::Refused => return Queued::Refused,
+                Admitted::Dropped => return Queued::Dropped,
             }
         }
         if self.is_serving() && !self.scheduled.swap(true, Ordering::AcqRel) {
@@ -373,7 +375,7 @@ impl Shard {
                             mailbox
                                 .due_resends()
                                 .into_iter()
-                                .map(|source| (source, self.id)),
+                                .map(|(source, from)| (source, self.id, from)),
                         );
                         (mailbox.len(), mailbox.function_bytes())
                     };

@@ -5,11 +5,14 @@ use super::{effects::Effects, state_machine::ShardCore};
 use crate::{
     protocol::{
         envelope::{Outgoing, Provenance},
-        ids::ShardId,
+        ids::{Seq, ShardId},
         outbox::envelope_of,
         record::{InvocationRecord, Sent, TimerEntry, TimerKey},
     },
-    shard::effects::{Batch, RunEnv},
+    shard::{
+        effects::{Batch, RunEnv},
+        mailbox::message_weight,
+    },
 };
 
 impl ShardCore {
@@ -103,18 +106,50 @@ impl ShardCore {
         }
     }
 
-    /// `dest` recovered and may have lost what it had not committed: deliver
-    /// its outbox entries again (its watermark drops what it has).
+    /// Delivers `dest`'s outbox entries again (its watermark drops what it
+    /// has): after it recovered (`from: None`), every entry it has not
+    /// acknowledged; asked from a sequence (a gap, a full mailbox, the
+    /// marker of an earlier chunk), the entries from there, at most one
+    /// chunk of [`resend_chunk_bytes`](super::CoreConfig::resend_chunk_bytes)
+    /// (at least one entry), then [`Mail::ResendMore`] if more are left.
     ///
     /// What `dest` has acknowledged is left out: it is applied there, and a
-    /// receiver whose mailbox is full would spend its room on it.
-    pub(super) fn resend(&mut self, env: &RunEnv<'_>, dest: ShardId, batch: &mut Batch) {
-        let acked = (env.acked)(dest);
-        for sent in self.outbox.to(dest).filter(|sent| sent.seq > acked) {
+    /// receiver whose mailbox is full would spend its room on it. So is what
+    /// it has queued (below `from`), and the rest past one chunk: a long
+    /// overload re-sends each entry about once, not the backlog per round.
+    ///
+    /// [`Mail::ResendMore`]: crate::protocol::envelope::Mail::ResendMore
+    pub(super) fn resend(
+        &mut self,
+        env: &RunEnv<'_>,
+        dest: ShardId,
+        from: Option<Seq>,
+        batch: &mut Batch,
+    ) {
+        let first = (env.acked)(dest).next().max(from.unwrap_or_default());
+        let chunk = from.map(|_| self.config.resend_chunk_bytes);
+        let mut bytes = 0u64;
+        for sent in self.outbox.to(dest, first) {
+            if let Some(chunk) = chunk {
+                let weight = message_weight(&sent.message, &sent.target);
+                if bytes > 0 && bytes.saturating_add(weight) > chunk {
+                    batch.effects.resend_more.push((self.id, dest, sent.seq));
+                    break;
+                }
+                bytes = bytes.saturating_add(weight);
+            }
             batch
                 .effects
                 .deliveries
                 .push(envelope_of(sent.clone(), self.id));
         }
+    }
+
+    /// The chunk of a re-send from `source` is handled (it was queued
+    /// before this marker): ask for the rest, from `next` or past what is
+    /// applied, whichever is later.
+    pub(super) fn ask_for_more(&mut self, source: ShardId, next: Seq, batch: &mut Batch) {
+        let from = next.max(self.channels.watermark(source).next());
+        batch.effects.resend_requests.push((source, self.id, from));
     }
 }

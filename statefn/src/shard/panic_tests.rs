@@ -89,6 +89,7 @@ fn config() -> CoreConfig {
         checkpoint_interval: std::time::Duration::from_secs(60),
         retry: RetryPolicy::default(),
         timers_in_memory: crate::DEFAULT_TIMERS_IN_MEMORY,
+        resend_chunk_bytes: 1 << 20,
     }
 }
 

@@ -55,6 +55,9 @@ pub(crate) struct CoreConfig {
     /// The most timers a shard reads into memory at once (the ones due
     /// next); the rest wait in the store.
     pub(crate) timers_in_memory: usize,
+    /// The most bytes (as a mailbox weighs them) of one re-send chunk:
+    /// half a receiver's bound on queued messages from functions.
+    pub(crate) resend_chunk_bytes: u64,
 }
 
 /// A shard's state machine. The worker running the shard holds its lock;
@@ -147,7 +150,8 @@ impl ShardCore {
             Mail::InvocationStatus { target, key, reply } => {
                 self.invocation_status(env, target, key, reply, batch);
             }
-            Mail::Resend { dest } => self.resend(env, dest, batch),
+            Mail::Resend { dest, from } => self.resend(env, dest, from, batch),
+            Mail::ResendMore { source, next } => self.ask_for_more(source, next, batch),
             Mail::Checkpoint => self.checkpoint.asked(),
             Mail::Wake => {}
             Mail::DeadLetter { id, replay, reply } => {

@@ -96,6 +96,7 @@ fn config() -> CoreConfig {
             ..RetryPolicy::default()
         },
         timers_in_memory: 1024,
+        resend_chunk_bytes: 1 << 20,
     }
 }
 
@@ -516,7 +517,10 @@ fn a_gap_asks_its_sender_to_resend_at_most_once_per_interval() {
             from_function(&id, deposit(4), 1, 4),
         ],
     );
-    assert_eq!(batch.effects.resend_requests, vec![(ShardId(1), SHARD)]);
+    assert_eq!(
+        batch.effects.resend_requests,
+        vec![(ShardId(1), SHARD, Seq(1))]
+    );
     assert!(batch.records.is_empty() && batch.effects.acks.is_empty());
     // Within the interval the channel is not asked again...
     let batch = run_at(
@@ -533,7 +537,10 @@ fn a_gap_asks_its_sender_to_resend_at_most_once_per_interval() {
         vec![from_function(&id, deposit(2), 2, 2)],
         NOW_MS + 1,
     );
-    assert_eq!(batch.effects.resend_requests, vec![(ShardId(2), SHARD)]);
+    assert_eq!(
+        batch.effects.resend_requests,
+        vec![(ShardId(2), SHARD, Seq(1))]
+    );
     // ...and after the interval, a gap that is still there asks again.
     let batch = run_at(
         &mut core,
@@ -541,7 +548,10 @@ fn a_gap_asks_its_sender_to_resend_at_most_once_per_interval() {
         vec![from_function(&id, deposit(5), 1, 5)],
         NOW_MS + interval,
     );
-    assert_eq!(batch.effects.resend_requests, vec![(ShardId(1), SHARD)]);
+    assert_eq!(
+        batch.effects.resend_requests,
+        vec![(ShardId(1), SHARD, Seq(1))]
+    );
     assert_eq!(
         balance(&mut core, &id),
         None,
@@ -594,3 +604,4 @@ fn a_record_that_cannot_be_encoded_breaks_its_batch() {
 }
 
 mod checkpoints;
+mod resend;
