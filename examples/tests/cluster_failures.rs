@@ -528,7 +528,10 @@ fn a_paused_owner_resumes_fenced_and_commits_nothing() {
 fn losing_the_nats_quorum_refuses_calls_with_503_and_loses_nothing() {
     let _serial = serial();
     runtime().block_on(async move {
-        let mut cluster = TestCluster::start(3);
+        // Appends the servers do not confirm are refused after 4 s of
+        // retries rather than the default 20 s: what happens is the same,
+        // sooner.
+        let mut cluster = TestCluster::start_with(3, &["--log-retry-ms", "4000"]);
         cluster.settled().await;
         let accounts: Vec<String> = (0..cluster_harness::LOG_GROUPS)
             .map(|g| accounts_in_group("q", g, 1).remove(0))
@@ -571,13 +574,14 @@ fn losing_the_nats_quorum_refuses_calls_with_503_and_loses_nothing() {
         for task in tries {
             let (id, key, got) = task.await.expect("a caller panicked");
             match got {
-                // The body says why (at the owner: the NATS servers did not
-                // confirm; through another node, possibly: the owner did not
-                // answer in time), and that the outcome is unknown (or, for
-                // a call still queued, that it was not committed).
+                // The body says why (the NATS servers did not confirm the
+                // append), and that the outcome is unknown (or, for a call
+                // still queued, that it was not committed). Through another
+                // node too: a forwarded call is not left waiting out the
+                // forward timeout (30 s) when core NATS lost its request or
+                // its answer as the servers died; it is asked again.
                 Try::Unavailable { message }
-                    if (message.contains("NATS servers did not confirm")
-                        || message.contains("did not answer within"))
+                    if message.contains("NATS servers did not confirm")
                         && (message.contains("may or may not")
                             || message.contains("not committed")) =>
                 {
@@ -586,12 +590,6 @@ fn losing_the_nats_quorum_refuses_calls_with_503_and_loses_nothing() {
                 other => panic!("without a NATS quorum {id} got {other:?}"),
             }
         }
-        assert!(
-            refused
-                .iter()
-                .any(|(_, _, m)| m.contains("NATS servers did not confirm")),
-            "{refused:?}"
-        );
         eprintln!(
             "quorum: every call refused within {:?}; messages: {:?}",
             lost.elapsed(),

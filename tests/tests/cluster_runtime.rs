@@ -74,7 +74,7 @@ fn accounts_on_two_nodes(owners: &BTreeMap<u16, String>) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_node_answers_any_call_and_transfers_across_nodes_apply_once() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start_shared(3, "any", bank).await;
     let owners = cluster.settled().await;
     let nodes: BTreeSet<&String> = owners.values().collect();
     assert!(nodes.len() >= 2, "groups spread over nodes: {owners:?}");
@@ -190,7 +190,7 @@ async fn any_node_answers_any_call_and_transfers_across_nodes_apply_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_stops_without_shutdown_fails_over_and_loses_nothing_acknowledged() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start_shared(3, "stop", bank).await;
     let owners = cluster.settled().await;
     let victim = 2;
     let victim_name = format!("n{victim}");
@@ -266,7 +266,7 @@ async fn a_node_that_stops_without_shutdown_fails_over_and_loses_nothing_acknowl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_hands_the_groups_off() {
-    let mut cluster = Cluster::start(2).await;
+    let mut cluster = Cluster::start_shared(2, "graceful", bank).await;
     let before = cluster.settled().await;
     let leaving = "n1";
     let epochs_before = cluster.node(0).cluster_status().expect("status").groups;
@@ -298,7 +298,7 @@ async fn a_graceful_shutdown_hands_the_groups_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_owner_cannot_commit_nor_answer_reads_and_its_callers_get_503() {
-    let cluster = Cluster::start(1).await;
+    let cluster = Cluster::start_shared(1, "deposed", bank).await;
     let owners = cluster.settled().await;
     let account = "deposed";
     let group = group_of(account);
@@ -317,7 +317,7 @@ async fn a_deposed_owner_cannot_commit_nor_answer_reads_and_its_callers_get_503(
             .enable_all()
             .build()
             .expect("tokio");
-        let mut options = JetStreamOptions::new("test", "intruder");
+        let mut options = JetStreamOptions::new("deposed", "intruder");
         options.replicas = 3;
         let backend =
             JetStreamBackend::connect(&urls, options, tokio.handle().clone()).expect("connect");
@@ -361,10 +361,10 @@ async fn a_deposed_owner_cannot_commit_nor_answer_reads_and_its_callers_get_503(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_with_other_settings_or_too_many_replicas_are_refused() {
-    let cluster = Cluster::start(1).await;
+    let cluster = Cluster::start_shared(1, "settings", bank).await;
     let dir = tempfile::tempdir().expect("dir");
     let other = open_node(
-        config(&cluster.urls, "other", "test"),
+        config(&cluster.urls, "other", "settings"),
         dir.path(),
         SHARDS * 2,
         bank,
@@ -395,4 +395,178 @@ async fn nodes_with_other_settings_or_too_many_replicas_are_refused() {
         "{error}"
     );
     assert!(error.to_string().contains("--replicas"), "{error}");
+}
+
+/// A call that holds its shard's worker until the test opens the gate.
+mod gated {
+    use std::sync::{
+        Condvar, Mutex,
+        atomic::{AtomicU32, Ordering},
+    };
+
+    use serde::{Deserialize, Serialize};
+    use statefn::prelude::*;
+
+    static OPEN: Mutex<bool> = Mutex::new(false);
+    static OPENED: Condvar = Condvar::new();
+    /// How many `hold` calls have started.
+    pub(crate) static ENTERED: AtomicU32 = AtomicU32::new(0);
+
+    /// Lets every `hold` call (held or to come) finish.
+    pub(crate) fn open() {
+        *OPEN.lock().expect("gate") = true;
+        OPENED.notify_all();
+    }
+
+    #[stateful_function(name = "held.Gate")]
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    pub(crate) struct Gate {
+        held: u32,
+    }
+
+    #[stateful_function]
+    impl Gate {
+        /// Counts itself, once the gate is open.
+        #[handler]
+        pub(crate) fn hold(&mut self) -> u32 {
+            ENTERED.fetch_add(1, Ordering::SeqCst);
+            let mut open = OPEN.lock().expect("gate");
+            while !*open {
+                open = OPENED.wait(open).expect("gate");
+            }
+            self.held += 1;
+            self.held
+        }
+
+        #[handler]
+        pub(crate) fn held(&self) -> u32 {
+            self.held
+        }
+    }
+}
+
+fn gated_bank(builder: statefn::Builder) -> statefn::Builder {
+    bank(builder).register::<gated::Gate>()
+}
+
+/// A forwarded call its owner took and then dropped as it went away (the
+/// owner stops while the call is in its commit path): the owner may have
+/// committed it, so a keyless one is refused with "may or may not have
+/// been applied", never sent again to the next owner (before: sent again,
+/// and applied there); the same call with a key applies once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_held_by_an_owner_that_goes_away_is_not_sent_again_without_its_key() {
+    use std::sync::atomic::Ordering;
+
+    // Failures detected in 3 s: the owner's answer that it dropped the call
+    // comes first (a dead owner's calls are refused the same way; see
+    // `cluster_failures`).
+    let mut cluster = Cluster::start_shared_tuned(3, "held", gated_bank, |config| {
+        config.failure_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let owners = cluster.settled().await;
+    let owner = owners[&0].clone();
+    let forwarder = (0..3)
+        .find(|&i| format!("n{i}") != owner)
+        .expect("another node");
+    let gate = (0..)
+        .map(|i| format!("gate-{i}"))
+        .find(|id| cluster_common::group_of_instance("held.Gate", id) == 0)
+        .expect("an id");
+
+    // A keyless call, forwarded to the owner, runs there and waits.
+    let node = cluster.node(forwarder).clone();
+    let id = gate.clone();
+    let keyless = tokio::spawn(async move { node.handle::<gated::Gate>(&id).hold().await });
+    cluster_common::until("the held call runs on its owner", || async {
+        (gated::ENTERED.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    // The owner stops without a shutdown while the call runs: its syncer
+    // may still commit the call, or the owner drops it.
+    cluster.stop(Cluster::index_of(&owner));
+    gated::open();
+    let answer = keyless.await.expect("the caller");
+    // Either way the call ran on its owner only: it was not sent again.
+    assert_eq!(
+        gated::ENTERED.load(Ordering::SeqCst),
+        1,
+        "a keyless call its owner took ran again on another node ({answer:?})"
+    );
+    let applied = match answer {
+        Ok(held) => held,
+        Err(Error::Unavailable { reason, .. }) => {
+            assert!(
+                reason.contains("may or may not have been applied"),
+                "{reason}"
+            );
+            0
+        }
+        Err(other) => panic!("a keyless call its owner went away with: {other}"),
+    };
+    // The same with a key: applied once, after it if it committed.
+    let node = cluster.node(forwarder);
+    let keyed = retrying("a keyed hold", || async {
+        node.handle::<gated::Gate>(&gate)
+            .hold()
+            .idempotency_key("held-keyed")
+            .await
+    })
+    .await;
+    assert_eq!(keyed, applied + 1);
+    let again = retrying("the keyed hold again", || async {
+        node.handle::<gated::Gate>(&gate)
+            .hold()
+            .idempotency_key("held-keyed")
+            .await
+    })
+    .await;
+    assert_eq!(again, keyed, "the stored reply");
+    cluster.shutdown().await;
+}
+
+/// A node that starts while the NATS servers elect a new JetStream meta
+/// leader (the old one was just SIGKILLed; two of three servers run, a
+/// quorum) waits for the election instead of refusing to start with
+/// "JetStream system temporarily unavailable" (seen failing a restart of a
+/// bank node in `cluster_failures`' chaos test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starting_while_jetstream_elects_a_meta_leader_waits_for_it() {
+    let (mut nats, leader) = tokio::task::spawn_blocking(|| {
+        let mut nats = NatsCluster::start(NatsOptions::three()).expect("NATS");
+        let (_, jsz) = nats.monitor_get(0, "/jsz").expect("/jsz");
+        let jsz: serde_json::Value = serde_json::from_str(&jsz).expect("JSON");
+        let leader = jsz["meta_cluster"]["leader"]
+            .as_str()
+            .expect("a meta leader");
+        let leader = nats.index_of(leader).expect("one of ours");
+        nats.kill(leader).expect("SIGKILL the meta leader");
+        (nats, leader)
+    })
+    .await
+    .expect("NATS");
+    let urls: Vec<String> = (0..3)
+        .filter(|&i| i != leader)
+        .map(|i| nats.client_url(i))
+        .collect();
+    // The old leader comes back meanwhile (the election may otherwise take
+    // tens of seconds with two servers).
+    let restarted = tokio::task::spawn_blocking(move || {
+        nats.restart(leader).expect("restart the old meta leader");
+        nats
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = config(&urls.join(","), "n0", "election");
+    // A hang detector: the election takes seconds.
+    config.log_retry_for = PATIENCE;
+    let node = open_node(config, dir.path(), SHARDS, bank)
+        .await
+        .expect("the node opens once JetStream has a meta leader again");
+    let nats = restarted.await.expect("NATS");
+    assert_eq!(deposit(&node, "elected", 5, "elected").await, 5);
+    node.shutdown().await.expect("shutdown");
+    tokio::task::spawn_blocking(move || drop(nats))
+        .await
+        .expect("stopped");
 }

@@ -261,7 +261,7 @@ async fn quiet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_messages_and_keyed_timers_cross_nodes_once_across_a_failover_of_either_side() {
-    let mut cluster = Cluster::start_with(3, "xdelay", functions).await;
+    let mut cluster = Cluster::start_shared(3, "xdelay", functions).await;
     let owners = cluster.settled().await;
     let victim = owners[&0].clone();
     let survivor = owners
@@ -375,7 +375,7 @@ async fn outcomes(node: &Runtime, caller: &str, count: usize) -> Vec<(String, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_across_nodes_get_their_reply_typed_failures_and_a_timeout_once() {
-    let mut cluster = Cluster::start_with(3, "xrequest", functions).await;
+    let mut cluster = Cluster::start_shared(3, "xrequest", functions).await;
     let owners = cluster.settled().await;
     let callee_node = owners[&0].clone();
     let mut taken = Vec::new();
@@ -445,7 +445,7 @@ async fn requests_across_nodes_get_their_reply_typed_failures_and_a_timeout_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_to_a_caller_whose_group_fails_over_arrive_once() {
-    let mut cluster = Cluster::start_with(3, "xreply", functions).await;
+    let mut cluster = Cluster::start_shared(3, "xreply", functions).await;
     let owners = cluster.settled().await;
     let victim = owners[&0].clone();
     let survivor = owners.values().find(|o| **o != victim).expect("spread");
@@ -502,7 +502,7 @@ async fn replies_to_a_caller_whose_group_fails_over_arrive_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_failing_on_another_node_is_its_dead_letter_once_and_stays_across_a_failover() {
-    let mut cluster = Cluster::start_with(3, "xdead", functions).await;
+    let mut cluster = Cluster::start_shared(3, "xdead", functions).await;
     let owners = cluster.settled().await;
     let receiver_node = owners[&0].clone();
     let mut taken = Vec::new();
@@ -576,7 +576,7 @@ async fn a_message_failing_on_another_node_is_its_dead_letter_once_and_stays_acr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_expires_once_across_a_failover_and_a_handoff_not_early_and_not_never() {
-    let mut cluster = Cluster::start_with(3, "xexpiry", functions).await;
+    let mut cluster = Cluster::start_shared(3, "xexpiry", functions).await;
     let owners = cluster.settled().await;
     let failing = owners[&0].clone();
     let leaving = owners
@@ -647,7 +647,7 @@ async fn an_instance_expires_once_across_a_failover_and_a_handoff_not_early_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_taking_groups_over_dead_letters_stored_timers_its_build_cannot_decode() {
-    let mut cluster = Cluster::start_with(1, "xupgrade", first_build).await;
+    let mut cluster = Cluster::start_shared(1, "xupgrade", first_build).await;
     cluster.settled().await;
     // A reminder an hour away in every log group, set by the first build.
     let reminders: Vec<String> = (0..GROUPS)

@@ -81,6 +81,12 @@ struct Args {
     /// runtime's, see docs/cluster.md).
     #[arg(long, value_name = "MS")]
     failure_timeout_ms: Option<u64>,
+    /// Cluster mode: how long an append the NATS servers do not confirm is
+    /// tried again (a stream leader election) before the call is refused
+    /// and the log group steps down (default: the runtime's, see
+    /// docs/cluster.md).
+    #[arg(long, value_name = "MS")]
+    log_retry_ms: Option<u64>,
 }
 
 /// The format of the logs on stderr.
@@ -140,6 +146,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         config.cluster_name = args.cluster.clone();
         if let Some(ms) = args.failure_timeout_ms {
             config.failure_timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(ms) = args.log_retry_ms {
+            config.log_retry_for = std::time::Duration::from_millis(ms);
         }
         builder = builder
             .cluster(config)

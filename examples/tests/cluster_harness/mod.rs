@@ -115,6 +115,8 @@ pub(crate) struct TestCluster {
     /// The NATS servers (kill and restart them by index).
     pub(crate) nats: NatsCluster,
     nats_urls: String,
+    /// Flags every node gets besides the fixed ones.
+    node_args: Vec<String>,
     dirs: Vec<TempDir>,
     banks: Vec<Option<Bank>>,
     /// The nodes' current URLs.
@@ -126,11 +128,17 @@ pub(crate) struct TestCluster {
 impl TestCluster {
     /// Starts three NATS servers and `nodes` bank nodes.
     pub(crate) fn start(nodes: usize) -> TestCluster {
+        TestCluster::start_with(nodes, &[])
+    }
+
+    /// The same, every node started with `node_args` too.
+    pub(crate) fn start_with(nodes: usize, node_args: &[&str]) -> TestCluster {
         let nats = NatsCluster::start(NatsOptions::three()).expect("NATS");
         let nats_urls = nats.client_urls().join(",");
         let mut cluster = TestCluster {
             nats,
             nats_urls,
+            node_args: node_args.iter().map(|a| (*a).to_owned()).collect(),
             dirs: Vec::new(),
             banks: Vec::new(),
             directory: Directory::default(),
@@ -164,18 +172,21 @@ impl TestCluster {
         assert!(self.banks[i].is_none(), "n{i} runs already");
         // `STATEFN_CHAOS_LOG` (a `RUST_LOG` filter) shows the nodes' logs.
         let log = std::env::var("STATEFN_CHAOS_LOG").unwrap_or_else(|_| "error".into());
+        let id = Self::id(i);
+        let mut args = vec![
+            "--nats",
+            &self.nats_urls,
+            "--node-id",
+            &id,
+            "--replicas",
+            "3",
+            "--admin-token",
+            TOKEN,
+        ];
+        args.extend(self.node_args.iter().map(String::as_str));
         let bank = Bank::start_with(
             self.dirs[i].path(),
-            &[
-                "--nats",
-                &self.nats_urls,
-                "--node-id",
-                &Self::id(i),
-                "--replicas",
-                "3",
-                "--admin-token",
-                TOKEN,
-            ],
+            &args,
             &[("RUST_LOG", &log)],
             std::process::Stdio::inherit(),
         );
@@ -505,6 +516,11 @@ pub(crate) async fn expect_balances(
     }
 }
 
+/// How many stored-reply checks run at once (each is a call that appends
+/// a barrier record; one at a time, thousands of them took most of the
+/// chaos test's verification).
+const CHECKS_AT_ONCE: usize = 16;
+
 /// Sends every answered call again with its key to a node other than the
 /// one that answered: the stored reply must come back, the same.
 pub(crate) async fn expect_stored_replies(
@@ -512,19 +528,35 @@ pub(crate) async fn expect_stored_replies(
     directory: &Directory,
     calls: &[(String, Value, String, Answer)],
 ) {
-    let mut rng = StdRng::seed_from_u64(1);
-    for (path, body, key, answer) in calls {
-        let single = directory.up().len() == 1;
-        let others = directory.only(|i| i != answer.node || single);
-        let again =
-            call_until_answered(client, &others, &mut rng, path, Some(body), Some(key)).await;
-        assert_eq!(
-            (again.status, &again.body),
-            (answer.status, &answer.body),
-            "{path} key {key}: a retry got another reply than the first answer \
-             (from n{}): the first was not what committed",
-            answer.node
-        );
+    for (chunk_index, chunk) in calls.chunks(CHECKS_AT_ONCE).enumerate() {
+        let mut checks = tokio::task::JoinSet::new();
+        for (n, call) in chunk.iter().enumerate() {
+            let (client, directory, call) = (client.clone(), directory.clone(), call.clone());
+            let seed = (chunk_index * CHECKS_AT_ONCE + n) as u64;
+            checks.spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let (path, body, key, answer) = call;
+                let single = directory.up().len() == 1;
+                let others = directory.only(|i| i != answer.node || single);
+                let again =
+                    call_until_answered(&client, &others, &mut rng, &path, Some(&body), Some(&key))
+                        .await;
+                assert_eq!(
+                    (again.status, &again.body),
+                    (answer.status, &answer.body),
+                    "{path} key {key}: a retry got another reply than the first answer \
+                     (from n{}): the first was not what committed",
+                    answer.node
+                );
+            });
+        }
+        while let Some(checked) = checks.join_next().await {
+            match checked {
+                Ok(()) => {}
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(error) => panic!("a stored-reply check did not finish: {error}"),
+            }
+        }
     }
 }
 

@@ -26,6 +26,16 @@
 //!   applied" once its holder is dead (a live old owner still answers it:
 //!   it commits it or refuses it as not committed). Before this, such a
 //!   call waited `forward_timeout` (30 s);
+//! - **the owner goes away holding the call** (its runtime shuts down or
+//!   stops with the call queued or in its commit path, and it says so): it
+//!   may have committed it, so the same: a keyed call is sent again to the
+//!   next owner, a keyless one is refused with 503 "may or may not have been
+//!   applied" (before, it was taken for "not accepted" and sent again);
+//! - **no answer for 5 s** to a call with a key (or a status question):
+//!   core NATS may have lost the request or the answer (a NATS server died
+//!   while they were on their way; under a quorum loss such calls waited
+//!   out `forward_timeout`), so it is asked again, with its key, of the
+//!   owner the table names: it applies once;
 //! - **no answer within `forward_timeout`**: the call may or may not have
 //!   been applied; 503 that says so and asks for a retry with the same
 //!   idempotency key.
@@ -56,6 +66,14 @@ const OWNERS_QUEUE: &str = "owner";
 /// (unless the owners table changes sooner).
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
+/// A repeatable call (keyed, or a status question) not answered this long
+/// is asked again, with its key, of the group's owner: core NATS may have
+/// lost the request or the answer (a NATS server killed while they were
+/// on their way), and nothing else would tell. The owner answers the
+/// repeat from the stored reply, or with the outcome of the first (a
+/// duplicate waits behind it), so it applies once.
+const REASK_AFTER: Duration = Duration::from_secs(5);
+
 /// How one try at a group's owner ended.
 enum Sent {
     /// With an answer to give the caller.
@@ -63,11 +81,13 @@ enum Sent {
     /// Nobody took the call (no responders, the owner gave the group up or
     /// is shutting down): it was not applied; try again.
     NotTaken(&'static str),
-    /// The owner died or the group moved while it held a repeatable call:
-    /// send it again to the next owner.
-    Abandoned,
+    /// The owner died, went away or the group moved while it held a
+    /// repeatable call: send it again to the next owner. Why.
+    Abandoned(&'static str),
     /// Its holder died while it held a call that cannot be repeated: why.
     Lost(String),
+    /// A repeatable call not answered in [`REASK_AFTER`]: ask again.
+    Unanswered,
 }
 
 impl ClusterNode {
@@ -109,6 +129,8 @@ impl ClusterNode {
     ) -> Result<Vec<u8>, Error> {
         let group = self.group_of(shard);
         let mut deadline = Instant::now() + self.config.forward_budget;
+        // No answer to any try by then: the outcome is unknown.
+        let mut give_up = None;
         let mut changes = self.owners.routing_changes();
         // Whether a node has (or had) the call: a later refusal cannot say
         // it was not applied.
@@ -121,16 +143,31 @@ impl ClusterNode {
                     "its owner stopped answering and no node took it over yet"
                 }
                 Some((owner, _)) => match self
-                    .send_once(shard, &owner, payload.clone(), repeatable, &mut changes)
+                    .send_once(
+                        shard,
+                        &owner,
+                        payload.clone(),
+                        repeatable,
+                        *give_up
+                            .get_or_insert_with(|| Instant::now() + self.config.forward_timeout),
+                        &mut changes,
+                    )
                     .await
                 {
                     Sent::Answered(result) => return result,
                     Sent::NotTaken(why) => why,
-                    Sent::Abandoned => {
+                    Sent::Abandoned(why) => {
                         // Sent again to the next owner, within a new budget.
                         delivered = true;
                         deadline = Instant::now() + self.config.forward_budget;
-                        "its owner changed while it held the call"
+                        give_up = None;
+                        why
+                    }
+                    Sent::Unanswered => {
+                        // Asked again at once, by the same deadline.
+                        delivered = true;
+                        deadline = Instant::now() + self.config.forward_budget;
+                        continue;
                     }
                     Sent::Lost(why) => {
                         return Err(Error::Unavailable {
@@ -167,29 +204,38 @@ impl ClusterNode {
         }
     }
 
-    /// One try at `owner`. While it waits, an owners table that moves the
-    /// group elsewhere, or an owner that dies, ends the wait: a repeatable
-    /// call is abandoned (to be sent to the next owner), another one is
-    /// refused once its holder is dead (a live old owner still answers it:
-    /// it commits it or refuses it as not committed).
+    /// One try at `owner`, answered by `give_up` at the latest. While it
+    /// waits, an owners table that moves the group elsewhere, or an owner
+    /// that dies, ends the wait: a repeatable call is abandoned (to be sent
+    /// to the next owner), another one is refused once its holder is dead
+    /// (a live old owner still answers it: it commits it or refuses it as
+    /// not committed). A repeatable call is also asked again after
+    /// [`REASK_AFTER`].
     async fn send_once(
         &self,
         shard: ShardId,
         owner: &Owner,
         payload: Bytes,
         repeatable: bool,
+        give_up: Instant,
         changes: &mut tokio::sync::watch::Receiver<u64>,
     ) -> Sent {
         let group = self.group_of(shard);
         let subject = self.names.call(group, &owner.node);
+        let left = give_up.saturating_duration_since(Instant::now());
         let request = async_nats::Request::new()
             .payload(payload)
-            .timeout(Some(self.config.forward_timeout));
+            .timeout(Some(left.max(Duration::from_millis(1))));
         let request = self.client.send_request(subject, request);
         tokio::pin!(request);
+        let reask = tokio::time::sleep(REASK_AFTER);
+        tokio::pin!(reask);
+        let may_reask = repeatable && left > REASK_AFTER;
         let answer = loop {
             tokio::select! {
+                biased;
                 answer = &mut request => break answer,
+                () = &mut reask, if may_reask => return Sent::Unanswered,
                 changed = changes.changed() => {
                     if changed.is_err() {
                         // The node is going away: only the answer is left.
@@ -198,7 +244,7 @@ impl ClusterNode {
                     let dead = !self.membership.is_live(&owner.node);
                     let moved = self.owners.get(group).is_none_or(|(now, _)| now != *owner);
                     if repeatable && (dead || moved) {
-                        return Sent::Abandoned;
+                        return Sent::Abandoned("its owner changed while it held the call");
                     }
                     if dead {
                         return Sent::Lost(format!("node {} stopped answering (no heartbeat for {:?})", owner.node, self.config.failure_timeout));
@@ -214,6 +260,13 @@ impl ClusterNode {
                 }
                 Ok(CallReply::Failed(error)) => Sent::Answered(Err(error.into_error())),
                 Ok(CallReply::NotServed) => Sent::NotTaken("its owner just gave it up"),
+                Ok(CallReply::Dropped) if repeatable => {
+                    Sent::Abandoned("its owner went away while it held the call")
+                }
+                Ok(CallReply::Dropped) => Sent::Lost(format!(
+                    "node {} went away (shutting down or stopped)",
+                    owner.node
+                )),
                 Err(error) => Sent::Answered(Err(Error::Cluster(super::ClusterError::Remote {
                     message: format!("an undecodable answer from the group's owner: {error}"),
                 }))),
@@ -303,7 +356,9 @@ impl ClusterNode {
             Ok(Some(rx)) => match rx.await {
                 Ok(Ok(reply)) => CallReply::Reply(reply),
                 Ok(Err(error)) => CallReply::Failed(WireError::from(&error)),
-                Err(_) => CallReply::Failed(WireError::ShuttingDown),
+                // The runtime went away holding the call (shutting down, or
+                // stopped without a shutdown): it may have committed it.
+                Err(_) => CallReply::Dropped,
             },
             Err(error) => CallReply::Failed(WireError::from(&error)),
         }

@@ -499,7 +499,11 @@ async fn connect_parts(
     options.truncate = false;
     let backend = JetStreamBackend::with_client(client.clone(), options, handle)
         .map_err(|e| ClusterError::nats("making the log backend")(Box::new(e)))?;
-    let snapshots = object_bucket(&js, &names.snapshots_bucket(), config.replicas).await?;
+    let snapshots_bucket = names.snapshots_bucket();
+    let snapshots = patiently("the snapshots' object store", config.log_retry_for, || {
+        object_bucket(&js, &snapshots_bucket, config.replicas)
+    })
+    .await?;
     Ok(Parts {
         client,
         js,
@@ -509,11 +513,53 @@ async fn connect_parts(
     })
 }
 
-/// The bucket `name`, created (with `replicas`) if missing.
-///
-/// "Peer offline" is tried again for `retry_for`: right after the NATS
-/// servers start, a server the cluster knows may not have reported in yet,
-/// which is no reason to refuse to start (too few servers is, and says so).
+/// Whether a failure to make or find a bucket may pass by itself: a server
+/// the cluster knows has not reported in yet ("peer offline", right after
+/// the servers start), or JetStream has no meta leader for a moment (one
+/// was just killed: "temporarily unavailable", or no answer in time).
+fn transient(error: &ClusterError) -> bool {
+    let detail = match error {
+        ClusterError::TooFewServers { detail, .. } => detail.to_lowercase(),
+        other => format!("{other} {other:?}").to_lowercase(),
+    };
+    [
+        "peer offline",
+        "temporarily unavailable",
+        "timedout",
+        "timed out",
+        "noresponders",
+        "no responders",
+    ]
+    .iter()
+    .any(|needle| detail.contains(needle))
+}
+
+/// Runs `make` again while it fails with a [`transient`] error, for
+/// `retry_for`: no reason to refuse to start (too few servers is, and says
+/// so at once).
+async fn patiently<T, F, Fut>(
+    what: &str,
+    retry_for: Duration,
+    mut make: F,
+) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClusterError>>,
+{
+    let started = Instant::now();
+    loop {
+        match make().await {
+            Err(error) if transient(&error) && started.elapsed() < retry_for => {
+                tracing::warn!(%error, what, "JetStream is not ready yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The bucket `name`, created (with `replicas`) if missing; transient
+/// failures are tried again for `retry_for` ([`patiently`]).
 async fn bucket(
     js: &jetstream::Context,
     name: &str,
@@ -521,19 +567,7 @@ async fn bucket(
     what: &str,
     retry_for: Duration,
 ) -> Result<kv::Store, ClusterError> {
-    let started = Instant::now();
-    loop {
-        match create_bucket(js, name, replicas, what).await {
-            Err(ClusterError::TooFewServers { detail, .. })
-                if detail.to_lowercase().contains("peer offline")
-                    && started.elapsed() < retry_for =>
-            {
-                tracing::warn!(%detail, bucket = name, "a NATS server is not ready yet; retrying");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            other => return other,
-        }
-    }
+    patiently(name, retry_for, || create_bucket(js, name, replicas, what)).await
 }
 
 async fn create_bucket(

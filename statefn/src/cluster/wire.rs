@@ -39,6 +39,10 @@ pub(crate) enum CallReply {
     Failed(WireError),
     /// This node does not serve the call's group (any more): not accepted.
     NotServed,
+    /// This node took the call, then went away (it is shutting down or
+    /// stopped) without its outcome: the call may or may not have been
+    /// applied. (Last: older nodes decode the variants before it.)
+    Dropped,
 }
 
 /// A committed message from a function, to the receiver's group.

@@ -145,8 +145,13 @@ impl Syncer {
         // back), then the group is given up.
         let mut last_try = false;
         let recovered = loop {
+            // The other groups serve meanwhile: the replay runs at a lower
+            // CPU priority than their threads (`low_priority.rs`).
+            let (storage, group) = (&self.parts.storage, self.group);
             let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.parts.storage.recover(self.group, epoch, durable, None)
+                super::low_priority::run(format!("statefn-replay-{group}"), || {
+                    storage.recover(group, epoch, durable, None)
+                })
             }))
             .unwrap_or_else(|panic| {
                 Err(crate::Error::Thread {

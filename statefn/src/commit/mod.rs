@@ -25,6 +25,7 @@
 pub(crate) mod checkpointer;
 mod failover;
 pub(crate) mod log_group;
+mod low_priority;
 pub(crate) mod recovery;
 #[cfg(test)]
 mod release_tests;

@@ -134,14 +134,14 @@ impl Syncer {
         let mut batches = Vec::new();
         let mut stop = false;
         let now = Instant::now();
+        // The queue's bytes once all are taken: the gauge is set once per
+        // commit, not per batch (its key is built each time).
+        let mut queued = None;
         for command in commands {
             match command {
                 GroupCommand::Commit(batch) => {
                     self.parts.stats.phases.taken(batch.handed_over, now);
-                    let queued = self.parts.stats.dequeued(&batch);
-                    #[expect(clippy::cast_precision_loss, reason = "a gauge")]
-                    metrics::gauge!(crate::metrics::COMMIT_QUEUE_BYTES, "group" => self.group.to_string())
-                        .set(queued as f64);
+                    queued = Some(self.parts.stats.dequeued(&batch));
                     batches.push(batch);
                 }
                 GroupCommand::Checkpointed { shard, lsn } => self.checkpointed(shard, lsn),
@@ -156,6 +156,11 @@ impl Syncer {
                 }
                 GroupCommand::Stop => stop = true,
             }
+        }
+        if let Some(queued) = queued {
+            #[expect(clippy::cast_precision_loss, reason = "a gauge")]
+            metrics::gauge!(crate::metrics::COMMIT_QUEUE_BYTES, "group" => self.group.to_string())
+                .set(queued as f64);
         }
         if !batches.is_empty() {
             self.commit(batches);

@@ -16,7 +16,6 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
 use super::{AppState, ServeError, error::ApiError};
-use crate::metrics::{HTTP_REQUEST_DURATION, HTTP_REQUESTS};
 
 /// Latency buckets in seconds: from a cached read (~100 µs) to a slow disk.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -103,7 +102,7 @@ pub(super) async fn observe(
     next: Next,
 ) -> Response {
     // The route pattern, not the path: ids must not become label values.
-    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let span = tracing::info_span!(
         "http",
         method = %request.method(),
@@ -122,9 +121,7 @@ pub(super) async fn observe(
             tracing::debug!(?elapsed, "request answered");
         }
     });
-    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status.as_str().to_owned())
-        .increment(1);
-    metrics::histogram!(HTTP_REQUEST_DURATION, "route" => route).record(elapsed.as_secs_f64());
+    crate::metrics::record_http_request(route, status.as_u16(), elapsed.as_secs_f64());
     response
 }
 

@@ -29,9 +29,9 @@ mod timer_ops;
 pub(crate) mod timer_table;
 pub(crate) mod tracked;
 
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::{collections::BTreeMap, sync::Arc};
 
 use parking_lot::Mutex;
 
@@ -104,8 +104,8 @@ pub(crate) struct Shard {
     /// The dead letters whose records are durable, for the listing (the
     /// core's table also holds letters of batches not yet committed).
     durable_dead_letters: Mutex<BTreeMap<DeadLetterSeq, DeadLetterEntry>>,
-    /// The shard id as a metric label.
-    label: Arc<str>,
+    /// Its gauges, labelled with the shard id.
+    gauges: crate::metrics::ShardGauges,
 }
 
 impl Shard {
@@ -118,7 +118,7 @@ impl Shard {
             checkpoint_lsn: AtomicU64::new(core.checkpoint.lsn.0),
             checkpoint_failures: AtomicU64::new(0),
             durable_dead_letters: Mutex::new(durable_letters(&core)),
-            label: core.id.to_string().into(),
+            gauges: crate::metrics::ShardGauges::new(&core.id.to_string()),
             core: Mutex::new(core),
             checkpoint_done: Mutex::new(None),
         }
@@ -341,10 +341,9 @@ impl Shard {
         broken: impl FnOnce(Batch, String),
     ) -> bool {
         if self.is_serving() {
-            let mails: Vec<Mail> = { self.mailbox.lock().take(MAX_BATCH) };
+            let mut mails = { self.mailbox.lock().take(MAX_BATCH) };
             let mut core = self.core.lock();
             let mut batch = Batch::new(self.id, core.epoch);
-            let mut mails = mails.into_iter();
             // Set while a mail is being handled.
             let mut handling = None;
             let ran = catch_unwind(AssertUnwindSafe(|| {
@@ -352,7 +351,7 @@ impl Shard {
                     core.checkpoint_finished(epoch, lsn);
                 }
                 core.outbox.prune(env.acked, false);
-                for mail in mails.by_ref() {
+                while let Some(mail) = mails.pop_front() {
                     handling = Some(batch.mark());
                     core.handle(env, mail, &mut batch);
                     handling = None;
@@ -369,6 +368,7 @@ impl Shard {
                     batch.stats.record();
                     let (depth, function_bytes) = {
                         let mut mailbox = self.mailbox.lock();
+                        mailbox.recycle(mails);
                         // Refused senders re-send once this batch (and the
                         // acks of what it applied) is committed.
                         batch.effects.resend_requests.extend(
@@ -379,17 +379,14 @@ impl Shard {
                         );
                         (mailbox.len(), mailbox.function_bytes())
                     };
-                    metrics::gauge!(crate::metrics::MAILBOX_DEPTH, "shard" => self.label.clone())
-                        .set(depth as f64);
-                    metrics::gauge!(crate::metrics::FUNCTION_MAIL_BYTES, "shard" => self.label.clone())
-                        .set(function_bytes as f64);
+                    self.gauges.set(depth, function_bytes);
                     commit(batch);
                 }
                 Err(panic) => {
                     drop(core);
                     {
                         let mut mailbox = self.mailbox.lock();
-                        for mail in mails.rev() {
+                        while let Some(mail) = mails.pop_back() {
                             mailbox.push_front(mail);
                         }
                     }

@@ -8,6 +8,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -89,16 +90,30 @@ pub(crate) async fn open_node(
     setup(builder).open().await
 }
 
+/// The NATS cluster the tests of one test binary share when none of them
+/// kills, pauses or restarts a NATS server: starting three servers per
+/// test was a good part of each test's time. Each test names its own
+/// cluster (`ClusterConfig::cluster_name`), so their streams, buckets and
+/// subjects never meet. Its servers stop with the test process (see
+/// `statefn_tests::nats`).
+pub(crate) fn shared_nats() -> &'static NatsCluster {
+    static SHARED: OnceLock<NatsCluster> = OnceLock::new();
+    SHARED.get_or_init(|| NatsCluster::start(NatsOptions::three()).expect("NATS"))
+}
+
 /// A NATS cluster and statefn nodes on it (`n0`, `n1`, ...), each with its
 /// own data dir.
 pub(crate) struct Cluster {
-    /// Kept running for the nodes (stopped when dropped).
-    _nats: NatsCluster,
+    /// Kept running for the nodes (stopped when dropped); `None` on the
+    /// [`shared_nats`].
+    _nats: Option<NatsCluster>,
     pub(crate) urls: String,
     pub(crate) nodes: Vec<Option<Runtime>>,
     dirs: Vec<tempfile::TempDir>,
     name: &'static str,
     setup: Setup,
+    /// Changes a node's settings from [`config`]'s.
+    tune: fn(&mut ClusterConfig),
 }
 
 impl Cluster {
@@ -109,8 +124,48 @@ impl Cluster {
 
     /// `nodes` nodes set up by `setup`, in cluster `name`.
     pub(crate) async fn start_with(nodes: usize, name: &'static str, setup: Setup) -> Cluster {
+        Cluster::start_tuned(nodes, name, setup, |_| {}).await
+    }
+
+    /// The same, each node's settings changed by `tune`.
+    pub(crate) async fn start_tuned(
+        nodes: usize,
+        name: &'static str,
+        setup: Setup,
+        tune: fn(&mut ClusterConfig),
+    ) -> Cluster {
         let nats = NatsCluster::start(NatsOptions::three()).expect("NATS");
         let urls = nats.client_urls().join(",");
+        Cluster::start_on(Some(nats), urls, nodes, name, setup, tune).await
+    }
+
+    /// `nodes` nodes set up by `setup`, in cluster `name` (unique among the
+    /// binary's tests), on the [`shared_nats`].
+    pub(crate) async fn start_shared(nodes: usize, name: &'static str, setup: Setup) -> Cluster {
+        Cluster::start_shared_tuned(nodes, name, setup, |_| {}).await
+    }
+
+    /// The same, each node's settings changed by `tune`.
+    pub(crate) async fn start_shared_tuned(
+        nodes: usize,
+        name: &'static str,
+        setup: Setup,
+        tune: fn(&mut ClusterConfig),
+    ) -> Cluster {
+        let urls = tokio::task::spawn_blocking(|| shared_nats().client_urls().join(","))
+            .await
+            .expect("NATS");
+        Cluster::start_on(None, urls, nodes, name, setup, tune).await
+    }
+
+    async fn start_on(
+        nats: Option<NatsCluster>,
+        urls: String,
+        nodes: usize,
+        name: &'static str,
+        setup: Setup,
+        tune: fn(&mut ClusterConfig),
+    ) -> Cluster {
         let mut cluster = Cluster {
             _nats: nats,
             urls,
@@ -118,6 +173,7 @@ impl Cluster {
             dirs: Vec::new(),
             name,
             setup,
+            tune,
         };
         for _ in 0..nodes {
             cluster.add().await;
@@ -135,7 +191,8 @@ impl Cluster {
     pub(crate) async fn add_with(&mut self, setup: Setup) -> usize {
         let index = self.nodes.len();
         let dir = tempfile::tempdir().expect("data dir");
-        let config = config(&self.urls, &format!("n{index}"), self.name);
+        let mut config = config(&self.urls, &format!("n{index}"), self.name);
+        (self.tune)(&mut config);
         let node = open_node(config, dir.path(), SHARDS, setup)
             .await
             .expect("the node opens");
