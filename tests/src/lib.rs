@@ -1,5 +1,6 @@
 //! Function types shared by the integration tests.
 
+pub mod fixture_dirs;
 pub mod fixture_records_v2;
 pub mod fixture_v2;
 pub mod nats;

@@ -105,22 +105,8 @@ impl Account {
 /// 30 s timers are due, the far ones are not and stored replies are fresh.
 const OPENED_AT_MS: u64 = 1_796_014_800_000;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read fixture dir") {
-        let entry = entry.expect("dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy fixture file");
-        }
-    }
-}
-
 fn copy_fixture(dir: &Path) {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/bank-data-v1");
-    copy_dir(&fixture, dir);
+    statefn_tests::fixture_dirs::copy_fixture("bank-data-v1", dir);
 }
 
 fn open_fixture(dir: &Path) -> Result<TestRuntime, Error> {

@@ -18,22 +18,8 @@ use statefn_tests::fixture_v2::{
     KILLED_MS, Ledger, Moved, PHASE_1_MS, Profile, SHARDS, Session, builder,
 };
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read fixture dir") {
-        let entry = entry.expect("dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy fixture file");
-        }
-    }
-}
-
 fn copy_fixture(dir: &Path) {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/data-v2");
-    copy_dir(&fixture, dir);
+    statefn_tests::fixture_dirs::copy_fixture("data-v2", dir);
 }
 
 /// The fixture, opened right where the writer was killed.
