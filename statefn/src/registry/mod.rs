@@ -325,13 +325,15 @@ impl<T: StatefulFunction> Typed<T> {
                 reply: bytes,
                 error,
             },
-            None if info.mutates => match crate::function::encode_state(&value, ctx.now_ms()) {
-                Ok(state) => Outcome::Applied {
-                    reply: bytes,
-                    new_state: Some(state),
-                },
-                Err(e) => Outcome::Failed(e),
-            },
+            None if info.mutates => {
+                match crate::function::encode_state(&value, ctx.now_ms(), ctx.take_state_buffer()) {
+                    Ok(state) => Outcome::Applied {
+                        reply: bytes,
+                        new_state: Some(state),
+                    },
+                    Err(e) => Outcome::Failed(e),
+                }
+            }
             None => Outcome::Applied {
                 reply: bytes,
                 new_state: None,
