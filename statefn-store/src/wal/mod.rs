@@ -5,7 +5,10 @@
 //! (`00000000000000000001.wal`). Each starts with a header (magic, format
 //! version, first LSN) followed by records framed as
 //! `[len: u32 LE][crc32c: u32 LE][lsn: u64 LE][payload]`, the checksum
-//! covering LSN and payload.
+//! covering LSN and payload. The active segment's records are followed by
+//! zeros written ahead of the writer ([`prealloc`]), which its records then
+//! overwrite in place; all zeros after the last record is the clean end of
+//! a segment.
 //!
 //! On open every segment is validated. A torn tail (the writer crashed in the
 //! middle of its last write) is cut off with a warning; any other damage is
@@ -13,6 +16,7 @@
 //! the records after it may be the only copy of committed work.
 
 mod error;
+mod prealloc;
 mod reader;
 mod record;
 mod recovery;

@@ -22,12 +22,18 @@ pub(crate) struct Scan {
     pub(crate) header_torn: bool,
     /// Records after the cut follow: the file must be cut at `valid_len`.
     pub(crate) cut: bool,
+    /// The records end in zeros up to the end of the file: zeros written
+    /// ahead of the writer (a clean end, not damage).
+    pub(crate) zero_tail: bool,
 }
 
 /// Scans `data`, the content of the segment at `path` whose name says it
 /// starts at `first`, and pushes the records with `from <= lsn <= until`
 /// onto `out` (what follows `until` is not read: it is to be cut).
 ///
+/// Zeros from a record boundary to the end of the file are the clean end of
+/// any segment (zeros written ahead of the writer; a sealed segment keeps
+/// them if the process stopped before its seal's truncation was durable).
 /// A damaged tail is accepted as torn only in the last segment and only if
 /// no valid record follows it; everything else is [`WalError::Corrupt`].
 pub(crate) fn scan_segment(
@@ -45,6 +51,7 @@ pub(crate) fn scan_segment(
         torn: None,
         header_torn: true,
         cut: false,
+        zero_tail: false,
     };
     let Some(parsed) = parse_header(data) else {
         // A crash right after creating the file: what is there must be a
@@ -101,6 +108,17 @@ pub(crate) fn scan_segment(
     let mut offset = HEADER_LEN;
     let mut expected = first;
     while let Some(rest) = data.get(offset..).filter(|rest| !rest.is_empty()) {
+        if rest.iter().take(RECORD_HEADER_LEN).all(|&b| b == 0) && rest.iter().all(|&b| b == 0) {
+            // Zeros written ahead of the writer: the records end here.
+            return Ok(Scan {
+                next: expected,
+                valid_len: offset as u64,
+                torn: None,
+                header_torn: false,
+                cut: false,
+                zero_tail: true,
+            });
+        }
         if until.is_some_and(|until| expected > until) {
             return Ok(Scan {
                 next: expected,
@@ -108,6 +126,7 @@ pub(crate) fn scan_segment(
                 torn: None,
                 header_torn: false,
                 cut: true,
+                zero_tail: false,
             });
         }
         let problem = match decode(rest) {
@@ -173,6 +192,7 @@ pub(crate) fn scan_segment(
             torn: Some(problem),
             header_torn: false,
             cut: false,
+            zero_tail: false,
         });
     }
     Ok(Scan {
@@ -181,6 +201,7 @@ pub(crate) fn scan_segment(
         torn: None,
         header_torn: false,
         cut: false,
+        zero_tail: false,
     })
 }
 
