@@ -279,3 +279,50 @@ fn a_power_cut_keeps_a_prefix_of_unsynced_overwrites_possibly_torn() {
         "the cuts kept different prefixes: {lengths:?}"
     );
 }
+
+#[test]
+fn an_idle_writer_zeroes_the_next_chunk_so_that_commits_stay_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = open(dir.path(), WalOptions::default(), 1);
+    commit(&mut wal, &[payload(1)]);
+    let segment = segments(dir.path()).pop().unwrap();
+    assert!(!wal.preallocate().unwrap(), "a whole chunk is left");
+    // Fill the first chunk past its middle, in place.
+    let before = file_len(&segment);
+    let mut i = 2;
+    while wal.size_bytes() < before / 2 + 1 {
+        commit(&mut wal, &[vec![i as u8; 1_000]]);
+        i += 1;
+    }
+    assert_eq!(file_len(&segment), before);
+    assert!(wal.preallocate().unwrap(), "less than half a chunk is left");
+    let extended = file_len(&segment);
+    assert!(extended > before);
+    assert!(!wal.preallocate().unwrap());
+    // The commits that would have crossed the old end now stay in place.
+    while wal.size_bytes() < before + 1_000 {
+        commit(&mut wal, &[vec![i as u8; 1_000]]);
+        i += 1;
+    }
+    assert_eq!(file_len(&segment), extended);
+    drop(wal);
+    let (_, recovered) = open(dir.path(), WalOptions::default(), 1);
+    assert_eq!(recovered.len() as u64, i - 1);
+}
+
+#[test]
+fn a_failed_sync_of_the_zeros_poisons_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFs::new(std_fs());
+    let faults = fs.faults();
+    let fs: Arc<dyn FileSystem> = Arc::new(fs);
+    let (mut wal, _) = Wal::open(fs, dir.path(), WalOptions::default(), Lsn(1)).unwrap();
+    commit(&mut wal, &[vec![1; 40_000]]);
+    commit(&mut wal, &[vec![2; 40_000]]);
+    faults.fail_syncs();
+    assert!(matches!(wal.preallocate(), Err(WalError::Io { .. })));
+    assert!(wal.is_poisoned());
+    faults.heal();
+    wal.append(b"refused");
+    assert!(matches!(wal.write(), Err(WalError::Poisoned)));
+}

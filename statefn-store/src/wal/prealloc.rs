@@ -32,6 +32,20 @@ pub(crate) fn zeroed_end(allocated: u64, written: u64, segment_bytes: u64, max_c
     written.saturating_add(chunk).min(segment_bytes)
 }
 
+/// The end of the zeros to write ahead of time (while the writer is idle)
+/// when less than half a chunk is left after `len`, else `None`.
+pub(crate) fn idle_extension(
+    allocated: u64,
+    len: u64,
+    segment_bytes: u64,
+    max_chunk: u64,
+) -> Option<u64> {
+    let chunk = allocated.clamp(MIN_CHUNK.min(max_chunk), max_chunk);
+    let target = allocated.saturating_add(chunk).min(segment_bytes);
+    (max_chunk > 0 && target > allocated && allocated.saturating_sub(len) < chunk / 2)
+        .then_some(target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +70,20 @@ mod tests {
         assert_eq!(zeroed_end(0, seg + 1, seg, max), seg + 1);
         // Off.
         assert_eq!(zeroed_end(0, 100, seg, 0), 100);
+    }
+
+    #[test]
+    fn an_idle_writer_extends_only_when_less_than_half_a_chunk_is_left() {
+        let max = 4 << 20;
+        let seg = 64 << 20;
+        let chunk = 1 << 20;
+        assert_eq!(idle_extension(chunk, chunk / 2, seg, max), None);
+        assert_eq!(
+            idle_extension(chunk, chunk / 2 + 2, seg, max),
+            Some(2 * chunk)
+        );
+        assert_eq!(idle_extension(seg - 10, seg - 20, seg, max), Some(seg));
+        assert_eq!(idle_extension(seg, seg - 20, seg, max), None);
+        assert_eq!(idle_extension(100, 90, seg, 0), None);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::io::FileSystem;
 
-use super::prealloc::zeroed_end;
+use super::prealloc::{idle_extension, zeroed_end};
 use super::record::encode;
 use super::recovery::{Segment, recover};
 use super::segment::{HEADER_LEN, SegmentFile, file_name, header};
@@ -426,6 +426,76 @@ impl Wal {
             })?;
         }
         Ok(())
+    }
+
+    /// Writes and syncs the next chunk of zeros of the active segment now,
+    /// if less than half a chunk is left ahead of the records: for a moment
+    /// when the writer is idle, so that no commit has to extend the segment
+    /// itself (its `fdatasync` would then write the chunk out too). Returns
+    /// whether it wrote anything.
+    ///
+    /// # Durability
+    ///
+    /// Touches no record.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Io`] if the write or the sync fails, which poisons the
+    /// log (a failed `fdatasync` may have dropped the dirty pages of records
+    /// too); [`WalError::Poisoned`] if it already was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use statefn_store::{Lsn, StdFs, Wal, WalOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (mut wal, _) = Wal::open(Arc::new(StdFs), dir.path(), WalOptions::default(), Lsn(1))?;
+    /// wal.append(&[7; 40_000]);
+    /// wal.write()?.sync()?; // 64 KiB of zeros written after the record
+    /// assert!(!wal.preallocate()?, "more than half of them are left");
+    /// wal.append(&[8; 40_000]);
+    /// wal.write()?.sync()?; // over the zeros
+    /// assert!(wal.preallocate()?, "less than half of them are left");
+    /// assert!(!wal.preallocate()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[expect(
+        clippy::expect_used,
+        reason = "invariant: a log always has an active segment, and it is open"
+    )]
+    pub fn preallocate(&mut self) -> Result<bool, WalError> {
+        if self.shared.is_poisoned() {
+            return Err(WalError::Poisoned);
+        }
+        let opts = self.opts;
+        let active = self
+            .segments
+            .last_mut()
+            .expect("a log always has a segment");
+        let Some(target) = idle_extension(
+            active.allocated,
+            active.len,
+            opts.segment_bytes,
+            opts.preallocate_bytes,
+        ) else {
+            return Ok(false);
+        };
+        let file = active.file.as_ref().expect("the active segment is open");
+        let extended = file
+            .file
+            .zero_fill(active.allocated, target)
+            .and_then(|()| file.file.sync_data());
+        if let Err(source) = extended {
+            self.shared.poison();
+            return Err(WalError::Io {
+                path: active.path.clone(),
+                source,
+            });
+        }
+        active.allocated = target;
+        Ok(true)
     }
 
     /// The LSN the next appended record will get.
