@@ -43,8 +43,10 @@ pub struct EmbeddedArgs {
     /// (through a counting file system: a mutex per append and sync).
     #[arg(long)]
     pub diagnose: bool,
-    /// Seconds of raw append+fdatasync (256 B) measured before each durable
-    /// run, its row printed as `floor: append+fdatasync 256B`; 0 skips it.
+    /// Seconds of raw append+fdatasync (256 B), then as many of
+    /// overwrite+fdatasync of a pre-zeroed file, measured before each
+    /// durable run, their rows printed as `floor: append+fdatasync 256B`
+    /// and `floor: overwrite+fdatasync 256B`; 0 skips them.
     #[arg(long, default_value_t = 1.0)]
     pub fsync_floor: f64,
     /// Milliseconds added to every log sync (a steady slow disk, through
