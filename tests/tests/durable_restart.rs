@@ -347,3 +347,37 @@ async fn shutdown_checkpoints_every_shard() -> Result<(), Error> {
     assert_eq!(runtime.handle::<Account>("s42").balance().await?, 1);
     runtime.shutdown().await
 }
+
+/// The log writes its records over zeros written ahead of them, and an idle
+/// syncer writes the next chunk of zeros early (less than half a chunk
+/// left), so that a commit seldom has to extend the segment itself.
+#[test]
+fn an_idle_syncer_keeps_zeros_ahead_of_the_log() -> Result<(), Error> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rt = statefn::testing::TestRuntime::builder()
+        .data_dir(dir.path())
+        .log_groups(1)
+        .register::<Account>()
+        .start()?;
+    let mut extended = 0;
+    let mut last_len = 0;
+    for i in 1..=1_500 {
+        rt.call(rt.handle::<Account>(format!("acct-{}", i % 7)).deposit(1))?
+            .expect("a positive amount");
+        // The call returned once the runtime was idle: the syncer had its
+        // idle step after the call's commit.
+        let active = segments(dir.path()).pop().expect("a segment");
+        let len = std::fs::metadata(&active).expect("meta").len();
+        let ahead = len - statefn_tests::wal_files::used_len(&active);
+        assert!(
+            ahead >= 32 << 10,
+            "after call {i}: only {ahead} bytes of zeros ahead of the records"
+        );
+        if len != last_len {
+            extended += 1;
+            last_len = len;
+        }
+    }
+    assert!(extended > 2, "the zeros were extended {extended} times");
+    Ok(())
+}
