@@ -326,3 +326,49 @@ fn a_failed_sync_of_the_zeros_poisons_the_log() {
     wal.append(b"refused");
     assert!(matches!(wal.write(), Err(WalError::Poisoned)));
 }
+
+/// A power cut during the `fdatasync` of a commit that spans several pages
+/// may leave a later page of it on the disk and not an earlier one: with
+/// records written over zeros, the earlier page reads back as zeros and
+/// valid records follow the hole. None of that commit was acknowledged (its
+/// sync never returned), so the log opens with it cut off as a torn tail.
+#[test]
+fn a_power_cut_that_kept_a_later_page_of_the_last_commit_but_not_an_earlier_one_is_a_torn_tail() {
+    let big = |i: u64| vec![i as u8 | 1; 300];
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = open(dir.path(), WalOptions::default(), 1);
+    commit(&mut wal, &(1..=5).map(payload).collect::<Vec<_>>());
+    let durable = wal.size_bytes();
+    commit(&mut wal, &(6..=100).map(big).collect::<Vec<_>>());
+    let end = wal.size_bytes();
+    drop(wal);
+    let segment = segments(dir.path()).pop().unwrap();
+    // The disk lost the first whole page the last commit wrote.
+    let page = durable.next_multiple_of(4096);
+    assert!(page + 2 * 4096 < end, "the last commit spans several pages");
+    overwrite(&segment, page, &[0; 4096]);
+
+    let ((mut wal, recovered), log) = logged(|| open(dir.path(), WalOptions::default(), 1));
+    let kept = recovered.len() as u64;
+    assert!(
+        (5..100).contains(&kept),
+        "the durable records stay and the torn commit is cut: kept {kept}"
+    );
+    let want: Vec<_> = (1..=5)
+        .map(payload)
+        .chain((6..=kept).map(big))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        recovered
+            .iter()
+            .map(|r| r.payload.clone())
+            .collect::<Vec<_>>(),
+        want
+    );
+    assert!(log.contains("torn tail"), "{log}");
+    // The log goes on from the cut.
+    commit(&mut wal, &[payload(kept + 1)]);
+    drop(wal);
+    let (_, recovered) = open(dir.path(), WalOptions::default(), 1);
+    assert_eq!(recovered.len() as u64, kept + 1);
+}

@@ -11,9 +11,11 @@
 //! a segment.
 //!
 //! On open every segment is validated. A torn tail (the writer crashed in the
-//! middle of its last write) is cut off with a warning; any other damage is
-//! [`WalError::Corrupt`] with the file and the offset, never skipped, because
-//! the records after it may be the only copy of committed work.
+//! middle of its last write, or the power went during its sync and an earlier
+//! page of it never reached the disk) is cut off with a warning; any other
+//! damage is [`WalError::Corrupt`] with the file and the offset, never
+//! skipped, because the records after it may be the only copy of committed
+//! work.
 
 mod error;
 mod prealloc;

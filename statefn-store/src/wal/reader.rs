@@ -34,8 +34,10 @@ pub(crate) struct Scan {
 /// Zeros from a record boundary to the end of the file are the clean end of
 /// any segment (zeros written ahead of the writer; a sealed segment keeps
 /// them if the process stopped before its seal's truncation was durable).
-/// A damaged tail is accepted as torn only in the last segment and only if
-/// no valid record follows it; everything else is [`WalError::Corrupt`].
+/// A damaged tail is accepted as torn only in the last segment, and only if
+/// no valid record follows it or the damage holds a whole zero sector (a page
+/// of the last write the disk never got, see [`zero_block`]); everything else
+/// is [`WalError::Corrupt`].
 pub(crate) fn scan_segment(
     path: &Path,
     data: &[u8],
@@ -179,12 +181,20 @@ pub(crate) fn scan_segment(
                 format!("{problem}, in a segment that is not the last one"),
             ));
         }
+        let mut problem = problem;
         if let Some((at, lsn)) = find_valid_record(data, offset + 1, expected) {
-            return Err(WalError::corrupt(
-                path,
-                offset as u64,
-                format!("{problem}, but a valid record (lsn {lsn}) follows at offset {at}"),
-            ));
+            let Some(hole) = zero_block(data, offset, at) else {
+                return Err(WalError::corrupt(
+                    path,
+                    offset as u64,
+                    format!("{problem}, but a valid record (lsn {lsn}) follows at offset {at}"),
+                ));
+            };
+            problem = format!(
+                "{problem}; the zeros at offset {hole} are a page of the last write that never \
+                 reached the disk (valid records of that write follow at offset {at}, lsn {lsn}: \
+                 its sync never returned, so none of it was acknowledged)"
+            );
         }
         return Ok(Scan {
             next: expected,
@@ -208,6 +218,28 @@ pub(crate) fn scan_segment(
 /// Looks for any intact record at or after `start` whose LSN could follow
 /// `expected`. Finding one means the damage before it is not a torn tail
 /// (the writer only ever appends), so those records must not be dropped.
+/// The size and alignment of the smallest unit a disk writes whole: a hole
+/// a power cut leaves in a write is made of such blocks.
+const SECTOR: usize = 512;
+
+/// The offset of the first sector-aligned block of zeros in `data[from..to]`.
+///
+/// Records are written over zeros written (and synced) ahead of them. A power
+/// cut during the sync of a write that spans several pages may leave a later
+/// page of it on the disk and not an earlier one, which then reads back as
+/// zeros: damage followed by valid records, where the damage holds whole
+/// zero sectors. Bit rot or a stray write in synced data does not look like
+/// that (a flipped byte, garbage), so it stays [`WalError::Corrupt`].
+fn zero_block(data: &[u8], from: usize, to: usize) -> Option<usize> {
+    let first = from.next_multiple_of(SECTOR);
+    (first..to.saturating_sub(SECTOR - 1))
+        .step_by(SECTOR)
+        .find(|&at| {
+            data.get(at..at + SECTOR)
+                .is_some_and(|block| block.iter().all(|&b| b == 0))
+        })
+}
+
 fn find_valid_record(data: &[u8], start: usize, expected: Lsn) -> Option<(usize, Lsn)> {
     let end = data.len().checked_sub(RECORD_HEADER_LEN)?;
     // Each record takes at least RECORD_HEADER_LEN bytes, which bounds the
