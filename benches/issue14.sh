@@ -11,6 +11,11 @@
 #                 /work/shared/tools/loadgen/target/release/loadgen, built
 #                 here if its sources are there; its rows are skipped without it)
 #   SKIP_BUILD=1  use the binaries already built
+#   BIN_DIR       where statefn-bench and bank are (default $CARGO_TARGET_DIR/release);
+#                 with it nothing is built. A before/after table of two commits:
+#                   BIN_DIR=/tmp/old benches/issue14.sh before.txt   # old binaries copied there
+#                   benches/issue14.sh after.txt
+#                   python3 benches/issue14_table.py --before before.txt after.txt
 #   CARGO_TARGET_DIR  as cargo uses it (default ./target)
 #
 # What it runs, each scenario once, one after the other (about 5 minutes of
@@ -37,9 +42,10 @@ WARMUP=${WARMUP:-1}
 LOADGEN_SRC=/work/shared/tools/loadgen
 LOADGEN=${LOADGEN:-$LOADGEN_SRC/target/release/loadgen}
 TARGET=${CARGO_TARGET_DIR:-target}
-B=$TARGET/release/statefn-bench
+BIN_DIR=${BIN_DIR:-}
+B=${BIN_DIR:-$TARGET/release}/statefn-bench
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
+if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "$BIN_DIR" ]; then
   cargo build --release -p statefn-benches --bin statefn-bench
   cargo build --release -p statefn-examples --bin bank
   if [ ! -x "$LOADGEN" ] && [ -f "$LOADGEN_SRC/Cargo.toml" ]; then
@@ -56,7 +62,7 @@ step() {
 }
 started=$(date +%s)
 {
-  echo "# issue 14 run, $(date -u), git $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  echo "# issue 14 run, $(date -u), git $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'), binaries ${BIN_DIR:-of this tree}"
   echo "# $(nproc) cores; $(uname -r); data dir $DATA_DIR ($(df -T "$DATA_DIR" | awk 'NR==2 {print $1, $2}'))"
 } | tee -a "$OUT"
 

@@ -2,6 +2,7 @@
 """The issue-14 table from one `benches/issue14.sh` output file.
 
     python3 benches/issue14_table.py benches/results/issue14-<time>.txt
+    python3 benches/issue14_table.py --before BEFORE.txt AFTER.txt   # before/after
 
 Reads the JSON lines `statefn-bench` printed (one per result) and prints a
 Markdown table: each target of issue 14 with the value measured in that run,
@@ -45,6 +46,84 @@ def verdict(ok):
     return "**met**" if ok else "**missed**"
 
 
+def targets(rows):
+    """Each target of the issue: (name, measured, baseline, ratio, met); `met`
+    is None where the row is informational or was not measured."""
+    t = []
+    for callers in (64, 256):
+        d = find(rows, "embedded", "durable", keys=1000, callers=callers) or {}
+        r = d.get("p50_vs_fsync_p50")
+        t.append((f"embedded durable {callers} callers: call p50 <= 1.5 x fsync p50",
+                  f"p50 {num(d.get('p50_ms'))} ms", f"fsync p50 {num(d.get('fsync_p50_ms'))} ms",
+                  r, None if r is None else r <= 1.5))
+    d = find(rows, "embedded", "durable", keys=1000, callers=64) or {}
+    r = d.get("p99_vs_fsync_p50")
+    t.append(("embedded durable 64 callers: p99 <= 4 x fsync p50", f"p99 {num(d.get('p99_ms'))} ms",
+              f"fsync p50 {num(d.get('fsync_p50_ms'))} ms", r, None if r is None else r <= 4))
+    r = d.get("throughput_ratio_vs_in_memory")
+    m = find(rows, "embedded", "in-memory", keys=1000, callers=64) or {}
+    t.append(("durable / in-memory >= 0.30 at 64 callers", f"{num(d.get('throughput_per_s'))} /s",
+              f"in-memory {num(m.get('throughput_per_s'))} /s", r, None if r is None else r >= 0.30))
+
+    fs = find(rows, "http", "floor: append+fdatasync")
+    fs_p50 = fs.get("p50_ms") if fs else None
+    for client, variant in (("our client", "bank"), ("shared loadgen", None)):
+        for c in (1, 128):
+            floor = find(rows, "http", "floor: axum noop", callers=c)
+            if variant:
+                bank = find(rows, "http", variant, callers=c, keys=1000)
+            else:
+                bank = next((x for x in rows if x.get("scenario") == "http"
+                             and "loadgen" in x.get("variant", "")
+                             and x.get("params", {}).get("callers") == c), None)
+            if bank is None or floor is None:
+                continue
+            if c == 128:
+                r = bank["throughput_per_s"] / floor["throughput_per_s"]
+                t.append((f"HTTP C=128 ({client}): >= 60% of the axum floor's rps, p99 < 10 ms",
+                          f"{num(bank['throughput_per_s'])} rps, p99 {num(bank['p99_ms'])} ms",
+                          f"floor {num(floor['throughput_per_s'])} rps, p99 {num(floor['p99_ms'])} ms",
+                          r, r >= 0.60 and bank["p99_ms"] < 10))
+            else:
+                budget = None if fs_p50 is None else floor["p50_ms"] + fs_p50 + 0.1
+                t.append((f"HTTP C=1 ({client}): p50 <= floor p50 + fsync p50 + 0.1 ms",
+                          f"p50 {num(bank['p50_ms'])} ms, {num(bank['throughput_per_s'])} rps",
+                          f"floor p50 {num(floor['p50_ms'])} + fsync p50 {num(fs_p50)} + 0.1 = {num(budget)} ms",
+                          None if budget is None else bank["p50_ms"] / budget,
+                          None if budget is None else bank["p50_ms"] <= budget))
+
+    normal = find(rows, "recovery", "healthy: normal")
+    for phase in ("sync failing", "recovering", "after"):
+        p = find(rows, "recovery", f"healthy: {phase}")
+        if p is None or normal is None:
+            continue
+        r = p.get("p99_ratio_vs_normal")
+        target = " (target <= 1.5x)" if phase == "recovering" else ""
+        t.append((f"healthy p99 while another group is {phase}{target}",
+                  f"p99 {num(p['p99_ms'])} ms, {num(p['throughput_per_s'])} calls/s, "
+                  f"{p.get('samples')} calls in {num(p.get('phase_s'))} s",
+                  f"normal p99 {num(normal['p99_ms'])} ms", r,
+                  r <= 1.5 if phase == "recovering" and r is not None else None))
+    v = find(rows, "recovery", "victim group recovery")
+    if v:
+        t.append((f"victim group: heal -> first answered call ({v['params'].get('victim_records')} records)",
+                  f"{num(v.get('recovery_after_heal_s'))} s", "", None, None))
+    reopen = find(rows, "recovery", "reopen after SIGKILL", records=1000000)
+    if reopen:
+        t.append(("kept: 1M-record recovery under 2 s", f"open {num(reopen.get('open_s'))} s", "",
+                  None, reopen["open_s"] < 2))
+    k = next((x for x in rows if x.get("scenario") == "actors" and x.get("params", {}).get("callers") == 64
+              and "kameo" in x.get("variant", "")), None)
+    s = next((x for x in rows if x.get("scenario") == "actors" and x.get("params", {}).get("callers") == 64
+              and "statefn" in x.get("variant", "")), None)
+    if k and s:
+        r = k["throughput_per_s"] / s["throughput_per_s"]
+        t.append(("kept: in-memory within 1.5x of kameo's per-message cost (64 callers)",
+                  f"statefn {num(s['throughput_per_s'])} /s", f"kameo {num(k['throughput_per_s'])} /s",
+                  r, r <= 1.5))
+    return t
+
+
 def main(path):
     rows = load(path)
     out = []
@@ -70,97 +149,29 @@ def main(path):
     out.append("")
     out.append("| target | measured | baseline (same run) | ratio | |")
     out.append("| --- | --- | --- | ---: | --- |")
-
-    for callers in (64, 256):
-        d = find(rows, "embedded", "durable", keys=1000, callers=callers)
-        r = d.get("p50_vs_fsync_p50") if d else None
-        out.append(
-            f"| embedded durable {callers} callers: call p50 <= 1.5 x fsync p50 "
-            f"| p50 {num(d.get('p50_ms') if d else None)} ms "
-            f"| fsync p50 {num(d.get('fsync_p50_ms') if d else None)} ms | {num(r)} | {verdict(None if r is None else r <= 1.5)} |"
-        )
-    d = find(rows, "embedded", "durable", keys=1000, callers=64)
-    r = d.get("p99_vs_fsync_p50") if d else None
-    out.append(
-        f"| embedded durable 64 callers: p99 <= 4 x fsync p50 | p99 {num(d.get('p99_ms') if d else None)} ms "
-        f"| fsync p50 {num(d.get('fsync_p50_ms') if d else None)} ms | {num(r)} | {verdict(None if r is None else r <= 4)} |"
-    )
-    r = d.get("throughput_ratio_vs_in_memory") if d else None
-    m = find(rows, "embedded", "in-memory", keys=1000, callers=64)
-    out.append(
-        f"| durable / in-memory >= 0.30 at 64 callers | {num(d.get('throughput_per_s') if d else None)} /s "
-        f"| in-memory {num(m.get('throughput_per_s') if m else None)} /s | {num(r)} | {verdict(None if r is None else r >= 0.30)} |"
-    )
-
-    fs = find(rows, "http", "floor: append+fdatasync")
-    fs_p50 = fs.get("p50_ms") if fs else None
-    for client, variant in (("our client", "bank"), ("shared loadgen", None)):
-        for c in (1, 128):
-            floor = find(rows, "http", "floor: axum noop", callers=c)
-            if variant:
-                bank = find(rows, "http", variant, callers=c, keys=1000)
-            else:
-                bank = next((x for x in rows if x.get("scenario") == "http"
-                             and "loadgen" in x.get("variant", "")
-                             and x.get("params", {}).get("callers") == c), None)
-            if bank is None or floor is None:
-                continue
-            if c == 128:
-                r = bank["throughput_per_s"] / floor["throughput_per_s"]
-                ok = r >= 0.60 and bank["p99_ms"] < 10
-                out.append(
-                    f"| HTTP C=128 ({client}): >= 60% of the axum floor's rps, p99 < 10 ms "
-                    f"| {num(bank['throughput_per_s'])} rps, p99 {num(bank['p99_ms'])} ms "
-                    f"| floor {num(floor['throughput_per_s'])} rps, p99 {num(floor['p99_ms'])} ms | {num(r)} | {verdict(ok)} |"
-                )
-            else:
-                budget = None if fs_p50 is None else floor["p50_ms"] + fs_p50 + 0.1
-                ok = None if budget is None else bank["p50_ms"] <= budget
-                out.append(
-                    f"| HTTP C=1 ({client}): p50 <= floor p50 + fsync p50 + 0.1 ms "
-                    f"| p50 {num(bank['p50_ms'])} ms, {num(bank['throughput_per_s'])} rps "
-                    f"| floor p50 {num(floor['p50_ms'])} + fsync p50 {num(fs_p50)} + 0.1 = {num(budget)} ms "
-                    f"| {num(None if budget is None else bank['p50_ms'] / budget)} | {verdict(ok)} |"
-                )
-
-    normal = find(rows, "recovery", "healthy: normal")
-    for phase in ("sync failing", "recovering", "after"):
-        p = find(rows, "recovery", f"healthy: {phase}")
-        if p is None or normal is None:
-            continue
-        r = p.get("p99_ratio_vs_normal")
-        target = " (target <= 1.5x)" if phase == "recovering" else ""
-        out.append(
-            f"| healthy p99 while another group is {phase}{target} | p99 {num(p['p99_ms'])} ms, "
-            f"{num(p['throughput_per_s'])} calls/s, {p.get('samples')} calls in {num(p.get('phase_s'))} s "
-            f"| normal p99 {num(normal['p99_ms'])} ms | {num(r)} "
-            f"| {verdict(r <= 1.5) if phase == 'recovering' and r is not None else ''} |"
-        )
-    v = find(rows, "recovery", "victim group recovery")
-    if v:
-        out.append(
-            f"| victim group: heal -> first answered call ({v['params'].get('victim_records')} records) "
-            f"| {num(v.get('recovery_after_heal_s'))} s | | | |"
-        )
-    reopen = find(rows, "recovery", "reopen after SIGKILL", records=1000000)
-    if reopen:
-        out.append(
-            f"| kept: 1M-record recovery under 2 s | open {num(reopen.get('open_s'))} s | | | {verdict(reopen['open_s'] < 2)} |"
-        )
-    k = next((x for x in rows if x.get("scenario") == "actors" and x.get("params", {}).get("callers") == 64
-              and "kameo" in x.get("variant", "")), None)
-    s = next((x for x in rows if x.get("scenario") == "actors" and x.get("params", {}).get("callers") == 64
-              and "statefn" in x.get("variant", "")), None)
-    if k and s:
-        r = k["throughput_per_s"] / s["throughput_per_s"]
-        out.append(
-            f"| kept: in-memory within 1.5x of kameo's per-message cost (64 callers) | statefn {num(s['throughput_per_s'])} /s "
-            f"| kameo {num(k['throughput_per_s'])} /s | {num(r)} | {verdict(r <= 1.5)} |"
-        )
+    for name, measured, baseline, r, ok in targets(rows):
+        out.append(f"| {name} | {measured} | {baseline} | {num(r)} | {verdict(ok) if ok is not None else ''} |")
     out.append("")
     out.append("Plot: benches/plots/issue14/latency_vs_callers.svg")
     print("\n".join(out))
 
 
+def compare(before_path, after_path):
+    """Before/after of every target, from two runs of `benches/issue14.sh`
+    taken back to back (e.g. `BIN_DIR=` a build of the old commit, then the new)."""
+    before = {name: (measured, r, ok) for name, measured, _, r, ok in targets(load(before_path))}
+    out = [f"## issue 14: before ({before_path}) / after ({after_path})", "",
+           "| target | before | after | ratio before | ratio after | after |",
+           "| --- | --- | --- | ---: | ---: | --- |"]
+    for name, measured, _, r, ok in targets(load(after_path)):
+        b_measured, b_r, _ = before.get(name, ("n/a", None, None))
+        out.append(f"| {name} | {b_measured} | {measured} | {num(b_r)} | {num(r)} "
+                   f"| {verdict(ok) if ok is not None else ''} |")
+    print("\n".join(out))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if len(sys.argv) == 4 and sys.argv[1] == "--before":
+        compare(sys.argv[2], sys.argv[3])
+    else:
+        main(sys.argv[1])
