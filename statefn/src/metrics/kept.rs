@@ -31,7 +31,11 @@ static GLOBAL_RECORDER: AtomicUsize = AtomicUsize::new(0);
 /// docs). Call it after installing one.
 pub(crate) fn learn_global_recorder() {
     // A new thread has no local recorder: what it sees is the global one.
-    if let Ok(address) = std::thread::spawn(|| metrics::with_recorder(address_of)).join() {
+    // If no thread can be started, nothing is kept: every record asks.
+    let probe = std::thread::Builder::new()
+        .name("statefn-metrics-probe".into())
+        .spawn(|| metrics::with_recorder(address_of));
+    if let Ok(Ok(address)) = probe.map(std::thread::JoinHandle::join) {
         GLOBAL_RECORDER.store(address, Ordering::Relaxed);
     }
 }
