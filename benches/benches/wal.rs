@@ -54,6 +54,7 @@ fn wal(c: &mut Criterion) {
     let scratch = Scratch::new(&bench_dir(), "criterion-wal").expect("a scratch directory");
     let options = WalOptions {
         segment_bytes: 8 << 20,
+        ..WalOptions::default()
     };
     let (mut wal, _) =
         Wal::open(Arc::new(StdFs), scratch.path(), options, Lsn(1)).expect("the log opens");

@@ -143,7 +143,11 @@ async fn main() -> Result<(), BoxError> {
 
     // A multi-segment log of those records, small segments.
     let small = tempfile::tempdir()?;
-    let opts = WalOptions { segment_bytes: 160 };
+    // No zeros written ahead: the seeds stay as they were generated.
+    let opts = WalOptions {
+        segment_bytes: 160,
+        preallocate_bytes: 0,
+    };
     let (mut wal, _) = Wal::open(fs.clone(), small.path(), opts, Lsn(1))?;
     for payload in payloads.iter().take(5) {
         wal.append(&payload[..payload.len().min(100)]);

@@ -118,6 +118,7 @@ pub(crate) fn wal_recovery(data: &[u8]) {
     let dir = Path::new(WAL_DIR);
     let opts = WalOptions {
         segment_bytes: SEGMENT_BYTES,
+        ..WalOptions::default()
     };
     let Ok((mut wal, records)) = Wal::open(fs.clone(), dir, opts, from) else {
         return;
@@ -246,6 +247,17 @@ impl LogFile for MemFile {
 
     fn append(&self, buf: &[u8]) -> io::Result<()> {
         lock(&self.data).extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let offset = usize::try_from(offset).map_err(io::Error::other)?;
+        let mut data = lock(&self.data);
+        let end = offset + buf.len();
+        if data.len() < end {
+            data.resize(end, 0);
+        }
+        data[offset..end].copy_from_slice(buf);
         Ok(())
     }
 

@@ -6,6 +6,7 @@ pub mod fixture_v2;
 pub mod nats;
 pub mod ports;
 pub mod seeds;
+pub mod wal_files;
 
 use serde::{Deserialize, Serialize};
 use statefn::prelude::*;

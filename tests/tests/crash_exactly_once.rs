@@ -2,7 +2,9 @@
 //! transfers with idempotency keys on a data dir; this test kills it (8
 //! times per seed), restarts it, and retries every unacknowledged call with
 //! the same key. At the end every operation must be applied exactly once,
-//! every transfer's deposit delivered once, and the money conserved.
+//! every transfer's deposit delivered once, and the money conserved. The
+//! log's segments are preallocated (records written over zeros), so every
+//! kill lands on a log whose commits overwrite in place.
 //!
 //! Seeded: it runs each seed of `STATEFN_CRASH_SEEDS` (a comma-separated
 //! list, decimal or `0x` hex; `STATEFN_CRASH_SEED` names one), by default
@@ -122,6 +124,10 @@ fn sigkill_at_random_moments_applies_every_call_exactly_once() {
     }
 }
 
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).expect("a segment").len()
+}
+
 /// One seed's run; returns the kills that landed among acknowledged calls.
 /// Its assertions name the seed.
 fn run(seed: u64) -> usize {
@@ -161,6 +167,12 @@ fn run(seed: u64) -> usize {
             }
             if !finished {
                 kills += 1;
+                // The kill hit a log that writes its records over zeros
+                // written ahead of them (preallocated segments).
+                let zeroed = statefn_tests::wal_files::segments(dir.path())
+                    .iter()
+                    .any(|s| file_len(s) > statefn_tests::wal_files::used_len(s));
+                assert!(zeroed, "seed {seed:#x}: no segment had zeros ahead");
             }
         } else {
             let finished = collect(

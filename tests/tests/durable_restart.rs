@@ -135,22 +135,22 @@ async fn a_torn_tail_is_cut_and_everything_before_it_recovered() -> Result<(), E
     }
     runtime.shutdown().await?;
     let last = segments(dir.path()).pop().expect("a segment");
-    let len = std::fs::metadata(&last).expect("meta").len();
-    // A crash in the middle of appending a record leaves a partial one.
+    let len = statefn_tests::wal_files::used_len(&last);
+    // A crash in the middle of writing a record leaves a partial one (over
+    // the zeros written ahead of the records).
     let file = std::fs::OpenOptions::new()
-        .append(true)
+        .write(true)
         .open(&last)
         .expect("open");
-    use std::io::Write;
-    (&file)
-        .write_all(&[0x20, 0, 0, 0, 0xde, 0xad])
-        .expect("append garbage");
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&[0x20, 0, 0, 0, 0xde, 0xad], len)
+        .expect("write garbage");
     drop(file);
     let runtime = open(dir.path()).await?;
     assert_eq!(runtime.handle::<Account>("a").balance().await?, 210);
     runtime.shutdown().await?;
     assert_eq!(
-        std::fs::metadata(&last).expect("meta").len(),
+        statefn_tests::wal_files::used_len(&last),
         len,
         "the torn record was cut off"
     );
@@ -171,7 +171,8 @@ async fn corruption_in_the_middle_of_the_log_names_the_file_and_offset() -> Resu
     runtime.shutdown().await?;
     let segment = segments(dir.path()).pop().expect("a segment");
     let mut bytes = std::fs::read(&segment).expect("read");
-    let middle = bytes.len() / 2;
+    // The middle of the records, not of the zeros written ahead of them.
+    let middle = usize::try_from(statefn_tests::wal_files::used_len(&segment) / 2).expect("small");
     bytes[middle] ^= 0xff;
     std::fs::write(&segment, bytes).expect("write");
     let err = open(dir.path()).await.expect_err("corrupt log");
@@ -345,4 +346,38 @@ async fn shutdown_checkpoints_every_shard() -> Result<(), Error> {
     );
     assert_eq!(runtime.handle::<Account>("s42").balance().await?, 1);
     runtime.shutdown().await
+}
+
+/// The log writes its records over zeros written ahead of them, and an idle
+/// syncer writes the next chunk of zeros early (less than half a chunk
+/// left), so that a commit seldom has to extend the segment itself.
+#[test]
+fn an_idle_syncer_keeps_zeros_ahead_of_the_log() -> Result<(), Error> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rt = statefn::testing::TestRuntime::builder()
+        .data_dir(dir.path())
+        .log_groups(1)
+        .register::<Account>()
+        .start()?;
+    let mut extended = 0;
+    let mut last_len = 0;
+    for i in 1..=1_500 {
+        rt.call(rt.handle::<Account>(format!("acct-{}", i % 7)).deposit(1))?
+            .expect("a positive amount");
+        // The call returned once the runtime was idle: the syncer had its
+        // idle step after the call's commit.
+        let active = segments(dir.path()).pop().expect("a segment");
+        let len = std::fs::metadata(&active).expect("meta").len();
+        let ahead = len - statefn_tests::wal_files::used_len(&active);
+        assert!(
+            ahead >= 32 << 10,
+            "after call {i}: only {ahead} bytes of zeros ahead of the records"
+        );
+        if len != last_len {
+            extended += 1;
+            last_len = len;
+        }
+    }
+    assert!(extended > 2, "the zeros were extended {extended} times");
+    Ok(())
 }

@@ -13,18 +13,10 @@ fn faulty() -> Arc<FaultyFs> {
     Arc::new(FaultyFs::new(Arc::new(StdFs)))
 }
 
-/// Bytes in the write-ahead log segments under `dir`.
+/// Bytes of log in the write-ahead log segments under `dir` (not the zeros
+/// written ahead of the records).
 fn log_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).expect("readable") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            total += log_bytes(&path);
-        } else if path.extension().is_some_and(|e| e == "wal") {
-            total += std::fs::metadata(&path).expect("metadata").len();
-        }
-    }
-    total
+    statefn_tests::wal_files::log_bytes(dir)
 }
 
 /// Two ids of one shard (of the test kit's 4).

@@ -20,7 +20,7 @@ use crate::{
     counter::{Counter, CounterKeys},
     diagnose::{ThreadTimes, counting_fs, format_busy},
     measure::{BoxError, Record, Summary, Window, closed_loop, ratio},
-    scenarios::floor::append_fdatasync,
+    scenarios::floor::{append_fdatasync, overwrite_fdatasync},
     scratch::Scratch,
 };
 
@@ -43,8 +43,10 @@ pub struct EmbeddedArgs {
     /// (through a counting file system: a mutex per append and sync).
     #[arg(long)]
     pub diagnose: bool,
-    /// Seconds of raw append+fdatasync (256 B) measured before each durable
-    /// run, its row printed as `floor: append+fdatasync 256B`; 0 skips it.
+    /// Seconds of raw append+fdatasync (256 B), then as many of
+    /// overwrite+fdatasync of a pre-zeroed file, measured before each
+    /// durable run, their rows printed as `floor: append+fdatasync 256B`
+    /// and `floor: overwrite+fdatasync 256B`; 0 skips them.
     #[arg(long, default_value_t = 1.0)]
     pub fsync_floor: f64,
     /// Milliseconds added to every log sync (a steady slow disk, through
@@ -69,10 +71,13 @@ pub async fn run(args: &EmbeddedArgs) -> Result<(), BoxError> {
         for &callers in &args.callers {
             let mut in_memory_per_s = None;
             for &mode in &modes {
-                let floor_p50 = if mode == Mode::Durable && args.fsync_floor > 0.0 {
-                    Some(fsync_floor(&args.common, args.fsync_floor, keys, callers)?)
+                let (floor_p50, overwrite_p50) = if mode == Mode::Durable && args.fsync_floor > 0.0
+                {
+                    let (append, overwrite) =
+                        fsync_floor(&args.common, args.fsync_floor, keys, callers)?;
+                    (Some(append), Some(overwrite))
                 } else {
-                    None
+                    (None, None)
                 };
                 let options = RunOptions {
                     diagnose: args.diagnose,
@@ -102,6 +107,9 @@ pub async fn run(args: &EmbeddedArgs) -> Result<(), BoxError> {
                         .field("p50_vs_fsync_p50", ratio(p50, floor_p50))
                         .field("p99_vs_fsync_p50", ratio(p99, floor_p50));
                 }
+                if let Some(overwrite_p50) = overwrite_p50 {
+                    record = record.field("overwrite_fsync_p50_ms", overwrite_p50);
+                }
                 if let Some(diagnosis) = diagnosis {
                     record = diagnosis.annotate(record, &summary);
                 }
@@ -112,9 +120,15 @@ pub async fn run(args: &EmbeddedArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Measures raw append+fdatasync on the data directory's disk for
-/// `seconds`, prints its row, and returns its p50 in milliseconds.
-fn fsync_floor(common: &Common, seconds: f64, keys: u64, callers: usize) -> Result<f64, BoxError> {
+/// Measures raw append+fdatasync, then overwrite+fdatasync of a pre-zeroed
+/// file, on the data directory's disk for `seconds` each, prints their rows,
+/// and returns their p50s in milliseconds.
+fn fsync_floor(
+    common: &Common,
+    seconds: f64,
+    keys: u64,
+    callers: usize,
+) -> Result<(f64, f64), BoxError> {
     let scratch = Scratch::new(&common.data_dir, "embedded-floor")?;
     let window = Window {
         warmup: Duration::from_millis(200),
@@ -126,7 +140,13 @@ fn fsync_floor(common: &Common, seconds: f64, keys: u64, callers: usize) -> Resu
         .param("callers", callers)
         .param("bytes", 256);
     record.emit();
-    Ok(record.p50_ms())
+    let summary = overwrite_fdatasync(&scratch.path().join("overwrite-256"), 256, window)?;
+    let overwrite = Record::new("embedded", "floor: overwrite+fdatasync 256B", &summary)
+        .param("keys", keys)
+        .param("callers", callers)
+        .param("bytes", 256);
+    overwrite.emit();
+    Ok((record.p50_ms(), overwrite.p50_ms()))
 }
 
 /// What `--diagnose` saw during one run.

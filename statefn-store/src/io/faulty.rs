@@ -19,11 +19,14 @@ use super::{FileSystem, LogFile};
 /// reached the disk.
 ///
 /// It also keeps what a power cut would keep: per file, the length covered
-/// by its last successful `sync_data`, and whether its directory entry was
-/// covered by a successful `sync_dir` since it was created.
-/// [`Faults::power_cut`] then drops every byte and every new file that no
-/// sync covered, as a machine that loses power (not just a killed process,
-/// whose writes the page cache keeps) would.
+/// by its last successful `sync_data`, every write since (with the bytes it
+/// overwrote, so that an overwrite in place can be undone as well as an
+/// append), and whether its directory entry was covered by a successful
+/// `sync_dir` since it was created. [`Faults::power_cut`] then drops every
+/// write and every new file that no sync covered, as a machine that loses
+/// power (not just a killed process, whose writes the page cache keeps)
+/// would; [`Faults::power_cut_tearing`] keeps a random prefix of the
+/// unsynced writes instead, the last one possibly torn.
 ///
 /// # Examples
 ///
@@ -138,13 +141,45 @@ struct FaultState {
 }
 
 /// What a power cut keeps of one file.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Durable {
     /// Bytes covered by the last successful `sync_data`.
     synced_len: u64,
     /// Whether its directory entry survives (it existed when first opened,
     /// or its directory was synced since).
     entry_synced: bool,
+    /// Writes since the last successful `sync_data`, oldest first.
+    unsynced: Vec<Unsynced>,
+}
+
+/// One write no sync has covered yet, and how to undo it.
+#[derive(Debug, Clone)]
+struct Unsynced {
+    offset: u64,
+    len: u64,
+    /// The file's length before the write.
+    len_before: u64,
+    /// The bytes it overwrote (those below `len_before`).
+    old: Vec<u8>,
+}
+
+impl Unsynced {
+    /// Undoes all of the write but its first `keep` bytes.
+    fn undo(&self, file: &dyn LogFile, keep: u64) -> io::Result<()> {
+        let keep_old = usize::try_from(keep).unwrap_or(usize::MAX);
+        if let Some(old) = self.old.get(keep_old..).filter(|old| !old.is_empty()) {
+            file.write_at(self.offset + keep, old)?;
+        }
+        let len = if keep == 0 {
+            self.len_before
+        } else {
+            self.len_before.max(self.offset + keep.min(self.len))
+        };
+        if file.len()? > len {
+            file.truncate(len)?;
+        }
+        Ok(())
+    }
 }
 
 /// What a sync should do.
@@ -261,6 +296,24 @@ impl Faults {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn power_cut(&self) -> io::Result<()> {
+        self.cut_power(None)
+    }
+
+    /// A power cut that keeps, of each file, a random prefix of the writes
+    /// no sync covered (`seed` picks it): the first ones whole, the next one
+    /// torn at a random byte, the rest lost. Whether the disk wrote an
+    /// overwrite in place or an append before the power went, the log must
+    /// recover either way. (Writes are kept in order: a disk that persists
+    /// a later unsynced write but not an earlier one is not modelled.)
+    ///
+    /// # Errors
+    ///
+    /// As [`Faults::power_cut`].
+    pub fn power_cut_tearing(&self, seed: u64) -> io::Result<()> {
+        self.cut_power(Some(seed))
+    }
+
+    fn cut_power(&self, seed: Option<u64>) -> io::Result<()> {
         let (files, inner) = {
             let mut state = self.state.lock();
             (std::mem::take(&mut state.files), state.inner.clone())
@@ -268,6 +321,9 @@ impl Faults {
         let Some(inner) = inner else {
             return Ok(());
         };
+        let mut random = seed.map(|seed| seed ^ 0x9e37_79b9_7f4a_7c15);
+        let mut files: Vec<_> = files.into_iter().collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
         for (path, durable) in files {
             if !durable.entry_synced {
                 match inner.remove_file(&path) {
@@ -280,10 +336,28 @@ impl Faults {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            if file.len()? > durable.synced_len {
-                file.truncate(durable.synced_len)?;
-                file.sync_data()?;
+            let writes = &durable.unsynced;
+            // Writes kept whole, then the torn one keeps `torn` bytes.
+            let (whole, torn) = match random.as_mut() {
+                None => (0, 0),
+                Some(state) => {
+                    let whole = next_random(state) % (writes.len() as u64 + 1);
+                    let torn = writes
+                        .get(usize::try_from(whole).unwrap_or(usize::MAX))
+                        .map_or(0, |w| next_random(state) % (w.len + 1));
+                    (usize::try_from(whole).unwrap_or(usize::MAX), torn)
+                }
+            };
+            for (index, write) in writes.iter().enumerate().rev() {
+                if index < whole {
+                    break;
+                }
+                write.undo(file.as_ref(), if index == whole { torn } else { 0 })?;
             }
+            if whole == 0 && torn == 0 && file.len()? > durable.synced_len {
+                file.truncate(durable.synced_len)?;
+            }
+            file.sync_data()?;
         }
         Ok(())
     }
@@ -298,6 +372,7 @@ impl Faults {
             .or_insert(Durable {
                 synced_len: if existed { len } else { 0 },
                 entry_synced: existed,
+                unsynced: Vec::new(),
             });
     }
 
@@ -305,15 +380,41 @@ impl Faults {
         self.state.lock().files.remove(path);
     }
 
-    fn file_synced(&self, path: &Path, len: u64) {
+    /// How many unsynced writes a sync starting now covers.
+    fn unsynced_writes(&self, path: &Path) -> usize {
+        self.state
+            .lock()
+            .files
+            .get(path)
+            .map_or(0, |durable| durable.unsynced.len())
+    }
+
+    /// A sync covered the first `writes` unsynced writes and `len` bytes.
+    fn file_synced(&self, path: &Path, len: u64, writes: usize) {
         if let Some(durable) = self.state.lock().files.get_mut(path) {
             durable.synced_len = len;
+            durable.unsynced.drain(..writes.min(durable.unsynced.len()));
         }
     }
 
+    fn file_written(&self, path: &Path, write: Unsynced) {
+        if let Some(durable) = self.state.lock().files.get_mut(path) {
+            durable.unsynced.push(write);
+        }
+    }
+
+    /// A truncation is taken as durable at once; the writes it cut off need
+    /// no undoing past the new end.
     fn file_truncated(&self, path: &Path, len: u64) {
         if let Some(durable) = self.state.lock().files.get_mut(path) {
             durable.synced_len = durable.synced_len.min(len);
+            durable.unsynced.retain_mut(|write| {
+                write.len_before = write.len_before.min(len);
+                write
+                    .old
+                    .truncate(usize::try_from(len.saturating_sub(write.offset)).unwrap_or(0));
+                write.offset < len
+            });
         }
     }
 
@@ -395,32 +496,95 @@ struct FaultyFile {
     faults: Faults,
 }
 
+impl FaultyFile {
+    /// The bytes of `from..to` that exist now (below `len`).
+    fn old_bytes(&self, from: u64, to: u64, len: u64) -> io::Result<Vec<u8>> {
+        if from >= len {
+            return Ok(Vec::new());
+        }
+        let n = usize::try_from(to.min(len) - from).map_err(io::Error::other)?;
+        self.inner.read_at(from, n)
+    }
+
+    /// Writes `buf` at `offset`, remembering what a power cut would undo.
+    fn tracked_write(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let len_before = self.inner.len()?;
+        let old = self.old_bytes(offset, offset + buf.len() as u64, len_before)?;
+        self.inner.write_at(offset, buf)?;
+        self.faults.file_written(
+            &self.path,
+            Unsynced {
+                offset,
+                len: buf.len() as u64,
+                len_before,
+                old,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// A step of xorshift64*: enough randomness to pick what a power cut keeps.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
 impl LogFile for FaultyFile {
     fn read_all(&self) -> io::Result<Vec<u8>> {
         self.inner.read_all()
     }
 
+    fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.inner.read_at(offset, len)
+    }
+
     fn append(&self, buf: &[u8]) -> io::Result<()> {
+        self.write_at(self.inner.len()?, buf)
+    }
+
+    /// Faults count appends and in-place writes alike (both are the log's
+    /// writes of records).
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         match self.faults.before_append(&self.path) {
-            AppendFault::None => self.inner.append(buf),
+            AppendFault::None => self.tracked_write(offset, buf),
             AppendFault::Fail => Err(injected("append", &self.path)),
             AppendFault::Short(bytes) => {
-                let prefix = buf.get(..bytes).unwrap_or(buf);
-                self.inner.append(prefix)?;
+                self.tracked_write(offset, buf.get(..bytes).unwrap_or(buf))?;
                 Err(injected("short write", &self.path))
             }
         }
+    }
+
+    /// Never fails on command: preallocation is not a write of records.
+    fn zero_fill(&self, from: u64, to: u64) -> io::Result<()> {
+        let len_before = self.inner.len()?;
+        let old = self.old_bytes(from, to, len_before)?;
+        self.inner.zero_fill(from, to)?;
+        self.faults.file_written(
+            &self.path,
+            Unsynced {
+                offset: from,
+                len: to.saturating_sub(from),
+                len_before,
+                old,
+            },
+        );
+        Ok(())
     }
 
     fn sync_data(&self) -> io::Result<()> {
         if self.faults.before_sync(&self.path)? == SyncFault::Lie {
             return Ok(());
         }
-        // The length before the sync: bytes appended while it runs may not
-        // be covered.
+        // The length and writes before the sync: what is written while it
+        // runs may not be covered.
+        let writes = self.faults.unsynced_writes(&self.path);
         let len = self.inner.len()?;
         self.inner.sync_data()?;
-        self.faults.file_synced(&self.path, len);
+        self.faults.file_synced(&self.path, len, writes);
         Ok(())
     }
 

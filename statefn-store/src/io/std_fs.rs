@@ -1,7 +1,8 @@
 //! [`StdFs`]: the real file system, via `std::fs`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -43,12 +44,13 @@ impl FileSystem for StdFs {
     }
 
     fn open_file(&self, path: &Path, create: bool) -> io::Result<Box<dyn LogFile>> {
-        // Append mode: every write lands at the end whatever the read cursor
-        // says, so reads and appends can share one handle.
+        // Not append mode: positional writes (`pwrite`) ignore their offset
+        // on a file opened with `O_APPEND` on Linux.
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(create)
+            .truncate(false)
             .open(path)?;
         Ok(Box::new(StdFile {
             file,
@@ -65,7 +67,7 @@ impl FileSystem for StdFs {
     }
 }
 
-/// A `std::fs::File` opened in append mode.
+/// A `std::fs::File` written with positional writes.
 #[derive(Debug)]
 struct StdFile {
     file: File,
@@ -83,8 +85,20 @@ impl LogFile for StdFile {
         Ok(buf)
     }
 
+    fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let end = self.len()?;
+        let available = usize::try_from(end.saturating_sub(offset)).unwrap_or(usize::MAX);
+        let mut buf = vec![0u8; len.min(available)];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
     fn append(&self, buf: &[u8]) -> io::Result<()> {
-        (&self.file).write_all(buf)
+        self.file.write_all_at(buf, self.len()?)
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
     }
 
     fn sync_data(&self) -> io::Result<()> {

@@ -65,6 +65,19 @@ pub trait CommitLog: Send + fmt::Debug {
 
     /// How much the log currently holds, for status and checkpoint triggers.
     fn stats(&self) -> LogStats;
+
+    /// Work the log can do ahead of time while its writer is idle, so that
+    /// a later commit does not wait for it (the local log writes and syncs
+    /// the next chunk of zeros its records will overwrite). Does nothing by
+    /// default.
+    ///
+    /// # Errors
+    ///
+    /// When that work failed; the log may then be poisoned, and its next
+    /// flush fails as after any other failure.
+    fn prepare(&mut self) -> Result<(), LogError> {
+        Ok(())
+    }
 }
 
 /// How much a log holds: bytes, and the pieces (segment files, or the

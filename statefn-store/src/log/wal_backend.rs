@@ -138,6 +138,11 @@ impl CommitLog for WalLog {
     fn stats(&self) -> LogStats {
         LogStats::new(self.wal.size_bytes(), self.wal.segment_count() as u64)
     }
+
+    fn prepare(&mut self) -> Result<(), LogError> {
+        self.wal.preallocate()?;
+        Ok(())
+    }
 }
 
 /// The `fdatasync` of one write.

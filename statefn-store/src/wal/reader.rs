@@ -22,14 +22,22 @@ pub(crate) struct Scan {
     pub(crate) header_torn: bool,
     /// Records after the cut follow: the file must be cut at `valid_len`.
     pub(crate) cut: bool,
+    /// The records end in zeros up to the end of the file: zeros written
+    /// ahead of the writer (a clean end, not damage).
+    pub(crate) zero_tail: bool,
 }
 
 /// Scans `data`, the content of the segment at `path` whose name says it
 /// starts at `first`, and pushes the records with `from <= lsn <= until`
 /// onto `out` (what follows `until` is not read: it is to be cut).
 ///
-/// A damaged tail is accepted as torn only in the last segment and only if
-/// no valid record follows it; everything else is [`WalError::Corrupt`].
+/// Zeros from a record boundary to the end of the file are the clean end of
+/// any segment (zeros written ahead of the writer; a sealed segment keeps
+/// them if the process stopped before its seal's truncation was durable).
+/// A damaged tail is accepted as torn only in the last segment, and only if
+/// no valid record follows it or the damage holds a whole zero sector (a page
+/// of the last write the disk never got, see [`zero_block`]); everything else
+/// is [`WalError::Corrupt`].
 pub(crate) fn scan_segment(
     path: &Path,
     data: &[u8],
@@ -45,6 +53,7 @@ pub(crate) fn scan_segment(
         torn: None,
         header_torn: true,
         cut: false,
+        zero_tail: false,
     };
     let Some(parsed) = parse_header(data) else {
         // A crash right after creating the file: what is there must be a
@@ -101,6 +110,17 @@ pub(crate) fn scan_segment(
     let mut offset = HEADER_LEN;
     let mut expected = first;
     while let Some(rest) = data.get(offset..).filter(|rest| !rest.is_empty()) {
+        if rest.iter().take(RECORD_HEADER_LEN).all(|&b| b == 0) && rest.iter().all(|&b| b == 0) {
+            // Zeros written ahead of the writer: the records end here.
+            return Ok(Scan {
+                next: expected,
+                valid_len: offset as u64,
+                torn: None,
+                header_torn: false,
+                cut: false,
+                zero_tail: true,
+            });
+        }
         if until.is_some_and(|until| expected > until) {
             return Ok(Scan {
                 next: expected,
@@ -108,6 +128,7 @@ pub(crate) fn scan_segment(
                 torn: None,
                 header_torn: false,
                 cut: true,
+                zero_tail: false,
             });
         }
         let problem = match decode(rest) {
@@ -160,12 +181,20 @@ pub(crate) fn scan_segment(
                 format!("{problem}, in a segment that is not the last one"),
             ));
         }
+        let mut problem = problem;
         if let Some((at, lsn)) = find_valid_record(data, offset + 1, expected) {
-            return Err(WalError::corrupt(
-                path,
-                offset as u64,
-                format!("{problem}, but a valid record (lsn {lsn}) follows at offset {at}"),
-            ));
+            let Some(hole) = zero_block(data, offset, at) else {
+                return Err(WalError::corrupt(
+                    path,
+                    offset as u64,
+                    format!("{problem}, but a valid record (lsn {lsn}) follows at offset {at}"),
+                ));
+            };
+            problem = format!(
+                "{problem}; the zeros at offset {hole} are a page of the last write that never \
+                 reached the disk (valid records of that write follow at offset {at}, lsn {lsn}: \
+                 its sync never returned, so none of it was acknowledged)"
+            );
         }
         return Ok(Scan {
             next: expected,
@@ -173,6 +202,7 @@ pub(crate) fn scan_segment(
             torn: Some(problem),
             header_torn: false,
             cut: false,
+            zero_tail: false,
         });
     }
     Ok(Scan {
@@ -181,12 +211,35 @@ pub(crate) fn scan_segment(
         torn: None,
         header_torn: false,
         cut: false,
+        zero_tail: false,
     })
 }
 
 /// Looks for any intact record at or after `start` whose LSN could follow
 /// `expected`. Finding one means the damage before it is not a torn tail
 /// (the writer only ever appends), so those records must not be dropped.
+/// The size and alignment of the smallest unit a disk writes whole: a hole
+/// a power cut leaves in a write is made of such blocks.
+const SECTOR: usize = 512;
+
+/// The offset of the first sector-aligned block of zeros in `data[from..to]`.
+///
+/// Records are written over zeros written (and synced) ahead of them. A power
+/// cut during the sync of a write that spans several pages may leave a later
+/// page of it on the disk and not an earlier one, which then reads back as
+/// zeros: damage followed by valid records, where the damage holds whole
+/// zero sectors. Bit rot or a stray write in synced data does not look like
+/// that (a flipped byte, garbage), so it stays [`WalError::Corrupt`].
+fn zero_block(data: &[u8], from: usize, to: usize) -> Option<usize> {
+    let first = from.next_multiple_of(SECTOR);
+    (first..to.saturating_sub(SECTOR - 1))
+        .step_by(SECTOR)
+        .find(|&at| {
+            data.get(at..at + SECTOR)
+                .is_some_and(|block| block.iter().all(|&b| b == 0))
+        })
+}
+
 fn find_valid_record(data: &[u8], start: usize, expected: Lsn) -> Option<(usize, Lsn)> {
     let end = data.len().checked_sub(RECORD_HEADER_LEN)?;
     // Each record takes at least RECORD_HEADER_LEN bytes, which bounds the

@@ -14,8 +14,12 @@ use super::{Lsn, Record, WalError};
 pub(crate) struct Segment {
     pub(crate) first: Lsn,
     pub(crate) path: PathBuf,
-    /// Bytes in the file (header included).
+    /// Bytes of log in the file (header and records): where the next
+    /// record goes.
     pub(crate) len: u64,
+    /// The file's length: the bytes from `len` up to it are zeros written
+    /// ahead of the writer.
+    pub(crate) allocated: u64,
     /// LSN of its last record, `None` while it has only a header.
     pub(crate) last: Option<Lsn>,
     /// Open handle while the file may hold unsynced data (always for the
@@ -112,6 +116,7 @@ pub(crate) fn recover(
         let until = cut.filter(|_| is_last);
         let scan = scan_segment(&path, &data, first, is_last, from, until, &mut records)?;
         let mut len = scan.valid_len;
+        let mut allocated = data.len() as u64;
         if scan.cut {
             tracing::warn!(
                 path = %path.display(),
@@ -122,6 +127,7 @@ pub(crate) fn recover(
                  callers were told they were not committed"
             );
             file.truncate(scan.valid_len).map_err(WalError::io(&path))?;
+            allocated = len;
         } else if scan.header_torn {
             tracing::warn!(
                 path = %path.display(),
@@ -132,6 +138,7 @@ pub(crate) fn recover(
             file.truncate(0).map_err(WalError::io(&path))?;
             file.append(&header(first)).map_err(WalError::io(&path))?;
             len = HEADER_LEN as u64;
+            allocated = len;
         } else if let Some(reason) = &scan.torn {
             tracing::warn!(
                 path = %path.display(),
@@ -140,7 +147,19 @@ pub(crate) fn recover(
                 reason = %reason,
                 "truncating the torn tail of the write-ahead log"
             );
+            // The zeros after the tear go too: the writer zeroes afresh.
             file.truncate(scan.valid_len).map_err(WalError::io(&path))?;
+            allocated = len;
+        } else if scan.zero_tail && !is_last {
+            // The process stopped before its seal's truncation was durable:
+            // seal it again, so sealed segments hold records only.
+            tracing::debug!(
+                path = %path.display(),
+                offset = scan.valid_len,
+                "cutting the zero tail of a sealed write-ahead log segment"
+            );
+            file.truncate(scan.valid_len).map_err(WalError::io(&path))?;
+            allocated = len;
         }
         // A process crash leaves written records in the page cache only; make
         // them durable before the caller acts on them as committed.
@@ -149,6 +168,7 @@ pub(crate) fn recover(
         segments.push(Segment {
             first,
             len,
+            allocated,
             last,
             file: is_last.then(|| {
                 Arc::new(SegmentFile::new(
@@ -216,6 +236,7 @@ fn create_segment(fs: &dyn FileSystem, dir: &Path, first: Lsn) -> Result<Segment
     Ok(Segment {
         first,
         len: HEADER_LEN as u64,
+        allocated: HEADER_LEN as u64,
         last: None,
         file: Some(Arc::new(SegmentFile::new(path.clone(), file, Lsn(0)))),
         path,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::io::FileSystem;
 
+use super::prealloc::{idle_extension, zeroed_end};
 use super::record::encode;
 use super::recovery::{Segment, recover};
 use super::segment::{HEADER_LEN, SegmentFile, file_name, header};
@@ -19,9 +20,12 @@ use crate::LogRecord;
 /// ```
 /// use statefn_store::WalOptions;
 ///
-/// let small = WalOptions { segment_bytes: 1 << 20 };
+/// let small = WalOptions { segment_bytes: 1 << 20, ..WalOptions::default() };
 /// assert_eq!(WalOptions::default().segment_bytes, 64 << 20);
-/// # let _ = small;
+/// assert_eq!(small.preallocate_bytes, 4 << 20);
+/// // Every write grows the file, as before preallocation.
+/// let growing = WalOptions { preallocate_bytes: 0, ..WalOptions::default() };
+/// # let _ = growing;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalOptions {
@@ -30,12 +34,20 @@ pub struct WalOptions {
     /// sooner; larger ones mean fewer files. A record larger than this gets a
     /// segment of its own. Default: 64 MiB.
     pub segment_bytes: u64,
+    /// The largest chunk of zeros written ahead of the writer in the active
+    /// segment, so that a commit's `fdatasync` overwrites in place and
+    /// changes no file size (faster: no metadata to journal). Chunks start
+    /// at 64 KiB and double with the segment up to this; never past
+    /// [`segment_bytes`](Self::segment_bytes). 0 turns preallocation off:
+    /// every write then grows the file. Default: 4 MiB.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         Self {
             segment_bytes: 64 << 20,
+            preallocate_bytes: 4 << 20,
         }
     }
 }
@@ -270,7 +282,10 @@ impl Wal {
         self.write_chunk(buffer.get(chunk_start..record_start), chunk_last)
     }
 
-    /// Appends `chunk` (records up to `last`) to the active segment.
+    /// Writes `chunk` (records up to `last`) at the end of the active
+    /// segment's records, over the zeros written ahead when they reach that
+    /// far; when they do not, writes the next chunk of zeros after them
+    /// ([`prealloc`](super::prealloc)).
     #[expect(
         clippy::expect_used,
         reason = "invariant: a log always has an active segment, and it is open"
@@ -279,6 +294,7 @@ impl Wal {
         let (Some(chunk), Some(last)) = (chunk, last) else {
             return Ok(());
         };
+        let opts = self.opts;
         let active = self
             .segments
             .last_mut()
@@ -289,24 +305,48 @@ impl Wal {
             bytes.extend_from_slice(&header(active.first));
             bytes.extend_from_slice(chunk);
             file.file
-                .append(&bytes)
+                .write_at(active.len, &bytes)
                 .map_err(WalError::io(&active.path))?;
             active.len += bytes.len() as u64;
             active.needs_header = false;
         } else {
             file.file
-                .append(chunk)
+                .write_at(active.len, chunk)
                 .map_err(WalError::io(&active.path))?;
             active.len += chunk.len() as u64;
         }
+        let zeroed = zeroed_end(
+            active.allocated,
+            active.len,
+            opts.segment_bytes,
+            opts.preallocate_bytes,
+        );
+        if zeroed > active.allocated.max(active.len) {
+            file.file
+                .zero_fill(active.len, zeroed)
+                .map_err(WalError::io(&active.path))?;
+        }
+        active.allocated = zeroed;
         active.last = Some(last);
         self.written = last;
         Ok(())
     }
 
-    /// Starts a new active segment whose first record is `first`. Its header
-    /// is written together with its first records.
+    /// Seals the active segment (cuts its zeros off, so that a sealed
+    /// segment is as long as its records; the cut need not be durable:
+    /// recovery accepts a zero tail on any segment) and starts a new active
+    /// segment whose first record is `first`. Its header is written together
+    /// with its first records.
     fn rotate(&mut self, first: Lsn) -> Result<(), WalError> {
+        if let Some(sealed) = self.segments.last_mut()
+            && sealed.allocated > sealed.len
+            && let Some(file) = &sealed.file
+        {
+            file.file
+                .truncate(sealed.len)
+                .map_err(WalError::io(&sealed.path))?;
+            sealed.allocated = sealed.len;
+        }
         let path = self.dir.join(file_name(first));
         let file = self
             .fs
@@ -315,6 +355,7 @@ impl Wal {
         self.segments.push(Segment {
             first,
             len: 0,
+            allocated: 0,
             last: None,
             file: Some(Arc::new(SegmentFile::new(path.clone(), file, Lsn(0)))),
             path,
@@ -387,12 +428,84 @@ impl Wal {
         Ok(())
     }
 
+    /// Writes and syncs the next chunk of zeros of the active segment now,
+    /// if less than half a chunk is left ahead of the records: for a moment
+    /// when the writer is idle, so that no commit has to extend the segment
+    /// itself (its `fdatasync` would then write the chunk out too). Returns
+    /// whether it wrote anything.
+    ///
+    /// # Durability
+    ///
+    /// Touches no record.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Io`] if the write or the sync fails, which poisons the
+    /// log (a failed `fdatasync` may have dropped the dirty pages of records
+    /// too); [`WalError::Poisoned`] if it already was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use statefn_store::{Lsn, StdFs, Wal, WalOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (mut wal, _) = Wal::open(Arc::new(StdFs), dir.path(), WalOptions::default(), Lsn(1))?;
+    /// wal.append(&[7; 40_000]);
+    /// wal.write()?.sync()?; // 64 KiB of zeros written after the record
+    /// assert!(!wal.preallocate()?, "more than half of them are left");
+    /// wal.append(&[8; 40_000]);
+    /// wal.write()?.sync()?; // over the zeros
+    /// assert!(wal.preallocate()?, "less than half of them are left");
+    /// assert!(!wal.preallocate()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[expect(
+        clippy::expect_used,
+        reason = "invariant: a log always has an active segment, and it is open"
+    )]
+    pub fn preallocate(&mut self) -> Result<bool, WalError> {
+        if self.shared.is_poisoned() {
+            return Err(WalError::Poisoned);
+        }
+        let opts = self.opts;
+        let active = self
+            .segments
+            .last_mut()
+            .expect("a log always has a segment");
+        let Some(target) = idle_extension(
+            active.allocated,
+            active.len,
+            opts.segment_bytes,
+            opts.preallocate_bytes,
+        ) else {
+            return Ok(false);
+        };
+        let file = active.file.as_ref().expect("the active segment is open");
+        let extended = file
+            .file
+            .zero_fill(active.allocated, target)
+            .and_then(|()| file.file.sync_data());
+        if let Err(source) = extended {
+            self.shared.poison();
+            return Err(WalError::Io {
+                path: active.path.clone(),
+                source,
+            });
+        }
+        active.allocated = target;
+        Ok(true)
+    }
+
     /// The LSN the next appended record will get.
     pub fn next_lsn(&self) -> Lsn {
         self.next_lsn
     }
 
-    /// Bytes in live segments (written records, not the in-memory buffer).
+    /// Bytes of log in live segments: headers and written records, not the
+    /// zeros written ahead (nor the in-memory buffer). What checkpoint
+    /// triggers, metrics and admin output count.
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.len).sum()
     }

@@ -19,7 +19,24 @@ pub(crate) fn std_fs() -> Arc<dyn FileSystem> {
 pub(crate) fn small_segments(bytes: u64) -> WalOptions {
     WalOptions {
         segment_bytes: bytes,
+        ..WalOptions::default()
     }
+}
+
+/// Default options without zeros written ahead: every write grows the
+/// file, as segments did before preallocation (and still may, in data
+/// directories written by older builds).
+pub(crate) fn growing() -> WalOptions {
+    WalOptions {
+        preallocate_bytes: 0,
+        ..WalOptions::default()
+    }
+}
+
+/// The length of the run of zeros at the end of a file.
+pub(crate) fn zero_tail(path: &Path) -> u64 {
+    let data = std::fs::read(path).unwrap();
+    data.iter().rev().take_while(|&&b| b == 0).count() as u64
 }
 
 pub(crate) fn open(dir: &Path, opts: WalOptions, from: u64) -> (Wal, Vec<Record>) {

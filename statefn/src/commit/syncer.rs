@@ -500,7 +500,26 @@ impl Service for Syncer {
         } else if worked {
             Step::Worked
         } else {
+            self.prepare_log();
             Step::Idle
+        }
+    }
+}
+
+impl Syncer {
+    /// Idle: lets the log do ahead of time what a commit would otherwise
+    /// wait for (write and sync the next chunk of zeros of its segment). A
+    /// failure there is a log failure: the group is rebuilt from what is
+    /// durable, as after a failed commit.
+    fn prepare_log(&mut self) {
+        if self.stopping {
+            return;
+        }
+        if let Some(log) = self.log.as_mut()
+            && let Err(e) = log.prepare()
+        {
+            self.fenced = matches!(e, LogError::Fenced { .. });
+            self.recover(&format!("the log failed while preparing ahead: {e}"));
         }
     }
 }

@@ -617,6 +617,7 @@ impl Builder {
             egress_queue_bytes: self.egress_queue_bytes,
             wal_options: WalOptions {
                 segment_bytes: self.segment_bytes,
+                ..WalOptions::default()
             },
             egress_retention: self.egress_retention,
             mailbox_capacity: self.mailbox_capacity,

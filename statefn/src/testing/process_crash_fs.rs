@@ -44,8 +44,20 @@ impl LogFile for Unsynced {
         self.0.read_all()
     }
 
+    fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.0.read_at(offset, len)
+    }
+
     fn append(&self, buf: &[u8]) -> io::Result<()> {
         self.0.append(buf)
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.0.write_at(offset, buf)
+    }
+
+    fn zero_fill(&self, from: u64, to: u64) -> io::Result<()> {
+        self.0.zero_fill(from, to)
     }
 
     fn sync_data(&self) -> io::Result<()> {
