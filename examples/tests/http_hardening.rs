@@ -609,3 +609,38 @@ async fn idle_connections_are_closed_after_the_header_timeout() {
     }
     served.stop().await;
 }
+
+/// A client may close its sending side once its request is out (`shutdown
+/// (SHUT_WR)`, as `nc -N` and some proxies do): the request is still
+/// answered, then the connection closes. Here a status long-poll keeps the
+/// request in flight for a second after the client's FIN has arrived. The
+/// ingress serves connections with hyper's `half_close`, which also keeps
+/// hyper from reading the socket while a request is in flight (that read
+/// regrew its read buffer on every request, issue 14).
+#[tokio::test]
+async fn a_client_that_closes_its_sending_side_still_gets_its_answer() {
+    let served = Served::start(IngressConfig::default()).await;
+    let sent = reqwest::Client::new()
+        .post(served.url("/v1/Switch/h/flip/send?delay=1h"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let sent: serde_json::Value = sent.json().await.unwrap();
+    let id = sent["invocation_id"].as_str().unwrap();
+    let mut stream = TcpStream::connect(served.addr).await.unwrap();
+    let request = format!("GET /v1/invocations/{id}?wait=1s HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    // A reset instead of a clean close would lose the answer: unwrap.
+    tokio::time::timeout(HANG_DEADLINE, stream.read_to_end(&mut got))
+        .await
+        .expect("closed before the hang deadline")
+        .unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200"), "answered: {got:?}");
+    assert!(got.contains(r#""status":"scheduled""#), "{got}");
+    served.stop().await;
+}

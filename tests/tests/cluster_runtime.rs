@@ -247,12 +247,25 @@ async fn a_node_that_stops_without_shutdown_fails_over_and_loses_nothing_acknowl
     let total: i64 = expected.values().sum();
     assert_eq!(total, 16 * 101, "money is conserved");
 
-    // Every transfer's egress record is there once, at dense offsets.
-    let egress = cluster
-        .node(1)
-        .read_egress("transfers", 0, 1000, Duration::from_secs(5))
-        .await
-        .expect("egress");
+    // Every transfer's egress record is there once, at dense offsets. The
+    // new owners append the victim's pending records after the failover,
+    // and a read answers as soon as any record is there: read on until all
+    // are (the deadline only detects a hang).
+    let mut egress = Vec::new();
+    let reading = Instant::now();
+    while (egress.len() as u64) < transfers && reading.elapsed() < Duration::from_secs(60) {
+        let more = cluster
+            .node(1)
+            .read_egress(
+                "transfers",
+                egress.len() as u64,
+                1000,
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("egress");
+        egress.extend(more);
+    }
     let offsets: Vec<u64> = egress.iter().map(|r| r.offset).collect();
     let ids: BTreeSet<&str> = egress.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(offsets, (0..transfers).collect::<Vec<u64>>());

@@ -1,12 +1,8 @@
 //! Bearer tokens (admin routes, egress reads), allowed hosts and browser origins:
 //! who may use a route, checked before it does anything.
 
-use std::sync::Arc;
-
 use axum::{
-    extract::{Request, State},
     http::{HeaderMap, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use subtle::ConstantTimeEq;
@@ -85,29 +81,29 @@ fn host_allowed(allowed: &[String], host: &str) -> bool {
         })
 }
 
-/// Middleware: refuses with 403 a request addressed to a host that is not
-/// allowed (DNS rebinding), and any request carrying an `Origin` header that
-/// is not an allowed origin. Browsers send `Origin` on cross-site requests
-/// (and on same-site POSTs); curl and other servers do not, and pass.
-pub(super) async fn allowed_origin(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(host) = request.headers().get(header::HOST) {
+/// The 403 for a request addressed to a host that is not allowed (DNS
+/// rebinding), or carrying an `Origin` header that is not an allowed
+/// origin; `None` for a request that passes. Browsers send `Origin` on
+/// cross-site requests (and on same-site POSTs); curl and other servers do
+/// not, and pass. Run on every request by the ingress's one middleware
+/// ([`observe`](super::observe::observe)), inside its span.
+pub(super) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    if let Some(host) = headers.get(header::HOST) {
         let host = host_name(&String::from_utf8_lossy(host.as_bytes()));
         if !host_allowed(&state.allowed_hosts, &host) {
-            return ApiError::new(
+            return Some(
+                ApiError::new(
                 StatusCode::FORBIDDEN,
                 "host_not_allowed",
                 format!(
                     "requests for host `{host}` are refused; the server's operator can allow                      it (IngressConfig::allowed_hosts, --allowed-host)"
                 ),
             )
-            .into_response();
+            .into_response(),
+            );
         }
     }
-    let mut origins = request.headers().get_all(header::ORIGIN).iter();
+    let mut origins = headers.get_all(header::ORIGIN).iter();
     let refused = origins.any(|origin| {
         let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
         !state
@@ -115,16 +111,15 @@ pub(super) async fn allowed_origin(
             .iter()
             .any(|allowed| allowed.eq_ignore_ascii_case(origin))
     });
-    if refused {
-        return ApiError::new(
+    refused.then(|| {
+        ApiError::new(
             StatusCode::FORBIDDEN,
             "origin_not_allowed",
             "requests from web pages of this origin are refused; the server's \
              operator can allow an origin (IngressConfig::allowed_origins)",
         )
-        .into_response();
-    }
-    next.run(request).await
+        .into_response()
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@
 //! byte at a time ("slowloris"), or simply opening connections, could hold
 //! file descriptors without end. This accept loop is the small part of
 //! `axum::serve` the ingress needs, with both limits.
+//!
+//! Connections are served half-closed: a client that shuts down its sending
+//! side after its request still gets the answer, and hyper does not read
+//! the socket while a request is in flight (see `serve`).
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -60,7 +64,14 @@ pub(super) async fn serve(
     let (kill_tx, kill_rx) = watch::channel(());
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // A client that closes its sending side after its request still
+        // gets the answer. Without this, hyper reads the socket while a
+        // request is in flight to notice such an end, and that read found
+        // its buffer shared with the request's headers: a fresh 8 KiB
+        // buffer on every request (issue 14). A client that goes away is
+        // noticed when its answer is written, as one that stays silent is.
+        .half_close(true);
     let open = metrics::gauge!(crate::metrics::HTTP_CONNECTIONS);
     tokio::pin!(shutdown);
     loop {

@@ -13,12 +13,11 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
-    body::Body,
     extract::{
-        Path, Query, State,
+        Path, Query, Request, State,
         rejection::{PathRejection, QueryRejection},
     },
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -49,10 +48,12 @@ pub(super) struct SendQuery {
 pub(super) async fn call(
     State(state): State<Arc<AppState>>,
     target: Result<Path<Target>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let Path(target) = target.map_err(bad_path)?;
+    // The request itself, not a `HeaderMap` extractor: that one clones
+    // every header.
+    let (Parts { headers, .. }, body) = request.into_parts();
     let key = idempotency_key(&headers)?;
     let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
     let reply = state
@@ -84,10 +85,10 @@ pub(super) async fn send(
     State(state): State<Arc<AppState>>,
     target: Result<Path<Target>, PathRejection>,
     query: Result<Query<SendQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let Path(target) = target.map_err(bad_path)?;
+    let (Parts { headers, .. }, body) = request.into_parts();
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let delay = match query.delay.as_deref() {
         None => Duration::ZERO,

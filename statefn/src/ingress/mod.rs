@@ -343,11 +343,11 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
     router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        // One layer: the span, the host and origin checks, and the request
+        // metrics (refused requests are counted and traced too).
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
-            auth::allowed_origin,
+            observe::observe,
         ))
-        // Outermost: refused requests are counted and traced too.
-        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }

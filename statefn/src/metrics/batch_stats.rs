@@ -1,8 +1,10 @@
 //! Invocation counts, summed per batch and recorded once per batch.
 
+use metrics::Counter;
+
 use super::{
-    CACHE_HITS, CACHE_MISSES, INVOCATIONS,
-    labelled::{CallNames, METADATA, static_names},
+    CACHE_HITS, CACHE_MISSES, INVOCATIONS, Kept,
+    labelled::{CallNames, static_names},
 };
 
 /// An invocation's outcome, as counted.
@@ -95,29 +97,30 @@ impl BatchStats {
                             continue;
                         }
                         let names = (static_names(function, handler), *outcome as usize);
-                        let key = keys.entry(names).or_insert_with(|| {
-                            metrics::Key::from_parts(
+                        let counter = keys.entry(names).or_insert_with(|| {
+                            Kept::new(metrics::Key::from_parts(
                                 INVOCATIONS,
                                 vec![
                                     metrics::Label::from_static_parts("function", function),
                                     metrics::Label::from_static_parts("handler", handler),
                                     metrics::Label::from_static_parts("outcome", outcome.label()),
                                 ],
-                            )
+                            ))
                         });
-                        metrics::with_recorder(|recorder| {
-                            recorder.register_counter(key, &METADATA)
-                        })
-                        .increment(*n);
+                        counter.record(|counter| counter.increment(*n));
                     }
                 }
             });
         }
-        if self.cache_hits > 0 {
-            metrics::counter!(CACHE_HITS).increment(self.cache_hits);
-        }
-        if self.cache_misses > 0 {
-            metrics::counter!(CACHE_MISSES).increment(self.cache_misses);
+        if self.cache_hits > 0 || self.cache_misses > 0 {
+            CACHE_COUNTERS.with_borrow_mut(|(hits, misses)| {
+                if self.cache_hits > 0 {
+                    hits.record(|counter| counter.increment(self.cache_hits));
+                }
+                if self.cache_misses > 0 {
+                    misses.record(|counter| counter.increment(self.cache_misses));
+                }
+            });
         }
     }
 }
@@ -125,6 +128,12 @@ impl BatchStats {
 thread_local! {
     /// [`BatchStats::record`]'s keys: one per registered handler and
     /// outcome, on each worker thread.
-    static INVOCATION_KEYS: std::cell::RefCell<foldhash::HashMap<(CallNames, usize), metrics::Key>> =
+    static INVOCATION_KEYS: std::cell::RefCell<foldhash::HashMap<(CallNames, usize), Kept<Counter>>> =
         std::cell::RefCell::new(foldhash::HashMap::default());
+    /// [`BatchStats::record`]'s state-cache hit and miss counters.
+    static CACHE_COUNTERS: std::cell::RefCell<(Kept<Counter>, Kept<Counter>)> =
+        std::cell::RefCell::new((
+            Kept::new(metrics::Key::from_static_name(CACHE_HITS)),
+            Kept::new(metrics::Key::from_static_name(CACHE_MISSES)),
+        ));
 }

@@ -1,13 +1,18 @@
 //! Metrics recorded on hot paths (every call, batch or request) through
 //! labelled keys built once and kept, not once per record: building and
 //! hashing a labelled key cost ~1,000-1,500 instructions, up to 11% of an
-//! in-memory call (issue 14). The recorder in effect is still asked on every
-//! record, so a recorder installed later (as the ingress does) sees the next
-//! ones.
+//! in-memory call (issue 14). The handles the global recorder gives for
+//! them are kept too ([`Kept`]); any other recorder in effect is asked on
+//! every record, and a recorder installed later (as the ingress does) sees
+//! the next ones.
 
 use std::time::Instant;
 
-use super::{CALL_DURATION, FUNCTION_MAIL_BYTES, MAILBOX_DEPTH};
+#[cfg(feature = "http")]
+use metrics::Counter;
+use metrics::{Gauge, Histogram};
+
+use super::{CALL_DURATION, FUNCTION_MAIL_BYTES, Kept, MAILBOX_DEPTH};
 #[cfg(feature = "http")]
 use super::{HTTP_REQUEST_DURATION, HTTP_REQUESTS};
 
@@ -16,66 +21,63 @@ use super::{HTTP_REQUEST_DURATION, HTTP_REQUESTS};
 ///
 /// The labelled key is built once per thread and label pair, not per call:
 /// building and hashing it cost ~1,000 instructions, 11% of an in-memory
-/// call (issue 14). The recorder is asked for the histogram on every call
-/// (a recorder installed later, as the ingress does, sees the next calls).
+/// call (issue 14); the global recorder's histogram is kept with it
+/// ([`Kept`]: a recorder installed later, as the ingress does, sees the
+/// next calls).
 pub(crate) fn record_call(function: &'static str, handler: &'static str, started: Instant) {
     let seconds = started.elapsed().as_secs_f64();
     CALL_KEYS.with_borrow_mut(|keys| {
-        let key = keys
-            .entry(static_names(function, handler))
+        keys.entry(static_names(function, handler))
             .or_insert_with(|| {
-                metrics::Key::from_parts(
+                Kept::new(metrics::Key::from_parts(
                     CALL_DURATION,
                     vec![
                         metrics::Label::from_static_parts("function", function),
                         metrics::Label::from_static_parts("handler", handler),
                     ],
-                )
-            });
-        metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA))
-            .record(seconds);
+                ))
+            })
+            .record(|histogram| histogram.record(seconds));
     });
 }
 
 /// A shard's gauges, set after every batch: their labelled keys are built
 /// once per shard, not per batch (building two keys with a `shard` label
 /// was ~1.5% of an in-memory call's CPU at 64 callers, issue 14). As with
-/// [`record_call`], the recorder in effect is asked each time.
+/// [`record_call`], the global recorder's handles are kept.
 #[derive(Debug)]
 pub(crate) struct ShardGauges {
-    depth: metrics::Key,
-    function_bytes: metrics::Key,
+    /// The mailbox depth and function-mail bytes: one worker sets them at a
+    /// time (the one running the shard's batch), so the lock is uncontended.
+    gauges: parking_lot::Mutex<(Kept<Gauge>, Kept<Gauge>)>,
 }
 
 impl ShardGauges {
     pub(crate) fn new(shard: &str) -> Self {
         let key = |name: &'static str| {
-            metrics::Key::from_parts(name, vec![metrics::Label::new("shard", shard.to_owned())])
+            Kept::new(metrics::Key::from_parts(
+                name,
+                vec![metrics::Label::new("shard", shard.to_owned())],
+            ))
         };
         ShardGauges {
-            depth: key(MAILBOX_DEPTH),
-            function_bytes: key(FUNCTION_MAIL_BYTES),
+            gauges: parking_lot::Mutex::new((key(MAILBOX_DEPTH), key(FUNCTION_MAIL_BYTES))),
         }
     }
 
     /// Its mailbox's depth and the bytes of the messages from functions in it.
     pub(crate) fn set(&self, depth: usize, function_bytes: u64) {
-        metrics::with_recorder(|recorder| {
-            recorder
-                .register_gauge(&self.depth, &METADATA)
-                .set(depth as f64);
-            recorder
-                .register_gauge(&self.function_bytes, &METADATA)
-                .set(function_bytes as f64);
-        });
+        let (depth_gauge, bytes_gauge) = &mut *self.gauges.lock();
+        depth_gauge.record(|gauge| gauge.set(depth as f64));
+        bytes_gauge.record(|gauge| gauge.set(function_bytes as f64));
     }
 }
 
 /// Counts one HTTP request and records its duration, labelled by its
 /// route pattern (and the count by its status too). The keys are built once
 /// per thread, route and status (building them cost ~2 allocations and
-/// ~1,500 instructions a request, issue 14); the recorder in effect is
-/// asked each time, as in [`record_call`].
+/// ~1,500 instructions a request, issue 14), with the global recorder's
+/// handles, as in [`record_call`].
 #[cfg(feature = "http")]
 pub(crate) fn record_http_request(route: &str, status: u16, seconds: f64) {
     HTTP_KEYS.with_borrow_mut(|keys| {
@@ -93,15 +95,11 @@ pub(crate) fn record_http_request(route: &str, status: u16, seconds: f64) {
                 HTTP_REQUEST_DURATION,
                 vec![label("route", route.to_owned())],
             );
-            by_route.insert(route.to_owned(), (count, duration));
+            by_route.insert(route.to_owned(), (Kept::new(count), Kept::new(duration)));
         }
-        if let Some((count, duration)) = by_route.get(route) {
-            metrics::with_recorder(|recorder| {
-                recorder.register_counter(count, &METADATA).increment(1);
-                recorder
-                    .register_histogram(duration, &METADATA)
-                    .record(seconds);
-            });
+        if let Some((count, duration)) = by_route.get_mut(route) {
+            count.record(|counter| counter.increment(1));
+            duration.record(|histogram| histogram.record(seconds));
         }
     });
 }
@@ -109,7 +107,7 @@ pub(crate) fn record_http_request(route: &str, status: u16, seconds: f64) {
 /// [`record_http_request`]'s keys (request count, duration), by status and
 /// route pattern.
 #[cfg(feature = "http")]
-type HttpKeys = foldhash::HashMap<u16, foldhash::HashMap<String, (metrics::Key, metrics::Key)>>;
+type HttpKeys = foldhash::HashMap<u16, foldhash::HashMap<String, (Kept<Counter>, Kept<Histogram>)>>;
 
 /// The label strings of a call's key, by address and length (static
 /// strings: their addresses name them).
@@ -131,7 +129,7 @@ pub(super) static METADATA: metrics::Metadata<'static> =
 thread_local! {
     /// [`record_call`]'s keys: one per registered handler, on each thread
     /// that awaits calls.
-    static CALL_KEYS: std::cell::RefCell<foldhash::HashMap<CallNames, metrics::Key>> =
+    static CALL_KEYS: std::cell::RefCell<foldhash::HashMap<CallNames, Kept<Histogram>>> =
         std::cell::RefCell::new(foldhash::HashMap::default());
     /// [`record_http_request`]'s keys (request count, duration) by status
     /// and route pattern, on each thread that serves requests.

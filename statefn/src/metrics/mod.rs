@@ -28,9 +28,11 @@
 use metrics::Unit;
 
 mod batch_stats;
+mod kept;
 mod labelled;
 
 pub(crate) use batch_stats::{BatchStats, Counted};
+pub(crate) use kept::{Kept, learn_global_recorder};
 #[cfg(feature = "http")]
 pub(crate) use labelled::record_http_request;
 pub(crate) use labelled::{ShardGauges, record_call};

@@ -498,6 +498,8 @@ impl Builder {
     /// another process, written by a newer version, a different shard count,
     /// corrupt log data: the message names the file and offset).
     pub async fn open(self) -> Result<Runtime, Error> {
+        // Hot paths keep the handles of the global recorder installed by now.
+        crate::metrics::learn_global_recorder();
         #[allow(unused_mut, reason = "assigned in cluster mode only")]
         let mut plan = self.plan()?;
         #[cfg(feature = "cluster")]
