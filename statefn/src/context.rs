@@ -82,6 +82,9 @@ pub struct Context {
     emitted: RefCell<Vec<(String, Vec<u8>)>>,
     timer_ops: RefCell<Vec<TimerOp>>,
     failure: RefCell<Option<Error>>,
+    /// A buffer for the new state (the replaced state's, from the shard):
+    /// encoding into it allocates nothing for a busy instance.
+    state_buffer: Vec<u8>,
 }
 
 /// A change to one of the instance's keyed timers, applied in order when
@@ -116,6 +119,7 @@ impl Context {
             emitted: RefCell::new(Vec::new()),
             timer_ops: RefCell::new(Vec::new()),
             failure: RefCell::new(None),
+            state_buffer: Vec::new(),
         }
     }
 
@@ -482,6 +486,15 @@ impl Context {
     /// commits nothing, like a panic.
     fn fail(&self, error: Error) {
         self.failure.borrow_mut().get_or_insert(error);
+    }
+
+    /// Hands in the buffer the new state is to be encoded into.
+    pub(crate) fn set_state_buffer(&mut self, buffer: Vec<u8>) {
+        self.state_buffer = buffer;
+    }
+
+    pub(crate) fn take_state_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.state_buffer)
     }
 
     pub(crate) fn take_failure(&mut self) -> Option<Error> {

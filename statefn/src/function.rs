@@ -92,8 +92,19 @@ pub fn decode_state<Old: DeserializeOwned>(bytes: &[u8]) -> Result<Old, String> 
 /// Stored state: the encoding version, the time it was written (unix ms,
 /// for expiry), then the postcard bytes. The header's layout is part of the
 /// data directory format (`docs/formats.md`): changing it is a format change.
-pub(crate) fn encode_state<T: StatefulFunction>(state: &T, now_ms: u64) -> Result<Vec<u8>, Error> {
-    let mut out = postcard::to_stdvec(&(T::VERSION, now_ms)).map_err(|e| Error::Encode {
+///
+/// Encoded into `out` (cleared first): the shard hands in the buffer of the
+/// state this one replaces, so a busy instance's writes allocate nothing
+/// (issue 14). The bytes do not depend on `out`.
+pub(crate) fn encode_state<T: StatefulFunction>(
+    state: &T,
+    now_ms: u64,
+    mut out: Vec<u8>,
+) -> Result<Vec<u8>, Error> {
+    out.clear();
+    // A new buffer: room for a small state at once, not grown by pushes.
+    out.reserve(32);
+    postcard::to_io(&(T::VERSION, now_ms), &mut out).map_err(|e| Error::Encode {
         what: "the state header".into(),
         reason: e.to_string(),
     })?;

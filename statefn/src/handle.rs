@@ -196,8 +196,12 @@ impl RawHandle {
     pub fn call<R, M: WireMessage>(&self, handler: &'static str, message: &M) -> Call<R> {
         Call {
             runtime: self.runtime.clone(),
-            address: self.address.clone(),
-            message: crate::wire::encode(message),
+            target: match &self.address {
+                Ok(address) => crate::wire::encode(message)
+                    .map(|message| (address.clone(), message))
+                    .map_err(Box::new),
+                Err(e) => Err(Box::new(e.clone())),
+            },
             key: None,
             trace: None,
             labels: (self.function, handler),
@@ -229,8 +233,10 @@ impl RawHandle {
 #[must_use = "a call does nothing unless it is awaited"]
 pub struct Call<R> {
     runtime: Runtime,
-    address: Result<Address, Error>,
-    message: Result<Vec<u8>, Error>,
+    /// The address and the encoded message, or why there are none (boxed:
+    /// the call is moved into its future, and an inline `Error` doubled
+    /// what every call moves, issue 14).
+    target: Result<(Address, Vec<u8>), Box<Error>>,
     key: Option<String>,
     trace: Option<TraceContext>,
     /// (function, handler): the metric labels.
@@ -393,8 +399,7 @@ impl<R> Call<R> {
     /// # }
     /// ```
     pub async fn send_after(self, delay: Duration) -> Result<crate::InvocationId, Error> {
-        let address = self.address?;
-        let message = self.message?;
+        let (address, message) = self.target.map_err(|e| *e)?;
         // Always keyed, so that the id names exactly one invocation.
         let key = self
             .key
@@ -432,7 +437,7 @@ impl<R> Call<R> {
 impl<R> std::fmt::Debug for Call<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Call")
-            .field("address", &self.address)
+            .field("address", &self.target.as_ref().map(|(address, _)| address))
             .field("key", &self.key)
             .finish_non_exhaustive()
     }
@@ -443,16 +448,15 @@ impl<R: DeserializeOwned> IntoFuture for Call<R> {
     type IntoFuture = CallFuture<R>;
 
     fn into_future(self) -> CallFuture<R> {
-        let state = match (self.address, self.message) {
-            (Ok(address), Ok(message)) => {
-                let target = address.clone();
+        let state = match self.target {
+            Ok((address, message)) => {
                 let inner = self.runtime.inner();
                 match inner.submit(address, message, self.key, None, self.trace) {
-                    Ok(rx) => CallState::Waiting(rx, target),
-                    Err(e) => CallState::Failed(Some(e)),
+                    Ok(rx) => CallState::Waiting(rx),
+                    Err(e) => CallState::Failed(Some(Box::new(e))),
                 }
             }
-            (Err(e), _) | (_, Err(e)) => CallState::Failed(Some(e)),
+            Err(e) => CallState::Failed(Some(e)),
         };
         CallFuture {
             state,
@@ -472,10 +476,12 @@ pub struct CallFuture<R> {
     _reply: PhantomData<fn() -> R>,
 }
 
+/// Small, since the caller's future holds it and moves it: the reply's
+/// sender is named by the labels' function if the reply cannot be decoded
+/// (no address kept per call), and an error is boxed.
 enum CallState {
-    /// The reply, and who sends it (named if it cannot be decoded).
-    Waiting(oneshot::Receiver<Result<Vec<u8>, Error>>, Address),
-    Failed(Option<Error>),
+    Waiting(oneshot::Receiver<Result<Vec<u8>, Error>>),
+    Failed(Option<Box<Error>>),
 }
 
 impl<R> std::fmt::Debug for CallFuture<R> {
@@ -490,13 +496,13 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match &mut this.state {
-            CallState::Failed(e) => Poll::Ready(Err(e.take().unwrap_or(Error::ShuttingDown))),
-            CallState::Waiting(rx, target) => match Pin::new(rx).poll(cx) {
+            CallState::Failed(e) => Poll::Ready(Err(e.take().map_or(Error::ShuttingDown, |e| *e))),
+            CallState::Waiting(rx) => match Pin::new(rx).poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Ok(Ok(bytes))) => {
                     crate::metrics::record_call(this.labels.0, this.labels.1, this.started);
                     Poll::Ready(postcard::from_bytes(&bytes).map_err(|e| Error::Decode {
-                        function: target.type_name().to_owned(),
+                        function: this.labels.0.to_owned(),
                         what: "a reply".to_owned(),
                         reason: e.to_string(),
                     }))

@@ -479,7 +479,7 @@ fn a_state_and_its_header_encode_to_their_golden_bytes_and_back() {
     };
     // (version 3, written at AT_MS), then the struct.
     let golden = "03 80 d0 ea b6 b7 33 ac 02 02 68 69";
-    let bytes = crate::function::encode_state(&state, AT_MS).expect("encodes");
+    let bytes = crate::function::encode_state(&state, AT_MS, vec![9; 3]).expect("encodes");
     assert_eq!(hex(&bytes), hex(&unhex(golden)));
     assert_eq!(
         crate::function::state_written_ms(&unhex(golden)),

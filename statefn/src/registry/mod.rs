@@ -325,13 +325,15 @@ impl<T: StatefulFunction> Typed<T> {
                 reply: bytes,
                 error,
             },
-            None if info.mutates => match crate::function::encode_state(&value, ctx.now_ms()) {
-                Ok(state) => Outcome::Applied {
-                    reply: bytes,
-                    new_state: Some(state),
-                },
-                Err(e) => Outcome::Failed(e),
-            },
+            None if info.mutates => {
+                match crate::function::encode_state(&value, ctx.now_ms(), ctx.take_state_buffer()) {
+                    Ok(state) => Outcome::Applied {
+                        reply: bytes,
+                        new_state: Some(state),
+                    },
+                    Err(e) => Outcome::Failed(e),
+                }
+            }
             None => Outcome::Applied {
                 reply: bytes,
                 new_state: None,
@@ -441,7 +443,14 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 pub(crate) struct Registry {
     /// Looked up twice per call: foldhash rather than SipHash.
     by_name: foldhash::HashMap<&'static str, Arc<dyn ErasedFunction>>,
+    /// The same entries while there are at most [`SCAN_AT_MOST`] of them:
+    /// comparing a few names costs a tenth of hashing one (issue 14: the
+    /// two lookups of a call were ~200 instructions of ~7,100).
+    few: Vec<(&'static str, Arc<dyn ErasedFunction>)>,
 }
+
+/// Up to this many registered types, a lookup compares names in order.
+const SCAN_AT_MOST: usize = 8;
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -463,24 +472,39 @@ impl Registry {
             }
             return Ok(());
         }
-        self.by_name.insert(name, Arc::new(Typed::<T>(PhantomData)));
+        self.insert(name, Arc::new(Typed::<T>(PhantomData)));
         Ok(())
+    }
+
+    fn insert(&mut self, name: &'static str, f: Arc<dyn ErasedFunction>) {
+        self.by_name.insert(name, f);
+        self.few = if self.by_name.len() <= SCAN_AT_MOST {
+            self.by_name
+                .iter()
+                .map(|(n, f)| (*n, Arc::clone(f)))
+                .collect()
+        } else {
+            Vec::new()
+        };
     }
 
     /// Registers an erased function by hand (tests of what the runtime
     /// does when code it calls misbehaves).
     #[cfg(test)]
     pub(crate) fn register_erased(&mut self, name: &'static str, f: Arc<dyn ErasedFunction>) {
-        self.by_name.insert(name, f);
+        self.insert(name, f);
     }
 
     pub(crate) fn get(&self, name: &str) -> Result<&Arc<dyn ErasedFunction>, Error> {
-        self.by_name
-            .get(name)
-            .ok_or_else(|| Error::UnknownFunction {
-                name: name.to_owned(),
-                known: self.names(),
-            })
+        let found = if self.few.is_empty() {
+            self.by_name.get(name)
+        } else {
+            self.few.iter().find(|(n, _)| *n == name).map(|(_, f)| f)
+        };
+        found.ok_or_else(|| Error::UnknownFunction {
+            name: name.to_owned(),
+            known: self.names(),
+        })
     }
 
     /// Every registered type with its handlers, sorted by name.

@@ -185,3 +185,34 @@ fn json_callers_cannot_tell_an_internal_handler_from_a_missing_one() {
         .message_from_json("add", serde_json::json!({"by": 1}))
         .expect("public handlers are callable by name");
 }
+
+/// Lookups compare names while few types are registered and hash past
+/// that: either way every registered name finds its own function, and an
+/// unknown one is refused.
+#[test]
+fn every_registered_type_is_found_by_name_however_many_there_are() {
+    const NAMES: [&str; 12] = [
+        "t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "t11",
+    ];
+    let mut registry = Registry::default();
+    let mut registered: Vec<Arc<dyn ErasedFunction>> = Vec::new();
+    for (n, name) in NAMES.iter().enumerate() {
+        let f: Arc<dyn ErasedFunction> = Arc::new(Typed::<Counter>(PhantomData));
+        registry.register_erased(name, Arc::clone(&f));
+        registered.push(f);
+        for (known, f) in NAMES.iter().zip(&registered).take(n + 1) {
+            let found = registry.get(known).expect("registered");
+            assert!(Arc::ptr_eq(found, f), "{known} with {} types", n + 1);
+        }
+        assert!(matches!(
+            registry.get("t1x"),
+            Err(Error::UnknownFunction { .. })
+        ));
+        assert!(
+            matches!(
+                registry.get(NAMES[(n + 1) % NAMES.len()]),
+                Err(Error::UnknownFunction { .. })
+            ) || n + 1 == NAMES.len()
+        );
+    }
+}

@@ -149,6 +149,7 @@ impl RuntimeInner {
         Ok(Some(rx))
     }
 
+    #[inline]
     fn enqueue_call(&self, shard: ShardId, mail: Mail) -> Result<(), Error> {
         let Some(target) = self.shard(shard) else {
             return Err(Error::ShuttingDown);

@@ -271,6 +271,7 @@ impl ShardCore {
         }
         let _entered = span.enter();
         ctx.set_origin(provenance.caller.clone(), invocation_id.clone(), trace);
+        ctx.set_state_buffer(self.states.take_buffer());
         let (invocation, existed) = match self.states.get(&target) {
             Ok(state) => {
                 let existed = state.is_some();
@@ -316,7 +317,7 @@ impl ShardCore {
                     if self.durable {
                         record.state = Some(state.clone());
                     }
-                    self.states.put(target.clone(), state);
+                    self.states.put(&target, state);
                 }
                 if let Some(expiry) = expiry
                     && slots.remove(&expiry).flatten().is_none()

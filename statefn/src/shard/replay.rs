@@ -75,7 +75,7 @@ impl ShardCore {
             Input::Client => {}
         }
         if let Some(state) = r.state {
-            self.states.put(r.target.clone(), state);
+            self.states.put(&r.target, state);
         }
         for sent in r.sent {
             self.replay_sent(sent);

@@ -37,7 +37,13 @@ pub(crate) struct StateTable {
     persisted: Option<ShardTables>,
     hits: u64,
     misses: u64,
+    /// An empty buffer left by a replaced state, for the next one.
+    spare: Vec<u8>,
 }
+
+/// The largest buffer kept for the next state: a replaced state larger than
+/// this goes back to the allocator.
+const MAX_SPARE_BUFFER: usize = 4096;
 
 impl StateTable {
     pub(crate) fn new(persisted: Option<ShardTables>, cache_limit: usize) -> Self {
@@ -51,26 +57,20 @@ impl StateTable {
             persisted,
             hits: 0,
             misses: 0,
+            spare: Vec::new(),
         }
     }
 
     /// The state of `address`, `None` for an instance never written.
     pub(crate) fn get(&mut self, address: &Address) -> Result<Option<&[u8]>, Error> {
-        if self.dirty.contains_key(address) {
-            return Ok(self.dirty.get(address).and_then(Option::as_deref));
+        // One lookup per set (issue 14: the address was hashed twice here).
+        if let Some(state) = self.dirty.get(address) {
+            return Ok(state.as_deref());
         }
-        if self
-            .frozen
-            .as_ref()
-            .is_some_and(|f| f.contains_key(address))
-        {
-            return Ok(self
-                .frozen
-                .as_ref()
-                .and_then(|f| f.get(address))
-                .and_then(Option::as_deref));
+        if let Some(state) = self.frozen.as_ref().and_then(|f| f.get(address)) {
+            return Ok(state.as_deref());
         }
-        if self.cache.contains(address) {
+        if !self.cache.is_empty() && self.cache.contains(address) {
             self.hits += 1;
             return Ok(self.cache.get(address).map(Vec::as_slice));
         }
@@ -90,7 +90,8 @@ impl StateTable {
         };
         self.cache_bytes += entry_bytes(address, &bytes);
         self.cache.put(address.clone(), bytes);
-        self.evict();
+        // By field: the dirty and frozen sets are still borrowed above.
+        evict(&mut self.cache, &mut self.cache_bytes, self.cache_limit);
         Ok(self.cache.peek(address).map(Vec::as_slice))
     }
 
@@ -146,15 +147,38 @@ impl StateTable {
         Ok(ids.into_iter().take(limit).collect())
     }
 
-    /// Records a new state (part of the current batch).
-    pub(crate) fn put(&mut self, address: Address, state: Vec<u8>) {
-        if let Some(old) = self.cache.pop(&address) {
-            self.cache_bytes -= entry_bytes(&address, &old);
+    /// Records a new state (part of the current batch). The state it
+    /// replaces in the dirty set keeps its buffer for the next state
+    /// ([`take_buffer`](Self::take_buffer)) instead of going back to the
+    /// allocator (issue 14).
+    ///
+    /// The address is hashed once for a dirty instance (the usual case of a
+    /// busy one) and cloned only when it enters the set.
+    pub(crate) fn put(&mut self, address: &Address, state: Vec<u8>) {
+        // The cache is empty in memory mode: no lookup there.
+        if !self.cache.is_empty()
+            && let Some(old) = self.cache.pop(address)
+        {
+            self.cache_bytes -= entry_bytes(address, &old);
         }
-        self.dirty_bytes += entry_bytes(&address, &state);
-        if let Some(Some(old)) = self.dirty.insert(address.clone(), Some(state)) {
-            self.dirty_bytes -= entry_bytes(&address, &old);
+        self.dirty_bytes += entry_bytes(address, &state);
+        let old = match self.dirty.get_mut(address) {
+            Some(slot) => slot.replace(state),
+            None => self.dirty.insert(address.clone(), Some(state)).flatten(),
+        };
+        if let Some(mut old) = old {
+            self.dirty_bytes -= entry_bytes(address, &old);
+            if old.capacity() <= MAX_SPARE_BUFFER && old.capacity() > self.spare.capacity() {
+                old.clear();
+                self.spare = old;
+            }
         }
+    }
+
+    /// An empty buffer for the next state to be encoded into: the one a
+    /// replaced state left (see [`put`](Self::put)), or a new one.
+    pub(crate) fn take_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.spare)
     }
 
     /// Records that the instance is gone (part of the current batch).
@@ -226,11 +250,16 @@ impl StateTable {
     /// most recent one: a state larger than the whole cache must still be
     /// readable right after it was loaded.
     fn evict(&mut self) {
-        while self.cache_bytes > self.cache_limit && self.cache.len() > 1 {
-            match self.cache.pop_lru() {
-                Some((address, state)) => self.cache_bytes -= entry_bytes(&address, &state),
-                None => break,
-            }
+        evict(&mut self.cache, &mut self.cache_bytes, self.cache_limit);
+    }
+}
+
+/// [`StateTable::evict`] on the cache's fields.
+fn evict(cache: &mut LruCache<Address, Vec<u8>>, cache_bytes: &mut usize, limit: usize) {
+    while *cache_bytes > limit && cache.len() > 1 {
+        match cache.pop_lru() {
+            Some((address, state)) => *cache_bytes -= entry_bytes(&address, &state),
+            None => break,
         }
     }
 }
@@ -252,7 +281,7 @@ mod tests {
     fn cache_is_bounded_but_dirty_and_frozen_are_not() {
         let mut table = StateTable::new(None, 1_000);
         for i in 0..100 {
-            table.put(addr(&format!("{i}")), vec![0; 100]);
+            table.put(&addr(&format!("{i}")), vec![0; 100]);
         }
         // In memory mode everything is dirty: nothing may be evicted.
         for i in 0..100 {
@@ -267,7 +296,7 @@ mod tests {
     #[test]
     fn a_state_larger_than_the_cache_is_still_read() {
         let mut table = StateTable::new(None, 10);
-        table.put(addr("big"), vec![7; 1_000]);
+        table.put(&addr("big"), vec![7; 1_000]);
         table.freeze();
         table.checkpointed();
         assert_eq!(
@@ -279,10 +308,31 @@ mod tests {
     #[test]
     fn unfreeze_keeps_newer_writes() {
         let mut table = StateTable::new(None, 1_000);
-        table.put(addr("a"), vec![1]);
+        table.put(&addr("a"), vec![1]);
         table.freeze();
-        table.put(addr("a"), vec![2]);
+        table.put(&addr("a"), vec![2]);
         table.unfreeze();
         assert_eq!(table.get(&addr("a")).expect("ok"), Some(&[2][..]));
+    }
+
+    /// A replaced dirty state leaves its buffer for the next state (not a
+    /// frozen one: the checkpoint still reads it; not an oversized one).
+    #[test]
+    fn a_replaced_state_leaves_its_buffer_for_the_next() {
+        let mut table = StateTable::new(None, 1_000);
+        table.put(&addr("a"), Vec::with_capacity(64));
+        assert_eq!(table.take_buffer().capacity(), 0, "nothing replaced yet");
+        table.put(&addr("a"), vec![1]);
+        let buffer = table.take_buffer();
+        assert_eq!((buffer.len(), buffer.capacity()), (0, 64));
+        assert_eq!(table.take_buffer().capacity(), 0, "taken once");
+        table.freeze();
+        table.put(&addr("a"), vec![2]);
+        assert_eq!(table.take_buffer().capacity(), 0, "the frozen one stays");
+        table.put(&addr("a"), Vec::with_capacity(MAX_SPARE_BUFFER + 1));
+        assert_eq!(table.take_buffer().capacity(), 1, "the one it replaced");
+        table.put(&addr("a"), vec![3]);
+        assert_eq!(table.take_buffer().capacity(), 0, "too large to keep");
+        assert_eq!(table.get(&addr("a")).expect("ok"), Some(&[3][..]));
     }
 }
