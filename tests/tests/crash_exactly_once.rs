@@ -136,6 +136,7 @@ fn run(seed: u64) -> usize {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut acked = vec![false; all.len()];
     let mut kills = 0;
+    let mut kills_over_zeros = 0;
     for round in 0.. {
         assert!(round < 100, "the workload never completed");
         let pending: Vec<usize> = (0..all.len()).filter(|&i| !acked[i]).collect();
@@ -167,12 +168,17 @@ fn run(seed: u64) -> usize {
             }
             if !finished {
                 kills += 1;
-                // The kill hit a log that writes its records over zeros
-                // written ahead of them (preallocated segments).
-                let zeroed = statefn_tests::wal_files::segments(dir.path())
+                // Whether the kill hit a log that writes its records over
+                // zeros written ahead of them (preallocated segments). Not
+                // every kill does: one that lands right after a rotation
+                // finds the sealed segment cut and the new one without its
+                // first chunk yet.
+                if statefn_tests::wal_files::segments(dir.path())
                     .iter()
-                    .any(|s| file_len(s) > statefn_tests::wal_files::used_len(s));
-                assert!(zeroed, "seed {seed:#x}: no segment had zeros ahead");
+                    .any(|s| file_len(s) > statefn_tests::wal_files::used_len(s))
+                {
+                    kills_over_zeros += 1;
+                }
             }
         } else {
             let finished = collect(
@@ -188,6 +194,10 @@ fn run(seed: u64) -> usize {
     assert!(
         kills >= KILLS - 2,
         "seed {seed:#x}: only {kills} kills landed"
+    );
+    assert!(
+        kills_over_zeros > 0,
+        "seed {seed:#x}: none of the {kills} kills hit a segment with zeros ahead of its records"
     );
 
     // Read every account back through a fresh process.
