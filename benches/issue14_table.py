@@ -70,6 +70,9 @@ def targets(rows):
     for client, variant in (("our client", "bank"), ("shared loadgen", None)):
         for c in (1, 128):
             floor = find(rows, "http", "floor: axum noop", callers=c)
+            if not variant:
+                # Like with like where the run has it: the floor under loadgen too.
+                floor = find(rows, "http", "floor: axum noop (shared loadgen)", callers=c) or floor
             if variant:
                 bank = find(rows, "http", variant, callers=c, keys=1000)
             else:

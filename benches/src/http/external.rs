@@ -13,8 +13,18 @@ use crate::{
     record::{Quantiles, Record},
 };
 
-/// Runs `loadgen` against the bank's deposit route for `window` and returns
-/// its result as an `http` record (no CDF: it reports percentiles only).
+/// What `loadgen` drives: the bank's deposit route, or the no-op floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /v1/Account/a{key}/deposit` on the bank.
+    BankDeposit,
+    /// `POST /noop` on `statefn-bench serve-noop`, the same body sent.
+    Noop,
+}
+
+/// Runs `loadgen` against `route` for `window` and returns its result as an
+/// `http` record (no CDF: it reports percentiles only), named
+/// `bank (shared loadgen)` or `floor: axum noop (shared loadgen)`.
 ///
 /// # Errors
 ///
@@ -22,13 +32,18 @@ use crate::{
 pub async fn loadgen(
     binary: &Path,
     addr: SocketAddr,
+    route: Route,
     concurrency: usize,
     keys: u64,
     window: Window,
 ) -> Result<(Record, Value), BoxError> {
+    let (path, variant) = match route {
+        Route::BankDeposit => ("/v1/Account/{key}/deposit", "bank (shared loadgen)"),
+        Route::Noop => ("/noop", "floor: axum noop (shared loadgen)"),
+    };
     let output = Command::new(binary)
         .arg("--url-template")
-        .arg(format!("http://{addr}/v1/Account/{{key}}/deposit"))
+        .arg(format!("http://{addr}{path}"))
         .args(["--body", r#"{"amount":1}"#, "--key-prefix", "a"])
         .args(["--concurrency", &concurrency.to_string()])
         .args(["--keys", &keys.to_string()])
@@ -59,9 +74,12 @@ pub async fn loadgen(
         cdf: Vec::new(),
     };
     let errors = number("errors");
-    let record = Record::from_quantiles("http", "bank (shared loadgen)", number("rps"), quantiles)
-        .param("keys", keys)
+    let record = Record::from_quantiles("http", variant, number("rps"), quantiles)
         .param("callers", concurrency)
         .field("errors", errors);
+    let record = match route {
+        Route::BankDeposit => record.param("keys", keys),
+        Route::Noop => record,
+    };
     Ok((record, result))
 }

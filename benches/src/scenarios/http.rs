@@ -16,7 +16,11 @@ use bytes::Bytes;
 use super::{Common, floor};
 use crate::{
     diagnose::process_cpu_s,
-    http::{client, external, servers::ServerProcess},
+    http::{
+        client,
+        external::{self, Route},
+        servers::ServerProcess,
+    },
     measure::{BoxError, Record, Window, ratio},
     scratch::Scratch,
 };
@@ -93,12 +97,27 @@ pub async fn run(args: &HttpArgs) -> Result<(), BoxError> {
         }
         bank_record.emit();
         if let Some(loadgen) = &args.loadgen {
-            let (record, _) =
-                external::loadgen(loadgen, bank.addr(), callers, args.keys, window).await?;
+            // Like with like: the floor under the same load generator.
+            let (loadgen_floor, _) =
+                external::loadgen(loadgen, noop.addr(), Route::Noop, callers, 1, window).await?;
+            loadgen_floor.emit();
+            let (record, _) = external::loadgen(
+                loadgen,
+                bank.addr(),
+                Route::BankDeposit,
+                callers,
+                args.keys,
+                window,
+            )
+            .await?;
             let per_s = record.throughput_per_s();
             record
                 .field(
                     "throughput_ratio_vs_floor",
+                    ratio(per_s, loadgen_floor.throughput_per_s()),
+                )
+                .field(
+                    "throughput_ratio_vs_our_client_floor",
                     ratio(per_s, floor.throughput_per_s()),
                 )
                 .emit();
