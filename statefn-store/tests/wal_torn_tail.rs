@@ -103,21 +103,6 @@ fn torn_header_of_a_new_segment_is_rewritten() {
     }
 }
 
-/// Collects formatted log output.
-#[derive(Clone, Default)]
-struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn truncation_is_logged_with_file_offset_and_bytes_dropped() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,16 +110,9 @@ fn truncation_is_logged_with_file_offset_and_bytes_dropped() {
     let last_start = record_offsets(1, N)[(N - 1) as usize];
     set_len(&segment, last_start + 5);
 
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), logged) = logged(|| {
         open(dir.path(), WalOptions::default(), 1);
     });
-    let logged = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(logged.contains("WARN"), "{logged}");
     assert!(logged.contains(&segment.display().to_string()), "{logged}");
     assert!(logged.contains(&format!("offset={last_start}")), "{logged}");

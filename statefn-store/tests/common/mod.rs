@@ -117,3 +117,31 @@ pub(crate) fn flip_byte(path: &Path, offset: u64) {
     data[offset as usize] ^= 0x5a;
     std::fs::write(path, data).unwrap();
 }
+
+/// Collects formatted log output.
+#[derive(Clone, Default)]
+pub(crate) struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `f` and returns what it logged (warnings included, without colours).
+pub(crate) fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    (out, text)
+}
