@@ -444,6 +444,11 @@ async fn a_loopback_server_refuses_requests_for_other_host_names() {
         );
         assert_eq!(refused.code(), "host_not_allowed");
         assert!(refused.message().contains("allowed_hosts"), "{refused:?}");
+        assert!(
+            refused.message().contains("can allow it ("),
+            "the message reads as one sentence: {:?}",
+            refused.message()
+        );
     }
     assert_eq!(served.flips("h").await, 0);
     // Loopback names, with or without the port, in any case, are served.

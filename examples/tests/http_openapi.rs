@@ -478,3 +478,45 @@ async fn following_an_invocation_is_described_as_the_ingress_answers() {
     );
     assert!(seen.is_subset(&listed), "{seen:?} not all in {listed:?}");
 }
+
+/// Every `description` and `summary` of the served document, with its path.
+fn texts(value: &Value, at: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                let here = format!("{at}/{key}");
+                match value {
+                    Value::String(text) if key == "description" || key == "summary" => {
+                        out.push((here, text.clone()));
+                    }
+                    _ => texts(value, &here, out),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                texts(item, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A description is read by people in API browsers: a string literal
+/// broken over source lines without `\` keeps the source's indentation
+/// inside its sentences.
+#[tokio::test]
+async fn descriptions_read_as_prose_without_runs_of_spaces() {
+    let runtime = examples_runtime().await;
+    let document = served_document(&runtime).await;
+    let mut found = Vec::new();
+    texts(&document, "", &mut found);
+    assert!(found.len() > 10, "the document describes its operations");
+    let broken: Vec<_> = found
+        .iter()
+        // Indentation at a line's start is Markdown; inside a line it is not.
+        .filter(|(_, text)| text.lines().any(|line| line.trim_start().contains("    ")))
+        .collect();
+    assert!(broken.is_empty(), "texts with runs of spaces: {broken:#?}");
+    runtime.shutdown().await.unwrap();
+}

@@ -93,13 +93,14 @@ pub(super) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response>
         if !host_allowed(&state.allowed_hosts, &host) {
             return Some(
                 ApiError::new(
-                StatusCode::FORBIDDEN,
-                "host_not_allowed",
-                format!(
-                    "requests for host `{host}` are refused; the server's operator can allow                      it (IngressConfig::allowed_hosts, --allowed-host)"
-                ),
-            )
-            .into_response(),
+                    StatusCode::FORBIDDEN,
+                    "host_not_allowed",
+                    format!(
+                        "requests for host `{host}` are refused; the server's operator can allow \
+                     it (IngressConfig::allowed_hosts, --allowed-host)"
+                    ),
+                )
+                .into_response(),
             );
         }
     }

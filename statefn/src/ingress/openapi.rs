@@ -328,7 +328,13 @@ fn status_operation() -> Value {
         "tags": ["invocations"],
         "operationId": "invocation_status",
         "summary": "What became of an enqueued invocation",
-        "description": "`scheduled` (delayed, not due yet), `pending` (queued or running), `done`             (with `reply`), `failed` (with `error`: the handler's `Err`, or every attempt failed             and it became a dead letter) or `cancelled`. Kept for the idempotency retention             after it ran, across restarts. With `wait`, answers as soon as it is done or when             the wait passed.",
+        "description": concat!(
+            "`scheduled` (delayed, not due yet), `pending` (queued or running), `done` ",
+            "(with `reply`), `failed` (with `error`: the handler's `Err`, or every attempt failed ",
+            "and it became a dead letter) or `cancelled`. Kept for the idempotency retention ",
+            "after it ran, across restarts. With `wait`, answers as soon as it is done or when ",
+            "the wait passed."
+        ),
         "parameters": [
             invocation_id_parameter(),
             {
