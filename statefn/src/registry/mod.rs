@@ -443,14 +443,7 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 pub(crate) struct Registry {
     /// Looked up twice per call: foldhash rather than SipHash.
     by_name: foldhash::HashMap<&'static str, Arc<dyn ErasedFunction>>,
-    /// The same entries while there are at most [`SCAN_AT_MOST`] of them:
-    /// comparing a few names costs a tenth of hashing one (issue 14: the
-    /// two lookups of a call were ~200 instructions of ~7,100).
-    few: Vec<(&'static str, Arc<dyn ErasedFunction>)>,
 }
-
-/// Up to this many registered types, a lookup compares names in order.
-const SCAN_AT_MOST: usize = 8;
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -472,39 +465,24 @@ impl Registry {
             }
             return Ok(());
         }
-        self.insert(name, Arc::new(Typed::<T>(PhantomData)));
+        self.by_name.insert(name, Arc::new(Typed::<T>(PhantomData)));
         Ok(())
-    }
-
-    fn insert(&mut self, name: &'static str, f: Arc<dyn ErasedFunction>) {
-        self.by_name.insert(name, f);
-        self.few = if self.by_name.len() <= SCAN_AT_MOST {
-            self.by_name
-                .iter()
-                .map(|(n, f)| (*n, Arc::clone(f)))
-                .collect()
-        } else {
-            Vec::new()
-        };
     }
 
     /// Registers an erased function by hand (tests of what the runtime
     /// does when code it calls misbehaves).
     #[cfg(test)]
     pub(crate) fn register_erased(&mut self, name: &'static str, f: Arc<dyn ErasedFunction>) {
-        self.insert(name, f);
+        self.by_name.insert(name, f);
     }
 
     pub(crate) fn get(&self, name: &str) -> Result<&Arc<dyn ErasedFunction>, Error> {
-        let found = if self.few.is_empty() {
-            self.by_name.get(name)
-        } else {
-            self.few.iter().find(|(n, _)| *n == name).map(|(_, f)| f)
-        };
-        found.ok_or_else(|| Error::UnknownFunction {
-            name: name.to_owned(),
-            known: self.names(),
-        })
+        self.by_name
+            .get(name)
+            .ok_or_else(|| Error::UnknownFunction {
+                name: name.to_owned(),
+                known: self.names(),
+            })
     }
 
     /// Every registered type with its handlers, sorted by name.

@@ -186,9 +186,8 @@ fn json_callers_cannot_tell_an_internal_handler_from_a_missing_one() {
         .expect("public handlers are callable by name");
 }
 
-/// Lookups compare names while few types are registered and hash past
-/// that: either way every registered name finds its own function, and an
-/// unknown one is refused.
+/// Every registered name finds its own function, however many types are
+/// registered, and an unknown one is refused.
 #[test]
 fn every_registered_type_is_found_by_name_however_many_there_are() {
     const NAMES: [&str; 12] = [
