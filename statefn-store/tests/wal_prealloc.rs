@@ -136,14 +136,21 @@ fn a_torn_record_followed_by_zeros_is_cut() {
     }
 }
 
-#[test]
-fn garbage_after_a_zero_header_is_corrupt_in_a_sealed_segment_and_torn_in_the_last() {
+/// Records 1..=60 committed in segments of 300 bytes: the data directory,
+/// its options and its segment files, oldest first.
+fn sixty_records_in_small_segments() -> (tempfile::TempDir, WalOptions, Vec<std::path::PathBuf>) {
     let opts = small_segments(300);
     let dir = tempfile::tempdir().unwrap();
     let (mut wal, _) = open(dir.path(), opts, 1);
     commit(&mut wal, &(1..=60).map(payload).collect::<Vec<_>>());
     drop(wal);
     let files = segments(dir.path());
+    (dir, opts, files)
+}
+
+#[test]
+fn garbage_after_a_zero_header_is_corrupt_in_a_sealed_segment_and_torn_in_the_last() {
+    let (dir, opts, files) = sixty_records_in_small_segments();
     assert!(files.len() >= 3);
 
     // The last segment: zeros ahead, then garbage far after the records.
@@ -172,12 +179,7 @@ fn garbage_after_a_zero_header_is_corrupt_in_a_sealed_segment_and_torn_in_the_la
 #[test]
 fn a_sealed_segment_with_a_zero_tail_opens_and_is_sealed_again() {
     // A crash before the seal's truncation was durable leaves the zeros.
-    let opts = small_segments(300);
-    let dir = tempfile::tempdir().unwrap();
-    let (mut wal, _) = open(dir.path(), opts, 1);
-    commit(&mut wal, &(1..=60).map(payload).collect::<Vec<_>>());
-    drop(wal);
-    let files = segments(dir.path());
+    let (dir, opts, files) = sixty_records_in_small_segments();
     let sealed = &files[0];
     let len = file_len(sealed);
     set_len(sealed, 300);
