@@ -10,7 +10,7 @@
 //! outbox, or fired from a timer restored from disk, starts without a
 //! parent (its span has no `trace_id`).
 
-use std::fmt;
+use std::{fmt, num::NonZeroU64};
 
 /// A W3C trace context: trace id, the parent span's id and the sampled flag.
 ///
@@ -29,9 +29,21 @@ use std::fmt;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceContext {
-    trace_id: u128,
-    span_id: u64,
+    /// The trace id's high and low halves: a `u128` is 16-byte aligned,
+    /// which made every mail of a shard (it can carry a context) 16 bytes
+    /// larger, and every call moves its mail several times (issue 14).
+    trace_id: [u64; 2],
+    /// Never zero (zero means "invalid" in W3C): so an
+    /// `Option<TraceContext>` is no larger than a context.
+    span_id: NonZeroU64,
     flags: u8,
+}
+
+/// Splits a trace id into its high and low halves.
+fn halves(trace_id: u128) -> [u64; 2] {
+    // Truncations on purpose: the halves of the 128 bits.
+    #[expect(clippy::cast_possible_truncation, reason = "the two halves")]
+    [(trace_id >> 64) as u64, trace_id as u64]
 }
 
 impl TraceContext {
@@ -61,8 +73,9 @@ impl TraceContext {
         let trace_id = u128::from_str_radix(trace, 16).ok()?;
         let span_id = u64::from_str_radix(span, 16).ok()?;
         let flags = u8::from_str_radix(flags, 16).ok()?;
-        (trace_id != 0 && span_id != 0).then_some(TraceContext {
-            trace_id,
+        let span_id = NonZeroU64::new(span_id)?;
+        (trace_id != 0).then_some(TraceContext {
+            trace_id: halves(trace_id),
             span_id,
             flags,
         })
@@ -75,21 +88,22 @@ impl TraceContext {
     /// Never; zero ids are replaced by 1 (zero means "invalid" in W3C).
     pub fn new(trace_id: u128, span_id: u64, sampled: bool) -> Self {
         TraceContext {
-            trace_id: trace_id.max(1),
-            span_id: span_id.max(1),
+            trace_id: halves(trace_id.max(1)),
+            span_id: NonZeroU64::new(span_id).unwrap_or(NonZeroU64::MIN),
             flags: u8::from(sampled),
         }
     }
 
     /// The trace id.
     pub fn trace_id(&self) -> u128 {
-        self.trace_id
+        let [high, low] = self.trace_id;
+        (u128::from(high) << 64) | u128::from(low)
     }
 
     /// The id of the span this context names (the parent of the spans that
     /// continue it).
     pub fn span_id(&self) -> u64 {
-        self.span_id
+        self.span_id.get()
     }
 
     /// Whether the trace is sampled (flag `01`).
@@ -100,14 +114,14 @@ impl TraceContext {
     /// The same trace, continued by a child span `span_id`.
     pub(crate) fn child(&self, span_id: u64) -> Self {
         TraceContext {
-            span_id: span_id.max(1),
+            span_id: NonZeroU64::new(span_id).unwrap_or(NonZeroU64::MIN),
             ..*self
         }
     }
 
     /// The trace id as 32 lowercase hex digits (as in `traceparent`).
     pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        format!("{:032x}", self.trace_id())
     }
 
     /// The span id as 16 lowercase hex digits.
@@ -122,7 +136,9 @@ impl fmt::Display for TraceContext {
         write!(
             f,
             "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
+            self.trace_id(),
+            self.span_id,
+            self.flags
         )
     }
 }
@@ -155,5 +171,29 @@ mod tests {
         assert!(!parsed.sampled());
         assert_eq!(parsed.child(9).span_id(), 9);
         assert_eq!(parsed.child(9).trace_id(), parsed.trace_id());
+    }
+
+    /// The halves keep every id, and an absent context costs no space
+    /// (every mail of a shard carries an `Option<TraceContext>`).
+    #[test]
+    fn ids_survive_their_halves_and_an_absent_context_is_free() {
+        for trace_id in [
+            1,
+            u128::from(u64::MAX),
+            1 << 64,
+            u128::MAX,
+            0x4bf9_u128 << 100 | 7,
+        ] {
+            let context = TraceContext::new(trace_id, 5, true);
+            assert_eq!(context.trace_id(), trace_id);
+            assert_eq!(TraceContext::parse(&context.to_string()), Some(context));
+            assert_eq!(context.child(0).span_id(), 1, "zero is not a span id");
+        }
+        assert_eq!(TraceContext::new(0, 0, false).trace_id(), 1);
+        assert_eq!(
+            std::mem::size_of::<Option<TraceContext>>(),
+            std::mem::size_of::<TraceContext>()
+        );
+        assert!(std::mem::size_of::<Option<TraceContext>>() <= 32);
     }
 }

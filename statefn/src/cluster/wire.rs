@@ -79,7 +79,7 @@ impl MailMessage {
             source,
             seq,
             attempt,
-            reply_to: envelope.reply_to,
+            reply_to: envelope.reply_to.map(|route| *route),
             guard: envelope.guard,
             provenance: envelope.provenance,
         })
@@ -94,7 +94,7 @@ impl MailMessage {
                 seq: self.seq,
                 attempt: self.attempt,
             },
-            reply_to: self.reply_to,
+            reply_to: self.reply_to.map(Box::new),
             guard: self.guard,
             provenance: self.provenance,
         };

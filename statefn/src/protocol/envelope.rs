@@ -83,8 +83,10 @@ pub(crate) struct Envelope {
     /// The encoded message enum of the target's function type.
     pub(crate) message: Vec<u8>,
     pub(crate) origin: Origin,
-    /// For requests: the caller's handler that receives the reply.
-    pub(crate) reply_to: Option<ReplyRoute>,
+    /// For requests: the caller's handler that receives the reply. Boxed:
+    /// a route is rare and large (112 bytes), and every call moves its
+    /// envelope several times (issue 14).
+    pub(crate) reply_to: Option<Box<ReplyRoute>>,
     /// For a reply to a request with a timeout: the caller's timeout timer
     /// (its key, [`TimerKey::Reply`]). The reply runs only if that timer is
     /// still pending (and cancels it); otherwise the timeout won and the
@@ -174,9 +176,29 @@ pub(crate) struct Provenance {
     /// The invocation it continues (a retry, a replayed dead letter, an
     /// enqueued call: the id its client was given); `None`: a new
     /// invocation, named by the message's channel position (or a keyed
-    /// timer's slot) when it is delivered.
-    pub(crate) invocation: Option<InvocationId>,
+    /// timer's slot) when it is delivered. Boxed: it is rare and an id is
+    /// 56 bytes, which every mail of a shard would carry (issue 14); a box
+    /// is encoded as what it holds, so the record format is unchanged.
+    pub(crate) invocation: Option<Box<InvocationId>>,
     /// The sending invocation's trace context (not stored).
     #[serde(skip)]
     pub(crate) trace: Option<TraceContext>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every client call moves its mail several times on its way to the
+    /// handler (into the mailbox, out of it, into the invocation), so what
+    /// an `Envelope` carries inline is what most messages use: the rare
+    /// large parts (a request's reply route, an invocation id carried on)
+    /// are boxed. It was 400 bytes (issue 14).
+    #[test]
+    fn a_mail_carries_its_rare_parts_boxed() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<Option<Box<ReplyRoute>>>(), 8);
+        assert!(size_of::<Provenance>() <= 72, "{}", size_of::<Provenance>());
+        assert!(size_of::<Mail>() <= 224, "{}", size_of::<Mail>());
+    }
 }

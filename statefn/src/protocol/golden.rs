@@ -72,7 +72,7 @@ fn provenance(v2: bool) -> Provenance {
     if v2 {
         Provenance {
             caller: Some(address("w")),
-            invocation: Some(InvocationId::from_key("i")),
+            invocation: Some(Box::new(InvocationId::from_key("i"))),
             trace: None,
         }
     } else {
@@ -162,7 +162,7 @@ fn records() -> Vec<ShardRecord> {
     ];
     // Every kind of invocation id a message carries.
     let with_invocation = |id: InvocationId, mut sent: Sent| {
-        sent.provenance.invocation = Some(id);
+        sent.provenance.invocation = Some(Box::new(id));
         sent
     };
     let fired_keyed = InvocationRecord {
@@ -519,7 +519,7 @@ fn letter() -> DeadLetterEntry {
         at_ms: AT_MS,
         provenance: Provenance {
             caller: None,
-            invocation: Some(InvocationId::enqueued(address("x"), "inv-1")),
+            invocation: Some(Box::new(InvocationId::enqueued(address("x"), "inv-1"))),
             trace: None,
         },
     }

@@ -100,7 +100,7 @@ pub(crate) fn envelope_of(sent: Sent, source: ShardId) -> Envelope {
             seq: sent.seq,
             attempt: sent.attempt,
         },
-        reply_to: sent.reply_to,
+        reply_to: sent.reply_to.map(Box::new),
         guard: sent.guard,
         provenance: sent.provenance,
     }

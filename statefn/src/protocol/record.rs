@@ -403,10 +403,10 @@ mod tests {
                     attempt: 4,
                     provenance: Provenance {
                         caller: Some(Address::new("C", "z").expect("valid")),
-                        invocation: Some(crate::InvocationId::enqueued(
+                        invocation: Some(Box::new(crate::InvocationId::enqueued(
                             Address::new("A", "x").expect("valid"),
                             "key-1",
-                        )),
+                        ))),
                         trace: None,
                     },
                 },

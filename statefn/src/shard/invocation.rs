@@ -99,19 +99,19 @@ impl ShardCore {
         let invocation_id = self.invocation_id(&input, key.as_deref(), &provenance, env.now_ms);
         // A retry keeps the message's sender and invocation id.
         let undelivered = |message: Vec<u8>,
-                           reply_to: Option<ReplyRoute>,
+                           reply_to: Option<Box<ReplyRoute>>,
                            caller: Option<Address>,
                            invocation: InvocationId,
                            retryable: bool|
          -> Option<Undelivered> {
             retry.map(|attempt| Undelivered {
                 message,
-                reply_to,
+                reply_to: reply_to.map(|route| *route),
                 attempt,
                 retryable,
                 provenance: Provenance {
                     caller,
-                    invocation: Some(invocation),
+                    invocation: Some(Box::new(invocation)),
                     trace: provenance.trace,
                 },
             })
@@ -131,7 +131,7 @@ impl ShardCore {
             // A retry of a failed keyed timer is the same invocation.
             fired.provenance = Provenance {
                 caller: provenance.caller.clone(),
-                invocation: Some(invocation_id.clone()),
+                invocation: Some(Box::new(invocation_id.clone())),
                 trace: None,
             };
         }
@@ -369,7 +369,7 @@ impl ShardCore {
                 .is_some()
                 .then(|| crate::request::outcome_of_reply(&reply, fallible, rejected));
             let reply = outcome.as_deref().unwrap_or(&reply);
-            self.route_reply(env, route, reply, trace, batch, &mut record);
+            self.route_reply(env, *route, reply, trace, batch, &mut record);
         }
         // An enqueued invocation ran: its outcome is kept for its client.
         if let (Some(handler), Some(enqueued)) = (
@@ -421,7 +421,7 @@ impl ShardCore {
         now_ms: u64,
     ) -> InvocationId {
         if let Some(id) = &provenance.invocation {
-            return id.clone();
+            return InvocationId::clone(id);
         }
         match (input, key) {
             (Input::Function { source, seq }, _) => InvocationId::message(source.0, seq.0),
@@ -568,7 +568,10 @@ impl ShardCore {
                         attempt: 0,
                         provenance: Provenance {
                             caller: None,
-                            invocation: Some(InvocationId::enqueued(target.clone(), invocation)),
+                            invocation: Some(Box::new(InvocationId::enqueued(
+                                target.clone(),
+                                invocation,
+                            ))),
                             trace,
                         },
                     },
@@ -590,7 +593,7 @@ impl ShardCore {
                         caller: None,
                         invocation: key
                             .as_deref()
-                            .map(|key| InvocationId::enqueued(target.clone(), key)),
+                            .map(|key| Box::new(InvocationId::enqueued(target.clone(), key))),
                         trace,
                     },
                 };

@@ -190,7 +190,7 @@ impl ShardCore {
                         every_ms,
                         attempt,
                     },
-                    reply_to: outgoing.reply_to,
+                    reply_to: outgoing.reply_to.map(Box::new),
                     guard: outgoing.guard,
                     provenance: outgoing.provenance,
                 };
