@@ -61,6 +61,7 @@ impl<T: StatefulFunction> Handle<T> {
         use crate::handle::FromRawHandle;
         Handle {
             client: T::Client::from_raw(RawHandle {
+                registered: runtime.inner().registry.get(T::type_name()).map(|_| ()),
                 runtime,
                 id: id.into(),
                 address: Address::new(T::type_name(), id),
@@ -187,6 +188,9 @@ pub struct RawHandle {
     runtime: Runtime,
     id: Arc<str>,
     address: Result<Address, Error>,
+    /// Whether the runtime has the type registered, looked up once here
+    /// rather than at every call (see `submit_registered`).
+    registered: Result<(), Error>,
     /// The registered type name (a metric label).
     function: &'static str,
 }
@@ -196,11 +200,11 @@ impl RawHandle {
     pub fn call<R, M: WireMessage>(&self, handler: &'static str, message: &M) -> Call<R> {
         Call {
             runtime: self.runtime.clone(),
-            target: match &self.address {
-                Ok(address) => crate::wire::encode(message)
+            target: match (&self.address, &self.registered) {
+                (Ok(address), Ok(())) => crate::wire::encode(message)
                     .map(|message| (address.clone(), message))
                     .map_err(Box::new),
-                Err(e) => Err(Box::new(e.clone())),
+                (Err(e), _) | (_, Err(e)) => Err(Box::new(e.clone())),
             },
             key: None,
             trace: None,
@@ -404,7 +408,7 @@ impl<R> Call<R> {
         let key = self
             .key
             .unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
-        let rx = self.runtime.inner().submit(
+        let rx = self.runtime.inner().submit_registered(
             address.clone(),
             message,
             Some(key.clone()),
@@ -451,7 +455,7 @@ impl<R: DeserializeOwned> IntoFuture for Call<R> {
         let state = match self.target {
             Ok((address, message)) => {
                 let inner = self.runtime.inner();
-                match inner.submit(address, message, self.key, None, self.trace) {
+                match inner.submit_registered(address, message, self.key, None, self.trace) {
                     Ok(rx) => CallState::Waiting(rx),
                     Err(e) => CallState::Failed(Some(Box::new(e))),
                 }

@@ -57,6 +57,38 @@ async fn unknown_function_is_refused_before_queueing() {
     assert!(matches!(err, Error::UnknownFunction { .. }), "{err:?}");
 }
 
+/// A typed handle looks its type up once, when it is made (calls then skip
+/// the registry): a handle of a type this runtime does not have is still
+/// refused at every call and send, before anything is queued.
+#[tokio::test]
+async fn a_handle_of_an_unregistered_type_is_refused_before_queueing() {
+    #[stateful_function]
+    #[derive(Default, Serialize, Deserialize)]
+    pub struct Unregistered {
+        n: u64,
+    }
+
+    #[stateful_function]
+    impl Unregistered {
+        #[handler]
+        pub fn add(&mut self, by: u64) -> u64 {
+            self.n += by;
+            self.n
+        }
+    }
+
+    let runtime = counter_runtime().await;
+    let handle = runtime.handle::<Unregistered>("x");
+    for _ in 0..2 {
+        let err = handle.add(1).await.expect_err("not registered");
+        assert!(matches!(err, Error::UnknownFunction { .. }), "{err:?}");
+        let err = handle.add(1).send().await.expect_err("not registered");
+        assert!(matches!(err, Error::UnknownFunction { .. }), "{err:?}");
+        assert_eq!(runtime.inner().in_flight(), 0, "nothing was queued");
+    }
+    assert_eq!(runtime.handle::<Counter>("x").add(1).await.expect("ok"), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_runtime_s_code_takes_the_shard_s_group_down_and_recovers_it() {
     let dir = tempfile::tempdir().expect("temp dir");
