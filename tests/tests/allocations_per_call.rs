@@ -14,9 +14,10 @@
 //! | the reply channel (`tokio::sync::oneshot`, one `Arc`) | caller | call |
 //! | the encoded reply (`Vec<u8>`) | worker | call |
 //! | the batch's reply list (`Effects::replies`) | worker | batch |
-//! | the batch's counts by handler (`BatchStats`) | worker | batch |
 //!
-//! Five, of which two are shared by every call of a batch under load. The
+//! Four, of which one is shared by every call of a batch under load (the
+//! batch's counts by handler were a fifth until their first handler was
+//! kept inline: 5.00 then, 4.00 now, issue 14's seventh pass). The
 //! new state is encoded into the buffer of the state it replaces (no
 //! allocation for a busy instance), the state table clones no address for
 //! an instance already in it, and the call's future keeps no address. On
@@ -50,9 +51,9 @@ impl Counter {
 
 const KEYS: u64 = 8;
 const CALLS: u64 = 4_000;
-/// The five of the table in the module doc, and a quarter for what other
+/// The four of the table in the module doc, and a quarter for what other
 /// threads of the runtime may allocate meanwhile (none was seen).
-const MOST_PER_CALL: f64 = 5.25;
+const MOST_PER_CALL: f64 = 4.25;
 
 #[tokio::test(flavor = "current_thread")]
 async fn an_in_memory_call_allocates_its_message_reply_channel_reply_and_batch_lists_only()

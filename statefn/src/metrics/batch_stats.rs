@@ -45,8 +45,16 @@ pub(crate) struct BatchStats {
     pub(crate) cache_misses: u64,
     /// Counts by (function, handler), in order of first appearance: a
     /// batch touches few handlers, so a short list beats a map.
-    by_handler: Vec<(&'static str, &'static str, [u64; 4])>,
+    /// The counts of the batch's first handler, inline: most batches run
+    /// one handler, and a `Vec` was an allocation per batch, so per call
+    /// at one caller (issue 14).
+    first_handler: Option<HandlerCounts>,
+    /// The counts of its other handlers.
+    other_handlers: Vec<HandlerCounts>,
 }
+
+/// A handler's (function, handler) names and its counts by [`Counted`].
+type HandlerCounts = (&'static str, &'static str, [u64; 4]);
 
 impl BatchStats {
     /// Counts one invocation of `function`'s `handler`.
@@ -66,8 +74,9 @@ impl BatchStats {
         // Names are static strings of the registry: compare pointers first.
         let same = |a: &'static str, b: &'static str| std::ptr::eq(a, b) || a == b;
         match self
-            .by_handler
+            .first_handler
             .iter_mut()
+            .chain(self.other_handlers.iter_mut())
             .find(|(f, h, _)| same(f, function) && same(h, handler))
         {
             Some((_, _, counts)) => {
@@ -80,7 +89,11 @@ impl BatchStats {
                 if let Some(n) = counts.get_mut(slot) {
                     *n = 1;
                 }
-                self.by_handler.push((function, handler, counts));
+                let counted = (function, handler, counts);
+                match &self.first_handler {
+                    None => self.first_handler = Some(counted),
+                    Some(_) => self.other_handlers.push(counted),
+                }
             }
         }
     }
@@ -89,9 +102,10 @@ impl BatchStats {
     /// keys are built once per thread, as in [`record_call`] (building one
     /// per batch and handler was ~1,500 instructions, issue 14).
     pub(crate) fn record(&self) {
-        if !self.by_handler.is_empty() {
+        if self.first_handler.is_some() {
             INVOCATION_KEYS.with_borrow_mut(|keys| {
-                for (function, handler, counts) in &self.by_handler {
+                let handlers = self.first_handler.iter().chain(&self.other_handlers);
+                for (function, handler, counts) in handlers {
                     for (outcome, n) in Counted::ALL.iter().zip(counts) {
                         if *n == 0 {
                             continue;
@@ -136,4 +150,54 @@ thread_local! {
             Kept::new(metrics::Key::from_static_name(CACHE_HITS)),
             Kept::new(metrics::Key::from_static_name(CACHE_MISSES)),
         ));
+}
+
+#[cfg(all(test, feature = "http"))]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    use super::{BatchStats, Counted};
+
+    /// The first handler's counts are kept inline, the others in a list:
+    /// each handler of a batch still gets its own counts, by outcome.
+    #[test]
+    fn every_handler_of_a_batch_is_counted_under_its_own_labels() {
+        let mut stats = BatchStats::default();
+        let calls = [
+            ("test.A", "one", Counted::Applied),
+            ("test.A", "two", Counted::Applied),
+            ("test.A", "one", Counted::Applied),
+            ("test.B", "one", Counted::Failed),
+            ("test.A", "two", Counted::Duplicate),
+            ("test.A", "one", Counted::Rejected),
+        ];
+        for (function, handler, outcome) in calls {
+            stats.count(function, handler, outcome);
+        }
+        assert_eq!(
+            (stats.applied, stats.rejected, stats.failed, stats.duplicate),
+            (3, 1, 1, 1)
+        );
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || stats.record());
+        let text = handle.render();
+        for series in [
+            r#"{function="test.A",handler="one",outcome="applied"} 2"#,
+            r#"{function="test.A",handler="one",outcome="rejected"} 1"#,
+            r#"{function="test.A",handler="two",outcome="applied"} 1"#,
+            r#"{function="test.A",handler="two",outcome="duplicate"} 1"#,
+            r#"{function="test.B",handler="one",outcome="failed"} 1"#,
+        ] {
+            assert!(
+                text.contains(&format!("statefn_invocations_total{series}")),
+                "{series} missing from:\n{text}"
+            );
+        }
+        assert_eq!(
+            text.matches("statefn_invocations_total{").count(),
+            5,
+            "{text}"
+        );
+    }
 }
