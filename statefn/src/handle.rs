@@ -13,7 +13,10 @@ use std::{
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use crate::{Address, Error, Runtime, StatefulFunction, TraceContext, wire::WireMessage};
+use crate::{
+    Address, Error, Runtime, StatefulFunction, TraceContext, protocol::ids::ShardId,
+    wire::WireMessage,
+};
 
 /// A typed handle to one instance (`Handle<Account>` for `Account/alice`):
 /// its methods are the instance's handlers, each returning a [`Call`].
@@ -59,12 +62,19 @@ pub struct Handle<T: StatefulFunction> {
 impl<T: StatefulFunction> Handle<T> {
     pub(crate) fn new(runtime: Runtime, id: &str) -> Self {
         use crate::handle::FromRawHandle;
+        let inner = runtime.inner();
+        let registered = inner.registry.get(T::type_name()).map(|_| ());
+        let address = Address::new(T::type_name(), id);
+        let shard = address
+            .as_ref()
+            .map_or(ShardId(0), |address| address.shard_id(inner.shard_count()));
         Handle {
             client: T::Client::from_raw(RawHandle {
-                registered: runtime.inner().registry.get(T::type_name()).map(|_| ()),
+                registered,
+                shard,
                 runtime,
                 id: id.into(),
-                address: Address::new(T::type_name(), id),
+                address,
                 function: T::type_name(),
             }),
         }
@@ -191,6 +201,9 @@ pub struct RawHandle {
     /// Whether the runtime has the type registered, looked up once here
     /// rather than at every call (see `submit_registered`).
     registered: Result<(), Error>,
+    /// The address's shard, computed once (a hash of the address's bytes;
+    /// the shard count is fixed for the runtime's life).
+    shard: ShardId,
     /// The registered type name (a metric label).
     function: &'static str,
 }
@@ -202,7 +215,7 @@ impl RawHandle {
             runtime: self.runtime.clone(),
             target: match (&self.address, &self.registered) {
                 (Ok(address), Ok(())) => crate::wire::encode(message)
-                    .map(|message| (address.clone(), message))
+                    .map(|message| (address.clone(), self.shard, message))
                     .map_err(Box::new),
                 (Err(e), _) | (_, Err(e)) => Err(Box::new(e.clone())),
             },
@@ -240,7 +253,7 @@ pub struct Call<R> {
     /// The address and the encoded message, or why there are none (boxed:
     /// the call is moved into its future, and an inline `Error` doubled
     /// what every call moves, issue 14).
-    target: Result<(Address, Vec<u8>), Box<Error>>,
+    target: Result<(Address, ShardId, Vec<u8>), Box<Error>>,
     key: Option<String>,
     trace: Option<TraceContext>,
     /// (function, handler): the metric labels.
@@ -403,13 +416,14 @@ impl<R> Call<R> {
     /// # }
     /// ```
     pub async fn send_after(self, delay: Duration) -> Result<crate::InvocationId, Error> {
-        let (address, message) = self.target.map_err(|e| *e)?;
+        let (address, shard, message) = self.target.map_err(|e| *e)?;
         // Always keyed, so that the id names exactly one invocation.
         let key = self
             .key
             .unwrap_or_else(|| format!("inv-{:032x}", rand::random::<u128>()));
         let rx = self.runtime.inner().submit_registered(
             address.clone(),
+            shard,
             message,
             Some(key.clone()),
             Some(delay),
@@ -441,7 +455,10 @@ impl<R> Call<R> {
 impl<R> std::fmt::Debug for Call<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Call")
-            .field("address", &self.target.as_ref().map(|(address, _)| address))
+            .field(
+                "address",
+                &self.target.as_ref().map(|(address, ..)| address),
+            )
             .field("key", &self.key)
             .finish_non_exhaustive()
     }
@@ -453,9 +470,9 @@ impl<R: DeserializeOwned> IntoFuture for Call<R> {
 
     fn into_future(self) -> CallFuture<R> {
         let state = match self.target {
-            Ok((address, message)) => {
+            Ok((address, shard, message)) => {
                 let inner = self.runtime.inner();
-                match inner.submit_registered(address, message, self.key, None, self.trace) {
+                match inner.submit_registered(address, shard, message, self.key, None, self.trace) {
                     Ok(rx) => CallState::Waiting(rx),
                     Err(e) => CallState::Failed(Some(Box::new(e))),
                 }

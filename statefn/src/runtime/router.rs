@@ -47,17 +47,20 @@ impl RuntimeInner {
             return Err(Error::ShuttingDown);
         }
         self.registry.get(target.type_name())?;
-        self.submit_registered(target, message, key, enqueue, trace)
+        let shard = target.shard_id(self.shard_count());
+        self.submit_registered(target, shard, message, key, enqueue, trace)
     }
 
     /// [`submit`](Self::submit) of a call whose function type is known to
     /// be registered: a typed handle looks it up once, when it is made (the
     /// registry does not change once the runtime is open), not at every
     /// call (a hash of the type name, ~90 instructions of an in-memory
-    /// call; issue 14).
+    /// call; issue 14). `shard` is the target's (a handle computes it once
+    /// too: the shard count is fixed for the runtime's life).
     pub(crate) fn submit_registered(
         &self,
         target: Address,
+        shard: ShardId,
         message: Vec<u8>,
         key: Option<String>,
         enqueue: Option<Duration>,
@@ -70,7 +73,7 @@ impl RuntimeInner {
             idempotency::check_key(key)?;
         }
         let (tx, rx) = oneshot::channel();
-        let shard = target.shard_id(self.shard_count());
+
         #[cfg(feature = "cluster")]
         if let Some(transport) = self.transport()
             && self.is_remote(shard)

@@ -57,6 +57,34 @@ async fn unknown_function_is_refused_before_queueing() {
     assert!(matches!(err, Error::UnknownFunction { .. }), "{err:?}");
 }
 
+/// A handle computes its address's shard once, when it is made: with a
+/// shard count other than the default, every call still lands on the
+/// shard that owns the address (where an operator's read looks for it).
+#[tokio::test]
+async fn a_handle_s_calls_land_on_the_shard_of_its_address() {
+    let runtime = Runtime::builder()
+        .in_memory()
+        .shards(7)
+        .workers(1)
+        .register::<Counter>()
+        .open()
+        .await
+        .expect("opens");
+    let mut shards = std::collections::BTreeSet::new();
+    for i in 1..=40_u64 {
+        let id = format!("c-{i}");
+        shards.insert(Address::new("Counter", &id).expect("valid").shard(7));
+        assert_eq!(runtime.handle::<Counter>(&id).add(i).await.expect("ok"), i);
+        assert_eq!(
+            runtime.state_json("Counter", &id).await.expect("read"),
+            Some(serde_json::json!({ "n": i })),
+            "{id}"
+        );
+    }
+    assert_eq!(shards.len(), 7, "every shard was called");
+    runtime.shutdown().await.expect("shuts down");
+}
+
 /// A typed handle looks its type up once, when it is made (calls then skip
 /// the registry): a handle of a type this runtime does not have is still
 /// refused at every call and send, before anything is queued.
