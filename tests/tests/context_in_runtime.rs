@@ -75,6 +75,14 @@ impl Probe {
         }
     }
 
+    /// Records through its keyed timer `remind`, `after_secs` from now.
+    #[handler]
+    fn remind(&mut self, ctx: &mut Context, after_secs: u64) {
+        ctx.timer::<Probe>("remind")
+            .after(Duration::from_secs(after_secs))
+            .record();
+    }
+
     #[handler]
     fn seen(&self) -> Vec<Seen> {
         self.seen.clone()
@@ -158,6 +166,30 @@ fn a_retried_message_keeps_its_invocation_id_and_draws_the_same_numbers() {
     let unfailed = seen(&mut fresh, "b");
     assert_eq!(unfailed[0].invocation, first[0].invocation);
     assert_eq!(unfailed[0].roll, first[0].roll);
+}
+
+/// A keyed timer's run that fails is retried as the same invocation: the
+/// id (and so the numbers) its first attempt had.
+#[test]
+fn a_retried_keyed_timer_keeps_its_invocation_id_and_draws_the_same_numbers() {
+    let run = |failures: u32| {
+        let mut rt = failing(failures);
+        let a = rt.handle::<Probe>("a");
+        rt.call(a.remind(1)).expect("remind");
+        for _ in 0..20 {
+            rt.advance(Duration::from_secs(60));
+            rt.run_until_idle();
+        }
+        seen(&mut rt, "a")
+    };
+    let retried = run(2);
+    let unfailed = run(0);
+    assert_eq!(retried.len(), 1, "applied once, after two failed attempts");
+    assert_eq!(unfailed.len(), 1);
+    assert!(retried[0].invocation.starts_with("t-"), "{:?}", retried[0]);
+    assert_eq!(retried[0].invocation, unfailed[0].invocation);
+    assert_eq!(retried[0].roll, unfailed[0].roll);
+    assert_ne!(retried[0].now_ms, unfailed[0].now_ms, "it ran later");
 }
 
 #[test]

@@ -127,14 +127,6 @@ impl ShardCore {
             egress: Vec::new(),
             dead_letter: None,
         };
-        if let Some(fired) = &mut fired {
-            // A retry of a failed keyed timer is the same invocation.
-            fired.provenance = Provenance {
-                caller: provenance.caller.clone(),
-                invocation: Some(Box::new(invocation_id.clone())),
-                trace: None,
-            };
-        }
         // `retryable`: whether another attempt could succeed; `labels`: the
         // (function, handler) it counts under.
         macro_rules! fail {
@@ -145,7 +137,17 @@ impl ShardCore {
                     .stats
                     .count(function_label, handler_label, Counted::Failed);
                 return match fired {
-                    Some(fired) => self.timer_failed(env, batch, record, error, fired, retryable),
+                    Some(mut fired) => {
+                        // A retry of a failed keyed timer is the same
+                        // invocation (set here only: boxing the id costs an
+                        // allocation, which a run that succeeds never needs).
+                        fired.provenance = Provenance {
+                            caller: provenance.caller.clone(),
+                            invocation: Some(Box::new(invocation_id.clone())),
+                            trace: None,
+                        };
+                        self.timer_failed(env, batch, record, error, fired, retryable)
+                    }
                     None => {
                         let undelivered = undelivered(
                             message,
