@@ -14,16 +14,14 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    service::TowerToHyperService,
-};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::TcpListener,
     sync::{Semaphore, watch},
 };
+
+use super::front::Front;
 
 /// The largest connection limit taken as given: far above any file
 /// descriptor limit, and small enough to count in a semaphore.
@@ -54,7 +52,7 @@ pub(super) struct Limits {
 /// disturbed.
 pub(super) async fn serve(
     listener: TcpListener,
-    router: Router,
+    front: Front,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -99,10 +97,7 @@ pub(super) async fn serve(
         };
         // Answers are small and sent whole: do not hold them back.
         let _ = stream.set_nodelay(true);
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
-        );
+        let connection = http.serve_connection(TokioIo::new(stream), front.clone());
         let mut stop = stop_rx.clone();
         let mut kill = kill_rx.clone();
         let open = open.clone();

@@ -13,6 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
+    body::Body,
     extract::{
         Path, Query, Request, State,
         rejection::{PathRejection, QueryRejection},
@@ -54,18 +55,32 @@ pub(super) async fn call(
     // The request itself, not a `HeaderMap` extractor: that one clones
     // every header.
     let (Parts { headers, .. }, body) = request.into_parts();
-    let key = idempotency_key(&headers)?;
-    let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
+    call_target(
+        &state,
+        &target.type_name,
+        &target.id,
+        &target.handler,
+        &headers,
+        body,
+    )
+    .await
+}
+
+/// [`call`] once its path is read: also what the [`Front`](super::front::Front)
+/// runs for the calls it serves without the router.
+pub(super) async fn call_target(
+    state: &AppState,
+    type_name: &str,
+    id: &str,
+    handler: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(headers)?;
+    let args = read_args(headers, body, state.body_limit, state.body_read_timeout).await?;
     let reply = state
         .runtime
-        .call_json_traced(
-            &target.type_name,
-            &target.id,
-            &target.handler,
-            args,
-            key,
-            trace_parent(&headers),
-        )
+        .call_json_traced(type_name, id, handler, args, key, trace_parent(headers))
         .await
         .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
     Ok(match reply {
@@ -230,10 +245,14 @@ fn trace_parent(headers: &HeaderMap) -> Option<crate::TraceContext> {
 }
 
 fn bad_path(rejection: PathRejection) -> ApiError {
-    ApiError::bad_request(
-        "invalid_path",
-        format!("the path cannot be read: {}", rejection.body_text()),
-    )
+    invalid_path(&rejection.body_text())
+}
+
+/// The 400 for a path that cannot be read; `why` is axum's rejection text
+/// (the [`Front`](super::front::Front) writes the same for the calls it
+/// reads itself).
+pub(super) fn invalid_path(why: &str) -> ApiError {
+    ApiError::bad_request("invalid_path", format!("the path cannot be read: {why}"))
 }
 
 /// The `Idempotency-Key` header, checked as every key is
