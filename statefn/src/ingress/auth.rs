@@ -58,6 +58,12 @@ pub(super) fn normalize_hosts(hosts: &[String]) -> Vec<String> {
 
 /// The host name of a `Host` header, without its port, lower case.
 fn host_name(value: &str) -> String {
+    host_part(value).to_ascii_lowercase()
+}
+
+/// The host name of a `Host` header, without its port and trailing dots,
+/// as written (compared ignoring case: no lower-case copy per request).
+fn host_part(value: &str) -> &str {
     let value = value.trim();
     let name = if value.starts_with('[') {
         // `[::1]:8080`: the brackets belong to the name.
@@ -68,16 +74,23 @@ fn host_name(value: &str) -> String {
     } else {
         value.rsplit_once(':').map_or(value, |(name, _port)| name)
     };
-    name.trim_end_matches('.').to_ascii_lowercase()
+    name.trim_end_matches('.')
 }
 
-/// Whether `host` is allowed: any host when the list is empty; else a name
-/// on it, or under one written with a leading `.`.
+/// Whether `host` (any case) is allowed: any host when the list (lower
+/// case) is empty; else a name on it, or under one written with a leading
+/// `.`.
 fn host_allowed(allowed: &[String], host: &str) -> bool {
+    let ends_with = |suffix: &str| {
+        host.len()
+            .checked_sub(suffix.len())
+            .and_then(|start| host.as_bytes().get(start..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
+    };
     allowed.is_empty()
         || allowed.iter().any(|a| match a.strip_prefix('.') {
-            Some(parent) => host == parent || host.ends_with(a.as_str()),
-            None => a == host,
+            Some(parent) => host.eq_ignore_ascii_case(parent) || ends_with(a),
+            None => a.eq_ignore_ascii_case(host),
         })
 }
 
@@ -88,9 +101,11 @@ fn host_allowed(allowed: &[String], host: &str) -> bool {
 /// not, and pass. Run on every request by the ingress's one middleware
 /// ([`observe`](super::observe::observe)), inside its span.
 pub(super) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    if let Some(host) = headers.get(header::HOST) {
-        let host = host_name(&String::from_utf8_lossy(host.as_bytes()));
-        if !host_allowed(&state.allowed_hosts, &host) {
+    if let Some(value) = headers.get(header::HOST) {
+        // Borrowed: lossy only copies a header that is not UTF-8.
+        let value = String::from_utf8_lossy(value.as_bytes());
+        if !host_allowed(&state.allowed_hosts, host_part(&value)) {
+            let host = host_name(&value);
             return Some(
                 ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -147,7 +162,18 @@ mod tests {
         ] {
             assert!(host_allowed(&allowed, host), "{host}");
         }
-        for host in ["evilexample.com", "example.com.evil", "x.api.test", "test"] {
+        // Host names are compared ignoring case.
+        for host in ["Example.COM", "A.example.Com", "API.test"] {
+            assert!(host_allowed(&allowed, host), "{host}");
+        }
+        for host in [
+            "evilexample.com",
+            "example.com.evil",
+            "x.api.test",
+            "test",
+            "EvilExample.com",
+            "X.API.TEST",
+        ] {
             assert!(!host_allowed(&allowed, host), "{host}");
         }
         assert!(host_allowed(&[], "anything"));
