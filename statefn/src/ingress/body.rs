@@ -3,7 +3,7 @@
 //! and read within a deadline, so that a client trickling it cannot hold the
 //! connection.
 
-use std::time::Duration;
+use std::{task::Poll, time::Duration};
 
 use axum::{
     body::{Body, Bytes},
@@ -29,7 +29,15 @@ pub(super) async fn read_args(
     limit: usize,
     timeout: Duration,
 ) -> Result<Value, ApiError> {
-    let Ok(bytes) = tokio::time::timeout(timeout, read_bounded(headers, body, limit)).await else {
+    let read = read_bounded(headers, body, limit);
+    tokio::pin!(read);
+    // A body that is already here (almost every one) is read without
+    // arming the timer: creating it costs more than reading a small body.
+    let bytes = match futures::poll!(read.as_mut()) {
+        Poll::Ready(bytes) => Ok(bytes),
+        Poll::Pending => tokio::time::timeout(timeout, read).await,
+    };
+    let Ok(bytes) = bytes else {
         return Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",

@@ -18,7 +18,7 @@ use axum::{
         Path, Query, Request, State,
         rejection::{PathRejection, QueryRejection},
     },
-    http::{HeaderMap, StatusCode, request::Parts},
+    http::{HeaderMap, HeaderName, StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -28,7 +28,12 @@ use super::{AppState, body::read_args, delay::parse_delay, error::ApiError};
 use crate::{JsonReply, protocol::idempotency};
 
 /// The header that makes a call exactly-once across client retries.
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// A `HeaderName` rather than a `&str`: a lookup by string parses the name
+/// on every request.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// The W3C trace context header.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The path of a call.
 #[derive(Debug, Deserialize)]
@@ -239,7 +244,7 @@ pub(super) async fn cancel(
 /// the W3C specification asks (the call is not refused).
 fn trace_parent(headers: &HeaderMap) -> Option<crate::TraceContext> {
     headers
-        .get("traceparent")
+        .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::TraceContext::parse)
 }
