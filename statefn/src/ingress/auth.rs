@@ -102,8 +102,7 @@ fn host_allowed(allowed: &[String], host: &str) -> bool {
 /// ([`observe`](super::observe::observe)), inside its span.
 pub(super) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     if let Some(value) = headers.get(header::HOST) {
-        // Borrowed: lossy only copies a header that is not UTF-8.
-        let value = String::from_utf8_lossy(value.as_bytes());
+        let value = super::header_text(value);
         if !host_allowed(&state.allowed_hosts, host_part(&value)) {
             let host = host_name(&value);
             return Some(
@@ -141,6 +140,21 @@ pub(super) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response>
 #[cfg(test)]
 mod tests {
     use super::{host_allowed, host_name, normalize_hosts};
+
+    #[test]
+    fn header_text_is_borrowed_when_utf8_and_lossy_otherwise() {
+        use axum::http::HeaderValue;
+        use std::borrow::Cow;
+        let ascii = HeaderValue::from_static("LocalHost:8080");
+        assert!(matches!(
+            super::super::header_text(&ascii),
+            Cow::Borrowed("LocalHost:8080")
+        ));
+        let latin1 = HeaderValue::from_bytes(b"caf\xe9.example").unwrap();
+        assert_eq!(super::super::header_text(&latin1), "caf\u{fffd}.example");
+        let utf8 = HeaderValue::from_bytes("café.example".as_bytes()).unwrap();
+        assert_eq!(super::super::header_text(&utf8), "café.example");
+    }
 
     #[test]
     fn host_names_lose_their_port_and_case() {

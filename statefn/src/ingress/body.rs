@@ -6,7 +6,7 @@
 use std::{task::Poll, time::Duration};
 
 use axum::{
-    body::{Body, Bytes},
+    body::{Bytes, HttpBody},
     http::{HeaderMap, StatusCode, header},
 };
 use http_body_util::BodyExt;
@@ -23,12 +23,19 @@ const DRAIN_BUDGET: usize = 8 << 20;
 /// Reads the arguments of a call: `Null` for no body (the runtime reads it
 /// as no arguments), else the parsed JSON. The body must arrive within
 /// `timeout` (else 408) and be declared JSON, even when empty (else 415).
-pub(super) async fn read_args(
+///
+/// Generic over the body, so that the [`Front`](super::front::Front) reads
+/// hyper's own body without boxing it into axum's.
+pub(super) async fn read_args<B>(
     headers: &HeaderMap,
-    body: Body,
+    body: B,
     limit: usize,
     timeout: Duration,
-) -> Result<Value, ApiError> {
+) -> Result<Value, ApiError>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let read = read_bounded(headers, body, limit);
     tokio::pin!(read);
     // A body that is already here (almost every one) is read without
@@ -53,10 +60,7 @@ pub(super) async fn read_args(
     // another site only after a CORS preflight that the ingress does not
     // grant, so this is what keeps web pages (forms, beacons, `no-cors`
     // fetches) from calling handlers.
-    // Borrowed: lossy only copies a header that is not UTF-8.
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    let content_type = headers.get(header::CONTENT_TYPE).map(super::header_text);
     if !content_type.as_deref().is_some_and(is_json) {
         let given = content_type.map_or_else(|| "none".to_owned(), |t| format!("{t:?}"));
         return Err(ApiError::new(
@@ -95,11 +99,11 @@ pub(super) async fn read_args(
 /// the rest (up to [`DRAIN_BUDGET`]) so that the client reads the answer.
 /// A body that arrives in one frame (any small one) is that frame's bytes,
 /// not a copy.
-async fn read_bounded(
-    headers: &HeaderMap,
-    mut body: Body,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
+async fn read_bounded<B>(headers: &HeaderMap, mut body: B, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -139,7 +143,7 @@ async fn read_bounded(
 }
 
 /// Reads and discards up to `budget` bytes of `body`.
-async fn drain(mut body: Body, mut budget: usize) {
+async fn drain<B: HttpBody<Data = Bytes> + Unpin>(mut body: B, mut budget: usize) {
     while budget > 0 {
         match body.frame().await {
             Some(Ok(frame)) => {

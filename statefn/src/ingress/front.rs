@@ -25,7 +25,6 @@ use std::{borrow::Cow, convert::Infallible, future::Future, pin::Pin, sync::Arc}
 
 use axum::{
     Router,
-    body::Body,
     extract::Request,
     http::Method,
     response::{IntoResponse, Response},
@@ -65,14 +64,18 @@ impl hyper::service::Service<Request<Incoming>> for Front {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         if request.method() == Method::POST && call_segments(request.uri().path()).is_some() {
             let state = Arc::clone(&self.state);
-            return Box::pin(serve_call(state, request.map(Body::new)));
+            return Box::pin(serve_call(state, request));
         }
         Box::pin(self.router.clone().call(request))
     }
 }
 
 /// A call, observed as the router's requests are.
-async fn serve_call(state: Arc<AppState>, request: Request) -> Result<Response, Infallible> {
+/// hyper's body is read as it is, not boxed into axum's `Body`.
+async fn serve_call(
+    state: Arc<AppState>,
+    request: Request<Incoming>,
+) -> Result<Response, Infallible> {
     Ok(observed(&state, CALL_ROUTE, request, |request| async {
         let (parts, body) = request.into_parts();
         let answer = match call_target(parts.uri.path()) {

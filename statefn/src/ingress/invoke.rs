@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
-    body::Body,
+    body::{Bytes, HttpBody},
     extract::{
         Path, Query, Request, State,
         rejection::{PathRejection, QueryRejection},
@@ -73,14 +73,18 @@ pub(super) async fn call(
 
 /// [`call`] once its path is read: also what the [`Front`](super::front::Front)
 /// runs for the calls it serves without the router.
-pub(super) async fn call_target(
+pub(super) async fn call_target<B>(
     state: &AppState,
     type_name: &str,
     id: &str,
     handler: &str,
     headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+    body: B,
+) -> Result<Response, ApiError>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let key = idempotency_key(headers)?;
     let args = read_args(headers, body, state.body_limit, state.body_read_timeout).await?;
     let reply = state

@@ -228,6 +228,15 @@ pub fn openapi(runtime: &Runtime) -> serde_json::Value {
     openapi::document(runtime)
 }
 
+/// A header's text: borrowed when it is UTF-8 (checked the quick way
+/// first), else with U+FFFD for the bytes that are not.
+fn header_text(value: &axum::http::HeaderValue) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()),
+    }
+}
+
 /// What every request handler shares.
 #[derive(Debug)]
 struct AppState {

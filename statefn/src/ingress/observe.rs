@@ -119,14 +119,14 @@ pub(super) async fn observe(
 /// pattern): also run by the [`Front`](super::front::Front) for the calls it
 /// serves without the router, so that they are traced, checked and counted
 /// exactly as the router's requests are.
-pub(super) async fn observed<F, Fut>(
+pub(super) async fn observed<B, F, Fut>(
     state: &AppState,
     route: &str,
-    request: Request,
+    request: Request<B>,
     next: F,
 ) -> Response
 where
-    F: FnOnce(Request) -> Fut,
+    F: FnOnce(Request<B>) -> Fut,
     Fut: Future<Output = Response>,
 {
     let span = tracing::info_span!(
