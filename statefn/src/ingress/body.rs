@@ -166,6 +166,9 @@ fn too_large(limit: usize) -> ApiError {
 /// `application/json`, or any `application/*+json`, with any parameters,
 /// in any case.
 fn is_json(content_type: &str) -> bool {
+    if content_type == "application/json" {
+        return true; // what nearly every client sends
+    }
     let essence = content_type.split(';').next().unwrap_or("").trim();
     let starts_with = |prefix: &str| {
         essence

@@ -69,7 +69,12 @@ pub(super) async fn serve(
         // its buffer shared with the request's headers: a fresh 8 KiB
         // buffer on every request (issue 14). A client that goes away is
         // noticed when its answer is written, as one that stays silent is.
-        .half_close(true);
+        .half_close(true)
+        // Answers are small: one buffer and one `write` (head and body
+        // copied together) cost less than queueing the body for `writev`
+        // (~400 instructions a request at C=128, issue 14). The bytes sent
+        // are the same.
+        .writev(false);
     let open = metrics::gauge!(crate::metrics::HTTP_CONNECTIONS);
     tokio::pin!(shutdown);
     loop {
