@@ -10,6 +10,10 @@ use parking_lot::Mutex;
 
 use super::{FileSystem, LogFile};
 
+mod power_cut;
+
+use power_cut::{Durable, Unsynced};
+
 /// Wraps another [`FileSystem`] and injects faults configured at run time
 /// through a [`Faults`] handle.
 ///
@@ -51,6 +55,9 @@ use super::{FileSystem, LogFile};
 pub struct FaultyFs {
     inner: Arc<dyn FileSystem>,
     faults: Faults,
+    /// Whether writes are recorded for [`Faults::power_cut`] (off for
+    /// [`FaultyFs::counting_only`]).
+    tracks_writes: bool,
 }
 
 impl FaultyFs {
@@ -58,7 +65,44 @@ impl FaultyFs {
     pub fn new(inner: Arc<dyn FileSystem>) -> Self {
         let faults = Faults::default();
         faults.state.lock().inner = Some(Arc::clone(&inner));
-        Self { inner, faults }
+        Self {
+            inner,
+            faults,
+            tracks_writes: true,
+        }
+    }
+
+    /// Wraps `inner` to count appends and syncs and inject faults, without
+    /// recording what a power cut would undo.
+    ///
+    /// Recording costs a read of the bytes each write overwrites and a
+    /// length query per write; a benchmark that only wants the counts
+    /// (`statefn-bench --diagnose`) should not pay that inside every
+    /// commit. [`Faults::power_cut`] on such a wrapper is an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use statefn_store::{FaultyFs, FileSystem, StdFs};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let fs = FaultyFs::counting_only(Arc::new(StdFs));
+    /// let file = fs.open_file(&dir.path().join("log"), true)?;
+    /// file.append(b"one")?;
+    /// file.sync_data()?;
+    /// assert_eq!((fs.faults().append_count(), fs.faults().sync_count()), (1, 1));
+    /// assert!(fs.faults().power_cut().is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn counting_only(inner: Arc<dyn FileSystem>) -> Self {
+        let faults = Faults::default();
+        faults.state.lock().counting_only = true;
+        Self {
+            inner,
+            faults,
+            tracks_writes: false,
+        }
     }
 
     /// A handle to configure faults; clones share the same configuration.
@@ -78,17 +122,21 @@ impl FileSystem for FaultyFs {
 
     fn open_file(&self, path: &Path, create: bool) -> io::Result<Box<dyn LogFile>> {
         let existed = !create
+            || !self.tracks_writes
             || path.parent().is_some_and(|dir| {
                 self.inner
                     .list_dir(dir)
                     .is_ok_and(|files| files.iter().any(|f| f == path))
             });
         let inner = self.inner.open_file(path, create)?;
-        self.faults.track(path, existed, inner.len()?);
+        if self.tracks_writes {
+            self.faults.track(path, existed, inner.len()?);
+        }
         Ok(Box::new(FaultyFile {
             inner,
             path: path.to_path_buf(),
             faults: self.faults.clone(),
+            tracks_writes: self.tracks_writes,
         }))
     }
 
@@ -138,48 +186,9 @@ struct FaultState {
     files: HashMap<PathBuf, Durable>,
     /// The wrapped file system, for [`Faults::power_cut`].
     inner: Option<Arc<dyn FileSystem>>,
-}
-
-/// What a power cut keeps of one file.
-#[derive(Debug, Clone)]
-struct Durable {
-    /// Bytes covered by the last successful `sync_data`.
-    synced_len: u64,
-    /// Whether its directory entry survives (it existed when first opened,
-    /// or its directory was synced since).
-    entry_synced: bool,
-    /// Writes since the last successful `sync_data`, oldest first.
-    unsynced: Vec<Unsynced>,
-}
-
-/// One write no sync has covered yet, and how to undo it.
-#[derive(Debug, Clone)]
-struct Unsynced {
-    offset: u64,
-    len: u64,
-    /// The file's length before the write.
-    len_before: u64,
-    /// The bytes it overwrote (those below `len_before`).
-    old: Vec<u8>,
-}
-
-impl Unsynced {
-    /// Undoes all of the write but its first `keep` bytes.
-    fn undo(&self, file: &dyn LogFile, keep: u64) -> io::Result<()> {
-        let keep_old = usize::try_from(keep).unwrap_or(usize::MAX);
-        if let Some(old) = self.old.get(keep_old..).filter(|old| !old.is_empty()) {
-            file.write_at(self.offset + keep, old)?;
-        }
-        let len = if keep == 0 {
-            self.len_before
-        } else {
-            self.len_before.max(self.offset + keep.min(self.len))
-        };
-        if file.len()? > len {
-            file.truncate(len)?;
-        }
-        Ok(())
-    }
+    /// Built by [`FaultyFs::counting_only`]: no writes recorded, so no
+    /// power cut can be simulated.
+    counting_only: bool,
 }
 
 /// What a sync should do.
@@ -255,175 +264,15 @@ impl Faults {
         let (appends, syncs) = (state.appends, state.syncs);
         let files = std::mem::take(&mut state.files);
         let inner = state.inner.take();
+        let counting_only = state.counting_only;
         *state = FaultState {
             appends,
             syncs,
             files,
             inner,
+            counting_only,
             ..FaultState::default()
         };
-    }
-
-    /// Simulates a power cut on every file opened through the wrapper so
-    /// far: each is cut back to the length its last successful `sync_data`
-    /// covered, and a file created since its directory was last synced is
-    /// removed. Call it once nothing writes any more (the runtime is
-    /// stopped), before opening the directory again; the files are then
-    /// tracked afresh, as after a reboot.
-    ///
-    /// # Errors
-    ///
-    /// The first error of the wrapped file system while cutting.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use statefn_store::{FaultyFs, FileSystem, StdFs};
-    ///
-    /// let dir = tempfile::tempdir()?;
-    /// std::fs::create_dir_all(dir.path())?;
-    /// let fs = FaultyFs::new(Arc::new(StdFs));
-    /// let path = dir.path().join("log");
-    /// let file = fs.open_file(&path, true)?;
-    /// file.append(b"synced")?;
-    /// file.sync_data()?;
-    /// fs.sync_dir(dir.path())?;
-    /// file.append(b" and not")?;
-    ///
-    /// fs.faults().power_cut()?;
-    /// assert_eq!(std::fs::read(&path)?, b"synced");
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn power_cut(&self) -> io::Result<()> {
-        self.cut_power(None)
-    }
-
-    /// A power cut that keeps, of each file, a random prefix of the writes
-    /// no sync covered (`seed` picks it): the first ones whole, the next one
-    /// torn at a random byte, the rest lost. Whether the disk wrote an
-    /// overwrite in place or an append before the power went, the log must
-    /// recover either way. (Writes are kept in order: a disk that persists
-    /// a later unsynced write but not an earlier one is not modelled.)
-    ///
-    /// # Errors
-    ///
-    /// As [`Faults::power_cut`].
-    pub fn power_cut_tearing(&self, seed: u64) -> io::Result<()> {
-        self.cut_power(Some(seed))
-    }
-
-    fn cut_power(&self, seed: Option<u64>) -> io::Result<()> {
-        let (files, inner) = {
-            let mut state = self.state.lock();
-            (std::mem::take(&mut state.files), state.inner.clone())
-        };
-        let Some(inner) = inner else {
-            return Ok(());
-        };
-        let mut random = seed.map(|seed| seed ^ 0x9e37_79b9_7f4a_7c15);
-        let mut files: Vec<_> = files.into_iter().collect();
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-        for (path, durable) in files {
-            if !durable.entry_synced {
-                match inner.remove_file(&path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => continue,
-                }
-            }
-            let file = match inner.open_file(&path, false) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let writes = &durable.unsynced;
-            // Writes kept whole, then the torn one keeps `torn` bytes.
-            let (whole, torn) = match random.as_mut() {
-                None => (0, 0),
-                Some(state) => {
-                    let whole = next_random(state) % (writes.len() as u64 + 1);
-                    let torn = writes
-                        .get(usize::try_from(whole).unwrap_or(usize::MAX))
-                        .map_or(0, |w| next_random(state) % (w.len + 1));
-                    (usize::try_from(whole).unwrap_or(usize::MAX), torn)
-                }
-            };
-            for (index, write) in writes.iter().enumerate().rev() {
-                if index < whole {
-                    break;
-                }
-                write.undo(file.as_ref(), if index == whole { torn } else { 0 })?;
-            }
-            if whole == 0 && torn == 0 && file.len()? > durable.synced_len {
-                file.truncate(durable.synced_len)?;
-            }
-            file.sync_data()?;
-        }
-        Ok(())
-    }
-
-    /// Starts tracking `path` (first open only): what it holds now is
-    /// durable if the file `existed`; a new file's entry is not, yet.
-    fn track(&self, path: &Path, existed: bool, len: u64) {
-        self.state
-            .lock()
-            .files
-            .entry(path.to_path_buf())
-            .or_insert(Durable {
-                synced_len: if existed { len } else { 0 },
-                entry_synced: existed,
-                unsynced: Vec::new(),
-            });
-    }
-
-    fn untrack(&self, path: &Path) {
-        self.state.lock().files.remove(path);
-    }
-
-    /// How many unsynced writes a sync starting now covers.
-    fn unsynced_writes(&self, path: &Path) -> usize {
-        self.state
-            .lock()
-            .files
-            .get(path)
-            .map_or(0, |durable| durable.unsynced.len())
-    }
-
-    /// A sync covered the first `writes` unsynced writes and `len` bytes.
-    fn file_synced(&self, path: &Path, len: u64, writes: usize) {
-        if let Some(durable) = self.state.lock().files.get_mut(path) {
-            durable.synced_len = len;
-            durable.unsynced.drain(..writes.min(durable.unsynced.len()));
-        }
-    }
-
-    fn file_written(&self, path: &Path, write: Unsynced) {
-        if let Some(durable) = self.state.lock().files.get_mut(path) {
-            durable.unsynced.push(write);
-        }
-    }
-
-    /// A truncation is taken as durable at once; the writes it cut off need
-    /// no undoing past the new end.
-    fn file_truncated(&self, path: &Path, len: u64) {
-        if let Some(durable) = self.state.lock().files.get_mut(path) {
-            durable.synced_len = durable.synced_len.min(len);
-            durable.unsynced.retain_mut(|write| {
-                write.len_before = write.len_before.min(len);
-                write
-                    .old
-                    .truncate(usize::try_from(len.saturating_sub(write.offset)).unwrap_or(0));
-                write.offset < len
-            });
-        }
-    }
-
-    fn dir_synced(&self, dir: &Path) {
-        for (path, durable) in &mut self.state.lock().files {
-            if path.parent() == Some(dir) {
-                durable.entry_synced = true;
-            }
-        }
     }
 
     /// Appends attempted on affected paths so far (including failed ones).
@@ -494,6 +343,8 @@ struct FaultyFile {
     inner: Box<dyn LogFile>,
     path: PathBuf,
     faults: Faults,
+    /// See [`FaultyFs::counting_only`].
+    tracks_writes: bool,
 }
 
 impl FaultyFile {
@@ -506,8 +357,28 @@ impl FaultyFile {
         self.inner.read_at(from, n)
     }
 
+    /// Counts a write of `buf` and does it with `write`, or the fault
+    /// configured for it.
+    fn faulted_write(
+        &self,
+        buf: &[u8],
+        write: impl FnOnce(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        match self.faults.before_append(&self.path) {
+            AppendFault::None => write(buf),
+            AppendFault::Fail => Err(injected("append", &self.path)),
+            AppendFault::Short(bytes) => {
+                write(buf.get(..bytes).unwrap_or(buf))?;
+                Err(injected("short write", &self.path))
+            }
+        }
+    }
+
     /// Writes `buf` at `offset`, remembering what a power cut would undo.
     fn tracked_write(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if !self.tracks_writes {
+            return self.inner.write_at(offset, buf);
+        }
         let len_before = self.inner.len()?;
         let old = self.old_bytes(offset, offset + buf.len() as u64, len_before)?;
         self.inner.write_at(offset, buf)?;
@@ -524,14 +395,6 @@ impl FaultyFile {
     }
 }
 
-/// A step of xorshift64*: enough randomness to pick what a power cut keeps.
-fn next_random(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-}
-
 impl LogFile for FaultyFile {
     fn read_all(&self) -> io::Result<Vec<u8>> {
         self.inner.read_all()
@@ -542,24 +405,24 @@ impl LogFile for FaultyFile {
     }
 
     fn append(&self, buf: &[u8]) -> io::Result<()> {
-        self.write_at(self.inner.len()?, buf)
+        if self.tracks_writes {
+            self.write_at(self.inner.len()?, buf)
+        } else {
+            self.faulted_write(buf, |buf| self.inner.append(buf))
+        }
     }
 
     /// Faults count appends and in-place writes alike (both are the log's
     /// writes of records).
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        match self.faults.before_append(&self.path) {
-            AppendFault::None => self.tracked_write(offset, buf),
-            AppendFault::Fail => Err(injected("append", &self.path)),
-            AppendFault::Short(bytes) => {
-                self.tracked_write(offset, buf.get(..bytes).unwrap_or(buf))?;
-                Err(injected("short write", &self.path))
-            }
-        }
+        self.faulted_write(buf, |buf| self.tracked_write(offset, buf))
     }
 
     /// Never fails on command: preallocation is not a write of records.
     fn zero_fill(&self, from: u64, to: u64) -> io::Result<()> {
+        if !self.tracks_writes {
+            return self.inner.zero_fill(from, to);
+        }
         let len_before = self.inner.len()?;
         let old = self.old_bytes(from, to, len_before)?;
         self.inner.zero_fill(from, to)?;
@@ -579,6 +442,9 @@ impl LogFile for FaultyFile {
         if self.faults.before_sync(&self.path)? == SyncFault::Lie {
             return Ok(());
         }
+        if !self.tracks_writes {
+            return self.inner.sync_data();
+        }
         // The length and writes before the sync: what is written while it
         // runs may not be covered.
         let writes = self.faults.unsynced_writes(&self.path);
@@ -596,55 +462,5 @@ impl LogFile for FaultyFile {
 
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::StdFs;
-
-    #[test]
-    fn a_power_cut_drops_a_new_file_whose_directory_was_not_synced() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let fs = FaultyFs::new(Arc::new(StdFs));
-        let kept = dir.path().join("kept");
-        let lost = dir.path().join("lost");
-        let file = fs.open_file(&kept, true)?;
-        file.append(b"kept")?;
-        file.sync_data()?;
-        fs.sync_dir(dir.path())?;
-        let file = fs.open_file(&lost, true)?;
-        file.append(b"synced data, unsynced entry")?;
-        file.sync_data()?;
-
-        fs.faults().power_cut()?;
-        assert_eq!(std::fs::read(&kept)?, b"kept");
-        assert!(!lost.exists(), "its directory entry was never synced");
-        Ok(())
-    }
-
-    #[test]
-    fn a_power_cut_keeps_only_what_a_successful_sync_covered() -> io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let fs = FaultyFs::new(Arc::new(StdFs));
-        let faults = fs.faults();
-        let path = dir.path().join("log");
-        std::fs::write(&path, b"old ")?;
-        // A file that existed before is durable as it was.
-        let file = fs.open_file(&path, false)?;
-        file.append(b"synced ")?;
-        file.sync_data()?;
-        file.append(b"failed ")?;
-        faults.fail_syncs();
-        assert!(file.sync_data().is_err());
-        faults.heal();
-        file.append(b"lied")?;
-        faults.lie_about_syncs();
-        file.sync_data()?;
-
-        faults.power_cut()?;
-        assert_eq!(std::fs::read(&path)?, b"old synced ");
-        Ok(())
     }
 }

@@ -50,7 +50,7 @@ const STOP: u8 = u8::MAX;
 /// A runtime error on a healthy shard, or the victim never recovering.
 pub async fn run(args: &RecoveryArgs) -> Result<(), BoxError> {
     let scratch = Scratch::new(&args.common.data_dir, "recovery-healthy")?;
-    let fs = Arc::new(FaultyFs::new(Arc::new(StdFs)));
+    let fs = Arc::new(FaultyFs::counting_only(Arc::new(StdFs)));
     let faults = fs.faults();
     let runtime = without_checkpoints(Runtime::builder().data_dir(scratch.path()))
         .shards(SHARDS)
