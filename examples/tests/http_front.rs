@@ -342,6 +342,24 @@ async fn the_front_door_answers_calls_exactly_as_the_router_does() {
             ),
         ),
         (
+            "a refused host in capitals",
+            request(
+                "POST",
+                "/v1/Account/gina/deposit",
+                &["Host: Evil.EXAMPLE:8080", JSON],
+                deposit,
+            ),
+        ),
+        (
+            "an allowed host in capitals",
+            request(
+                "POST",
+                "/v1/Account/gina/deposit",
+                &["Host: LocalHost:8080", JSON],
+                deposit,
+            ),
+        ),
+        (
             "a GET of a call",
             request("GET", "/v1/Account/gina/deposit", &[HOST], ""),
         ),
