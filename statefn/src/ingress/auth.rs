@@ -58,6 +58,12 @@ pub(super) fn normalize_hosts(hosts: &[String]) -> Vec<String> {
 
 /// The host name of a `Host` header, without its port, lower case.
 fn host_name(value: &str) -> String {
+    host_part(value).to_ascii_lowercase()
+}
+
+/// The host name of a `Host` header, without its port and trailing dots,
+/// as written (compared ignoring case: no lower-case copy per request).
+fn host_part(value: &str) -> &str {
     let value = value.trim();
     let name = if value.starts_with('[') {
         // `[::1]:8080`: the brackets belong to the name.
@@ -68,16 +74,23 @@ fn host_name(value: &str) -> String {
     } else {
         value.rsplit_once(':').map_or(value, |(name, _port)| name)
     };
-    name.trim_end_matches('.').to_ascii_lowercase()
+    name.trim_end_matches('.')
 }
 
-/// Whether `host` is allowed: any host when the list is empty; else a name
-/// on it, or under one written with a leading `.`.
+/// Whether `host` (any case) is allowed: any host when the list (lower
+/// case) is empty; else a name on it, or under one written with a leading
+/// `.`.
 fn host_allowed(allowed: &[String], host: &str) -> bool {
+    let ends_with = |suffix: &str| {
+        host.len()
+            .checked_sub(suffix.len())
+            .and_then(|start| host.as_bytes().get(start..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
+    };
     allowed.is_empty()
         || allowed.iter().any(|a| match a.strip_prefix('.') {
-            Some(parent) => host == parent || host.ends_with(a.as_str()),
-            None => a == host,
+            Some(parent) => host.eq_ignore_ascii_case(parent) || ends_with(a),
+            None => a.eq_ignore_ascii_case(host),
         })
 }
 
@@ -88,9 +101,10 @@ fn host_allowed(allowed: &[String], host: &str) -> bool {
 /// not, and pass. Run on every request by the ingress's one middleware
 /// ([`observe`](super::observe::observe)), inside its span.
 pub(super) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    if let Some(host) = headers.get(header::HOST) {
-        let host = host_name(&String::from_utf8_lossy(host.as_bytes()));
-        if !host_allowed(&state.allowed_hosts, &host) {
+    if let Some(value) = headers.get(header::HOST) {
+        let value = super::header_text(value);
+        if !host_allowed(&state.allowed_hosts, host_part(&value)) {
+            let host = host_name(&value);
             return Some(
                 ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -128,6 +142,21 @@ mod tests {
     use super::{host_allowed, host_name, normalize_hosts};
 
     #[test]
+    fn header_text_is_borrowed_when_utf8_and_lossy_otherwise() {
+        use axum::http::HeaderValue;
+        use std::borrow::Cow;
+        let ascii = HeaderValue::from_static("LocalHost:8080");
+        assert!(matches!(
+            super::super::header_text(&ascii),
+            Cow::Borrowed("LocalHost:8080")
+        ));
+        let latin1 = HeaderValue::from_bytes(b"caf\xe9.example").unwrap();
+        assert_eq!(super::super::header_text(&latin1), "caf\u{fffd}.example");
+        let utf8 = HeaderValue::from_bytes("café.example".as_bytes()).unwrap();
+        assert_eq!(super::super::header_text(&utf8), "café.example");
+    }
+
+    #[test]
     fn host_names_lose_their_port_and_case() {
         assert_eq!(host_name("LocalHost:8080"), "localhost");
         assert_eq!(host_name("[::1]:80"), "[::1]");
@@ -147,7 +176,18 @@ mod tests {
         ] {
             assert!(host_allowed(&allowed, host), "{host}");
         }
-        for host in ["evilexample.com", "example.com.evil", "x.api.test", "test"] {
+        // Host names are compared ignoring case.
+        for host in ["Example.COM", "A.example.Com", "API.test"] {
+            assert!(host_allowed(&allowed, host), "{host}");
+        }
+        for host in [
+            "evilexample.com",
+            "example.com.evil",
+            "x.api.test",
+            "test",
+            "EvilExample.com",
+            "X.API.TEST",
+        ] {
             assert!(!host_allowed(&allowed, host), "{host}");
         }
         assert!(host_allowed(&[], "anything"));

@@ -3,10 +3,10 @@
 //! and read within a deadline, so that a client trickling it cannot hold the
 //! connection.
 
-use std::time::Duration;
+use std::{task::Poll, time::Duration};
 
 use axum::{
-    body::Body,
+    body::{Bytes, HttpBody},
     http::{HeaderMap, StatusCode, header},
 };
 use http_body_util::BodyExt;
@@ -23,13 +23,28 @@ const DRAIN_BUDGET: usize = 8 << 20;
 /// Reads the arguments of a call: `Null` for no body (the runtime reads it
 /// as no arguments), else the parsed JSON. The body must arrive within
 /// `timeout` (else 408) and be declared JSON, even when empty (else 415).
-pub(super) async fn read_args(
+///
+/// Generic over the body, so that the [`Front`](super::front::Front) reads
+/// hyper's own body without boxing it into axum's.
+pub(super) async fn read_args<B>(
     headers: &HeaderMap,
-    body: Body,
+    body: B,
     limit: usize,
     timeout: Duration,
-) -> Result<Value, ApiError> {
-    let Ok(bytes) = tokio::time::timeout(timeout, read_bounded(headers, body, limit)).await else {
+) -> Result<Value, ApiError>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let read = read_bounded(headers, body, limit);
+    tokio::pin!(read);
+    // A body that is already here (almost every one) is read without
+    // arming the timer: creating it costs more than reading a small body.
+    let bytes = match futures::poll!(read.as_mut()) {
+        Poll::Ready(bytes) => Ok(bytes),
+        Poll::Pending => tokio::time::timeout(timeout, read).await,
+    };
+    let Ok(bytes) = bytes else {
         return Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
@@ -45,9 +60,7 @@ pub(super) async fn read_args(
     // another site only after a CORS preflight that the ingress does not
     // grant, so this is what keeps web pages (forms, beacons, `no-cors`
     // fetches) from calling handlers.
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let content_type = headers.get(header::CONTENT_TYPE).map(super::header_text);
     if !content_type.as_deref().is_some_and(is_json) {
         let given = content_type.map_or_else(|| "none".to_owned(), |t| format!("{t:?}"));
         return Err(ApiError::new(
@@ -84,11 +97,13 @@ pub(super) async fn read_args(
 
 /// The whole body if it is at most `limit` bytes; else 413, after draining
 /// the rest (up to [`DRAIN_BUDGET`]) so that the client reads the answer.
-async fn read_bounded(
-    headers: &HeaderMap,
-    mut body: Body,
-    limit: usize,
-) -> Result<Vec<u8>, ApiError> {
+/// A body that arrives in one frame (any small one) is that frame's bytes,
+/// not a copy.
+async fn read_bounded<B>(headers: &HeaderMap, mut body: B, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -96,7 +111,9 @@ async fn read_bounded(
     if declared.is_some_and(|n| n > limit.saturating_add(DRAIN_BUDGET)) {
         return Err(too_large(limit));
     }
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut first = Bytes::new();
+    // Only when a second non-empty frame arrives.
+    let mut joined: Option<Vec<u8>> = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             ApiError::bad_request("invalid_body", format!("the body could not be read: {e}"))
@@ -104,17 +121,29 @@ async fn read_bounded(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        if bytes.len() + data.len() > limit {
+        let read = joined.as_ref().map_or(first.len(), Vec::len);
+        if read + data.len() > limit {
             drain(body, DRAIN_BUDGET).await;
             return Err(too_large(limit));
         }
-        bytes.extend_from_slice(&data);
+        match &mut joined {
+            Some(bytes) => bytes.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None if data.is_empty() => {}
+            None => {
+                let mut bytes =
+                    Vec::with_capacity(declared.unwrap_or(0).min(limit).max(read + data.len()));
+                bytes.extend_from_slice(&first);
+                bytes.extend_from_slice(&data);
+                joined = Some(bytes);
+            }
+        }
     }
-    Ok(bytes)
+    Ok(joined.map_or(first, Bytes::from))
 }
 
 /// Reads and discards up to `budget` bytes of `body`.
-async fn drain(mut body: Body, mut budget: usize) {
+async fn drain<B: HttpBody<Data = Bytes> + Unpin>(mut body: B, mut budget: usize) {
     while budget > 0 {
         match body.frame().await {
             Some(Ok(frame)) => {
@@ -134,16 +163,27 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// `application/json`, or any `application/*+json`, with any parameters.
+/// `application/json`, or any `application/*+json`, with any parameters,
+/// in any case.
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    if content_type == "application/json" {
+        return true; // what nearly every client sends
+    }
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let starts_with = |prefix: &str| {
+        essence
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    let ends_with = |suffix: &str| {
+        essence
+            .len()
+            .checked_sub(suffix.len())
+            .and_then(|start| essence.get(start..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+    };
+    essence.eq_ignore_ascii_case("application/json")
+        || (starts_with("application/") && ends_with("+json"))
 }
 
 /// Whether `json` nests `[`/`{` deeper than `max`, looking past strings. Runs
@@ -187,6 +227,13 @@ mod tests {
         assert!(is_json("application/json"));
         assert!(is_json("Application/JSON; charset=utf-8"));
         assert!(is_json("application/merge-patch+json"));
+        assert!(is_json(" APPLICATION/Merge-Patch+JSON ;charset=utf-8"));
+        assert!(is_json("application/+json"));
+        assert!(!is_json("application+json"));
+        assert!(!is_json("text/json"));
+        assert!(!is_json("application/json5"));
+        assert!(!is_json("applicatio\u{e9}/+json"));
+        assert!(!is_json("\u{e9}pplication/json"));
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/x-www-form-urlencoded"));
         assert!(!is_json(""));

@@ -14,16 +14,14 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    service::TowerToHyperService,
-};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::TcpListener,
     sync::{Semaphore, watch},
 };
+
+use super::front::Front;
 
 /// The largest connection limit taken as given: far above any file
 /// descriptor limit, and small enough to count in a semaphore.
@@ -54,7 +52,7 @@ pub(super) struct Limits {
 /// disturbed.
 pub(super) async fn serve(
     listener: TcpListener,
-    router: Router,
+    front: Front,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -71,7 +69,12 @@ pub(super) async fn serve(
         // its buffer shared with the request's headers: a fresh 8 KiB
         // buffer on every request (issue 14). A client that goes away is
         // noticed when its answer is written, as one that stays silent is.
-        .half_close(true);
+        .half_close(true)
+        // Answers are small: one buffer and one `write` (head and body
+        // copied together) cost less than queueing the body for `writev`
+        // (~400 instructions a request at C=128, issue 14). The bytes sent
+        // are the same.
+        .writev(false);
     let open = metrics::gauge!(crate::metrics::HTTP_CONNECTIONS);
     tokio::pin!(shutdown);
     loop {
@@ -99,10 +102,7 @@ pub(super) async fn serve(
         };
         // Answers are small and sent whole: do not hold them back.
         let _ = stream.set_nodelay(true);
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
-        );
+        let connection = http.serve_connection(TokioIo::new(stream), front.clone());
         let mut stop = stop_rx.clone();
         let mut kill = kill_rx.clone();
         let open = open.clone();

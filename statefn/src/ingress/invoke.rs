@@ -13,11 +13,12 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
+    body::{Bytes, HttpBody},
     extract::{
         Path, Query, Request, State,
         rejection::{PathRejection, QueryRejection},
     },
-    http::{HeaderMap, StatusCode, request::Parts},
+    http::{HeaderMap, HeaderName, StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -27,7 +28,12 @@ use super::{AppState, body::read_args, delay::parse_delay, error::ApiError};
 use crate::{JsonReply, protocol::idempotency};
 
 /// The header that makes a call exactly-once across client retries.
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// A `HeaderName` rather than a `&str`: a lookup by string parses the name
+/// on every request.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// The W3C trace context header.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The path of a call.
 #[derive(Debug, Deserialize)]
@@ -54,18 +60,36 @@ pub(super) async fn call(
     // The request itself, not a `HeaderMap` extractor: that one clones
     // every header.
     let (Parts { headers, .. }, body) = request.into_parts();
-    let key = idempotency_key(&headers)?;
-    let args = read_args(&headers, body, state.body_limit, state.body_read_timeout).await?;
+    call_target(
+        &state,
+        &target.type_name,
+        &target.id,
+        &target.handler,
+        &headers,
+        body,
+    )
+    .await
+}
+
+/// [`call`] once its path is read: also what the [`Front`](super::front::Front)
+/// runs for the calls it serves without the router.
+pub(super) async fn call_target<B>(
+    state: &AppState,
+    type_name: &str,
+    id: &str,
+    handler: &str,
+    headers: &HeaderMap,
+    body: B,
+) -> Result<Response, ApiError>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let key = idempotency_key(headers)?;
+    let args = read_args(headers, body, state.body_limit, state.body_read_timeout).await?;
     let reply = state
         .runtime
-        .call_json_traced(
-            &target.type_name,
-            &target.id,
-            &target.handler,
-            args,
-            key,
-            trace_parent(&headers),
-        )
+        .call_json_traced(type_name, id, handler, args, key, trace_parent(headers))
         .await
         .map_err(|e| ApiError::from_runtime(e, state.list_api_in_errors))?;
     Ok(match reply {
@@ -224,16 +248,20 @@ pub(super) async fn cancel(
 /// the W3C specification asks (the call is not refused).
 fn trace_parent(headers: &HeaderMap) -> Option<crate::TraceContext> {
     headers
-        .get("traceparent")
+        .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::TraceContext::parse)
 }
 
 fn bad_path(rejection: PathRejection) -> ApiError {
-    ApiError::bad_request(
-        "invalid_path",
-        format!("the path cannot be read: {}", rejection.body_text()),
-    )
+    invalid_path(&rejection.body_text())
+}
+
+/// The 400 for a path that cannot be read; `why` is axum's rejection text
+/// (the [`Front`](super::front::Front) writes the same for the calls it
+/// reads itself).
+pub(super) fn invalid_path(why: &str) -> ApiError {
+    ApiError::bad_request("invalid_path", format!("the path cannot be read: {why}"))
 }
 
 /// The `Idempotency-Key` header, checked as every key is

@@ -134,6 +134,7 @@ mod connections;
 mod delay;
 mod egress;
 mod error;
+mod front;
 mod invoke;
 mod observe;
 mod openapi;
@@ -227,6 +228,15 @@ pub fn openapi(runtime: &Runtime) -> serde_json::Value {
     openapi::document(runtime)
 }
 
+/// A header's text: borrowed when it is UTF-8 (checked the quick way
+/// first), else with U+FFFD for the bytes that are not.
+fn header_text(value: &axum::http::HeaderValue) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()),
+    }
+}
+
 /// What every request handler shares.
 #[derive(Debug)]
 struct AppState {
@@ -290,6 +300,12 @@ struct AppState {
 /// # }
 /// ```
 pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
+    routes(runtime, config).1
+}
+
+/// [`router`], and the state its handlers share (which the [`Server`]'s
+/// [`Front`](front::Front) shares too).
+fn routes(runtime: Runtime, config: IngressConfig) -> (Arc<AppState>, Router) {
     let admin_on = config.admin_token.is_some();
     let state = Arc::new(AppState {
         runtime,
@@ -340,7 +356,7 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
             router = router.route("/admin/cluster", get(admin::cluster));
         }
     }
-    router
+    let router = router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // One layer: the span, the host and origin checks, and the request
@@ -349,5 +365,6 @@ pub fn router(runtime: Runtime, config: IngressConfig) -> Router {
             Arc::clone(&state),
             observe::observe,
         ))
-        .with_state(state)
+        .with_state(Arc::clone(&state));
+    (state, router)
 }

@@ -2,6 +2,7 @@
 //! and `GET /metrics`.
 
 use std::{
+    future::Future,
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -111,6 +112,23 @@ pub(super) async fn observe(
 ) -> Response {
     // The route pattern, not the path: ids must not become label values.
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    observed(&state, route, request, |request| next.run(request)).await
+}
+
+/// What [`observe`] does around `next`, for a request of `route` (a route
+/// pattern): also run by the [`Front`](super::front::Front) for the calls it
+/// serves without the router, so that they are traced, checked and counted
+/// exactly as the router's requests are.
+pub(super) async fn observed<B, F, Fut>(
+    state: &AppState,
+    route: &str,
+    request: Request<B>,
+    next: F,
+) -> Response
+where
+    F: FnOnce(Request<B>) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let span = tracing::info_span!(
         "http",
         method = %request.method(),
@@ -118,10 +136,10 @@ pub(super) async fn observe(
         status = tracing::field::Empty,
     );
     let started = Instant::now();
-    let refused = span.in_scope(|| auth::refusal(&state, request.headers()));
+    let refused = span.in_scope(|| auth::refusal(state, request.headers()));
     let response = match refused {
         Some(refused) => refused,
-        None => next.run(request).instrument(span.clone()).await,
+        None => next(request).instrument(span.clone()).await,
     };
     let elapsed = started.elapsed();
     let status = response.status();

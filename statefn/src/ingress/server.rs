@@ -3,13 +3,13 @@
 
 use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
 
-use axum::Router;
 use tokio::net::TcpListener;
 
 use super::{
     IngressConfig, ServeError,
     connections::{self, Limits},
-    install_prometheus_recorder, router,
+    front::Front,
+    install_prometheus_recorder, routes,
 };
 use crate::Runtime;
 
@@ -44,7 +44,8 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// ```
 pub struct Server {
     listener: TcpListener,
-    router: Router,
+    /// The router, behind the call route served without it.
+    front: Front,
     limits: Limits,
     runtime: Runtime,
     local_addr: SocketAddr,
@@ -96,10 +97,11 @@ impl Server {
             header_read_timeout: config.header_read_timeout,
             drain_timeout: config.drain_timeout,
         };
+        let (state, router) = routes(runtime.clone(), config);
         Ok(Server {
             listener,
             limits,
-            router: router(runtime.clone(), config),
+            front: Front::new(state, router),
             runtime,
             local_addr,
             prometheus,
@@ -170,7 +172,7 @@ impl Server {
             // Long-polls answer now, so that the drain does not wait for them.
             runtime.inner().egress.close_readers();
         };
-        connections::serve(self.listener, self.router, self.limits, shutdown).await;
+        connections::serve(self.listener, self.front, self.limits, shutdown).await;
         upkeep.abort();
         tracing::info!("HTTP server stopped; shutting down the runtime");
         self.runtime.shutdown().await?;
