@@ -67,18 +67,13 @@ def targets(rows):
 
     fs = find(rows, "http", "floor: append+fdatasync")
     fs_p50 = fs.get("p50_ms") if fs else None
-    for client, variant in (("our client", "bank"), ("shared loadgen", None)):
+    for client, variant in (("our client", "bank"), ("shared loadgen", "bank (shared loadgen)")):
         for c in (1, 128):
             floor = find(rows, "http", "floor: axum noop", callers=c)
-            if not variant:
+            if client == "shared loadgen":
                 # Like with like where the run has it: the floor under loadgen too.
                 floor = find(rows, "http", "floor: axum noop (shared loadgen)", callers=c) or floor
-            if variant:
-                bank = find(rows, "http", variant, callers=c, keys=1000)
-            else:
-                bank = next((x for x in rows if x.get("scenario") == "http"
-                             and "loadgen" in x.get("variant", "")
-                             and x.get("params", {}).get("callers") == c), None)
+            bank = find(rows, "http", variant, callers=c, keys=1000)
             if bank is None or floor is None:
                 continue
             if c == 128:
