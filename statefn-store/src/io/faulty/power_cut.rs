@@ -59,7 +59,7 @@ impl Faults {
     /// # Errors
     ///
     /// The first error of the wrapped file system while cutting;
-    /// [`io::ErrorKind::Unsupported`] on a [`FaultyFs::counting_only`]
+    /// [`io::ErrorKind::Unsupported`] on a [`FaultyFs::counting_only`](super::FaultyFs::counting_only)
     /// wrapper, which kept no record of what to cut.
     ///
     /// # Examples
