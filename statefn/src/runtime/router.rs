@@ -43,9 +43,7 @@ impl RuntimeInner {
         enqueue: Option<Duration>,
         trace: Option<TraceContext>,
     ) -> Result<oneshot::Receiver<Result<Vec<u8>, Error>>, Error> {
-        if self.closing.load(Ordering::SeqCst) {
-            return Err(Error::ShuttingDown);
-        }
+        // A closing runtime refuses the call in `submit_registered`.
         self.registry.get(target.type_name())?;
         let shard = target.shard_id(self.shard_count());
         self.submit_registered(target, shard, message, key, enqueue, trace)
@@ -73,7 +71,6 @@ impl RuntimeInner {
             idempotency::check_key(key)?;
         }
         let (tx, rx) = oneshot::channel();
-
         #[cfg(feature = "cluster")]
         if let Some(transport) = self.transport()
             && self.is_remote(shard)
